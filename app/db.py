@@ -1,0 +1,63 @@
+"""Database engine (SQLite in WAL mode by default, PostgreSQL through the URL) and Alembic migrations."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MIGRATIONS_DIR = Path(__file__).parent / 'migrations'
+log = logging.getLogger(__name__)
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL cannot be used."""
+
+
+def normalise_url(url: str) -> str:
+    """Accept the common spellings of a PostgreSQL URL and point them at psycopg 3."""
+    for prefix in ('postgres://', 'postgresql://'):
+        if url.startswith(prefix):
+            return 'postgresql+psycopg://' + url[len(prefix):]
+    return url
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for `url`; for a SQLite file the folder is created and WAL mode switched on."""
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlError(f'not a database URL: {url!r}') from None
+    if parsed.get_backend_name() == 'sqlite':
+        if parsed.database and parsed.database != ':memory:':
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={'check_same_thread': False, 'timeout': 30})
+        event.listen(engine, 'connect', _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == 'postgresql':
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    raise DatabaseUrlError(f'unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://')
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute('PRAGMA journal_mode=WAL')
+    cursor.execute('PRAGMA synchronous=NORMAL')
+    cursor.execute('PRAGMA busy_timeout=30000')
+    cursor.execute('PRAGMA cache_size=-65536')  # 64 MiB: keeps the event indexes in memory while ingesting
+    cursor.close()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    config = Config()
+    config.set_main_option('script_location', str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes['connection'] = connection
+        command.upgrade(config, 'head')
+    log.debug('database schema is at head')

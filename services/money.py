@@ -1,0 +1,36 @@
+"""Money is integer micro-USD inside SpendGauge; USD decimal strings only at the edges."""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+
+MICROS_PER_USD = 1_000_000
+_MICRO = Decimal('0.000001')
+
+
+def usd_to_micros(usd: Decimal | int | str) -> int:
+    """Round a USD amount half-even to whole micro-USD."""
+    try:
+        value = Decimal(usd)
+    except InvalidOperation:
+        raise ValueError(f'not a dollar amount: {usd!r}') from None
+    if not value.is_finite():
+        raise ValueError(f'not a finite dollar amount: {usd!r}')
+    return int((value * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def micros_to_usd(micros: int) -> str:
+    """`7250` -> `'0.007250'`: exact, six decimals, no float on the way."""
+    return str((Decimal(micros) / MICROS_PER_USD).quantize(_MICRO))
+
+
+def money(name: str, micros: int) -> dict[str, int | str]:
+    """The pair every API response carries for an amount: `<name>_micros` and `<name>_usd`."""
+    return {f'{name}_micros': micros, f'{name}_usd': micros_to_usd(micros)}
+
+
+def format_usd(micros: int, places: int = 2) -> str:
+    """Human form for the CLI and the page: `$3.12`, or more places for small amounts."""
+    value = Decimal(micros) / MICROS_PER_USD
+    if micros and abs(value) < Decimal('0.01') and places == 2:
+        places = 4
+    return f'${value:,.{places}f}'

@@ -1,0 +1,73 @@
+"""Budget periods (day, week from Monday, month) in the configured time zone, as UTC half-open ranges."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+PERIODS = ('day', 'week', 'month')
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    start: datetime  # aware UTC, inclusive
+    end: datetime  # aware UTC, exclusive
+
+    def seconds_left(self, now: datetime) -> int:
+        return max(0, int((self.end - now).total_seconds()))
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def period_containing(name: str, now: datetime, zone: ZoneInfo) -> Period:
+    """The day, week or month (in `zone`) that contains `now`."""
+    local = now.astimezone(zone).date()
+    if name == 'day':
+        first, after = local, local + timedelta(days=1)
+    elif name == 'week':
+        first = local - timedelta(days=local.weekday())
+        after = first + timedelta(days=7)
+    elif name == 'month':
+        first = local.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f'period must be one of {", ".join(PERIODS)}, got {name!r}')
+    return Period(name, _local_midnight(first, zone), _local_midnight(after, zone))
+
+
+def local_days(last_day: date, days: int, zone: ZoneInfo) -> list[tuple[date, datetime, datetime]]:
+    """`days` consecutive local days ending with `last_day`, each with its UTC range."""
+    first = last_day - timedelta(days=days - 1)
+    result = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        result.append((day, _local_midnight(day, zone), _local_midnight(day + timedelta(days=1), zone)))
+    return result
+
+
+def hour_floor(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ceil(ts: datetime) -> datetime:
+    floor = hour_floor(ts)
+    return floor if floor == ts else floor + timedelta(hours=1)
+
+
+def format_duration(seconds: int) -> str:
+    """`18720` -> `'5 h 12 min'`."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes = rest // 60
+    if hours and minutes:
+        return f'{hours} h {minutes} min'
+    if hours:
+        return f'{hours} h'
+    return f'{minutes} min'
+
+
+def as_utc(ts: datetime) -> datetime:
+    """Aware UTC; a naive timestamp is taken to be UTC already."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
