@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -82,7 +81,18 @@ def load_settings(env_file: str | Path | None = '.env') -> Settings:
     )
 
 
-@lru_cache(maxsize=1)
+_settings: Settings | None = None
+
+
 def get_settings() -> Settings:
     """The process-wide settings, loaded on first use."""
-    return load_settings()
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+def use_settings(settings: Settings | None) -> None:
+    """Replace the process-wide settings (command-line flags); None reloads them on next use."""
+    global _settings
+    _settings = settings

@@ -1,0 +1,21 @@
+"""The REST API under /api/v1, mounted on NiceGUI's FastAPI app."""
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, HTTPException
+
+from app.api import errors
+from app.api.routes import agents, budget, health, prices, sessions, usage
+
+api_router = APIRouter(prefix='/api/v1')
+for module in (health, usage, budget, sessions, agents, prices):
+    api_router.include_router(module.router)
+
+
+@api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], include_in_schema=False)
+def not_found(path: str) -> None:
+    raise HTTPException(404, f'no such endpoint: /api/v1/{path}')
+
+
+def install(app: FastAPI) -> None:
+    errors.install(app)
+    app.include_router(api_router)

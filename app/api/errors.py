@@ -1,0 +1,47 @@
+"""Every error a caller can cause is a 4xx JSON body with a `detail` that names the field; nothing is a 500."""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(ValueError):
+    """Raised by routes for input that parses but makes no sense; becomes a 400/422 with the message."""
+
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = describe_validation(errors)
+        return JSONResponse({'detail': message, 'errors': _plain(errors)}, status_code=422)
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(_request: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({'detail': str(exc)}, status_code=exc.status_code)
+
+
+def describe_validation(errors: list) -> str:
+    parts = []
+    for item in errors:
+        loc = [str(p) for p in item.get('loc', ()) if p not in ('body', 'query', 'path', 'header')]
+        message = str(item.get('msg', 'invalid')).removeprefix('Value error, ')
+        if item.get('type') == 'json_invalid':
+            message = 'the request body is not valid JSON'
+            loc = []
+        parts.append(f'{".".join(loc)}: {message}' if loc else message)
+    return '; '.join(parts) or 'invalid request'
+
+
+def _plain(errors: list) -> list[dict]:
+    return [{'loc': list(e.get('loc', ())), 'msg': str(e.get('msg')), 'type': e.get('type')} for e in errors]
+

@@ -1,0 +1,19 @@
+"""Liveness and readiness."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from app import __version__
+from app.api.deps import ReadConn
+
+router = APIRouter(tags=['health'])
+
+
+@router.get('/health')
+def health(conn: ReadConn) -> dict[str, Any]:
+    """200 when the server and its database answer."""
+    conn.execute(text('SELECT 1'))
+    return {'status': 'ok', 'version': __version__, 'database': conn.dialect.name}

@@ -1,0 +1,62 @@
+"""Price overrides and the models we could not price."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, StringConstraints
+
+from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from services import price_overrides
+
+router = APIRouter(prefix='/prices', tags=['prices'])
+UsdPerMtok = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class OverrideIn(BaseModel):
+    provider: Name
+    model: Name
+    input_usd_per_mtok: UsdPerMtok
+    output_usd_per_mtok: UsdPerMtok
+    cache_read_usd_per_mtok: UsdPerMtok | None = Field(default=None, description='defaults to the input price')
+    cache_write_usd_per_mtok: UsdPerMtok | None = Field(default=None, description='defaults to the input price')
+
+
+@router.get('')
+def list_overrides(conn: ReadConn) -> dict[str, Any]:
+    """Our own prices, applied before genai-prices."""
+    items = price_overrides.list_overrides(conn)
+    return {'items': items, 'count': len(items)}
+
+
+@router.put('', dependencies=WRITE)
+def put_override(body: OverrideIn, rt: RuntimeDep) -> dict[str, Any]:
+    """Create or replace the price of a provider/model (USD per million tokens)."""
+    with rt.engine.begin() as conn:
+        result = price_overrides.put(conn, body.provider.lower(), body.model, {
+            'input': body.input_usd_per_mtok, 'output': body.output_usd_per_mtok,
+            'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok})
+    rt.reload_prices()
+    rt.hub.publish('prices')
+    return result
+
+
+@router.delete('', dependencies=WRITE)
+def delete_override(provider: Annotated[str, Query(min_length=1)], model: Annotated[str, Query(min_length=1)],
+                    conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Remove an override; the model goes back to genai-prices."""
+    if not price_overrides.remove(conn, provider.lower(), model):
+        raise HTTPException(404, f'no price override for {provider}/{model}')
+    conn.commit()
+    rt.reload_prices()
+    rt.hub.publish('prices')
+    return {'deleted': True, 'provider': provider.lower(), 'model': model}
+
+
+@router.get('/unpriced')
+def unpriced(conn: ReadConn) -> dict[str, Any]:
+    """Models seen without a known price: their calls are stored with cost_source=unpriced, never a silent $0."""
+    items = price_overrides.unpriced(conn)
+    return {'items': items, 'count': len(items)}

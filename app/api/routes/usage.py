@@ -1,0 +1,83 @@
+"""Recording usage events and reading them back."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import WRITE, ReadConn, RuntimeDep
+from app.api.errors import BadRequest
+from services.events import UsageEventIn
+from services.ledger import MAX_BATCH, EventRejected
+from services.usage import UsageQuery, list_usage
+
+router = APIRouter(prefix='/usage', tags=['usage'])
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+_BATCH_SCHEMA = {
+    'required': True,
+    'content': {'application/json': {'schema': {
+        'type': 'object', 'required': ['events'],
+        'properties': {'events': {'type': 'array', 'maxItems': MAX_BATCH,
+                                  'items': UsageEventIn.model_json_schema()}}}}},
+}
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status_code, media_type='application/json')
+
+
+@router.post('', dependencies=WRITE, status_code=201,
+             responses={200: {'description': 'Already recorded: the stored event, counted once'}})
+def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
+    """Record one LLM call. Returns the stored event with `cost_micros` and `cost_source`."""
+    try:
+        status, row = rt.ledger.record(event)
+    except EventRejected as exc:
+        raise BadRequest(str(exc)) from None
+    return json_response({'status': status, **row}, 201 if status == 'stored' else 200)
+
+
+@router.post('/batch', dependencies=WRITE, openapi_extra={'requestBody': _BATCH_SCHEMA})
+async def record_batch(request: Request, rt: RuntimeDep) -> Response:
+    """Record up to 10,000 events. Each gets a result: stored, duplicate, or rejected with its index and reason."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f'the request body is larger than {MAX_BODY_BYTES // 2**20} MiB', 413)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest('the request body is not valid JSON', 400) from None
+    events = payload.get('events') if isinstance(payload, dict) else None
+    if not isinstance(events, list):
+        raise BadRequest('events: required, a list of usage events')
+    if len(events) > MAX_BATCH:
+        raise BadRequest(f'events: at most {MAX_BATCH} events per batch, got {len(events)}', 413)
+    results = await run_in_threadpool(rt.ledger.record_batch, events)
+    counts = {'stored': 0, 'duplicate': 0, 'rejected': 0}
+    for result in results:
+        counts[result.status] += 1
+    return json_response({**counts, 'results': [r.as_dict() for r in results]})
+
+
+@router.get('')
+def get_usage(
+    conn: ReadConn,
+    start: Annotated[datetime | None, Query(alias='from', description='ISO time, inclusive')] = None,
+    end: Annotated[datetime | None, Query(alias='to', description='ISO time, exclusive')] = None,
+    agent_id: str | None = None, session_id: str | None = None, provider: str | None = None,
+    model: str | None = None, task_id: str | None = None, user_id: str | None = None, project: str | None = None,
+    channel: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> Response:
+    """Recorded events, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    query = UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
+                       limit, cursor)
+    try:
+        return json_response(list_usage(conn, query))
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None

@@ -1,0 +1,314 @@
+"""`spendgauge`: run the server, or talk to one (`--url`) or to the database directly (`--db`).
+
+Every failure prints one line to stderr and exits non-zero: 1 for a refused or failed request, 2 for bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import httpx
+
+from app.config import SettingsError, load_settings, use_settings
+from services.money import format_usd, usd_to_micros
+
+DEFAULT_URL = 'http://127.0.0.1:8080'
+BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Backend(Protocol):
+    def record(self, event: dict[str, Any]) -> dict[str, Any]: ...
+    def summary(self, period: str) -> dict[str, Any]: ...
+    def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
+    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]: ...
+
+
+class HttpBackend:
+    """Talks to a running server through the REST API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {'Authorization': f'Bearer {token}'} if token else {}
+        self.url = url.rstrip('/')
+        self.client = httpx.Client(base_url=self.url + '/api/v1', headers=headers, timeout=30)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise CliError(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
+                           '`spendgauge serve`, or pass --db to use the database directly') from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get('detail')
+            except ValueError:
+                detail = response.text[:200]
+            raise CliError(f'server answered {response.status_code}: {detail}')
+        return response.json()
+
+    def record(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self._call('POST', '/usage', json=event)
+
+    def summary(self, period: str) -> dict[str, Any]:
+        return self._call('GET', '/budget/summary', params={'period': period})
+
+    def breakdown(self, by: str, period: str) -> dict[str, Any]:
+        return self._call('GET', f'/budget/by-{by}', params={'period': period})
+
+    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
+        return self._call('PUT', f'/budget/limits/{period}', json={'limit_usd': str(usd)})
+
+
+class DirectBackend:
+    """Uses the services on the database itself: no server needed."""
+
+    def __init__(self, database_url: str) -> None:
+        from app import runtime
+
+        settings = load_settings().with_overrides(database_url=database_url)
+        self.rt = runtime.start(settings)
+
+    def record(self, event: dict[str, Any]) -> dict[str, Any]:
+        from services.ledger import EventRejected
+
+        try:
+            status, row = self.rt.ledger.record(event)
+        except EventRejected as exc:
+            raise CliError(f'rejected: {exc}') from None
+        return {'status': status, **row}
+
+    def summary(self, period: str) -> dict[str, Any]:
+        from services import budget
+
+        with self.rt.engine.connect() as conn:
+            return budget.period_summary(conn, period, self.rt.settings.zone, self.rt.settings.daily_limit_micros)
+
+    def breakdown(self, by: str, period: str) -> dict[str, Any]:
+        from services import budget
+
+        with self.rt.engine.connect() as conn:
+            span = budget.resolve_range(period, None, None, self.rt.settings.zone)
+            return budget.spend_breakdown(conn, BREAKDOWNS[by], span)
+
+    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
+        from services import app_settings
+        from services.money import money
+
+        micros = usd_to_micros(usd)
+        with self.rt.engine.begin() as conn:
+            app_settings.set_limit(conn, period, micros)
+        return {'period': period, **money('limit', micros)}
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.server import UnsafeExposure, serve
+
+    settings = load_settings().with_overrides(host=args.host, port=args.port, database_url=args.db)
+    use_settings(settings)
+    try:
+        serve(settings, native=args.native)
+    except UnsafeExposure as exc:
+        raise CliError(str(exc), 2) from None
+    return 0
+
+
+def cmd_record(args: argparse.Namespace, backend: Backend) -> int:
+    event: dict[str, Any] = {
+        'model': args.model, 'provider': args.provider, 'agent_id': args.agent, 'session_id': args.session,
+        'task_id': args.task, 'user_id': args.user, 'project': args.project, 'channel': args.channel,
+        'input_tokens': args.input, 'output_tokens': args.output, 'cache_read_tokens': args.cache_read,
+        'cache_write_tokens': args.cache_write, 'event_id': args.event_id, 'tags': args.tag or [],
+        'latency_ms': args.latency_ms, 'ts': args.ts, 'source': 'sdk',
+    }
+    if args.cost is not None:
+        event['cost_usd'] = str(args.cost)
+    stored = backend.record({k: v for k, v in event.items() if v is not None})
+    if args.json:
+        print(json.dumps(stored, indent=2))
+    else:
+        print(f'{stored["status"]}: {stored["event_id"]} {stored["provider"]}/{stored["model"]} '
+              f'{stored["input_tokens"]:,} in / {stored["output_tokens"]:,} out = '
+              f'{format_usd(stored["cost_micros"], 6)} ({stored["cost_source"]})')
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
+    s = backend.summary(args.period)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    spent, limit = s['spent_micros'], s['limit_micros']
+    if limit:
+        width = 30
+        filled = min(width, round(width * spent / limit))
+        print(f'[{"#" * filled}{"." * (width - filled)}] {format_usd(spent)} / {format_usd(limit)} '
+              f'({s["percent"]}%)  resets in {s["resets_in"]}')
+    else:
+        print(f'{format_usd(spent)} spent this {args.period}, no limit set')
+    channels = s['by_channel']
+    print(f'Via LiteLLM: {format_usd(channels["litellm"]["spent_micros"])} | '
+          f'Direct: {format_usd(channels["direct"]["spent_micros"])} | Total: {format_usd(spent)}')
+    return 0
+
+
+def cmd_get_usage(args: argparse.Namespace, backend: Backend) -> int:
+    data = backend.breakdown(args.by, args.period)
+    key = BREAKDOWNS[args.by]
+    rows = [{args.by: item[key] or '(none)', 'requests': item['requests'], 'input_tokens': item['input_tokens'],
+             'output_tokens': item['output_tokens'], 'cost_usd': item['cost_usd']} for item in data['items']]
+    if args.format == 'json':
+        print(json.dumps({'period': args.period, 'start': data['start'], 'end': data['end'],
+                          'total_usd': data['total_usd'], 'items': rows}, indent=2))
+    elif args.format == 'csv':
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=[args.by, 'requests', 'input_tokens', 'output_tokens', 'cost_usd'],
+                                lineterminator='\n')
+        writer.writeheader()
+        writer.writerows(rows)
+        print(out.getvalue(), end='')
+    else:
+        print(_table(rows, [args.by, 'requests', 'input_tokens', 'output_tokens', 'cost_usd']))
+        print(f'total this {args.period}: ${data["total_usd"]}')
+    return 0
+
+
+def cmd_set_limit(args: argparse.Namespace, backend: Backend) -> int:
+    result = backend.set_limit(args.period, args.usd)
+    print(f'{args.period} limit set to {format_usd(result["limit_micros"])}')
+    return 0
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return '(no usage)'
+    cells = [[str(r[c]) if not isinstance(r[c], int) else f'{r[c]:,}' for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ['  '.join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+              for row in cells]
+    return '\n'.join(lines)
+
+
+# --- argument parsing -------------------------------------------------------------------------------------------
+
+def _usd(text: str) -> Decimal:
+    try:
+        value = Decimal(text.lstrip('$'))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f'not a dollar amount: {text!r}') from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f'must be a non-negative dollar amount: {text!r}')
+    return value
+
+
+def _tokens(text: str) -> int:
+    try:
+        value = int(text.replace(',', '').replace('_', ''))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'not a whole number of tokens: {text!r}') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'token counts cannot be negative: {text!r}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='spendgauge', description='Self-hosted LLM budget tool.')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    serve = sub.add_parser('serve', help='run the dashboard, REST API and schedulers')
+    serve.add_argument('--host', help='address to listen on (default 127.0.0.1)')
+    serve.add_argument('--port', type=int, help='port (default 8080)')
+    serve.add_argument('--db', help='database URL (default sqlite:///./data/spendgauge.db)')
+    serve.add_argument('--native', action='store_true', help='open a desktop window (needs the native extra)')
+
+    def client_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument('--url', default=os.environ.get('SPENDGAUGE_URL', DEFAULT_URL),
+                       help='server to talk to (env SPENDGAUGE_URL)')
+        p.add_argument('--db', help='use this database directly instead of a server')
+
+    record = sub.add_parser('record', help='record one LLM call')
+    client_options(record)
+    record.add_argument('--model', required=True)
+    record.add_argument('--provider')
+    record.add_argument('--agent')
+    record.add_argument('--session')
+    record.add_argument('--task')
+    record.add_argument('--user')
+    record.add_argument('--project')
+    record.add_argument('--channel', choices=['direct', 'litellm'])
+    record.add_argument('--input', type=_tokens, default=0, help='input tokens, cached ones included')
+    record.add_argument('--output', type=_tokens, default=0)
+    record.add_argument('--cache-read', type=_tokens, default=0)
+    record.add_argument('--cache-write', type=_tokens, default=0)
+    record.add_argument('--cost', type=_usd, help='cost in USD as reported by the provider')
+    record.add_argument('--event-id')
+    record.add_argument('--tag', action='append')
+    record.add_argument('--latency-ms', type=int)
+    record.add_argument('--ts', help='ISO time of the call (default now)')
+    record.add_argument('--json', action='store_true')
+
+    status = sub.add_parser('status', help="today's spend against the limit")
+    client_options(status)
+    status.add_argument('--period', choices=['day', 'week', 'month'], default='day')
+    status.add_argument('--json', action='store_true')
+
+    usage = sub.add_parser('get-usage', help='spend for a period, by model, provider, agent or channel')
+    client_options(usage)
+    usage.add_argument('period', choices=['day', 'week', 'month'])
+    usage.add_argument('--by', choices=list(BREAKDOWNS), default='model')
+    usage.add_argument('--format', choices=['table', 'json', 'csv'], default='table')
+
+    limit = sub.add_parser('set-limit', help='set the day, week or month budget limit')
+    client_options(limit)
+    limit.add_argument('period', choices=['day', 'week', 'month'])
+    limit.add_argument('usd', type=_usd)
+    return parser
+
+
+COMMANDS = {'record': cmd_record, 'status': cmd_status, 'get-usage': cmd_get_usage, 'set-limit': cmd_set_limit}
+
+
+def _token() -> str | None:
+    token = os.environ.get('SPENDGAUGE_API_TOKEN', '').strip()
+    if token:
+        return token
+    configured = os.environ.get('SPENDGAUGE_API_TOKENS', '').split(',')
+    return configured[0].strip() or None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == 'serve':
+            return cmd_serve(args)
+        backend: Backend = DirectBackend(args.db) if args.db else HttpBackend(args.url, _token())
+        return COMMANDS[args.command](args, backend)
+    except CliError as exc:
+        print(f'spendgauge: {exc}', file=sys.stderr)
+        return exc.code
+    except SettingsError as exc:
+        print(f'spendgauge: {exc}', file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a database URL or a value the services refuse
+        print(f'spendgauge: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

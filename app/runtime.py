@@ -1,0 +1,61 @@
+"""The process-wide services: settings, database engine, pricer, ledger. Built once on start-up."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from app.config import Settings, get_settings
+from app.db import create_db_engine, upgrade
+from services import price_overrides
+from services.ledger import Ledger
+from services.live import EventHub, hub
+from services.pricing import Pricer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    pricer: Pricer
+    ledger: Ledger
+    hub: EventHub
+
+    def reload_prices(self) -> None:
+        with self.engine.connect() as conn:
+            self.pricer.set_overrides(price_overrides.load(conn))
+
+
+_current: Runtime | None = None
+
+
+def start(settings: Settings | None = None) -> Runtime:
+    """Open the database, migrate it to the newest schema and build the services (idempotent)."""
+    global _current
+    if _current is not None:
+        return _current
+    settings = settings or get_settings()
+    engine = create_db_engine(settings.database_url)
+    upgrade(engine)
+    pricer = Pricer()
+    runtime = Runtime(settings, engine, pricer, Ledger(engine, pricer, hub), hub)
+    runtime.reload_prices()
+    _current = runtime
+    log.info('database ready: %s', engine.url.render_as_string(hide_password=True))
+    return runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        return start()
+    return _current
+
+
+def stop() -> None:
+    global _current
+    if _current is not None:
+        _current.engine.dispose()
+        _current = None

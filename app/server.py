@@ -1,0 +1,70 @@
+"""Wires the process together: REST API, pages, start-up and shut-down, then `ui.run`."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+from nicegui import app, ui
+
+from app import runtime
+from app.api import install as install_api
+from app.config import Settings, get_settings
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
+log = logging.getLogger(__name__)
+
+
+class UnsafeExposure(RuntimeError):
+    """Refusing to listen on a public address without API tokens."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings) -> None:
+    if not is_loopback(settings.host) and not settings.api_tokens:
+        raise UnsafeExposure(
+            f'refusing to listen on {settings.host} without API tokens: anyone who can reach it could write spend '
+            'data. Set SPENDGAUGE_API_TOKENS=<token>[,<token>...] (e.g. `openssl rand -hex 24`), '
+            'or listen on 127.0.0.1.')
+
+
+def build() -> None:
+    """Register routes, pages and lifecycle hooks on NiceGUI's app (before `ui.run`)."""
+    from app.pages import dashboard  # noqa: F401  (registers the @ui.page routes)
+
+    install_api(app)
+    if ASSETS_DIR.is_dir():
+        app.add_static_files('/assets', str(ASSETS_DIR))
+    app.on_startup(_startup)
+    app.on_shutdown(runtime.stop)
+
+
+def _startup() -> None:
+    runtime.start(get_settings())
+
+
+def run_options(settings: Settings, native: bool = False) -> dict:
+    options = {'host': settings.host, 'port': settings.port, 'title': 'SpendGauge', 'reload': False,
+               'show': False, 'storage_secret': settings.storage_secret, 'uvicorn_logging_level': 'warning'}
+    favicon = ASSETS_DIR / 'favicon.svg'
+    if favicon.is_file():
+        options['favicon'] = str(favicon)
+    if native:
+        options.update(native=True, window_size=(1280, 800))
+        options.pop('host')
+    return options
+
+
+def serve(settings: Settings, native: bool = False) -> None:
+    check_exposure(settings)
+    logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    build()
+    ui.run(**run_options(settings, native))

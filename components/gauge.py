@@ -1,0 +1,39 @@
+"""The gold circular budget gauge: an ECharts option builder (plain data in, dict out) and its element."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from components import theme
+from services.money import format_usd
+
+
+def gauge_colour(percent: float) -> str:
+    if percent >= theme.CRITICAL_PERCENT:
+        return theme.CRITICAL
+    if percent >= theme.SOFT_PERCENT:
+        return theme.WARNING
+    return theme.GOLD
+
+
+def gauge_options(spent_micros: int, limit_micros: int | None) -> dict[str, Any]:
+    percent = 100 * spent_micros / limit_micros if limit_micros else 0.0
+    label = f'{format_usd(spent_micros)} / {format_usd(limit_micros)}' if limit_micros else format_usd(spent_micros)
+    return {
+        'series': [{
+            'type': 'gauge', 'startAngle': 220, 'endAngle': -40, 'min': 0, 'max': 100,
+            'progress': {'show': True, 'width': 18, 'itemStyle': {'color': gauge_colour(percent)}},
+            'axisLine': {'lineStyle': {'width': 18, 'color': [[1, theme.DARK_ARC]]}},
+            'pointer': {'show': False}, 'axisTick': {'show': False}, 'splitLine': {'show': False},
+            'axisLabel': {'show': False},
+            'detail': {'valueAnimation': False, 'offsetCenter': [0, '5%'], 'fontSize': 22,
+                       'formatter': f'{percent:.0f}%', 'color': 'inherit'},
+            'title': {'offsetCenter': [0, '40%'], 'fontSize': 14},
+            'data': [{'value': round(min(percent, 100.0), 1), 'name': label}],
+        }],
+    }
+
+
+def budget_gauge(spent_micros: int, limit_micros: int | None) -> ui.echart:
+    return ui.echart(gauge_options(spent_micros, limit_micros)).classes('w-72 h-72').mark('budget-gauge')

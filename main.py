@@ -1,0 +1,10 @@
+"""Entry point for NiceGUI's test fixtures and `python main.py`; the CLI (`spendgauge serve`) does the same."""
+from nicegui import ui
+
+from app.config import get_settings
+from app.server import build, run_options
+
+build()
+
+if __name__ in {'__main__', '__mp_main__'}:
+    ui.run(**run_options(get_settings()))
