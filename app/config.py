@@ -46,8 +46,11 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
-def load_settings(env_file: str | Path | None = '.env') -> Settings:
-    """Read `.env` (without overriding real environment variables), then the environment."""
+def load_settings(env_file: str | Path | None = None) -> Settings:
+    """Read `.env` (or SPENDGAUGE_ENV_FILE; empty for none) without overriding real environment variables, then
+    the environment."""
+    if env_file is None:
+        env_file = os.environ.get(PREFIX + 'ENV_FILE', '.env')
     if env_file and Path(env_file).is_file():
         load_dotenv(env_file, override=False)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 MICROS_PER_USD = 1_000_000
-_MICRO = Decimal('0.000001')
 
 
 def usd_to_micros(usd: Decimal | int | str) -> int:
@@ -20,7 +19,8 @@ def usd_to_micros(usd: Decimal | int | str) -> int:
 
 def micros_to_usd(micros: int) -> str:
     """`7250` -> `'0.007250'`: exact, six decimals, no float on the way."""
-    return str((Decimal(micros) / MICROS_PER_USD).quantize(_MICRO))
+    whole, fraction = divmod(abs(micros), MICROS_PER_USD)
+    return f'{"-" if micros < 0 else ""}{whole}.{fraction:06d}'
 
 
 def money(name: str, micros: int) -> dict[str, int | str]:

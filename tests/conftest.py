@@ -1,0 +1,92 @@
+"""Shared fixtures: real databases (a SQLite file; PostgreSQL when SPENDGAUGE_TEST_DATABASE_URL is set), a ledger
+on them, and a real server process."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from app import runtime
+from app.config import use_settings
+from app.db import create_db_engine, upgrade
+from services.ledger import Ledger
+from services.live import EventHub
+from services.pricing import Pricer
+from tests.servers import Server, start_server
+
+PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
+
+
+def postgres_url() -> str:
+    """The test PostgreSQL URL; skip without one, except in CI, where a skipped PostgreSQL test is a failure."""
+    url = os.environ.get(PG_URL_VAR)
+    if not url:
+        reason = f'{PG_URL_VAR} is not set: PostgreSQL tests need a server (.ci/run starts one)'
+        if os.environ.get('CI') == 'true':
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+def fresh_postgres_engine(url: str) -> Engine:
+    engine = create_db_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text('DROP SCHEMA public CASCADE'))
+        conn.execute(text('CREATE SCHEMA public'))
+    return engine
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty database of each kind."""
+    if request.param == 'sqlite':
+        engine = create_db_engine(f'sqlite:///{tmp_path / "test.db"}')
+    else:
+        engine = fresh_postgres_engine(postgres_url())
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_db_engine(f'sqlite:///{tmp_path / "test.db"}')
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def hub() -> EventHub:
+    return EventHub()
+
+
+@pytest.fixture
+def ledger(engine: Engine, hub: EventHub) -> Ledger:
+    return Ledger(engine, Pricer(), hub)
+
+
+@pytest.fixture(scope='session')
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session; tests use their own agent and session ids, or compare before and after."""
+    srv = start_server(tmp_path_factory.mktemp('server'))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets its own SQLite file for the in-process runtime (NiceGUI user tests, the CLI with --db)."""
+    for name in list(os.environ):
+        if name.startswith('SPENDGAUGE_') and name != PG_URL_VAR:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv('SPENDGAUGE_ENV_FILE', '')  # a developer's .env must not leak into tests
+    monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', f'sqlite:///{tmp_path / "runtime.db"}')
+    runtime.stop()
+    use_settings(None)
+    yield
+    runtime.stop()
+    use_settings(None)
