@@ -42,7 +42,8 @@ def make_events(count: int, tag: str, seed: int = 7) -> list[dict]:
         input_tokens = rng.randint(200, 20_000)
         session = rng.randint(1, 200)  # a session is worked on by a few agents, on a few tasks
         events.append({
-            'event_id': f'{tag}-{i}', 'provider': provider, 'model': model, 'channel': rng.choice(['litellm', 'direct']),
+            'event_id': f'{tag}-{i}', 'provider': provider, 'model': model,
+            'channel': rng.choice(['litellm', 'direct']),
             'agent_id': f'agent-{(session * 7 + rng.randint(0, 3)) % 50}', 'session_id': f'session-{session}',
             'task_id': f'task-{session}-{rng.randint(1, 3)}', 'input_tokens': input_tokens,
             'cache_read_tokens': rng.randint(0, input_tokens // 2), 'output_tokens': rng.randint(10, 2000),
