@@ -1,6 +1,7 @@
 """The process-wide services: settings, database engine, pricer, ledger. Built once on start-up."""
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -30,6 +31,17 @@ class Runtime:
 
 
 _current: Runtime | None = None
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Freeze the objects that live as long as the process (NiceGUI, SQLAlchemy, the price data) and collect the
+    young generation less often: ingest allocates many short-lived dicts, and with the default threshold the cyclic
+    collector took a quarter of the ingest time."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def start(settings: Settings | None = None) -> Runtime:

@@ -5,7 +5,9 @@ import ipaddress
 import logging
 from pathlib import Path
 
+from fastapi.middleware.gzip import GZipMiddleware
 from nicegui import app, ui
+from starlette.types import ASGIApp
 
 from app import runtime
 from app.api import install as install_api
@@ -49,11 +51,14 @@ def build() -> None:
 
 def _startup() -> None:
     runtime.start(get_settings())
+    runtime.tune_gc()
 
 
 def run_options(settings: Settings, native: bool = False) -> dict:
     options = {'host': settings.host, 'port': settings.port, 'title': 'SpendGauge', 'reload': False,
-               'show': False, 'storage_secret': settings.storage_secret, 'uvicorn_logging_level': 'warning'}
+               'show': False, 'storage_secret': settings.storage_secret, 'uvicorn_logging_level': 'warning',
+               # zlib's default level: Starlette's level 9 spent 30 ms compressing a 10,000-event batch result
+               'gzip_middleware_factory': _gzip}
     favicon = ASSETS_DIR / 'favicon.svg'
     if favicon.is_file():
         options['favicon'] = str(favicon)
@@ -61,6 +66,10 @@ def run_options(settings: Settings, native: bool = False) -> dict:
         options.update(native=True, window_size=(1280, 800))
         options.pop('host')
     return options
+
+
+def _gzip(asgi_app: ASGIApp) -> GZipMiddleware:
+    return GZipMiddleware(asgi_app, minimum_size=1000, compresslevel=6)
 
 
 def serve(settings: Settings, native: bool = False) -> None:

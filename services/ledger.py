@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, or_, select, update
 
 from app.models import Agent, SessionAgent, SpendRollup, SpendSession, TaskSpend, UsageEvent
 from services.events import UsageEventIn, describe_errors
@@ -150,20 +151,47 @@ class Ledger:
         resolved = self.pricer.resolve('', model)
         return resolved.split('/', 1)[0] if resolved else 'unknown'
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        lock = self._write_lock or nullcontext()
+        with lock, self.engine.begin() as conn:
+            yield conn
+
     def _write(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         """Insert the new rows and fold them into the rollups, all in one transaction."""
-        lock = self._write_lock
-        if lock:
-            lock.acquire()
-        try:
-            with self.engine.begin() as conn:
-                inserted = self._insert_events(conn, rows)
-                if inserted:
-                    self._fold(conn, [row for row in rows if (row['source'], row['event_id']) in inserted])
-        finally:
-            if lock:
-                lock.release()
+        with self._transaction() as conn:
+            inserted = self._insert_events(conn, rows)
+            if inserted:
+                self._fold(conn, [row for row in rows if (row['source'], row['event_id']) in inserted])
         return inserted
+
+    def reprice_unpriced(self, provider: str, model: str) -> int:
+        """Price the events stored as unpriced for a provider/model (after a price override was added) and move
+        the difference into the rollups and totals. Returns how many events were priced."""
+        with self._transaction() as conn:
+            hours = [h for (h,) in conn.execute(
+                select(ROLLUPS.c.hour).distinct().where(ROLLUPS.c.provider == provider, ROLLUPS.c.model == model,
+                                                        ROLLUPS.c.unpriced_requests > 0))]
+            corrections = []
+            for chunk in _chunks(hours, 200):  # the rollups say which hours to look in: no scan of all events
+                in_hours = or_(*(and_(EVENTS.c.ts >= h, EVENTS.c.ts < h + timedelta(hours=1)) for h in chunk))
+                query = select(EVENTS).where(EVENTS.c.provider == provider, EVENTS.c.model == model,
+                                             EVENTS.c.cost_source == 'unpriced', in_hours)
+                for event in conn.execute(query).mappings():
+                    tokens = TokenCounts(*(event[c] for c in TOKEN_COLUMNS))
+                    quote = self.pricer.quote(provider, model, tokens, event['ts'])
+                    if quote.cost_source == 'priced':
+                        corrections.append({**event, 'cost_micros': quote.cost_micros,
+                                            **dict.fromkeys(TOKEN_COLUMNS, 0)})
+            if corrections:
+                conn.execute(update(EVENTS).where(EVENTS.c.id == bindparam('pk'))
+                             .values(cost_micros=bindparam('cost'), cost_source='priced'),
+                             [{'pk': c['id'], 'cost': c['cost_micros']} for c in corrections])
+                self._fold(conn, corrections, requests=0)
+        if corrections:
+            self.hub.publish('usage', count=0, repriced=len(corrections),
+                             cost_micros=sum(c['cost_micros'] for c in corrections))
+        return len(corrections)
 
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         """Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, with values converted here rather than by
@@ -206,8 +234,9 @@ class Ledger:
                         found[(source, r.event_id)] = (r.id, r.cost_micros, r.cost_source)
         return found
 
-    def _fold(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Add new events to the hourly rollups and to the session, agent and task totals."""
+    def _fold(self, conn: Connection, rows: list[dict[str, Any]], requests: int = 1) -> None:
+        """Add events to the hourly rollups and to the session, agent and task totals. With requests=0 the rows are
+        corrections to events already counted (a new cost for an unpriced event), not new requests."""
         rollups: dict[tuple, dict[str, Any]] = {}
         sessions: dict[str, dict[str, Any]] = {}
         session_agents: dict[tuple[str, str], dict[str, Any]] = {}
@@ -225,21 +254,20 @@ class Ledger:
             for column in TOKEN_COLUMNS:
                 r[column] += row[column]
             r['cost_micros'] += cost
-            r['requests'] += 1
-            r['unpriced_requests'] += row['cost_source'] == 'unpriced'
+            r['requests'] += requests
+            r['unpriced_requests'] += (row['cost_source'] == 'unpriced') if requests else -1
             if session:
-                _add(sessions, session, {'id': session}, row)
+                _add(sessions, session, {'id': session}, row, requests)
                 if agent:
-                    _add(session_agents, (session, agent), {'session_id': session, 'agent_id': agent}, row,
+                    _add(session_agents, (session, agent), {'session_id': session, 'agent_id': agent}, row, requests,
                          first='first_ts', last='last_ts')
             if agent:
-                a = _add(agents, agent, {'id': agent, 'last_session_id': None, 'paused': False}, row,
-                         first='first_seen_at',
-                         last='last_request_at')
+                a = _add(agents, agent, {'id': agent, 'last_session_id': None, 'paused': False}, row, requests,
+                         first='first_seen_at', last='last_request_at')
                 if ts >= a['last_request_at'] and session:
                     a['last_session_id'] = session
             if task:
-                _add(tasks, task, {'task_id': task}, row, first='first_ts', last='last_ts')
+                _add(tasks, task, {'task_id': task}, row, requests, first='first_ts', last='last_ts')
         cursor = conn.connection.cursor()
         try:
             self._upsert(cursor, ROLLUPS, list(rollups.values()),
@@ -285,8 +313,8 @@ class Ledger:
         cursor.executemany(sql, values)
 
 
-def _add(into: dict, key: Any, identity: dict[str, Any], row: dict[str, Any], first: str = 'started_at',
-         last: str = 'last_event_at') -> dict[str, Any]:
+def _add(into: dict, key: Any, identity: dict[str, Any], row: dict[str, Any], requests: int,
+         first: str = 'started_at', last: str = 'last_event_at') -> dict[str, Any]:
     total = into.get(key)
     if total is None:
         total = into[key] = {**identity, first: row['ts'], last: row['ts'], 'input_tokens': 0, 'output_tokens': 0,
@@ -294,7 +322,7 @@ def _add(into: dict, key: Any, identity: dict[str, Any], row: dict[str, Any], fi
     total['input_tokens'] += row['input_tokens']
     total['output_tokens'] += row['output_tokens']
     total['cost_micros'] += row['cost_micros']
-    total['requests'] += 1
+    total['requests'] += requests
     if row['ts'] < total[first]:
         total[first] = row['ts']
     if row['ts'] > total[last]:

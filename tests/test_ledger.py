@@ -196,3 +196,27 @@ def test_history_is_zero_filled_and_ends_today(ledger: Ledger) -> None:
     assert len(points) == 30 and points[-1]['date'] == now.date().isoformat()
     assert [p['cost_micros'] for p in points if p['cost_micros']] == [250_000]
     assert points[-6]['cost_micros'] == 250_000
+
+
+def test_an_override_prices_events_stored_as_unpriced(ledger: Ledger) -> None:
+    from services.pricing import OverrideRates
+
+    ledger.record_batch([
+        event(event_id='u1', model='house-model', agent_id='a', session_id='s', task_id='t', input_tokens=2_000_000),
+        event(event_id='u2', model='house-model', agent_id='a', session_id='s', ts=T0 + timedelta(hours=5),
+              input_tokens=1_000_000, output_tokens=1_000_000),
+        event(event_id='p1', agent_id='a', session_id='s'),  # gpt-4o: priced, 7,500 micros
+    ])
+    ledger.pricer.set_overrides({('openai', 'house-model'): OverrideRates(input=1_000_000, output=3_000_000)})
+    assert ledger.reprice_unpriced('openai', 'house-model') == 2
+    assert ledger.reprice_unpriced('openai', 'house-model') == 0
+    expected = (2_000_000 + 500 * 3) + (1_000_000 + 3_000_000) + 7_500  # $1 input, $3 output per million
+    with ledger.engine.connect() as conn:
+        assert sorted(conn.execute(select(EVENTS.c.event_id, EVENTS.c.cost_source)).all()) == [
+            ('p1', 'priced'), ('u1', 'priced'), ('u2', 'priced')]
+        assert sum(conn.execute(select(ROLLUPS.c.unpriced_requests)).scalars()) == 0
+        assert sum(conn.execute(select(ROLLUPS.c.requests)).scalars()) == 3
+        for table in (ROLLUPS, SESSIONS, AGENTS, SESSION_AGENTS):
+            assert sum(conn.execute(select(table.c.cost_micros)).scalars()) == expected, table.name
+        assert conn.execute(select(SESSIONS.c.requests)).scalar_one() == 3
+        assert conn.execute(select(TASK_SPEND.c.cost_micros)).scalar_one() == 2_001_500

@@ -33,12 +33,15 @@ def list_overrides(conn: ReadConn) -> dict[str, Any]:
 
 @router.put('', dependencies=WRITE)
 def put_override(body: OverrideIn, rt: RuntimeDep) -> dict[str, Any]:
-    """Create or replace the price of a provider/model (USD per million tokens)."""
+    """Create or replace the price of a provider/model (USD per million tokens). Events already stored as
+    unpriced for that model are priced with it (`repriced_events`)."""
+    provider = body.provider.lower()
     with rt.engine.begin() as conn:
-        result = price_overrides.put(conn, body.provider.lower(), body.model, {
+        result = price_overrides.put(conn, provider, body.model, {
             'input': body.input_usd_per_mtok, 'output': body.output_usd_per_mtok,
             'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok})
     rt.reload_prices()
+    result['repriced_events'] = rt.ledger.reprice_unpriced(provider, body.model)
     rt.hub.publish('prices')
     return result
 
