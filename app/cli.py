@@ -15,11 +15,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import SettingsError, load_settings, use_settings
 from services.money import format_usd, usd_to_micros
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
+MAX_USD = 1_000_000_000
 BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
 
 
@@ -50,13 +52,17 @@ class HttpBackend:
         except httpx.TransportError as exc:
             raise CliError(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
                            '`spendgauge serve`, or pass --db to use the database directly') from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get('detail')
-            except ValueError:
-                detail = response.text[:200]
-            raise CliError(f'server answered {response.status_code}: {detail}')
-        return response.json()
+            detail = body.get('detail') if isinstance(body, dict) else None
+            raise CliError(f'server answered {response.status_code}: '
+                           f'{detail or "not a SpendGauge API answer (is --url right?)"}')
+        if not isinstance(body, dict):
+            raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
+        return body
 
     def record(self, event: dict[str, Any]) -> dict[str, Any]:
         return self._call('POST', '/usage', json=event)
@@ -152,9 +158,9 @@ def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
         print(json.dumps(s, indent=2))
         return 0
     spent, limit = s['spent_micros'], s['limit_micros']
-    if limit:
+    if limit is not None:
         width = 30
-        filled = min(width, round(width * spent / limit))
+        filled = min(width, round(width * spent / limit)) if limit else (width if spent else 0)
         print(f'[{"#" * filled}{"." * (width - filled)}] {format_usd(spent)} / {format_usd(limit)} '
               f'({s["percent"]}%)  resets in {s["resets_in"]}')
     else:
@@ -210,8 +216,8 @@ def _usd(text: str) -> Decimal:
         value = Decimal(text.lstrip('$'))
     except InvalidOperation:
         raise argparse.ArgumentTypeError(f'not a dollar amount: {text!r}') from None
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f'must be a non-negative dollar amount: {text!r}')
+    if not value.is_finite() or not 0 <= value <= MAX_USD:
+        raise argparse.ArgumentTypeError(f'must be a dollar amount between 0 and {MAX_USD:,}: {text!r}')
     return value
 
 
@@ -300,6 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f'spendgauge: {exc}', file=sys.stderr)
         return exc.code
+    except (KeyError, TypeError) as exc:  # an answer without the fields we need
+        print(f'spendgauge: unexpected answer from the server (missing {exc})', file=sys.stderr)
+        return 1
+    except (OSError, SQLAlchemyError) as exc:  # the database of --db cannot be opened or reached
+        print(f'spendgauge: cannot use the database: {_first_line(exc)}', file=sys.stderr)
+        return 1
     except SettingsError as exc:
         print(f'spendgauge: {exc}', file=sys.stderr)
         return 2
@@ -308,6 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, 'orig', None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run() -> None:

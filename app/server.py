@@ -9,7 +9,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from nicegui import app, ui
 from starlette.types import ASGIApp
 
-from app import runtime
+from app import __version__, runtime
 from app.api import install as install_api
 from app.config import Settings, get_settings
 
@@ -58,7 +58,10 @@ def run_options(settings: Settings, native: bool = False) -> dict:
     options = {'host': settings.host, 'port': settings.port, 'title': 'SpendGauge', 'reload': False,
                'show': False, 'storage_secret': settings.storage_secret, 'uvicorn_logging_level': 'warning',
                # zlib's default level: Starlette's level 9 spent 30 ms compressing a 10,000-event batch result
-               'gzip_middleware_factory': _gzip}
+               'gzip_middleware_factory': _gzip,
+               'fastapi_docs': {'title': 'SpendGauge API', 'version': __version__,
+                                'description': 'Record LLM usage and read spend back. Money is integer micro-USD '
+                                               '(`*_micros`) with an exact decimal string beside it (`*_usd`).'}}
     favicon = ASSETS_DIR / 'favicon.svg'
     if favicon.is_file():
         options['favicon'] = str(favicon)

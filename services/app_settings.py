@@ -9,6 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.models import AppSetting
 from services.periods import PERIODS
 
+MAX_LIMIT_MICROS = 10**15  # $1,000,000,000
 SETTINGS: Table = AppSetting.__table__  # type: ignore[attr-defined]
 
 
@@ -34,6 +35,6 @@ def get_limit(conn: Connection, period: str, default_daily_micros: int) -> int |
 def set_limit(conn: Connection, period: str, micros: int) -> None:
     if period not in PERIODS:
         raise ValueError(f'period must be one of {", ".join(PERIODS)}, got {period!r}')
-    if micros < 0:
-        raise ValueError('limit must not be negative')
+    if not 0 <= micros <= MAX_LIMIT_MICROS:
+        raise ValueError(f'limit must be between $0 and ${MAX_LIMIT_MICROS // 1_000_000:,}')
     set_value(conn, f'limit.{period}', str(micros))

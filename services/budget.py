@@ -9,7 +9,7 @@ from sqlalchemy import Connection
 
 from services import app_settings
 from services.money import money
-from services.periods import Period, format_duration, local_days, period_containing
+from services.periods import Period, checked_utc, format_duration, local_days, period_containing
 from services.spend import breakdown, totals_between
 
 CHANNELS = ('litellm', 'direct')
@@ -24,7 +24,7 @@ def period_summary(conn: Connection, period: str, zone: ZoneInfo, default_daily_
     spent = sum(t.cost_micros for t in by_channel.values())
     limit = app_settings.get_limit(conn, period, default_daily_micros)
     remaining = None if limit is None else max(0, limit - spent)
-    percent = None if not limit else round(100 * spent / limit, 1)
+    percent = None if limit is None else round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
     requests = sum(t.requests for t in by_channel.values())
     seconds_left = span.seconds_left(now)
     return {
@@ -55,7 +55,7 @@ def resolve_range(period: str | None, start: str | None, end: str | None, zone: 
         first, _ = _parse_point(start, zone, 'from')
         last, last_is_date = _parse_point(end, zone, 'to')
         if last_is_date:
-            last = _parse_point((date.fromisoformat(end) + timedelta(days=1)).isoformat(), zone, 'to')[0]
+            last += timedelta(days=1)  # a date is an inclusive local day
         if last <= first:
             raise ValueError('to must be after from')
         return Period('custom', first, last)
@@ -65,11 +65,12 @@ def resolve_range(period: str | None, start: str | None, end: str | None, zone: 
 def _parse_point(text: str, zone: ZoneInfo, name: str) -> tuple[datetime, bool]:
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone).astimezone(UTC), True
-        value = datetime.fromisoformat(text.replace('Z', '+00:00'))
+            value, is_date = datetime.combine(date.fromisoformat(text), time(0), tzinfo=zone), True
+        else:
+            value, is_date = datetime.fromisoformat(text.replace('Z', '+00:00')), False
     except ValueError:
         raise ValueError(f'{name}: not an ISO date or datetime: {text!r}') from None
-    return (value.replace(tzinfo=zone) if value.tzinfo is None else value).astimezone(UTC), False
+    return checked_utc(value.replace(tzinfo=zone) if value.tzinfo is None else value, name), is_date
 
 
 def spend_breakdown(conn: Connection, by: str, span: Period) -> dict[str, Any]:

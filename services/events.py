@@ -5,12 +5,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from services.periods import checked_utc
 
 Channel = Literal['litellm', 'direct']
 Source = Literal['api', 'sdk', 'litellm_callback', 'litellm_pull']
 MAX_TOKENS = 10**12
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+NO_NUL = r'^[^\x00]*$'  # PostgreSQL text cannot hold NUL characters
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 
 
@@ -21,9 +24,9 @@ class UsageEventIn(BaseModel):
 
     event_id: Label | None = Field(default=None, description='Idempotency key; generated when missing')
     ts: datetime | None = Field(default=None, description='When the call happened; now when missing')
-    provider: Annotated[str, StringConstraints(max_length=100)] | None = Field(
+    provider: Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)] | None = Field(
         default=None, description='openai, anthropic, openrouter, ...; inferred from the model when missing')
-    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    model: Label
     agent_id: Label | None = None
     session_id: Label | None = None
     user_id: Label | None = None
@@ -49,11 +52,14 @@ class UsageEventIn(BaseModel):
                              f'({self.input_tokens}); input_tokens includes cached tokens')
         return self
 
+    @field_validator('ts')
+    @classmethod
+    def _ts_in_utc(cls, ts: datetime | None) -> datetime | None:
+        return None if ts is None else checked_utc(ts, 'ts')
+
     @property
     def ts_utc(self) -> datetime:
-        if self.ts is None:
-            return datetime.now(UTC)
-        return self.ts.replace(tzinfo=UTC) if self.ts.tzinfo is None else self.ts.astimezone(UTC)
+        return self.ts or datetime.now(UTC)
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -68,6 +68,21 @@ def format_duration(seconds: int) -> str:
     return f'{minutes} min'
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def as_utc(ts: datetime) -> datetime:
     """Aware UTC; a naive timestamp is taken to be UTC already."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    try:
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f'{ts.isoformat()} is out of range') from None
+
+
+def checked_utc(ts: datetime, name: str) -> datetime:
+    """`as_utc`, refusing times outside 2000-2099 (they are typos, and their hours would overflow)."""
+    value = as_utc(ts)
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f'{name}: must be between {EARLIEST.date()} and {LATEST.date()} (UTC)')
+    return value

@@ -32,7 +32,23 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
     if row is None:
         raise SessionNotFound(f'no session {session_id!r}')
     breakdown = sorted(_agents_of(conn, [session_id]).get(session_id, []), key=lambda a: -a['cost_micros'])
-    return {**_session(row, [a['agent_id'] for a in breakdown]), 'by_agent': breakdown}
+    agents = [a['agent_id'] for a in breakdown]
+    unattributed = _unattributed(row, breakdown)
+    if unattributed:
+        breakdown.append(unattributed)
+    return {**_session(row, agents), 'by_agent': breakdown}
+
+
+def _unattributed(row: Any, breakdown: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Calls in the session that named no agent, so that the breakdown adds up to the session."""
+    requests = row.requests - sum(a['requests'] for a in breakdown)
+    if requests <= 0:
+        return None
+    input_tokens = row.input_tokens - sum(a['input_tokens'] for a in breakdown)
+    output_tokens = row.output_tokens - sum(a['output_tokens'] for a in breakdown)
+    return {'agent_id': None, 'first_request_at': None, 'last_request_at': None, 'input_tokens': input_tokens,
+            'output_tokens': output_tokens, 'tokens': input_tokens + output_tokens, 'requests': requests,
+            **money('cost', row.cost_micros - sum(a['cost_micros'] for a in breakdown))}
 
 
 def end_session(conn: Connection, session_id: str, at: datetime | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select
 
 from services.ledger import EVENTS, event_to_dict
-from services.periods import as_utc
+from services.periods import as_utc, checked_utc
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
 MAX_PAGE = 1000
@@ -36,13 +36,13 @@ def list_usage(conn: Connection, q: UsageQuery) -> dict[str, Any]:
         raise ValueError(f'limit: must be between 1 and {MAX_PAGE}')
     query = select(EVENTS)
     if q.start:
-        query = query.where(EVENTS.c.ts >= as_utc(q.start))
+        query = query.where(EVENTS.c.ts >= checked_utc(q.start, 'from'))
     if q.end:
-        query = query.where(EVENTS.c.ts < as_utc(q.end))
+        query = query.where(EVENTS.c.ts < checked_utc(q.end, 'to'))
     for name in FILTERS:
         value = getattr(q, name)
         if value is not None:
-            query = query.where(EVENTS.c[name] == value)
+            query = query.where(EVENTS.c[name] == (value.lower() if name == 'provider' else value))
     if q.cursor:
         ts, pk = decode_cursor(q.cursor)
         query = query.where(or_(EVENTS.c.ts < ts, and_(EVENTS.c.ts == ts, EVENTS.c.id < pk)))
@@ -60,6 +60,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + '=' * (-len(cursor) % 4)).decode()
         ts, pk = raw.rsplit('|', 1)
-        return as_utc(datetime.fromisoformat(ts)), int(pk)
+        value, number = checked_utc(datetime.fromisoformat(ts), 'cursor'), int(pk)
+        if not 0 < number < 2**63:
+            raise ValueError
+        return value, number
     except (ValueError, UnicodeDecodeError):
         raise ValueError('cursor: not a cursor returned by this API') from None

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import fresh_postgres_engine, postgres_url
 from tests.servers import Server, clean_env, free_port, start_server
 from tests.test_api_helpers import assert_client_error, event, record, uid, usage
 
@@ -40,8 +41,6 @@ def test_unknown_endpoint_is_404_json(api: httpx.Client, method: str, path: str)
     assert_client_error(api.request(method, path), 404, mentions=path)
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: /docs and /openapi.json answer 404 (NiceGUI page); ui.run is called '
-                                       'without fastapi_docs=True, so the API has no published schema')
 def test_docs_and_openapi_schema(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         docs = client.get('/docs')
@@ -152,3 +151,28 @@ def test_refuses_public_address_without_tokens(tmp_path: Path) -> None:
     assert 'Traceback' not in result.stdout + result.stderr
     with pytest.raises(httpx.TransportError):
         httpx.get(f'http://127.0.0.1:{port}/api/v1/health', timeout=1)
+
+
+def test_a_server_on_postgresql_records_and_reports(tmp_path: Path) -> None:
+    """The whole path on PostgreSQL: migrations on start, ingest, duplicates, the summary and the breakdowns."""
+    url = postgres_url()
+    fresh_postgres_engine(url).dispose()
+    srv = start_server(tmp_path, database_url=url)
+    try:
+        with srv.client() as api:
+            event = {'event_id': 'pg-1', 'model': 'gpt-4o', 'provider': 'openai', 'agent_id': 'pg-agent',
+                     'session_id': 'pg-session', 'input_tokens': 1000, 'cache_read_tokens': 200, 'output_tokens': 500,
+                     'metadata': {'nested': {'a': [1, 2]}}, 'tags': ['x']}
+            assert api.post('/usage', json=event).status_code == 201
+            assert api.post('/usage', json=event).json()['status'] == 'duplicate'
+            batch = api.post('/usage/batch', json={'events': [
+                {**event, 'event_id': 'pg-2'}, {**event, 'event_id': 'pg-3', 'model': 'nul\x00model'}]}).json()
+            assert [r['status'] for r in batch['results']] == ['stored', 'rejected']
+            summary = api.get('/budget/summary').json()
+            assert (summary['spent_micros'], summary['requests']) == (14_500, 2)
+            assert api.get('/budget/by-agent', params={'period': 'day'}).json()['items'][0]['agent_id'] == 'pg-agent'
+            assert api.get('/sessions/pg-session').json()['cost_micros'] == 14_500
+            assert api.get('/usage', params={'limit': 1}).json()['items'][0]['metadata'] == {'nested': {'a': [1, 2]}}
+    finally:
+        srv.stop()
+    assert 'Traceback' not in srv.log()

@@ -195,8 +195,13 @@ def test_breakdown_with_datetimes_inside_an_hour(api: httpx.Client, one_day: dic
 
 
 def test_breakdown_of_an_empty_range(api: httpx.Client) -> None:
-    body = breakdown(api, 'agent', **{'from': '1999-01-01', 'to': '1999-01-31'})
+    body = breakdown(api, 'agent', **{'from': '2001-01-01', 'to': '2001-01-31'})
     assert body['items'] == [] and body['total_micros'] == 0
+
+
+def test_a_range_before_2000_is_refused(api: httpx.Client) -> None:
+    response = api.get('/budget/by-agent', params={'from': '1999-01-01', 'to': '1999-01-31'})
+    assert response.status_code == 422 and 'from' in response.json()['detail']
 
 
 @pytest.mark.parametrize('period', ['day', 'week', 'month'])
@@ -235,8 +240,6 @@ def test_bad_range_is_422(api: httpx.Client, by: str, params: dict[str, str], me
     assert_client_error(api.get(f'/budget/by-{by}', params=params), 422, mentions=mentions)
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: a from/to at the edge of the datetime range is a 500 (OverflowError in '
-                                       'services.budget.resolve_range / _parse_point) instead of a 422')
 @pytest.mark.parametrize('params', [{'from': '2024-01-01', 'to': '9999-12-31'},
                                     {'from': '0001-01-01T00:00:00+05:00', 'to': '2024-01-01'}],
                          ids=['to 9999-12-31', 'from year 1 east of UTC'])
@@ -245,8 +248,6 @@ def test_extreme_range_is_not_a_500(api: httpx.Client, params: dict[str, str]) -
     assert response.status_code in (200, 422), f'{response.status_code}: {response.text}'
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: an event in the last hour of 9999-12-31 is accepted, then every breakdown '
-                                       'covering that hour is a 500 (OverflowError: hour + 1 h in services.spend)')
 def test_event_in_the_last_representable_hour(api: httpx.Client) -> None:
     response = api.post('/usage', json=event(agent_id=uid('agent'), ts='9999-12-31T23:30:00Z', cost_usd='0.01'))
     if response.status_code == 422:  # refusing such a timestamp is a fix too

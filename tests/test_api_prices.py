@@ -38,6 +38,7 @@ def test_override_prices_events_until_deleted(api: httpx.Client) -> None:
     assert (stored['input_micros_per_mtok'], stored['output_micros_per_mtok'], stored['cache_read_micros_per_mtok'],
             stored['cache_write_micros_per_mtok']) == (3_000_000, 15_000_000, 300_000, 3_750_000)
     assert (stored['input_usd_per_mtok'], stored['cache_write_usd_per_mtok']) == ('3.000000', '3.750000')
+    assert stored.pop('repriced_events') == 0  # nothing of this model was stored as unpriced before
     assert listed(api, provider, model) == [stored]
 
     # 5,000 uncached * $3 + 4,000 cache reads * $0.30 + 1,000 cache writes * $3.75 + 2,000 output * $15, per
@@ -112,3 +113,21 @@ def test_bad_override_is_422(api: httpx.Client, change: dict[str, Any], field: s
                          ids=['none', 'no model', 'empty provider'])
 def test_delete_without_provider_and_model_is_422(api: httpx.Client, params: dict[str, str]) -> None:
     assert_client_error(api.delete('/prices', params=params), 422)
+
+
+def test_adding_a_price_prices_the_calls_already_stored_as_unpriced(api: httpx.Client) -> None:
+    provider, model, agent = uid('acme'), uid('house-model'), uid('agent')
+    first = record(api, model, provider=provider, agent_id=agent, input_tokens=2_000_000, output_tokens=1_000_000)
+    assert (first['cost_source'], first['cost_micros']) == ('unpriced', 0)
+    unpriced = api.get('/prices/unpriced').json()['items']
+    assert [(i['provider'], i['model'], i['requests']) for i in unpriced if i['model'] == model] == \
+        [(provider, model, 1)]
+
+    response = api.put('/prices', json={'provider': provider, 'model': model, 'input_usd_per_mtok': '0.5',
+                                        'output_usd_per_mtok': '2'})
+    assert response.status_code == 200 and response.json()['repriced_events'] == 1
+    assert [i for i in api.get('/prices/unpriced').json()['items'] if i['model'] == model] == []
+    stored = api.get('/usage', params={'agent_id': agent}).json()['items']
+    assert [(e['cost_source'], e['cost_micros']) for e in stored] == [('priced', 1_000_000 + 2_000_000)]
+    agents = {a['id']: a for a in api.get('/agents').json()['items']}
+    assert agents[agent]['total_cost_micros'] == 3_000_000

@@ -86,8 +86,6 @@ def test_session_detail_by_agent_sums_to_the_session(api: httpx.Client, session:
         assert_money(agent, 'cost')
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: calls in a session without an agent_id count in the session cost but '
-                                       'appear nowhere in by_agent, so by_agent no longer sums to the session')
 def test_session_by_agent_includes_calls_without_agent(api: httpx.Client) -> None:
     sid, agent = uid('session'), uid('agent')
     record_batch(api, [event(session_id=sid, agent_id=agent, cost_usd='0.2'), event(session_id=sid, cost_usd='0.3')])

@@ -265,9 +265,8 @@ def test_set_limit_then_status_shows_the_new_limit(own_server: Server, cwd: Path
         assert client.get('/budget/limits').json()['day']['limit_micros'] == 12_500_000
 
     too_much = cli('set-limit', 'day', '2000000000', '--url', own_server.url, cwd=cwd)
-    line = assert_one_line_error(too_much, 1)
-    assert '422' in line
-    assert 'limit_usd' in line
+    assert too_much.returncode == 2 and 'between 0 and 1,000,000,000' in too_much.stderr
+    assert 'Traceback' not in too_much.stderr
     assert '/ $12.50' in ok(cli('status', '--url', own_server.url, cwd=cwd)).stdout, 'the limit must be unchanged'
 
 
@@ -380,8 +379,6 @@ def test_direct_status_after_a_huge_limit(db: str, cwd: Path, nowhere: dict[str,
     assert json.loads(status.stdout)['spent_micros'] == 0
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: `set-limit day <more than 1e9> --db` is stored (exit 0), while the API '
-                   'refuses it with 422 (LimitIn.limit_usd le=10**9): DirectBackend.set_limit and _usd have no cap')
 @pytest.mark.parametrize('usd', ['2000000000', '1e30'])
 def test_direct_set_limit_has_the_same_cap_as_the_api(db: str, cwd: Path, nowhere: dict[str, str], usd: str) -> None:
     result = cli('set-limit', 'day', usd, '--db', db, cwd=cwd, **nowhere)
@@ -389,9 +386,6 @@ def test_direct_set_limit_has_the_same_cap_as_the_api(db: str, cwd: Path, nowher
     assert 'Traceback' not in result.stderr, str(result)
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: a $0 limit is shown as "no limit set" by `status` (cmd_status tests '
-                   '`if limit:`), even right after `set-limit day 0` printed "day limit set to $0.00" and with spend '
-                   'over it; the API reports limit_usd "0.000000"')
 def test_direct_zero_limit_is_shown_as_a_limit(db: str, cwd: Path, nowhere: dict[str, str]) -> None:
     assert ok(cli('set-limit', 'day', '0', '--db', db, cwd=cwd, **nowhere)).stdout.strip() == 'day limit set to $0.00'
     ok(cli('record', '--db', db, '--model', 'gpt-4o', '--cost', '0.50', cwd=cwd, **nowhere))
@@ -400,16 +394,12 @@ def test_direct_zero_limit_is_shown_as_a_limit(db: str, cwd: Path, nowhere: dict
     assert '$0.50 / $0.00' in status, status
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: --db with a SQLite path that cannot be created (a parent is a '
-                   'regular file) crashes with FileExistsError from create_db_engine (traceback, exit 1)')
 def test_direct_unusable_sqlite_path_is_one_line(tmp_path: Path, cwd: Path) -> None:
     (tmp_path / 'regular-file').write_text('')
     result = cli('status', '--db', f'sqlite:///{tmp_path / "regular-file" / "x.db"}', cwd=cwd)
     assert_one_line_error(result, result.returncode or 1)
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: --db with an unreachable PostgreSQL server crashes with '
-                   'sqlalchemy.exc.OperationalError (traceback, exit 1) instead of one line')
 def test_direct_unreachable_postgres_is_one_line(cwd: Path) -> None:
     result = cli('status', '--db', f'postgresql://spendgauge@127.0.0.1:{free_port()}/spendgauge', cwd=cwd)
     assert_one_line_error(result, result.returncode or 1)
@@ -565,32 +555,23 @@ def test_not_found_json_from_another_server_is_one_line(impostor: str, cwd: Path
     assert line == 'spendgauge: server answered 404: Not Found'
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: HttpBackend._call puts a non-JSON error body (response.text[:200]) into '
-                   'the message as is, so an HTML error page prints many lines on stderr')
 @pytest.mark.parametrize('impostor', [(404, 'text/html', _Impostor.body)], indirect=True)
 def test_html_error_page_is_one_line(impostor: str, cwd: Path) -> None:
     line = assert_one_line_error(cli('status', '--url', impostor, cwd=cwd), 1)
     assert '404' in line
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: a 200 answer that is not JSON raises JSONDecodeError (a ValueError), '
-                   'which main() reports as bad usage: exit 2 and "spendgauge: Expecting value: line 1 column 1 '
-                   '(char 0)" instead of exit 1 for a failed request')
 @pytest.mark.parametrize('impostor', [(200, 'text/html', b'<html><body>hello</body></html>')], indirect=True)
 def test_non_json_answer_is_a_failed_request(impostor: str, cwd: Path) -> None:
     assert_one_line_error(cli('status', '--url', impostor, cwd=cwd), 1)
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: a JSON answer without the expected fields crashes cmd_status/'
-                   "cmd_record with KeyError: 'spent_micros' / 'status' (traceback, exit 1)")
 @pytest.mark.parametrize('impostor', [(200, 'application/json', b'{}')], indirect=True)
 @pytest.mark.parametrize('command', [('status',), ('record', '--model', 'gpt-4o')])
 def test_unexpected_json_answer_is_one_line(impostor: str, cwd: Path, command: tuple[str, ...]) -> None:
     assert_one_line_error(cli(*command, '--url', impostor, cwd=cwd), 1)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a JSON error body that is not an object crashes HttpBackend._call with "
-                   "AttributeError: 'list' object has no attribute 'get' (traceback)")
 @pytest.mark.parametrize('impostor', [(400, 'application/json', b'["bad request"]')], indirect=True)
 def test_error_body_that_is_a_json_list_is_one_line(impostor: str, cwd: Path) -> None:
     assert '400' in assert_one_line_error(cli('status', '--url', impostor, cwd=cwd), 1)

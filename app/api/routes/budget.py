@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
 from services import app_settings, budget
+from services.app_settings import MAX_LIMIT_MICROS
 from services.money import money, usd_to_micros
 from services.periods import PERIODS
 
@@ -73,7 +74,7 @@ def history(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=
 
 
 class LimitIn(BaseModel):
-    limit_usd: Annotated[Decimal, Field(ge=0, le=10**9, allow_inf_nan=False)]
+    limit_usd: Annotated[Decimal, Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000, allow_inf_nan=False)]
 
 
 @router.get('/limits')
