@@ -119,7 +119,6 @@ def bench_http(workdir: Path, events: list[dict], batch: int) -> float:
                 response = client.post('/usage/batch', content=body, headers={'content-type': 'application/json'})
                 assert response.status_code == 200, response.text[:300]
                 assert orjson.loads(response.content)['stored'] == batch
-                print('DEBUG', time.perf_counter() - start)
             elapsed = time.perf_counter() - start
             gc.unfreeze()
     finally:
