@@ -19,12 +19,6 @@ from tests.test_api_helpers import assert_client_error, event, record, uid, usag
 TOKEN = 'secret-token'
 
 
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
-
 # --- health, unknown paths, docs ----------------------------------------------------------------------------------
 
 def test_health(api: httpx.Client) -> None:

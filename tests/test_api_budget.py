@@ -1,7 +1,6 @@
 """The budget endpoints against a real server: today's gauge, limits, breakdowns and the daily history."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,6 @@ from tests.test_api_helpers import (
     summary,
     uid,
 )
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
 
 # --- summary ----------------------------------------------------------------------------------------------------
 

@@ -1,22 +1,14 @@
 """Price overrides against a real server: PUT, GET, DELETE, and events priced by them."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.servers import Server
 from tests.test_api_helpers import assert_client_error, record, uid
 
 TOKENS = {'input_tokens': 10_000, 'cache_read_tokens': 4_000, 'cache_write_tokens': 1_000, 'output_tokens': 2_000}
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
 
 
 def listed(api: httpx.Client, provider: str, model: str) -> list[dict[str, Any]]:

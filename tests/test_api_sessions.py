@@ -3,22 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.servers import Server
 from tests.test_api_helpers import assert_client_error, assert_money, at, event, own_day, record_batch, uid
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
 
 # --- sessions ---------------------------------------------------------------------------------------------------
 

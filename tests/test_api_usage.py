@@ -1,7 +1,6 @@
 """POST /api/v1/usage and /api/v1/usage/batch against a real server: pricing, idempotency, validation."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,13 +18,6 @@ from tests.test_api_helpers import (
     uid,
     usage,
 )
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
-
 
 # --- POST /usage ------------------------------------------------------------------------------------------------
 

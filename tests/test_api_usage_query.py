@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,12 +10,6 @@ import pytest
 
 from tests.servers import Server
 from tests.test_api_helpers import assert_client_error, at, event, iso, own_day, record_batch, uid, usage
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
 
 
 @pytest.fixture(scope='module')
