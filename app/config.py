@@ -11,6 +11,7 @@ from dotenv import load_dotenv
 
 PREFIX = 'SPENDGAUGE_'
 DEFAULT_DATABASE_URL = 'sqlite:///./data/spendgauge.db'
+DEMO_MODES = ('off', 'on', 'auto')
 LOG_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')
 
 
@@ -28,6 +29,9 @@ class Settings:
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = 'INFO'
     storage_secret: str = field(default='spendgauge-local', repr=False)
+    demo: str = 'off'  # 'on': run the built-in simulator; 'auto': only when the database has no events
+    agent_warn_usd: Decimal = Decimal('1')  # agent cards turn yellow at this session cost...
+    agent_alert_usd: Decimal = Decimal('5')  # ...and red above this one
 
     @property
     def zone(self) -> ZoneInfo:
@@ -62,16 +66,15 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f'{PREFIX}TZ is not a known time zone: {tz!r}') from None
-    try:
-        daily_limit = Decimal(_env('DAILY_LIMIT_USD', '5'))
-        if not daily_limit.is_finite() or daily_limit < 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise SettingsError(f'{PREFIX}DAILY_LIMIT_USD must be a non-negative number of dollars') from None
+    daily_limit = _usd('DAILY_LIMIT_USD', '5')
     log_level = _env('LOG_LEVEL', 'INFO').upper()
     if log_level not in LOG_LEVELS:
         raise SettingsError(f'{PREFIX}LOG_LEVEL must be one of {", ".join(LOG_LEVELS)}')
     tokens = tuple(t.strip() for t in _env('API_TOKENS', '').split(',') if t.strip())
+    demo = _env('DEMO', 'off').lower()
+    if demo not in DEMO_MODES:
+        raise SettingsError(f'{PREFIX}DEMO must be one of {", ".join(DEMO_MODES)}')
+    agent_warn, agent_alert = _usd('AGENT_WARN_USD', '1'), _usd('AGENT_ALERT_USD', '5')
     return Settings(
         database_url=_env('DATABASE_URL', DEFAULT_DATABASE_URL),
         host=_env('HOST', '127.0.0.1'),
@@ -81,7 +84,20 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         api_tokens=tokens,
         log_level=log_level,
         storage_secret=_env('STORAGE_SECRET', 'spendgauge-local'),
+        demo=demo,
+        agent_warn_usd=agent_warn,
+        agent_alert_usd=agent_alert,
     )
+
+
+def _usd(name: str, default: str) -> Decimal:
+    try:
+        value = Decimal(_env(name, default))
+        if not value.is_finite() or value < 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        raise SettingsError(f'{PREFIX}{name} must be a non-negative number of dollars') from None
+    return value
 
 
 _settings: Settings | None = None

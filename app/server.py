@@ -46,12 +46,24 @@ def build() -> None:
     if ASSETS_DIR.is_dir():
         app.add_static_files('/assets', str(ASSETS_DIR))
     app.on_startup(_startup)
-    app.on_shutdown(runtime.stop)
+    app.on_shutdown(_shutdown)
 
 
 def _startup() -> None:
-    runtime.start(get_settings())
+    rt = runtime.start(get_settings())
     runtime.tune_gc()
+    if rt.settings.demo != 'off':
+        from services import demo
+
+        demo.start(rt.ledger, only_if_empty=rt.settings.demo == 'auto')
+
+
+async def _shutdown() -> None:
+    if get_settings().demo != 'off':
+        from services import demo
+
+        await demo.stop()
+    runtime.stop()
 
 
 def run_options(settings: Settings, native: bool = False) -> dict:
