@@ -4,12 +4,14 @@ from __future__ import annotations
 import gc
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
 from app.config import Settings, get_settings
 from app.db import create_db_engine, upgrade
 from services import price_overrides
+from services.dashboard import DashboardConfig, load_dashboard
 from services.ledger import Ledger
 from services.live import EventHub, hub
 from services.pricing import Pricer
@@ -24,6 +26,11 @@ class Runtime:
     pricer: Pricer
     ledger: Ledger
     hub: EventHub
+
+    def load_dashboard(self) -> dict[str, Any]:
+        config = DashboardConfig(self.settings.zone, self.settings.daily_limit_micros)
+        with self.engine.connect() as conn:
+            return load_dashboard(conn, config)
 
     def reload_prices(self) -> None:
         with self.engine.connect() as conn:

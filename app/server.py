@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 from app import __version__, runtime
 from app.api import install as install_api
 from app.config import Settings, get_settings
+from app.feed import start_feed, stop_feed
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def check_exposure(settings: Settings) -> None:
 
 def build() -> None:
     """Register routes, pages and lifecycle hooks on NiceGUI's app (before `ui.run`)."""
-    from app.pages import dashboard  # noqa: F401  (registers the @ui.page routes)
+    from app.pages import dashboard, sessions  # noqa: F401  (registers the @ui.page routes)
 
     install_api(app)
     if ASSETS_DIR.is_dir():
@@ -52,6 +53,7 @@ def build() -> None:
 def _startup() -> None:
     rt = runtime.start(get_settings())
     runtime.tune_gc()
+    start_feed(rt.load_dashboard, rt.hub)
     if rt.settings.demo != 'off':
         from services import demo
 
@@ -63,6 +65,7 @@ async def _shutdown() -> None:
         from services import demo
 
         await demo.stop()
+    await stop_feed()
     runtime.stop()
 
 

@@ -7,3 +7,4 @@ OK = '#22c55e'
 TEXT_MUTED = '#9ca3af'
 SOFT_PERCENT = 80
 CRITICAL_PERCENT = 95
+PALETTE = ['#d4a72c', '#60a5fa', '#34d399', '#f472b6', '#a78bfa', '#f97316', '#94a3b8']

@@ -33,8 +33,9 @@ def cost_trend(costs_newest_first: list[int]) -> Trend:
     return 'flat'
 
 
-def list_agents(conn: Connection) -> list[dict[str, Any]]:
-    agents = conn.execute(select(AGENTS).order_by(AGENTS.c.last_request_at.desc())).all()
+def list_agents(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """Agents, most recently active first."""
+    agents = conn.execute(select(AGENTS).order_by(AGENTS.c.last_request_at.desc(), AGENTS.c.id).limit(limit)).all()
     current = {(r.session_id, r.agent_id): r for r in conn.execute(select(SESSION_AGENTS).where(
         SESSION_AGENTS.c.session_id.in_({a.last_session_id for a in agents if a.last_session_id})))}
     return [_agent(conn, a, current.get((a.last_session_id, a.id))) for a in agents]

@@ -1,32 +1,131 @@
-"""The dashboard at `/`: today's spend against the daily limit."""
+"""The dashboard at `/`: gauge, channel strip, forecast, eco mode, charts, agent and task cards, all pushed live
+from the shared dashboard feed."""
 from __future__ import annotations
+
+from typing import Any
 
 from nicegui import run, ui
 
 from app import runtime
-from components.gauge import budget_gauge
-from services import budget
-from services.money import format_usd
-
-
-def _load_summary() -> dict:
-    rt = runtime.current()
-    with rt.engine.connect() as conn:
-        return budget.period_summary(conn, 'day', rt.settings.zone, rt.settings.daily_limit_micros)
+from app.feed import feed
+from components import charts
+from components.cards import agent_card, task_card
+from components.gauge import budget_gauge, gauge_options
+from components.layout import frame
+from components.strip import channel_strip_text
+from services import eco
+from services.money import usd_to_micros
 
 
 @ui.page('/')
-async def dashboard() -> None:
-    ui.page_title('SpendGauge')
-    with ui.header().classes('items-center'):
-        ui.label('SpendGauge').classes('text-h6')
-    summary = await run.io_bound(_load_summary)
-    channels = summary['by_channel']
-    with ui.column().classes('items-center w-full'):
-        budget_gauge(summary['spent_micros'], summary['limit_micros'])
-        ui.label(f'resets in {summary["resets_in"]}').mark('resets-in')
-        litellm, direct = channels['litellm']['spent_micros'], channels['direct']['spent_micros']
-        ui.label(f'Via LiteLLM: {format_usd(litellm)} | Direct: {format_usd(direct)} | '
-                 f'Total: {format_usd(summary["spent_micros"])}').mark('channel-strip')
-        if summary['requests'] == 0:
-            ui.label('No spend yet today').classes('text-grey')
+async def dashboard_page() -> None:
+    data = await feed().current()
+    with frame('Dashboard'):
+        view = DashboardView(data)
+    unsubscribe = feed().subscribe(view.update)
+    ui.context.client.on_delete(unsubscribe)
+
+
+class DashboardView:
+    """The page's elements, built once and updated in place from each new feed snapshot."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        settings = runtime.current().settings
+        self.warn_micros = usd_to_micros(settings.agent_warn_usd)
+        self.alert_micros = usd_to_micros(settings.agent_alert_usd)
+        self.data = data
+        summary = data['summary']
+        with ui.element('div').classes('grid grid-cols-1 md:grid-cols-3 gap-4 w-full'):
+            with ui.card().classes('items-center'):
+                self.gauge = budget_gauge(summary['spent_micros'], summary['limit_micros'])
+                self.resets = ui.label().classes('text-caption text-grey').mark('resets-in')
+            with ui.card().classes('md:col-span-2 justify-between gap-3'):
+                ui.label("Today's spend").classes('text-overline text-grey')
+                self.strip = ui.label().classes('text-h6').mark('channel-strip')
+                self.forecast = ui.label().classes('text-subtitle1').mark('forecast')
+                self.empty = ui.label('No spend yet today').classes('text-grey').mark('empty-today')
+                with ui.row().classes('items-center gap-2'):
+                    self.eco = ui.switch('Eco mode', on_change=self._eco_changed).mark('eco-toggle')
+                    self.eco_note = ui.label().classes('text-caption text-grey').mark('eco-note')
+        with ui.element('div').classes('grid grid-cols-1 md:grid-cols-2 gap-4 w-full'):
+            with ui.card():
+                ui.label('Spend by agent today').classes('text-overline text-grey')
+                self.agent_bars = charts.chart(charts.agent_bars_options(data['by_agent']), 'agent-bars')
+            with ui.card():
+                ui.label('Spend by provider today').classes('text-overline text-grey')
+                self.provider_donut = charts.chart(charts.provider_donut_options(data['by_provider']),
+                                                   'provider-donut')
+        with ui.card().classes('w-full'):
+            ui.label('Last 30 days').classes('text-overline text-grey')
+            history = data['history']
+            self.history = charts.chart(charts.history_line_options(history['points'],
+                                                                    history['daily_limit_micros']), 'history-line')
+        ui.label('Agents').classes('text-h6')
+        self.agents()
+        ui.label('Tasks').classes('text-h6')
+        self.tasks()
+        self._set_text(data)
+
+    @ui.refreshable_method
+    def agents(self) -> None:
+        items = self.data['agents']
+        if not items:
+            ui.label('No agents yet').classes('text-grey')
+            return
+        with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
+            for agent in items:
+                agent_card(agent, self.warn_micros, self.alert_micros)
+
+    @ui.refreshable_method
+    def tasks(self) -> None:
+        items = self.data['tasks']
+        if not items:
+            ui.label('No tasks yet').classes('text-grey')
+            return
+        with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
+            for task in items:
+                task_card(task)
+
+    def update(self, data: dict[str, Any]) -> None:
+        self.data = data
+        summary = data['summary']
+        _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros']))
+        _replace(self.agent_bars, charts.agent_bars_options(data['by_agent']))
+        _replace(self.provider_donut, charts.provider_donut_options(data['by_provider']))
+        history = data['history']
+        _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros']))
+        self._set_text(data)
+        self.agents.refresh()
+        self.tasks.refresh()
+
+    def _set_text(self, data: dict[str, Any]) -> None:
+        summary = data['summary']
+        self.resets.set_text(f'resets in {summary["resets_in"]}')
+        self.strip.set_text(channel_strip_text(summary))
+        self.forecast.set_text(data['forecast']['text'])
+        self.empty.set_visibility(summary['requests'] == 0)
+        state = data['eco']
+        self._eco_state = state['eco_mode']
+        self.eco.value = state['eco_mode']
+        changed = state['changed_at']
+        self.eco_note.set_text(f'{"on" if state["eco_mode"] else "off"} since {changed[:16].replace("T", " ")} UTC'
+                               if changed else 'never switched')
+
+    async def _eco_changed(self, event: Any) -> None:
+        if event.value == self._eco_state:
+            return  # the feed set it, not a person
+        self._eco_state = event.value
+        rt = runtime.current()
+
+        def switch() -> None:
+            with rt.engine.begin() as conn:
+                eco.set_eco(conn, event.value, 'dashboard')
+        await run.io_bound(switch)
+        rt.hub.publish('eco', eco_mode=event.value)
+        ui.notify(f'Eco mode {"on" if event.value else "off"}')
+
+
+def _replace(chart: ui.echart, options: dict[str, Any]) -> None:
+    chart.options.clear()
+    chart.options.update(options)
+    chart.update()

@@ -1,0 +1,127 @@
+"""The dashboard feed: one loader shared by every open page.
+
+Writes publish on the in-process hub (services/live.py). The feed marks its data stale, waits `coalesce_s` so a
+burst becomes one reload, loads the dashboard once in a worker thread, and hands the result to every subscribed
+page, which only updates its elements. Twenty open tabs cost the database what one does, and no tab polls.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from services.live import EventHub, LiveEvent
+
+log = logging.getLogger(__name__)
+TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents'}
+Listener = Callable[[dict[str, Any]], None]
+
+
+class DashboardFeed:
+    def __init__(self, load: Callable[[], dict[str, Any]], coalesce_s: float = 0.3, clock_s: float = 30.0) -> None:
+        self._load = load
+        self.coalesce_s = coalesce_s
+        self.clock_s = clock_s  # reload now and then without events: "resets in", the ETA and the day roll on
+        self.data: dict[str, Any] | None = None
+        self.reloads = 0
+        self._listeners: list[Listener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dirty = False
+        self._pending: asyncio.Task | None = None
+        self._clock: asyncio.Task | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self, hub: EventHub) -> None:
+        """Call on the running event loop (app start-up)."""
+        self._loop = asyncio.get_running_loop()
+        self._reload_lock = asyncio.Lock()
+        self._unsubscribe = hub.subscribe(self._on_event)
+        self._clock = self._loop.create_task(self._tick())
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        for task in (self._clock, self._pending):
+            if task and not task.done():
+                task.cancel()
+        self._listeners.clear()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+        return unsubscribe
+
+    @property
+    def listeners(self) -> int:
+        return len(self._listeners)
+
+    async def current(self) -> dict[str, Any]:
+        """The latest data, loading it first if there is none yet."""
+        if self.data is None:
+            await self.reload()
+        assert self.data is not None
+        return self.data
+
+    async def reload(self) -> None:
+        assert self._reload_lock is not None, 'DashboardFeed.start() was not called'
+        async with self._reload_lock:
+            self.data = await asyncio.to_thread(self._load)
+            self.reloads += 1
+        for listener in list(self._listeners):
+            try:
+                listener(self.data)
+            except Exception:
+                log.exception('dashboard listener failed')
+
+    def _on_event(self, event: LiveEvent) -> None:  # any thread
+        if event.topic in TOPICS and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._mark_stale)
+
+    def _mark_stale(self) -> None:
+        self._dirty = True
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.get_running_loop().create_task(self._reload_while_stale())
+
+    async def _reload_while_stale(self) -> None:
+        while self._dirty:
+            await asyncio.sleep(self.coalesce_s)  # events in the meantime join this reload
+            self._dirty = False
+            try:
+                await self.reload()
+            except Exception:
+                log.exception('dashboard reload failed')
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.clock_s)
+            if self._listeners:
+                self._mark_stale()
+
+
+_feed: DashboardFeed | None = None
+
+
+def feed() -> DashboardFeed:
+    if _feed is None:
+        raise RuntimeError('the dashboard feed is not running')
+    return _feed
+
+
+def start_feed(load: Callable[[], dict[str, Any]], hub: EventHub, **options: Any) -> DashboardFeed:
+    global _feed
+    _feed = DashboardFeed(load, **options)
+    _feed.start(hub)
+    return _feed
+
+
+async def stop_feed() -> None:
+    global _feed
+    if _feed is not None:
+        await _feed.stop()
+        _feed = None
+

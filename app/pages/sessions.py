@@ -1,0 +1,65 @@
+"""Sessions page: the last 30 sessions, a click for the per-agent breakdown, and the CSV export."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import run, ui
+
+from app import runtime
+from app.feed import feed
+from components.cards import short_usd
+from components.layout import frame
+from components.sessions_table import breakdown_table, session_rows, sessions_table
+from services import sessions
+
+
+@ui.page('/sessions')
+async def sessions_page() -> None:
+    data = await feed().current()
+    with frame('Sessions'):
+        dialog, body = _breakdown_dialog()
+
+        async def show_breakdown(session_id: str) -> None:
+            session = await run.io_bound(_load_session, session_id)
+            if session is None:
+                ui.notify(f'Session {session_id} is gone', type='warning')
+                return
+            body.clear()
+            with body:
+                ui.label(f'Session {session_id}').classes('text-h6')
+                ui.label(f'{session["requests"]:,} requests · {session["tokens"]:,} tokens · '
+                         f'{short_usd(session["cost_micros"])}').classes('text-grey')
+                breakdown_table(session)
+            dialog.open()
+
+        with ui.row().classes('w-full items-center justify-between'):
+            ui.label('Recent sessions').classes('text-h6')
+            ui.button('Export CSV', icon='download', on_click=lambda: ui.download('/api/v1/sessions.csv')) \
+                .mark('export-csv')
+        empty = ui.label('No sessions yet: a session starts with its first event').classes('text-grey')
+        table = sessions_table(data['sessions'], show_breakdown)
+        empty.set_visibility(not data['sessions'])
+
+    def update(new: dict[str, Any]) -> None:
+        table.rows = session_rows(new['sessions'])
+        table.update()
+        empty.set_visibility(not new['sessions'])
+
+    unsubscribe = feed().subscribe(update)
+    ui.context.client.on_delete(unsubscribe)
+
+
+def _load_session(session_id: str) -> dict[str, Any] | None:
+    rt = runtime.current()
+    with rt.engine.connect() as conn:
+        try:
+            return sessions.get_session(conn, session_id)
+        except sessions.SessionNotFound:
+            return None
+
+
+def _breakdown_dialog() -> tuple[ui.dialog, ui.column]:
+    with ui.dialog() as dialog, ui.card().classes('min-w-[320px] max-w-[640px] w-full'):
+        body = ui.column().classes('w-full')
+        ui.button('Close', on_click=dialog.close).props('flat')
+    return dialog, body

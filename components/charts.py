@@ -1,0 +1,65 @@
+"""ECharts option builders (plain data in, dict out) for the dashboard's charts, and their thin elements."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from components import theme
+from services.money import MICROS_PER_USD
+
+
+def _usd(micros: int) -> float:
+    return round(micros / MICROS_PER_USD, 6)  # chart coordinates only; labels come from exact strings
+
+
+def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Horizontal bars, largest on top; items are {label, cost_micros, cost_usd?} largest first."""
+    ordered = list(reversed(items))
+    return {
+        'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
+        'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': _DOLLARS},
+        'xAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}},
+        'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered]},
+        'series': [{'type': 'bar', 'data': [_usd(i['cost_micros']) for i in ordered],
+                    'itemStyle': {'color': theme.GOLD, 'borderRadius': [0, 4, 4, 0]}}],
+    }
+
+
+def provider_donut_options(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Share of today's spend per provider."""
+    return {
+        'tooltip': {'trigger': 'item', ':valueFormatter': _DOLLARS},
+        'legend': {'bottom': 0, 'type': 'scroll'},
+        'color': theme.PALETTE,
+        'series': [{'type': 'pie', 'radius': ['45%', '70%'], 'center': ['50%', '45%'],
+                    'label': {'formatter': '{b}\n{d}%'},
+                    'data': [{'name': i['provider'] or 'unknown', 'value': _usd(i['cost_micros'])} for i in items]}],
+    }
+
+
+def history_line_options(points: list[dict[str, Any]], daily_limit_micros: int | None) -> dict[str, Any]:
+    """Daily spend over the last days, with the daily limit as a dashed reference line."""
+    series: dict[str, Any] = {'type': 'line', 'smooth': True, 'symbolSize': 6, 'name': 'spend',
+                              'data': [_usd(p['cost_micros']) for p in points],
+                              'lineStyle': {'color': theme.GOLD, 'width': 2}, 'itemStyle': {'color': theme.GOLD},
+                              'areaStyle': {'color': theme.GOLD, 'opacity': 0.12}}
+    if daily_limit_micros is not None:
+        series['markLine'] = {'symbol': 'none', 'silent': True,
+                              'lineStyle': {'color': theme.CRITICAL, 'type': 'dashed'},
+                              'label': {'formatter': 'limit ${c}', 'position': 'insideEndTop'},
+                              'data': [{'yAxis': _usd(daily_limit_micros)}]}
+    return {
+        'grid': {'left': 8, 'right': 16, 'top': 24, 'bottom': 8, 'containLabel': True},
+        'tooltip': {'trigger': 'axis', ':valueFormatter': _DOLLARS},
+        'xAxis': {'type': 'category', 'boundaryGap': False, 'data': [p['date'][5:] for p in points]},
+        'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}},
+        'series': [series],
+    }
+
+
+_DOLLARS = '(value) => "$" + Number(value).toFixed(4)'  # a ':'-prefixed key is JavaScript for NiceGUI
+
+
+def chart(options: dict[str, Any], marker: str, height: str = 'h-64') -> ui.echart:
+    return ui.echart(options).classes(f'w-full {height}').mark(marker)

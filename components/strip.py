@@ -1,0 +1,13 @@
+"""The channel strip: "Via LiteLLM: $X | Direct: $Y | Total: $Z"."""
+from __future__ import annotations
+
+from typing import Any
+
+from services.money import format_usd
+
+
+def channel_strip_text(summary: dict[str, Any]) -> str:
+    channels = summary['by_channel']
+    return (f'Via LiteLLM: {format_usd(channels["litellm"]["spent_micros"])} | '
+            f'Direct: {format_usd(channels["direct"]["spent_micros"])} | '
+            f'Total: {format_usd(summary["spent_micros"])}')

@@ -1,0 +1,53 @@
+"""Everything the dashboard shows, read in one go: one load serves every open tab."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from services import agents, budget, eco, sessions, tasks
+from services.forecast import day_forecast
+from services.periods import period_containing
+from services.spend import breakdown
+
+TOP_AGENTS = 10
+DASHBOARD_AGENTS = 12
+DASHBOARD_TASKS = 12
+RECENT_SESSIONS = 30
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    zone: Any  # ZoneInfo
+    default_daily_micros: int
+
+
+def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    summary = budget.period_summary(conn, 'day', config.zone, config.default_daily_micros, now)
+    today = period_containing('day', now, config.zone)
+    return {
+        'at': now.isoformat(),
+        'summary': summary,
+        'forecast': day_forecast(conn, summary['spent_micros'], summary['limit_micros'], config.zone, now),
+        'by_agent': top_with_others(breakdown(conn, today.start, today.end, 'agent_id'), 'agent_id', TOP_AGENTS),
+        'by_provider': breakdown(conn, today.start, today.end, 'provider'),
+        'history': budget.history(conn, 30, config.zone, config.default_daily_micros, now),
+        'eco': eco.get_eco(conn),
+        'tasks': tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
+        'agents': agents.list_agents(conn, DASHBOARD_AGENTS),
+        'sessions': sessions.list_sessions(conn, RECENT_SESSIONS),
+    }
+
+
+def top_with_others(items: list[dict[str, Any]], key: str, top: int) -> list[dict[str, Any]]:
+    """The `top` largest items, then one 'others' item for the rest (items come largest first)."""
+    labelled = [{**item, 'label': item[key] or '(no agent)'} for item in items]
+    if len(labelled) <= top:
+        return labelled
+    rest = labelled[top:]
+    others = {'label': f'others ({len(rest)})', key: None,
+              'cost_micros': sum(i['cost_micros'] for i in rest), 'requests': sum(i['requests'] for i in rest)}
+    return [*labelled[:top], others]
