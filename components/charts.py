@@ -19,7 +19,7 @@ def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': _DOLLARS},
-        'xAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}},
+        'xAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}, 'splitLine': _SPLIT_LINE},
         'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered]},
         'series': [{'type': 'bar', 'data': [_usd(i['cost_micros']) for i in ordered],
                     'itemStyle': {'color': theme.GOLD, 'borderRadius': [0, 4, 4, 0]}}],
@@ -33,7 +33,7 @@ def provider_donut_options(items: list[dict[str, Any]]) -> dict[str, Any]:
         'legend': {'bottom': 0, 'type': 'scroll'},
         'color': theme.PALETTE,
         'series': [{'type': 'pie', 'radius': ['45%', '70%'], 'center': ['50%', '45%'],
-                    'label': {'formatter': '{b}\n{d}%'},
+                    'label': {'formatter': '{b} {d}%', 'color': theme.TEXT_MUTED, 'textBorderWidth': 0},
                     'data': [{'name': i['provider'] or 'unknown', 'value': _usd(i['cost_micros'])} for i in items]}],
     }
 
@@ -47,17 +47,21 @@ def history_line_options(points: list[dict[str, Any]], daily_limit_micros: int |
     if daily_limit_micros is not None:
         series['markLine'] = {'symbol': 'none', 'silent': True,
                               'lineStyle': {'color': theme.CRITICAL, 'type': 'dashed'},
-                              'label': {'formatter': 'limit ${c}', 'position': 'insideEndTop'},
+                              'label': {'formatter': 'limit ${c}', 'position': 'insideEndTop', 'color': theme.CRITICAL,
+                                        'textBorderWidth': 0},
                               'data': [{'yAxis': _usd(daily_limit_micros)}]}
     return {
         'grid': {'left': 8, 'right': 16, 'top': 24, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', ':valueFormatter': _DOLLARS},
         'xAxis': {'type': 'category', 'boundaryGap': False, 'data': [p['date'][5:] for p in points]},
-        'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}},
+        'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}, 'splitLine': _SPLIT_LINE,
+                  **({':max': f'(v) => Math.ceil(Math.max(v.max, {_usd(daily_limit_micros)}) * 1.1)'}
+                     if daily_limit_micros is not None else {})},
         'series': [series],
     }
 
 
+_SPLIT_LINE = {'lineStyle': {'color': 'rgba(128, 128, 128, 0.2)'}}  # readable in light and dark
 _DOLLARS = '(value) => "$" + Number(value).toFixed(4)'  # a ':'-prefixed key is JavaScript for NiceGUI
 
 

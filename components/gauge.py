@@ -27,9 +27,9 @@ def gauge_options(spent_micros: int, limit_micros: int | None) -> dict[str, Any]
             'axisLine': {'lineStyle': {'width': 18, 'color': [[1, theme.DARK_ARC]]}},
             'pointer': {'show': False}, 'axisTick': {'show': False}, 'splitLine': {'show': False},
             'axisLabel': {'show': False},
-            'detail': {'valueAnimation': False, 'offsetCenter': [0, '5%'], 'fontSize': 22,
-                       'formatter': f'{percent:.0f}%', 'color': 'inherit'},
-            'title': {'offsetCenter': [0, '40%'], 'fontSize': 14},
+            'detail': {'valueAnimation': False, 'offsetCenter': [0, '5%'], 'fontSize': 26, 'fontWeight': 'bold',
+                       'formatter': f'{percent:.0f}%', 'color': gauge_colour(percent)},
+            'title': {'offsetCenter': [0, '40%'], 'fontSize': 15, 'color': theme.TEXT_MUTED},
             'data': [{'value': round(min(percent, 100.0), 1), 'name': label}],
         }],
     }

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
 from components.cards import short_usd
+from services.money import format_usd
 
 COLUMNS = [
     {'name': 'id', 'label': 'Session ID', 'field': 'id', 'align': 'left'},
@@ -24,14 +27,14 @@ BREAKDOWN_COLUMNS = [
 ]
 
 
-def _time(iso: str | None) -> str:
-    return iso[:19].replace('T', ' ') if iso else ''
+def local_time(iso: str | None, zone: ZoneInfo) -> str:
+    return datetime.fromisoformat(iso).astimezone(zone).strftime('%Y-%m-%d %H:%M:%S') if iso else ''
 
 
-def session_rows(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{'id': s['id'], 'start': _time(s['started_at']),
-             'end': _time(s['ended_at']) or f'active (last {_time(s["last_event_at"])[11:]})',
-             'tokens': f'{s["tokens"]:,}', 'cost': short_usd(s['cost_micros']), 'agents': ', '.join(s['agents'])}
+def session_rows(sessions: list[dict[str, Any]], zone: ZoneInfo) -> list[dict[str, Any]]:
+    return [{'id': s['id'], 'start': local_time(s['started_at'], zone),
+             'end': local_time(s['ended_at'], zone) or f'active, last call {local_time(s["last_event_at"], zone)[5:]}',
+             'tokens': f'{s["tokens"]:,}', 'cost': format_usd(s['cost_micros'], 4), 'agents': ', '.join(s['agents'])}
             for s in sessions]
 
 
@@ -40,8 +43,8 @@ def breakdown_rows(session: dict[str, Any]) -> list[dict[str, Any]]:
              'cost': short_usd(a['cost_micros'])} for a in session['by_agent']]
 
 
-def sessions_table(sessions: list[dict[str, Any]], on_select: Callable[[str], Any]) -> ui.table:
-    table = ui.table(columns=COLUMNS, rows=session_rows(sessions), row_key='id').classes('w-full')
+def sessions_table(sessions: list[dict[str, Any]], zone: ZoneInfo, on_select: Callable[[str], Any]) -> ui.table:
+    table = ui.table(columns=COLUMNS, rows=session_rows(sessions, zone), row_key='id').classes('w-full')
     table.props('flat bordered dense wrap-cells')
     table.on('rowClick', lambda e: on_select(e.args[1]['id']))
     return table.mark('sessions-table')

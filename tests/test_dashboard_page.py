@@ -201,7 +201,7 @@ async def test_sessions_page_lists_sessions_and_shows_a_breakdown(user: User) ->
     rows = {r['id']: r for r in table.rows}
     assert set(rows) == {'sess-1', 'sess-2'}
     assert (rows['sess-1']['tokens'], rows['sess-1']['cost'], rows['sess-1']['agents']) == \
-        ('4,300', '$0.40', 'coder, planner')
+        ('4,300', '$0.4000', 'coder, planner')
     user.find(marker='sessions-table').trigger('rowClick', [None, rows['sess-1'], 0])
     await user.should_see('Session sess-1')
     breakdown = user.find(marker='session-breakdown').elements.pop()

@@ -16,6 +16,7 @@ from services import sessions
 @ui.page('/sessions')
 async def sessions_page() -> None:
     data = await feed().current()
+    zone = runtime.current().settings.zone
     with frame('Sessions'):
         dialog, body = _breakdown_dialog()
 
@@ -37,11 +38,11 @@ async def sessions_page() -> None:
             ui.button('Export CSV', icon='download', on_click=lambda: ui.download('/api/v1/sessions.csv')) \
                 .mark('export-csv')
         empty = ui.label('No sessions yet: a session starts with its first event').classes('text-grey')
-        table = sessions_table(data['sessions'], show_breakdown)
+        table = sessions_table(data['sessions'], zone, show_breakdown)
         empty.set_visibility(not data['sessions'])
 
     def update(new: dict[str, Any]) -> None:
-        table.rows = session_rows(new['sessions'])
+        table.rows = session_rows(new['sessions'], zone)
         table.update()
         empty.set_visibility(not new['sessions'])
 
