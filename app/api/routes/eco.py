@@ -1,0 +1,37 @@
+"""Eco mode: agents read the flag; the dashboard, scripts and policies switch it."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
+
+from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from services import eco
+from services.events import NO_NUL
+
+router = APIRouter(prefix='/eco', tags=['eco'])
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=eco.MAX_REASON,
+                                          pattern=NO_NUL)]
+
+
+class EcoIn(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    eco_mode: StrictBool
+    reason: Reason | None = None
+
+
+@router.get('')
+def get_eco(conn: ReadConn) -> dict[str, Any]:
+    """Whether eco mode is on, when it last changed and why."""
+    return eco.get_eco(conn)
+
+
+@router.post('', dependencies=WRITE)
+def set_eco(body: EcoIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Switch eco mode on or off (reason defaults to 'manual'); changed_at only moves when the value changes."""
+    result = eco.set_eco(conn, body.eco_mode, body.reason or 'manual')
+    conn.commit()
+    rt.hub.publish('eco', eco_mode=result['eco_mode'])
+    return result

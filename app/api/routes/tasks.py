@@ -1,0 +1,105 @@
+"""Tasks with an estimated cost, and their actual cost from the usage events that name them."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.errors import BadRequest
+from services import tasks
+from services.events import NO_NUL, Label
+from services.money import usd_to_micros
+
+router = APIRouter(prefix='/tasks', tags=['tasks'])
+Status = Literal['pending', 'running', 'done', 'failed', 'cancelled']
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_NUL)]
+Priority = Annotated[int, Field(strict=True, ge=-tasks.MAX_PRIORITY, le=tasks.MAX_PRIORITY)]
+EstimateUsd = Annotated[Decimal, Field(ge=0, le=tasks.MAX_ESTIMATE_MICROS // 1_000_000, allow_inf_nan=False)]
+NOT_NULL = ('title', 'status', 'priority')
+
+
+class TaskIn(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    id: Label | None = Field(default=None, description='generated when missing')
+    title: Title
+    agent_id: Label | None = None
+    status: Status = 'pending'
+    priority: Priority = 0
+    estimated_cost_usd: EstimateUsd | None = None
+
+
+class TaskPatch(BaseModel):
+    """Only the fields given change; null clears agent_id and estimated_cost_usd."""
+
+    model_config = ConfigDict(extra='forbid')
+
+    title: Title | None = None
+    agent_id: Label | None = None
+    status: Status | None = None
+    priority: Priority | None = None
+    estimated_cost_usd: EstimateUsd | None = None
+
+    @model_validator(mode='after')
+    def _required_not_null(self) -> TaskPatch:
+        for name in NOT_NULL:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f'{name}: cannot be null')
+        return self
+
+
+def _micros(usd: Decimal | None) -> int | None:
+    return None if usd is None else usd_to_micros(usd)
+
+
+@router.post('', dependencies=WRITE, status_code=201)
+def create_task(body: TaskIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Register a task; 409 when the id is taken."""
+    try:
+        task = tasks.create_task(conn, body.title, body.id, body.agent_id, body.status, body.priority,
+                                 _micros(body.estimated_cost_usd))
+    except tasks.TaskExists as exc:
+        raise HTTPException(409, str(exc)) from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    conn.commit()
+    rt.hub.publish('tasks', task_id=task['id'])
+    return task
+
+
+@router.get('')
+def list_tasks(conn: ReadConn, status: Status | None = None, agent_id: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+    """Tasks, most recently updated first, with estimated and actual cost."""
+    items = tasks.list_tasks(conn, status, agent_id, limit)
+    return {'items': items, 'count': len(items)}
+
+
+@router.get('/{task_id:path}')
+def get_task(task_id: str, conn: ReadConn) -> dict[str, Any]:
+    """One task with its estimated and actual cost."""
+    try:
+        return tasks.get_task(conn, task_id)
+    except tasks.TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.patch('/{task_id:path}', dependencies=WRITE)
+def update_task(task_id: str, body: TaskPatch, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Change any of title, agent_id, status, priority, estimated_cost_usd."""
+    changes = body.model_dump(include=body.model_fields_set)
+    if 'estimated_cost_usd' in changes:
+        changes['estimated_cost_micros'] = _micros(changes.pop('estimated_cost_usd'))
+    try:
+        task, changed = tasks.update_task(conn, task_id, changes)
+    except tasks.TaskNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    if changed:
+        conn.commit()
+        rt.hub.publish('tasks', task_id=task_id)
+    return task
