@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ class DashboardFeed:
         self.clock_s = clock_s  # reload now and then without events: "resets in", the ETA and the day roll on
         self.data: dict[str, Any] | None = None
         self.reloads = 0
+        self._loaded_at = 0.0
         self._listeners: list[Listener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty = False
@@ -61,8 +63,9 @@ class DashboardFeed:
         return len(self._listeners)
 
     async def current(self) -> dict[str, Any]:
-        """The latest data, loading it first if there is none yet."""
-        if self.data is None:
+        """The latest data; loaded first when there is none or it is older than the clock interval (no tab was
+        open to keep it fresh, and "resets in" or the day itself may have moved on)."""
+        if self.data is None or time.monotonic() - self._loaded_at > self.clock_s:
             await self.reload()
         assert self.data is not None
         return self.data
@@ -71,6 +74,7 @@ class DashboardFeed:
         assert self._reload_lock is not None, 'DashboardFeed.start() was not called'
         async with self._reload_lock:
             self.data = await asyncio.to_thread(self._load)
+            self._loaded_at = time.monotonic()
             self.reloads += 1
         for listener in list(self._listeners):
             try:

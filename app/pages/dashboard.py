@@ -2,6 +2,7 @@
 from the shared dashboard feed."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from nicegui import run, ui
@@ -15,6 +16,8 @@ from components.layout import frame
 from components.strip import channel_strip_text
 from services import eco
 from services.money import usd_to_micros
+
+CARD_CLOCK_S = 30
 
 
 @ui.page('/')
@@ -34,6 +37,7 @@ class DashboardView:
         self.warn_micros = usd_to_micros(settings.agent_warn_usd)
         self.alert_micros = usd_to_micros(settings.agent_alert_usd)
         self.data = data
+        self.cards_at = time.monotonic()
         summary = data['summary']
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-3 gap-4 w-full'):
             with ui.card().classes('items-center'):
@@ -87,7 +91,9 @@ class DashboardView:
                 task_card(task)
 
     def update(self, data: dict[str, Any]) -> None:
-        self.data = data
+        """Only what changed is sent to the browser; the cards are rebuilt at least every CARD_CLOCK_S so that
+        "last request 3 min ago" moves on."""
+        old, self.data = self.data, data
         summary = data['summary']
         _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros']))
         _replace(self.agent_bars, charts.agent_bars_options(data['by_agent']))
@@ -95,8 +101,13 @@ class DashboardView:
         history = data['history']
         _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros']))
         self._set_text(data)
-        self.agents.refresh()
-        self.tasks.refresh()
+        stale = time.monotonic() - self.cards_at > CARD_CLOCK_S
+        if stale or data['agents'] != old['agents']:
+            self.agents.refresh()
+        if stale or data['tasks'] != old['tasks']:
+            self.tasks.refresh()
+        if stale:
+            self.cards_at = time.monotonic()
 
     def _set_text(self, data: dict[str, Any]) -> None:
         summary = data['summary']
@@ -126,6 +137,8 @@ class DashboardView:
 
 
 def _replace(chart: ui.echart, options: dict[str, Any]) -> None:
+    if chart.options == options:
+        return
     chart.options.clear()
     chart.options.update(options)
     chart.update()
