@@ -1,4 +1,5 @@
-# Quick start: `make run` (the app on ./data/spendgauge.db) and `make test` (the whole suite).
+# Quick start: `make run` (the app on ./data/spendgauge.db; the demo swarm while it holds no usage) and `make test`
+# (the whole suite).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +18,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/spendgauge serve
+	$(BIN)/spendgauge serve --demo auto
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -123,12 +123,26 @@ class DirectBackend:
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.server import UnsafeExposure, serve
 
-    settings = load_settings().with_overrides(host=args.host, port=args.port, database_url=args.db)
+    settings = load_settings().with_overrides(host=args.host, port=args.port, database_url=args.db, demo=args.demo)
     use_settings(settings)
     try:
         serve(settings, native=args.native)
     except UnsafeExposure as exc:
         raise CliError(str(exc), 2) from None
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Always on the database itself (--db, or the configured one): the server has no demo endpoint."""
+    from app import runtime
+    from services import demo
+
+    rt = runtime.start(load_settings().with_overrides(database_url=args.db))
+    if args.clear:
+        print(f'removed {demo.clear(rt.ledger):,} demo events')
+    else:
+        print(f'{demo.count(rt.engine):,} demo events; `spendgauge demo --clear` removes them, '
+              '`spendgauge serve --demo` runs the simulator')
     return 0
 
 
@@ -240,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument('--port', type=int, help='port (default 8080)')
     serve.add_argument('--db', help='database URL (default sqlite:///./data/spendgauge.db)')
     serve.add_argument('--native', action='store_true', help='open a desktop window (needs the native extra)')
+    serve.add_argument('--demo', nargs='?', const='on', choices=['on', 'auto'],
+                       help="run the simulated demo swarm; 'auto' only when the database has no usage yet "
+                            '(env SPENDGAUGE_DEMO)')
 
     def client_options(p: argparse.ArgumentParser) -> None:
         p.add_argument('--url', default=os.environ.get('SPENDGAUGE_URL', DEFAULT_URL),
@@ -282,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(limit)
     limit.add_argument('period', choices=['day', 'week', 'month'])
     limit.add_argument('usd', type=_usd)
+
+    demo = sub.add_parser('demo', help='count or remove the demo rows (on the database directly)',
+                          description='Without --clear, count the demo events. Works on the database directly: '
+                                      '--db, or SPENDGAUGE_DATABASE_URL / the default database.')
+    demo.add_argument('--clear', action='store_true',
+                      help='remove every demo event with its share of the totals, and the demo tasks')
+    demo.add_argument('--db', help='database URL (default: the configured one)')
     return parser
 
 
@@ -301,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == 'serve':
             return cmd_serve(args)
+        if args.command == 'demo':
+            return cmd_demo(args)
         backend: Backend = DirectBackend(args.db) if args.db else HttpBackend(args.url, _token())
         return COMMANDS[args.command](args, backend)
     except CliError as exc:

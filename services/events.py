@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from services.periods import checked_utc
 
 Channel = Literal['litellm', 'direct']
-Source = Literal['api', 'sdk', 'litellm_callback', 'litellm_pull']
+Source = Literal['api', 'sdk', 'litellm_callback', 'litellm_pull', 'demo']
 MAX_TOKENS = 10**12
 NO_NUL = r'^[^\x00]*$'  # PostgreSQL text cannot hold NUL characters
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, update
 
 from app.models import Agent, SessionAgent, SpendRollup, SpendSession, TaskSpend, UsageEvent
 from services.events import UsageEventIn, describe_errors
@@ -36,6 +36,7 @@ EVENT_COLUMNS = ('event_id', 'source', 'channel', 'ts', 'provider', 'model', 'ag
                  'cache_write_tokens', 'cost_micros', 'cost_source', 'latency_ms', 'metadata', 'created_at')
 assert set(EVENT_COLUMNS) == {c.name for c in EVENTS.columns} - {'id'}, 'EVENT_COLUMNS is out of date'
 INSERT_CHUNK = 32_000 // len(EVENT_COLUMNS)  # SQLite allows 32,766 bound values per statement
+REMOVE_CHUNK = 5_000
 TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 
 
@@ -193,6 +194,67 @@ class Ledger:
                              cost_micros=sum(c['cost_micros'] for c in corrections))
         return len(corrections)
 
+    def remove_events(self, where: ColumnElement[bool]) -> int:
+        """Delete the events matching `where` and take them out of the rollups and totals: they are folded in
+        negated, the aggregate rows they leave without requests are deleted, and the rows that keep other events
+        get their first/last times (and an agent its latest session) back from those events. Returns the count."""
+        removed, cost, last_id = 0, 0, -1
+        hours: set[datetime] = set()
+        sessions: set[str] = set()
+        agents: set[str] = set()
+        tasks: set[str] = set()
+        with self._transaction() as conn:
+            while True:  # in chunks, all in one transaction: a long-running demo leaves hundreds of thousands
+                query = select(EVENTS).where(where, EVENTS.c.id > last_id).order_by(EVENTS.c.id).limit(REMOVE_CHUNK)
+                events = [dict(e) for e in conn.execute(query).mappings()]
+                if not events:
+                    break
+                last_id = events[-1]['id']
+                conn.execute(delete(EVENTS).where(EVENTS.c.id.in_([e['id'] for e in events])))
+                self._fold(conn, [{**e, 'cost_micros': -e['cost_micros'], **{c: -e[c] for c in TOKEN_COLUMNS}}
+                                  for e in events], requests=-1)
+                removed, cost = removed + len(events), cost + sum(e['cost_micros'] for e in events)
+                hours.update(hour_floor(e['ts']) for e in events)
+                sessions.update(e['session_id'] for e in events if e['session_id'])
+                agents.update(e['agent_id'] for e in events if e['agent_id'])
+                tasks.update(e['task_id'] for e in events if e['task_id'])
+            self._prune(conn, sorted(hours), sorted(sessions), sorted(agents), sorted(tasks))
+        if removed:
+            self.hub.publish('usage', count=0, removed=removed, cost_micros=-cost, agents=sorted(agents))
+        return removed
+
+    def _prune(self, conn: Connection, hours: list[datetime], sessions: list[str], agents: list[str],
+               tasks: list[str]) -> None:
+        """After a negated fold: drop the touched aggregate rows left without requests, then recompute the time
+        bounds of the touched rows that remain (the fold can only widen them)."""
+        for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (SESSIONS, SESSIONS.c.id, sessions),
+                                    (SESSION_AGENTS, SESSION_AGENTS.c.session_id, sessions),
+                                    (AGENTS, AGENTS.c.id, agents), (TASK_SPEND, TASK_SPEND.c.task_id, tasks)):
+            for chunk in _chunks(keys, 500):
+                conn.execute(delete(table).where(column.in_(chunk), table.c.requests <= 0))
+
+        def bounds(*match: ColumnElement[bool]) -> tuple[Any, Any]:
+            return (select(func.min(EVENTS.c.ts)).where(*match).scalar_subquery(),
+                    select(func.max(EVENTS.c.ts)).where(*match).scalar_subquery())
+
+        for chunk in _chunks(sessions, 500):
+            first, last = bounds(EVENTS.c.session_id == SESSIONS.c.id)
+            conn.execute(update(SESSIONS).where(SESSIONS.c.id.in_(chunk)).values(started_at=first, last_event_at=last))
+            first, last = bounds(EVENTS.c.session_id == SESSION_AGENTS.c.session_id,
+                                 EVENTS.c.agent_id == SESSION_AGENTS.c.agent_id)
+            conn.execute(update(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(chunk))
+                         .values(first_ts=first, last_ts=last))
+        for chunk in _chunks(agents, 500):
+            first, last = bounds(EVENTS.c.agent_id == AGENTS.c.id)
+            latest_session = (select(EVENTS.c.session_id)
+                              .where(EVENTS.c.agent_id == AGENTS.c.id, EVENTS.c.session_id.is_not(None))
+                              .order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(1).scalar_subquery())
+            conn.execute(update(AGENTS).where(AGENTS.c.id.in_(chunk))
+                         .values(first_seen_at=first, last_request_at=last, last_session_id=latest_session))
+        for chunk in _chunks(tasks, 500):
+            first, last = bounds(EVENTS.c.task_id == TASK_SPEND.c.task_id)
+            conn.execute(update(TASK_SPEND).where(TASK_SPEND.c.task_id.in_(chunk)).values(first_ts=first, last_ts=last))
+
     def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         """Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, with values converted here rather than by
         SQLAlchemy's per-value type processing (a third of the ingest time otherwise)."""
@@ -236,7 +298,8 @@ class Ledger:
 
     def _fold(self, conn: Connection, rows: list[dict[str, Any]], requests: int = 1) -> None:
         """Add events to the hourly rollups and to the session, agent and task totals. With requests=0 the rows are
-        corrections to events already counted (a new cost for an unpriced event), not new requests."""
+        corrections to events already counted (a new cost for an unpriced event), not new requests; with
+        requests=-1 they are negated events being removed."""
         rollups: dict[tuple, dict[str, Any]] = {}
         sessions: dict[str, dict[str, Any]] = {}
         session_agents: dict[tuple[str, str], dict[str, Any]] = {}
@@ -255,7 +318,7 @@ class Ledger:
                 r[column] += row[column]
             r['cost_micros'] += cost
             r['requests'] += requests
-            r['unpriced_requests'] += (row['cost_source'] == 'unpriced') if requests else -1
+            r['unpriced_requests'] += requests * (row['cost_source'] == 'unpriced') if requests else -1
             if session:
                 _add(sessions, session, {'id': session}, row, requests)
                 if agent:

@@ -1,0 +1,329 @@
+"""The built-in demo: a simulated swarm of six agents on three providers posting usage through the ledger.
+
+Everything it writes is marked: events have source 'demo' and metadata {'demo': true}; agent, session, task and
+event ids start with 'demo-'. On first start it backfills a few days of history and creates a handful of tasks;
+`clear` removes all of it (events, their share of every total, and the tasks) and nothing else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, Table, delete, func, insert, select
+
+from app.models import Task
+from services.events import Channel
+from services.ledger import EVENTS, MAX_BATCH, Ledger
+from services.periods import hour_floor
+from services.sessions import SessionNotFound, end_session
+
+SOURCE = 'demo'
+PREFIX = 'demo-'
+PROJECT = 'demo-swarm'
+TASKS: Table = Task.__table__  # type: ignore[attr-defined]
+STOP_TIMEOUT_S = 10
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    provider: str
+    model: str
+    channel: Channel
+    weight: float
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    id: str
+    share: float  # of all calls
+    models: tuple[ModelUse, ...]
+    input_tokens: tuple[int, int]  # cached tokens included
+    output_tokens: tuple[int, int]
+    cached: float  # typical share of the input read from the prompt cache
+
+    @property
+    def role(self) -> str:
+        return self.id.removeprefix(PREFIX)
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    id: str
+    title: str
+    agent_id: str
+    status: str  # 'done' tasks have spend from the history, 'running' ones keep spending, 'pending' wait
+    priority: int
+    estimated_cost_micros: int
+
+
+AGENTS = (
+    AgentProfile('demo-planner', 0.05, (ModelUse('anthropic', 'claude-sonnet-4-5', 'litellm', 2),
+                                        ModelUse('openai', 'gpt-4o', 'litellm', 1)),
+                 (800, 2_500), (80, 300), 0.7),
+    AgentProfile('demo-researcher', 0.25, (ModelUse('openrouter', 'google/gemini-2.5-flash', 'direct', 2),
+                                           ModelUse('openai', 'gpt-4o-mini', 'litellm', 3)),
+                 (1_000, 4_000), (80, 300), 0.3),
+    AgentProfile('demo-coder', 0.21, (ModelUse('openai', 'gpt-4o-mini', 'litellm', 8),
+                                      ModelUse('anthropic', 'claude-sonnet-4-5', 'direct', 1)),
+                 (1_000, 3_500), (100, 500), 0.7),
+    AgentProfile('demo-reviewer', 0.12, (ModelUse('anthropic', 'claude-haiku-4-5', 'litellm', 1),
+                                         ModelUse('openai', 'gpt-4o-mini', 'litellm', 2)),
+                 (800, 2_500), (60, 250), 0.6),
+    AgentProfile('demo-tester', 0.27, (ModelUse('openai', 'gpt-4o-mini', 'litellm', 3),
+                                       ModelUse('openrouter', 'google/gemini-2.5-flash', 'direct', 1)),
+                 (500, 1_800), (30, 200), 0.5),
+    AgentProfile('demo-writer', 0.10, (ModelUse('openai', 'gpt-4o-mini', 'direct', 4),
+                                       ModelUse('anthropic', 'claude-haiku-4-5', 'direct', 1)),
+                 (600, 2_000), (150, 700), 0.3),
+)
+DEMO_TASKS = (
+    DemoTask('demo-task-sprint-plan', 'Plan the sprint backlog', 'demo-planner', 'done', 3, 300_000),
+    DemoTask('demo-task-pricing-scan', 'Research competitor pricing pages', 'demo-researcher', 'running', 2,
+             1_500_000),
+    DemoTask('demo-task-auth-refactor', 'Refactor the auth middleware', 'demo-coder', 'running', 3, 2_000_000),
+    DemoTask('demo-task-review-482', 'Review pull request #482', 'demo-reviewer', 'running', 2, 400_000),
+    DemoTask('demo-task-flaky-tests', 'Fix flaky integration tests', 'demo-tester', 'running', 2, 600_000),
+    DemoTask('demo-task-load-test', 'Load-test the checkout API', 'demo-tester', 'pending', 1, 800_000),
+    DemoTask('demo-task-release-notes', 'Draft release notes for v2.4', 'demo-writer', 'done', 1, 250_000),
+    DemoTask('demo-task-api-docs', 'Update the API reference', 'demo-writer', 'pending', 1, 500_000),
+)
+# Share of the busiest hour's calls in each UTC hour: a working day with a quiet night.
+HOURLY = (0.1, 0.08, 0.08, 0.08, 0.1, 0.15, 0.3, 0.55, 0.8, 1.0, 1.0, 0.95, 0.75, 0.85, 1.0, 0.95, 0.9, 0.75, 0.55,
+          0.4, 0.3, 0.25, 0.2, 0.15)
+
+
+@dataclass(frozen=True)
+class Pace:
+    interval_s: float = 1.0  # between live ticks
+    calls_per_tick: float = 0.6  # on average (about $2.50 an hour); a tick sometimes brings a burst on top
+    burst_chance: float = 0.04
+    burst_calls: tuple[int, int] = (8, 20)
+    history_days: int = 7  # backfilled on first start, before the live calls
+    history_peak_calls_per_hour: int = 200
+    session_minutes: float = 30  # live sessions rotate after this long
+
+
+@dataclass
+class Simulator:
+    ledger: Ledger
+    pace: Pace = field(default_factory=Pace)
+    seed: int | None = None
+    session_id: str | None = None
+    session_started: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def prepare(self, now: datetime | None = None) -> int:
+        """Create the demo tasks and, when there are no demo events yet, the history. Returns the events stored."""
+        now = now or datetime.now(UTC)
+        self._ensure_tasks(now)
+        if self.pace.history_days <= 0 or has_events(self.ledger.engine, SOURCE):
+            return 0
+        events = list(self._history(now))
+        for start in range(0, len(events), MAX_BATCH // 2):
+            self.ledger.record_batch(events[start:start + MAX_BATCH // 2])
+        ends: dict[str, datetime] = {}
+        for e in events:
+            ends[e['session_id']] = max(e['ts'], ends.get(e['session_id'], e['ts']))
+        self._end_sessions(ends)
+        log.info('demo: backfilled %d events over %d days', len(events), self.pace.history_days)
+        return len(events)
+
+    def tick(self, now: datetime | None = None) -> int:
+        """Post one tick's calls (a burst now and then). Returns how many."""
+        now = now or datetime.now(UTC)
+        if self.session_started is None or now - self.session_started >= timedelta(minutes=self.pace.session_minutes):
+            self.finish(now)
+            self.session_id = f'demo-session-{now:%Y%m%d-%H%M}-{self.rng.getrandbits(16):04x}'
+            self.session_started = now
+        assert self.session_id is not None
+        jitter = min(self.pace.interval_s, 1.0)
+        agents = [self._agent() for _ in range(_poisson(self.rng, self.pace.calls_per_tick))]
+        if self.rng.random() < self.pace.burst_chance:  # a fan-out: one agent fires many calls at once
+            agents += [self.rng.choice(AGENTS)] * self.rng.randint(*self.pace.burst_calls)
+        events = [self._call(a, now - timedelta(seconds=self.rng.uniform(0, jitter)), self.session_id,
+                             self._task(a, live=True)) for a in agents]
+        if events:
+            self.ledger.record_batch(events)
+        return len(events)
+
+    def finish(self, now: datetime | None = None) -> None:
+        """End the live session (a new one starts with the next tick)."""
+        if self.session_id and self.session_started:
+            self._end_sessions({self.session_id: now or datetime.now(UTC)})
+        self.session_id = self.session_started = None
+
+    # --- generation ---------------------------------------------------------------------------------------------
+
+    def _history(self, now: datetime) -> Iterator[dict[str, Any]]:
+        hour = hour_floor(now - timedelta(days=self.pace.history_days))
+        while hour < now:
+            expected = self.pace.history_peak_calls_per_hour * HOURLY[hour.hour] * _day_factor(hour.date())
+            session = f'demo-session-{hour:%Y%m%d}-{hour.hour // 6 + 1}'  # four runs a day
+            recent = now - hour < timedelta(hours=36)
+            for _ in range(_poisson(self.rng, expected)):
+                ts = min(hour + timedelta(seconds=self.rng.uniform(0, 3600)), now)
+                agent = self._agent()
+                yield self._call(agent, ts, session, self._task(agent, live=False) if recent else None)
+            hour += timedelta(hours=1)
+
+    def _agent(self) -> AgentProfile:
+        return self.rng.choices(AGENTS, weights=[a.share for a in AGENTS])[0]
+
+    def _task(self, agent: AgentProfile, live: bool) -> str | None:
+        statuses = ('running',) if live else ('running', 'done')
+        tasks = [t.id for t in DEMO_TASKS if t.agent_id == agent.id and t.status in statuses]
+        return self.rng.choice(tasks) if tasks and self.rng.random() < 0.75 else None
+
+    def _call(self, agent: AgentProfile, ts: datetime, session: str, task: str | None) -> dict[str, Any]:
+        rng = self.rng
+        use = rng.choices(agent.models, weights=[m.weight for m in agent.models])[0]
+        input_tokens = rng.randint(*agent.input_tokens)
+        cache_read = cache_write = 0
+        if rng.random() < 0.8:
+            cache_read = int(input_tokens * agent.cached * rng.uniform(0.6, 1.0))
+        elif use.provider == 'anthropic':  # Anthropic writes its prompt cache explicitly, on a miss
+            cache_write = int(input_tokens * agent.cached)
+        output_tokens = rng.randint(*agent.output_tokens)
+        return {
+            'event_id': f'demo-{uuid.uuid4().hex}', 'ts': ts, 'source': SOURCE, 'channel': use.channel,
+            'provider': use.provider, 'model': use.model, 'agent_id': agent.id, 'session_id': session,
+            'task_id': task, 'project': PROJECT, 'tags': ['demo', agent.role], 'input_tokens': input_tokens,
+            'output_tokens': output_tokens, 'cache_read_tokens': cache_read, 'cache_write_tokens': cache_write,
+            'latency_ms': int(250 + output_tokens * rng.uniform(6, 20)), 'metadata': {'demo': True},
+        }
+
+    # --- other tables -------------------------------------------------------------------------------------------
+
+    def _ensure_tasks(self, now: datetime) -> None:
+        with self.ledger.engine.begin() as conn:
+            existing = set(conn.scalars(select(TASKS.c.id).where(TASKS.c.id.in_([t.id for t in DEMO_TASKS]))))
+            rows = [{'id': t.id, 'title': t.title, 'agent_id': t.agent_id, 'status': t.status,
+                     'priority': t.priority, 'estimated_cost_micros': t.estimated_cost_micros,
+                     'created_at': now, 'updated_at': now} for t in DEMO_TASKS if t.id not in existing]
+            if rows:
+                conn.execute(insert(TASKS), rows)
+
+    def _end_sessions(self, ends: dict[str, datetime]) -> None:
+        with self.ledger.engine.begin() as conn:
+            for session, at in ends.items():
+                with suppress(SessionNotFound):  # a session without calls has no row
+                    end_session(conn, session, at)
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    if mean <= 0:
+        return 0
+    if mean > 50:  # the normal approximation: Knuth's loop underflows for large means
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, count, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def _day_factor(day: date) -> float:
+    """Busier and quieter days, the same for a date on every run; weekends are quiet."""
+    factor = random.Random(day.toordinal()).uniform(0.6, 1.3)
+    return factor * 0.35 if day.weekday() >= 5 else factor
+
+
+def has_events(engine: Engine, source: str | None = None) -> bool:
+    query = select(EVENTS.c.id).limit(1)
+    if source is not None:
+        query = query.where(EVENTS.c.source == source)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def count(engine: Engine) -> int:
+    """How many demo events the ledger holds."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(EVENTS).where(EVENTS.c.source == SOURCE)) or 0
+
+
+def clear(ledger: Ledger) -> int:
+    """Remove every demo event with its share of the rollups and totals, and the demo tasks. Returns the events
+    removed."""
+    removed = ledger.remove_events(EVENTS.c.source == SOURCE)
+    with ledger.engine.begin() as conn:
+        conn.execute(delete(TASKS).where(TASKS.c.id.startswith(PREFIX, autoescape=True)))
+    log.info('demo: removed %d events', removed)
+    return removed
+
+
+# --- the background task ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None]
+    stopping: asyncio.Event
+    simulator: Simulator
+
+
+_running: _Running | None = None
+
+
+def start(ledger: Ledger, only_if_empty: bool = False, *, pace: Pace | None = None, seed: int | None = None) -> bool:
+    """Run the simulator on the running event loop; with only_if_empty only when the ledger has no events at all.
+    Returns whether it started."""
+    global _running
+    if _running is not None and not _running.task.done():
+        log.info('demo: the simulator is already running')
+        return False
+    if only_if_empty and has_events(ledger.engine):
+        log.info('demo: not started, the database already has usage events')
+        return False
+    simulator, stopping = Simulator(ledger, pace or Pace(), seed), asyncio.Event()
+    task = asyncio.get_running_loop().create_task(_run(simulator, stopping), name='spendgauge-demo')
+    _running = _Running(task, stopping, simulator)
+    log.info('demo: simulating a swarm of %d agents (source %r)', len(AGENTS), SOURCE)
+    return True
+
+
+async def stop() -> None:
+    """Stop the simulator after its current write; ends its live session."""
+    global _running
+    running, _running = _running, None
+    if running is None:
+        return
+    running.stopping.set()
+    try:
+        await asyncio.wait_for(running.task, STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning('demo: the simulator did not stop within %d s and was cancelled', STOP_TIMEOUT_S)
+
+
+def running() -> bool:
+    return _running is not None and not _running.task.done()
+
+
+async def _run(simulator: Simulator, stopping: asyncio.Event) -> None:
+    try:
+        await asyncio.to_thread(simulator.prepare)
+    except Exception:
+        log.exception('demo: preparing the history failed')
+    failing = False
+    while not stopping.is_set():
+        try:
+            await asyncio.to_thread(simulator.tick)
+            failing = False
+        except Exception:
+            if not failing:  # once per run of failures, not every second
+                log.exception('demo: posting simulated calls failed')
+            failing = True
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), simulator.pace.interval_s)
+    with suppress(Exception):
+        await asyncio.to_thread(simulator.finish)
