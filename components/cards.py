@@ -52,7 +52,8 @@ def agent_card(agent: dict[str, Any], warn_micros: int, alert_micros: int, now: 
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
     average = agent['avg_cost_per_request_micros']
     with ui.card().classes(f'w-full gap-1 {_LEVEL_CLASSES[level]}').mark(f'agent-card-{agent["id"]}') as card:
-        card.props(f'data-level={level}')
+        card.props['data-level'] = level
+        card.props['data-agent'] = agent['id']
         with ui.row().classes('w-full items-center justify-between no-wrap'):
             ui.label(agent['id']).classes('text-subtitle1 font-medium ellipsis')
             if average > HIGH_COST_PER_REQUEST_MICROS:

@@ -27,14 +27,14 @@ def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def provider_donut_options(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Share of today's spend per provider."""
+    """Share of today's spend per provider; the share is in the name, so narrow screens need no outside labels."""
     return {
         'tooltip': {'trigger': 'item', ':valueFormatter': _DOLLARS},
-        'legend': {'bottom': 0, 'type': 'scroll'},
+        'legend': {'bottom': 0, 'type': 'scroll', 'textStyle': {'color': theme.TEXT_MUTED}},
         'color': theme.PALETTE,
-        'series': [{'type': 'pie', 'radius': ['45%', '70%'], 'center': ['50%', '45%'],
-                    'label': {'formatter': '{b} {d}%', 'color': theme.TEXT_MUTED, 'textBorderWidth': 0},
-                    'data': [{'name': i['provider'] or 'unknown', 'value': _usd(i['cost_micros'])} for i in items]}],
+        'series': [{'type': 'pie', 'radius': ['45%', '70%'], 'center': ['50%', '45%'], 'label': {'show': False},
+                    'data': [{'name': f'{i["provider"] or "unknown"} {i.get("share_percent", 0):.0f}%',
+                              'value': _usd(i['cost_micros'])} for i in items]}],
     }
 
 

@@ -36,4 +36,5 @@ def gauge_options(spent_micros: int, limit_micros: int | None) -> dict[str, Any]
 
 
 def budget_gauge(spent_micros: int, limit_micros: int | None) -> ui.echart:
-    return ui.echart(gauge_options(spent_micros, limit_micros)).classes('w-72 h-72').mark('budget-gauge')
+    chart = ui.echart(gauge_options(spent_micros, limit_micros)).classes('w-72 h-72').mark('budget-gauge')
+    return chart.props('data-testid=budget-gauge')

@@ -28,7 +28,8 @@ def frame(title: str) -> Iterator[ui.column]:
         with ui.row().classes('items-center gap-1 no-wrap'):
             for label, target in NAV:
                 ui.button(label, on_click=lambda t=target: ui.navigate.to(t)).props('flat color=white dense')
-            ui.button(icon='dark_mode', on_click=toggle_dark).props('flat round color=white dense') \
+            ui.button(icon='dark_mode', on_click=toggle_dark) \
+                .props('flat round color=white dense aria-label="Light or dark"') \
                 .tooltip('Light or dark').mark('dark-toggle')
     with ui.column().classes('w-full max-w-screen-xl mx-auto p-2 sm:p-4 gap-4') as content:
         yield content

@@ -52,9 +52,10 @@ def test_agent_bars_put_the_largest_on_top() -> None:
 
 
 def test_provider_donut() -> None:
-    options = charts.provider_donut_options([{'provider': 'openai', 'cost_micros': 1_250_000},
-                                             {'provider': None, 'cost_micros': 1}])
-    assert options['series'][0]['data'] == [{'name': 'openai', 'value': 1.25}, {'name': 'unknown', 'value': 1e-06}]
+    options = charts.provider_donut_options([{'provider': 'openai', 'cost_micros': 1_250_000, 'share_percent': 99.6},
+                                             {'provider': None, 'cost_micros': 1, 'share_percent': 0.4}])
+    assert options['series'][0]['data'] == [{'name': 'openai 100%', 'value': 1.25},
+                                            {'name': 'unknown 0%', 'value': 1e-06}]
 
 
 def test_history_line_has_the_limit_as_reference() -> None:

@@ -67,7 +67,7 @@ async def test_dashboard_shows_todays_spend(user: User) -> None:
     bars = echart(user, 'agent-bars').options
     assert bars['yAxis']['data'] == ['coder', 'planner'] and bars['series'][0]['data'] == [0.5, 1.25]
     donut = echart(user, 'provider-donut').options['series'][0]['data']
-    assert {d['name']: d['value'] for d in donut} == {'openai': 1.25, 'anthropic': 0.5}
+    assert {d['name']: d['value'] for d in donut} == {'openai 71%': 1.25, 'anthropic 29%': 0.5}
     line = echart(user, 'history-line').options
     assert len(line['xAxis']['data']) == 30 and line['series'][0]['data'][-1] == 1.75
     assert line['series'][0]['markLine']['data'] == [{'yAxis': 5.0}]

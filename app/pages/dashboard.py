@@ -45,7 +45,7 @@ class DashboardView:
                 self.resets = ui.label().classes('text-caption text-grey').mark('resets-in')
             with ui.card().classes('md:col-span-2 justify-between gap-3'):
                 ui.label("Today's spend").classes('text-overline text-grey')
-                self.strip = ui.label().classes('text-h6').mark('channel-strip')
+                self.strip = ui.label().classes('text-h6').mark('channel-strip').props('data-testid=channel-strip')
                 self.forecast = ui.label().classes('text-subtitle1').mark('forecast')
                 self.empty = ui.label('No spend yet today').classes('text-grey').mark('empty-today')
                 with ui.row().classes('items-center gap-2'):

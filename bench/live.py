@@ -1,0 +1,219 @@
+"""Live-update latency: from `POST /api/v1/usage` returning to the new value in the DOM of every open dashboard tab,
+with 1 and with 20 tabs, beside the round trip of the POST itself measured in the same rounds.
+
+    .venv/bin/python bench/live.py [--rounds 30] [--tabs 1,20] [--timeout 5]
+
+What is measured, per tab and round: before the POST, each tab arms a MutationObserver that notes
+`performance.timeOrigin + performance.now()` as soon as the channel strip's new text ("... | Total: $X", a value no
+tab has shown before) is in the DOM (mutation time, before paint). That page clock is mapped to this process's
+`time.time()` by the arming call itself (its round trip bounds the error, printed). The latency is that moment minus
+the moment `httpx.post()` returned. Every tab must see every value; a tab that does not within --timeout counts as a
+miss. Starts its own server (SQLite in a temporary directory) and Debian's chromium; stops both at the end.
+
+Target: p95 < 1 s with 20 tabs.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+
+from app.feed import DashboardFeed  # noqa: E402
+from services.money import format_usd  # noqa: E402
+from tests.servers import start_server  # noqa: E402
+
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--no-first-run']
+COST_MICROS = 50_000  # each round adds $0.05 on the direct channel: a new "Total" every round
+TARGET_TABS, TARGET_P95_S = 20, 1.0
+
+ARM_JS = """(expected) => {
+    if (window.__sgObserver) window.__sgObserver.disconnect();
+    window.__sgSeen = null;
+    const check = () => {
+        if (window.__sgSeen === null && document.body.textContent.includes(expected)) {
+            window.__sgSeen = performance.timeOrigin + performance.now();
+            window.__sgObserver.disconnect();
+        }
+    };
+    window.__sgObserver = new MutationObserver(check);
+    window.__sgObserver.observe(document.body, {subtree: true, childList: true, characterData: true});
+    check();
+    return window.__sgSeen !== null;
+}"""
+PAGE_CLOCK_JS = '() => performance.timeOrigin + performance.now()'
+
+
+@dataclass
+class Scenario:
+    tabs: int
+    latencies: list[float] = field(default_factory=list)  # seconds, one per tab and round
+    posts: list[float] = field(default_factory=list)  # seconds, one per round
+    misses: int = 0
+    firsts: list[float] = field(default_factory=list)  # per round: the first tab to show the value
+    lasts: list[float] = field(default_factory=list)  # per round: the last one
+    clock_error: float = 0.0  # the largest error bound of a page clock mapping, seconds
+
+
+def strip_text(litellm: int, direct: int) -> str:
+    return (f'Via LiteLLM: {format_usd(litellm)} | Direct: {format_usd(direct)} | '
+            f'Total: {format_usd(litellm + direct)}')
+
+
+def open_tabs(browser: Browser, url: str, count: int) -> list[Page]:
+    context = browser.new_context(viewport={'width': 1280, 'height': 800})
+    pages = [context.new_page() for _ in range(count)]
+    for page in pages:
+        page.goto(url, wait_until='commit')
+    for page in pages:
+        page.wait_for_function('window.did_handshake === true', timeout=30_000)
+        page.get_by_text('Via LiteLLM:').wait_for(timeout=30_000)
+    return pages
+
+
+def page_clock_offset(page: Page, samples: int = 3) -> tuple[float, float]:
+    """(page clock - our time.time(), in s; its error bound): the tightest of a few calls to the page."""
+    best = (0.0, math.inf)
+    for _ in range(samples):
+        before = time.time()
+        page_now = page.evaluate(PAGE_CLOCK_JS) / 1000
+        after = time.time()
+        if (after - before) / 2 < best[1]:
+            best = (page_now - (before + after) / 2, (after - before) / 2)
+    return best
+
+
+def run_scenario(pages: list[Page], client: httpx.Client, channels: list[int], rounds: int, timeout: float,
+                 warmup: int = 1) -> Scenario:
+    result = Scenario(len(pages))
+    for number in range(warmup + rounds):
+        channels[1] += COST_MICROS
+        expected = strip_text(*channels)
+        offsets = []
+        for page in pages:
+            if page.evaluate(ARM_JS, expected):
+                raise RuntimeError(f'{expected!r} was on the page before the POST')
+            offset, error = page_clock_offset(page)
+            offsets.append(offset)
+            if number >= warmup:
+                result.clock_error = max(result.clock_error, error)
+        start = time.perf_counter()
+        response = client.post('/usage', json={'event_id': f'live-{len(pages)}-{number}-{time.time_ns()}',
+                                               'model': 'gpt-4o', 'channel': 'direct', 'agent_id': 'bench-agent',
+                                               'input_tokens': 100, 'output_tokens': 10,
+                                               'cost_usd': f'{COST_MICROS / 1e6:.6f}'})
+        returned = time.time()
+        post_s = time.perf_counter() - start
+        if response.status_code != 201:
+            raise RuntimeError(f'POST /usage answered {response.status_code}: {response.text[:300]}')
+        deadline = returned + timeout
+        seen_by: list[float] = []
+        for page, offset in zip(pages, offsets, strict=True):
+            try:
+                seen = page.wait_for_function('window.__sgSeen', timeout=max(1.0, deadline - time.time()) * 1000)
+            except PlaywrightTimeout:  # this tab never showed the value
+                if number >= warmup:
+                    result.misses += 1
+                continue
+            seen_by.append(seen.json_value() / 1000 - offset - returned)
+        if number >= warmup:
+            result.posts.append(post_s)
+            result.latencies.extend(seen_by)
+            if seen_by:
+                result.firsts.append(min(seen_by))
+                result.lasts.append(max(seen_by))
+    return result
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def tabs(count: int) -> str:
+    return f'{count} tab' + ('s' if count != 1 else '')
+
+
+def row(label: str, samples: int, values: list[float], baseline: list[float] | None = None) -> str:
+    p50, p95, top = percentile(values, 50), percentile(values, 95), max(values)
+    ratios = (f'{p50 / percentile(baseline, 50):>9.0f}x{p95 / percentile(baseline, 95):>9.0f}x' if baseline
+              else f'{"1x":>10}{"1x":>10}')
+    return f'  {label:34}{samples:>8}{p50 * 1000:>9.1f} ms{p95 * 1000:>9.1f} ms{top * 1000:>9.1f} ms{ratios}'
+
+
+def report(scenarios: list[Scenario], rounds: int) -> bool:
+    coalesce = inspect.signature(DashboardFeed).parameters['coalesce_s'].default
+    print("live-update latency: POST /api/v1/usage returned -> the new channel-strip text in each tab's DOM")
+    print(f'  measured in the page (MutationObserver; page clock mapped to ours), {rounds} rounds per scenario after '
+          f'1 warm-up round;\n  the server feed waits coalesce_s={coalesce} s after an event before it reloads')
+    print(f'  {"":34}{"samples":>8}{"p50":>12}{"p95":>12}{"max":>12}{"p50/POST":>10}{"p95/POST":>10}')
+    ok = True
+    for s in scenarios:
+        print(row(f'POST round trip ({tabs(s.tabs)} open)', len(s.posts), s.posts))
+        if not s.latencies:
+            print(f'  {"DOM, " + tabs(s.tabs):34}       0   no tab saw any value ({s.misses} misses)')
+            ok = False
+            continue
+        print(row(f'DOM, {tabs(s.tabs)} (per tab and round)', len(s.latencies), s.latencies, s.posts))
+        if s.tabs > 1:
+            print(row('  first tab to show it, per round', len(s.firsts), s.firsts, s.posts))
+            print(row('  last tab to show it, per round', len(s.lasts), s.lasts, s.posts))
+        print(f'  {"":34}misses {s.misses}, min {min(s.latencies) * 1000:.0f} ms, mean '
+              f'{statistics.fmean(s.latencies) * 1000:.0f} ms, clock mapping error <= {s.clock_error * 1000:.1f} ms')
+        if s.tabs == TARGET_TABS:
+            p95 = percentile(s.latencies, 95)
+            met = s.misses == 0 and p95 < TARGET_P95_S
+            ok = ok and met
+            print(f'  target: p95 < {TARGET_P95_S:.0f} s with {TARGET_TABS} tabs and every tab sees every value: '
+                  f'{"met" if met else "MISSED"} (p95 {p95 * 1000:.0f} ms, {s.misses} misses)')
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rounds', type=int, default=30)
+    parser.add_argument('--tabs', default=f'1,{TARGET_TABS}', help='comma-separated tab counts')
+    parser.add_argument('--timeout', type=float, default=5.0, help='seconds a tab may take to show a value')
+    args = parser.parse_args()
+    tab_counts = [int(n) for n in args.tabs.split(',')]
+    scenarios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp), SPENDGAUGE_LOG_LEVEL='WARNING', SPENDGAUGE_DAILY_LIMIT_USD='100000')
+        try:
+            with server.client() as client, sync_playwright() as p:
+                summary = client.get('/budget/summary', params={'period': 'day'}).json()['by_channel']
+                channels = [summary['litellm']['spent_micros'], summary['direct']['spent_micros']]
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    for count in tab_counts:
+                        pages = open_tabs(browser, server.url + '/', count)
+                        try:
+                            scenarios.append(run_scenario(pages, client, channels, args.rounds, args.timeout))
+                        finally:
+                            pages[0].context.close()
+                finally:
+                    browser.close()
+        finally:
+            server.stop()
+    ok = report(scenarios, args.rounds)
+    print('  targets met' if ok else '  TARGETS MISSED')
+
+
+if __name__ == '__main__':
+    main()
