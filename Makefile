@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-live clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: lint
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/ingest.py
+
+bench-live: $(VENV)/.installed-dev  # needs Debian's chromium (apt-get install chromium)
+	$(BIN)/python bench/live.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
