@@ -121,6 +121,7 @@ class DirectBackend:
 # --- commands ---------------------------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from app.native import NativeUnavailable
     from app.server import UnsafeExposure, serve
 
     settings = load_settings().with_overrides(host=args.host, port=args.port, database_url=args.db, demo=args.demo)
@@ -129,6 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve(settings, native=args.native)
     except UnsafeExposure as exc:
         raise CliError(str(exc), 2) from None
+    except NativeUnavailable as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -253,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument('--host', help='address to listen on (default 127.0.0.1)')
     serve.add_argument('--port', type=int, help='port (default 8080)')
     serve.add_argument('--db', help='database URL (default sqlite:///./data/spendgauge.db)')
-    serve.add_argument('--native', action='store_true', help='open a desktop window (needs the native extra)')
+    serve.add_argument('--native', action='store_true',
+                       help="open the dashboard in a desktop window (needs the native extra: pip install -e "
+                            "'.[native]'); listens on 127.0.0.1 only, --port 0 picks a free port in 8000-8999")
     serve.add_argument('--demo', nargs='?', const='on', choices=['on', 'auto'],
                        help="run the simulated demo swarm; 'auto' only when the database has no usage yet "
                             '(env SPENDGAUGE_DEMO)')

@@ -13,6 +13,7 @@ from app import __version__, runtime
 from app.api import install as install_api
 from app.config import Settings, get_settings
 from app.feed import start_feed, stop_feed
+from app.native import prepare_native
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ def run_options(settings: Settings, native: bool = False) -> dict:
     if favicon.is_file():
         options['favicon'] = str(favicon)
     if native:
-        options.update(native=True, window_size=(1280, 800))
+        # The window always talks to 127.0.0.1 (NiceGUI's default host in native mode); port 0 lets NiceGUI pick a
+        # free one in 8000-8999 (the "NiceGUI ready to go on ..." line names it).
+        options.update(native=True, window_size=(1280, 800), port=settings.port or None)
         options.pop('host')
     return options
 
@@ -91,7 +94,10 @@ def _gzip(asgi_app: ASGIApp) -> GZipMiddleware:
 
 
 def serve(settings: Settings, native: bool = False) -> None:
-    check_exposure(settings)
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    if native:
+        prepare_native(settings)
+    else:
+        check_exposure(settings)
     build()
     ui.run(**run_options(settings, native))

@@ -6,7 +6,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from nicegui import ui
 from nicegui.testing import User
 from sqlalchemy import event
@@ -242,3 +244,17 @@ async def test_the_feed_reloads_once_for_concurrent_writers(user: User) -> None:
         thread.join()
     await user.should_see('Total: $0.20', retries=30)
     assert feed().reloads - before <= 3
+
+
+async def test_export_in_a_desktop_window_saves_the_csv(user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import native
+
+    monkeypatch.setenv('HOME', str(tmp_path))
+    (tmp_path / 'Downloads').mkdir()
+    monkeypatch.setattr(native, 'active', True)
+    record(session_id='sess-native', agent_id='planner', cost_usd='0.10')
+    await user.open('/sessions')
+    user.find(marker='export-csv').click()
+    await user.should_see('Saved ', retries=20)
+    saved = list((tmp_path / 'Downloads').glob('sessions-*.csv'))
+    assert len(saved) == 1 and 'sess-native' in saved[0].read_text()

@@ -5,7 +5,7 @@ from typing import Any
 
 from nicegui import run, ui
 
-from app import runtime
+from app import native, runtime
 from app.feed import feed
 from components.cards import short_usd
 from components.layout import frame
@@ -33,10 +33,16 @@ async def sessions_page() -> None:
                 breakdown_table(session)
             dialog.open()
 
+        async def export_csv() -> None:
+            if not native.active:
+                ui.download('/api/v1/sessions.csv')
+                return
+            path = await run.io_bound(_save_csv)  # a desktop window cannot download: save it for the user
+            ui.notify(f'Saved {path}', type='positive')
+
         with ui.row().classes('w-full items-center justify-between'):
             ui.label('Recent sessions').classes('text-h6')
-            ui.button('Export CSV', icon='download', on_click=lambda: ui.download('/api/v1/sessions.csv')) \
-                .mark('export-csv')
+            ui.button('Export CSV', icon='download', on_click=export_csv).mark('export-csv')
         empty = ui.label('No sessions yet: a session starts with its first event').classes('text-grey')
         table = sessions_table(data['sessions'], zone, show_breakdown)
         empty.set_visibility(not data['sessions'])
@@ -57,6 +63,11 @@ def _load_session(session_id: str) -> dict[str, Any] | None:
             return sessions.get_session(conn, session_id)
         except sessions.SessionNotFound:
             return None
+
+
+def _save_csv() -> str:
+    with runtime.current().engine.connect() as conn:
+        return str(native.save_download(sessions.sessions_csv(conn), 'sessions.csv'))
 
 
 def _breakdown_dialog() -> tuple[ui.dialog, ui.column]:
