@@ -246,7 +246,8 @@ async def test_the_feed_reloads_once_for_concurrent_writers(user: User) -> None:
     assert feed().reloads - before <= 3
 
 
-async def test_export_in_a_desktop_window_saves_the_csv(user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_export_in_a_desktop_window_saves_the_csv(user: User, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from app import native
 
     monkeypatch.setenv('HOME', str(tmp_path))
