@@ -13,8 +13,16 @@ def _usd(micros: int) -> float:
     return round(micros / MICROS_PER_USD, 6)  # chart coordinates only; labels come from exact strings
 
 
+def empty_options(text: str = 'No spend yet today') -> dict[str, Any]:
+    return {'title': {'text': text, 'left': 'center', 'top': 'middle',
+                      'textStyle': {'color': theme.TEXT_MUTED, 'fontSize': 14, 'fontWeight': 'normal'}},
+            'series': []}
+
+
 def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Horizontal bars, largest on top; items are {label, cost_micros, cost_usd?} largest first."""
+    if not items:
+        return empty_options()
     ordered = list(reversed(items))
     return {
         'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
@@ -28,6 +36,8 @@ def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def provider_donut_options(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Share of today's spend per provider; the share is in the name, so narrow screens need no outside labels."""
+    if not items:
+        return empty_options()
     return {
         'tooltip': {'trigger': 'item', ':valueFormatter': _DOLLARS},
         'legend': {'bottom': 0, 'type': 'scroll', 'textStyle': {'color': theme.TEXT_MUTED}},

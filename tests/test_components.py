@@ -51,6 +51,11 @@ def test_agent_bars_put_the_largest_on_top() -> None:
     assert options['series'][0]['data'] == [0.5, 2.5]
 
 
+def test_empty_charts_say_so() -> None:
+    for options in (charts.agent_bars_options([]), charts.provider_donut_options([])):
+        assert options['title']['text'] == 'No spend yet today' and options['series'] == []
+
+
 def test_provider_donut() -> None:
     options = charts.provider_donut_options([{'provider': 'openai', 'cost_micros': 1_250_000, 'share_percent': 99.6},
                                              {'provider': None, 'cost_micros': 1, 'share_percent': 0.4}])
