@@ -5,7 +5,7 @@ The ledger (`services/ledger.py`) is the only writer of `usage_events` and of th
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
@@ -174,3 +174,61 @@ class PriceOverride(SQLModel, table=True):
     cache_read_micros_per_mtok: int | None = Field(default=None, sa_type=BigInteger)
     cache_write_micros_per_mtok: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime
+
+
+class BudgetSnapshot(SQLModel, table=True):
+    """Spend as a source reports it for one day: pulled from LiteLLM or billed by a provider. Re-pulling a day
+    replaces its rows."""
+
+    __tablename__ = 'budget_snapshots'
+    __table_args__ = (
+        UniqueConstraint('source', 'day', 'provider', 'model', name='uq_budget_snapshots_source_day_provider_model'),
+        Index('ix_budget_snapshots_day', 'day'),
+    )
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    source: str = Field(max_length=32)  # litellm, openai_direct, anthropic_direct, openrouter_direct
+    day: date  # the UTC day the source reports
+    provider: str = Field(max_length=100)
+    model: str = Field(default='', max_length=200)  # '' when the source gives no model breakdown
+    cost_micros: int = _money()
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    requests: int = _count()
+    fetched_at: datetime
+
+
+class SyncRun(SQLModel, table=True):
+    """One run of a puller: when, how it went, how many rows, and the (key-free) error."""
+
+    __tablename__ = 'sync_runs'
+    __table_args__ = (Index('ix_sync_runs_source_started', 'source', 'started_at'),)
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    source: str = Field(max_length=32)
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default='running', max_length=16)  # running, ok, error
+    rows: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # e.g. which endpoints were unavailable
+
+
+class Alert(SQLModel, table=True):
+    """Something an operator should know: a threshold crossed, a sync failing, a reconciliation gap."""
+
+    __tablename__ = 'alerts'
+    __table_args__ = (Index('ix_alerts_dedupe_key', 'dedupe_key'), Index('ix_alerts_created_at', 'created_at'))
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    type: str = Field(max_length=40)
+    severity: str = Field(max_length=16)  # info, warning, critical
+    message: str = Field(max_length=2000)
+    dedupe_key: str = Field(max_length=300)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime
+    last_seen_at: datetime
+    count: int = 1
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = Field(default=None, max_length=200)
+    resolved_at: datetime | None = None
