@@ -1,0 +1,123 @@
+"""What every spend source produces: per-day snapshot rows, stored so that re-pulling a day replaces it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import Connection, Table, delete, insert
+
+from app.models import BudgetSnapshot
+from services.money import usd_to_micros
+
+SNAPSHOTS: Table = BudgetSnapshot.__table__  # type: ignore[attr-defined]
+SourceName = Literal['litellm', 'openai_direct', 'anthropic_direct', 'openrouter_direct']
+FaultKind = Literal['unavailable', 'auth', 'rate_limited', 'server', 'timeout', 'connection', 'malformed',
+                    'pagination']
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    source: str
+    day: date  # UTC day
+    provider: str
+    model: str  # '' when the source has no model breakdown
+    cost_micros: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+
+@dataclass
+class PullResult:
+    """Rows for the days pulled. `days` lists every day covered, so a day with no spend replaces an old one."""
+
+    rows: list[SnapshotRow]
+    days: set[date]
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. {'endpoints': {'/spend/logs/v2': 'unavailable'}}
+
+
+class SourceError(Exception):
+    """A pull failed. The message never contains a key; `kind` says what went wrong."""
+
+    def __init__(self, kind: FaultKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Puller(Protocol):
+    name: str
+
+    async def pull(self, since: date, until: date) -> PullResult:
+        """Spend for the UTC days since..until, both included."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def store_snapshots(conn: Connection, source: str, result: PullResult, fetched_at: datetime | None = None) -> int:
+    """Replace the source's rows for every day in the result with the new ones (rows summed per key)."""
+    merged: dict[tuple[date, str, str], dict[str, Any]] = {}
+    for row in result.rows:
+        if row.source != source:
+            raise ValueError(f'a {row.source} row in a {source} pull')
+        key = (row.day, row.provider, row.model)
+        total = merged.setdefault(key, {'source': source, 'day': row.day, 'provider': row.provider, 'model': row.model,
+                                        'cost_micros': 0, 'input_tokens': 0, 'output_tokens': 0, 'requests': 0})
+        for name in ('cost_micros', 'input_tokens', 'output_tokens', 'requests'):
+            total[name] += getattr(row, name)
+    days = set(result.days) | {day for day, _, _ in merged}
+    if days:
+        conn.execute(delete(SNAPSHOTS).where(SNAPSHOTS.c.source == source, SNAPSHOTS.c.day.in_(days)))
+    if merged:
+        now = fetched_at or datetime.now(UTC)
+        conn.execute(insert(SNAPSHOTS), [{**row, 'fetched_at': now} for row in merged.values()])
+    return len(merged)
+
+
+def usd_micros(value: Any, what: str, scale: Decimal = Decimal(1)) -> int:
+    """A JSON number or numeric string of USD (times `scale`, e.g. 0.01 for cents) as micro-USD, never via float
+    arithmetic: numbers are read through their decimal text. Raises SourceError('malformed')."""
+    if isinstance(value, bool) or value is None:
+        raise SourceError('malformed', f'{what}: expected a number, got {value!r}')
+    try:
+        amount = Decimal(str(value)) * scale
+    except InvalidOperation:
+        raise SourceError('malformed', f'{what}: expected a number, got {str(value)[:40]!r}') from None
+    if not amount.is_finite():
+        raise SourceError('malformed', f'{what}: not a finite number')
+    return usd_to_micros(amount)
+
+
+def whole(value: Any, what: str) -> int:
+    """A token or request count: int, or a numeric string / float with no fraction."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise SourceError('malformed', f'{what}: expected a count, got {value!r}')
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise SourceError('malformed', f'{what}: expected a count, got {str(value)[:40]!r}') from None
+    if not number.is_finite() or number < 0:
+        raise SourceError('malformed', f'{what}: expected a non-negative count')
+    return int(number)
+
+
+def utc_day(value: Any, what: str) -> date:
+    """A day from 'YYYY-MM-DD', an ISO datetime or unix seconds (UTC)."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, UTC).date()
+        text = str(value)
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text.replace('Z', '+00:00')).astimezone(UTC).date()
+    except (ValueError, OverflowError, OSError):
+        raise SourceError('malformed', f'{what}: not a date: {str(value)[:40]!r}') from None
+
+
+def days_between(since: date, until: date) -> set[date]:
+    return {since + timedelta(days=i) for i in range((until - since).days + 1)}
+
