@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
@@ -32,6 +33,7 @@ class Settings:
     demo: str = 'off'  # 'on': run the built-in simulator; 'auto': only when the database has no events
     agent_warn_usd: Decimal = Decimal('1')  # agent cards turn yellow at this session cost...
     agent_alert_usd: Decimal = Decimal('5')  # ...and red above this one
+    sources: SourceSettings = field(default_factory=lambda: SourceSettings())
 
     @property
     def zone(self) -> ZoneInfo:
@@ -87,6 +89,61 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         demo=demo,
         agent_warn_usd=agent_warn,
         agent_alert_usd=agent_alert,
+        sources=_source_settings(),
+    )
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where spend is pulled from. A source without its key is off."""
+
+    litellm_url: str = ''
+    litellm_key: str = field(default='', repr=False)
+    openai_admin_key: str = field(default='', repr=False)
+    anthropic_admin_key: str = field(default='', repr=False)
+    openrouter_key: str = field(default='', repr=False)
+    openrouter_management_key: str = field(default='', repr=False)
+    openai_url: str = 'https://api.openai.com'
+    anthropic_url: str = 'https://api.anthropic.com'
+    openrouter_url: str = 'https://openrouter.ai'
+    litellm_interval_min: float = 15
+    providers_interval_min: float = 60
+    lookback_days: int = 3  # each pull re-reads this many days, since sources finalise late
+    reconciliation_tolerance: Decimal = Decimal('0.05')
+
+    def enabled(self) -> list[str]:
+        names = []
+        if self.litellm_url and self.litellm_key:
+            names.append('litellm')
+        for name, key in (('openai_direct', self.openai_admin_key), ('anthropic_direct', self.anthropic_admin_key),
+                          ('openrouter_direct', self.openrouter_key)):
+            if key:
+                names.append(name)
+        return names
+
+
+def _source_settings() -> SourceSettings:
+    def number(name: str, default: str, kind: type) -> Any:
+        text = _env(name, default)
+        try:
+            value = kind(text)
+        except (ValueError, InvalidOperation):
+            raise SettingsError(f'{PREFIX}{name} must be a number, got {text!r}') from None
+        if value <= 0 if kind is not Decimal else value < 0:
+            raise SettingsError(f'{PREFIX}{name} must be positive')
+        return value
+
+    return SourceSettings(
+        litellm_url=_env('LITELLM_URL', ''), litellm_key=_env('LITELLM_MASTER_KEY', ''),
+        openai_admin_key=_env('OPENAI_ADMIN_KEY', ''), anthropic_admin_key=_env('ANTHROPIC_ADMIN_KEY', ''),
+        openrouter_key=_env('OPENROUTER_KEY', ''), openrouter_management_key=_env('OPENROUTER_MANAGEMENT_KEY', ''),
+        openai_url=_env('OPENAI_URL', 'https://api.openai.com'),
+        anthropic_url=_env('ANTHROPIC_URL', 'https://api.anthropic.com'),
+        openrouter_url=_env('OPENROUTER_URL', 'https://openrouter.ai'),
+        litellm_interval_min=number('LITELLM_SYNC_MINUTES', '15', float),
+        providers_interval_min=number('PROVIDERS_SYNC_MINUTES', '60', float),
+        lookback_days=number('SYNC_LOOKBACK_DAYS', '3', int),
+        reconciliation_tolerance=number('RECONCILIATION_TOLERANCE', '0.05', Decimal),
     )
 
 

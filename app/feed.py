@@ -15,7 +15,7 @@ from typing import Any
 from services.live import EventHub, LiveEvent
 
 log = logging.getLogger(__name__)
-TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents'}
+TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents', 'sync', 'alerts'}
 Listener = Callable[[dict[str, Any]], None]
 
 

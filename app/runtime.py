@@ -1,4 +1,4 @@
-"""The process-wide services: settings, database engine, pricer, ledger. Built once on start-up."""
+"""The process-wide services: settings, database engine, pricer, ledger, spend sources. Built once on start-up."""
 from __future__ import annotations
 
 import gc
@@ -15,6 +15,8 @@ from services.dashboard import DashboardConfig, load_dashboard
 from services.ledger import Ledger
 from services.live import EventHub, hub
 from services.pricing import Pricer
+from services.sources.registry import build_pullers
+from services.sync import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +28,12 @@ class Runtime:
     pricer: Pricer
     ledger: Ledger
     hub: EventHub
+    sync: SyncService
 
     def load_dashboard(self) -> dict[str, Any]:
-        config = DashboardConfig(self.settings.zone, self.settings.daily_limit_micros)
+        sources = self.settings.sources
+        config = DashboardConfig(self.settings.zone, self.settings.daily_limit_micros, tuple(self.sync.pullers),
+                                 sources.reconciliation_tolerance)
         with self.engine.connect() as conn:
             return load_dashboard(conn, config)
 
@@ -60,7 +65,9 @@ def start(settings: Settings | None = None) -> Runtime:
     engine = create_db_engine(settings.database_url)
     upgrade(engine)
     pricer = Pricer()
-    runtime = Runtime(settings, engine, pricer, Ledger(engine, pricer, hub), hub)
+    sources = settings.sources
+    sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance)
+    runtime = Runtime(settings, engine, pricer, Ledger(engine, pricer, hub), hub, sync)
     runtime.reload_prices()
     _current = runtime
     log.info('database ready: %s', engine.url.render_as_string(hide_password=True))

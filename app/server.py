@@ -14,6 +14,7 @@ from app.api import install as install_api
 from app.config import Settings, get_settings
 from app.feed import start_feed, stop_feed
 from app.native import prepare_native
+from services.jobs import SyncJobs
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
 log = logging.getLogger(__name__)
@@ -51,10 +52,17 @@ def build() -> None:
     app.on_shutdown(_shutdown)
 
 
+_jobs: SyncJobs | None = None
+
+
 def _startup() -> None:
     rt = runtime.start(get_settings())
     runtime.tune_gc()
     start_feed(rt.load_dashboard, rt.hub)
+    global _jobs
+    sources = rt.settings.sources
+    _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min)
+    _jobs.start()
     if rt.settings.demo != 'off':
         from services import demo
 
@@ -67,6 +75,9 @@ async def _shutdown() -> None:
 
         await demo.stop()
     await stop_feed()
+    if _jobs is not None:
+        _jobs.stop()
+    await runtime.current().sync.aclose()
     runtime.stop()
 
 

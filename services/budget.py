@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from services import app_settings
 from services.money import money
 from services.periods import Period, checked_utc, format_duration, local_days, period_containing
+from services.reconciliation import channel_totals, reconcile_span
 from services.spend import breakdown, totals_between
 
 CHANNELS = ('litellm', 'direct')
@@ -17,15 +18,15 @@ CHANNELS = ('litellm', 'direct')
 
 def period_summary(conn: Connection, period: str, zone: ZoneInfo, default_daily_micros: int,
                    now: datetime | None = None) -> dict[str, Any]:
-    """Spent, limit, remaining and percent for the current day, week or month, split by channel."""
+    """Spent, limit, remaining and percent for the current day, week or month, split into via LiteLLM and direct
+    after reconciliation with pulled and billed spend (services/reconciliation.py)."""
     now = now or datetime.now(UTC)
     span = period_containing(period, now, zone)
-    by_channel = totals_between(conn, [span.start, span.end], ('channel',)).groups[0]
-    spent = sum(t.cost_micros for t in by_channel.values())
+    channels = channel_totals(reconcile_span(conn, span.start, span.end, zone))
+    spent = channels['total']
     limit = app_settings.get_limit(conn, period, default_daily_micros)
     remaining = None if limit is None else max(0, limit - spent)
     percent = None if limit is None else round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
-    requests = sum(t.requests for t in by_channel.values())
     seconds_left = span.seconds_left(now)
     return {
         'period': period,
@@ -37,9 +38,9 @@ def period_summary(conn: Connection, period: str, zone: ZoneInfo, default_daily_
         **(money('remaining', remaining) if remaining is not None else
            {'remaining_micros': None, 'remaining_usd': None}),
         'percent': percent,
-        'requests': requests,
-        'by_channel': {channel: money('spent', by_channel[(channel,)].cost_micros if (channel,) in by_channel else 0)
-                       for channel in CHANNELS},
+        'requests': channels['requests'],
+        'by_channel': {channel: money('spent', channels[channel]) for channel in CHANNELS},
+        **money('recorded', channels['events']),  # what the events alone add up to, before reconciliation
         'resets_at': span.end.isoformat(),
         'resets_in_s': seconds_left,
         'resets_in': format_duration(seconds_left),

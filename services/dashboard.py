@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
@@ -10,18 +11,23 @@ from sqlalchemy import Connection
 from services import agents, budget, eco, sessions, tasks
 from services.forecast import day_forecast
 from services.periods import period_containing
+from services.reconciliation import reconcile_last_days
 from services.spend import breakdown
+from services.sync import sync_status
 
 TOP_AGENTS = 10
 DASHBOARD_AGENTS = 12
 DASHBOARD_TASKS = 12
 RECENT_SESSIONS = 30
+RECONCILIATION_DAYS = 30
 
 
 @dataclass(frozen=True)
 class DashboardConfig:
     zone: Any  # ZoneInfo
     default_daily_micros: int
+    configured_sources: tuple[str, ...] = ()
+    tolerance: Decimal = Decimal('0.05')
 
 
 def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None) -> dict[str, Any]:
@@ -39,6 +45,9 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
         'tasks': tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
         'agents': agents.list_agents(conn, DASHBOARD_AGENTS),
         'sessions': sessions.list_sessions(conn, RECENT_SESSIONS),
+        'reconciliation': [c.as_dict(config.tolerance)
+                           for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, config.zone, now))],
+        'sync': sync_status(conn, list(config.configured_sources)),
     }
 
 

@@ -259,3 +259,21 @@ async def test_export_in_a_desktop_window_saves_the_csv(user: User, tmp_path: Pa
     await user.should_see('Saved ', retries=20)
     saved = list((tmp_path / 'Downloads').glob('sessions-*.csv'))
     assert len(saved) == 1 and 'sess-native' in saved[0].read_text()
+
+
+async def test_spend_sources_and_reconciliation_view(user: User) -> None:
+    from services.sources.base import PullResult, SnapshotRow, store_snapshots
+
+    record(cost_usd='1.00', channel='litellm')
+    today = datetime.now(UTC).date()
+    with runtime.current().engine.begin() as conn:
+        bill = SnapshotRow('openai_direct', today, 'openai', '', 3_000_000)
+        store_snapshots(conn, 'openai_direct', PullResult([bill], {today}))
+    await user.open('/')
+    await user.should_see('LiteLLM proxy: off (no key configured)')
+    await user.should_see('OpenAI billing: off (no key configured)')
+    assert user.find(marker='sync-now').elements.pop().enabled is False
+    await user.should_see('Via LiteLLM: $1.00 | Direct: $2.00 | Total: $3.00')
+    table = user.find(marker='reconciliation-table').elements.pop()
+    assert [(r['provider'], r['litellm'], r['billed'], r['direct'], r['total']) for r in table.rows] == \
+        [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]

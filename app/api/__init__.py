@@ -4,10 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, HTTPException
 
 from app.api import errors
-from app.api.routes import agents, budget, eco, health, prices, sessions, tasks, usage
+from app.api.routes import agents, alerts, budget, eco, health, prices, sessions, sync, tasks, usage
 
 api_router = APIRouter(prefix='/api/v1')
-for module in (health, usage, budget, sessions, agents, prices, tasks, eco):
+for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts):
     api_router.include_router(module.router)
 
 

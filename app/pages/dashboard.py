@@ -13,6 +13,7 @@ from components import charts
 from components.cards import agent_card, task_card
 from components.gauge import budget_gauge, gauge_options
 from components.layout import frame
+from components.sources import reconciliation_rows, reconciliation_table, source_line
 from components.strip import channel_strip_text
 from services import eco
 from services.money import usd_to_micros
@@ -64,6 +65,14 @@ class DashboardView:
             history = data['history']
             self.history = charts.chart(charts.history_line_options(history['points'],
                                                                     history['daily_limit_micros']), 'history-line')
+        with ui.card().classes('w-full gap-2'):
+            with ui.row().classes('w-full items-center justify-between'):
+                ui.label('Spend sources').classes('text-overline text-grey')
+                self.sync_button = ui.button('Sync now', icon='sync', on_click=self._sync_now) \
+                    .props('flat dense').mark('sync-now')
+            self.sources()
+            with ui.expansion('Reconciliation, last 30 days: via LiteLLM, billed, direct').classes('w-full'):
+                self.reconciliation = reconciliation_table(data['reconciliation'])
         ui.label('Agents').classes('text-h6')
         self.agents()
         ui.label('Tasks').classes('text-h6')
@@ -79,6 +88,12 @@ class DashboardView:
         with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
             for agent in items:
                 agent_card(agent, self.warn_micros, self.alert_micros)
+
+    @ui.refreshable_method
+    def sources(self) -> None:
+        for status in self.data['sync']:
+            ui.label(source_line(status)).classes('text-body2' if status['configured'] else 'text-body2 text-grey')
+        self.sync_button.set_enabled(any(s['configured'] for s in self.data['sync']))
 
     @ui.refreshable_method
     def tasks(self) -> None:
@@ -106,6 +121,11 @@ class DashboardView:
             self.agents.refresh()
         if stale or data['tasks'] != old['tasks']:
             self.tasks.refresh()
+        if data['sync'] != old['sync']:
+            self.sources.refresh()
+        if data['reconciliation'] != old['reconciliation']:
+            self.reconciliation.rows = reconciliation_rows(data['reconciliation'])
+            self.reconciliation.update()
         if stale:
             self.cards_at = time.monotonic()
 
@@ -121,6 +141,16 @@ class DashboardView:
         changed = state['changed_at']
         self.eco_note.set_text(f'{"on" if state["eco_mode"] else "off"} since {changed[:16].replace("T", " ")} UTC'
                                if changed else 'never switched')
+
+    async def _sync_now(self) -> None:
+        self.sync_button.props('loading')
+        try:
+            runs = await runtime.current().sync.run_many(tuple(runtime.current().sync.pullers))
+        finally:
+            self.sync_button.props(remove='loading')
+        failed = [r['source'] for r in runs if r['status'] != 'ok']
+        ui.notify(f'Sync failed for {", ".join(failed)}' if failed else f'Synced {len(runs)} source(s)',
+                  type='warning' if failed else 'positive')
 
     async def _eco_changed(self, event: Any) -> None:
         if event.value == self._eco_state:

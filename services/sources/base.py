@@ -1,6 +1,7 @@
 """What every spend source produces: per-day snapshot rows, stored so that re-pulling a day replaces it."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -79,6 +80,11 @@ def store_snapshots(conn: Connection, source: str, result: PullResult, fetched_a
 def usd_micros(value: Any, what: str, scale: Decimal = Decimal(1)) -> int:
     """A JSON number or numeric string of USD (times `scale`, e.g. 0.01 for cents) as micro-USD, never via float
     arithmetic: numbers are read through their decimal text. Raises SourceError('malformed')."""
+    return usd_to_micros(usd_amount(value, what, scale))
+
+
+def usd_amount(value: Any, what: str, scale: Decimal = Decimal(1)) -> Decimal:
+    """Like `usd_micros`, but the exact Decimal USD, for sums that are rounded once (see `split_micros`)."""
     if isinstance(value, bool) or value is None:
         raise SourceError('malformed', f'{what}: expected a number, got {value!r}')
     try:
@@ -87,7 +93,29 @@ def usd_micros(value: Any, what: str, scale: Decimal = Decimal(1)) -> int:
         raise SourceError('malformed', f'{what}: expected a number, got {str(value)[:40]!r}') from None
     if not amount.is_finite():
         raise SourceError('malformed', f'{what}: not a finite number')
-    return usd_to_micros(amount)
+    return amount
+
+
+def split_micros(amounts: Mapping[str, Decimal]) -> dict[str, int]:
+    """Exact USD parts as micro-USD that add up to the rounded total: in key order, each part gets the rounded
+    running sum minus the previous one, so none is off by more than a micro-USD and nothing is lost or doubled."""
+    parts: dict[str, int] = {}
+    running, before = Decimal(0), 0
+    for key in sorted(amounts):
+        running += amounts[key]
+        parts[key] = usd_to_micros(running) - before
+        before += parts[key]
+    return parts
+
+
+def required(obj: Any, key: str, what: str) -> Any:
+    """`obj[key]`; a missing or null value is SourceError('malformed') naming it as `what.key`."""
+    if not isinstance(obj, dict):
+        raise SourceError('malformed', f'{what}: expected an object, got {type(obj).__name__}')
+    value = obj.get(key)
+    if value is None:
+        raise SourceError('malformed', f'{what}.{key} is missing')
+    return value
 
 
 def whole(value: Any, what: str) -> int:

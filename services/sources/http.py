@@ -100,6 +100,16 @@ class SourceClient:
         raise SourceError('pagination', f'{path}: more than {self.max_pages} pages; giving up')
 
 
+def has_more_cursor(page: Any, path: str) -> dict[str, str] | None:
+    """`next_params` for the `has_more` + `next_page` convention (OpenAI, Anthropic): {'page': cursor} or None."""
+    if not isinstance(page, dict) or page.get('has_more') not in (True, 'true'):
+        return None
+    cursor = page.get('next_page')
+    if not cursor:
+        raise SourceError('malformed', f'{path}: response.next_page is missing although has_more is true')
+    return {'page': str(cursor)}
+
+
 def _retry_after(response: httpx.Response, default: float) -> float:
     value = response.headers.get('retry-after', '')
     try:

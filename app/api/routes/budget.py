@@ -13,6 +13,7 @@ from services import app_settings, budget
 from services.app_settings import MAX_LIMIT_MICROS
 from services.money import money, usd_to_micros
 from services.periods import PERIODS
+from services.reconciliation import channel_totals, reconcile_last_days
 
 router = APIRouter(prefix='/budget', tags=['budget'])
 PeriodName = Literal['day', 'week', 'month']
@@ -71,6 +72,17 @@ def history(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=
     """One point per local day for the last `days` days, today included, zero-filled."""
     s = rt.settings
     return budget.history(conn, days, s.zone, s.daily_limit_micros)
+
+
+@router.get('/reconciliation')
+def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> dict[str, Any]:
+    """Per day and provider: via LiteLLM, billed, direct, total and the gap (LiteLLM above the bill)."""
+    tolerance = rt.settings.sources.reconciliation_tolerance
+    cells = reconcile_last_days(conn, days, rt.settings.zone)
+    totals = channel_totals(cells)
+    return {'days': days, 'timezone': rt.settings.zone.key, 'tolerance': str(tolerance),
+            **money('litellm', totals['litellm']), **money('direct', totals['direct']),
+            **money('total', totals['total']), 'items': [c.as_dict(tolerance) for c in cells]}
 
 
 class LimitIn(BaseModel):

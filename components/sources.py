@@ -1,0 +1,47 @@
+"""Spend sources on the dashboard: each puller's last sync, and the last 30 days reconciled."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from components.cards import short_usd
+
+SOURCE_LABELS = {'litellm': 'LiteLLM proxy', 'openai_direct': 'OpenAI billing', 'anthropic_direct': 'Anthropic billing',
+                 'openrouter_direct': 'OpenRouter'}
+RECONCILIATION_COLUMNS = [
+    {'name': 'day', 'label': 'Day', 'field': 'day', 'align': 'left'},
+    {'name': 'provider', 'label': 'Provider', 'field': 'provider', 'align': 'left'},
+    {'name': 'litellm', 'label': 'Via LiteLLM', 'field': 'litellm', 'align': 'right'},
+    {'name': 'billed', 'label': 'Billed', 'field': 'billed', 'align': 'right'},
+    {'name': 'direct', 'label': 'Direct', 'field': 'direct', 'align': 'right'},
+    {'name': 'total', 'label': 'Total', 'field': 'total', 'align': 'right'},
+    {'name': 'gap', 'label': 'Gap', 'field': 'gap', 'align': 'right'},
+]
+
+
+def source_line(status: dict[str, Any]) -> str:
+    """'OpenAI billing: synced 2026-11-29 10:15 UTC' / '... last error: auth: the key was refused (401)'."""
+    label = SOURCE_LABELS.get(status['source'], status['source'])
+    if not status['configured']:
+        return f'{label}: off (no key configured)'
+    parts = [f'{label}: ' + (f'synced {status["last_success_at"][:16].replace("T", " ")} UTC'
+                             if status['last_success_at'] else 'never synced')]
+    if status['last_error'] and (not status['last_success_at'] or status['last_error_at'] > status['last_success_at']):
+        parts.append(f'last error: {status["last_error"]}')
+    return ' · '.join(parts)
+
+
+def reconciliation_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{'key': f'{i["day"]}/{i["provider"]}', 'day': i['day'], 'provider': i['provider'],
+             'litellm': short_usd(i['litellm_micros']),
+             'billed': short_usd(i['billed_micros']) if i['billed_micros'] is not None else '—',
+             'direct': short_usd(i['direct_micros']), 'total': short_usd(i['total_micros']),
+             'gap': ('⚠ ' if i['gap_alert'] else '') + (short_usd(i['gap_micros']) if i['gap_micros'] else '')}
+            for i in items]
+
+
+def reconciliation_table(items: list[dict[str, Any]]) -> ui.table:
+    table = ui.table(columns=RECONCILIATION_COLUMNS, rows=reconciliation_rows(items), row_key='key',
+                     pagination=10).props('flat dense').classes('w-full')
+    return table.mark('reconciliation-table')

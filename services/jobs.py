@@ -1,0 +1,37 @@
+"""The scheduled pulls: APScheduler 3 on the app's event loop. LiteLLM every 15 minutes, the providers' billing
+APIs every hour (both configurable), explicit job ids, coalesced, never two runs of one job at once."""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from services.sync import LITELLM_SOURCES, PROVIDER_SOURCES, SyncService
+
+log = logging.getLogger(__name__)
+FIRST_RUN_DELAY = timedelta(seconds=5)  # let the server finish starting before the first pull
+
+
+class SyncJobs:
+    def __init__(self, sync: SyncService, litellm_minutes: float, providers_minutes: float) -> None:
+        self.sync = sync
+        self.intervals = {'litellm': litellm_minutes, 'providers': providers_minutes}
+        self.scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={'coalesce': True, 'max_instances': 1,
+                                                                      'misfire_grace_time': 300})
+
+    def start(self, first_run_delay: timedelta = FIRST_RUN_DELAY) -> None:
+        """Call on the running event loop (app start-up). Sources without a key get no job."""
+        first = datetime.now(UTC) + first_run_delay
+        for group, sources in (('litellm', LITELLM_SOURCES), ('providers', PROVIDER_SOURCES)):
+            configured = tuple(s for s in sources if s in self.sync.pullers)
+            if configured:
+                self.scheduler.add_job(self.sync.run_many, 'interval', args=[configured], id=f'sync:{group}',
+                                       name=f'pull {", ".join(configured)}', replace_existing=True,
+                                       minutes=self.intervals[group], next_run_time=first)
+        self.scheduler.start()
+        log.info('scheduled pulls: %s', ', '.join(job.id for job in self.scheduler.get_jobs()) or 'none configured')
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
