@@ -36,6 +36,7 @@ class Backend(Protocol):
     def summary(self, period: str) -> dict[str, Any]: ...
     def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
     def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]: ...
+    def sync(self, source: str) -> dict[str, Any]: ...
 
 
 class HttpBackend:
@@ -75,6 +76,9 @@ class HttpBackend:
 
     def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
         return self._call('PUT', f'/budget/limits/{period}', json={'limit_usd': str(usd)})
+
+    def sync(self, source: str) -> dict[str, Any]:
+        return self._call('POST', f'/sync/{source}', timeout=600)
 
 
 class DirectBackend:
@@ -116,6 +120,25 @@ class DirectBackend:
         with self.rt.engine.begin() as conn:
             app_settings.set_limit(conn, period, micros)
         return {'period': period, **money('limit', micros)}
+
+    def sync(self, source: str) -> dict[str, Any]:
+        import asyncio
+
+        from services.sync import ALL_SOURCES, UnknownSource
+
+        sync = self.rt.sync
+        if source != 'all' and source not in ALL_SOURCES:
+            raise CliError(f'unknown source {source!r}: one of {", ".join(ALL_SOURCES)} or all', 2)
+
+        async def run() -> list[dict[str, Any]]:
+            try:
+                return await sync.run_many(tuple(sync.pullers)) if source == 'all' else [await sync.run(source)]
+            finally:
+                await sync.aclose()
+        try:
+            return {'runs': asyncio.run(run())}
+        except UnknownSource as exc:
+            raise CliError(str(exc)) from None
 
 
 # --- commands ---------------------------------------------------------------------------------------------------
@@ -305,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     limit.add_argument('period', choices=['day', 'week', 'month'])
     limit.add_argument('usd', type=_usd)
 
+    sync = sub.add_parser('sync', help='pull spend from LiteLLM and the providers now',
+                          description='Runs the configured pullers at once (keys from the SPENDGAUGE_* settings).')
+    client_options(sync)
+    sync.add_argument('source', nargs='?', default='all',
+                      help='litellm, openai_direct, anthropic_direct, openrouter_direct or all (default)')
+
     demo = sub.add_parser('demo', help='count or remove the demo rows (on the database directly)',
                           description='Without --clear, count the demo events. Works on the database directly: '
                                       '--db, or SPENDGAUGE_DATABASE_URL / the default database.')
@@ -314,7 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {'record': cmd_record, 'status': cmd_status, 'get-usage': cmd_get_usage, 'set-limit': cmd_set_limit}
+def cmd_sync(args: argparse.Namespace, backend: Backend) -> int:
+    runs = backend.sync(args.source)['runs']
+    if not runs:
+        print('no source is configured: set SPENDGAUGE_LITELLM_URL and SPENDGAUGE_LITELLM_MASTER_KEY, or a '
+              'provider admin key (see .env.example)')
+        return 0
+    for run in runs:
+        outcome = f'ok, {run["rows"]} rows' if run['status'] == 'ok' else f'failed: {run["error"]}'
+        print(f'{run["source"]}: {outcome}')
+    return 0 if all(run['status'] == 'ok' for run in runs) else 1
+
+
+COMMANDS = {'record': cmd_record, 'status': cmd_status, 'get-usage': cmd_get_usage, 'set-limit': cmd_set_limit,
+            'sync': cmd_sync}
 
 
 def _token() -> str | None:
