@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 from app.config import SourceSettings
+from services.sources.anthropic import AnthropicPuller
 from services.sources.base import Puller
+from services.sources.openai import OpenAIPuller
+from services.sources.openrouter import OpenRouterPuller
 
 
 def build_pullers(settings: SourceSettings) -> dict[str, Puller]:
     pullers: dict[str, Puller] = {}
-    # Filled in as the pullers land (services/sources/{litellm,openai,anthropic,openrouter}.py).
+    if settings.openai_admin_key:
+        pullers['openai_direct'] = OpenAIPuller(settings.openai_admin_key, settings.openai_url)
+    if settings.anthropic_admin_key:
+        pullers['anthropic_direct'] = AnthropicPuller(settings.anthropic_admin_key, settings.anthropic_url)
+    if settings.openrouter_key:
+        pullers['openrouter_direct'] = OpenRouterPuller(settings.openrouter_key, settings.openrouter_url,
+                                                        management_key=settings.openrouter_management_key or None)
     return pullers
