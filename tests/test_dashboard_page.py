@@ -277,3 +277,28 @@ async def test_spend_sources_and_reconciliation_view(user: User) -> None:
     table = user.find(marker='reconciliation-table').elements.pop()
     assert [(r['provider'], r['litellm'], r['billed'], r['direct'], r['total']) for r in table.rows] == \
         [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]
+
+
+@pytest.fixture
+def openrouter_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An OpenRouter source (a real puller) against a fake API, configured before the app starts."""
+    import json
+
+    from tests.fake_api import FakeAPI
+    from tests.test_sync import FIXTURES, KEY_PATH
+
+    with FakeAPI() as fake:
+        fake.route(KEY_PATH, json.loads((FIXTURES / 'openrouter_key.json').read_text()))
+        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_KEY', 'sk-or-test')
+        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_URL', fake.url)
+        monkeypatch.setenv('SPENDGAUGE_PROVIDERS_SYNC_MINUTES', '600')
+        yield fake.url
+
+
+async def test_sync_now_pulls_and_shows_the_result(openrouter_source: str, user: User) -> None:
+    await user.open('/')
+    await user.should_see('OpenRouter: never synced')
+    user.find(marker='sync-now').click()
+    await user.should_see('Synced 1 source(s)', retries=50)
+    await user.should_see('OpenRouter: synced', retries=30)
+    await user.should_see('Direct: $6.12', retries=30)
