@@ -4,12 +4,15 @@ from __future__ import annotations
 from app.config import SourceSettings
 from services.sources.anthropic import AnthropicPuller
 from services.sources.base import Puller
+from services.sources.litellm import LiteLLMPuller
 from services.sources.openai import OpenAIPuller
 from services.sources.openrouter import OpenRouterPuller
 
 
 def build_pullers(settings: SourceSettings) -> dict[str, Puller]:
     pullers: dict[str, Puller] = {}
+    if settings.litellm_url and settings.litellm_key:
+        pullers['litellm'] = LiteLLMPuller(settings.litellm_url, settings.litellm_key)
     if settings.openai_admin_key:
         pullers['openai_direct'] = OpenAIPuller(settings.openai_admin_key, settings.openai_url)
     if settings.anthropic_admin_key:

@@ -1,0 +1,161 @@
+"""Record one call made through a LiteLLM proxy from its HTTP response, for clients that cannot install the callback:
+the cost LiteLLM charged is in the `x-litellm-response-cost` header, the tokens in the JSON body's `usage`.
+
+    response = httpx.post(f'{proxy}/chat/completions', json=request, headers={'Authorization': f'Bearer {key}'})
+    record_from_response(response, 'http://127.0.0.1:8080', token=sg_token, agent_id='planner', session_id='s-42')
+
+Works with httpx and requests responses (anything with `.headers` and `.json()`), and with the OpenAI SDK's
+`with_raw_response` results. Without the header (streamed responses, a model LiteLLM cannot price) the event carries
+no cost and SpendGauge prices the tokens itself. A failure to record is logged and returns None, unless
+`raise_errors=True`; the helper never retries, so it costs the caller one short request at most.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from services.integrations import api_root, split_litellm_model
+
+log = logging.getLogger(__name__)
+COST_HEADER = 'x-litellm-response-cost'
+
+
+class SpendGaugeError(RuntimeError):
+    """SpendGauge could not be reached or refused the event."""
+
+
+def event_from_response(response: Any, *, body: Mapping[str, Any] | None = None, model: str | None = None,
+                        event_id: str | None = None, agent_id: str | None = None, session_id: str | None = None,
+                        task_id: str | None = None, user_id: str | None = None, project: str | None = None,
+                        tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The usage event for a LiteLLM proxy response (channel 'litellm', source 'sdk')."""
+    response = getattr(response, 'http_response', response)  # the OpenAI SDK's raw response wraps httpx's
+    headers = {str(k).lower(): str(v) for k, v in (getattr(response, 'headers', None) or {}).items()}
+    if body is None:
+        body = _json(response)
+    usage = body.get('usage') if isinstance(body.get('usage'), dict) else {}
+    provider, name = split_litellm_model(headers.get('x-litellm-model-name') or body.get('model'))
+    event: dict[str, Any] = {
+        'event_id': event_id or headers.get('x-litellm-call-id') or body.get('id') or uuid.uuid4().hex,
+        'model': model or name or headers.get('x-litellm-model-group') or 'unknown',
+        'provider': provider or None, 'channel': 'litellm', 'source': 'sdk',
+        'agent_id': agent_id, 'session_id': session_id, 'task_id': task_id, 'user_id': user_id, 'project': project,
+        'tags': list(tags or []), 'latency_ms': _latency(headers.get('x-litellm-response-duration-ms')),
+        **_tokens(usage, body),
+        'metadata': {**{k: v for k, v in (('model_group', headers.get('x-litellm-model-group')),
+                                          ('model_id', headers.get('x-litellm-model-id')),
+                                          ('response_id', body.get('id'))) if v}, **(metadata or {})},
+    }
+    cost = _usd(headers.get(COST_HEADER), COST_HEADER)
+    if cost is None and usage.get('cost') is not None:  # include_cost_in_streaming_usage puts it in the body
+        cost = _usd(usage.get('cost'), 'usage.cost')
+    if cost is not None:
+        event['cost_usd'] = cost
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def record_from_response(response: Any, spendgauge_url: str, token: str | None = None, *, timeout: float = 5.0,
+                         raise_errors: bool = False, client: httpx.Client | None = None,
+                         **fields: Any) -> dict[str, Any] | None:
+    """Record the call in SpendGauge; returns the stored event (with `cost_micros`), or None when that failed.
+    `fields` are those of `event_from_response` (agent_id, session_id, task_id, user_id, project, tags, ...)."""
+    event = event_from_response(response, **fields)
+    url, headers = api_root(spendgauge_url) + '/usage', _auth(token)
+    try:
+        if client is not None:
+            answer = client.post(url, json=event, headers=headers, timeout=timeout)
+        else:
+            answer = httpx.post(url, json=event, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return _failed(f'cannot reach SpendGauge at {url}: {type(exc).__name__}', raise_errors)
+    return _result(answer, raise_errors)
+
+
+async def arecord_from_response(response: Any, spendgauge_url: str, token: str | None = None, *,
+                                timeout: float = 5.0, raise_errors: bool = False,
+                                client: httpx.AsyncClient | None = None, **fields: Any) -> dict[str, Any] | None:
+    """`record_from_response` for async code."""
+    event = event_from_response(response, **fields)
+    url, headers = api_root(spendgauge_url) + '/usage', _auth(token)
+    try:
+        if client is not None:
+            answer = await client.post(url, json=event, headers=headers, timeout=timeout)
+        else:
+            async with httpx.AsyncClient(timeout=timeout) as own:
+                answer = await own.post(url, json=event, headers=headers)
+    except httpx.HTTPError as exc:
+        return _failed(f'cannot reach SpendGauge at {url}: {type(exc).__name__}', raise_errors)
+    return _result(answer, raise_errors)
+
+
+def _tokens(usage: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, int]:
+    """Token counts with input including cached tokens, from the three usage shapes LiteLLM answers with."""
+    details = usage.get('prompt_tokens_details') or usage.get('input_tokens_details') or {}
+    cache_read = _count(usage.get('cache_read_input_tokens')) or _count(details.get('cached_tokens'))
+    cache_write = _count(usage.get('cache_creation_input_tokens')) or _count(details.get('cache_creation_tokens'))
+    if 'prompt_tokens' in usage:  # chat completions: prompt_tokens includes the cache
+        input_tokens, output_tokens = _count(usage.get('prompt_tokens')), _count(usage.get('completion_tokens'))
+    elif body.get('type') == 'message' or 'cache_creation_input_tokens' in usage:  # Anthropic /v1/messages
+        input_tokens = _count(usage.get('input_tokens')) + cache_read + cache_write
+        output_tokens = _count(usage.get('output_tokens'))
+    else:  # Responses API: input_tokens includes the cache
+        input_tokens, output_tokens = _count(usage.get('input_tokens')), _count(usage.get('output_tokens'))
+    return {'input_tokens': max(input_tokens, cache_read + cache_write), 'output_tokens': output_tokens,
+            'cache_read_tokens': cache_read, 'cache_write_tokens': cache_write}
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except Exception:  # a streamed or non-JSON body: the header alone is still worth recording
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _usd(value: Any, what: str) -> str | None:
+    if value is None or value == '':
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        amount = Decimal('NaN')
+    if not amount.is_finite() or amount < 0:
+        log.warning('ignoring %s: not a cost: %r', what, str(value)[:40])
+        return None
+    return str(amount)
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _latency(value: str | None) -> int | None:
+    try:
+        return max(round(float(value)), 0) if value else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {'Authorization': f'Bearer {token}'} if token else {}
+
+
+def _result(answer: httpx.Response, raise_errors: bool) -> dict[str, Any] | None:
+    if answer.status_code >= 400:
+        return _failed(f'SpendGauge refused the event (HTTP {answer.status_code}): {answer.text[:200]}', raise_errors)
+    return answer.json()
+
+
+def _failed(message: str, raise_errors: bool) -> None:
+    if raise_errors:
+        raise SpendGaugeError(message)
+    log.warning('%s', message)
+    return None

@@ -1,0 +1,435 @@
+"""A LiteLLM callback that records every successful call in SpendGauge, live.
+
+SDK:
+    import litellm
+    from services.integrations.litellm_logger import SpendGaugeLogger
+    litellm.callbacks = [SpendGaugeLogger(url='http://127.0.0.1:8080', token='...')]
+
+Proxy (config.yaml; SPENDGAUGE_URL and SPENDGAUGE_API_TOKEN in the proxy's environment):
+    litellm_settings:
+      callbacks: services.integrations.litellm_logger.spendgauge_callback
+
+Each call becomes one usage event: event_id = LiteLLM's call id, cost = LiteLLM's `response_cost` (so SpendGauge
+stores what LiteLLM charged; without one SpendGauge prices the tokens itself), tokens and cache tokens from the
+standard logging object, agent_id / session_id / task_id / user_id / project / tags from the request metadata
+(SDK `metadata={...}`, the proxy's request `metadata`, or `x-spendgauge-agent-id`-style headers at the proxy).
+
+The hook only appends the event to a bounded in-memory queue (the oldest event is dropped, and counted, when it is
+full); a background thread posts batches to /api/v1/usage/batch, retrying with backoff while SpendGauge is down.
+Nothing here raises into the LLM call or waits on the network. `flush()` waits for delivery; `close()` flushes and
+stops (also run at interpreter exit). litellm itself is optional: without it the class is a plain object.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+import httpx
+
+from services.integrations import api_root, split_litellm_model
+
+try:  # litellm is optional: SpendGauge does not need it, the proxy and SDK users have it
+    from litellm.integrations.custom_logger import CustomLogger as _Base
+except ImportError:  # pragma: no cover - exercised only where litellm is missing
+    _Base = object  # type: ignore[assignment,misc]
+
+log = logging.getLogger(__name__)
+DEFAULT_URL = 'http://127.0.0.1:8080'
+MAX_BATCH = 10_000  # what POST /api/v1/usage/batch accepts
+ATTRIBUTION = ('agent_id', 'session_id', 'task_id', 'user_id', 'project')
+ALIASES = {'agent': 'agent_id', 'session': 'session_id', 'task': 'task_id', 'user': 'user_id'}
+HEADER_PREFIX = 'x-spendgauge-'  # x-spendgauge-agent-id: planner -> agent_id
+Outcome = Literal['ok', 'retry', 'discard']
+
+
+class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
+    """Register with `litellm.callbacks = [SpendGaugeLogger(url=..., token=...)]`."""
+
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, batch_size: int = 200,
+                 flush_interval_s: float = 1.0, max_queue: int = 10_000, timeout_s: float = 5.0,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, exit_timeout_s: float = 5.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if _Base is not object:
+            super().__init__()
+        if not 1 <= batch_size <= MAX_BATCH or max_queue < 1:
+            raise ValueError(f'batch_size must be 1..{MAX_BATCH} and max_queue at least 1')
+        self.batch_url = api_root(url) + '/usage/batch'
+        self._headers = {'Authorization': f'Bearer {token}'} if token else {}
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.exit_timeout_s = exit_timeout_s
+        self._transport = transport
+        self._reset_state()
+        self.counts = dict.fromkeys(('recorded', 'delivered', 'duplicate', 'rejected', 'dropped', 'discarded',
+                                     'failed_attempts', 'hook_errors'), 0)
+        ref = weakref.ref(self)
+        atexit.register(_close_at_exit, ref)
+        if hasattr(os, 'register_at_fork'):
+            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    @classmethod
+    def from_env(cls, **options: Any) -> SpendGaugeLogger:
+        """SPENDGAUGE_URL (default http://127.0.0.1:8080) and SPENDGAUGE_API_TOKEN."""
+        return cls(os.environ.get('SPENDGAUGE_URL', '').strip() or DEFAULT_URL,
+                   os.environ.get('SPENDGAUGE_API_TOKEN', '').strip() or None, **options)
+
+    def _reset_state(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._poke = threading.Event()  # cuts a retry wait short (flush, close)
+        self._queue: deque[dict[str, Any]] = deque()
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
+        self._flushing = 0
+        self._closed = False
+        self._stop_at: float | None = None  # close(): give up retrying at this monotonic time
+        self._down = False
+
+    # --- LiteLLM hooks: never raise, never wait ----------------------------------------------------------------
+
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._record(kwargs, response_obj, start_time, end_time)
+
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        self._record(kwargs, response_obj, start_time, end_time)
+
+    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        try:
+            event = litellm_event(kwargs, response_obj, start_time, end_time)
+            if event is not None:
+                self.enqueue(event)
+        except Exception:  # a bug here must never reach the LLM call
+            with self._cond:
+                self.counts['hook_errors'] += 1
+                first = self.counts['hook_errors'] == 1
+            if first:
+                log.exception('SpendGauge: could not record a LiteLLM call (reported once)')
+
+    # --- queue -------------------------------------------------------------------------------------------------
+
+    def enqueue(self, event: dict[str, Any]) -> None:
+        """Queue one usage event for delivery; when the queue is full the oldest one is dropped."""
+        with self._cond:
+            if self._closed:
+                self.counts['dropped'] += 1
+                return
+            full = len(self._queue) >= self.max_queue
+            if full:
+                self._queue.popleft()
+                self.counts['dropped'] += 1
+            self._queue.append(event)
+            self.counts['recorded'] += 1
+            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
+                self._cond.notify_all()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name='spendgauge-logger', daemon=True)
+                self._thread.start()
+        if full and self.counts['dropped'] == 1:
+            log.warning('SpendGauge: %d events waiting, the queue is full; dropping the oldest (see stats())',
+                        self.max_queue)
+
+    def stats(self) -> dict[str, int]:
+        """Counters (recorded, delivered, duplicate, rejected, dropped, discarded, failed_attempts, hook_errors)
+        and what is waiting now (queued, in_flight)."""
+        with self._cond:
+            return {**self.counts, 'queued': len(self._queue), 'in_flight': self._in_flight}
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send what is queued now and wait until it is delivered; False when the timeout ran out first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+        self._poke.set()
+        try:
+            with self._cond:
+                while self._queue or self._in_flight:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._thread is None or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(min(left, 0.1))
+                return True
+        finally:
+            with self._cond:
+                self._flushing -= 1
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Deliver what is queued (retrying for up to `timeout` seconds), then stop. True when nothing was lost."""
+        with self._cond:
+            if self._closed:
+                return not self._queue and not self._in_flight
+            self._closed = True
+            self._stop_at = time.monotonic() + timeout
+            self._cond.notify_all()
+            thread, discarded = self._thread, self.counts['discarded']
+        self._poke.set()
+        if thread is not None:
+            thread.join(timeout + self.timeout_s + 1)
+        with self._cond:
+            return not self._queue and not self._in_flight and self.counts['discarded'] == discarded
+
+    async def aclose(self, timeout: float = 10.0) -> bool:
+        return await asyncio.to_thread(self.close, timeout)
+
+    # --- sender thread -----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with httpx.Client(headers=self._headers, timeout=self.timeout_s, transport=self._transport) as client:
+            while True:
+                batch = self._next_batch()
+                if not batch:
+                    return
+                try:
+                    self._deliver(client, batch)
+                except Exception:  # e.g. an event that is not JSON: lose the batch, not the thread
+                    log.exception('SpendGauge: could not send %d events', len(batch))
+                    with self._cond:
+                        self.counts['discarded'] += len(batch)
+                        self._in_flight = 0
+                        self._cond.notify_all()
+
+    def _next_batch(self) -> list[dict[str, Any]]:
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return []
+                self._cond.wait()
+            if len(self._queue) < self.batch_size and not (self._flushing or self._closed):
+                self._cond.wait(self.flush_interval_s)  # gather more; woken early by a full batch or a flush
+            count = min(self.batch_size, len(self._queue))
+            batch = [self._queue.popleft() for _ in range(count)]
+            self._in_flight = count
+            return batch
+
+    def _deliver(self, client: httpx.Client, batch: list[dict[str, Any]]) -> None:
+        delay = self.backoff_s
+        while True:
+            self._poke.clear()
+            outcome, wait = self._post(client, batch)
+            if outcome != 'retry':
+                break
+            self.counts['failed_attempts'] += 1
+            pause = wait if wait is not None else delay
+            with self._cond:
+                left = None if self._stop_at is None else self._stop_at - time.monotonic()
+                if left is not None and left <= 0:
+                    lost = len(batch) + len(self._queue)
+                    self._queue.clear()
+                    self.counts['discarded'] += lost
+                    log.error('SpendGauge: closing with %d events undelivered (%s unreachable)', lost,
+                              self.batch_url)
+                    break
+            self._poke.wait(pause if left is None else min(pause, left))
+            delay = min(delay * 2, self.max_backoff_s)
+        with self._cond:
+            self._in_flight = 0
+            self._cond.notify_all()
+
+    def _post(self, client: httpx.Client, batch: list[dict[str, Any]]) -> tuple[Outcome, float | None]:
+        try:
+            response = client.post(self.batch_url, json={'events': batch})
+        except httpx.HTTPError as exc:
+            self._went_down(f'{type(exc).__name__}')
+            return 'retry', None
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            self._went_down(f'HTTP {response.status_code}')
+            return 'retry', _retry_after(response, self.max_backoff_s)
+        if response.status_code >= 400:  # 401, 413, 422...: sending it again will not help
+            self.counts['discarded'] += len(batch)
+            log.error('SpendGauge refused %d events (HTTP %d): %s', len(batch), response.status_code,
+                      response.text[:200])
+            return 'discard', None
+        if self._down:
+            self._down = False
+            log.warning('SpendGauge at %s is reachable again', self.batch_url)
+        try:
+            body = response.json()
+            counts = {key: int(body.get(key, 0)) for key in ('stored', 'duplicate', 'rejected')}
+        except (ValueError, AttributeError, TypeError):
+            counts = {'stored': len(batch), 'duplicate': 0, 'rejected': 0}
+        self.counts['delivered'] += counts['stored']
+        self.counts['duplicate'] += counts['duplicate']
+        self.counts['rejected'] += counts['rejected']
+        if counts['rejected']:
+            reasons = [r.get('reason') for r in body.get('results', []) if r.get('status') == 'rejected'][:3]
+            log.warning('SpendGauge rejected %d events: %s', counts['rejected'], reasons)
+        return 'ok', None
+
+    def _went_down(self, why: str) -> None:
+        if not self._down:
+            self._down = True
+            log.warning('SpendGauge at %s is not answering (%s); keeping events and retrying', self.batch_url, why)
+
+
+def litellm_event(kwargs: Any, response_obj: Any = None, start_time: Any = None,
+                  end_time: Any = None) -> dict[str, Any] | None:
+    """The usage event for one successful LiteLLM call, from the kwargs LiteLLM hands its callbacks; None for a
+    failed call or one without a model."""
+    slo = kwargs.get('standard_logging_object') or {}
+    if slo.get('status', 'success') != 'success':
+        return None
+    provider, model = split_litellm_model(slo.get('model') or kwargs.get('model'),
+                                          slo.get('custom_llm_provider') or kwargs.get('custom_llm_provider'))
+    if not model:
+        return None
+    slo_meta = slo.get('metadata') or {}
+    usage = _usage(slo_meta, slo.get('hidden_params') or {}, response_obj)
+    input_tokens = _count(slo.get('prompt_tokens')) or _count(usage.get('prompt_tokens'))
+    output_tokens = _count(slo.get('completion_tokens')) or _count(usage.get('completion_tokens'))
+    details = usage.get('prompt_tokens_details') or {}
+    cache_read = _count(usage.get('cache_read_input_tokens')) or _count(details.get('cached_tokens'))
+    cache_write = (_count(usage.get('cache_creation_input_tokens')) or _count(details.get('cache_creation_tokens'))
+                   or _count(details.get('cache_write_tokens')))
+    if cache_read + cache_write > input_tokens:  # a provider whose prompt count leaves the cache out
+        input_tokens += cache_read + cache_write
+    call_id = kwargs.get('litellm_call_id') or slo.get('litellm_call_id') or slo.get('id')
+    event: dict[str, Any] = {
+        'event_id': _label(call_id), 'ts': _iso(slo.get('startTime'), start_time), 'provider': provider or None,
+        'model': model[:200], 'channel': 'litellm', 'source': 'litellm_callback',
+        'input_tokens': input_tokens, 'output_tokens': output_tokens,
+        'cache_read_tokens': cache_read, 'cache_write_tokens': cache_write,
+        'latency_ms': _latency_ms(slo, start_time, end_time),
+        'metadata': {k: v for k, v in (
+            ('call_type', slo.get('call_type') or kwargs.get('call_type')), ('model_group', slo.get('model_group')),
+            ('response_id', slo.get('id')), ('trace_id', slo.get('trace_id')), ('cache_hit', slo.get('cache_hit')),
+            ('key_alias', slo_meta.get('user_api_key_alias')), ('team', slo_meta.get('user_api_key_team_alias')),
+        ) if v not in (None, '')},
+    }
+    cost = _usd(kwargs.get('response_cost', slo.get('response_cost')))
+    if cost is not None:
+        event['cost_usd'] = cost
+    event.update(_attribution(kwargs, slo, slo_meta))
+    return event
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+def _attribution(kwargs: Any, slo: dict[str, Any], slo_meta: dict[str, Any]) -> dict[str, Any]:
+    """agent_id, session_id, task_id, user_id, project and tags; later sources win over earlier ones."""
+    found: dict[str, str] = {}
+    fallbacks = {'user_id': slo.get('end_user') or kwargs.get('user') or slo_meta.get('user_api_key_user_id'),
+                 'session_id': slo.get('session_id'),
+                 'project': slo_meta.get('user_api_key_project_alias')}
+    for key, value in fallbacks.items():
+        if _label(value):
+            found[key] = _label(value)
+    params_meta = (kwargs.get('litellm_params') or {}).get('metadata') or {}
+    headers = slo_meta.get('requester_custom_headers') or {}
+    from_headers = {k.lower().removeprefix(HEADER_PREFIX).replace('-', '_'): v for k, v in headers.items()
+                    if isinstance(k, str) and k.lower().startswith(HEADER_PREFIX)}
+    tags: list[str] = []
+    for source in (slo_meta.get('spend_logs_metadata'), slo_meta.get('requester_metadata'), params_meta,
+                   from_headers):
+        if not isinstance(source, dict):
+            continue
+        for key, value in source.items():
+            name = ALIASES.get(key, key)
+            if name in ATTRIBUTION and _label(value):
+                found[name] = _label(value)
+        extra = source.get('tags')
+        tags += [extra] if isinstance(extra, str) else extra if isinstance(extra, list) else []
+    tags = [*(slo.get('request_tags') or []), *tags]
+    unique = list(dict.fromkeys(t for t in (_label(tag) for tag in tags) if t))[:50]
+    return {**found, 'tags': unique}
+
+
+def _usage(slo_meta: dict[str, Any], hidden: dict[str, Any], response_obj: Any) -> dict[str, Any]:
+    usage = slo_meta.get('usage_object') or hidden.get('usage_object')
+    if not usage:
+        usage = getattr(response_obj, 'usage', None) or (response_obj.get('usage') if isinstance(response_obj, dict)
+                                                         else None)
+    if usage is not None and not isinstance(usage, dict):
+        usage = usage.model_dump() if hasattr(usage, 'model_dump') else dict(getattr(usage, '__dict__', {}))
+    return usage or {}
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _usd(value: Any) -> str | None:
+    """LiteLLM's float cost as a decimal string read through its text (no float arithmetic), or None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return str(amount) if amount.is_finite() and amount >= 0 else None
+
+
+def _label(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).replace('\x00', '').strip()[:200]
+    return text or None
+
+
+def _iso(epoch: Any, start_time: Any) -> str | None:
+    try:
+        if isinstance(epoch, int | float) and math.isfinite(epoch) and epoch > 0:
+            return datetime.fromtimestamp(epoch, UTC).isoformat()
+        if isinstance(start_time, datetime):
+            return start_time.astimezone(UTC).isoformat()  # LiteLLM's datetimes are naive local time
+    except (OverflowError, OSError, ValueError):
+        pass
+    return None
+
+
+def _latency_ms(slo: dict[str, Any], start_time: Any, end_time: Any) -> int | None:
+    start, end = slo.get('startTime'), slo.get('endTime')
+    seconds = None
+    if isinstance(start, int | float) and isinstance(end, int | float):
+        seconds = end - start
+    elif isinstance(start_time, datetime) and isinstance(end_time, datetime):
+        seconds = (end_time - start_time).total_seconds()
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(round(seconds * 1000), 86_400_000)
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float | None:
+    try:
+        return min(max(float(response.headers.get('retry-after', '')), 0.0), cap)
+    except ValueError:
+        return None
+
+
+def _close_at_exit(ref: weakref.ref[SpendGaugeLogger]) -> None:
+    logger = ref()
+    if logger is not None and logger._thread is not None:
+        logger.close(logger.exit_timeout_s)
+
+
+def _after_fork(ref: weakref.ref[SpendGaugeLogger]) -> None:
+    """In a forked worker: fresh locks and no thread; the parent still owns (and sends) what was queued."""
+    logger = ref()
+    if logger is not None:
+        logger._reset_state()
+
+
+def __getattr__(name: str) -> Any:
+    """`spendgauge_callback`: one logger from the environment, made on first use (for the proxy's config)."""
+    if name == 'spendgauge_callback':
+        instance = globals().get('_instance')
+        if instance is None:
+            instance = globals()['_instance'] = SpendGaugeLogger.from_env()
+        return instance
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
