@@ -232,3 +232,48 @@ class Alert(SQLModel, table=True):
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = Field(default=None, max_length=200)
     resolved_at: datetime | None = None
+
+
+class Policy(SQLModel, table=True):
+    """A budget rule: a scope (global, agent, session, user, provider, model, project, tag) with an optional value,
+    a period, a limit, soft and critical percentages, and how far the action ladder may go."""
+
+    __tablename__ = 'policies'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    name: str = Field(max_length=200)
+    scope: str = Field(max_length=16)
+    scope_value: str | None = Field(default=None, max_length=200)
+    period: str = Field(max_length=16)  # day, week, month, session, custom
+    period_start: date | None = None  # custom range, local dates, inclusive
+    period_end: date | None = None
+    limit_micros: int = Field(sa_type=BigInteger)
+    soft_percent: int = 80
+    critical_percent: int = 95
+    action: str = Field(default='warn', max_length=16)  # ignore, warn, throttle, block: the highest step allowed
+    notify: list[str] = Field(default_factory=list, sa_type=JSON)  # in_app, log, webhook, email
+    auto_eco: bool = False  # switch eco mode on when the soft threshold is crossed
+    enabled: bool = True
+    origin: str = Field(default='api', max_length=16)  # api, file, env
+    created_at: datetime
+    updated_at: datetime
+
+
+class Delivery(SQLModel, table=True):
+    """One attempt chain to deliver an alert or an eco-mode change to a channel; failures are kept and retried."""
+
+    __tablename__ = 'deliveries'
+    __table_args__ = (Index('ix_deliveries_status', 'status'),)
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    kind: str = Field(max_length=16)  # alert, eco
+    ref_id: int | None = Field(default=None, sa_type=BigInteger)  # the alert's id
+    channel: str = Field(max_length=16)  # log, webhook, slack, email, n8n
+    target: str = Field(max_length=500)  # where to (URL without credentials, or address)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default='pending', max_length=16)  # pending, delivered, failed
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=2000)
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
