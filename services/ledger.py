@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -38,6 +38,20 @@ assert set(EVENT_COLUMNS) == {c.name for c in EVENTS.columns} - {'id'}, 'EVENT_C
 INSERT_CHUNK = 32_000 // len(EVENT_COLUMNS)  # SQLite allows 32,766 bound values per statement
 REMOVE_CHUNK = 5_000
 TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
+
+
+class SpendRow(NamedTuple):
+    """What a budget counter needs to know of a stored event."""
+
+    ts: datetime
+    cost_micros: int
+    agent_id: str | None
+    session_id: str | None
+    user_id: str | None
+    project: str | None
+    tags: tuple[str, ...]
+    provider: str
+    model: str
 
 
 class EventRejected(ValueError):
@@ -120,8 +134,12 @@ class Ledger:
             first_seen.add(key)
         if inserted:
             new_rows = [rows[key] for key in inserted]
+            # `rows` lets in-memory budget counters follow the ledger exactly, without reading it back
             self.hub.publish('usage', count=len(new_rows), cost_micros=sum(r['cost_micros'] for r in new_rows),
-                             agents=sorted({r['agent_id'] for r in new_rows if r['agent_id']}))
+                             agents=sorted({r['agent_id'] for r in new_rows if r['agent_id']}),
+                             rows=[SpendRow(r['ts'], r['cost_micros'], r['agent_id'], r['session_id'], r['user_id'],
+                                            r['project'], tuple(r['tags']), r['provider'], r['model'])
+                                   for r in new_rows])
         return results
 
     def get_event(self, event_pk: int) -> dict[str, Any] | None:
