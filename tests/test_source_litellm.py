@@ -1,5 +1,5 @@
 """The LiteLLM puller against a real HTTP server on 127.0.0.1 serving the recorded LiteLLM shapes
-(../shared/fixtures/litellm/): daily activity, spend logs, the Enterprise-only spend report, and the faults."""
+(tests/fixtures/litellm/, copied from shared/fixtures): daily activity, spend logs, the Enterprise-only spend report, and the faults."""
 from __future__ import annotations
 
 import copy
@@ -17,7 +17,7 @@ from services.sources.base import SNAPSHOTS, PullResult, SnapshotRow, SourceErro
 from services.sources.litellm import DAILY, LOGS, REPORT, LiteLLMPuller
 from tests.fake_api import FakeAPI, Reply, Request, closed_port_url
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'litellm'
+FIXTURES = Path(__file__).resolve().parent / 'fixtures' / 'litellm'  # recorded shapes, copied from shared/fixtures
 KEY = 'sk-master-0123456789abcdef'
 ENTERPRISE = {'detail': {'error': '/spend/report endpoint You must be a LiteLLM Enterprise user to use this feature. '
                                   'If you have a license please set `LITELLM_LICENSE` in your env.'}}

@@ -1,5 +1,5 @@
 """The OpenAI, Anthropic and OpenRouter pullers against a real HTTP server serving the researched response shapes
-(/work/shared/fixtures/providers), every fault a remote API can produce, and storing what they pull."""
+(tests/fixtures/providers, copied from shared/fixtures), every fault a remote API can produce, and storing what they pull."""
 from __future__ import annotations
 
 import copy
@@ -23,7 +23,7 @@ from services.sources.openai import OpenAIPuller
 from services.sources.openrouter import OpenRouterPuller
 from tests.fake_api import FakeAPI, Reply, closed_port_url
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'providers'
+FIXTURES = Path(__file__).resolve().parent / 'fixtures' / 'providers'  # recorded shapes, copied from shared/fixtures
 
 OPENAI_KEY = 'sk-admin-TESTKEY-openai-3f9a61'
 ANTHROPIC_KEY = 'sk-ant-admin01-TESTKEY-anthropic-77c1e0'
@@ -73,10 +73,7 @@ OPENROUTER_ROWS = [SnapshotRow('openrouter_direct', D18, 'openrouter', '', 6_120
 
 
 def load(name: str) -> Any:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f'{path} is absent: the shared provider fixtures live next to the repository')
-    return json.loads(path.read_text())
+    return json.loads((FIXTURES / name).read_text())
 
 
 def assert_clean(text: str) -> None:

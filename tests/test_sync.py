@@ -24,15 +24,13 @@ from services.sync import SyncService, sync_status
 from tests.fake_api import FakeAPI, Reply
 from tests.servers import clean_env, start_server
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'providers'
+FIXTURES = Path(__file__).resolve().parent / 'fixtures' / 'providers'  # recorded shapes, copied from shared/fixtures
 KEY = 'sk-or-v1-secret-test-key'
 KEY_PATH = '/api/v1/key'
 TODAYS_USAGE = 6_120_400  # usage_daily $6.1204 in openrouter_key.json
 
 
 def key_body() -> dict:
-    if not FIXTURES.is_dir():
-        pytest.skip(f'{FIXTURES} is missing (the shared fixtures sit beside the repository)')
     return json.loads((FIXTURES / 'openrouter_key.json').read_text())
 
 
