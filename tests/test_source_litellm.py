@@ -1,5 +1,5 @@
 """The LiteLLM puller against a real HTTP server on 127.0.0.1 serving the recorded LiteLLM shapes
-(tests/fixtures/litellm/, copied from shared/fixtures): daily activity, spend logs, the Enterprise-only spend report, and the faults."""
+(tests/fixtures/litellm): daily activity, spend logs, the Enterprise-only spend report, and the faults."""
 from __future__ import annotations
 
 import copy

@@ -1,5 +1,5 @@
 """The OpenAI, Anthropic and OpenRouter pullers against a real HTTP server serving the researched response shapes
-(tests/fixtures/providers, copied from shared/fixtures), every fault a remote API can produce, and storing what they pull."""
+(tests/fixtures/providers), every fault a remote API can produce, and storing what they pull."""
 from __future__ import annotations
 
 import copy
