@@ -13,6 +13,7 @@ from dotenv import load_dotenv
 PREFIX = 'SPENDGAUGE_'
 DEFAULT_DATABASE_URL = 'sqlite:///./data/spendgauge.db'
 DEMO_MODES = ('off', 'on', 'auto')
+BUDGET_LIMIT_VARS = ('DAILY_BUDGET_LIMIT', 'WEEKLY_BUDGET_LIMIT', 'MONTHLY_BUDGET_LIMIT')  # no prefix: the issue's
 LOG_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')
 
 
@@ -34,6 +35,9 @@ class Settings:
     agent_warn_usd: Decimal = Decimal('1')  # agent cards turn yellow at this session cost...
     agent_alert_usd: Decimal = Decimal('5')  # ...and red above this one
     sources: SourceSettings = field(default_factory=lambda: SourceSettings())
+    policies_file: str = ''  # YAML (or .json) policies, re-synced on every start
+    env_budget_limits: dict[str, str] = field(default_factory=dict)  # DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT
+    notify: NotifySettings = field(default_factory=lambda: NotifySettings())
 
     @property
     def zone(self) -> ZoneInfo:
@@ -90,6 +94,10 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         agent_warn_usd=agent_warn,
         agent_alert_usd=agent_alert,
         sources=_source_settings(),
+        policies_file=_env('POLICIES_FILE', ''),
+        env_budget_limits={name: os.environ[name].strip() for name in BUDGET_LIMIT_VARS
+                           if os.environ.get(name, '').strip()},
+        notify=_notify_settings(),
     )
 
 
@@ -144,6 +152,49 @@ def _source_settings() -> SourceSettings:
         providers_interval_min=number('PROVIDERS_SYNC_MINUTES', '60', float),
         lookback_days=number('SYNC_LOOKBACK_DAYS', '3', int),
         reconciliation_tolerance=number('RECONCILIATION_TOLERANCE', '0.05', Decimal),
+    )
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where alerts and eco-mode changes are sent. A channel without its setting is off."""
+
+    webhook_url: str = field(default='', repr=False)  # generic JSON, or Slack's {"text": ...} for hooks.slack.com
+    n8n_webhook_url: str = field(default='', repr=False)  # eco-mode changes
+    smtp_host: str = ''
+    smtp_port: int = 587
+    smtp_user: str = ''
+    smtp_password: str = field(default='', repr=False)
+    smtp_from: str = 'spendgauge@localhost'
+    smtp_to: tuple[str, ...] = ()
+    smtp_starttls: bool = True
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp_host and self.smtp_to)
+
+
+def _notify_settings() -> NotifySettings:
+    port_text = _env('SMTP_PORT', '587')
+    try:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(f'{PREFIX}SMTP_PORT must be a port number, got {port_text!r}') from None
+    starttls = _env('SMTP_STARTTLS', 'true').lower()
+    if starttls not in ('true', 'false', '1', '0', 'yes', 'no', 'on', 'off'):
+        raise SettingsError(f'{PREFIX}SMTP_STARTTLS must be true or false')
+    for name in ('ALERT_WEBHOOK_URL', 'N8N_WEBHOOK_URL'):
+        url = _env(name, '')
+        if url and not url.startswith(('http://', 'https://')):
+            raise SettingsError(f'{PREFIX}{name} must be an http:// or https:// URL')
+    return NotifySettings(
+        webhook_url=_env('ALERT_WEBHOOK_URL', ''), n8n_webhook_url=_env('N8N_WEBHOOK_URL', ''),
+        smtp_host=_env('SMTP_HOST', ''), smtp_port=port, smtp_user=_env('SMTP_USER', ''),
+        smtp_password=_env('SMTP_PASSWORD', ''), smtp_from=_env('SMTP_FROM', 'spendgauge@localhost'),
+        smtp_to=tuple(a.strip() for a in _env('SMTP_TO', '').split(',') if a.strip()),
+        smtp_starttls=starttls in ('true', '1', 'yes', 'on'),
     )
 
 

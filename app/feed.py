@@ -15,7 +15,8 @@ from typing import Any
 from services.live import EventHub, LiveEvent
 
 log = logging.getLogger(__name__)
-TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents', 'sync', 'alerts'}
+TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents', 'sync', 'alerts', 'alert_raised',
+          'deliveries'}
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -28,6 +29,7 @@ class DashboardFeed:
         self.reloads = 0
         self._loaded_at = 0.0
         self._listeners: list[Listener] = []
+        self._frame_listeners: list[Listener] = []  # the header of every page (alerts bell and toasts)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty = False
         self._pending: asyncio.Task | None = None
@@ -49,13 +51,16 @@ class DashboardFeed:
             if task and not task.done():
                 task.cancel()
         self._listeners.clear()
+        self._frame_listeners.clear()
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        self._listeners.append(listener)
+    def subscribe(self, listener: Listener, frame: bool = False) -> Callable[[], None]:
+        """A page's listener; `frame=True` for the page header's, which `listeners` does not count."""
+        listeners = self._frame_listeners if frame else self._listeners
+        listeners.append(listener)
 
         def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if listener in listeners:
+                listeners.remove(listener)
         return unsubscribe
 
     @property
@@ -76,7 +81,7 @@ class DashboardFeed:
             self.data = await asyncio.to_thread(self._load)
             self._loaded_at = time.monotonic()
             self.reloads += 1
-        for listener in list(self._listeners):
+        for listener in [*self._listeners, *self._frame_listeners]:
             try:
                 listener(self.data)
             except Exception:

@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from app.config import Settings, get_settings
+from app.config import Settings, SettingsError, get_settings
 from app.db import create_db_engine, upgrade
-from services import price_overrides
+from services import policies, price_overrides
+from services.checker import Checker
 from services.dashboard import DashboardConfig, load_dashboard
 from services.ledger import Ledger
 from services.live import EventHub, hub
@@ -29,6 +30,7 @@ class Runtime:
     ledger: Ledger
     hub: EventHub
     sync: SyncService
+    checker: Checker | None = None
 
     def load_dashboard(self) -> dict[str, Any]:
         sources = self.settings.sources
@@ -69,9 +71,24 @@ def start(settings: Settings | None = None) -> Runtime:
     sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance)
     runtime = Runtime(settings, engine, pricer, Ledger(engine, pricer, hub), hub, sync)
     runtime.reload_prices()
+    preload_policies(engine, settings)
+    runtime.checker = Checker(engine, hub, settings.zone)
+    runtime.checker.start()
     _current = runtime
     log.info('database ready: %s', engine.url.render_as_string(hide_password=True))
     return runtime
+
+
+def preload_policies(engine: Engine, settings: Settings) -> None:
+    """Re-sync the policies of origin 'file' (SPENDGAUGE_POLICIES_FILE) and 'env' (DAILY_BUDGET_LIMIT, ...)."""
+    try:
+        from_file = policies.load_file(settings.policies_file) if settings.policies_file else []
+        from_env = policies.env_policies(settings.env_budget_limits)
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f'policies: {exc}') from None
+    with engine.begin() as conn:
+        policies.sync_origin(conn, 'file', from_file)
+        policies.sync_origin(conn, 'env', from_env)
 
 
 def current() -> Runtime:
@@ -83,5 +100,7 @@ def current() -> Runtime:
 def stop() -> None:
     global _current
     if _current is not None:
+        if _current.checker is not None:
+            _current.checker.stop()
         _current.engine.dispose()
         _current = None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from functools import partial
 from pathlib import Path
 
 from fastapi.middleware.gzip import GZipMiddleware
@@ -14,7 +15,10 @@ from app.api import install as install_api
 from app.config import Settings, get_settings
 from app.feed import start_feed, stop_feed
 from app.native import prepare_native
+from components.layout import use_feed
+from services.anomaly import run_anomaly_check
 from services.jobs import SyncJobs
+from services.notify import Notifier
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ def check_exposure(settings: Settings) -> None:
 
 def build() -> None:
     """Register routes, pages and lifecycle hooks on NiceGUI's app (before `ui.run`)."""
-    from app.pages import dashboard, sessions  # noqa: F401  (registers the @ui.page routes)
+    from app.pages import alerts, dashboard, policies, sessions  # noqa: F401  (registers the @ui.page routes)
 
     install_api(app)
     if ASSETS_DIR.is_dir():
@@ -53,15 +57,21 @@ def build() -> None:
 
 
 _jobs: SyncJobs | None = None
+_notifier: Notifier | None = None
+ANOMALY_MINUTES = 5
 
 
 def _startup() -> None:
     rt = runtime.start(get_settings())
     runtime.tune_gc()
-    start_feed(rt.load_dashboard, rt.hub)
-    global _jobs
+    use_feed(start_feed(rt.load_dashboard, rt.hub))
+    global _jobs, _notifier
+    if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process
+        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.zone, rt.settings.daily_limit_micros)
+        _notifier.start()
     sources = rt.settings.sources
     _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min)
+    _jobs.add_periodic('anomaly', partial(run_anomaly_check, rt.engine, rt.hub), ANOMALY_MINUTES)
     _jobs.start()
     if rt.settings.demo != 'off':
         from services import demo
@@ -75,8 +85,13 @@ async def _shutdown() -> None:
 
         await demo.stop()
     await stop_feed()
+    use_feed(None)
     if _jobs is not None:
         _jobs.stop()
+    global _notifier
+    if _notifier is not None:
+        await _notifier.stop()
+        _notifier = None
     await runtime.current().sync.aclose()
     runtime.stop()
 

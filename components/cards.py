@@ -1,6 +1,7 @@
 """Agent and task cards: plain dicts in (as the API returns them), cards out."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -48,7 +49,9 @@ _LEVEL_CLASSES = {'green': 'border-l-4 border-green-500', 'yellow': 'border-l-4 
                   'red': 'border-l-4 border-red-500'}
 
 
-def agent_card(agent: dict[str, Any], warn_micros: int, alert_micros: int, now: datetime | None = None) -> ui.card:
+def agent_card(agent: dict[str, Any], warn_micros: int, alert_micros: int, now: datetime | None = None,
+               on_pause: Callable[[str, bool], Any] | None = None) -> ui.card:
+    """`on_pause(agent_id, paused)` adds a Pause/Resume button."""
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
     average = agent['avg_cost_per_request_micros']
     with ui.card().classes(f'w-full gap-1 {_LEVEL_CLASSES[level]}').mark(f'agent-card-{agent["id"]}') as card:
@@ -56,8 +59,16 @@ def agent_card(agent: dict[str, Any], warn_micros: int, alert_micros: int, now: 
         card.props['data-agent'] = agent['id']
         with ui.row().classes('w-full items-center justify-between no-wrap'):
             ui.label(agent['id']).classes('text-subtitle1 font-medium ellipsis')
-            if average > HIGH_COST_PER_REQUEST_MICROS:
-                ui.badge('high cost', color='red').props('outline').mark('high-cost')
+            with ui.row().classes('items-center gap-1 no-wrap'):
+                if average > HIGH_COST_PER_REQUEST_MICROS:
+                    ui.badge('high cost', color='red').props('outline').mark('high-cost')
+                paused = bool(agent.get('paused'))
+                if paused:
+                    ui.badge('paused', color='orange').mark('agent-paused')
+                if on_pause is not None:
+                    ui.button('Resume' if paused else 'Pause', icon='play_arrow' if paused else 'pause',
+                              on_click=lambda: on_pause(agent['id'], not paused)) \
+                        .props('flat dense size=sm').mark(f'pause-{agent["id"]}')
         ui.label(f'Tokens this session: {agent["session_tokens"]:,} | '
                  f'Cost: {short_usd(agent["session_cost_micros"])}').mark('agent-session')
         with ui.row().classes('items-center gap-1'):

@@ -1,14 +1,62 @@
-"""The frame around every page: header, navigation and the light/dark switch."""
+"""The frame around every page: header, navigation, the alerts bell and the light/dark switch."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 from nicegui import app, ui
 
 from components import theme
 
-NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('API', '/docs'))
+NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
+       ('API', '/docs'))
+TOAST_TYPES = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
+
+
+class LiveData(Protocol):
+    """The shared dashboard feed (app/feed.py): the latest snapshot and a way to hear of the next ones."""
+
+    data: dict[str, Any] | None
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None], frame: bool = False) -> Callable[[], None]: ...
+
+
+_live: LiveData | None = None
+
+
+def use_feed(live: LiveData | None) -> None:
+    """Set on start-up: the bell and the alert toasts of every page follow this feed (no polling)."""
+    global _live
+    _live = live
+
+
+class AlertBell:
+    """The header bell: the unacknowledged count, and a toast for each alert newer than the page."""
+
+    def __init__(self, data: dict[str, Any] | None) -> None:
+        with ui.button(icon='notifications', on_click=lambda: ui.navigate.to('/alerts')) \
+                .props('flat round color=white dense aria-label="Alerts"').mark('alerts-bell') as self.button:
+            self.badge = ui.badge('', color='red').props('floating').mark('alerts-count')
+        self.button.tooltip('Alerts')
+        self.seen_id = 0
+        self.primed = False  # the first snapshot only sets what counts as already seen
+        self.update(data or {}, toast=False)
+        self.primed = data is not None
+
+    def update(self, data: dict[str, Any], toast: bool = True) -> None:
+        count = int(data.get('alerts_unacknowledged') or 0)
+        self.badge.set_text(str(count) if count < 100 else '99+')
+        self.badge.set_visibility(count > 0)
+        recent = data.get('alerts_recent') or []
+        newest = max((a['id'] for a in recent), default=0)
+        if toast and self.primed:
+            with self.button:
+                for alert in sorted((a for a in recent if a['id'] > self.seen_id), key=lambda a: a['id']):
+                    ui.notify(f'{alert["type"]}: {alert["message"]}', type=TOAST_TYPES.get(alert['severity'], 'info'),
+                              position='top-right', timeout=8000)
+        self.seen_id = max(self.seen_id, newest)
+        self.primed = True
 
 
 @contextmanager
@@ -28,6 +76,9 @@ def frame(title: str) -> Iterator[ui.column]:
         with ui.row().classes('items-center gap-1 no-wrap'):
             for label, target in NAV:
                 ui.button(label, on_click=lambda t=target: ui.navigate.to(t)).props('flat color=white dense')
+            if _live is not None:
+                bell = AlertBell(_live.data)
+                ui.context.client.on_delete(_live.subscribe(bell.update, frame=True))
             ui.button(icon='dark_mode', on_click=toggle_dark) \
                 .props('flat round color=white dense aria-label="Light or dark"') \
                 .tooltip('Light or dark').mark('dark-toggle')

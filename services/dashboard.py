@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from services import agents, budget, eco, sessions, tasks
+from services.alerts import ALERTS
 from services.forecast import day_forecast
+from services.notify import last_eco_delivery
 from services.periods import period_containing
 from services.reconciliation import reconcile_last_days
 from services.spend import breakdown
@@ -20,6 +22,7 @@ DASHBOARD_AGENTS = 12
 DASHBOARD_TASKS = 12
 RECENT_SESSIONS = 30
 RECONCILIATION_DAYS = 30
+RECENT_ALERTS = 5
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,24 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
         'reconciliation': [c.as_dict(config.tolerance)
                            for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, config.zone, now))],
         'sync': sync_status(conn, list(config.configured_sources)),
+        'eco_delivery': last_eco_delivery(conn),
+        **alert_counts(conn),
     }
+
+
+def alert_counts(conn: Connection) -> dict[str, Any]:
+    """For the bell, the toasts and the alerts page: counts, the newest unacknowledged alerts, and a stamp that
+    changes whenever any alert does."""
+    open_alert = ALERTS.c.resolved_at.is_(None)
+    unacked = open_alert & ALERTS.c.acknowledged_at.is_(None)
+    row = conn.execute(select(
+        func.count().filter(open_alert), func.count().filter(unacked), func.count(), func.max(ALERTS.c.id),
+        func.max(ALERTS.c.last_seen_at), func.max(ALERTS.c.acknowledged_at), func.max(ALERTS.c.resolved_at))).one()
+    recent = conn.execute(select(ALERTS.c.id, ALERTS.c.type, ALERTS.c.severity, ALERTS.c.message).where(unacked)
+                          .order_by(ALERTS.c.id.desc()).limit(RECENT_ALERTS))
+    stamp = '|'.join(str(v) for v in row)
+    return {'alerts_open': row[0], 'alerts_unacknowledged': row[1], 'alerts_stamp': stamp,
+            'alerts_recent': [dict(r._mapping) for r in recent]}
 
 
 def top_with_others(items: list[dict[str, Any]], key: str, top: int) -> list[dict[str, Any]]:

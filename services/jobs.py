@@ -3,6 +3,7 @@ APIs every hour (both configurable), explicit job ids, coalesced, never two runs
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,6 +32,13 @@ class SyncJobs:
                                        minutes=self.intervals[group], next_run_time=first)
         self.scheduler.start()
         log.info('scheduled pulls: %s', ', '.join(job.id for job in self.scheduler.get_jobs()) or 'none configured')
+
+    def add_periodic(self, job_id: str, func: Callable[[], object], minutes: float,
+                     first_run_delay: timedelta = FIRST_RUN_DELAY) -> None:
+        """Another process-wide job on the same scheduler (e.g. the anomaly check every 5 minutes). A plain function
+        runs in the scheduler's worker threads, a coroutine function on the loop."""
+        self.scheduler.add_job(func, 'interval', id=job_id, name=job_id, replace_existing=True, minutes=minutes,
+                               next_run_time=datetime.now(UTC) + first_run_delay)
 
     def stop(self) -> None:
         if self.scheduler.running:

@@ -80,9 +80,10 @@ class SyncService:
             conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
                 finished_at=datetime.now(UTC), status='ok', rows=rows, details=result.details))
             alerts.resolve_key(conn, f'sync_failure:{source}')
-            self._check_gaps(conn)
+            raised = self._check_gaps(conn)
             run = _run(conn, run_id)
         self.hub.publish('sync', source=source, status='ok')
+        self._publish_new(raised)
         return run
 
     def _finish_failed(self, run_id: int, source: str, error: str) -> dict[str, Any]:
@@ -90,27 +91,37 @@ class SyncService:
             conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
                 finished_at=datetime.now(UTC), status='error', error=error[:2000]))
             failures = consecutive_failures(conn, source)
+            raised = []
             if failures >= FAILURES_BEFORE_ALERT:
-                alerts.raise_alert(conn, 'sync_failure', 'warning',
-                                   f'{source}: {failures} syncs in a row failed; last error: {error}',
-                                   f'sync_failure:{source}', {'source': source, 'failures': failures})
+                raised.append(alerts.raise_alert(conn, 'sync_failure', 'warning',
+                                                 f'{source}: {failures} syncs in a row failed; last error: {error}',
+                                                 f'sync_failure:{source}', {'source': source, 'failures': failures}))
             run = _run(conn, run_id)
         log.warning('sync of %s failed: %s', source, error)
         self.hub.publish('sync', source=source, status='error')
+        self._publish_new(raised)
         return run
 
-    def _check_gaps(self, conn: Any) -> None:
+    def _publish_new(self, raised: list[tuple[dict[str, Any] | None, bool]]) -> None:
+        """After the commit: notifiers hear of each alert once, when it opens."""
+        for alert, is_new in raised:
+            if alert is not None and is_new:
+                self.hub.publish('alert_raised', alert=alert)
+
+    def _check_gaps(self, conn: Any) -> list[tuple[dict[str, Any] | None, bool]]:
+        raised = []
         for cell in reconcile_last_days(conn, self.lookback_days, UTC_ZONE):
             key = f'reconciliation_gap:{cell.provider}:{cell.day.isoformat()}'
             if cell.gap_exceeds(self.tolerance):
-                alerts.raise_alert(
+                raised.append(alerts.raise_alert(
                     conn, 'reconciliation_gap', 'warning',
                     f'{cell.provider} on {cell.day}: LiteLLM reports ${cell.litellm / 1e6:.4f} but the provider '
                     f'billed ${(cell.billed or 0) / 1e6:.4f}', key,
                     {'provider': cell.provider, 'day': cell.day.isoformat(), 'litellm_micros': cell.litellm,
-                     'billed_micros': cell.billed})
+                     'billed_micros': cell.billed}))
             else:
                 alerts.resolve_key(conn, key)
+        return raised
 
 
 def consecutive_failures(conn: Any, source: str, limit: int = 50) -> int:

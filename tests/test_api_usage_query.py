@@ -91,7 +91,7 @@ def test_pages_of_two_give_every_event_once_newest_first(api: httpx.Client) -> N
     stamps = [at(day, 9), at(day, 10), at(day, 10), at(day, 10), at(day, 11)]
     result = record_batch(api, [event(agent_id=agent, ts=ts, cost_usd='0.001') for ts in stamps])
     ids = [r['id'] for r in result['results']]
-    expected = [ids[4], ids[3], ids[2], ids[1], ids[0]]  # ts descending, then id descending
+    expected = [pk for _, pk in sorted(zip(stamps, ids, strict=True), reverse=True)]  # ts, then id, descending
     seen: list[int] = []
     pages: list[int] = []
     cursor = None

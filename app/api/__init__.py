@@ -4,10 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, HTTPException
 
 from app.api import errors
-from app.api.routes import agents, alerts, budget, eco, health, prices, sessions, sync, tasks, usage
+from app.api.routes import agents, alerts, budget, check, eco, health, policies, prices, sessions, sync, tasks, usage
 
 api_router = APIRouter(prefix='/api/v1')
-for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts):
+for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, check):
     api_router.include_router(module.router)
 
 

@@ -15,8 +15,9 @@ from components.gauge import budget_gauge, gauge_options
 from components.layout import frame
 from components.sources import reconciliation_rows, reconciliation_table, source_line
 from components.strip import channel_strip_text
-from services import eco
+from services import eco, policies
 from services.money import usd_to_micros
+from services.notify import eco_delivery_text
 
 CARD_CLOCK_S = 30
 
@@ -87,7 +88,7 @@ class DashboardView:
             return
         with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
             for agent in items:
-                agent_card(agent, self.warn_micros, self.alert_micros)
+                agent_card(agent, self.warn_micros, self.alert_micros, on_pause=self._set_paused)
 
     @ui.refreshable_method
     def sources(self) -> None:
@@ -139,8 +140,28 @@ class DashboardView:
         self._eco_state = state['eco_mode']
         self.eco.value = state['eco_mode']
         changed = state['changed_at']
-        self.eco_note.set_text(f'{"on" if state["eco_mode"] else "off"} since {changed[:16].replace("T", " ")} UTC'
-                               if changed else 'never switched')
+        note = f'{"on" if state["eco_mode"] else "off"} since {changed[:16].replace("T", " ")} UTC' if changed \
+            else 'never switched'
+        delivery = eco_delivery_text(data.get('eco_delivery'))
+        self.eco_note.set_text(f'{note} · {delivery}' if delivery else note)
+
+    async def _set_paused(self, agent_id: str, paused: bool) -> None:
+        rt = runtime.current()
+
+        def store() -> bool:
+            with rt.engine.begin() as conn:
+                return policies.set_agent_paused(conn, agent_id, paused)
+        if not await run.io_bound(store):
+            ui.notify(f'No agent {agent_id}', type='warning')
+            return
+        if rt.checker is not None:
+            rt.checker.set_paused(agent_id, paused)
+        for agent in self.data['agents']:
+            if agent['id'] == agent_id:
+                agent['paused'] = paused
+        self.agents.refresh()
+        rt.hub.publish('agents', agent_id=agent_id, paused=paused)
+        ui.notify(f'{agent_id} {"paused: its checks are blocked" if paused else "resumed"}')
 
     async def _sync_now(self) -> None:
         self.sync_button.props('loading')

@@ -1,0 +1,74 @@
+"""`POST /check`: may this call go ahead? Answered from in-memory counters, without a database query."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.api.deps import WRITE, RuntimeDep
+from app.api.errors import BadRequest
+from services.checker import CheckRequest
+from services.money import usd_to_micros
+from services.pricing import TokenCounts
+
+router = APIRouter(tags=['policies'])
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
+MAX_TOKENS = 100_000_000
+
+
+class CheckIn(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    agent_id: Id | None = None
+    session_id: Id | None = None
+    user_id: Id | None = None
+    project: Id | None = None
+    tags: list[Id] = Field(default_factory=list, max_length=50)
+    provider: Id | None = None
+    model: Id | None = None
+    estimated_input_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    estimated_output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    estimated_cost_usd: Decimal | None = Field(default=None, ge=0, le=1_000_000)
+
+    @model_validator(mode='after')
+    def _one_estimate(self) -> CheckIn:
+        tokens = self.estimated_input_tokens is not None or self.estimated_output_tokens is not None
+        if tokens and self.estimated_cost_usd is not None:
+            raise ValueError('estimated_cost_usd: give either estimated tokens or estimated_cost_usd, not both')
+        if tokens and not self.model:
+            raise ValueError('model: needed to price estimated tokens')
+        if self.estimated_cost_usd is not None and not self.estimated_cost_usd.is_finite():
+            raise ValueError('estimated_cost_usd: must be a finite amount')
+        return self
+
+
+@router.post('/check', dependencies=WRITE, response_class=Response)
+async def check(body: CheckIn, rt: RuntimeDep) -> Response:
+    """allow / warn / throttle / block for the call described, counting its estimate against what is left."""
+    provider = body.provider.lower() if body.provider else None
+    estimate, note = 0, None
+    if body.estimated_cost_usd is not None:
+        estimate = usd_to_micros(body.estimated_cost_usd)
+    elif body.model:
+        tokens = TokenCounts(body.estimated_input_tokens or 0, body.estimated_output_tokens or 0)
+        resolved = provider or rt.pricer.resolve('', body.model)
+        quote = rt.pricer.quote((resolved or 'unknown').split('/', 1)[0], body.model, tokens)
+        estimate = quote.cost_micros
+        if quote.cost_source == 'unpriced':
+            note = f'estimate: {body.model} has no known price, counted as $0'
+    if rt.checker is None:
+        raise BadRequest('budget checks are not running', 503)
+    # async: the check is in memory, so it runs on the event loop without a thread hop; alert writes do not
+    deferred: list[Callable[[], None]] = []
+    result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,
+                                           tuple(body.tags), provider, body.model, estimate), deferred=deferred)
+    for job in deferred:
+        await run_in_threadpool(job)
+    if note:
+        result['reasons'].append(note)
+    return Response(orjson.dumps(result), media_type='application/json')  # plain dicts: skip FastAPI's encoder

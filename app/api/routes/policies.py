@@ -1,0 +1,81 @@
+"""Budget policies: list, create, change, delete. Every change recounts the in-memory check counters."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.errors import BadRequest
+from services import policies
+from services.money import money
+from services.policies import PolicyIn
+
+router = APIRouter(prefix='/policies', tags=['policies'])
+
+
+def _rebuild(rt: RuntimeDep) -> None:
+    if rt.checker is not None:
+        rt.checker.rebuild()
+
+
+def _with_spend(policy: policies.PolicyRule, rt: RuntimeDep) -> dict[str, Any]:
+    """The policy with this period's spend per scope value (`current`, costliest first) and the largest."""
+    spend = rt.checker.current_spend(policy.id) if rt.checker is not None else {}
+    current = [{'scope_value': key or None, **money('spent', spent)}
+               for key, spent in sorted(spend.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return {**policy.as_dict(), **money('spent', max(spend.values(), default=0)), 'current': current[:100]}
+
+
+@router.get('')
+def list_policies(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Every policy with its spend in the current period (from the in-memory counters)."""
+    items = [_with_spend(p, rt) for p in policies.list_policies(conn)]
+    return {'items': items, 'count': len(items)}
+
+
+@router.get('/{policy_id}')
+def get_policy(policy_id: int, conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+    try:
+        return _with_spend(policies.get_policy(conn, policy_id), rt)
+    except policies.PolicyNotFound as exc:
+        raise BadRequest(str(exc), 404) from None
+
+
+@router.post('', dependencies=WRITE, status_code=201)
+def create_policy(body: PolicyIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Limit in USD (`limit_usd`, a decimal string); soft/critical percent default to 80/95."""
+    policy = policies.create_policy(conn, body)
+    conn.commit()
+    _rebuild(rt)
+    return policy.as_dict()
+
+
+@router.patch('/{policy_id}', dependencies=WRITE)
+def update_policy(policy_id: int, conn: WriteConn, rt: RuntimeDep,
+                  changes: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    """Change some fields; the result is validated as a whole policy."""
+    try:
+        policy = policies.update_policy(conn, policy_id, changes)
+    except policies.PolicyNotFound as exc:
+        raise BadRequest(str(exc), 404) from None
+    except policies.PolicyReadOnly as exc:
+        raise BadRequest(str(exc), 409) from None
+    except policies.PolicyInvalid as exc:
+        raise BadRequest(str(exc)) from None
+    conn.commit()
+    _rebuild(rt)
+    return policy.as_dict()
+
+
+@router.delete('/{policy_id}', dependencies=WRITE)
+def delete_policy(policy_id: int, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+    try:
+        policies.delete_policy(conn, policy_id)
+    except policies.PolicyNotFound as exc:
+        raise BadRequest(str(exc), 404) from None
+    except policies.PolicyReadOnly as exc:
+        raise BadRequest(str(exc), 409) from None
+    conn.commit()
+    _rebuild(rt)
+    return {'deleted': policy_id}

@@ -1,0 +1,160 @@
+"""Policies page: every budget policy with its current spend, an editor to add or change one, delete."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import run, ui
+
+from app import runtime
+from components.cards import short_usd
+from components.layout import frame
+from services import policies
+from services.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES
+
+
+def _load() -> list[dict[str, Any]]:
+    rt = runtime.current()
+    with rt.engine.connect() as conn:
+        items = [p.as_dict() for p in policies.list_policies(conn)]
+    for item in items:
+        spend = rt.checker.current_spend(item['id']) if rt.checker else {}
+        top = max(spend.items(), key=lambda kv: kv[1], default=('', 0))
+        item['spent_micros'], item['top_scope'] = top[1], top[0]
+    return items
+
+
+def _save(policy_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
+    """Create or change a policy; raises PolicyInvalid / PolicyNotFound with a message naming the field."""
+    rt = runtime.current()
+    with rt.engine.begin() as conn:
+        if policy_id is None:
+            saved = policies.create_policy(conn, policies.validate(data))
+        else:
+            saved = policies.update_policy(conn, policy_id, data)
+    if rt.checker is not None:
+        rt.checker.rebuild()
+    return saved.as_dict()
+
+
+def _delete(policy_id: int) -> None:
+    rt = runtime.current()
+    with rt.engine.begin() as conn:
+        policies.delete_policy(conn, policy_id)
+    if rt.checker is not None:
+        rt.checker.rebuild()
+
+
+@ui.page('/policies')
+async def policies_page() -> None:
+    items = await run.io_bound(_load)
+    editing: dict[str, int | None] = {'id': None}
+    with frame('Policies'):
+        ui.label('Budget policies').classes('text-h6')
+        ui.label('Below soft: allow · soft: warn · critical: throttle · at or over the limit: block — '
+                 'never beyond the action').classes('text-caption text-grey')
+
+        @ui.refreshable
+        def listing() -> None:
+            if not items:
+                ui.label('No policies yet: add one below').classes('text-grey').mark('no-policies')
+                return
+            for item in items:
+                with ui.card().classes('w-full gap-1').mark(f'policy-{item["id"]}'):
+                    with ui.row().classes('w-full items-center justify-between no-wrap'):
+                        scope = item['scope'] + (f' = {item["scope_value"]}' if item['scope_value'] else '')
+                        ui.label(f'{item["name"]} · {scope} · per {item["period"]}').classes('text-subtitle1')
+                        with ui.row().classes('gap-1'):
+                            ui.badge(item['action'], color='grey').props('outline')
+                            ui.badge(item['origin'], color='grey').props('outline')
+                            if not item['enabled']:
+                                ui.badge('disabled', color='red').props('outline')
+                            ui.button(icon='edit', on_click=lambda i=item: edit(i)).props('flat dense round') \
+                                .mark(f'edit-{item["id"]}')
+                            ui.button(icon='delete', on_click=lambda i=item: remove(i)).props('flat dense round') \
+                                .mark(f'delete-{item["id"]}')
+                    top = f' (highest: {item["top_scope"]})' if item['top_scope'] and not item['scope_value'] else ''
+                    ui.label(f'{short_usd(item["spent_micros"])}{top} of {short_usd(item["limit_micros"])} · soft '
+                             f'{item["soft_percent"]}% · critical {item["critical_percent"]}%').classes('text-body2')
+
+        listing()
+
+        with ui.card().classes('w-full'):
+            title = ui.label('Add a policy').classes('text-subtitle1')
+            with ui.row().classes('w-full gap-2 items-end'):
+                name = ui.input('Name').mark('name')
+                scope = ui.select(list(SCOPES), value='global', label='Scope').mark('scope')
+                scope_value = ui.input('Scope value (empty: each)').mark('scope_value')
+                period = ui.select(list(POLICY_PERIODS), value='day', label='Period').mark('period')
+                start = ui.input('From (YYYY-MM-DD)').mark('period_start')
+                end = ui.input('To (YYYY-MM-DD)').mark('period_end')
+            with ui.row().classes('w-full gap-2 items-end'):
+                limit = ui.input('Limit (USD)').mark('limit_usd')
+                soft = ui.number('Soft %', value=80, min=1, max=100, format='%d').mark('soft_percent')
+                critical = ui.number('Critical %', value=95, min=1, max=100, format='%d').mark('critical_percent')
+                action = ui.select(list(ACTIONS), value='warn', label='Action (highest step)').mark('action')
+                notify = ui.select(list(CHANNELS), multiple=True, value=[], label='Notify').classes('min-w-[160px]') \
+                    .mark('notify')
+                auto_eco = ui.checkbox('Eco mode at soft').mark('auto_eco')
+                enabled = ui.checkbox('Enabled', value=True).mark('enabled')
+            error = ui.label('').classes('text-negative').mark('policy-error')
+            with ui.row():
+                ui.button('Save', on_click=lambda: save()).mark('save-policy')
+                ui.button('New', on_click=lambda: reset()).props('flat').mark('new-policy')
+            start.bind_visibility_from(period, 'value', backward=lambda v: v == 'custom')
+            end.bind_visibility_from(period, 'value', backward=lambda v: v == 'custom')
+
+    def form() -> dict[str, Any]:
+        data: dict[str, Any] = {
+            'name': name.value, 'scope': scope.value, 'scope_value': scope_value.value.strip() or None,
+            'period': period.value, 'limit_usd': limit.value.strip().lstrip('$') or None,
+            'soft_percent': int(soft.value or 0), 'critical_percent': int(critical.value or 0),
+            'action': action.value, 'notify': list(notify.value or []), 'auto_eco': auto_eco.value,
+            'enabled': enabled.value}
+        if period.value == 'custom':
+            data.update(period_start=start.value.strip() or None, period_end=end.value.strip() or None)
+        else:
+            data.update(period_start=None, period_end=None)
+        return data
+
+    async def refresh() -> None:
+        items[:] = await run.io_bound(_load)
+        listing.refresh()
+
+    async def save() -> None:
+        try:
+            saved = await run.io_bound(_save, editing['id'], form())
+        except (policies.PolicyInvalid, policies.PolicyNotFound) as exc:  # PolicyReadOnly is a PolicyInvalid
+            error.text = str(exc)
+            return
+        error.text = ''
+        ui.notify(f'Saved {saved["name"]}', type='positive')
+        reset()
+        await refresh()
+
+    def edit(item: dict[str, Any]) -> None:
+        editing['id'] = item['id']
+        title.text = f'Edit {item["name"]}'
+        name.value, scope.value, scope_value.value = item['name'], item['scope'], item['scope_value'] or ''
+        period.value, start.value, end.value = item['period'], item['period_start'] or '', item['period_end'] or ''
+        limit.value, soft.value, critical.value = item['limit_usd'], item['soft_percent'], item['critical_percent']
+        action.value, notify.value = item['action'], item['notify']
+        auto_eco.value, enabled.value = item['auto_eco'], item['enabled']
+
+    def reset() -> None:
+        editing['id'] = None
+        title.text = 'Add a policy'
+        name.value = scope_value.value = limit.value = start.value = end.value = ''
+        scope.value, period.value, action.value, notify.value = 'global', 'day', 'warn', []
+        soft.value, critical.value, auto_eco.value, enabled.value = 80, 95, False, True
+
+    async def remove(item: dict[str, Any]) -> None:
+        try:
+            await run.io_bound(_delete, item['id'])
+        except policies.PolicyReadOnly as exc:
+            ui.notify(str(exc), type='warning')
+            return
+        except policies.PolicyNotFound:
+            pass
+        ui.notify(f'Deleted {item["name"]}')
+        await refresh()
+
