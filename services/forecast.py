@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from services.money import format_usd, money
-from services.periods import period_containing
+from services.periods import hour_floor, period_containing
 from services.spend import totals_between
 
 TRAILING_WINDOW = timedelta(hours=1)
@@ -20,9 +20,12 @@ def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, 
     """ETA at which today's spend reaches the limit, or the projected end-of-day spend when it holds."""
     now = now or datetime.now(UTC)
     day = period_containing('day', now, zone)
-    window_start = max(day.start, now - TRAILING_WINDOW)
+    # Whole rollup hours only (the last full hour and the current one so far), so the estimate never reads events.
+    this_hour = hour_floor(now)
+    window_start = max(day.start, this_hour - TRAILING_WINDOW)
     window = (now - window_start).total_seconds()
-    recent = totals_between(conn, [window_start, now]).total(0).cost_micros if window > 0 else 0
+    edges = [hour_floor(window_start), this_hour + timedelta(hours=1)]
+    recent = totals_between(conn, edges).total(0).cost_micros if window > 0 else 0
     rate = recent / window if window > 0 else 0.0  # micro-USD per second
     projected = spent_micros + round(rate * (day.end - now).total_seconds())
     result: dict[str, Any] = {'method': 'trailing_rate', 'window_s': int(window),
