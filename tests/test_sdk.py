@@ -60,18 +60,17 @@ def test_decorator_records_the_usage_of_the_result(policed: Server) -> None:
 
 def test_an_unreachable_server_fails_open_unless_asked_not_to(tmp_path: Path) -> None:
     url = f'http://127.0.0.1:{free_port()}'
-    sg = SpendGauge(url, timeout=1)
-    decision = sg.check(agent_id='a', estimated_cost_usd='1')
-    assert decision['decision'] == 'allow' and 'unreachable' in decision['reasons'][0]
-    assert sg.record(model='gpt-4o', input_tokens=1) is None
-    strict = SpendGauge(url, timeout=1, fail_open=False)
-    with pytest.raises(httpx.TransportError):
+    with SpendGauge(url, timeout=1) as sg:
+        decision = sg.check(agent_id='a', estimated_cost_usd='1')
+        assert decision['decision'] == 'allow' and 'unreachable' in decision['reasons'][0]
+        assert sg.record(model='gpt-4o', input_tokens=1) is None
+    with SpendGauge(url, timeout=1, fail_open=False) as strict, pytest.raises(httpx.TransportError):
         strict.check(agent_id='a', estimated_cost_usd='1')
 
 
 def test_bad_requests_are_errors_not_silent_allows(policed: Server) -> None:
-    sg = SpendGauge(policed.url)
-    with pytest.raises(ValueError, match='estimated'):
-        sg.check(agent_id='a', estimated_cost_usd='1', estimated_input_tokens=5, model='gpt-4o')
-    with pytest.raises(ValueError, match='input_tokens'):
-        sg.record(model='gpt-4o', input_tokens=-1)
+    with SpendGauge(policed.url) as sg:
+        with pytest.raises(ValueError, match='estimated'):
+            sg.check(agent_id='a', estimated_cost_usd='1', estimated_input_tokens=5, model='gpt-4o')
+        with pytest.raises(ValueError, match='input_tokens'):
+            sg.record(model='gpt-4o', input_tokens=-1)

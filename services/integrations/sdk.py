@@ -67,6 +67,12 @@ class SpendGauge:
     def close(self) -> None:
         self._client.close()
 
+    def __enter__(self) -> SpendGauge:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def check(self, **request: Any) -> dict[str, Any]:
         """`POST /api/v1/check`: decision (allow, warn, throttle, block), reasons, retry_after_s, eco_mode."""
         try:
