@@ -383,11 +383,12 @@ class Ledger:
             changes.append(f'{last} = CASE WHEN {latest} THEN excluded.{last} ELSE {name}.{last} END')
             changes += [f'{c} = CASE WHEN {latest} THEN COALESCE(excluded.{c}, {name}.{c}) ELSE {name}.{c} END'
                         for c in follow_last]
-        keys = ', '.join(keys_of(table))
+        key_columns = keys_of(table)
+        keys = ', '.join(key_columns)
         sql = (f'INSERT INTO {name} ({", ".join(columns)}) VALUES ({", ".join([self._placeholder] * len(columns))}) '
                f'ON CONFLICT ({keys}) DO UPDATE SET {", ".join(changes)}')
         # The same key order in every transaction: concurrent writers on PostgreSQL then queue, never deadlock.
-        rows = sorted(rows, key=lambda row: tuple(str(row[c]) for c in keys_of(table)))
+        rows = sorted(rows, key=lambda row: tuple(str(row[c]) for c in key_columns))
         times = [c for c in columns if isinstance(rows[0][c], datetime)]
         values = []
         for row in rows:
