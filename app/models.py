@@ -253,6 +253,7 @@ class Policy(SQLModel, table=True):
     action: str = Field(default='warn', max_length=16)  # ignore, warn, throttle, block: the highest step allowed
     notify: list[str] = Field(default_factory=list, sa_type=JSON)  # in_app, log, webhook, email
     auto_eco: bool = False  # switch eco mode on when the soft threshold is crossed
+    auto_pause: bool = False  # pause the agent (agent scope) when it reaches the limit
     enabled: bool = True
     origin: str = Field(default='api', max_length=16)  # api, file, env
     created_at: datetime
