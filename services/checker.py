@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Table, and_, select
 
 from app.models import Agent, SessionAgent, SpendSession
-from services import eco
+from services import eco, policies
 from services.alerts import raise_alert
 from services.ledger import EVENTS, SpendRow
 from services.live import EventHub, LiveEvent
@@ -123,11 +123,11 @@ class Checker:
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, now: datetime | None = None) -> None:
         """Subscribe to the hub, then build the counters from the database."""
         if self._unsubscribe is None:
             self._unsubscribe = self.hub.subscribe(self._on_event)
-        self.rebuild()
+        self.rebuild(now)
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -188,7 +188,8 @@ class Checker:
         span = self._spans.get(period)
         if span is not None and span.start <= ts < span.end:
             return span.start
-        return period_containing(period, ts, self.zone).start
+        start = period_containing(period, ts, self.zone).start
+        return None if span is not None and start < span.start else start  # a past period is no longer checked
 
     def _count(self, conn: Connection, rule: _Rule, now: datetime) -> dict[tuple[str, Any], int]:
         policy = rule.policy
@@ -383,17 +384,20 @@ class Checker:
         if policy.action == 'ignore':
             return
         step = step_for(after, 0, policy)
+        pause = policy.auto_pause and policy.scope == 'agent' and bool(scope_key) and after >= policy.limit_micros
         for level, type_, severity in ALERTS:
             if step >= level > step_for(before, 0, policy):
-                what = f'{policy.name}{f" ({scope_key})" if scope_key else ""}'
-                message = (f'{what}: {_usd(after)} of {_usd(policy.limit_micros)} '
-                           f'({_percent(after, policy.limit_micros)}%) this {policy.period}')
+                message = (f'{_what(policy, scope_key)}: {_usd(after)} of {_usd(policy.limit_micros)} '
+                           f'({_percent(after, policy.limit_micros)}%) this {policy.period}'
+                           f'{"; agent paused" if pause else ""}')
                 self._raise(type_, severity, message, _dedupe(type_, policy, scope_key, period_key),
                             {'policy_id': policy.id, 'scope_key': scope_key, 'notify': list(policy.notify),
-                             **money('spent', after), **money('limit', policy.limit_micros)})
+                             **money('spent', after), **money('limit', policy.limit_micros), 'paused': pause})
                 break
         if policy.auto_eco and after * 100 >= policy.limit_micros * policy.soft_percent:
             self._auto_eco(policy, after)
+        if pause:
+            self._auto_pause(policy, scope_key, after)
 
     def _violation(self, policy: PolicyRule, scope_key: str, period_key: Any, spent: int, estimate: int,
                    request: CheckRequest) -> None:
@@ -422,6 +426,16 @@ class Checker:
             alert, is_new = raise_alert(conn, type_, severity, message, dedupe_key, data)
         if alert is not None and is_new:
             self.hub.publish('alert_raised', alert=alert)
+
+    def _auto_pause(self, policy: PolicyRule, agent_id: str, spent: int) -> None:
+        with self._lock:
+            if agent_id in self._paused:
+                return
+            self._paused.add(agent_id)
+        with self.engine.begin() as conn:
+            policies.set_agent_paused(conn, agent_id, True)
+        log.warning('paused agent %s: %s of %s (%s)', agent_id, _usd(spent), _usd(policy.limit_micros), policy.name)
+        self.hub.publish('agents', agent_id=agent_id, paused=True, reason=f'policy {policy.name}')
 
     def _auto_eco(self, policy: PolicyRule, spent: int) -> None:
         with self.engine.begin() as conn:
@@ -468,8 +482,15 @@ def _usd(micros: int) -> str:
     return format_usd(micros)
 
 
+def _what(policy: PolicyRule, scope_key: str) -> str:
+    """`daily cap (agent coder)`: the policy, and the scope value it matched (named for policies of every value)."""
+    if not scope_key:
+        return policy.name
+    return f'{policy.name} ({scope_key if policy.scope_value else f"{policy.scope} {scope_key}"})'
+
+
 def _reason(policy: PolicyRule, scope_key: str, raw: int, spent: int, estimate: int, step: int) -> str:
-    what = f'{policy.name}{f" ({scope_key})" if scope_key else ""}'
+    what = _what(policy, scope_key)
     level = {1: f'soft threshold {policy.soft_percent}%', 2: f'critical threshold {policy.critical_percent}%',
              3: 'limit'}[raw]
     capped = '' if step == raw else f'; action {policy.action} caps it at {STEPS[step]}'

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from services import agents, budget, eco, sessions, tasks
+from services import agents, budget, eco, sessions, tasks, thresholds
 from services.alerts import ALERTS
 from services.forecast import day_forecast
 from services.notify import last_eco_delivery
@@ -52,6 +52,7 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
                            for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, config.zone, now))],
         'sync': sync_status(conn, list(config.configured_sources)),
         'eco_delivery': last_eco_delivery(conn),
+        'thresholds': thresholds.get_thresholds(conn).as_dict(),
         **alert_counts(conn),
     }
 

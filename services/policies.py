@@ -42,6 +42,9 @@ def _writable(policy: PolicyRule) -> None:
         raise PolicyReadOnly(f'policy {policy.id} comes from SPENDGAUGE_POLICIES_FILE: change it there')
     if policy.origin == 'env':
         raise PolicyReadOnly(f'policy {policy.id} comes from the environment ({policy.name}): change it there')
+    if policy.origin == 'panel':
+        raise PolicyReadOnly(f'policy {policy.id} is an agent threshold: change it in Budget settings '
+                             '(PUT /api/v1/thresholds)')
 
 
 class PolicyIn(BaseModel):
@@ -61,12 +64,15 @@ class PolicyIn(BaseModel):
     action: Literal['ignore', 'warn', 'throttle', 'block'] = 'warn'
     notify: list[Literal['in_app', 'log', 'webhook', 'email']] = Field(default_factory=list, max_length=4)
     auto_eco: bool = False
+    auto_pause: bool = False
     enabled: bool = True
 
     @model_validator(mode='after')
     def _consistent(self) -> PolicyIn:
         if self.scope == 'global' and self.scope_value is not None:
             raise ValueError('scope_value: a global policy has no scope value')
+        if self.auto_pause and self.scope != 'agent':
+            raise ValueError('auto_pause: only an agent policy can pause its agent')
         if self.soft_percent > self.critical_percent:
             raise ValueError('soft_percent: must not exceed critical_percent')
         if self.period == 'custom':
@@ -106,12 +112,14 @@ class PolicyRule:
     auto_eco: bool
     enabled: bool
     origin: str
+    auto_pause: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> PolicyRule:
         return cls(row.id, row.name, row.scope, row.scope_value, row.period, row.period_start, row.period_end,
                    int(row.limit_micros), row.soft_percent, row.critical_percent, row.action,
-                   tuple(row.notify or ()), bool(row.auto_eco), bool(row.enabled), row.origin)
+                   tuple(row.notify or ()), bool(row.auto_eco), bool(row.enabled), row.origin,
+                   bool(row.auto_pause))
 
     def as_dict(self) -> dict[str, Any]:
         return {'id': self.id, 'name': self.name, 'scope': self.scope, 'scope_value': self.scope_value,
@@ -120,7 +128,8 @@ class PolicyRule:
                 'period_end': self.period_end.isoformat() if self.period_end else None,
                 **money('limit', self.limit_micros), 'soft_percent': self.soft_percent,
                 'critical_percent': self.critical_percent, 'action': self.action, 'notify': list(self.notify),
-                'auto_eco': self.auto_eco, 'enabled': self.enabled, 'origin': self.origin}
+                'auto_eco': self.auto_eco, 'auto_pause': self.auto_pause, 'enabled': self.enabled,
+                'origin': self.origin}
 
     def as_input(self) -> dict[str, Any]:
         """The editable fields, as PolicyIn takes them."""
@@ -214,7 +223,7 @@ def env_policies(environ: dict[str, str]) -> list[PolicyIn]:
     return policies
 
 
-def sync_origin(conn: Connection, origin: Literal['file', 'env'], policies: list[PolicyIn]) -> int:
+def sync_origin(conn: Connection, origin: Literal['file', 'env', 'panel'], policies: list[PolicyIn]) -> int:
     """Make the stored policies of this origin match `policies` (by name); returns how many there are now."""
     existing = {r.name: r.id for r in conn.execute(select(POLICIES.c.id, POLICIES.c.name)
                                                    .where(POLICIES.c.origin == origin))}

@@ -4,10 +4,24 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, HTTPException
 
 from app.api import errors
-from app.api.routes import agents, alerts, budget, check, eco, health, policies, prices, sessions, sync, tasks, usage
+from app.api.routes import (
+    agents,
+    alerts,
+    budget,
+    check,
+    eco,
+    health,
+    policies,
+    prices,
+    sessions,
+    sync,
+    tasks,
+    thresholds,
+    usage,
+)
 
 api_router = APIRouter(prefix='/api/v1')
-for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, check):
+for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check):
     api_router.include_router(module.router)
 
 

@@ -9,6 +9,7 @@ from nicegui import run, ui
 
 from app import runtime
 from app.feed import feed
+from app.pages.budget_settings import BudgetSettingsPanel
 from components import charts
 from components.cards import agent_card, task_card
 from components.gauge import budget_gauge, gauge_options
@@ -76,6 +77,7 @@ class DashboardView:
                 self.reconciliation = reconciliation_table(data['reconciliation'])
         ui.label('Agents').classes('text-h6')
         self.agents()
+        self.budget_settings = BudgetSettingsPanel(data)
         ui.label('Tasks').classes('text-h6')
         self.tasks()
         self._set_text(data)
@@ -117,6 +119,7 @@ class DashboardView:
         history = data['history']
         _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros']))
         self._set_text(data)
+        self.budget_settings.update(data)
         stale = time.monotonic() - self.cards_at > CARD_CLOCK_S
         if stale or data['agents'] != old['agents']:
             self.agents.refresh()

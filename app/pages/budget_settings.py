@@ -1,0 +1,87 @@
+"""The dashboard's Budget settings panel: the daily limit, and the thresholds every agent is held to (per session
+and per day), with the option to pause an agent that crosses one."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from nicegui import run, ui
+
+from app import runtime
+from services import app_settings, thresholds
+from services.money import micros_to_usd, usd_to_micros
+from services.policies import PolicyInvalid
+
+
+def _usd_text(micros: int | None) -> str:
+    return '' if micros is None else micros_to_usd(micros).rstrip('0').rstrip('.')
+
+
+def _amount(text: str | None, label: str) -> Decimal | None:
+    text = (text or '').strip().lstrip('$')
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f'{label}: {text!r} is not an amount in USD') from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f'{label}: must be more than $0')
+    return value
+
+
+class BudgetSettingsPanel:
+    """Built once; `update` follows the feed so every open tab shows what was saved last."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        with ui.expansion('Budget settings', icon='tune').classes('w-full').mark('budget-settings'):
+            with ui.row().classes('w-full items-end gap-4'):
+                self.daily = ui.input('Daily limit (USD)').props('dense inputmode=decimal').mark('daily-limit')
+                self.session = ui.input('Per agent and session (USD)').props('dense inputmode=decimal clearable') \
+                    .mark('session-threshold').tooltip('An agent crossing this within one session is reported')
+                self.day = ui.input('Per agent and day (USD)').props('dense inputmode=decimal clearable') \
+                    .mark('day-threshold').tooltip('An agent crossing this today is reported')
+                self.pause = ui.checkbox('Pause an agent that crosses one').mark('pause-on-threshold')
+                ui.button('Save', icon='save', on_click=self.save).props('dense').mark('save-budget-settings')
+            self.note = ui.label().classes('text-caption text-grey').mark('thresholds-note')
+        self.shown: dict[str, Any] = {}
+        self.update(data)
+
+    def update(self, data: dict[str, Any]) -> None:
+        """Refill the fields when what is stored changed (not on every snapshot, so typing is not overwritten)."""
+        stored = {'limit': data['summary']['limit_micros'], **data['thresholds']}
+        if stored == self.shown:
+            return
+        self.shown = stored
+        self.daily.value = _usd_text(stored['limit'])
+        self.session.value = _usd_text(stored['session_threshold_micros'])
+        self.day.value = _usd_text(stored['day_threshold_micros'])
+        self.pause.value = stored['pause']
+        self.note.set_text(thresholds.describe(thresholds.Thresholds(
+            stored['session_threshold_micros'], stored['day_threshold_micros'], stored['pause'])))
+
+    async def save(self) -> None:
+        try:
+            daily = _amount(self.daily.value, 'Daily limit')
+            session = _amount(self.session.value, 'Per agent and session')
+            day = _amount(self.day.value, 'Per agent and day')
+        except ValueError as exc:
+            ui.notify(str(exc), type='warning')
+            return
+        rt = runtime.current()
+
+        def store() -> thresholds.Thresholds:
+            with rt.engine.begin() as conn:
+                if daily is not None:  # empty leaves the daily limit as it is
+                    app_settings.set_limit(conn, 'day', usd_to_micros(daily))
+                return thresholds.set_thresholds(conn, session, day, bool(self.pause.value))
+        try:
+            stored = await run.io_bound(store)
+        except PolicyInvalid as exc:
+            ui.notify(str(exc), type='warning')
+            return
+        if rt.checker is not None:
+            await run.io_bound(rt.checker.rebuild)
+        rt.hub.publish('settings', key='thresholds')
+        limit = f'daily limit ${daily}; ' if daily is not None else ''
+        ui.notify(f'Saved: {limit}{thresholds.describe(stored)}', type='positive')
