@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,8 +28,9 @@ from services.alerts import raise_alert
 from services.ledger import EVENTS, SpendRow
 from services.live import EventHub, LiveEvent
 from services.money import format_usd, micros_to_usd, money
-from services.periods import Period, as_utc, period_containing
+from services.periods import PERIODS, Period, as_utc, period_containing
 from services.policies import ACTIONS, PolicyRule, list_policies
+from services.reconciliation import reconcile_span
 from services.spend import totals_between
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ class Checker:
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
         self._counters: dict[tuple[int, str, Any], int] = {}
+        self._billed: dict[tuple[int, str, Any], int] = {}  # reconciled spend of global/provider policies
         self._spans: dict[str, Period] = {}
         self._ends: dict[datetime, str] = {}  # period end -> its ISO text, computed once
         self._paused: set[str] = set()
@@ -135,22 +138,61 @@ class Checker:
             self._unsubscribe = None
 
     def rebuild(self, now: datetime | None = None) -> None:
-        """Reload the policies and paused agents, and recount the current periods from the database."""
+        """Reload the policies and paused agents, and recount the current periods from the database. The ledger's
+        writes wait meanwhile (the hub's gate), so each event is counted once: read here, or applied after."""
         now = now or datetime.now(UTC)
-        with self.engine.connect() as conn:
+        with self.hub.gate.closed(), self.engine.connect() as conn:
             rules = [_Rule(p, _scope_keys(p)) for p in list_policies(conn) if p.enabled]
             for rule in rules:
                 if rule.policy.period == 'custom':
                     rule.custom = self._custom_span(rule.policy)
             paused = {r.id for r in conn.execute(select(AGENTS.c.id).where(AGENTS.c.paused.is_(True)))}
-            self.eco_mode = eco.get_eco(conn)['eco_mode']
+            eco_mode = eco.get_eco(conn)['eco_mode']
+            spans = {name: period_containing(name, now, self.zone) for name in PERIODS}
+            counters: dict[tuple[int, str, Any], int] = {}
+            for rule in rules:
+                for (scope_key, period_key), cost in self._count(conn, rule, spans).items():
+                    counters[(rule.policy.id, scope_key, period_key)] = cost
+            billed = self._count_billed(conn, rules, spans)
             with self._lock:
-                self._spans = {}
-                counters: dict[tuple[int, str, Any], int] = {}
-                for rule in rules:
-                    for (scope_key, period_key), cost in self._count(conn, rule, now).items():
-                        counters[(rule.policy.id, scope_key, period_key)] = cost
-                self._rules, self._counters, self._paused = rules, counters, paused
+                self._spans, self._rules, self._counters, self._billed = spans, rules, counters, billed
+                self._paused, self.eco_mode = paused, eco_mode
+
+    def refresh_billed(self) -> None:
+        """Re-read the reconciled spend (after a pull) that global and provider policies count when it is higher
+        than the recorded events."""
+        with self._lock:
+            rules, spans = self._rules, dict(self._spans)
+        with self.engine.connect() as conn:
+            billed = self._count_billed(conn, rules, spans)
+        with self._lock:
+            if self._rules is rules:  # else a rebuild has just counted afresh
+                self._billed = billed
+
+    def _count_billed(self, conn: Connection, rules: list[_Rule], spans: dict[str, Period]) -> dict[tuple, int]:
+        """Reconciled spend (the larger of recorded, pulled and billed money, per provider and day) for each
+        global and provider policy of a day, week, month or custom period."""
+        result: dict[tuple[int, str, Any], int] = {}
+        cells: dict[Period, list[Any]] = {}
+        for rule in rules:
+            policy = rule.policy
+            if policy.scope not in ('global', 'provider') or policy.period == 'session':
+                continue
+            span = rule.custom or spans[policy.period]
+            if span not in cells:
+                cells[span] = reconcile_span(conn, span.start, span.end, self.zone)
+            period_key = 'custom' if rule.custom else span.start
+            for cell in cells[span]:
+                for scope_key in rule.keys(_Values({'provider': cell.provider})):
+                    key = (policy.id, scope_key, period_key)
+                    result[key] = result.get(key, 0) + cell.total
+        return result
+
+    def forget_session(self, session_id: str) -> None:
+        """An ended session gets no more spend: drop its session-period counters."""
+        with self._lock:
+            ids = {r.policy.id for r in self._rules if r.policy.period == 'session'}
+            self._counters = {k: v for k, v in self._counters.items() if not (k[0] in ids and k[2] == session_id)}
 
     def set_paused(self, agent_id: str, paused: bool) -> None:
         with self._lock:
@@ -167,8 +209,11 @@ class Checker:
         if span is None or not span.start <= now < span.end:
             span = self._spans[name] = period_containing(name, now, self.zone)
             ids = {r.policy.id for r in self._rules if r.policy.period == name}
-            self._counters = {k: v for k, v in self._counters.items()
-                              if not (k[0] in ids and isinstance(k[2], datetime) and k[2] < span.start)}
+
+            def current(key: tuple[int, str, Any]) -> bool:
+                return not (key[0] in ids and isinstance(key[2], datetime) and key[2] < span.start)
+            self._counters = {k: v for k, v in self._counters.items() if current(k)}
+            self._billed = {k: v for k, v in self._billed.items() if current(k)}
         return span
 
     def _custom_span(self, policy: PolicyRule) -> Period:
@@ -191,11 +236,11 @@ class Checker:
         start = period_containing(period, ts, self.zone).start
         return None if span is not None and start < span.start else start  # a past period is no longer checked
 
-    def _count(self, conn: Connection, rule: _Rule, now: datetime) -> dict[tuple[str, Any], int]:
+    def _count(self, conn: Connection, rule: _Rule, spans: dict[str, Period]) -> dict[tuple[str, Any], int]:
         policy = rule.policy
         if policy.period == 'session':
             return self._count_sessions(conn, rule)
-        span = self._custom_span(policy) if policy.period == 'custom' else self._span(policy.period, now)
+        span = rule.custom or spans[policy.period]
         key = 'custom' if policy.period == 'custom' else span.start
         if policy.scope in ROLLUP_DIMENSION:
             dimension = ROLLUP_DIMENSION[policy.scope]
@@ -242,6 +287,11 @@ class Checker:
     def _on_event(self, event: LiveEvent) -> None:
         if event.topic == 'eco' and 'eco_mode' in event.data:
             self.eco_mode = bool(event.data['eco_mode'])
+        if event.topic == 'sessions' and event.data.get('ended'):
+            self.forget_session(event.data['session_id'])
+        if event.topic == 'sync' and event.data.get('status') == 'ok':
+            # off the publishing thread (the event loop): a read of the reconciled spend
+            threading.Thread(target=self._refresh_billed_logged, name='checker-billed', daemon=True).start()
         if event.topic != 'usage':
             return
         rows = event.data.get('rows')
@@ -249,6 +299,12 @@ class Checker:
             self.rebuild()
             return
         self.apply(rows)
+
+    def _refresh_billed_logged(self) -> None:
+        try:
+            self.refresh_billed()
+        except Exception:
+            log.exception('could not re-read the reconciled spend for budget checks')
 
     def apply(self, rows: Iterable[SpendRow]) -> None:
         """Add stored events to the counters and raise alerts for thresholds they cross."""
@@ -292,7 +348,7 @@ class Checker:
             period = rule.policy.period
             current = None if period == 'session' else 'custom' if period == 'custom' else self._span(period, now).start
             result: dict[str, int] = {}
-            for (pid, scope_key, period_key), spent in self._counters.items():
+            for (pid, scope_key, period_key), spent in chain(self._counters.items(), self._billed.items()):
                 if pid == policy_id and (current is None or period_key == current):
                     result[scope_key] = max(result.get(scope_key, 0), spent)
             return result
@@ -341,7 +397,11 @@ class Checker:
                     period_key = span.start
                 limit = policy.limit_micros
                 for scope_key in scope_keys:
-                    spent = self._counters.get((policy.id, scope_key, period_key), 0)
+                    key = (policy.id, scope_key, period_key)
+                    spent = self._counters.get(key, 0)
+                    billed = self._billed.get(key)
+                    if billed is not None and billed > spent:
+                        spent = billed
                     raw = step_for(spent, estimate, policy)
                     step = raw if raw < rule.cap else rule.cap
                     remaining = limit - spent if spent < limit else 0

@@ -123,6 +123,11 @@ class Ledger:
             rows.setdefault(key, row)
         if not rows:
             return results
+        with self.hub.gate.passing():  # until the rows are published: a counter recount waits for them
+            return self._store(results, keyed, rows)
+
+    def _store(self, results: list[ItemResult], keyed: list[tuple[ItemResult, tuple[str, str]]],
+               rows: dict[tuple[str, str], dict[str, Any]]) -> list[ItemResult]:
         inserted = self._write(list(rows.values()))
         stored = {key: (pk, rows[key]['cost_micros'], rows[key]['cost_source']) for key, pk in inserted.items()}
         stored.update(self._stored([key for key in rows if key not in inserted]))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,59 @@ class LiveEvent:
 Listener = Callable[[LiveEvent], None]
 
 
+class WriteGate:
+    """Ledger writes pass in parallel from the start of their transaction until their event is published; a recount
+    of in-memory totals closes the gate, waits for the writes inside, and so sees each event exactly once: either in
+    the database it reads or in an event published after it has finished.
+
+    A thread inside `passing` must not call `closed` (it would wait for itself)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inside = 0
+        self._waiting = 0  # writes held out by the last closing: they pass before the gate closes again
+        self._closed = False
+
+    @contextmanager
+    def passing(self) -> Iterator[None]:
+        with self._cond:
+            if self._closed:
+                self._waiting += 1
+                while self._closed:
+                    self._cond.wait()
+                self._waiting -= 1
+                if not self._waiting:
+                    self._cond.notify_all()
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._inside -= 1
+                if not self._inside:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def closed(self) -> Iterator[None]:
+        with self._cond:
+            while self._closed or self._waiting:
+                self._cond.wait()
+            self._closed = True
+            while self._inside:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._closed = False
+                self._cond.notify_all()
+
+
 class EventHub:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self.gate = WriteGate()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a listener; returns the function that removes it."""

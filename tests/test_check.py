@@ -16,6 +16,7 @@ from services.checker import Checker, CheckRequest, step_for
 from services.ledger import Ledger
 from services.live import EventHub, LiveEvent
 from services.policies import PolicyRule
+from services.sources.base import PullResult, SnapshotRow, store_snapshots
 from services.spend import totals_between
 from tests.test_api_helpers import assert_client_error, record, uid
 
@@ -339,3 +340,69 @@ def test_counters_rebuilt_after_restart_equal_live(tmp_path: Any) -> None:
     finally:
         server.stop()
     assert live[0][0]['spent_micros'] == 900_000 and live[1][1]['spent_micros'] == 1_500_000
+
+
+# --- recounts, billed spend, ended sessions ---------------------------------------------------------------------
+
+def test_recounts_during_concurrent_writes_count_every_event_once(ledger: Ledger, engine: Engine) -> None:
+    """The ledger's writes and a recount exclude each other (the hub's gate), so a recount in the middle of a stream
+    of writes neither loses an event nor counts one twice."""
+    policy = add(engine, limit_usd='1000', period='day', action='block')
+    checker = Checker(engine, ledger.hub, ZONE)
+    checker.start()
+    writers, per_writer = 4, 40
+    stop = threading.Event()
+
+    def write(n: int) -> None:
+        for i in range(per_writer):
+            ledger.record_batch([{'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.001001',
+                                  'event_id': f'race-{n}-{i}-{j}'} for j in range(3)])
+
+    def recount() -> None:
+        while not stop.is_set():
+            checker.rebuild()
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+    recounter = threading.Thread(target=recount)
+    recounter.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    recounter.join()
+    assert checker.spent(policy.id) == writers * per_writer * 3 * 1001
+
+
+def test_global_and_provider_policies_count_the_bill_when_it_is_higher(ledger: Ledger, engine: Engine) -> None:
+    now = datetime.now(UTC)
+    today = now.astimezone(ZONE).date()
+    overall = add(engine, limit_usd='4', period='day', action='block')
+    openai = add(engine, scope='provider', scope_value='openai', limit_usd='10', period='day', action='block')
+    checker = Checker(engine, ledger.hub, ZONE)
+    checker.start()
+    spend(ledger, '1.00')  # recorded: $1 direct to OpenAI
+    assert checker.check(CheckRequest(provider='openai'))['decision'] == 'allow'
+    with engine.begin() as conn:  # the bill says $5: $4 went to OpenAI without passing SpendGauge
+        bill = SnapshotRow('openai_direct', today, 'openai', '', 5_000_000)
+        store_snapshots(conn, 'openai_direct', PullResult([bill], {today}))
+    ledger.hub.publish('sync', source='openai', status='ok')
+    deadline = datetime.now(UTC).timestamp() + 5
+    while checker.check(CheckRequest(provider='openai'))['decision'] != 'block':
+        assert datetime.now(UTC).timestamp() < deadline, 'the bill was not counted'
+    result = checker.check(CheckRequest(provider='openai'))
+    spent = {p['id']: p['spent_micros'] for p in result['policies']}
+    assert spent == {overall.id: 5_000_000, openai.id: 5_000_000}
+    assert checker.current_spend(overall.id) == {'': 5_000_000}
+    spend(ledger, '6.00')  # recorded spend overtakes the bill: it counts again
+    assert checker.check(CheckRequest(provider='openai'))['policies'][1]['spent_micros'] == 7_000_000
+
+
+def test_an_ended_session_is_forgotten(ledger: Ledger, engine: Engine) -> None:
+    policy = add(engine, scope='agent', limit_usd='1', period='session', action='block')
+    checker = Checker(engine, ledger.hub, ZONE)
+    checker.start()
+    spend(ledger, '0.40', agent_id='a', session_id='s-old')
+    spend(ledger, '0.10', agent_id='a', session_id='s-new')
+    assert checker.spent(policy.id, 'a', 's-old') == 400_000
+    ledger.hub.publish('sessions', session_id='s-old', ended=True)
+    assert checker.spent(policy.id, 'a', 's-old') == 0 and checker.spent(policy.id, 'a', 's-new') == 100_000

@@ -40,7 +40,7 @@ def test_defaults() -> None:
     assert policy.row() | {} == {
         'name': 'day', 'scope': 'global', 'scope_value': None, 'period': 'day', 'period_start': None,
         'period_end': None, 'limit_micros': 5_000_000, 'soft_percent': 80, 'critical_percent': 95,
-        'action': 'warn', 'notify': [], 'auto_eco': False, 'enabled': True}
+        'action': 'warn', 'notify': [], 'auto_eco': False, 'auto_pause': False, 'enabled': True}
 
 
 @pytest.mark.parametrize(('data', 'field'), [

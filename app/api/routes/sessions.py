@@ -41,5 +41,5 @@ def end_session(session_id: str, conn: WriteConn, rt: RuntimeDep) -> dict[str, A
         result = sessions.end_session(conn, session_id)
     except sessions.SessionNotFound as exc:
         raise HTTPException(404, str(exc)) from None
-    rt.hub.publish('sessions', session_id=session_id)
+    rt.hub.publish('sessions', session_id=session_id, ended=True)
     return result
