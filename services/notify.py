@@ -119,10 +119,17 @@ def eco_delivery_text(delivery: dict[str, Any] | None) -> str:
     return 'webhook sending…'
 
 
-def list_deliveries(conn: Connection, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def list_deliveries(conn: Connection, kind: str | None = None, limit: int = 100, status: str | None = None,
+                    ref_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Deliveries, newest first: of one kind (alert, eco), in one status (pending, delivered, failed), or of
+    the given alerts."""
     query = select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
     if kind:
         query = query.where(DELIVERIES.c.kind == kind)
+    if status:
+        query = query.where(DELIVERIES.c.status == status)
+    if ref_ids is not None:
+        query = query.where(DELIVERIES.c.ref_id.in_(ref_ids))
     return [public(r) for r in conn.execute(query)]
 
 

@@ -140,3 +140,18 @@ async def test_the_eco_note_shows_whether_the_webhook_got_the_last_change(user: 
             status='delivered', attempts=2, updated_at=now))
     rt.hub.publish('deliveries', delivery_id=delivery_id)
     await user.should_see('webhook delivered 10:32', retries=30)
+
+
+async def test_each_alert_shows_where_it_was_sent(user: User) -> None:
+    alert = raise_alert('t:sent', 'coder burns $40/h', publish=False)
+    rt = runtime.current()
+    now = datetime.now(UTC)
+    with rt.engine.begin() as conn:
+        for channel, status, attempts, error in (('webhook', 'delivered', 1, None), ('email', 'failed', 6, 'SMTP 451'),
+                                                 ('log', 'pending', 2, 'timed out')):
+            conn.execute(DELIVERIES.insert().values(kind='alert', ref_id=alert['id'], channel=channel, target='x',
+                                                    payload={}, status=status, attempts=attempts, last_error=error,
+                                                    created_at=now, updated_at=now))
+    await user.open('/alerts')
+    await user.should_see('Sent: webhook delivered · email failed after 6 attempts: SMTP 451 · '
+                          'log pending (retry 2): timed out')

@@ -9,15 +9,32 @@ from nicegui import background_tasks, run, ui
 from app import runtime
 from app.feed import feed
 from components.layout import frame
-from services import alerts
+from services import alerts, notify
 
 SEVERITY_COLOURS = {'critical': 'red', 'warning': 'orange', 'info': 'blue'}
 LIMIT = 200
 
 
 def _load(status: str) -> list[dict[str, Any]]:
+    """The alerts, each with its notification deliveries."""
     with runtime.current().engine.connect() as conn:
-        return alerts.list_alerts(conn, status, limit=LIMIT)  # type: ignore[arg-type]
+        items = alerts.list_alerts(conn, status, limit=LIMIT)  # type: ignore[arg-type]
+        sent = notify.list_deliveries(conn, 'alert', limit=10 * LIMIT, ref_ids=[a['id'] for a in items])
+    by_alert: dict[int, list[dict[str, Any]]] = {}
+    for delivery in reversed(sent):
+        by_alert.setdefault(delivery['ref_id'], []).append(delivery)
+    return [{**a, 'deliveries': by_alert.get(a['id'], [])} for a in items]
+
+
+def delivery_text(delivery: dict[str, Any]) -> str:
+    """`webhook delivered`, `email failed after 6 attempts: timed out`, `slack pending (retry 2)`."""
+    channel, status, attempts = delivery['channel'], delivery['status'], delivery['attempts']
+    if status == 'delivered':
+        return f'{channel} delivered'
+    error = f': {delivery["last_error"]}' if delivery.get('last_error') else ''
+    if status == 'failed':
+        return f'{channel} failed after {attempts} attempts{error}'
+    return f'{channel} pending{f" (retry {attempts})" if attempts else ""}{error}'
 
 
 def _when(iso: str | None) -> str:
@@ -83,6 +100,9 @@ class AlertsView:
             if alert['resolved_at']:
                 times.append(f'resolved {_when(alert["resolved_at"])}')
             ui.label(' · '.join(times)).classes('text-caption text-grey')
+            if alert.get('deliveries'):
+                ui.label('Sent: ' + ' · '.join(delivery_text(d) for d in alert['deliveries'])) \
+                    .classes('text-caption text-grey').mark(f'deliveries-{alert["id"]}')
 
     async def reload(self) -> None:
         self.items = await run.io_bound(_load, self.status)

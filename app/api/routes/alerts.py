@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from services import alerts
+from services import alerts, notify
 
 router = APIRouter(prefix='/alerts', tags=['alerts'])
 
@@ -21,6 +21,16 @@ def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all']
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """Alerts, most recent first; `status=open` (default), `unacknowledged` or `all`."""
     items = alerts.list_alerts(conn, status, type, limit)
+    return {'items': items, 'count': len(items)}
+
+
+@router.get('/deliveries')
+def list_deliveries(conn: ReadConn, kind: Literal['alert', 'eco'] | None = None,
+                    status: Literal['pending', 'delivered', 'failed'] | None = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    """Every notification sent (alerts and eco-mode changes, per channel), newest first, with its attempts and
+    last error: failures are kept and retried, never dropped."""
+    items = notify.list_deliveries(conn, kind, limit, status)
     return {'items': items, 'count': len(items)}
 
 
