@@ -9,7 +9,8 @@ Method, per day:
 - 'none': no spend today and too little history: nothing more is projected.
 - 'trailing_rate': no usable history (fewer than MIN_HISTORY_DAYS days with spend). The rate is an exponentially
   decayed mean over the last WINDOW_H hours (half-life HALF_LIFE_H), each hour capped at BURST_MULT x the
-  window's median rate (or today's mean rate, when higher), so one burst does not become the rate.
+  window's median rate (or today's mean rate without its largest hour, when higher), so one burst does not
+  become the rate.
 - 'profile_blend': the per-local-hour profile of the past days of the same kind (weekday or weekend; a trimmed
   mean across days, so a past burst does not shape it), scaled to today's level. The level blends today's
   ratio actual/profile so far (shrunk towards 1 by a prior of PRIOR_WEIGHT x a profile day) with the decayed
@@ -29,10 +30,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from services import app_settings
+from services import alerts, app_settings
 from services.budget import period_summary
+from services.live import EventHub
 from services.money import format_usd, money
 from services.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
 from services.spend import totals_between
@@ -162,8 +164,10 @@ def _trailing(today: Sequence[Interval], now: datetime, steps: Sequence[tuple[da
               day_start: datetime) -> Prediction:
     samples = [(i.micros, *_decay(now, i)) for i in today]
     samples = [(a, d, w) for a, d, w in samples if w > 0]
-    elapsed = _hours(now - day_start)
-    mean_rate = sum(i.micros for i in today) / elapsed if elapsed > 0 else 0.0
+    # Today's mean rate without its largest hour: a longer view for sparse spend that one burst cannot lift.
+    amounts = sorted(i.micros for i in today)
+    elapsed = _hours(now - day_start) - 1
+    mean_rate = sum(amounts[:-1]) / elapsed if elapsed > 0 else 0.0
     rate = 0.0
     if samples:
         reference = max(statistics.median(a / d for a, d, _ in samples), mean_rate)
@@ -419,3 +423,52 @@ def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, 
     forecast = project(read_hours(conn, now, zone), now, zone, {'day': spent_micros}, {'day': limit_micros},
                        ('day',))['day']
     return forecast.as_dict(zone)
+
+
+# --- the forecast_exhaustion alert ------------------------------------------------------------------------------
+
+def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
+                     now: datetime | None = None) -> list[tuple[dict[str, Any] | None, bool]]:
+    """Raise `forecast_exhaustion` for each period whose projected spend reaches its limit before the period ends.
+
+    One alert per period: the dedupe key holds the period start, an open alert is updated in place (count, ETA in
+    the message), and the cooldown is the period's length, so an alert resolved within the period (by hand, or here
+    when the forecast holds again) does not reopen before the next one. Alerts of periods that have ended are
+    resolved. Returns what raise_alert returned for each exhausting period."""
+    now = as_utc(now or datetime.now(UTC))
+    for alert in alerts.list_alerts(conn, 'open', 'forecast_exhaustion'):
+        end = alert['data'].get('end')
+        if end and datetime.fromisoformat(end) <= now:
+            alerts.resolve(conn, alert['id'], now)
+    forecast = budget_forecast(conn, zone, default_daily_micros, now)
+    raised = []
+    for period in PERIODS:
+        item = forecast[period]
+        key = f'forecast_exhaustion:{period}:{item["start"]}'
+        if item['state'] == 'holds':
+            alerts.resolve_key(conn, key, now)
+        if item['state'] != 'exhausts':
+            continue
+        start, end = datetime.fromisoformat(item['start']), datetime.fromisoformat(item['end'])
+        message = (f'{item["text"]}: {format_usd(item["spent_micros"])} spent, ~{format_usd(item["projected_micros"])}'
+                   f' of {format_usd(item["limit_micros"])} projected this {period} (method {item["method"]})')
+        data = {name: item[name] for name in ('period', 'start', 'end', 'eta', 'spent_micros', 'limit_micros',
+                                           'projected_micros', 'projected_low_micros', 'projected_high_micros',
+                                           'method')}
+        raised.append(alerts.raise_alert(conn, 'forecast_exhaustion', 'warning', message, key, data,
+                                         cooldown=end - start, now=now))
+    return raised
+
+
+def run_exhaustion_check(engine: Engine, hub: EventHub, zone: ZoneInfo, default_daily_micros: int,
+                         now: datetime | None = None) -> list[dict[str, Any]]:
+    """The scheduled job (a worker thread): check, commit, then publish each newly opened alert so notifications
+    and toasts follow."""
+    with engine.begin() as conn:
+        raised = check_exhaustion(conn, zone, default_daily_micros, now)
+    new = [alert for alert, is_new in raised if alert is not None and is_new]
+    for alert in new:
+        hub.publish('alert_raised', alert=alert)
+    if raised:
+        hub.publish('alerts', reason='forecast_exhaustion')
+    return new
