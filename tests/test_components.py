@@ -9,6 +9,7 @@ from nicegui.testing import User
 
 from components import charts
 from components.cards import ago, session_cost_level, short_usd
+from components.forecast import forecast_caption
 from components.gauge import gauge_colour, gauge_options
 from components.sessions_table import breakdown_rows, session_rows
 from components.strip import channel_strip_text
@@ -120,6 +121,9 @@ def test_forecast_exhausts_holds_and_is_exceeded(ledger: Ledger) -> None:
     assert exceeded['state'] == 'exceeded' and exceeded['text'] == 'Budget exhausted: $6.00 of $5.00'
     assert exceeded['eta'] is None
     assert quiet['text'] == 'Holds until midnight: ~$0.00 of $5.00 projected' and quiet['method'] == 'none'
+    assert forecast_caption(quiet) == ''
+    assert forecast_caption({**exhausts, 'projected_low_micros': 5_000_000, 'projected_high_micros': 11_000_000}) \
+        == 'likely $5.00 to $11.00 by midnight (trailing rate)'
 
 
 async def test_components_render_on_a_page(user: User) -> None:
