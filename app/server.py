@@ -17,6 +17,7 @@ from app.feed import start_feed, stop_feed
 from app.native import prepare_native
 from components.layout import use_feed
 from services.anomaly import run_anomaly_check
+from services.forecast import run_exhaustion_check
 from services.jobs import SyncJobs
 from services.notify import Notifier
 
@@ -59,6 +60,7 @@ def build() -> None:
 _jobs: SyncJobs | None = None
 _notifier: Notifier | None = None
 ANOMALY_MINUTES = 5
+FORECAST_MINUTES = 5
 
 
 def _startup() -> None:
@@ -72,6 +74,8 @@ def _startup() -> None:
     sources = rt.settings.sources
     _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min)
     _jobs.add_periodic('anomaly', partial(run_anomaly_check, rt.engine, rt.hub), ANOMALY_MINUTES)
+    _jobs.add_periodic('forecast', partial(run_exhaustion_check, rt.engine, rt.hub, rt.settings.zone,
+                                           rt.settings.daily_limit_micros), FORECAST_MINUTES)
     _jobs.start()
     if rt.settings.demo != 'off':
         from services import demo

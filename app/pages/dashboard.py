@@ -12,6 +12,7 @@ from app.feed import feed
 from app.pages.budget_settings import BudgetSettingsPanel
 from components import charts
 from components.cards import agent_card, task_card
+from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
 from components.layout import frame
 from components.sources import reconciliation_rows, reconciliation_table, source_line
@@ -50,6 +51,7 @@ class DashboardView:
                 ui.label("Today's spend").classes('text-overline text-grey')
                 self.strip = ui.label().classes('text-h6').mark('channel-strip').props('data-testid=channel-strip')
                 self.forecast = ui.label().classes('text-subtitle1').mark('forecast')
+                self.forecast_band = ui.label().classes('text-caption text-grey').mark('forecast-band')
                 self.empty = ui.label('No spend yet today').classes('text-grey').mark('empty-today')
                 with ui.row().classes('items-center gap-2'):
                     self.eco = ui.switch('Eco mode', on_change=self._eco_changed).mark('eco-toggle')
@@ -138,6 +140,7 @@ class DashboardView:
         self.resets.set_text(f'resets in {summary["resets_in"]}')
         self.strip.set_text(channel_strip_text(summary))
         self.forecast.set_text(data['forecast']['text'])
+        self.forecast_band.set_text(forecast_caption(data['forecast']))
         self.empty.set_visibility(summary['requests'] == 0)
         state = data['eco']
         self._eco_state = state['eco_mode']
