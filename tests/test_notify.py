@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import socketserver
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +74,8 @@ class Mailbox:
     messages: list[str] = field(default_factory=list)
     auth: list[str] = field(default_factory=list)
     fail_mail_from: int = 0  # answer 451 to this many MAIL FROM commands first
+    tls: ssl.SSLContext | None = None  # offer STARTTLS with this server context
+    auth_over_tls: list[bool] = field(default_factory=list)
 
 
 class _SMTPHandler(socketserver.StreamRequestHandler):
@@ -79,6 +83,11 @@ class _SMTPHandler(socketserver.StreamRequestHandler):
 
     def _reply(self, line: str) -> None:
         self.wfile.write((line + '\r\n').encode())
+
+    def finish(self) -> None:
+        super().finish()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.close()
 
     def handle(self) -> None:
         box: Mailbox = self.server.mailbox  # type: ignore[attr-defined]
@@ -90,9 +99,20 @@ class _SMTPHandler(socketserver.StreamRequestHandler):
             verb = line.split(' ', 1)[0].upper()
             if verb == 'EHLO':
                 self._reply('250-test')
+                if box.tls is not None and not isinstance(self.connection, ssl.SSLSocket):
+                    self._reply('250-STARTTLS')
                 self._reply('250 AUTH PLAIN')
+            elif verb == 'STARTTLS' and box.tls is not None:
+                self._reply('220 ready to start TLS')
+                try:
+                    self.connection = box.tls.wrap_socket(self.connection, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return  # the client did not trust our certificate
+                self.rfile = self.connection.makefile('rb')
+                self.wfile = self.connection.makefile('wb', buffering=0)
             elif verb == 'AUTH':
                 box.auth.append(base64.b64decode(line.split()[-1]).decode())
+                box.auth_over_tls.append(isinstance(self.connection, ssl.SSLSocket))
                 self._reply('235 ok')
             elif verb == 'MAIL':
                 if box.fail_mail_from > 0:
@@ -124,6 +144,18 @@ def smtp_server() -> Iterator[tuple[int, Mailbox]]:
     yield server.server_address[1], server.mailbox  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def tls_cert(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 (openssl), and a server context that presents it."""
+    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+                    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', str(key), '-out', str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
@@ -491,3 +523,40 @@ def test_deliveries_api_lists_what_was_sent(tmp_path: Path, receiver: tuple[Fake
             assert client.get('/alerts/deliveries', params={'status': 'lost'}).status_code == 422
     finally:
         server.stop()
+
+
+async def test_mail_goes_over_starttls_before_the_login(sqlite_engine: Engine, hub: EventHub,
+                                                       smtp_server: tuple[int, Mailbox],
+                                                       tls_cert: tuple[Path, ssl.SSLContext],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    port, box = smtp_server
+    cert, box.tls = tls_cert
+    monkeypatch.setenv('SSL_CERT_FILE', str(cert))  # trust the test certificate (OpenSSL reads it at each context)
+    notifier = started(sqlite_engine, hub, smtp_host='127.0.0.1', smtp_port=port, smtp_user='mailer',
+                       smtp_password=SMTP_PASSWORD, smtp_to=('ops@test',), smtp_starttls=True)
+    try:
+        hub.publish('alert_raised', alert=new_alert(sqlite_engine, message='over TLS'))
+        await notifier.idle()
+    finally:
+        await notifier.stop()
+    assert by_channel(sqlite_engine)['email']['status'] == 'delivered'
+    assert len(box.messages) == 1 and 'over TLS' in box.messages[0]
+    assert box.auth_over_tls == [True], 'the password is only sent once the connection is encrypted'
+
+
+async def test_an_untrusted_certificate_is_a_recorded_failure(sqlite_engine: Engine, hub: EventHub,
+                                                              smtp_server: tuple[int, Mailbox],
+                                                              tls_cert: tuple[Path, ssl.SSLContext]) -> None:
+    port, box = smtp_server
+    _, box.tls = tls_cert
+    notifier = started(sqlite_engine, hub, smtp_host='127.0.0.1', smtp_port=port, smtp_user='mailer',
+                       smtp_password=SMTP_PASSWORD, smtp_to=('ops@test',), smtp_starttls=True)
+    try:
+        hub.publish('alert_raised', alert=new_alert(sqlite_engine))
+        await notifier.idle()
+    finally:
+        await notifier.stop()
+    mail = by_channel(sqlite_engine)['email']
+    assert (mail['status'], mail['attempts']) == ('pending', 1)
+    assert 'CERTIFICATE_VERIFY_FAILED' in mail['last_error'] or 'certificate' in mail['last_error'].lower()
+    assert box.auth == [] and box.messages == []
