@@ -427,3 +427,54 @@ def test_helper_with_spendgauge_down(litellm_proxy: FakeAPI) -> None:
     assert record_from_response(response, down, agent_id='a') is None  # logged, not raised
     with pytest.raises(SpendGaugeError, match='cannot reach SpendGauge'):
         record_from_response(response, down, raise_errors=True)
+
+
+# --- enforcing budgets at the proxy ------------------------------------------------------------------------------
+
+def proxy_request(agent: str, **extra: Any) -> dict[str, Any]:
+    """A request as LiteLLM's proxy hands it to `async_pre_call_hook`: the body, its metadata and the headers."""
+    return {'model': 'openai/gpt-4o', 'messages': [{'role': 'user', 'content': 'x' * 4000}], 'max_tokens': 500,
+            'metadata': {'session_id': 's-1', 'user_api_key_user_id': 'key-user'},
+            'proxy_server_request': {'headers': {'x-spendgauge-agent-id': agent}}, **extra}
+
+
+def test_the_pre_call_hook_has_litellms_signature(litellm: ModuleType) -> None:
+    import inspect
+
+    from litellm.integrations.custom_logger import CustomLogger
+
+    ours = list(inspect.signature(SpendGaugeLogger.async_pre_call_hook).parameters)
+    assert ours == list(inspect.signature(CustomLogger.async_pre_call_hook).parameters)
+
+
+def test_a_proxy_request_becomes_a_check() -> None:
+    assert litellm_logger.check_request(proxy_request('planner')) == {
+        'agent_id': 'planner', 'session_id': 's-1', 'user_id': 'key-user', 'model': 'gpt-4o',
+        'provider': 'openai', 'estimated_input_tokens': 1000, 'estimated_output_tokens': 500}
+
+
+async def test_the_proxy_rejects_a_call_the_budget_blocks(litellm: ModuleType, server: Server) -> None:
+    agent = uid('agent')
+    with server.client() as api:
+        assert api.post('/policies', json={'name': uid('cap'), 'scope': 'agent', 'scope_value': agent,
+                                           'limit_usd': '0.005', 'action': 'block'}).status_code == 201
+        hook = SpendGaugeLogger(server.url, enforce=True)
+        try:
+            assert await hook.async_pre_call_hook(None, None, proxy_request(uid('other')), 'acompletion') is None
+            # 1,000 prompt and 500 output tokens of gpt-4o: $0.0075, more than the agent's $0.005
+            with pytest.raises(litellm_logger.BudgetRejected) as rejected:
+                await hook.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion')
+            assert rejected.value.status_code == 429 and 'would cross the limit' in rejected.value.message
+            off = SpendGaugeLogger(server.url)  # enforce is off by default: the hook never asks
+            assert await off.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion') is None
+            off.close(timeout=1)
+        finally:
+            await hook.aclose(timeout=1)
+
+
+async def test_the_proxy_lets_calls_through_when_spendgauge_is_down(litellm: ModuleType) -> None:
+    hook = SpendGaugeLogger(closed_port_url(), enforce=True, check_timeout_s=0.5)
+    try:
+        assert await hook.async_pre_call_hook(None, None, proxy_request('a'), 'acompletion') is None
+    finally:
+        await hook.aclose(timeout=0.5)

@@ -58,9 +58,15 @@ class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, batch_size: int = 200,
                  flush_interval_s: float = 1.0, max_queue: int = 10_000, timeout_s: float = 5.0,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, exit_timeout_s: float = 5.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, enforce: bool = False,
+                 reject_throttle: bool = False, check_timeout_s: float = 2.0) -> None:
         if _Base is not object:
             super().__init__()
+        self.enforce = enforce
+        self.reject_throttle = reject_throttle
+        self.check_timeout_s = check_timeout_s
+        self.check_url = api_root(url) + '/check'
+        self._check_client: httpx.AsyncClient | None = None
         if not 1 <= batch_size <= MAX_BATCH or max_queue < 1:
             raise ValueError(f'batch_size must be 1..{MAX_BATCH} and max_queue at least 1')
         self.batch_url = api_root(url) + '/usage/batch'
@@ -83,7 +89,9 @@ class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
 
     @classmethod
     def from_env(cls, **options: Any) -> SpendGaugeLogger:
-        """SPENDGAUGE_URL (default http://127.0.0.1:8080) and SPENDGAUGE_API_TOKEN."""
+        """SPENDGAUGE_URL (default http://127.0.0.1:8080), SPENDGAUGE_API_TOKEN, and SPENDGAUGE_ENFORCE=1 to reject
+        the calls the budget blocks at the proxy."""
+        options.setdefault('enforce', os.environ.get('SPENDGAUGE_ENFORCE', '').strip().lower() in ('1', 'true', 'on'))
         return cls(os.environ.get('SPENDGAUGE_URL', '').strip() or DEFAULT_URL,
                    os.environ.get('SPENDGAUGE_API_TOKEN', '').strip() or None, **options)
 
@@ -106,6 +114,31 @@ class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
                                       end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time)
+
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any) -> None:
+        """At the proxy, with `enforce=True`: ask SpendGauge's `/check` before the call and reject it (HTTP 429)
+        when the budget blocks it, or also when it throttles with `reject_throttle=True`. SpendGauge unreachable or
+        slow (`check_timeout_s`): the call goes ahead."""
+        if not self.enforce:
+            return None
+        try:
+            body = check_request(data)
+        except Exception:
+            log.exception('SpendGauge: could not read the request for a budget check')
+            return None
+        try:
+            if self._check_client is None:
+                self._check_client = httpx.AsyncClient(timeout=self.check_timeout_s, headers=self._headers)
+            response = await self._check_client.post(self.check_url, json=body)
+            response.raise_for_status()
+            answer = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning('SpendGauge: budget check failed (%s); the call goes ahead', type(exc).__name__)
+            return None
+        decision = answer.get('decision')
+        if decision == 'block' or (decision == 'throttle' and self.reject_throttle):
+            raise BudgetRejected(decision, answer)
+        return None
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         try:
@@ -183,6 +216,9 @@ class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
             return not self._queue and not self._in_flight and self.counts['discarded'] == discarded
 
     async def aclose(self, timeout: float = 10.0) -> bool:
+        if self._check_client is not None:
+            await self._check_client.aclose()
+            self._check_client = None
         return await asyncio.to_thread(self.close, timeout)
 
     # --- sender thread -----------------------------------------------------------------------------------------
@@ -314,6 +350,42 @@ def litellm_event(kwargs: Any, response_obj: Any = None, start_time: Any = None,
         event['cost_usd'] = cost
     event.update(_attribution(kwargs, slo, slo_meta))
     return event
+
+
+class BudgetRejected(Exception):
+    """Raised from the proxy's pre-call hook: LiteLLM answers the client with this status and message."""
+
+    def __init__(self, decision: str, answer: dict[str, Any]) -> None:
+        reasons = '; '.join(answer.get('reasons') or []) or 'over budget'
+        super().__init__(f'SpendGauge {decision}: {reasons}')
+        self.status_code = 429  # the proxy answers with the status_code, message and headers of what its hook raises
+        self.message = self.detail = str(self)
+        self.headers = {'Retry-After': str(answer['retry_after_s'])} if answer.get('retry_after_s') else {}
+        self.answer = answer
+
+
+CHARS_PER_TOKEN = 4  # a rough estimate of the prompt's tokens; no tokenizer download at the proxy
+
+
+def check_request(data: dict[str, Any]) -> dict[str, Any]:
+    """The `/check` body for a proxy request: attribution from its metadata and x-spendgauge-* headers, the model,
+    and estimated tokens (the prompt's characters / 4, `max_tokens` for the output)."""
+    meta = data.get('metadata') or data.get('litellm_metadata') or {}
+    headers = ((data.get('proxy_server_request') or {}).get('headers')) or {}
+    slo_meta = {'requester_metadata': meta, 'requester_custom_headers': headers,
+                'user_api_key_user_id': meta.get('user_api_key_user_id')}
+    found = _attribution({'user': data.get('user')}, {}, slo_meta)
+    body: dict[str, Any] = {k: v for k, v in found.items() if v}
+    model = _label(data.get('model'))
+    if model:
+        provider, name = split_litellm_model(model)
+        body['model'] = name
+        if provider:
+            body['provider'] = provider
+        text = sum(len(str(m.get('content') or '')) for m in data.get('messages') or [] if isinstance(m, dict))
+        body['estimated_input_tokens'] = math.ceil(text / CHARS_PER_TOKEN)
+        body['estimated_output_tokens'] = _count(data.get('max_tokens') or data.get('max_completion_tokens'))
+    return body
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
