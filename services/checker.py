@@ -40,6 +40,7 @@ SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
 STEPS = ('allow', 'warn', 'throttle', 'block')
 ACTION_RANK = {name: rank for rank, name in enumerate(ACTIONS)}  # ignore=0 caps at allow, ..., block=3
 ROLLUP_DIMENSION = {'global': None, 'agent': 'agent_id', 'provider': 'provider', 'model': 'model'}
+BILLED_SCOPES = ('global', 'provider')  # scopes that provider bills and LiteLLM pulls describe
 SESSION_RETRY_S = 60  # a throttled session-period policy has no end to pace against
 MAX_RETRY_S = 900  # callers re-check at least this often
 ALERTS = ((3, 'limit_exceeded', 'critical'), (2, 'threshold_critical', 'critical'),
@@ -66,12 +67,14 @@ class _Rule:
 
     custom: Period | None = None  # the UTC range of a custom period
     cap: int = 0
+    billed: bool = False  # counts the reconciled spend when it is higher than the events
 
     def __post_init__(self) -> None:
         p = self.policy
         self.base = {'id': p.id, 'name': p.name, 'scope': p.scope, 'period': p.period, 'action': p.action,
                      **money('limit', p.limit_micros)}
         self.cap = ACTION_RANK[p.action]
+        self.billed = p.scope in BILLED_SCOPES and p.period != 'session'
 
 
 def step_for(spent: int, estimate: int, policy: PolicyRule) -> int:
@@ -176,7 +179,7 @@ class Checker:
         cells: dict[Period, list[Any]] = {}
         for rule in rules:
             policy = rule.policy
-            if policy.scope not in ('global', 'provider') or policy.period == 'session':
+            if not rule.billed:
                 continue
             span = rule.custom or spans[policy.period]
             if span not in cells:
@@ -399,9 +402,10 @@ class Checker:
                 for scope_key in scope_keys:
                     key = (policy.id, scope_key, period_key)
                     spent = self._counters.get(key, 0)
-                    billed = self._billed.get(key)
-                    if billed is not None and billed > spent:
-                        spent = billed
+                    if rule.billed:
+                        billed = self._billed.get(key, 0)
+                        if billed > spent:
+                            spent = billed
                     raw = step_for(spent, estimate, policy)
                     step = raw if raw < rule.cap else rule.cap
                     remaining = limit - spent if spent < limit else 0
