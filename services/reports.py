@@ -377,6 +377,7 @@ def build_report(conn: Connection, kind: str, zone: ZoneInfo, default_daily_micr
     try:
         span = resolve_range(period or DEFAULT_PERIOD, start, end, zone, now)
     except ValueError as exc:
-        raise ReportError(str(exc)) from None
+        message = str(exc)
+        raise ReportError(message if message.startswith(('from:', 'to:')) else f'from/to: {message}') from None
     builder: Callable[..., Report] = {'summary': summary, 'trend': trend, 'comparison': comparison}[kind]
     return builder(conn, span, zone, grouping)

@@ -5,10 +5,12 @@ from fastapi import APIRouter, FastAPI, HTTPException
 
 from app.api import errors
 from app.api.routes import agents, alerts, budget, check, eco, health, policies, prices, sessions, sync, tasks, usage
+from app.api.routes import reports as report_routes
 
 api_router = APIRouter(prefix='/api/v1')
 for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, check):
     api_router.include_router(module.router)
+api_router.include_router(report_routes.router)
 
 
 @api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], include_in_schema=False)
