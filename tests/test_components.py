@@ -103,18 +103,23 @@ def test_session_rows_in_the_configured_zone() -> None:
 def test_forecast_exhausts_holds_and_is_exceeded(ledger: Ledger) -> None:
     utc = ZoneInfo('UTC')
     now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '1.00', 'ts': now - timedelta(minutes=30)})
+    for hour in range(8, 12):
+        ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.50',
+                       'ts': now.replace(hour=hour, minute=30)})
     with ledger.engine.connect() as conn:
-        # $1 in the last hour, 12 h left: $1 + $12 projected, so $5 runs out after 4 more hours
-        exhausts = day_forecast(conn, 1_000_000, 5_000_000, utc, now)
-        holds = day_forecast(conn, 1_000_000, 20_000_000, utc, now)
+        # $0.50 an hour for 4 hours, 12 h left: $2 + $6 projected, so $5 runs out after 6 more hours
+        exhausts = day_forecast(conn, 2_000_000, 5_000_000, utc, now)
+        holds = day_forecast(conn, 2_000_000, 10_000_000, utc, now)
         exceeded = day_forecast(conn, 6_000_000, 5_000_000, utc, now)
-        quiet = day_forecast(conn, 0, 5_000_000, utc, now + timedelta(hours=3))
-    assert (exhausts['state'], exhausts['text']) == ('exhausts', 'Budget exhausted at ~16:00')
-    assert exhausts['projected_micros'] == 13_000_000 and exhausts['rate_per_hour_micros'] == 1_000_000
-    assert (holds['state'], holds['text']) == ('holds', 'Holds until midnight: ~$13.00 of $20.00 projected')
+        quiet = day_forecast(conn, 0, 5_000_000, utc, now.replace(hour=0))
+    assert (exhausts['state'], exhausts['text']) == ('exhausts', 'Budget exhausted at ~18:00')
+    assert exhausts['projected_micros'] == 8_000_000 and exhausts['rate_per_hour_micros'] == 500_000
+    assert exhausts['method'] == 'trailing_rate'
+    assert exhausts['projected_low_micros'] < 8_000_000 < exhausts['projected_high_micros']
+    assert (holds['state'], holds['text']) == ('holds', 'Holds until midnight: ~$8.00 of $10.00 projected')
     assert exceeded['state'] == 'exceeded' and exceeded['text'] == 'Budget exhausted: $6.00 of $5.00'
-    assert quiet['text'] == 'Holds until midnight: ~$0.00 of $5.00 projected'
+    assert exceeded['eta'] is None
+    assert quiet['text'] == 'Holds until midnight: ~$0.00 of $5.00 projected' and quiet['method'] == 'none'
 
 
 async def test_components_render_on_a_page(user: User) -> None:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import app_settings, budget
+from services import app_settings, budget, forecast
 from services.app_settings import MAX_LIMIT_MICROS
 from services.money import money, usd_to_micros
 from services.periods import PERIODS
@@ -24,6 +24,14 @@ def summary(conn: ReadConn, rt: RuntimeDep, period: PeriodName = 'day') -> dict[
     """Spent, limit, remaining and percent for today (or this week/month), by channel, with the reset time."""
     s = rt.settings
     return budget.period_summary(conn, period, s.zone, s.daily_limit_micros)
+
+
+@router.get('/forecast')
+def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+    """For today, this week and this month: spent, projected (with a low/high band), the ETA at which the limit
+    is reached (ISO, or null when it holds), state (no_limit, exceeded, exhausts, holds), a text and the method."""
+    s = rt.settings
+    return forecast.budget_forecast(conn, s.zone, s.daily_limit_micros)
 
 
 def _breakdown(conn: ReadConn, rt: RuntimeDep, by: str, period: PeriodName | None, start: str | None,
