@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from services.budget import resolve_range
+from services.forecast import budget_forecast
 from services.periods import PERIODS, Period, period_containing
 from services.reconciliation import reconcile_span
 from services.spend import Totals, totals_between
@@ -337,8 +338,6 @@ def projection(conn: Connection, zone: ZoneInfo, default_daily_micros: int, peri
                now: datetime | None = None) -> Report:
     """Where the day, week and month are heading (services/forecast.py): spent so far, projected with its range,
     the limit and when it would be reached."""
-    from services.forecast import budget_forecast
-
     forecast = budget_forecast(conn, zone, default_daily_micros, now=now)
     rows = []
     for name in (period,) if period else PERIODS:
