@@ -63,8 +63,13 @@ class Report:
 
     @property
     def filename_stem(self) -> str:
-        first, last = self.parameters.get('first_day'), self.parameters.get('last_day')
-        return f'spendgauge-{self.kind}' + (f'-{first}-{last}' if first and last else '')
+        return filename_stem(self.kind, self.parameters)
+
+
+def filename_stem(kind: str, parameters: dict[str, Any]) -> str:
+    """`spendgauge-summary-2026-03-01-2026-03-31`: the kind and the local days it covers."""
+    first, last = parameters.get('first_day'), parameters.get('last_day')
+    return f'spendgauge-{kind}' + (f'-{first}-{last}' if first and last else '')
 
 
 def group_by_for(kind: str, group_by: str | None) -> str | None:
