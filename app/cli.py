@@ -550,11 +550,11 @@ def cmd_export_spend(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_report(args: argparse.Namespace, backend: Backend) -> int:
-    from services import reports
+    from services import report_model
 
     try:
-        reports.group_by_for(args.kind, args.group_by)
-    except reports.ReportError as exc:
+        report_model.group_by_for(args.kind, args.group_by)
+    except report_model.ReportError as exc:
         raise CliError(str(exc), 2) from None
     if bool(args.start) != bool(args.end):
         raise CliError('give both --from and --to, or neither', 2)

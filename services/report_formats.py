@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.money import micros_to_usd, money
-from services.reports import Column, Report
+from services.report_model import Column, Report
 
 FORMATS = ('json', 'csv', 'md')
 MEDIA_TYPES = {'json': 'application/json', 'csv': 'text/csv; charset=utf-8', 'md': 'text/markdown; charset=utf-8'}

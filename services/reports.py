@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -25,65 +25,23 @@ from services.budget import resolve_range
 from services.forecast import budget_forecast
 from services.periods import PERIODS, Period, period_containing
 from services.reconciliation import reconcile_span
+from services.report_model import (  # noqa: F401  (the model is part of this module's interface)
+    DEFAULT_GROUP_BY,
+    DEFAULT_PERIOD,
+    GROUP_BY,
+    KINDS,
+    Column,
+    Report,
+    ReportError,
+    filename_stem,
+    group_by_for,
+)
 from services.spend import Totals, totals_between
 
-KINDS = ('summary', 'trend', 'comparison', 'projection')
 GROUPS = {'provider': 'provider', 'model': 'model', 'agent': 'agent_id'}
-GROUP_BY = {'summary': ('all', *GROUPS), 'comparison': ('all', *GROUPS), 'trend': ('day', 'week'),
-            'projection': ()}
-DEFAULT_GROUP_BY = {'summary': 'all', 'comparison': 'all', 'trend': 'day'}
-DEFAULT_PERIOD = 'month'
 UNATTRIBUTED = 'unattributed (billed)'
 CHANNELS = ('litellm', 'direct')
 _CENT = Decimal('0.01')
-
-
-class ReportError(ValueError):
-    """Parameters a report cannot be made from; the message names the parameter."""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str = 'text'  # text, int, usd (integer micro-USD), percent (Decimal)
-    null_text: str = ''  # how text formats show None: '(none)' for a missing agent, 'new' for a percent from 0
-
-
-@dataclass
-class Report:
-    kind: str
-    title: str
-    parameters: dict[str, Any]
-    columns: list[Column]
-    rows: list[dict[str, Any]]
-    totals: dict[str, int] = field(default_factory=dict)  # money only, micro-USD
-
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
-
-    @property
-    def filename_stem(self) -> str:
-        return filename_stem(self.kind, self.parameters)
-
-
-def filename_stem(kind: str, parameters: dict[str, Any]) -> str:
-    """`spendgauge-summary-2026-03-01-2026-03-31`: the kind and the local days it covers."""
-    first, last = parameters.get('first_day'), parameters.get('last_day')
-    return f'spendgauge-{kind}' + (f'-{first}-{last}' if first and last else '')
-
-
-def group_by_for(kind: str, group_by: str | None) -> str | None:
-    """The grouping a kind uses: the given one if the kind allows it, else its default (None for projection)."""
-    if kind not in KINDS:
-        raise ReportError(f'kind: unknown report {kind!r}: one of {", ".join(KINDS)}')
-    allowed = GROUP_BY[kind]
-    if group_by in (None, ''):
-        return DEFAULT_GROUP_BY.get(kind)
-    if not allowed:
-        raise ReportError(f'group_by: the {kind} report takes no group_by')
-    if group_by not in allowed:
-        raise ReportError(f'group_by: must be one of {", ".join(allowed)} for the {kind} report, got {group_by!r}')
-    return group_by
 
 
 # --- reconciled spend per local day -----------------------------------------------------------------------------
