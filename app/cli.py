@@ -37,6 +37,7 @@ class Backend(Protocol):
     def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
     def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]: ...
     def sync(self, source: str) -> dict[str, Any]: ...
+    def report(self, kind: str, params: dict[str, str], fmt: str) -> str: ...
 
 
 class HttpBackend:
@@ -79,6 +80,35 @@ class HttpBackend:
 
     def sync(self, source: str) -> dict[str, Any]:
         return self._call('POST', f'/sync/{source}', timeout=600)
+
+    def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
+        """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""
+        from services import report_formats
+
+        if fmt in ('json', 'table'):
+            try:
+                body = self._call('GET', f'/reports/{kind}', params={**params, 'format': 'json'})
+            except CliError as exc:
+                raise CliError(str(exc), 2 if str(exc).startswith('server answered 422: ') else exc.code) from None
+            if fmt == 'json':
+                return json.dumps(body, indent=2) + '\n'
+            return report_formats.render(report_formats.from_json(body), 'table')
+        try:
+            response = self.client.get(f'/reports/{kind}', params={**params, 'format': fmt})
+        except httpx.TransportError as exc:
+            raise CliError(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
+                           '`spendgauge serve`, or pass --db to use the database directly') from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get('detail')
+            except (ValueError, AttributeError):
+                detail = None
+            raise CliError(f'server answered {response.status_code}: '
+                           f'{detail or "not a SpendGauge API answer (is --url right?)"}',
+                           2 if response.status_code == 422 and detail else 1)
+        if response.headers.get('content-type', '').split(';')[0] != report_formats.MEDIA_TYPES[fmt].split(';')[0]:
+            raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
+        return response.text
 
 
 class DirectBackend:
@@ -139,6 +169,19 @@ class DirectBackend:
             return {'runs': asyncio.run(run())}
         except UnknownSource as exc:
             raise CliError(str(exc)) from None
+
+    def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
+        from services import report_formats, reports
+
+        s = self.rt.settings
+        with self.rt.engine.connect() as conn:
+            try:
+                report = reports.build_report(conn, kind, s.zone, s.daily_limit_micros, params.get('period'),
+                                              params.get('from'), params.get('to'), params.get('group_by'))
+            except reports.ReportError as exc:
+                raise CliError(str(exc), 2) from None
+        text = report_formats.render(report, fmt)
+        return text if text.endswith('\n') else text + '\n'
 
 
 # --- commands ---------------------------------------------------------------------------------------------------
@@ -361,7 +404,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument('--file', default=SPEND_FILE)
     export.add_argument('--period', choices=['day', 'week', 'month'], default='day')
     _limits_parser(sub, client_options)
+    _report_parser(sub, client_options)
     return parser
+
+
+def _report_parser(sub: Any, client_options: Any) -> None:
+    report = sub.add_parser('report', help='summary, trend, comparison or projection as a table, JSON, CSV or '
+                                           'Markdown', description='A period (default month) or --from/--to: ISO '
+                                           'dates (local days, --to inclusive) or datetimes, as the API takes them.')
+    client_options(report)
+    report.add_argument('kind', choices=['summary', 'trend', 'comparison', 'projection'])
+    report.add_argument('--period', choices=['day', 'week', 'month'])
+    report.add_argument('--from', dest='start', metavar='FROM', help='ISO date (local day) or datetime')
+    report.add_argument('--to', dest='end', metavar='TO', help='ISO date (inclusive local day) or datetime')
+    report.add_argument('--group-by', help='summary, comparison: all (default), provider, model, agent; '
+                                           'trend: day (default), week')
+    report.add_argument('--format', choices=['table', 'json', 'csv', 'md'], default='table')
+    report.add_argument('--output', '-o', metavar='FILE', help='write the report to FILE instead of stdout')
 
 
 def cmd_sync(args: argparse.Namespace, backend: Backend) -> int:
@@ -490,6 +549,30 @@ def cmd_export_spend(args: argparse.Namespace, backend: Backend) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, backend: Backend) -> int:
+    from services import report_model
+
+    try:
+        report_model.group_by_for(args.kind, args.group_by)
+    except report_model.ReportError as exc:
+        raise CliError(str(exc), 2) from None
+    if bool(args.start) != bool(args.end):
+        raise CliError('give both --from and --to, or neither', 2)
+    params = {name: value for name, value in (('period', args.period), ('from', args.start), ('to', args.end),
+                                              ('group_by', args.group_by)) if value}
+    text = backend.report(args.kind, params, args.format)
+    if not args.output:
+        print(text, end='')
+        return 0
+    try:
+        with open(args.output, 'w', newline='') as f:
+            f.write(text)
+    except OSError as exc:
+        raise CliError(f'cannot write {args.output}: {exc.strerror}') from None
+    print(f'{args.kind} report ({args.format}) written to {args.output}')
+    return 0
+
+
 COMMANDS = {'record': cmd_record, 'status': cmd_status, 'get-usage': cmd_get_usage, 'set-limit': cmd_set_limit,
             'sync': cmd_sync, 'export-spend': cmd_export_spend}
 
@@ -572,6 +655,7 @@ def cmd_limits(args: argparse.Namespace, backend: Backend) -> int:
 
 
 COMMANDS['limits'] = cmd_limits
+COMMANDS['report'] = cmd_report
 
 
 def run() -> None:

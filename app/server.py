@@ -49,6 +49,7 @@ def check_exposure(settings: Settings) -> None:
 def build() -> None:
     """Register routes, pages and lifecycle hooks on NiceGUI's app (before `ui.run`)."""
     from app.pages import alerts, dashboard, policies, sessions  # noqa: F401  (registers the @ui.page routes)
+    from app.pages import reports as _reports  # noqa: F401
 
     install_api(app)
     if ASSETS_DIR.is_dir():

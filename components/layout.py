@@ -10,6 +10,7 @@ from nicegui import app, ui
 from components import theme
 
 NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
+       ('Reports', '/reports'),
        ('API', '/docs'))
 TOAST_TYPES = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
 

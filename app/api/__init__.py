@@ -13,6 +13,7 @@ from app.api.routes import (
     health,
     policies,
     prices,
+    reports,
     sessions,
     sync,
     tasks,
@@ -21,7 +22,8 @@ from app.api.routes import (
 )
 
 api_router = APIRouter(prefix='/api/v1')
-for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check):
+for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
+               reports):
     api_router.include_router(module.router)
 
 

@@ -1,0 +1,77 @@
+"""A report (the JSON of services/report_formats.to_json: plain data) as a table, and the trend as a chart."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from components import theme
+from components.cards import short_usd
+from services.money import MICROS_PER_USD
+
+LABELS = {'group': 'Group', 'name': 'Name', 'requests': 'Requests', 'input_tokens': 'Input tokens',
+          'output_tokens': 'Output tokens', 'cost': 'Cost', 'share_percent': 'Share', 'day': 'Day',
+          'week': 'Week of', 'recorded': 'Recorded', 'litellm': 'Via LiteLLM', 'direct': 'Direct', 'total': 'Total',
+          'current': 'This period', 'previous': 'Previous', 'change': 'Change', 'change_percent': 'Change %',
+          'period': 'Period', 'start': 'Start', 'end': 'End', 'spent': 'Spent', 'limit': 'Limit',
+          'projected': 'Projected', 'projected_low': 'Low', 'projected_high': 'High',
+          'projected_percent': 'Of limit', 'eta': 'Reaches the limit', 'state': 'State', 'text': 'Forecast',
+          'method': 'Method'}
+
+
+def report_columns(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{'name': c['name'], 'label': LABELS.get(c['name'], c['name']), 'field': c['name'],
+             'align': 'left' if c['type'] == 'text' else 'right'} for c in report['columns']]
+
+
+def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Display strings: short dollars, thousands separators, percent signs; `_key` keeps rows apart for the table."""
+    rows = []
+    for index, item in enumerate(report['rows']):
+        row: dict[str, Any] = {'_key': index}
+        for c in report['columns']:
+            name, kind = c['name'], c['type']
+            value = item[f'{name}_micros'] if kind == 'usd' else item[name]
+            if value is None:
+                row[name] = c.get('null_text') or ''
+            elif kind == 'usd':
+                row[name] = short_usd(value)
+            elif kind == 'int':
+                row[name] = f'{value:,}'
+            elif kind == 'percent':
+                row[name] = f'{value:.2f}%'
+            else:
+                row[name] = str(value)
+        rows.append(row)
+    return rows
+
+
+def trend_chart_options(report: dict[str, Any]) -> dict[str, Any]:
+    """Stacked bars of via LiteLLM and direct per day or week (the reconciled total), with the events as a line."""
+    interval = report['columns'][0]['name']
+    rows = report['rows']
+
+    def series(name: str, field: str, color: str, kind: str = 'bar') -> dict[str, Any]:
+        data = [round(r[f'{field}_micros'] / MICROS_PER_USD, 6) for r in rows]
+        item: dict[str, Any] = {'name': name, 'type': kind, 'data': data, 'itemStyle': {'color': color}}
+        if kind == 'bar':
+            item['stack'] = 'spend'
+        else:
+            item.update(symbolSize=5, lineStyle={'color': color, 'width': 1, 'type': 'dashed'})
+        return item
+
+    return {
+        'grid': {'left': 8, 'right': 16, 'top': 32, 'bottom': 8, 'containLabel': True},
+        'tooltip': {'trigger': 'axis', ':valueFormatter': '(value) => "$" + Number(value).toFixed(4)'},
+        'legend': {'top': 0, 'textStyle': {'color': theme.TEXT_MUTED}},
+        'xAxis': {'type': 'category', 'data': [r[interval][5:] if interval == 'day' else r[interval] for r in rows]},
+        'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'},
+                  'splitLine': {'lineStyle': {'color': 'rgba(128, 128, 128, 0.2)'}}},
+        'series': [series('Via LiteLLM', 'litellm', theme.PALETTE[1]), series('Direct', 'direct', theme.GOLD),
+                   series('Recorded', 'recorded', theme.TEXT_MUTED, 'line')],
+    }
+
+
+def report_table(report: dict[str, Any]) -> ui.table:
+    return ui.table(columns=report_columns(report), rows=report_rows(report), row_key='_key') \
+        .props('flat bordered dense wrap-cells').classes('w-full').mark('report-table')

@@ -1,0 +1,117 @@
+"""The reports page through NiceGUI's simulated user: table, trend chart, controls and the exports."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from nicegui import ui
+from nicegui.testing import User
+
+from app import runtime
+
+
+def record(**fields: object) -> None:
+    runtime.current().ledger.record({'model': 'gpt-4o', 'provider': 'openai', **fields})
+
+
+def table_rows(user: User) -> list[dict]:
+    return user.find(marker='report-table').elements.pop().rows
+
+
+def choose(user: User, marker: str, value: object) -> None:
+    user.find(marker=marker).elements.pop().value = value
+
+
+async def test_summary_by_default_with_every_group_and_the_total(user: User) -> None:
+    record(agent_id='planner', cost_usd='0.30', channel='litellm')
+    record(agent_id='coder', provider='anthropic', model='claude-sonnet-4-5', cost_usd='0.10')
+    await user.open('/reports')
+    await user.should_see('Spend summary')
+    rows = {(r['group'], r['name']): r for r in table_rows(user)}
+    assert rows[('agent', 'planner')]['cost'] == '$0.30'
+    assert rows[('provider', 'anthropic')]['share_percent'] == '25.00%'
+    assert rows[('channel', 'litellm')]['cost'] == '$0.30'
+    assert rows[('total', 'total')]['cost'] == '$0.40'
+    assert rows[('total', 'total')]['requests'] == '2'
+    await user.should_not_see(marker='report-chart')
+
+
+async def test_trend_shows_a_chart_and_a_row_per_day(user: User) -> None:
+    record(cost_usd='0.20')
+    await user.open('/reports')
+    choose(user, 'report-kind', 'trend')
+    await user.should_see('Daily spend')
+    chart = user.find(marker='report-chart').elements.pop()
+    assert [s['name'] for s in chart.options['series']] == ['Via LiteLLM', 'Direct', 'Recorded']
+    rows = table_rows(user)
+    assert len(rows) >= 28  # the days of this month, zero-filled
+    assert sum(s for s in chart.options['series'][1]['data']) == pytest.approx(0.2)
+    assert [r['total'] for r in rows if r['total'] != '$0.00'] == ['$0.20']
+    choose(user, 'report-group-by', 'week')
+    await user.should_see('Weekly spend')
+    assert 4 <= len(table_rows(user)) <= 6
+
+
+async def test_custom_dates_and_a_bad_range(user: User) -> None:
+    await user.open('/reports')
+    choose(user, 'report-period', 'custom')
+    await user.should_see('Pick both dates')
+    choose(user, 'report-from', '2026-03-10')
+    choose(user, 'report-to', '2026-03-01')
+    await user.should_see('to must be after from')
+    choose(user, 'report-to', '2026-03-12')
+    await user.should_see('Spend summary, 2026-03-10 to 2026-03-12')
+    choose(user, 'report-kind', 'comparison')
+    await user.should_see('Spend 2026-03-10 to 2026-03-12 against 2026-03-07 to 2026-03-09')
+
+
+async def test_projection_hides_the_period_controls(user: User) -> None:
+    await user.open('/reports')
+    choose(user, 'report-kind', 'projection')
+    await user.should_see('Projection at')
+    assert [r['period'] for r in table_rows(user)] == ['day', 'week', 'month']
+    await user.should_not_see(marker='report-period')
+    await user.should_not_see(marker='report-group-by')
+
+
+@pytest.mark.parametrize('fmt', ['csv', 'md', 'json'])
+async def test_exports_download_the_api_file(user: User, fmt: str) -> None:
+    record(agent_id='=HYPERLINK("http://evil")', cost_usd='0.25')
+    await user.open('/reports')
+    await user.should_see('Spend summary')
+    user.find(marker=f'export-{fmt}').click()
+    response = await user.download.next()
+    assert response.status_code == 200
+    if fmt == 'csv':
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert {r['name'] for r in rows if r['group'] == 'agent'} == {'\'=HYPERLINK("http://evil")'}
+        assert response.headers['content-disposition'].startswith('attachment; filename="spendgauge-summary-')
+    elif fmt == 'md':
+        assert response.text.startswith('# Spend summary')
+    else:
+        assert json.loads(response.text)['totals']['total_micros'] == 250_000
+
+
+async def test_export_in_a_desktop_window_saves_the_file(user: User, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import native
+
+    monkeypatch.setenv('HOME', str(tmp_path))
+    (tmp_path / 'Downloads').mkdir()
+    monkeypatch.setattr(native, 'active', True)
+    record(agent_id='planner', cost_usd='0.10')
+    await user.open('/reports')
+    user.find(marker='export-md').click()
+    await user.should_see('Saved ', retries=20)
+    saved = list((tmp_path / 'Downloads').glob('spendgauge-summary-*.md'))
+    assert len(saved) == 1 and '| agent | planner |' in saved[0].read_text()
+
+
+async def test_the_navigation_links_to_reports(user: User) -> None:
+    await user.open('/')
+    user.find('Reports').click()
+    await user.should_see('Spend summary')
+    assert user.find(kind=ui.table, marker='report-table').elements
