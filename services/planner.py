@@ -30,7 +30,7 @@ from sqlalchemy import Connection, select
 
 from app.models import Task
 from services.ledger import TASK_SPEND
-from services.money import micros_to_usd, money
+from services.money import format_usd, money
 
 MICROS_PER_CENT = 10_000
 EXACT_WORK = 2_000_000  # Pareto states the exact search may visit; ~1-2 s of pure Python at worst
@@ -301,7 +301,7 @@ def _number(value: Priority) -> int | float:
 
 
 def _usd(micros: int | None) -> str:
-    return f'${micros_to_usd(micros or 0)}'
+    return format_usd(micros or 0)
 
 
 # --- database layer ----------------------------------------------------------------------------------------------
