@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from services import agents, budget, eco, sessions, tasks
+from services import agents, budget, eco, planner, sessions, tasks
 from services.alerts import ALERTS
 from services.forecast import day_forecast
 from services.notify import last_eco_delivery
@@ -53,6 +53,7 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
         'sync': sync_status(conn, list(config.configured_sources)),
         'eco_delivery': last_eco_delivery(conn),
         **alert_counts(conn),
+        'plan': planner.plan_open_tasks(conn, summary['remaining_micros'], now),
     }
 
 

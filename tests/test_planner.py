@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nicegui.testing import User
-from sqlalchemy import Engine
 
 from app import runtime
 from services import planner, tasks
