@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live clean
+.PHONY: run test lint bench bench-live bench-planner clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(VENV)/.installed-dev
 
 bench-live: $(VENV)/.installed-dev  # needs Debian's chromium (apt-get install chromium)
 	$(BIN)/python bench/live.py
+
+bench-planner: $(VENV)/.installed-dev
+	$(BIN)/python bench/planner.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

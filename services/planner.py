@@ -5,12 +5,15 @@ the tasks run now under the budget exactly (0/1 knapsack) whenever the search st
 falls back to a greedy by priority per dollar that is guaranteed at least half of the optimum beyond that.
 
 Costs are rounded UP to whole cents and the budget DOWN, so a plan never spends more than the budget, whatever
-the micro-dollars add up to. The exact search is a sparse dynamic programme over Pareto-optimal (cost, priority)
-states, items taken in order of priority per dollar: a state is dropped when a cheaper one is worth at least as
-much (dominance), or when even the fractional relaxation of the tasks still to come cannot lift it to the best
-plan already found (bound). Its frontier never holds more states than min(capacity, total priority) + 1, so an
-instance with `tasks x (that + 1) <= EXACT_WORK` is always solved exactly; larger ones are tried with the same
-work budget (the bound usually keeps the frontier tiny) and only fall back to the greedy when it runs out.
+the micro-dollars add up to. Priorities are scaled to integers (six decimal places at most), so all of it is exact
+integer arithmetic. The exact search is a sparse dynamic programme over Pareto-optimal (cost, priority) states,
+items taken in order of priority per dollar: a state is dropped when a cheaper one is worth at least as much
+(dominance), or when even the fractional relaxation of the tasks still to come cannot lift it above the best plan
+found so far (bound); it stops early when a plan reaches the fractional optimum of the whole instance, and does
+not start when the greedy already does. Its frontier never holds more than min(capacity, total priority) + 1
+states, so an instance with `tasks x (that + 1) <= EXACT_WORK` ("cells") is always solved exactly; larger ones are
+tried with the same work budget (the bound usually keeps the frontier tiny) and fall back to the greedy only when it
+runs out.
 
 The database layer (`estimate_missing`, `open_tasks`, `plan_open_tasks`) fills missing estimates from the median
 actual cost of the agent's finished tasks and reads the pending tasks for the dashboard.
@@ -34,6 +37,7 @@ from services.money import format_usd, money
 
 MICROS_PER_CENT = 10_000
 EXACT_WORK = 2_000_000  # Pareto states the exact search may visit; ~1-2 s of pure Python at worst
+DASHBOARD_WORK = 200_000  # the dashboard replans on every reload: a tenth of that at most
 MAX_TASKS = 5_000
 MAX_PRIORITY = 1_000_000
 PRIORITY_PLACES = 6  # priorities are ranks: finer than a millionth means nothing
@@ -96,6 +100,7 @@ class Plan:
     method: str  # 'exact' or 'greedy'
     bound: Fraction  # the plan is worth at least this share of the best possible one
     cells: int  # tasks x (capacity + 1) of the knapsack actually searched, after reductions
+    exact_work: int = EXACT_WORK  # up to this many cells the plan is always exact
 
     @property
     def remaining_after_micros(self) -> int:
@@ -114,7 +119,7 @@ class Plan:
             'bound_note': 'optimal' if self.method == 'exact' else
             f'at least {float(self.bound):.1%} of the optimal total priority (greedy guarantees 50%)',
             'cells': self.cells,
-            'exact_limit_cells': EXACT_WORK,
+            'exact_limit_cells': self.exact_work,
         }
 
 
@@ -156,7 +161,7 @@ def plan(tasks: Sequence[PlanTask], remaining_micros: int, now: datetime, exact_
     deferred.sort(key=lambda d: (REASONS.index(d.reason), -d.task.priority, d.task.id))
     used = sum(t.cost_micros or 0 for t in run_now)
     return Plan(tuple(run_now), tuple(deferred), remaining_micros, used, sum((t.priority for t in run_now), 0),
-                method, bound, cells)
+                method, bound, cells, exact_work)
 
 
 def _knapsack(weights: list[int], values: list[int], capacity: int,
@@ -172,12 +177,14 @@ def _knapsack(weights: list[int], values: list[int], capacity: int,
     cells = n * (min(capacity, sum(values)) + 1)
     order = sorted(range(n), key=lambda i: (-Fraction(values[i], weights[i]), -values[i]))
     greedy = _greedy(order, weights, values, capacity)
-    exact = _pareto(order, weights, values, capacity, sum(values[i] for i in greedy), exact_work)
-    if exact is not None:
-        return exact, 'exact', Fraction(1), cells
     value = sum(values[i] for i in greedy)
-    return greedy, 'greedy', max(GREEDY_BOUND, Fraction(value) / _fractional_bound(order, weights, values,
-                                                                                     capacity)), cells
+    upper = _fractional_bound(order, weights, values, capacity)
+    if value == math.floor(upper):  # integer values: nothing can beat the greedy
+        return greedy, 'exact', Fraction(1), cells
+    exact = _pareto(order, weights, values, capacity, value, math.floor(upper), exact_work)
+    if exact is not None:
+        return exact or greedy, 'exact', Fraction(1), cells
+    return greedy, 'greedy', max(GREEDY_BOUND, value / upper), cells
 
 
 def _greedy(order: list[int], weights: list[int], values: list[int], capacity: int) -> list[int]:
@@ -202,10 +209,12 @@ def _fractional_bound(order: list[int], weights: list[int], values: list[int], c
     return total
 
 
-def _pareto(order: list[int], weights: list[int], values: list[int], capacity: int, lower: int,
+def _pareto(order: list[int], weights: list[int], values: list[int], capacity: int, lower: int, upper: int,
             work_limit: int) -> list[int] | None:
-    """The cheapest set of the highest total value within capacity, or None when the frontier outgrew
-    `work_limit` states. States are (cost, value, chain of items taken), costs and values strictly increasing."""
+    """The items of a most valuable set within capacity ([] when none beats `lower`, the greedy's value), or None
+    when the frontier outgrew `work_limit` states. States are (cost, value, chain of items taken) with costs and
+    values strictly increasing; a state survives only if the fractional relaxation of the items still to come
+    could lift it above the best set found so far, and the search stops when that reaches `upper`."""
     ws = [weights[i] for i in order]
     vs = [values[i] for i in order]
     n = len(ws)
@@ -215,6 +224,7 @@ def _pareto(order: list[int], weights: list[int], values: list[int], capacity: i
     costs: list[int] = [0]
     vals: list[int] = [0]
     chains: list[Any] = [None]
+    best: Any = False  # the chain of the best set found by the search; False: none beat the greedy yet
     work = 0
     for k in range(n):
         w, v = ws[k], vs[k]
@@ -237,23 +247,30 @@ def _pareto(order: list[int], weights: list[int], values: list[int], capacity: i
             if val <= last:
                 continue  # a cheaper state is worth at least as much
             last = val
-            left = capacity - c  # the fractional relaxation of items k+1.. bounds what this state can still reach
+            if val > lower:
+                lower, best = val, chain
+                if lower >= upper:
+                    return _items(best, order)
+            left = capacity - c  # what this state can still reach, at most: items k+1.., the last one in part
             t = bisect_right(pw, base_w + left, k + 1) - 1
-            full_v = val + pv[t] - base_v
+            reach = val + pv[t] - base_v
             if t < n:
-                if (full_v - lower) * ws[t] + (left - (pw[t] - base_w)) * vs[t] < 0:
-                    continue
-            elif full_v < lower:
+                reach += (left - (pw[t] - base_w)) * vs[t] // ws[t]
+            if reach <= lower:
                 continue
             new_c.append(c)
             new_v.append(val)
             new_ch.append(chain)
+        if not new_c:
+            break
         costs, vals, chains = new_c, new_v, new_ch
-        lower = max(lower, vals[-1])
         work += len(costs)
         if work > work_limit:
             return None
-    chain = chains[-1]
+    return [] if best is False else _items(best, order)
+
+
+def _items(chain: Any, order: list[int]) -> list[int]:
     taken = []
     while chain is not None:
         taken.append(order[chain[0]])
@@ -362,5 +379,5 @@ def plan_open_tasks(conn: Connection, remaining_micros: int | None, now: datetim
     """The dashboard's plan for the pending tasks within what is left today; None without a daily limit."""
     if remaining_micros is None:
         return None
-    return plan(estimate_missing(conn, open_tasks(conn)), remaining_micros, now).as_dict()
+    return plan(estimate_missing(conn, open_tasks(conn)), remaining_micros, now, DASHBOARD_WORK).as_dict()
 

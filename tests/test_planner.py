@@ -190,7 +190,7 @@ def test_the_greedy_fallback_states_its_bound() -> None:
     answer = greedy.as_dict()
     assert (answer['method'], answer['bound']) == ('greedy', 0.847)
     assert 'greedy guarantees 50%' in answer['bound_note']
-    assert answer['exact_limit_cells'] == planner.EXACT_WORK
+    assert answer['exact_limit_cells'] == 0
 
 
 def test_a_plan_that_outgrows_the_work_budget_falls_back_to_the_greedy() -> None:
@@ -323,6 +323,7 @@ def test_schedule_happy_path(api: httpx.Client) -> None:
     assert_money(answer, 'budget', 10_000_000)
     assert_money(answer, 'remaining_after', 500_000)
     assert (answer['method'], answer['bound'], answer['budget_source']) == ('exact', 1.0, 'given')
+    assert answer['exact_limit_cells'] == planner.EXACT_WORK
 
 
 def test_schedule_defaults_to_what_is_left_today(api: httpx.Client) -> None:
