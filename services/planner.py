@@ -117,7 +117,7 @@ class Plan:
             'method': self.method,
             'bound': float(math.floor(self.bound * 1000) / 1000),  # rounded down: never claims more than it has
             'bound_note': 'optimal' if self.method == 'exact' else
-            f'at least {float(self.bound):.1%} of the optimal total priority (greedy guarantees 50%)',
+            f'at least {math.floor(self.bound * 1000) / 10:.1f}% of the optimal total priority (greedy guarantees 50%)',
             'cells': self.cells,
             'exact_limit_cells': self.exact_work,
         }

@@ -189,6 +189,7 @@ def test_the_greedy_fallback_states_its_bound() -> None:
     assert greedy.bound == Fraction(8) / (5 + Fraction(5 * 8, 9)), 'its value over the fractional optimum'
     answer = greedy.as_dict()
     assert (answer['method'], answer['bound']) == ('greedy', 0.847)
+    assert answer['bound_note'].startswith('at least 84.7% of the optimal')  # 0.84705...: rounded down
     assert 'greedy guarantees 50%' in answer['bound_note']
     assert answer['exact_limit_cells'] == 0
 
