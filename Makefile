@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live bench-forecast clean
+.PHONY: run test lint bench bench-live bench-forecast bench-planner clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-live: $(VENV)/.installed-dev  # needs Debian's chromium (apt-get install c
 
 bench-forecast: $(VENV)/.installed-dev
 	$(BIN)/python bench/forecast.py
+
+bench-planner: $(VENV)/.installed-dev
+	$(BIN)/python bench/planner.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -150,6 +150,7 @@ class Task(SQLModel, table=True):
     estimated_cost_micros: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime
     updated_at: datetime
+    deadline: datetime | None = None
 
 
 class AppSetting(SQLModel, table=True):

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from services import agents, budget, eco, sessions, tasks, thresholds
+from services import agents, budget, eco, planner, sessions, tasks, thresholds
 from services.alerts import ALERTS
 from services.forecast import day_forecast
 from services.notify import last_eco_delivery
@@ -54,6 +54,7 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
         'eco_delivery': last_eco_delivery(conn),
         'thresholds': thresholds.get_thresholds(conn).as_dict(),
         **alert_counts(conn),
+        'plan': planner.plan_open_tasks(conn, summary['remaining_micros'], now),
     }
 
 

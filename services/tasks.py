@@ -11,12 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from app.models import Task
 from services.ledger import TASK_SPEND
 from services.money import micros_to_usd, money
+from services.periods import checked_utc
 
 TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 STATUSES = ('pending', 'running', 'done', 'failed', 'cancelled')
 MAX_ESTIMATE_MICROS = 10**15  # $1,000,000,000
 MAX_PRIORITY = 1_000_000  # well inside the INTEGER column
-EDITABLE = ('title', 'agent_id', 'status', 'priority', 'estimated_cost_micros')
+EDITABLE = ('title', 'agent_id', 'status', 'priority', 'estimated_cost_micros', 'deadline')
 
 
 class TaskNotFound(LookupError):
@@ -29,12 +30,14 @@ class TaskExists(ValueError):
 
 def create_task(conn: Connection, title: str, task_id: str | None = None, agent_id: str | None = None,
                 status: str = 'pending', priority: int = 0, estimated_cost_micros: int | None = None,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, deadline: datetime | None = None) -> dict[str, Any]:
     """Insert a task (the id is generated when missing); TaskExists when the id is taken."""
     task_id = task_id or f'task-{uuid.uuid4().hex}'
     values = {'title': title, 'agent_id': agent_id, 'status': status, 'priority': priority,
-              'estimated_cost_micros': estimated_cost_micros}
+              'estimated_cost_micros': estimated_cost_micros, 'deadline': deadline}
     _check(values)
+    if deadline is not None:
+        values['deadline'] = checked_utc(deadline, 'deadline')
     if conn.execute(select(exists().where(TASKS.c.id == task_id))).scalar():
         raise TaskExists(f'id: a task {task_id!r} already exists')
     now = now or datetime.now(UTC)
@@ -54,16 +57,20 @@ def get_task(conn: Connection, task_id: str) -> dict[str, Any]:
 
 def update_task(conn: Connection, task_id: str, changes: dict[str, Any],
                 now: datetime | None = None) -> tuple[dict[str, Any], bool]:
-    """Apply `changes` (keys from EDITABLE; None clears agent_id and the estimate). Returns the task and whether
-    anything changed; updated_at only moves when something did."""
+    """Apply `changes` (keys from EDITABLE; None clears agent_id, the estimate and the deadline). Returns the task
+    and whether anything changed; updated_at only moves when something did."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise ValueError(f'{sorted(unknown)[0]}: cannot be changed')
+    if changes.get('deadline') is not None:
+        changes = {**changes, 'deadline': checked_utc(changes['deadline'], 'deadline').isoformat()}
     current = get_task(conn, task_id)
     changed = {k: v for k, v in changes.items() if current[k] != v}
     if not changed:
         return current, False
     _check({**current, **changed})
+    if changed.get('deadline') is not None:
+        changed['deadline'] = datetime.fromisoformat(changed['deadline'])
     conn.execute(update(TASKS).where(TASKS.c.id == task_id).values(updated_at=now or datetime.now(UTC), **changed))
     return get_task(conn, task_id), True
 
@@ -106,6 +113,7 @@ def _task(row: Any) -> dict[str, Any]:
     return {
         'id': row.id, 'title': row.title, 'agent_id': row.agent_id, 'status': row.status, 'priority': row.priority,
         'created_at': row.created_at.isoformat(), 'updated_at': row.updated_at.isoformat(),
+        'deadline': row.deadline.isoformat() if row.deadline else None,
         'estimated_cost_micros': estimate,
         'estimated_cost_usd': micros_to_usd(estimate) if estimate is not None else None,
         **money('actual_cost', actual),

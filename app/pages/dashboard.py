@@ -15,6 +15,7 @@ from components.cards import agent_card, task_card
 from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
 from components.layout import frame
+from components.plan import plan_panel
 from components.sources import reconciliation_rows, reconciliation_table, source_line
 from components.strip import channel_strip_text
 from services import eco, policies
@@ -82,6 +83,9 @@ class DashboardView:
         self.budget_settings = BudgetSettingsPanel(data)
         ui.label('Tasks').classes('text-h6')
         self.tasks()
+        with ui.card().classes('w-full gap-2').mark('plan-card'):
+            ui.label('Plan for open tasks').classes('text-overline text-grey')
+            self.plan()
         self._set_text(data)
 
     @ui.refreshable_method
@@ -110,6 +114,10 @@ class DashboardView:
             for task in items:
                 task_card(task)
 
+    @ui.refreshable_method
+    def plan(self) -> None:
+        plan_panel(self.data.get('plan'))
+
     def update(self, data: dict[str, Any]) -> None:
         """Only what changed is sent to the browser; the cards are rebuilt at least every CARD_CLOCK_S so that
         "last request 3 min ago" moves on."""
@@ -129,6 +137,8 @@ class DashboardView:
             self.tasks.refresh()
         if data['sync'] != old['sync']:
             self.sources.refresh()
+        if data.get('plan') != old.get('plan'):
+            self.plan.refresh()
         if data['reconciliation'] != old['reconciliation']:
             self.reconciliation.rows = reconciliation_rows(data['reconciliation'])
             self.reconciliation.update()

@@ -1,18 +1,20 @@
 """Budget views: today's gauge, breakdowns for any period, the daily history, and the limits."""
 from __future__ import annotations
 
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import app_settings, budget, forecast
+from services import app_settings, budget, forecast, planner
 from services.app_settings import MAX_LIMIT_MICROS
+from services.events import Label
 from services.money import money, usd_to_micros
-from services.periods import PERIODS
+from services.periods import PERIODS, checked_utc
 from services.reconciliation import channel_totals, reconcile_last_days
 
 router = APIRouter(prefix='/budget', tags=['budget'])
@@ -114,3 +116,63 @@ def set_limit(period: PeriodName, body: LimitIn, conn: WriteConn, rt: RuntimeDep
     app_settings.set_limit(conn, period, micros)
     rt.hub.publish('settings', key=f'limit.{period}')
     return {'period': period, **money('limit', micros)}
+
+
+class ScheduleTaskIn(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    id: Label
+    priority: Annotated[Decimal, Field(ge=0, le=planner.MAX_PRIORITY, allow_inf_nan=False,
+                                       description='non-negative; rounded to six decimal places')]
+    estimated_cost_usd: Annotated[Decimal, Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000, allow_inf_nan=False)] \
+        | None = Field(default=None, description="estimated from the agent's finished tasks when missing")
+    deadline: datetime | None = Field(default=None, description='ISO time (UTC when naive); deferred after it')
+    agent_id: Label | None = None
+
+    @field_validator('priority', mode='before')
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError('must be a number')
+        return value
+
+    @field_validator('deadline')
+    @classmethod
+    def _deadline_in_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else checked_utc(value, 'deadline')
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    tasks: list[ScheduleTaskIn] = Field(max_length=planner.MAX_TASKS)
+    remaining_usd: Annotated[Decimal, Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000, allow_inf_nan=False)] | None = \
+        Field(default=None, description="the budget to plan against; what is left of today's limit when missing")
+
+
+def _priority(value: Decimal) -> int | Decimal:
+    rounded = value.quantize(Decimal(1).scaleb(-planner.PRIORITY_PLACES), rounding=ROUND_HALF_EVEN)
+    return int(rounded) if rounded == rounded.to_integral_value() else rounded.normalize()
+
+
+@router.post('/schedule')
+def schedule(body: ScheduleIn, conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+    """Which of these tasks to run now within the remaining budget (most total priority; in order of priority per
+    dollar) and why the others wait. Reads only, so like the GET views it needs no token."""
+    now = datetime.now(UTC)
+    if body.remaining_usd is not None:
+        remaining, source = usd_to_micros(body.remaining_usd), 'given'
+    else:
+        s = rt.settings
+        remaining, source = budget.period_summary(conn, 'day', s.zone, s.daily_limit_micros, now)['remaining_micros'], \
+            'today'
+        if remaining is None:
+            raise BadRequest('remaining_usd: no daily limit is set, so give the budget to plan against')
+    items = [planner.PlanTask(t.id, _priority(t.priority),
+                              None if t.estimated_cost_usd is None else usd_to_micros(t.estimated_cost_usd),
+                              t.deadline, t.agent_id) for t in body.tasks]
+    try:
+        result = planner.plan(planner.estimate_missing(conn, items), remaining, now)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return {**result.as_dict(), 'budget_source': source}

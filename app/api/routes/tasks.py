@@ -1,6 +1,7 @@
 """Tasks with an estimated cost, and their actual cost from the usage events that name them."""
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -30,10 +31,12 @@ class TaskIn(BaseModel):
     status: Status = 'pending'
     priority: Priority = 0
     estimated_cost_usd: EstimateUsd | None = None
+    deadline: datetime | None = Field(default=None, description='ISO time (UTC when naive); the planner defers '
+                                      'a pending task after it')
 
 
 class TaskPatch(BaseModel):
-    """Only the fields given change; null clears agent_id and estimated_cost_usd."""
+    """Only the fields given change; null clears agent_id, estimated_cost_usd and deadline."""
 
     model_config = ConfigDict(extra='forbid')
 
@@ -42,6 +45,7 @@ class TaskPatch(BaseModel):
     status: Status | None = None
     priority: Priority | None = None
     estimated_cost_usd: EstimateUsd | None = None
+    deadline: datetime | None = None
 
     @model_validator(mode='after')
     def _required_not_null(self) -> TaskPatch:
@@ -60,7 +64,7 @@ def create_task(body: TaskIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]
     """Register a task; 409 when the id is taken."""
     try:
         task = tasks.create_task(conn, body.title, body.id, body.agent_id, body.status, body.priority,
-                                 _micros(body.estimated_cost_usd))
+                                 _micros(body.estimated_cost_usd), deadline=body.deadline)
     except tasks.TaskExists as exc:
         raise HTTPException(409, str(exc)) from None
     except ValueError as exc:
@@ -89,7 +93,7 @@ def get_task(task_id: str, conn: ReadConn) -> dict[str, Any]:
 
 @router.patch('/{task_id:path}', dependencies=WRITE)
 def update_task(task_id: str, body: TaskPatch, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
-    """Change any of title, agent_id, status, priority, estimated_cost_usd."""
+    """Change any of title, agent_id, status, priority, estimated_cost_usd, deadline."""
     changes = body.model_dump(include=body.model_fields_set)
     if 'estimated_cost_usd' in changes:
         changes['estimated_cost_micros'] = _micros(changes.pop('estimated_cost_usd'))

@@ -1,0 +1,69 @@
+"""The planner panel: the plan for the open tasks as `services.planner` answers it (a plain dict), or None."""
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from components.cards import short_usd
+
+SHOWN = 8  # items per list; the rest are counted
+REASON_TEXT = {'over_budget': 'over budget', 'lower_value': 'lower value', 'after_deadline': 'after deadline',
+               'no_estimate': 'no estimate'}
+REASON_COLOURS = {'over_budget': 'red', 'lower_value': 'grey', 'after_deadline': 'orange', 'no_estimate': 'amber'}
+
+
+def plan_summary_text(plan: dict[str, Any]) -> str:
+    count = len(plan['run_now'])
+    method = 'optimal' if plan['method'] == 'exact' else f'greedy, ≥ {plan["bound"]:.0%} of optimal'
+    return (f'Run now: {count} task{"" if count == 1 else "s"} for {short_usd(plan["scheduled_cost_micros"])} of '
+            f'{short_usd(plan["budget_micros"])} · total priority {plan["total_priority"]:,} ({method})')
+
+
+def plan_panel(plan: dict[str, Any] | None) -> None:
+    """Two lists, run now and deferred (with the reason), and the budget left after the plan."""
+    if plan is None:
+        ui.label('No daily limit is set: every pending task can run').classes('text-grey').mark('plan-empty')
+        return
+    if not plan['run_now'] and not plan['defer']:
+        ui.label('No pending tasks to plan').classes('text-grey').mark('plan-empty')
+        return
+    ui.label(plan_summary_text(plan)).classes('text-body1').mark('plan-summary')
+    ui.label(f'Left after: {short_usd(plan["remaining_after_micros"])}').classes('text-subtitle1 font-medium') \
+        .mark('plan-left')
+    with ui.element('div').classes('grid grid-cols-1 md:grid-cols-2 gap-4 w-full'):
+        with ui.column().classes('gap-1').mark('plan-run-now'):
+            ui.label('Run now, by priority per dollar').classes('text-caption text-grey')
+            for item in plan['run_now'][:SHOWN]:
+                _item(item)
+            _more(plan['run_now'], 'Nothing fits the budget')
+        with ui.column().classes('gap-1').mark('plan-defer'):
+            ui.label('Deferred').classes('text-caption text-grey')
+            for item in plan['defer'][:SHOWN]:
+                with _item(item) as row:
+                    row.props['data-reason'] = item['reason']
+                    ui.badge(REASON_TEXT.get(item['reason'], item['reason']),
+                             color=REASON_COLOURS.get(item['reason'], 'grey')).props('outline')
+                    ui.tooltip(item['detail'])
+            _more(plan['defer'], 'Nothing deferred')
+
+
+def _item(item: dict[str, Any]) -> ui.row:
+    with ui.row().classes('w-full items-center gap-2 no-wrap').mark('plan-item') as row:
+        row.props['data-task'] = item['id']
+        ui.label(item.get('title') or item['id']).classes('ellipsis')
+        ui.label(f'{_cost(item)} · priority {item["priority"]:,}').classes('text-caption text-grey no-wrap')
+    return row
+
+
+def _cost(item: dict[str, Any]) -> str:
+    if item['cost_micros'] is None:
+        return 'no estimate'
+    return f'{short_usd(item["cost_micros"])}{" (est.)" if item["estimated"] else ""}'
+
+
+def _more(items: list[dict[str, Any]], empty: str) -> None:
+    if not items:
+        ui.label(empty).classes('text-caption text-grey')
+    elif len(items) > SHOWN:
+        ui.label(f'and {len(items) - SHOWN} more').classes('text-caption text-grey')
