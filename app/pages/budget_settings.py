@@ -36,11 +36,13 @@ class BudgetSettingsPanel:
     def __init__(self, data: dict[str, Any]) -> None:
         with ui.expansion('Budget settings', icon='tune').classes('w-full').mark('budget-settings'):
             with ui.row().classes('w-full items-end gap-4'):
-                self.daily = ui.input('Daily limit (USD)').props('dense inputmode=decimal').mark('daily-limit')
+                self.daily = ui.input('Daily limit (USD)').props('dense inputmode=decimal').classes('w-36') \
+                    .mark('daily-limit')
                 self.session = ui.input('Per agent and session (USD)').props('dense inputmode=decimal clearable') \
-                    .mark('session-threshold').tooltip('An agent crossing this within one session is reported')
+                    .classes('w-56').mark('session-threshold') \
+                    .tooltip('An agent crossing this within one session is reported')
                 self.day = ui.input('Per agent and day (USD)').props('dense inputmode=decimal clearable') \
-                    .mark('day-threshold').tooltip('An agent crossing this today is reported')
+                    .classes('w-56').mark('day-threshold').tooltip('An agent crossing this today is reported')
                 self.pause = ui.checkbox('Pause an agent that crosses one').mark('pause-on-threshold')
                 ui.button('Save', icon='save', on_click=self.save).props('dense').mark('save-budget-settings')
             self.note = ui.label().classes('text-caption text-grey').mark('thresholds-note')

@@ -41,6 +41,7 @@ def acknowledge(alert_id: int, conn: WriteConn, rt: RuntimeDep, body: AckIn | No
         result = alerts.acknowledge(conn, alert_id, (body or AckIn()).by)
     except alerts.AlertNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    conn.commit()  # before the news goes out: listeners read what was written
     rt.hub.publish('alerts', alert_id=alert_id)
     return result
 
@@ -52,5 +53,6 @@ def resolve(alert_id: int, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
         result = alerts.resolve(conn, alert_id)
     except alerts.AlertNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    conn.commit()  # before the news goes out: listeners read what was written
     rt.hub.publish('alerts', alert_id=alert_id)
     return result

@@ -114,6 +114,7 @@ def set_limit(period: PeriodName, body: LimitIn, conn: WriteConn, rt: RuntimeDep
     """Set the day, week or month limit in USD."""
     micros = usd_to_micros(body.limit_usd)
     app_settings.set_limit(conn, period, micros)
+    conn.commit()  # before the news goes out: the feed reloads what was written
     rt.hub.publish('settings', key=f'limit.{period}')
     return {'period': period, **money('limit', micros)}
 

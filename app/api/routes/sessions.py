@@ -41,5 +41,6 @@ def end_session(session_id: str, conn: WriteConn, rt: RuntimeDep) -> dict[str, A
         result = sessions.end_session(conn, session_id)
     except sessions.SessionNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    conn.commit()  # before the news goes out: listeners read what was written
     rt.hub.publish('sessions', session_id=session_id, ended=True)
     return result
