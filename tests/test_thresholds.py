@@ -2,6 +2,7 @@
 the dashboard panel."""
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import httpx
@@ -126,3 +127,17 @@ async def test_the_panel_saves_the_thresholds_and_the_daily_limit(user: User) ->
     user.find(marker='save-budget-settings').click()
     await user.should_see("Per agent and day: 'nothing' is not an amount in USD")
     assert stored()[0].day_micros == 4_000_000
+
+
+async def test_crossing_a_threshold_toasts_on_the_open_page(user: User) -> None:
+    rt = runtime.current()
+    with rt.engine.begin() as conn:
+        thresholds.set_thresholds(conn, Decimal('0.50'), None, pause=True)
+    assert rt.checker is not None
+    rt.checker.rebuild()
+    await user.open('/')
+    await asyncio.to_thread(rt.ledger.record, {'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.75',
+                                               'agent_id': 'looper', 'session_id': 's-9'})
+    await settle(lambda: user.notify.contains(
+        'limit_exceeded: Agent session threshold (agent looper): $0.75 of $0.50 (150.0%) this session; agent paused'))
+    await user.should_see('Resume')  # the agent card follows the pause
