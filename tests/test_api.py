@@ -35,6 +35,16 @@ def test_unknown_endpoint_is_404_json(api: httpx.Client, method: str, path: str)
     assert_client_error(api.request(method, path), 404, mentions=path)
 
 
+@pytest.mark.parametrize(('method', 'path'), [
+    ('GET', '/policies/{}'), ('PATCH', '/policies/{}'), ('DELETE', '/policies/{}'), ('POST', '/alerts/{}/ack'),
+    ('POST', '/alerts/{}/resolve')])
+@pytest.mark.parametrize('row_id', ['81927109827723878465536', '0', '-1'])
+def test_ids_no_row_can_have_are_refused(api: httpx.Client, method: str, path: str, row_id: str) -> None:
+    """Found by schemathesis: an id beyond BIGINT reached the database driver and overflowed (a 500)."""
+    body = {'limit_usd': '1'} if method == 'PATCH' else None
+    assert_client_error(api.request(method, path.format(row_id), json=body), 422, mentions='_id: Input should be')
+
+
 def test_docs_and_openapi_schema(server: Server) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         docs = client.get('/docs')

@@ -5,7 +5,7 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, Header, HTTPException, Path
 from sqlalchemy import Connection
 
 from app import runtime as runtime_module
@@ -47,3 +47,6 @@ def require_token(rt: RuntimeDep, authorization: Annotated[str | None, Header()]
 
 
 WRITE = [Depends(require_token)]
+
+# A row id in a path: larger ids cannot exist (BIGINT), and passing them on would overflow the database driver.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description='row id')]

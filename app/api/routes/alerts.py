@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.deps import WRITE, ReadConn, RowId, RuntimeDep, WriteConn
 from services import alerts, notify
 
 router = APIRouter(prefix='/alerts', tags=['alerts'])
@@ -35,7 +35,7 @@ def list_deliveries(conn: ReadConn, kind: Literal['alert', 'eco'] | None = None,
 
 
 @router.post('/{alert_id}/ack', dependencies=WRITE)
-def acknowledge(alert_id: int, conn: WriteConn, rt: RuntimeDep, body: AckIn | None = None) -> dict[str, Any]:
+def acknowledge(alert_id: RowId, conn: WriteConn, rt: RuntimeDep, body: AckIn | None = None) -> dict[str, Any]:
     """Acknowledge an alert (by whom)."""
     try:
         result = alerts.acknowledge(conn, alert_id, (body or AckIn()).by)
@@ -47,7 +47,7 @@ def acknowledge(alert_id: int, conn: WriteConn, rt: RuntimeDep, body: AckIn | No
 
 
 @router.post('/{alert_id}/resolve', dependencies=WRITE)
-def resolve(alert_id: int, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+def resolve(alert_id: RowId, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
     """Resolve an alert."""
     try:
         result = alerts.resolve(conn, alert_id)

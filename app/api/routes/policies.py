@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.deps import WRITE, ReadConn, RowId, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
 from services import policies
 from services.money import money
@@ -35,7 +35,7 @@ def list_policies(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get('/{policy_id}')
-def get_policy(policy_id: int, conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+def get_policy(policy_id: RowId, conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
     try:
         return _with_spend(policies.get_policy(conn, policy_id), rt)
     except policies.PolicyNotFound as exc:
@@ -52,7 +52,7 @@ def create_policy(body: PolicyIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, 
 
 
 @router.patch('/{policy_id}', dependencies=WRITE)
-def update_policy(policy_id: int, conn: WriteConn, rt: RuntimeDep,
+def update_policy(policy_id: RowId, conn: WriteConn, rt: RuntimeDep,
                   changes: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
     """Change some fields; the result is validated as a whole policy."""
     try:
@@ -69,7 +69,7 @@ def update_policy(policy_id: int, conn: WriteConn, rt: RuntimeDep,
 
 
 @router.delete('/{policy_id}', dependencies=WRITE)
-def delete_policy(policy_id: int, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+def delete_policy(policy_id: RowId, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
     try:
         policies.delete_policy(conn, policy_id)
     except policies.PolicyNotFound as exc:
