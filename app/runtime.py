@@ -12,6 +12,7 @@ from app.config import Settings, SettingsError, get_settings
 from app.db import create_db_engine, upgrade
 from services import policies, price_overrides
 from services.checker import Checker
+from services.cluster import Bridge, Leadership
 from services.dashboard import DashboardConfig, load_dashboard
 from services.ledger import Ledger
 from services.live import EventHub, hub
@@ -31,6 +32,8 @@ class Runtime:
     hub: EventHub
     sync: SyncService
     checker: Checker | None = None
+    leadership: Leadership | None = None
+    bridge: Bridge | None = None
 
     def load_dashboard(self) -> dict[str, Any]:
         sources = self.settings.sources
@@ -74,6 +77,9 @@ def start(settings: Settings | None = None) -> Runtime:
     preload_policies(engine, settings)
     runtime.checker = Checker(engine, hub, settings.zone)
     runtime.checker.start()
+    runtime.leadership = Leadership(engine)
+    runtime.bridge = Bridge(engine, hub)
+    runtime.bridge.start()
     _current = runtime
     log.info('database ready: %s', engine.url.render_as_string(hide_password=True))
     return runtime
@@ -102,5 +108,9 @@ def stop() -> None:
     if _current is not None:
         if _current.checker is not None:
             _current.checker.stop()
+        if _current.bridge is not None:
+            _current.bridge.stop()
+        if _current.leadership is not None:
+            _current.leadership.release()
         _current.engine.dispose()
         _current = None

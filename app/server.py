@@ -73,7 +73,8 @@ def _startup() -> None:
         _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.zone, rt.settings.daily_limit_micros)
         _notifier.start()
     sources = rt.settings.sources
-    _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min)
+    _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min,
+                     rt.leadership.is_leader if rt.leadership is not None else lambda: True)
     _jobs.add_periodic('anomaly', partial(run_anomaly_check, rt.engine, rt.hub), ANOMALY_MINUTES)
     _jobs.add_periodic('forecast', partial(run_exhaustion_check, rt.engine, rt.hub, rt.settings.zone,
                                            rt.settings.daily_limit_micros), FORECAST_MINUTES)

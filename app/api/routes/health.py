@@ -7,13 +7,15 @@ from fastapi import APIRouter
 from sqlalchemy import text
 
 from app import __version__
-from app.api.deps import ReadConn
+from app.api.deps import ReadConn, RuntimeDep
 
 router = APIRouter(tags=['health'])
 
 
 @router.get('/health')
-def health(conn: ReadConn) -> dict[str, Any]:
-    """200 when the server and its database answer."""
+def health(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+    """200 when the server and its database answer; `scheduler` says whether this instance runs the scheduled
+    jobs (`leader`) or another instance on the same PostgreSQL does (`standby`)."""
     conn.execute(text('SELECT 1'))
-    return {'status': 'ok', 'version': __version__, 'database': conn.dialect.name}
+    return {'status': 'ok', 'version': __version__, 'database': conn.dialect.name,
+            'scheduler': rt.leadership.role if rt.leadership is not None else 'leader'}

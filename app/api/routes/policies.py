@@ -17,6 +17,7 @@ router = APIRouter(prefix='/policies', tags=['policies'])
 def _rebuild(rt: RuntimeDep) -> None:
     if rt.checker is not None:
         rt.checker.rebuild()
+    rt.hub.publish('policies')  # other instances on the same PostgreSQL recount too
 
 
 def _with_spend(policy: policies.PolicyRule, rt: RuntimeDep) -> dict[str, Any]:

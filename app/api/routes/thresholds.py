@@ -41,4 +41,5 @@ def put_thresholds(body: ThresholdsIn, conn: WriteConn, rt: RuntimeDep) -> dict[
     conn.commit()
     if rt.checker is not None:
         rt.checker.rebuild()
+    rt.hub.publish('policies')  # other instances on the same PostgreSQL recount too
     return stored.as_dict()
