@@ -20,6 +20,7 @@ from services.ledger import Ledger
 from services.live import EventHub
 from services.pricing import Pricer
 from tests.conftest import fresh_postgres_engine, postgres_url
+from tests.servers import start_server
 
 ZONE = ZoneInfo('Europe/Berlin')
 
@@ -125,3 +126,26 @@ def test_budget_counters_follow_another_instances_writes(pg_engines: tuple[Engin
         for _, _, checker, bridge in instances:
             bridge.stop()
             checker.stop()
+
+
+def test_two_servers_on_one_database(tmp_path: Path) -> None:
+    """Two real server processes: one leads the scheduler, and a check on B blocks on spend recorded through A."""
+    url = postgres_url()
+    fresh_postgres_engine(url).dispose()
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    a = start_server(tmp_path / 'a', database_url=url)
+    b = start_server(tmp_path / 'b', database_url=url)
+    try:
+        with a.client() as api_a, b.client() as api_b:
+            eventually(lambda: {api_a.get('/health').json()['scheduler'], api_b.get('/health').json()['scheduler']}
+                       == {'leader', 'standby'}, timeout=20)
+            policy = api_b.post('/policies', json={'name': 'team day', 'limit_usd': '1', 'action': 'block'})
+            assert policy.status_code == 201, policy.text
+            eventually(lambda: len(api_a.post('/check', json={}).json()['policies']) == 1)
+            record = {'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.90', 'agent_id': 'coder'}
+            assert api_a.post('/usage', json=record).status_code == 201
+            eventually(lambda: api_b.post('/check', json={'estimated_cost_usd': '0.20'}).json()['decision'] == 'block')
+    finally:
+        a.stop()
+        b.stop()
