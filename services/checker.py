@@ -43,6 +43,8 @@ ROLLUP_DIMENSION = {'global': None, 'agent': 'agent_id', 'provider': 'provider',
 BILLED_SCOPES = ('global', 'provider')  # scopes that provider bills and LiteLLM pulls describe
 SESSION_RETRY_S = 60  # a throttled session-period policy has no end to pace against
 MAX_RETRY_S = 900  # callers re-check at least this often
+SESSION_IDLE = timedelta(hours=24)  # a session without events this long leaves memory (and recounts)
+PRUNE_EVERY = timedelta(minutes=10)
 ALERTS = ((3, 'limit_exceeded', 'critical'), (2, 'threshold_critical', 'critical'),
           (1, 'threshold_warning', 'warning'))
 
@@ -124,6 +126,12 @@ class Checker:
         self._ends: dict[datetime, str] = {}  # period end -> its ISO text, computed once
         self._paused: set[str] = set()
         self._raised: set[str] = set()  # dedupe keys raised by this process: skip the database on repeats
+        self._session_rules = False
+        self._session_seen: dict[str, datetime] = {}  # session id -> its latest event counted
+        self._unverified: dict[str, int] = {}  # sessions first seen since the last recount -> the cost applied
+        self._verifying = False
+        self._pruned_at = datetime.now(UTC)
+        self.recounts = 0  # full recounts from the database since start
         self._unsubscribe: Callable[[], None] | None = None
         self.eco_mode = False  # follows the 'eco' events, so a check needs no query
 
@@ -154,12 +162,16 @@ class Checker:
             spans = {name: period_containing(name, now, self.zone) for name in PERIODS}
             counters: dict[tuple[int, str, Any], int] = {}
             for rule in rules:
-                for (scope_key, period_key), cost in self._count(conn, rule, spans).items():
+                for (scope_key, period_key), cost in self._count(conn, rule, spans, now).items():
                     counters[(rule.policy.id, scope_key, period_key)] = cost
             billed = self._count_billed(conn, rules, spans)
+            session_rules = any(r.policy.period == 'session' for r in rules)
+            seen = self._recent_sessions(conn, now) if session_rules else {}
             with self._lock:
                 self._spans, self._rules, self._counters, self._billed = spans, rules, counters, billed
                 self._paused, self.eco_mode = paused, eco_mode
+                self._session_rules, self._session_seen, self._unverified = session_rules, seen, {}
+                self.recounts += 1
 
     def refresh_billed(self) -> None:
         """Re-read the reconciled spend (after a pull) that global and provider policies count when it is higher
@@ -196,6 +208,8 @@ class Checker:
         with self._lock:
             ids = {r.policy.id for r in self._rules if r.policy.period == 'session'}
             self._counters = {k: v for k, v in self._counters.items() if not (k[0] in ids and k[2] == session_id)}
+            self._session_seen.pop(session_id, None)
+            self._unverified.pop(session_id, None)
 
     def set_paused(self, agent_id: str, paused: bool) -> None:
         with self._lock:
@@ -239,10 +253,11 @@ class Checker:
         start = period_containing(period, ts, self.zone).start
         return None if span is not None and start < span.start else start  # a past period is no longer checked
 
-    def _count(self, conn: Connection, rule: _Rule, spans: dict[str, Period]) -> dict[tuple[str, Any], int]:
+    def _count(self, conn: Connection, rule: _Rule, spans: dict[str, Period],
+               now: datetime) -> dict[tuple[str, Any], int]:
         policy = rule.policy
         if policy.period == 'session':
-            return self._count_sessions(conn, rule)
+            return self._count_sessions(conn, rule, now)
         span = rule.custom or spans[policy.period]
         key = 'custom' if policy.period == 'custom' else span.start
         if policy.scope in ROLLUP_DIMENSION:
@@ -259,12 +274,21 @@ class Checker:
             .where(EVENTS.c.ts >= span.start, EVENTS.c.ts < span.end)
         return self._sum_events(conn.execute(query), rule, lambda _row: key)
 
-    def _count_sessions(self, conn: Connection, rule: _Rule) -> dict[tuple[str, Any], int]:
-        """Session periods: the open sessions' totals (agents from session_agents, the rest from their events)."""
+    @staticmethod
+    def _live_sessions(now: datetime) -> Any:
+        """The sessions session-period policies count: open, with an event within SESSION_IDLE."""
+        return and_(SESSIONS.c.ended_at.is_(None), SESSIONS.c.last_event_at >= now - SESSION_IDLE)
+
+    def _recent_sessions(self, conn: Connection, now: datetime) -> dict[str, datetime]:
+        rows = conn.execute(select(SESSIONS.c.id, SESSIONS.c.last_event_at).where(self._live_sessions(now)))
+        return {r.id: as_utc(r.last_event_at) for r in rows}
+
+    def _count_sessions(self, conn: Connection, rule: _Rule, now: datetime) -> dict[tuple[str, Any], int]:
+        """Session periods: the live sessions' totals (agents from session_agents, the rest from their events)."""
         policy = rule.policy
-        open_ids = select(SESSIONS.c.id).where(SESSIONS.c.ended_at.is_(None))
+        open_ids = select(SESSIONS.c.id).where(self._live_sessions(now))
         if policy.scope == 'global' or policy.scope == 'session':
-            rows = conn.execute(select(SESSIONS.c.id, SESSIONS.c.cost_micros).where(SESSIONS.c.ended_at.is_(None)))
+            rows = conn.execute(select(SESSIONS.c.id, SESSIONS.c.cost_micros).where(self._live_sessions(now)))
             return {(scope_key, r.id): int(r.cost_micros) for r in rows
                     for scope_key in rule.keys(_Values({'session_id': r.id}))}
         if policy.scope == 'agent':
@@ -302,6 +326,8 @@ class Checker:
             self.rebuild()
             return
         self.apply(rows)
+        if self._session_rules and datetime.now(UTC) - self._pruned_at > PRUNE_EVERY:
+            self.prune_sessions()
 
     def _refresh_billed_logged(self) -> None:
         try:
@@ -312,9 +338,12 @@ class Checker:
     def apply(self, rows: Iterable[SpendRow]) -> None:
         """Add stored events to the counters and raise alerts for thresholds they cross."""
         crossed: list[tuple[PolicyRule, str, Any, int, int]] = []
+        verify = False
         with self._lock:
             for row in rows:
                 ts = as_utc(row.ts)
+                if self._session_rules and row.session_id:
+                    verify |= self._saw_session(row.session_id, ts, row.cost_micros)
                 for rule in self._rules:
                     scope_keys = rule.keys(row)
                     if not scope_keys:
@@ -333,6 +362,67 @@ class Checker:
                 self._crossed(policy, scope_key, period_key, before, after)
             except Exception:
                 log.exception('could not raise the alert for policy %s', policy.id)
+        if verify:  # it closes the write gate: in this thread once its write is through
+            self.hub.gate.after_passing(self._verify_sessions)
+
+    # --- sessions in memory ---------------------------------------------------------------------------------------
+
+    def _saw_session(self, session_id: str, ts: datetime, cost: int) -> bool:
+        """Note an event of a session (under the lock). True when a new verification should start: a session not in
+        memory may be new, or one that was idle for SESSION_IDLE and left memory with its spend."""
+        seen = self._session_seen.get(session_id)
+        if seen is None or session_id in self._unverified:
+            self._unverified[session_id] = self._unverified.get(session_id, 0) + cost
+        if seen is None or ts > seen:
+            self._session_seen[session_id] = ts
+        if session_id in self._unverified and not self._verifying:
+            self._verifying = True
+            return True
+        return False
+
+    def _verify_sessions(self) -> None:
+        """A live session (the kind a recount counts) whose stored total is more than what this checker applied
+        since it first saw it had spend before: it came back from idle, so recount. Behind the closed write gate every
+        stored event has been applied, so a new session's total is exactly what was applied. Ended sessions, and
+        sessions whose events are all older than SESSION_IDLE, are counted from what arrives, as before."""
+        now = datetime.now(UTC)
+        try:
+            with self.hub.gate.closed():
+                with self._lock:
+                    pending = dict(self._unverified)
+                stored: dict[str, int] = {}
+                with self.engine.connect() as conn:
+                    ids = list(pending)
+                    for first in range(0, len(ids), 1000):
+                        query = select(SESSIONS.c.id, SESSIONS.c.cost_micros) \
+                            .where(SESSIONS.c.id.in_(ids[first:first + 1000]), self._live_sessions(now))
+                        stored.update((r.id, int(r.cost_micros)) for r in conn.execute(query))
+                resumed = any(int(stored.get(sid) or 0) > cost for sid, cost in pending.items())
+                with self._lock:
+                    self._unverified.clear()
+                    self._verifying = False
+            if resumed:
+                self.rebuild()
+        except Exception:
+            with self._lock:
+                self._verifying = False
+            log.exception('could not verify the sessions seen for budget checks')
+
+    def prune_sessions(self, now: datetime | None = None) -> int:
+        """Forget the sessions without an event for SESSION_IDLE (their counters too); returns how many."""
+        now = now or datetime.now(UTC)
+        cutoff = now - SESSION_IDLE
+        with self._lock:
+            self._pruned_at = now
+            idle = {sid for sid, ts in self._session_seen.items() if ts < cutoff}
+            if not idle:
+                return 0
+            ids = {r.policy.id for r in self._rules if r.policy.period == 'session'}
+            self._counters = {k: v for k, v in self._counters.items() if not (k[0] in ids and k[2] in idle)}
+            for sid in idle:
+                del self._session_seen[sid]
+                self._unverified.pop(sid, None)
+        return len(idle)
 
     def spent(self, policy_id: int, scope_key: str = '', period_key: Any = None) -> int:
         with self._lock:

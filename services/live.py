@@ -29,10 +29,12 @@ class WriteGate:
     of in-memory totals closes the gate, waits for the writes inside, and so sees each event exactly once: either in
     the database it reads or in an event published after it has finished.
 
-    A thread inside `passing` must not call `closed` (it would wait for itself)."""
+    A thread inside `passing` must not call `closed` (it would wait for itself): work that needs it is handed to
+    `after_passing`, which runs it in the same thread once that thread is out of the gate."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._local = threading.local()  # this thread's depth in `passing`, and what to run when it is out
         self._inside = 0
         self._waiting = 0  # writes held out by the last closing: they pass before the gate closes again
         self._closed = False
@@ -48,13 +50,33 @@ class WriteGate:
                 if not self._waiting:
                     self._cond.notify_all()
             self._inside += 1
+        local = self._local
+        local.depth = getattr(local, 'depth', 0) + 1
         try:
             yield
         finally:
+            local.depth -= 1
             with self._cond:
                 self._inside -= 1
                 if not self._inside:
                     self._cond.notify_all()
+            if not local.depth:
+                self._run_after()
+
+    def after_passing(self, job: Callable[[], None]) -> None:
+        """Run `job` when this thread is out of the gate: now, or when its current write is through."""
+        if getattr(self._local, 'depth', 0):
+            self._local.__dict__.setdefault('after', []).append(job)
+        else:
+            job()
+
+    def _run_after(self) -> None:
+        jobs, self._local.after = getattr(self._local, 'after', []), []
+        for job in jobs:
+            try:
+                job()
+            except Exception:
+                log.exception('a job after a ledger write failed')
 
     @contextmanager
     def closed(self) -> Iterator[None]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from services import alerts, eco, policies
+from services import alerts, eco, policies, sessions
 from services.checker import Checker, CheckRequest, step_for
 from services.ledger import Ledger
 from services.live import EventHub, LiveEvent
@@ -154,9 +154,13 @@ def test_custom_range_and_session_period(ledger: Ledger, engine: Engine) -> None
     result = checker.check(CheckRequest(agent_id='a', session_id='s1', estimated_cost_micros=500_000), now=in_march)
     assert result['decision'] == 'block'
     assert {p['id'] for p in result['policies']} == {custom.id, session.id}
+    # a day after s1's last event: s2 (a month older) has left memory, on a recount as after pruning
+    next_day = datetime(2026, 4, 1, 12, tzinfo=UTC)
     rebuilt = Checker(engine, EventHub(), ZONE)
-    rebuilt.rebuild()
-    assert rebuilt.counters() == checker.counters()
+    rebuilt.rebuild(now=next_day)
+    assert checker.prune_sessions(next_day) == 1
+    assert rebuilt.counters() == checker.counters() == {(custom.id, '', 'custom'): 200_000,
+                                                        (session.id, 'a', 's1'): 600_000}
 
 
 # --- exact counters -----------------------------------------------------------------------------------------------
@@ -406,3 +410,44 @@ def test_an_ended_session_is_forgotten(ledger: Ledger, engine: Engine) -> None:
     assert checker.spent(policy.id, 'a', 's-old') == 400_000
     ledger.hub.publish('sessions', session_id='s-old', ended=True)
     assert checker.spent(policy.id, 'a', 's-old') == 0 and checker.spent(policy.id, 'a', 's-new') == 100_000
+
+
+def test_idle_sessions_leave_memory_and_come_back_with_their_spend(ledger: Ledger, engine: Engine) -> None:
+    from datetime import timedelta
+
+    from services.checker import SESSION_IDLE
+
+    policy = add(engine, scope='agent', limit_usd='1', period='session', action='block')
+    checker = Checker(engine, ledger.hub, ZONE)
+    checker.start()
+    recounts = checker.recounts
+    spend(ledger, '0.30', agent_id='a', session_id='s-idle')
+    spend(ledger, '0.20', agent_id='a', session_id='s-busy')  # each write checks its new sessions when it is through
+    assert checker.recounts == recounts, 'new sessions need no recount'
+    assert checker.prune_sessions(datetime.now(UTC) + SESSION_IDLE + timedelta(minutes=1)) == 2
+    assert checker.counters() == {}
+
+    spend(ledger, '0.60', agent_id='a', session_id='s-idle')  # it comes back: $0.90 in all, not $0.60
+    assert checker.spent(policy.id, 'a', 's-idle') == 900_000
+    assert checker.recounts == recounts + 1
+    assert checker.check(CheckRequest(agent_id='a', session_id='s-idle', estimated_cost_micros=200_000))[
+        'decision'] == 'block'
+    # a recount leaves out the sessions idle for longer than SESSION_IDLE
+    later = datetime.now(UTC) + SESSION_IDLE + timedelta(hours=1)
+    checker.rebuild(now=later)
+    assert checker.counters() == {}
+
+
+def test_events_of_ended_or_long_past_sessions_cause_no_recounts(ledger: Ledger, engine: Engine) -> None:
+    add(engine, scope='agent', limit_usd='1', period='session', action='block')
+    checker = Checker(engine, ledger.hub, ZONE)
+    checker.start()
+    recounts = checker.recounts
+    for n in range(3):  # a backfill of an old session, and events after a session ended
+        spend(ledger, '0.10', agent_id='a', session_id='s-2025', ts=f'2025-01-0{n + 1}T10:00:00+00:00')
+        spend(ledger, '0.10', agent_id='a', session_id='s-ended')
+        if n == 0:
+            with engine.begin() as conn:
+                sessions.end_session(conn, 's-ended')
+            ledger.hub.publish('sessions', session_id='s-ended', ended=True)
+    assert checker.recounts == recounts
