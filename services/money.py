@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
 
 MICROS_PER_USD = 1_000_000
 
@@ -17,6 +18,7 @@ def usd_to_micros(usd: Decimal | int | str) -> int:
     return int((value * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
+@lru_cache(maxsize=8192)  # budget checks format the same few counters thousands of times a second
 def micros_to_usd(micros: int) -> str:
     """`7250` -> `'0.007250'`: exact, six decimals, no float on the way."""
     whole, fraction = divmod(abs(micros), MICROS_PER_USD)
