@@ -234,6 +234,21 @@ async def test_policies_page_add_edit_delete(user: User) -> None:
     await user.should_see('No policies yet')
 
 
+async def test_policies_page_sets_auto_pause_on_agent_policies_only(user: User) -> None:
+    await user.open('/policies')
+    user.find(marker='name').type('Looper cap')
+    user.find(marker='limit_usd').type('2')
+    user.find(marker='auto_pause').click()
+    user.find(marker='save-policy').click()
+    await user.should_see('auto_pause: only an agent policy can pause its agent')
+    user.find(marker='scope').elements.pop().value = 'agent'
+    user.find(marker='save-policy').click()
+    await user.should_see('pauses the agent')
+    with runtime.current().engine.connect() as conn:
+        [saved] = policies.list_policies(conn)
+    assert (saved.scope, saved.auto_pause) == ('agent', True)
+
+
 async def test_dashboard_pause_button_blocks_checks(user: User) -> None:
     from services.checker import CheckRequest
 

@@ -66,6 +66,10 @@ async def policies_page() -> None:
                         with ui.row().classes('gap-1'):
                             ui.badge(item['action'], color='grey').props('outline')
                             ui.badge(item['origin'], color='grey').props('outline')
+                            if item['auto_eco']:
+                                ui.badge('eco at soft', color='green').props('outline')
+                            if item['auto_pause']:
+                                ui.badge('pauses the agent', color='orange').props('outline')
                             if not item['enabled']:
                                 ui.badge('disabled', color='red').props('outline')
                             ui.button(icon='edit', on_click=lambda i=item: edit(i)).props('flat dense round') \
@@ -95,6 +99,7 @@ async def policies_page() -> None:
                 notify = ui.select(list(CHANNELS), multiple=True, value=[], label='Notify').classes('min-w-[160px]') \
                     .mark('notify')
                 auto_eco = ui.checkbox('Eco mode at soft').mark('auto_eco')
+                auto_pause = ui.checkbox('Pause the agent at the limit').mark('auto_pause')
                 enabled = ui.checkbox('Enabled', value=True).mark('enabled')
             error = ui.label('').classes('text-negative').mark('policy-error')
             with ui.row():
@@ -109,7 +114,7 @@ async def policies_page() -> None:
             'period': period.value, 'limit_usd': limit.value.strip().lstrip('$') or None,
             'soft_percent': int(soft.value or 0), 'critical_percent': int(critical.value or 0),
             'action': action.value, 'notify': list(notify.value or []), 'auto_eco': auto_eco.value,
-            'enabled': enabled.value}
+            'auto_pause': auto_pause.value, 'enabled': enabled.value}
         if period.value == 'custom':
             data.update(period_start=start.value.strip() or None, period_end=end.value.strip() or None)
         else:
@@ -138,14 +143,14 @@ async def policies_page() -> None:
         period.value, start.value, end.value = item['period'], item['period_start'] or '', item['period_end'] or ''
         limit.value, soft.value, critical.value = item['limit_usd'], item['soft_percent'], item['critical_percent']
         action.value, notify.value = item['action'], item['notify']
-        auto_eco.value, enabled.value = item['auto_eco'], item['enabled']
+        auto_eco.value, auto_pause.value, enabled.value = item['auto_eco'], item['auto_pause'], item['enabled']
 
     def reset() -> None:
         editing['id'] = None
         title.text = 'Add a policy'
         name.value = scope_value.value = limit.value = start.value = end.value = ''
         scope.value, period.value, action.value, notify.value = 'global', 'day', 'warn', []
-        soft.value, critical.value, auto_eco.value, enabled.value = 80, 95, False, True
+        soft.value, critical.value, auto_eco.value, auto_pause.value, enabled.value = 80, 95, False, False, True
 
     async def remove(item: dict[str, Any]) -> None:
         try:
