@@ -206,10 +206,15 @@ class Checker:
     def forget_session(self, session_id: str) -> None:
         """An ended session gets no more spend: drop its session-period counters."""
         with self._lock:
-            ids = {r.policy.id for r in self._rules if r.policy.period == 'session'}
-            self._counters = {k: v for k, v in self._counters.items() if not (k[0] in ids and k[2] == session_id)}
-            self._session_seen.pop(session_id, None)
-            self._unverified.pop(session_id, None)
+            self._drop_sessions({session_id})
+
+    def _drop_sessions(self, session_ids: set[str]) -> None:
+        """Under the lock: the sessions' counters of session-period policies, and what is known of them."""
+        ids = {r.policy.id for r in self._rules if r.policy.period == 'session'}
+        self._counters = {k: v for k, v in self._counters.items() if not (k[0] in ids and k[2] in session_ids)}
+        for sid in session_ids:
+            self._session_seen.pop(sid, None)
+            self._unverified.pop(sid, None)
 
     def set_paused(self, agent_id: str, paused: bool) -> None:
         with self._lock:
@@ -415,13 +420,8 @@ class Checker:
         with self._lock:
             self._pruned_at = now
             idle = {sid for sid, ts in self._session_seen.items() if ts < cutoff}
-            if not idle:
-                return 0
-            ids = {r.policy.id for r in self._rules if r.policy.period == 'session'}
-            self._counters = {k: v for k, v in self._counters.items() if not (k[0] in ids and k[2] in idle)}
-            for sid in idle:
-                del self._session_seen[sid]
-                self._unverified.pop(sid, None)
+            if idle:
+                self._drop_sessions(idle)
         return len(idle)
 
     def spent(self, policy_id: int, scope_key: str = '', period_key: Any = None) -> int:
