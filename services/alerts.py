@@ -38,6 +38,15 @@ def raise_alert(conn: Connection, type: str, severity: Severity, message: str, d
     return get_alert(conn, pk), True
 
 
+def publish_new(hub: Any, raised: list[tuple[dict[str, Any] | None, bool]]) -> list[dict[str, Any]]:
+    """After the commit: publish `alert_raised` for each alert that `raise_alert` newly opened (notifiers and toasts
+    hear of an alert once, when it opens); returns those alerts."""
+    new = [alert for alert, is_new in raised if alert is not None and is_new]
+    for alert in new:
+        hub.publish('alert_raised', alert=alert)
+    return new
+
+
 def resolve_key(conn: Connection, dedupe_key: str, now: datetime | None = None) -> int:
     """Resolve the open alert with this key (the problem went away); returns how many were resolved."""
     result = conn.execute(update(ALERTS).where(ALERTS.c.dedupe_key == dedupe_key, ALERTS.c.resolved_at.is_(None))

@@ -92,9 +92,7 @@ def run_anomaly_check(engine: Engine, hub: EventHub, now: datetime | None = None
     """The scheduled job (a worker thread): check, commit, then publish each newly opened alert."""
     with engine.begin() as conn:
         raised = check_anomalies(conn, now)
-    new = [alert for alert, is_new in raised if alert is not None and is_new]
-    for alert in new:
-        hub.publish('alert_raised', alert=alert)
+    new = alerts.publish_new(hub, raised)
     if raised:
         hub.publish('alerts', reason='anomaly')
     return new

@@ -466,9 +466,7 @@ def run_exhaustion_check(engine: Engine, hub: EventHub, zone: ZoneInfo, default_
     and toasts follow."""
     with engine.begin() as conn:
         raised = check_exhaustion(conn, zone, default_daily_micros, now)
-    new = [alert for alert, is_new in raised if alert is not None and is_new]
-    for alert in new:
-        hub.publish('alert_raised', alert=alert)
+    new = alerts.publish_new(hub, raised)
     if raised:
         hub.publish('alerts', reason='forecast_exhaustion')
     return new

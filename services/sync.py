@@ -83,7 +83,7 @@ class SyncService:
             raised = self._check_gaps(conn)
             run = _run(conn, run_id)
         self.hub.publish('sync', source=source, status='ok')
-        self._publish_new(raised)
+        alerts.publish_new(self.hub, raised)
         return run
 
     def _finish_failed(self, run_id: int, source: str, error: str) -> dict[str, Any]:
@@ -99,14 +99,8 @@ class SyncService:
             run = _run(conn, run_id)
         log.warning('sync of %s failed: %s', source, error)
         self.hub.publish('sync', source=source, status='error')
-        self._publish_new(raised)
+        alerts.publish_new(self.hub, raised)
         return run
-
-    def _publish_new(self, raised: list[tuple[dict[str, Any] | None, bool]]) -> None:
-        """After the commit: notifiers hear of each alert once, when it opens."""
-        for alert, is_new in raised:
-            if alert is not None and is_new:
-                self.hub.publish('alert_raised', alert=alert)
 
     def _check_gaps(self, conn: Any) -> list[tuple[dict[str, Any] | None, bool]]:
         raised = []
