@@ -85,6 +85,17 @@ def api(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture
+def desktop_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """As in the desktop window (pywebview), where exports are saved to ~/Downloads: that folder, under tmp_path."""
+    from app import native
+
+    monkeypatch.setenv('HOME', str(tmp_path))
+    (tmp_path / 'Downloads').mkdir()
+    monkeypatch.setattr(native, 'active', True)
+    return tmp_path / 'Downloads'
+
+
 @pytest.fixture(autouse=True)
 def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test gets its own SQLite file for the in-process runtime (NiceGUI user tests, the CLI with --db)."""

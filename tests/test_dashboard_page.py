@@ -247,18 +247,12 @@ async def test_the_feed_reloads_once_for_concurrent_writers(user: User) -> None:
     assert feed().reloads - before <= 3
 
 
-async def test_export_in_a_desktop_window_saves_the_csv(user: User, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import native
-
-    monkeypatch.setenv('HOME', str(tmp_path))
-    (tmp_path / 'Downloads').mkdir()
-    monkeypatch.setattr(native, 'active', True)
+async def test_export_in_a_desktop_window_saves_the_csv(user: User, desktop_downloads: Path) -> None:
     record(session_id='sess-native', agent_id='planner', cost_usd='0.10')
     await user.open('/sessions')
     user.find(marker='export-csv').click()
     await user.should_see('Saved ', retries=20)
-    saved = list((tmp_path / 'Downloads').glob('sessions-*.csv'))
+    saved = list(desktop_downloads.glob('sessions-*.csv'))
     assert len(saved) == 1 and 'sess-native' in saved[0].read_text()
 
 

@@ -95,18 +95,12 @@ async def test_exports_download_the_api_file(user: User, fmt: str) -> None:
         assert json.loads(response.text)['totals']['total_micros'] == 250_000
 
 
-async def test_export_in_a_desktop_window_saves_the_file(user: User, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import native
-
-    monkeypatch.setenv('HOME', str(tmp_path))
-    (tmp_path / 'Downloads').mkdir()
-    monkeypatch.setattr(native, 'active', True)
+async def test_export_in_a_desktop_window_saves_the_file(user: User, desktop_downloads: Path) -> None:
     record(agent_id='planner', cost_usd='0.10')
     await user.open('/reports')
     user.find(marker='export-md').click()
     await user.should_see('Saved ', retries=20)
-    saved = list((tmp_path / 'Downloads').glob('spendgauge-summary-*.md'))
+    saved = list(desktop_downloads.glob('spendgauge-summary-*.md'))
     assert len(saved) == 1 and '| agent | planner |' in saved[0].read_text()
 
 
