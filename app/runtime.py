@@ -42,6 +42,13 @@ class Runtime:
         with self.engine.connect() as conn:
             return load_dashboard(conn, config)
 
+    def policies_changed(self) -> None:
+        """After a committed change of policies or thresholds: recount this instance's budget counters, and tell the
+        others on the same PostgreSQL to recount theirs."""
+        if self.checker is not None:
+            self.checker.rebuild()
+        self.hub.publish('policies')
+
     def reload_prices(self) -> None:
         with self.engine.connect() as conn:
             self.pricer.set_overrides(price_overrides.load(conn))

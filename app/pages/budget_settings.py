@@ -82,8 +82,7 @@ class BudgetSettingsPanel:
         except PolicyInvalid as exc:
             ui.notify(str(exc), type='warning')
             return
-        if rt.checker is not None:
-            await run.io_bound(rt.checker.rebuild)
+        await run.io_bound(rt.policies_changed)
         rt.hub.publish('settings', key='thresholds')
         limit = f'daily limit ${daily}; ' if daily is not None else ''
         ui.notify(f'Saved: {limit}{thresholds.describe(stored)}', type='positive')

@@ -31,8 +31,7 @@ def _save(policy_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
             saved = policies.create_policy(conn, policies.validate(data))
         else:
             saved = policies.update_policy(conn, policy_id, data)
-    if rt.checker is not None:
-        rt.checker.rebuild()
+    rt.policies_changed()
     return saved.as_dict()
 
 
@@ -40,8 +39,7 @@ def _delete(policy_id: int) -> None:
     rt = runtime.current()
     with rt.engine.begin() as conn:
         policies.delete_policy(conn, policy_id)
-    if rt.checker is not None:
-        rt.checker.rebuild()
+    rt.policies_changed()
 
 
 @ui.page('/policies')

@@ -14,12 +14,6 @@ from services.policies import PolicyIn
 router = APIRouter(prefix='/policies', tags=['policies'])
 
 
-def _rebuild(rt: RuntimeDep) -> None:
-    if rt.checker is not None:
-        rt.checker.rebuild()
-    rt.hub.publish('policies')  # other instances on the same PostgreSQL recount too
-
-
 def _with_spend(policy: policies.PolicyRule, rt: RuntimeDep) -> dict[str, Any]:
     """The policy with this period's spend per scope value (`current`, costliest first) and the largest."""
     spend = rt.checker.current_spend(policy.id) if rt.checker is not None else {}
@@ -48,7 +42,7 @@ def create_policy(body: PolicyIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, 
     """Limit in USD (`limit_usd`, a decimal string); soft/critical percent default to 80/95."""
     policy = policies.create_policy(conn, body)
     conn.commit()
-    _rebuild(rt)
+    rt.policies_changed()
     return policy.as_dict()
 
 
@@ -65,7 +59,7 @@ def update_policy(policy_id: RowId, conn: WriteConn, rt: RuntimeDep,
     except policies.PolicyInvalid as exc:
         raise BadRequest(str(exc)) from None
     conn.commit()
-    _rebuild(rt)
+    rt.policies_changed()
     return policy.as_dict()
 
 
@@ -78,5 +72,5 @@ def delete_policy(policy_id: RowId, conn: WriteConn, rt: RuntimeDep) -> dict[str
     except policies.PolicyReadOnly as exc:
         raise BadRequest(str(exc), 409) from None
     conn.commit()
-    _rebuild(rt)
+    rt.policies_changed()
     return {'deleted': policy_id}

@@ -39,7 +39,5 @@ def put_thresholds(body: ThresholdsIn, conn: WriteConn, rt: RuntimeDep) -> dict[
     except PolicyInvalid as exc:
         raise BadRequest(str(exc)) from None
     conn.commit()
-    if rt.checker is not None:
-        rt.checker.rebuild()
-    rt.hub.publish('policies')  # other instances on the same PostgreSQL recount too
+    rt.policies_changed()
     return stored.as_dict()
