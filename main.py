@@ -1,8 +1,8 @@
 """Entry point for NiceGUI's test fixtures and `python main.py`; the CLI (`spendgauge serve`) does the same."""
 from nicegui import ui
 
-from app.config import get_settings
 from app.server import build, run_options
+from services.core.settings import get_settings
 
 build()
 

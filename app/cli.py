@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import SettingsError, load_settings, use_settings
-from services.money import format_usd, micros_to_usd, usd_to_micros
+from services.core.money import format_usd, micros_to_usd, usd_to_micros
+from services.core.settings import SettingsError, load_settings, use_settings
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
 MAX_USD = 1_000_000_000
@@ -83,7 +83,7 @@ class HttpBackend:
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""
-        from services import report_formats
+        from services.insights import report_formats
 
         if fmt in ('json', 'table'):
             try:
@@ -121,7 +121,7 @@ class DirectBackend:
         self.rt = runtime.start(settings)
 
     def record(self, event: dict[str, Any]) -> dict[str, Any]:
-        from services.ledger import EventRejected
+        from services.usage.ledger import EventRejected
 
         try:
             status, row = self.rt.ledger.record(event)
@@ -130,21 +130,21 @@ class DirectBackend:
         return {'status': status, **row}
 
     def summary(self, period: str) -> dict[str, Any]:
-        from services import budget
+        from services.spend import budget
 
         with self.rt.engine.connect() as conn:
             return budget.period_summary(conn, period, self.rt.settings.zone, self.rt.settings.daily_limit_micros)
 
     def breakdown(self, by: str, period: str) -> dict[str, Any]:
-        from services import budget
+        from services.spend import budget
 
         with self.rt.engine.connect() as conn:
             span = budget.resolve_range(period, None, None, self.rt.settings.zone)
             return budget.spend_breakdown(conn, BREAKDOWNS[by], span)
 
     def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
-        from services import app_settings
-        from services.money import money
+        from services.budget import limits as app_settings
+        from services.core.money import money
 
         micros = usd_to_micros(usd)
         with self.rt.engine.begin() as conn:
@@ -154,7 +154,7 @@ class DirectBackend:
     def sync(self, source: str) -> dict[str, Any]:
         import asyncio
 
-        from services.sync import ALL_SOURCES, UnknownSource
+        from services.sources.sync import ALL_SOURCES, UnknownSource
 
         sync = self.rt.sync
         if source != 'all' and source not in ALL_SOURCES:
@@ -171,7 +171,7 @@ class DirectBackend:
             raise CliError(str(exc)) from None
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
-        from services import report_formats, reports
+        from services.insights import report_formats, reports
 
         s = self.rt.settings
         with self.rt.engine.connect() as conn:
@@ -550,7 +550,7 @@ def cmd_export_spend(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_report(args: argparse.Namespace, backend: Backend) -> int:
-    from services import report_model
+    from services.insights import report_model
 
     try:
         report_model.group_by_for(args.kind, args.group_by)
@@ -632,7 +632,7 @@ def _limits_parser(sub: Any, client_options: Any) -> None:
 
 def cmd_limits(args: argparse.Namespace, backend: Backend) -> int:
     if isinstance(backend, DirectBackend):
-        from services import policies
+        from services.budget import policies
 
         with backend.rt.engine.connect() as conn:
             items = [p.as_dict() for p in policies.list_policies(conn)]

@@ -1,6 +1,6 @@
 """The dashboard feed: one loader shared by every open page.
 
-Writes publish on the in-process hub (services/live.py). The feed marks its data stale, waits `coalesce_s` so a
+Writes publish on the in-process hub (services/live/hub.py). The feed marks its data stale, waits `coalesce_s` so a
 burst becomes one reload, loads the dashboard once in a worker thread, and hands the result to every subscribed
 page, which only updates its elements. Twenty open tabs cost the database what one does, and no tab polls.
 """
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.live import EventHub, LiveEvent
+from services.live.hub import EventHub, LiveEvent
 
 log = logging.getLogger(__name__)
 TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents', 'sync', 'alerts', 'alert_raised',

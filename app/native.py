@@ -10,7 +10,7 @@ from typing import Any
 
 from nicegui import app, optional_features
 
-from app.config import Settings
+from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
 active = False  # set when this process serves a native window

@@ -8,17 +8,18 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from app.config import Settings, SettingsError, get_settings
-from app.db import create_db_engine, upgrade
-from services import policies, price_overrides
-from services.checker import Checker
-from services.cluster import Bridge, Leadership
+from services.budget import policies
+from services.budget.checker import Checker
+from services.core.db import create_db_engine, upgrade
+from services.core.settings import Settings, SettingsError, get_settings
 from services.dashboard import DashboardConfig, load_dashboard
-from services.ledger import Ledger
-from services.live import EventHub, hub
-from services.pricing import Pricer
+from services.live.cluster import Bridge, Leadership
+from services.live.hub import EventHub, hub
 from services.sources.registry import build_pullers
-from services.sync import SyncService
+from services.sources.sync import SyncService
+from services.usage import price_overrides
+from services.usage.ledger import Ledger
+from services.usage.pricing import Pricer
 
 log = logging.getLogger(__name__)
 

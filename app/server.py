@@ -12,14 +12,14 @@ from starlette.types import ASGIApp
 
 from app import __version__, runtime
 from app.api import install as install_api
-from app.config import Settings, get_settings
 from app.feed import start_feed, stop_feed
 from app.native import prepare_native
 from components.layout import use_feed
-from services.anomaly import run_anomaly_check
-from services.forecast import run_exhaustion_check
-from services.jobs import SyncJobs
-from services.notify import Notifier
+from services.alerting.anomaly import run_anomaly_check
+from services.alerting.notify import Notifier
+from services.core.settings import Settings, get_settings
+from services.insights.forecast import run_exhaustion_check
+from services.sources.jobs import SyncJobs
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
 log = logging.getLogger(__name__)

@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import runtime  # noqa: E402
-from app.db import create_db_engine, upgrade  # noqa: E402
-from services import policies  # noqa: E402
-from services.checker import Checker, CheckRequest  # noqa: E402
-from services.ledger import Ledger  # noqa: E402
-from services.live import EventHub  # noqa: E402
-from services.pricing import Pricer  # noqa: E402
-from tests.servers import clean_env, free_port  # noqa: E402
+from services.budget import policies  # noqa: E402
+from services.budget.checker import Checker, CheckRequest  # noqa: E402
+from services.core.db import create_db_engine, upgrade  # noqa: E402
+from services.live.hub import EventHub  # noqa: E402
+from services.usage.ledger import Ledger  # noqa: E402
+from services.usage.pricing import Pricer  # noqa: E402
+from tests.support.servers import clean_env, free_port  # noqa: E402
 
 AGENTS = [f'agent-{n:03d}' for n in range(100)]
 PROJECTS = ['alpha', 'beta', 'gamma', 'delta']
@@ -48,7 +48,7 @@ sys.path.insert(0, {root!r})
 from nicegui import app, ui
 from pydantic import BaseModel
 
-from app.config import get_settings
+from services.core.settings import get_settings
 from app.server import build, run_options
 
 

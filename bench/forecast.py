@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.forecast import MIN_HISTORY_DAYS, project  # noqa: E402
-from services.periods import hour_floor  # noqa: E402
+from services.core.periods import hour_floor  # noqa: E402
+from services.insights.forecast import MIN_HISTORY_DAYS, project  # noqa: E402
 
 CHECK_HOURS = (10, 14, 18)
 HOUR = timedelta(hours=1)
@@ -88,10 +88,10 @@ def recorded(path: Path, zone: ZoneInfo) -> tuple[date, dict[datetime, int]]:
     """Hourly totals of a recorded SQLite database, over the local days from its first to its last spend."""
     from sqlalchemy import func, select
 
-    from app.db import create_db_engine
-    from services.ledger import ROLLUPS
-    from services.periods import as_utc
-    from services.spend import totals_between
+    from services.core.db import create_db_engine
+    from services.core.periods import as_utc
+    from services.spend.rollups import totals_between
+    from services.usage.ledger import ROLLUPS
 
     engine = create_db_engine(f'sqlite:///{path}')
     with engine.connect() as conn:

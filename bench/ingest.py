@@ -26,11 +26,11 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.db import create_db_engine, upgrade  # noqa: E402
 from app.runtime import tune_gc  # noqa: E402
-from services.ledger import EVENT_COLUMNS, Ledger  # noqa: E402
-from services.live import EventHub  # noqa: E402
-from services.pricing import Pricer  # noqa: E402
+from services.core.db import create_db_engine, upgrade  # noqa: E402
+from services.live.hub import EventHub  # noqa: E402
+from services.usage.ledger import EVENT_COLUMNS, Ledger  # noqa: E402
+from services.usage.pricing import Pricer  # noqa: E402
 
 MODELS = [('openai', 'gpt-4o'), ('openai', 'gpt-4o-mini'), ('anthropic', 'claude-sonnet-4-5'),
           ('openrouter', 'openai/gpt-4o-mini')]

@@ -33,8 +33,8 @@ from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 from app.feed import DashboardFeed  # noqa: E402
-from services.money import format_usd  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from services.core.money import format_usd  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.planner import EXACT_WORK, Plan, PlanTask, plan  # noqa: E402
+from services.insights.planner import EXACT_WORK, Plan, PlanTask, plan  # noqa: E402
 
 NOW = datetime.now(UTC)
 

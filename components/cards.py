@@ -8,7 +8,7 @@ from typing import Any
 
 from nicegui import ui
 
-from services.money import MICROS_PER_USD, format_usd
+from services.core.money import MICROS_PER_USD, format_usd
 
 TREND_ARROWS = {'up': '↗', 'down': '↘', 'flat': '→'}
 HIGH_COST_PER_REQUEST_MICROS = 50_000  # $0.05

@@ -6,7 +6,7 @@ from typing import Any
 from nicegui import ui
 
 from components import theme
-from services.money import MICROS_PER_USD
+from services.core.money import MICROS_PER_USD
 
 
 def _usd(micros: int) -> float:

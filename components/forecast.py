@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.money import format_usd
+from services.core.money import format_usd
 
 METHODS = {'trailing_rate': 'trailing rate', 'profile_blend': 'recent rate and 14-day time-of-day profile'}
 

@@ -6,7 +6,7 @@ from typing import Any
 from nicegui import ui
 
 from components import theme
-from services.money import format_usd
+from services.core.money import format_usd
 
 
 def gauge_colour(percent: float) -> str:

@@ -7,7 +7,7 @@ from nicegui import ui
 
 from components import theme
 from components.cards import short_usd
-from services.money import MICROS_PER_USD
+from services.core.money import MICROS_PER_USD
 
 LABELS = {'group': 'Group', 'name': 'Name', 'requests': 'Requests', 'input_tokens': 'Input tokens',
           'output_tokens': 'Output tokens', 'cost': 'Cost', 'share_percent': 'Share', 'day': 'Day',

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 
 from components.cards import short_usd
-from services.money import format_usd
+from services.core.money import format_usd
 
 COLUMNS = [
     {'name': 'id', 'label': 'Session ID', 'field': 'id', 'align': 'left'},

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.money import format_usd
+from services.core.money import format_usd
 
 
 def channel_strip_text(summary: dict[str, Any]) -> str:

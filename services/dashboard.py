@@ -8,14 +8,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from services import agents, budget, eco, planner, sessions, tasks, thresholds
-from services.alerts import ALERTS
-from services.forecast import day_forecast
-from services.notify import last_eco_delivery
-from services.periods import period_containing
-from services.reconciliation import reconcile_last_days
-from services.spend import breakdown
-from services.sync import sync_status
+from services.alerting.alerts import ALERTS
+from services.alerting.notify import last_eco_delivery
+from services.budget import eco, thresholds
+from services.core.periods import period_containing
+from services.insights import planner
+from services.insights.forecast import day_forecast
+from services.sources.sync import sync_status
+from services.spend import agents, budget, sessions, tasks
+from services.spend.reconciliation import reconcile_last_days
+from services.spend.rollups import breakdown
 
 TOP_AGENTS = 10
 DASHBOARD_AGENTS = 12

@@ -19,11 +19,11 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, delete, func, insert, select
 
-from app.models import Task
-from services.events import Channel
-from services.ledger import EVENTS, MAX_BATCH, Ledger
-from services.periods import hour_floor
-from services.sessions import SessionNotFound, end_session
+from services.core.models import Task
+from services.core.periods import hour_floor
+from services.spend.sessions import SessionNotFound, end_session
+from services.usage.events import Channel
+from services.usage.ledger import EVENTS, MAX_BATCH, Ledger
 
 SOURCE = 'demo'
 PREFIX = 'demo-'

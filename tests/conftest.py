@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import Engine, text
 
 from app import runtime
-from app.config import use_settings
-from app.db import create_db_engine, upgrade
-from services.ledger import Ledger
-from services.live import EventHub
-from services.pricing import Pricer
-from tests.servers import Server, start_server
+from services.core.db import create_db_engine, upgrade
+from services.core.settings import use_settings
+from services.live.hub import EventHub
+from services.usage.ledger import Ledger
+from services.usage.pricing import Pricer
+from tests.support.servers import Server, start_server
 
 PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
 

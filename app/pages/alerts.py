@@ -9,7 +9,7 @@ from nicegui import background_tasks, run, ui
 from app import runtime
 from app.feed import feed
 from components.layout import frame
-from services import alerts, notify
+from services.alerting import alerts, notify
 
 SEVERITY_COLOURS = {'critical': 'red', 'warning': 'orange', 'info': 'blue'}
 LIMIT = 200

@@ -8,9 +8,10 @@ from typing import Any
 from nicegui import run, ui
 
 from app import runtime
-from services import app_settings, thresholds
-from services.money import micros_to_usd, usd_to_micros
-from services.policies import PolicyInvalid
+from services.budget import limits as app_settings
+from services.budget import thresholds
+from services.budget.policies import PolicyInvalid
+from services.core.money import micros_to_usd, usd_to_micros
 
 
 def _usd_text(micros: int | None) -> str:

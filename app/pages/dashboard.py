@@ -18,9 +18,9 @@ from components.layout import frame
 from components.plan import plan_panel
 from components.sources import reconciliation_rows, reconciliation_table, source_line
 from components.strip import channel_strip_text
-from services import eco, policies
-from services.money import usd_to_micros
-from services.notify import eco_delivery_text
+from services.alerting.notify import eco_delivery_text
+from services.budget import eco, policies
+from services.core.money import usd_to_micros
 
 CARD_CLOCK_S = 30
 

@@ -8,8 +8,8 @@ from nicegui import run, ui
 from app import runtime
 from components.cards import short_usd
 from components.layout import frame
-from services import policies
-from services.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES
+from services.budget import policies
+from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES
 
 
 def _load() -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from nicegui import run, ui
 from app import native, runtime
 from components.layout import frame
 from components.report_view import report_columns, report_rows, trend_chart_options
-from services import report_formats, reports
+from services.insights import report_formats, reports
 
 KIND_LABELS = {'summary': 'Summary', 'trend': 'Trend', 'comparison': 'Comparison', 'projection': 'Projection'}
 PERIOD_LABELS = {'day': 'Today', 'week': 'This week', 'month': 'This month', 'custom': 'From … to …'}

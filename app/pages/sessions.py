@@ -10,7 +10,7 @@ from app.feed import feed
 from components.cards import short_usd
 from components.layout import frame
 from components.sessions_table import breakdown_table, session_rows, sessions_table
-from services import sessions
+from services.spend import sessions
 
 
 @ui.page('/sessions')

@@ -9,8 +9,8 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy import Connection, Table, delete, insert
 
-from app.models import BudgetSnapshot
-from services.money import usd_to_micros
+from services.core.models import BudgetSnapshot
+from services.core.money import usd_to_micros
 
 SNAPSHOTS: Table = BudgetSnapshot.__table__  # type: ignore[attr-defined]
 SourceName = Literal['litellm', 'openai_direct', 'anthropic_direct', 'openrouter_direct']

@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 
 from services.integrations import litellm_provider, split_litellm_model
-from services.pricing import Pricer
 from services.sources.base import (
     PullResult,
     SnapshotRow,
@@ -39,6 +38,7 @@ from services.sources.base import (
     whole,
 )
 from services.sources.http import MAX_PAGES, SourceClient
+from services.usage.pricing import Pricer
 
 DAILY = '/user/daily/activity'
 LOGS = '/spend/logs/v2'

@@ -1,7 +1,7 @@
 """The pullers for the configured sources: a source without its key is simply off."""
 from __future__ import annotations
 
-from app.config import SourceSettings
+from services.core.settings import SourceSettings
 from services.sources.anthropic import AnthropicPuller
 from services.sources.base import Puller
 from services.sources.litellm import LiteLLMPuller

@@ -7,7 +7,8 @@ from fastapi import APIRouter
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import agents, policies
+from services.budget import policies
+from services.spend import agents
 
 router = APIRouter(prefix='/agents', tags=['agents'])
 

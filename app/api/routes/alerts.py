@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from app.api.deps import WRITE, ReadConn, RowId, RuntimeDep, WriteConn
-from services import alerts, notify
+from services.alerting import alerts, notify
 
 router = APIRouter(prefix='/alerts', tags=['alerts'])
 

@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import app_settings, budget, forecast, planner
-from services.app_settings import MAX_LIMIT_MICROS
-from services.events import Label
-from services.money import money, usd_to_micros
-from services.periods import PERIODS, checked_utc
-from services.reconciliation import channel_totals, reconcile_last_days
+from services.budget import limits as app_settings
+from services.budget.limits import MAX_LIMIT_MICROS
+from services.core.money import money, usd_to_micros
+from services.core.periods import PERIODS, checked_utc
+from services.insights import forecast, planner
+from services.spend import budget
+from services.spend.reconciliation import channel_totals, reconcile_last_days
+from services.usage.events import Label
 
 router = APIRouter(prefix='/budget', tags=['budget'])
 PeriodName = Literal['day', 'week', 'month']

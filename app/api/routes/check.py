@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from app.api.deps import WRITE, RuntimeDep
 from app.api.errors import BadRequest
-from services.checker import CheckRequest
-from services.money import usd_to_micros
-from services.pricing import TokenCounts
+from services.budget.checker import CheckRequest
+from services.core.money import usd_to_micros
+from services.usage.pricing import TokenCounts
 
 router = APIRouter(tags=['policies'])
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]

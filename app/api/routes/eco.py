@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from services import eco
-from services.events import NO_NUL
+from services.budget import eco
+from services.usage.events import NO_NUL
 
 router = APIRouter(prefix='/eco', tags=['eco'])
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=eco.MAX_REASON,

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Body
 
 from app.api.deps import WRITE, ReadConn, RowId, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import policies
-from services.money import money
-from services.policies import PolicyIn
+from services.budget import policies
+from services.budget.policies import PolicyIn
+from services.core.money import money
 
 router = APIRouter(prefix='/policies', tags=['policies'])
 

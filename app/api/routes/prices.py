@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from services import price_overrides
+from services.usage import price_overrides
 
 router = APIRouter(prefix='/prices', tags=['prices'])
 UsdPerMtok = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]

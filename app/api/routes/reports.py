@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from app.api.deps import ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from app.api.routes.budget import FromQ, PeriodName, ToQ
-from services import report_formats, reports
+from services.insights import report_formats, reports
 
 router = APIRouter(prefix='/reports', tags=['reports'])
 FormatQ = Annotated[Literal['json', 'csv', 'md'], Query(alias='format', description='json, csv or md')]

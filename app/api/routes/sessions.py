@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from services import sessions
+from services.spend import sessions
 
 router = APIRouter(tags=['sessions'])
 

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep
-from services.sync import ALL_SOURCES, UnknownSource, sync_status
+from services.sources.sync import ALL_SOURCES, UnknownSource, sync_status
 
 router = APIRouter(prefix='/sync', tags=['sync'])
 

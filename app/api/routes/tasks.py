@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import tasks
-from services.events import NO_NUL, Label
-from services.money import usd_to_micros
+from services.core.money import usd_to_micros
+from services.spend import tasks
+from services.usage.events import NO_NUL, Label
 
 router = APIRouter(prefix='/tasks', tags=['tasks'])
 Status = Literal['pending', 'running', 'done', 'failed', 'cancelled']

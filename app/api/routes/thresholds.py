@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
 from app.api.errors import BadRequest
-from services import thresholds
-from services.app_settings import MAX_LIMIT_MICROS
-from services.policies import PolicyInvalid
+from services.budget import thresholds
+from services.budget.limits import MAX_LIMIT_MICROS
+from services.budget.policies import PolicyInvalid
 
 router = APIRouter(prefix='/thresholds', tags=['policies'])
 MAX_USD = MAX_LIMIT_MICROS // 1_000_000

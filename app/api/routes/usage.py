@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import WRITE, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
-from services.events import UsageEventIn
-from services.ledger import MAX_BATCH, EventRejected
-from services.usage import UsageQuery, list_usage
+from services.usage.events import UsageEventIn
+from services.usage.ledger import MAX_BATCH, EventRejected
+from services.usage.queries import UsageQuery, list_usage
 
 router = APIRouter(prefix='/usage', tags=['usage'])
 MAX_BODY_BYTES = 64 * 1024 * 1024

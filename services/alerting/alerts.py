@@ -1,0 +1,98 @@
+"""Alerts: raised once per open problem (deduplicated by key, with a cooldown after resolution), acknowledged,
+resolved. Sync failures and reconciliation gaps raise them today; budget policies will too."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Table, insert, select, update
+
+from services.core.models import Alert
+
+ALERTS: Table = Alert.__table__  # type: ignore[attr-defined]
+Severity = Literal['info', 'warning', 'critical']
+DEFAULT_COOLDOWN = timedelta(hours=1)
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+def raise_alert(conn: Connection, type: str, severity: Severity, message: str, dedupe_key: str,
+                data: dict[str, Any] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
+                now: datetime | None = None) -> tuple[dict[str, Any] | None, bool]:
+    """Open an alert, or count one more occurrence of the open alert with this key. Returns (alert, is_new); the
+    alert is None when one with this key was resolved within the cooldown."""
+    now = now or datetime.now(UTC)
+    latest = conn.execute(select(ALERTS).where(ALERTS.c.dedupe_key == dedupe_key)
+                          .order_by(ALERTS.c.created_at.desc(), ALERTS.c.id.desc()).limit(1)).first()
+    if latest is not None and latest.resolved_at is None:
+        conn.execute(update(ALERTS).where(ALERTS.c.id == latest.id).values(
+            last_seen_at=now, count=ALERTS.c.count + 1, message=message, severity=severity, data=data or {}))
+        return get_alert(conn, latest.id), False
+    if latest is not None and latest.resolved_at is not None and now - latest.resolved_at < cooldown:
+        return None, False
+    pk = conn.execute(insert(ALERTS).values(type=type, severity=severity, message=message[:2000],
+                                            dedupe_key=dedupe_key, data=data or {}, created_at=now,
+                                            last_seen_at=now, count=1).returning(ALERTS.c.id)).scalar_one()
+    return get_alert(conn, pk), True
+
+
+def publish_new(hub: Any, raised: list[tuple[dict[str, Any] | None, bool]]) -> list[dict[str, Any]]:
+    """After the commit: publish `alert_raised` for each alert that `raise_alert` newly opened (notifiers and toasts
+    hear of an alert once, when it opens); returns those alerts."""
+    new = [alert for alert, is_new in raised if alert is not None and is_new]
+    for alert in new:
+        hub.publish('alert_raised', alert=alert)
+    return new
+
+
+def resolve_key(conn: Connection, dedupe_key: str, now: datetime | None = None) -> int:
+    """Resolve the open alert with this key (the problem went away); returns how many were resolved."""
+    result = conn.execute(update(ALERTS).where(ALERTS.c.dedupe_key == dedupe_key, ALERTS.c.resolved_at.is_(None))
+                          .values(resolved_at=now or datetime.now(UTC)))
+    return result.rowcount
+
+
+def get_alert(conn: Connection, alert_id: int) -> dict[str, Any]:
+    row = conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id)).first()
+    if row is None:
+        raise AlertNotFound(f'no alert {alert_id}')
+    return _public(row)
+
+
+def list_alerts(conn: Connection, status: Literal['open', 'unacknowledged', 'all'] = 'open',
+                type: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    query = select(ALERTS).order_by(ALERTS.c.last_seen_at.desc(), ALERTS.c.id.desc()).limit(limit)
+    if status in ('open', 'unacknowledged'):
+        query = query.where(ALERTS.c.resolved_at.is_(None))
+    if status == 'unacknowledged':
+        query = query.where(ALERTS.c.acknowledged_at.is_(None))
+    if type:
+        query = query.where(ALERTS.c.type == type)
+    return [_public(r) for r in conn.execute(query)]
+
+
+def acknowledge(conn: Connection, alert_id: int, by: str, now: datetime | None = None) -> dict[str, Any]:
+    get_alert(conn, alert_id)
+    conn.execute(update(ALERTS).where(ALERTS.c.id == alert_id, ALERTS.c.acknowledged_at.is_(None))
+                 .values(acknowledged_at=now or datetime.now(UTC), acknowledged_by=by))
+    return get_alert(conn, alert_id)
+
+
+def resolve(conn: Connection, alert_id: int, now: datetime | None = None) -> dict[str, Any]:
+    get_alert(conn, alert_id)
+    conn.execute(update(ALERTS).where(ALERTS.c.id == alert_id, ALERTS.c.resolved_at.is_(None))
+                 .values(resolved_at=now or datetime.now(UTC)))
+    return get_alert(conn, alert_id)
+
+
+def _public(row: Any) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {'id': row.id, 'type': row.type, 'severity': row.severity, 'message': row.message,
+            'dedupe_key': row.dedupe_key, 'data': row.data or {}, 'count': row.count,
+            'created_at': iso(row.created_at), 'last_seen_at': iso(row.last_seen_at),
+            'acknowledged_at': iso(row.acknowledged_at), 'acknowledged_by': row.acknowledged_by,
+            'resolved_at': iso(row.resolved_at), 'open': row.resolved_at is None}

@@ -1,0 +1,402 @@
+"""Alert and eco-mode notifications: log, webhook (generic JSON or Slack), e-mail, and the n8n eco webhook.
+
+Listens on the hub for 'alert_raised' (new alerts only) and 'eco'. Every send is a `deliveries` row written before
+the first attempt; attempts run as tasks on the app's event loop (SMTP in a worker thread), a failure is recorded
+and retried with exponential backoff until MAX_ATTEMPTS, then kept with status 'failed'. Nothing is dropped
+silently, and no URL secret, user name or password is stored in a row or written to the log.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+from sqlalchemy import Connection, Engine, Table, insert, select, update
+
+from services.budget import eco
+from services.core.models import Delivery, Policy
+from services.core.money import micros_to_usd
+from services.core.settings import NotifySettings
+from services.live.hub import EventHub, LiveEvent
+from services.spend import budget
+
+DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+POLICIES: Table = Policy.__table__  # type: ignore[attr-defined]
+ALERT_CHANNELS = ('log', 'webhook', 'email')
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_S = 30.0
+BACKOFF_MAX_S = 3600.0
+RETRY_INTERVAL_S = 15.0
+LEASE = timedelta(minutes=2)  # a claimed row is not picked up again while its attempt runs
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+SMTP_TIMEOUT_S = 15.0
+SEVERITY_EMOJI = {'critical': ':rotating_light:', 'warning': ':warning:', 'info': ':information_source:'}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base_s: float = BACKOFF_BASE_S
+    max_s: float = BACKOFF_MAX_S
+    max_attempts: int = MAX_ATTEMPTS
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.max_s, self.base_s * 2 ** max(0, attempts - 1)))
+
+
+def safe_target(url: str) -> str:
+    """A URL fit to store and show: no user info, no query; a Slack hook loses its secret path."""
+    parts = urlsplit(url)
+    host = parts.hostname or ''
+    if parts.port:
+        host = f'{host}:{parts.port}'
+    if is_slack(url):
+        return f'{parts.scheme}://{host}/services/***'
+    return f'{parts.scheme}://{host}{parts.path}{"?***" if parts.query else ""}'
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO; webhook URLs carry secrets (Slack's path, tokens in the query)."""
+
+    URL = re.compile(r'https?://[^\s"\']+')
+
+    def __init__(self, urls: tuple[str, ...]) -> None:
+        super().__init__()
+        self.hosts = {urlsplit(u).hostname for u in urls if u}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.URL.sub(lambda m: safe_target(m.group()) if urlsplit(m.group()).hostname in self.hosts
+                                else m.group(), message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def is_slack(url: str) -> bool:
+    return (urlsplit(url).hostname or '').lower() == 'hooks.slack.com'
+
+
+def slack_text(alert: dict[str, Any]) -> str:
+    emoji = SEVERITY_EMOJI.get(alert.get('severity', ''), ':bell:')
+    return f'{emoji} SpendGauge {alert.get("severity", "")} {alert.get("type", "alert")}: {alert.get("message", "")}'
+
+
+def eco_payload(state: dict[str, Any], spent_micros: int | None, limit_micros: int | None) -> dict[str, Any]:
+    return {'eco_mode': bool(state['eco_mode']), 'reason': state.get('reason'),
+            'spent': micros_to_usd(spent_micros) if spent_micros is not None else None, 'spent_micros': spent_micros,
+            'limit': micros_to_usd(limit_micros) if limit_micros is not None else None, 'limit_micros': limit_micros,
+            'at': state.get('changed_at')}
+
+
+def last_eco_delivery(conn: Connection) -> dict[str, Any] | None:
+    row = conn.execute(select(DELIVERIES).where(DELIVERIES.c.kind == 'eco')
+                       .order_by(DELIVERIES.c.id.desc()).limit(1)).first()
+    return public(row) if row is not None else None
+
+
+def eco_delivery_text(delivery: dict[str, Any] | None) -> str:
+    """How the last eco-mode change reached the webhook: 'webhook delivered 10:32', '... failed: ..., retrying'."""
+    if not delivery:
+        return ''
+    at = (delivery['updated_at'] or '')[11:16]
+    if delivery['status'] == 'delivered':
+        return f'webhook delivered {at}'
+    if delivery['status'] == 'failed':
+        return f'webhook failed: {delivery["last_error"]} (gave up after {delivery["attempts"]} attempts)'
+    if delivery['last_error']:
+        return f'webhook failed: {delivery["last_error"]}, retrying'
+    return 'webhook sending…'
+
+
+def list_deliveries(conn: Connection, kind: str | None = None, limit: int = 100, status: str | None = None,
+                    ref_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Deliveries, newest first: of one kind (alert, eco), in one status (pending, delivered, failed), or of
+    the given alerts."""
+    query = select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
+    if kind:
+        query = query.where(DELIVERIES.c.kind == kind)
+    if status:
+        query = query.where(DELIVERIES.c.status == status)
+    if ref_ids is not None:
+        query = query.where(DELIVERIES.c.ref_id.in_(ref_ids))
+    return [public(r) for r in conn.execute(query)]
+
+
+def public(row: Any) -> dict[str, Any]:
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {'id': row.id, 'kind': row.kind, 'ref_id': row.ref_id, 'channel': row.channel, 'target': row.target,
+            'payload': row.payload or {}, 'status': row.status, 'attempts': row.attempts,
+            'last_error': row.last_error, 'next_attempt_at': iso(row.next_attempt_at),
+            'created_at': iso(row.created_at), 'updated_at': iso(row.updated_at)}
+
+
+class Notifier:
+    def __init__(self, engine: Engine, settings: NotifySettings, hub: EventHub, zone: ZoneInfo,
+                 default_daily_micros: int, backoff: Backoff | None = None,
+                 retry_interval_s: float = RETRY_INTERVAL_S) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.hub = hub
+        self.zone = zone
+        self.default_daily_micros = default_daily_micros
+        self.backoff = backoff or Backoff()
+        self.retry_interval_s = retry_interval_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._retry: asyncio.Task | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._log_filter: logging.Filter | None = None
+        self._secrets = tuple(s for s in (settings.webhook_url, settings.n8n_webhook_url, settings.smtp_password,
+                                          settings.smtp_user) if s)
+
+    # --- lifecycle (event loop) -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Call on the running event loop (app start-up)."""
+        self._loop = asyncio.get_running_loop()
+        self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+        self._log_filter = _RedactUrls((self.settings.webhook_url, self.settings.n8n_webhook_url))
+        logging.getLogger('httpx').addFilter(self._log_filter)
+        self._unsubscribe = self.hub.subscribe(self._on_event)
+        self._retry = self._loop.create_task(self._retry_loop())
+
+    async def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        tasks = [t for t in (self._retry, *self._tasks) if t and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+        if self._log_filter is not None:
+            logging.getLogger('httpx').removeFilter(self._log_filter)
+        self._loop = None
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until the attempts started so far are done (tests)."""
+        for _ in range(3):
+            await asyncio.sleep(0)  # let events handed over with call_soon_threadsafe start their tasks
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._tasks and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+
+    def _on_event(self, event: LiveEvent) -> None:  # any thread
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if event.topic == 'alert_raised' and isinstance(event.data.get('alert'), dict):
+            loop.call_soon_threadsafe(self._spawn, self.notify_alert(event.data['alert']))
+        elif event.topic == 'eco' and self.settings.n8n_webhook_url:
+            loop.call_soon_threadsafe(self._spawn, self.notify_eco(event.data))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry_interval_s)
+            try:
+                await self.run_due()
+            except Exception:
+                log.exception('delivery retry pass failed')
+
+    # --- queueing -------------------------------------------------------------------------------------------
+
+    async def notify_alert(self, alert: dict[str, Any]) -> list[int]:
+        ids = await asyncio.to_thread(self._queue_alert, alert)
+        await asyncio.gather(*(self.attempt(i) for i in ids))
+        return ids
+
+    async def notify_eco(self, data: dict[str, Any]) -> list[int]:
+        ids = await asyncio.to_thread(self._queue_eco, data)
+        await asyncio.gather(*(self.attempt(i) for i in ids))
+        return ids
+
+    async def run_due(self, now: datetime | None = None) -> int:
+        """Attempt every pending delivery whose time has come; returns how many were attempted."""
+        now = now or datetime.now(UTC)
+
+        def due() -> list[int]:
+            with self.engine.connect() as conn:
+                return list(conn.execute(select(DELIVERIES.c.id).where(
+                    DELIVERIES.c.status == 'pending', DELIVERIES.c.next_attempt_at <= now)
+                    .order_by(DELIVERIES.c.id).limit(100)).scalars())
+        ids = await asyncio.to_thread(due)
+        await asyncio.gather(*(self.attempt(i, now) for i in ids))
+        return len(ids)
+
+    def _alert_channels(self, conn: Connection, alert: dict[str, Any]) -> list[tuple[str, str]]:
+        """Every configured channel; for a policy's alert, those among its `notify` list (when it has one)."""
+        data = alert.get('data') if isinstance(alert.get('data'), dict) else {}
+        allowed = set(ALERT_CHANNELS)
+        if data.get('policy_id') is not None:
+            wanted = conn.execute(select(POLICIES.c.notify).where(POLICIES.c.id == data['policy_id'])).scalar()
+            if wanted:
+                allowed &= set(wanted)
+        channels: list[tuple[str, str]] = []
+        if 'log' in allowed:
+            channels.append(('log', 'log'))
+        url = self.settings.webhook_url
+        if url and 'webhook' in allowed:
+            channels.append(('slack' if is_slack(url) else 'webhook', safe_target(url)))
+        if self.settings.email_enabled and 'email' in allowed:
+            channels.append(('email', ', '.join(self.settings.smtp_to)))
+        return channels
+
+    def _queue_alert(self, alert: dict[str, Any]) -> list[int]:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            return [self._insert(conn, 'alert', alert.get('id'), channel, target, alert, now)
+                    for channel, target in self._alert_channels(conn, alert)]
+
+    def _queue_eco(self, data: dict[str, Any]) -> list[int]:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            state = eco.get_eco(conn)
+            if state['changed_at'] is None:
+                return []
+            last = last_eco_delivery(conn)
+            if last and last['payload'].get('at') == state['changed_at'] \
+                    and last['payload'].get('eco_mode') == state['eco_mode']:
+                return []  # this change was already sent (the API publishes on every call, changed or not)
+            spent, limit = data.get('spent_micros'), data.get('limit_micros')
+            if spent is None:
+                summary = budget.period_summary(conn, 'day', self.zone, self.default_daily_micros, now)
+                spent, limit = summary['spent_micros'], summary['limit_micros']
+            payload = eco_payload(state, spent, limit)
+            return [self._insert(conn, 'eco', None, 'n8n', safe_target(self.settings.n8n_webhook_url), payload, now)]
+
+    @staticmethod
+    def _insert(conn: Connection, kind: str, ref_id: int | None, channel: str, target: str, payload: dict[str, Any],
+                now: datetime) -> int:
+        return conn.execute(insert(DELIVERIES).values(
+            kind=kind, ref_id=ref_id, channel=channel, target=target[:500], payload=payload, status='pending',
+            attempts=0, next_attempt_at=now, created_at=now, updated_at=now).returning(DELIVERIES.c.id)).scalar_one()
+
+    # --- attempts -------------------------------------------------------------------------------------------
+
+    async def attempt(self, delivery_id: int, now: datetime | None = None) -> dict[str, Any] | None:
+        """One attempt, if this process can claim the row (pending and due); records the outcome."""
+        row = await asyncio.to_thread(self._claim, delivery_id, now or datetime.now(UTC))
+        if row is None:
+            return None
+        try:
+            await self._send(row)
+        except Exception as exc:
+            error = self._scrub(_describe(exc))
+            result = await asyncio.to_thread(self._finish, row, error)
+            log.warning('delivery %s of %s via %s failed (attempt %s): %s', row['id'], row['kind'], row['channel'],
+                        result['attempts'], error)
+            return result
+        return await asyncio.to_thread(self._finish, row, None)
+
+    def _claim(self, delivery_id: int, now: datetime) -> dict[str, Any] | None:
+        with self.engine.begin() as conn:
+            claimed = conn.execute(update(DELIVERIES).where(
+                DELIVERIES.c.id == delivery_id, DELIVERIES.c.status == 'pending',
+                DELIVERIES.c.next_attempt_at <= now).values(next_attempt_at=now + LEASE)).rowcount
+            if not claimed:
+                return None
+            return public(conn.execute(select(DELIVERIES).where(DELIVERIES.c.id == delivery_id)).one())
+
+    def _finish(self, row: dict[str, Any], error: str | None) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        attempts = row['attempts'] + 1
+        if error is None:
+            values: dict[str, Any] = {'status': 'delivered', 'next_attempt_at': None}
+        elif attempts >= self.backoff.max_attempts:
+            values = {'status': 'failed', 'next_attempt_at': None}
+        else:
+            values = {'status': 'pending', 'next_attempt_at': now + self.backoff.delay(attempts)}
+        with self.engine.begin() as conn:
+            conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == row['id']).values(
+                attempts=attempts, last_error=error[:2000] if error else row['last_error'], updated_at=now,
+                **values))
+            result = public(conn.execute(select(DELIVERIES).where(DELIVERIES.c.id == row['id'])).one())
+        if result['status'] == 'failed':
+            log.error('gave up delivering %s %s via %s after %s attempts: %s', row['kind'], row['id'],
+                      row['channel'], attempts, error)
+        self.hub.publish('deliveries', delivery_id=row['id'], kind=row['kind'], status=result['status'])
+        return result
+
+    async def _send(self, row: dict[str, Any]) -> None:
+        channel, payload = row['channel'], row['payload']
+        if channel == 'log':
+            log.warning('alert [%s] %s: %s', payload.get('severity'), payload.get('type'), payload.get('message'))
+        elif channel == 'webhook':
+            await self._post(self.settings.webhook_url, {'source': 'spendgauge', 'kind': 'alert', 'alert': payload})
+        elif channel == 'slack':
+            await self._post(self.settings.webhook_url, {'text': slack_text(payload)})
+        elif channel == 'n8n':
+            await self._post(self.settings.n8n_webhook_url, payload)
+        elif channel == 'email':
+            await asyncio.to_thread(self._send_mail, payload)
+        else:
+            raise DeliveryError(f'unknown channel {channel!r}')
+
+    async def _post(self, url: str, body: dict[str, Any]) -> None:
+        if not url:
+            raise DeliveryError('no URL configured any more')
+        assert self._client is not None, 'Notifier.start() was not called'
+        response = await self._client.post(url, json=body)
+        if response.status_code >= 300:
+            raise DeliveryError(f'HTTP {response.status_code}')
+
+    def _send_mail(self, alert: dict[str, Any]) -> None:
+        s = self.settings
+        if not s.email_enabled:
+            raise DeliveryError('SMTP is not configured any more')
+        message = EmailMessage()
+        message['Subject'] = f'[SpendGauge] {alert.get("severity", "")} {alert.get("type", "alert")}'
+        message['From'] = s.smtp_from
+        message['To'] = ', '.join(s.smtp_to)
+        message.set_content(f'{alert.get("message", "")}\n\nType: {alert.get("type")}\nSeverity: '
+                            f'{alert.get("severity")}\nFirst seen: {alert.get("created_at")}\n'
+                            f'Occurrences: {alert.get("count", 1)}\n')
+        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
+            if s.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if s.smtp_user:
+                smtp.login(s.smtp_user, s.smtp_password)
+            smtp.send_message(message)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, '***')
+        return text
+
+
+class DeliveryError(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DeliveryError):
+        return str(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return f'timeout ({type(exc).__name__})'
+    if isinstance(exc, httpx.TransportError):
+        return f'cannot connect ({type(exc).__name__})'
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f'SMTP {exc.smtp_code}'
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return 'SMTP recipients refused'
+    return f'{type(exc).__name__}: {str(exc)[:200]}'

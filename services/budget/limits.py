@@ -1,0 +1,40 @@
+"""Settings changed at run time, stored in the `settings` table: budget limits for now, more to come."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.core.models import AppSetting
+from services.core.periods import PERIODS
+
+MAX_LIMIT_MICROS = 10**15  # $1,000,000,000
+SETTINGS: Table = AppSetting.__table__  # type: ignore[attr-defined]
+
+
+def get_value(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(SETTINGS.c.value).where(SETTINGS.c.key == key)).scalar_one_or_none()
+
+
+def set_value(conn: Connection, key: str, value: str) -> None:
+    insert = postgresql.insert if conn.dialect.name == 'postgresql' else sqlite.insert
+    statement = insert(SETTINGS).values(key=key, value=value, updated_at=datetime.now(UTC))
+    conn.execute(statement.on_conflict_do_update(index_elements=['key'], set_={
+        'value': statement.excluded.value, 'updated_at': statement.excluded.updated_at}))
+
+
+def get_limit(conn: Connection, period: str, default_daily_micros: int) -> int | None:
+    """The budget limit for a period in micro-USD; the daily one defaults to the environment setting."""
+    value = get_value(conn, f'limit.{period}')
+    if value is not None:
+        return int(value)
+    return default_daily_micros if period == 'day' else None
+
+
+def set_limit(conn: Connection, period: str, micros: int) -> None:
+    if period not in PERIODS:
+        raise ValueError(f'period must be one of {", ".join(PERIODS)}, got {period!r}')
+    if not 0 <= micros <= MAX_LIMIT_MICROS:
+        raise ValueError(f'limit must be between $0 and ${MAX_LIMIT_MICROS // 1_000_000:,}')
+    set_value(conn, f'limit.{period}', str(micros))

@@ -1,0 +1,249 @@
+"""Budget policies: validation, storage and preloading from a YAML/JSON file and the environment."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from sqlalchemy import Connection, Table, delete, insert, select, update
+
+from services.budget.limits import MAX_LIMIT_MICROS
+from services.core.models import Policy
+from services.core.money import money, usd_to_micros
+from services.usage.events import describe_errors
+
+POLICIES: Table = Policy.__table__  # type: ignore[attr-defined]
+SCOPES = ('global', 'agent', 'session', 'user', 'provider', 'model', 'project', 'tag')
+POLICY_PERIODS = ('day', 'week', 'month', 'session', 'custom')
+ACTIONS = ('ignore', 'warn', 'throttle', 'block')
+CHANNELS = ('in_app', 'log', 'webhook', 'email')
+ENV_LIMITS = {'DAILY_BUDGET_LIMIT': 'day', 'WEEKLY_BUDGET_LIMIT': 'week', 'MONTHLY_BUDGET_LIMIT': 'month'}
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
+
+
+class PolicyNotFound(LookupError):
+    pass
+
+
+class PolicyInvalid(ValueError):
+    """The message names the field."""
+
+
+class PolicyReadOnly(PolicyInvalid):
+    """Policies from the file or the environment are changed there: every start re-syncs them."""
+
+
+def _writable(policy: PolicyRule) -> None:
+    if policy.origin == 'file':
+        raise PolicyReadOnly(f'policy {policy.id} comes from SPENDGAUGE_POLICIES_FILE: change it there')
+    if policy.origin == 'env':
+        raise PolicyReadOnly(f'policy {policy.id} comes from the environment ({policy.name}): change it there')
+    if policy.origin == 'panel':
+        raise PolicyReadOnly(f'policy {policy.id} is an agent threshold: change it in Budget settings '
+                             '(PUT /api/v1/thresholds)')
+
+
+class PolicyIn(BaseModel):
+    """A policy as the API, the file and the page give it; money in USD (decimal string or number)."""
+
+    model_config = ConfigDict(extra='forbid')
+
+    name: Text
+    scope: Literal['global', 'agent', 'session', 'user', 'provider', 'model', 'project', 'tag'] = 'global'
+    scope_value: Text | None = None
+    period: Literal['day', 'week', 'month', 'session', 'custom'] = 'day'
+    period_start: date | None = None
+    period_end: date | None = None
+    limit_usd: Decimal = Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000)
+    soft_percent: int = Field(default=80, ge=1, le=100)
+    critical_percent: int = Field(default=95, ge=1, le=100)
+    action: Literal['ignore', 'warn', 'throttle', 'block'] = 'warn'
+    notify: list[Literal['in_app', 'log', 'webhook', 'email']] = Field(default_factory=list, max_length=4)
+    auto_eco: bool = False
+    auto_pause: bool = False
+    enabled: bool = True
+
+    @model_validator(mode='after')
+    def _consistent(self) -> PolicyIn:
+        if self.scope == 'global' and self.scope_value is not None:
+            raise ValueError('scope_value: a global policy has no scope value')
+        if self.auto_pause and self.scope != 'agent':
+            raise ValueError('auto_pause: only an agent policy can pause its agent')
+        if self.soft_percent > self.critical_percent:
+            raise ValueError('soft_percent: must not exceed critical_percent')
+        if self.period == 'custom':
+            if self.period_start is None or self.period_end is None:
+                raise ValueError('period_start: a custom period needs period_start and period_end')
+            if self.period_end < self.period_start:
+                raise ValueError('period_end: must not be before period_start')
+        elif self.period_start is not None or self.period_end is not None:
+            raise ValueError('period_start: only a custom period has period_start and period_end')
+        if not self.limit_usd.is_finite():
+            raise ValueError('limit_usd: must be a finite amount')
+        return self
+
+    def row(self) -> dict[str, Any]:
+        values = self.model_dump(exclude={'limit_usd'})
+        values['limit_micros'] = usd_to_micros(self.limit_usd)
+        values['notify'] = sorted(set(self.notify))
+        return values
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """A stored policy as the checker uses it."""
+
+    id: int
+    name: str
+    scope: str
+    scope_value: str | None
+    period: str
+    period_start: date | None
+    period_end: date | None
+    limit_micros: int
+    soft_percent: int
+    critical_percent: int
+    action: str
+    notify: tuple[str, ...]
+    auto_eco: bool
+    enabled: bool
+    origin: str
+    auto_pause: bool = False
+
+    @classmethod
+    def from_row(cls, row: Any) -> PolicyRule:
+        return cls(row.id, row.name, row.scope, row.scope_value, row.period, row.period_start, row.period_end,
+                   int(row.limit_micros), row.soft_percent, row.critical_percent, row.action,
+                   tuple(row.notify or ()), bool(row.auto_eco), bool(row.enabled), row.origin,
+                   bool(row.auto_pause))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {'id': self.id, 'name': self.name, 'scope': self.scope, 'scope_value': self.scope_value,
+                'period': self.period,
+                'period_start': self.period_start.isoformat() if self.period_start else None,
+                'period_end': self.period_end.isoformat() if self.period_end else None,
+                **money('limit', self.limit_micros), 'soft_percent': self.soft_percent,
+                'critical_percent': self.critical_percent, 'action': self.action, 'notify': list(self.notify),
+                'auto_eco': self.auto_eco, 'auto_pause': self.auto_pause, 'enabled': self.enabled,
+                'origin': self.origin}
+
+    def as_input(self) -> dict[str, Any]:
+        """The editable fields, as PolicyIn takes them."""
+        data = self.as_dict()
+        for name in ('id', 'origin', 'limit_micros'):
+            data.pop(name)
+        return data
+
+
+def validate(data: dict[str, Any]) -> PolicyIn:
+    try:
+        return PolicyIn.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyInvalid(describe_errors(exc)) from None
+
+
+def list_policies(conn: Connection) -> list[PolicyRule]:
+    return [PolicyRule.from_row(r) for r in conn.execute(select(POLICIES).order_by(POLICIES.c.id))]
+
+
+def get_policy(conn: Connection, policy_id: int) -> PolicyRule:
+    row = conn.execute(select(POLICIES).where(POLICIES.c.id == policy_id)).first()
+    if row is None:
+        raise PolicyNotFound(f'no policy {policy_id}')
+    return PolicyRule.from_row(row)
+
+
+def create_policy(conn: Connection, policy: PolicyIn, origin: str = 'api') -> PolicyRule:
+    now = datetime.now(UTC)
+    pk = conn.execute(insert(POLICIES).values(**policy.row(), origin=origin, created_at=now, updated_at=now)
+                      .returning(POLICIES.c.id)).scalar_one()
+    return get_policy(conn, pk)
+
+
+def update_policy(conn: Connection, policy_id: int, changes: dict[str, Any]) -> PolicyRule:
+    """Apply a partial change; the merged policy is validated as a whole."""
+    current = get_policy(conn, policy_id)
+    _writable(current)
+    merged = validate({**current.as_input(), **changes})
+    conn.execute(update(POLICIES).where(POLICIES.c.id == policy_id)
+                 .values(**merged.row(), updated_at=datetime.now(UTC)))
+    return get_policy(conn, policy_id)
+
+
+def delete_policy(conn: Connection, policy_id: int) -> None:
+    _writable(get_policy(conn, policy_id))
+    conn.execute(delete(POLICIES).where(POLICIES.c.id == policy_id))
+
+
+def load_file(path: str | Path) -> list[PolicyIn]:
+    """Policies from a YAML (or JSON) file: a list, or a mapping with a `policies` list."""
+    return load_file_text(Path(path).read_text(), str(path))
+
+
+def load_file_text(text: str, path: str = 'policies.yaml') -> list[PolicyIn]:
+    if path.endswith('.json'):
+        data = json.loads(text)
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise PolicyInvalid(f'{path}: not valid YAML: {exc}') from None
+    if isinstance(data, dict):
+        data = data.get('policies')
+    if not isinstance(data, list):
+        raise PolicyInvalid(f'{path}: expected a list of policies (or a mapping with a `policies` list)')
+    policies = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise PolicyInvalid(f'{path}: policy {index} is not a mapping')
+        try:
+            policies.append(validate({k: str(v) if k == 'limit_usd' else v for k, v in item.items()}))
+        except PolicyInvalid as exc:
+            raise PolicyInvalid(f'{path}: policy {index}: {exc}') from None
+    return policies
+
+
+def env_policies(environ: dict[str, str]) -> list[PolicyIn]:
+    """Global day/week/month block policies from DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT (USD)."""
+    policies = []
+    for var, period in ENV_LIMITS.items():
+        value = environ.get(var, '').strip()
+        if value:
+            try:
+                policies.append(validate({'name': f'{period} budget ({var})', 'period': period, 'limit_usd': value,
+                                          'action': 'block'}))
+            except PolicyInvalid as exc:
+                raise PolicyInvalid(f'{var}: {exc}') from None
+    return policies
+
+
+def sync_origin(conn: Connection, origin: Literal['file', 'env', 'panel'], policies: list[PolicyIn]) -> int:
+    """Make the stored policies of this origin match `policies` (by name); returns how many there are now."""
+    existing = {r.name: r.id for r in conn.execute(select(POLICIES.c.id, POLICIES.c.name)
+                                                   .where(POLICIES.c.origin == origin))}
+    now = datetime.now(UTC)
+    wanted = {p.name: p for p in policies}
+    for name, pk in existing.items():
+        if name not in wanted:
+            conn.execute(delete(POLICIES).where(POLICIES.c.id == pk))
+    for name, policy in wanted.items():
+        if name in existing:
+            conn.execute(update(POLICIES).where(POLICIES.c.id == existing[name]).values(**policy.row(),
+                                                                                       updated_at=now))
+        else:
+            conn.execute(insert(POLICIES).values(**policy.row(), origin=origin, created_at=now, updated_at=now))
+    return len(wanted)
+
+
+def set_agent_paused(conn: Connection, agent_id: str, paused: bool) -> bool:
+    """Pause or resume an agent the ledger has seen; False when there is no such agent."""
+    from services.core.models import Agent
+
+    agents: Table = Agent.__table__  # type: ignore[attr-defined]
+    return conn.execute(update(agents).where(agents.c.id == agent_id).values(paused=paused)).rowcount > 0

@@ -1,0 +1,281 @@
+"""Database tables. Money is integer micro-USD; timestamps are naive UTC.
+
+The ledger (`services/usage/ledger.py`) is the only writer of `usage_events` and of the spend tables derived from it
+(`spend_rollups`, `sessions`, `session_agents`, `agents`, `task_spend`).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+BIGINT_ID = BigInteger().with_variant(Integer, 'sqlite')  # SQLite only auto-increments INTEGER PRIMARY KEY
+
+
+def _money() -> Any:
+    return Field(default=0, sa_type=BigInteger, nullable=False)
+
+
+def _count() -> Any:
+    return Field(default=0, sa_type=BigInteger, nullable=False)
+
+
+class UsageEvent(SQLModel, table=True):
+    """One LLM call, as reported by an agent, the SDK, the LiteLLM callback or a pull."""
+
+    __tablename__ = 'usage_events'
+    __table_args__ = (
+        UniqueConstraint('source', 'event_id', name='uq_usage_events_source_event_id'),
+        Index('ix_usage_events_ts', 'ts'),
+        Index('ix_usage_events_agent_ts', 'agent_id', 'ts'),
+        Index('ix_usage_events_session_id', 'session_id'),
+        Index('ix_usage_events_task_id', 'task_id'),
+    )
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    event_id: str = Field(max_length=200)
+    source: str = Field(max_length=32)
+    channel: str = Field(max_length=16)
+    ts: datetime
+    provider: str = Field(max_length=100)
+    model: str = Field(max_length=200)
+    agent_id: str | None = Field(default=None, max_length=200)
+    session_id: str | None = Field(default=None, max_length=200)
+    user_id: str | None = Field(default=None, max_length=200)
+    project: str | None = Field(default=None, max_length=200)
+    task_id: str | None = Field(default=None, max_length=200)
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cache_read_tokens: int = _count()
+    cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    cost_source: str = Field(max_length=16)
+    latency_ms: int | None = None
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column('metadata', JSON, nullable=False))
+    created_at: datetime
+
+
+class SpendRollup(SQLModel, table=True):
+    """Hourly totals per (agent, provider, model, channel); '' stands for "no agent"."""
+
+    __tablename__ = 'spend_rollups'
+
+    hour: datetime = Field(primary_key=True)
+    agent_id: str = Field(primary_key=True, max_length=200)
+    provider: str = Field(primary_key=True, max_length=100)
+    model: str = Field(primary_key=True, max_length=200)
+    channel: str = Field(primary_key=True, max_length=16)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cache_read_tokens: int = _count()
+    cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+    unpriced_requests: int = _count()
+
+
+class SpendSession(SQLModel, table=True):
+    """A session starts with its first event; `ended_at` is set by `POST /sessions/{id}/end`."""
+
+    __tablename__ = 'sessions'
+
+    id: str = Field(primary_key=True, max_length=200)
+    started_at: datetime
+    last_event_at: datetime
+    ended_at: datetime | None = None
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+
+
+class SessionAgent(SQLModel, table=True):
+    """Per-agent totals inside one session."""
+
+    __tablename__ = 'session_agents'
+
+    session_id: str = Field(primary_key=True, max_length=200)
+    agent_id: str = Field(primary_key=True, max_length=200)
+    first_ts: datetime
+    last_ts: datetime
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+
+
+class Agent(SQLModel, table=True):
+    """An agent seen in the ledger, with its lifetime totals and latest session."""
+
+    __tablename__ = 'agents'
+
+    id: str = Field(primary_key=True, max_length=200)
+    first_seen_at: datetime
+    last_request_at: datetime
+    last_session_id: str | None = Field(default=None, max_length=200)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+    paused: bool = False
+
+
+class TaskSpend(SQLModel, table=True):
+    """Actual spend per task_id, whether or not the task was registered through the tasks API."""
+
+    __tablename__ = 'task_spend'
+
+    task_id: str = Field(primary_key=True, max_length=200)
+    first_ts: datetime
+    last_ts: datetime
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+
+
+class Task(SQLModel, table=True):
+    """A unit of work with an estimated cost, registered through the tasks API."""
+
+    __tablename__ = 'tasks'
+
+    id: str = Field(primary_key=True, max_length=200)
+    title: str = Field(max_length=500)
+    agent_id: str | None = Field(default=None, max_length=200)
+    status: str = Field(default='pending', max_length=32)
+    priority: int = 0
+    estimated_cost_micros: int | None = Field(default=None, sa_type=BigInteger)
+    created_at: datetime
+    updated_at: datetime
+    deadline: datetime | None = None
+
+
+class AppSetting(SQLModel, table=True):
+    """Settings changed at run time (budget limits, eco mode, ...); environment settings are the defaults."""
+
+    __tablename__ = 'settings'
+
+    key: str = Field(primary_key=True, max_length=100)
+    value: str = Field(max_length=2000)
+    updated_at: datetime
+
+
+class PriceOverride(SQLModel, table=True):
+    """Our own price for a provider/model, applied before genai-prices. Micro-USD per million tokens."""
+
+    __tablename__ = 'price_overrides'
+
+    provider: str = Field(primary_key=True, max_length=100)
+    model: str = Field(primary_key=True, max_length=200)
+    input_micros_per_mtok: int = Field(sa_type=BigInteger)
+    output_micros_per_mtok: int = Field(sa_type=BigInteger)
+    cache_read_micros_per_mtok: int | None = Field(default=None, sa_type=BigInteger)
+    cache_write_micros_per_mtok: int | None = Field(default=None, sa_type=BigInteger)
+    updated_at: datetime
+
+
+class BudgetSnapshot(SQLModel, table=True):
+    """Spend as a source reports it for one day: pulled from LiteLLM or billed by a provider. Re-pulling a day
+    replaces its rows."""
+
+    __tablename__ = 'budget_snapshots'
+    __table_args__ = (
+        UniqueConstraint('source', 'day', 'provider', 'model', name='uq_budget_snapshots_source_day_provider_model'),
+        Index('ix_budget_snapshots_day', 'day'),
+    )
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    source: str = Field(max_length=32)  # litellm, openai_direct, anthropic_direct, openrouter_direct
+    day: date  # the UTC day the source reports
+    provider: str = Field(max_length=100)
+    model: str = Field(default='', max_length=200)  # '' when the source gives no model breakdown
+    cost_micros: int = _money()
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    requests: int = _count()
+    fetched_at: datetime
+
+
+class SyncRun(SQLModel, table=True):
+    """One run of a puller: when, how it went, how many rows, and the (key-free) error."""
+
+    __tablename__ = 'sync_runs'
+    __table_args__ = (Index('ix_sync_runs_source_started', 'source', 'started_at'),)
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    source: str = Field(max_length=32)
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: str = Field(default='running', max_length=16)  # running, ok, error
+    rows: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # e.g. which endpoints were unavailable
+
+
+class Alert(SQLModel, table=True):
+    """Something an operator should know: a threshold crossed, a sync failing, a reconciliation gap."""
+
+    __tablename__ = 'alerts'
+    __table_args__ = (Index('ix_alerts_dedupe_key', 'dedupe_key'), Index('ix_alerts_created_at', 'created_at'))
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    type: str = Field(max_length=40)
+    severity: str = Field(max_length=16)  # info, warning, critical
+    message: str = Field(max_length=2000)
+    dedupe_key: str = Field(max_length=300)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime
+    last_seen_at: datetime
+    count: int = 1
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = Field(default=None, max_length=200)
+    resolved_at: datetime | None = None
+
+
+class Policy(SQLModel, table=True):
+    """A budget rule: a scope (global, agent, session, user, provider, model, project, tag) with an optional value,
+    a period, a limit, soft and critical percentages, and how far the action ladder may go."""
+
+    __tablename__ = 'policies'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    name: str = Field(max_length=200)
+    scope: str = Field(max_length=16)
+    scope_value: str | None = Field(default=None, max_length=200)
+    period: str = Field(max_length=16)  # day, week, month, session, custom
+    period_start: date | None = None  # custom range, local dates, inclusive
+    period_end: date | None = None
+    limit_micros: int = Field(sa_type=BigInteger)
+    soft_percent: int = 80
+    critical_percent: int = 95
+    action: str = Field(default='warn', max_length=16)  # ignore, warn, throttle, block: the highest step allowed
+    notify: list[str] = Field(default_factory=list, sa_type=JSON)  # in_app, log, webhook, email
+    auto_eco: bool = False  # switch eco mode on when the soft threshold is crossed
+    auto_pause: bool = False  # pause the agent (agent scope) when it reaches the limit
+    enabled: bool = True
+    origin: str = Field(default='api', max_length=16)  # api, file, env, panel (Budget settings)
+    created_at: datetime
+    updated_at: datetime
+
+
+class Delivery(SQLModel, table=True):
+    """One attempt chain to deliver an alert or an eco-mode change to a channel; failures are kept and retried."""
+
+    __tablename__ = 'deliveries'
+    __table_args__ = (Index('ix_deliveries_status', 'status'),)
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    kind: str = Field(max_length=16)  # alert, eco
+    ref_id: int | None = Field(default=None, sa_type=BigInteger)  # the alert's id
+    channel: str = Field(max_length=16)  # log, webhook, slack, email, n8n
+    target: str = Field(max_length=500)  # where to (URL without credentials, or address)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default='pending', max_length=16)  # pending, delivered, failed
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=2000)
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime

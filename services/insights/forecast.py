@@ -1,0 +1,473 @@
+"""When does the budget run out? Today's burn rate blended with the time-of-day profile of the past two weeks,
+projected to the end of the day, the week and the month.
+
+The core (`project`) is pure: hourly spend in, forecast out, so the backtest (bench/forecast.py) replays the same
+function the API serves. The DB layer reads the hourly totals with one `totals_between` call over hourly edges
+(the current hour from its rollup so far), never the events.
+
+Method, per day:
+- 'none': no spend today and too little history: nothing more is projected.
+- 'trailing_rate': no usable history (fewer than MIN_HISTORY_DAYS days with spend). The rate is an exponentially
+  decayed mean over the last WINDOW_H hours (half-life HALF_LIFE_H), each hour capped at BURST_MULT x the
+  window's median rate (or today's mean rate without its largest hour, when higher), so one burst does not
+  become the rate.
+- 'profile_blend': the per-local-hour profile of the past days of the same kind (weekday or weekend; a trimmed
+  mean across days, so a past burst does not shape it), scaled to today's level. The level blends today's
+  ratio actual/profile so far (shrunk towards 1 by a prior of PRIOR_WEIGHT x a profile day) with the decayed
+  trailing ratio over the last hours (the trailing rate, relative to the profile). Bursts are capped as above.
+The low/high band replays the method on each past day at the same time of day (leave one out) and takes the
+10 % and 90 % quantiles of actual rest of day / predicted rest of day; without history it is 0.5x-1.5x.
+Week and month: spent so far + today's projected rest + a daily level (mean of past days of the same kind) for
+each remaining day, spread over the day by the profile.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine
+
+from services.alerting import alerts
+from services.budget import limits as app_settings
+from services.core.money import format_usd, money
+from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
+from services.live.hub import EventHub
+from services.spend.budget import period_summary
+from services.spend.rollups import totals_between
+
+HOUR = timedelta(hours=1)
+HISTORY_DAYS = 14
+MIN_HISTORY_DAYS = 3
+WINDOW_H = 4
+HALF_LIFE_H = 1.0
+BURST_MULT = 2.5
+PRIOR_WEIGHT = 0.3
+RECENT_WEIGHT = 0.25
+BAND_QUANTILES = (0.05, 0.95)
+FALLBACK_BAND = (0.5, 1.5)
+MIN_BAND_SAMPLES = 4
+
+Segment = tuple[datetime, datetime, float]  # projected micro-USD in [start, end)
+
+
+@dataclass
+class Interval:
+    start: datetime
+    end: datetime
+    micros: int
+    hour: int  # local hour of day of the start
+
+
+@dataclass
+class LocalDay:
+    date: date
+    start: datetime
+    end: datetime
+    intervals: list[Interval] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(i.micros for i in self.intervals)
+
+    @property
+    def weekend(self) -> bool:
+        return self.date.weekday() >= 5
+
+    def by_hour(self) -> list[float]:
+        hours = [0.0] * 24
+        for interval in self.intervals:
+            hours[interval.hour] += interval.micros
+        return hours
+
+
+@dataclass
+class Prediction:
+    rest: float  # micro-USD from now to the end of the day
+    rate_per_hour: float
+    method: str
+    segments: list[Segment]
+
+
+# --- the pure core ----------------------------------------------------------------------------------------------
+
+def split_days(hours: Iterable[tuple[datetime, int]], zone: ZoneInfo, now: datetime) -> tuple[LocalDay,
+                                                                                               list[LocalDay]]:
+    """Today and the HISTORY_DAYS local days before it, from hourly (start, micros) totals. Each interval counts
+    on the local day and hour of its start; an interval ends at the next whole UTC hour."""
+    local_today = now.astimezone(zone).date()
+    spans = local_days(local_today, HISTORY_DAYS + 1, zone)
+    days = {d: LocalDay(d, start, end) for d, start, end in spans}
+    for start, micros in hours:
+        start = as_utc(start)
+        if start >= now:
+            continue
+        local = start.astimezone(zone)
+        day = days.get(local.date())
+        if day is not None:
+            day.intervals.append(Interval(start, min(hour_floor(start) + HOUR, day.end), int(micros), local.hour))
+    ordered = [days[d] for d, _, _ in spans]
+    return ordered[-1], ordered[:-1]
+
+
+def _steps(start: datetime, end: datetime, zone: ZoneInfo) -> list[tuple[datetime, datetime, int]]:
+    """[start, end) in one-hour steps from start (DST-proof: UTC arithmetic), each with its local hour."""
+    steps, t = [], start
+    while t < end:
+        after = min(t + HOUR, end)
+        steps.append((t, after, t.astimezone(zone).hour))
+        t = after
+    return steps
+
+
+def _trimmed_mean(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    if len(ordered) >= 5:
+        ordered = ordered[1:-1]
+    return sum(ordered) / len(ordered) if ordered else 0.0
+
+
+def _profile(days: Sequence[LocalDay]) -> list[float]:
+    """Typical spend per local hour of day: a trimmed mean across days (plain mean when trimming leaves nothing)."""
+    rows = [d.by_hour() for d in days]
+    profile = [_trimmed_mean([r[h] for r in rows]) for h in range(24)]
+    if sum(profile) <= 0:
+        profile = [sum(r[h] for r in rows) / len(rows) for h in range(24)]
+    return profile
+
+
+def _basis(past: Sequence[LocalDay], weekend: bool) -> list[LocalDay]:
+    """The past days with spend that shape today: those of the same kind when there are enough of them."""
+    active = [d for d in past if d.total > 0]
+    same = [d for d in active if d.weekend == weekend]
+    return same if len(same) >= MIN_HISTORY_DAYS else active
+
+
+def _hours(delta: timedelta) -> float:
+    return delta.total_seconds() / 3600
+
+
+def _decay(now: datetime, interval: Interval) -> tuple[float, float]:
+    """(duration in hours so far, decay weight) of an interval; weight 0 outside the trailing window."""
+    end = min(interval.end, now)
+    duration = _hours(end - interval.start)
+    if duration <= 0 or _hours(now - interval.end) >= WINDOW_H:
+        return duration, 0.0
+    age = _hours(now - (interval.start + (end - interval.start) / 2))
+    return duration, 0.5 ** (age / HALF_LIFE_H)
+
+
+def _trailing(today: Sequence[Interval], now: datetime, steps: Sequence[tuple[datetime, datetime, int]],
+              day_start: datetime) -> Prediction:
+    samples = [(i.micros, *_decay(now, i)) for i in today]
+    samples = [(a, d, w) for a, d, w in samples if w > 0]
+    # Today's mean rate without its largest hour: a longer view for sparse spend that one burst cannot lift.
+    amounts = sorted(i.micros for i in today)
+    elapsed = _hours(now - day_start) - 1
+    mean_rate = sum(amounts[:-1]) / elapsed if elapsed > 0 else 0.0
+    rate = 0.0
+    if samples:
+        reference = max(statistics.median(a / d for a, d, _ in samples), mean_rate)
+        weight = sum(w * d for _, d, w in samples)
+        rate = sum(w * min(a, BURST_MULT * reference * d) for a, d, w in samples) / weight
+    segments = [(max(s, now), e, rate * _hours(e - max(s, now))) for s, e, _ in steps if e > now]
+    return Prediction(sum(a for *_, a in segments), rate, 'trailing_rate', segments)
+
+
+def _blend(today: Sequence[Interval], now: datetime, steps: Sequence[tuple[datetime, datetime, int]],
+           profile: Sequence[float]) -> Prediction:
+    mean_hour = sum(profile) / 24
+    whole = [i for i in today if i.end <= now and profile[i.hour] > 0]
+    ratios = [i.micros / profile[i.hour] for i in whole]
+    level = max(1.0, statistics.median(ratios)) if ratios else 1.0
+    actual = expected = recent = recent_expected = 0.0
+    for interval in today:
+        duration, weight = _decay(now, interval)
+        if duration <= 0:
+            continue
+        capped = min(interval.micros, BURST_MULT * level * max(profile[interval.hour], mean_hour))
+        share = profile[interval.hour] * duration
+        actual += capped
+        expected += share
+        recent += weight * capped
+        recent_expected += weight * share
+    prior = PRIOR_WEIGHT * sum(profile)
+    k_today = (actual + prior) / (expected + prior)
+    k_recent = (recent + k_today * mean_hour) / (recent_expected + mean_hour)
+    k = RECENT_WEIGHT * k_recent + (1 - RECENT_WEIGHT) * k_today
+    segments = [(max(s, now), e, k * profile[h] * _hours(e - max(s, now))) for s, e, h in steps if e > now]
+    current = next((h for s, e, h in steps if s <= now < e), None)
+    rate = k * profile[current] if current is not None else 0.0
+    return Prediction(sum(a for *_, a in segments), rate, 'profile_blend', segments)
+
+
+def predict_day(today: LocalDay, past: Sequence[LocalDay], now: datetime, zone: ZoneInfo) -> Prediction:
+    """The projected spend of the rest of `today` from `now`."""
+    steps = _steps(today.start, today.end, zone)
+    intervals = [i for i in today.intervals if i.start < now]
+    basis = _basis(past, today.weekend)
+    if len(basis) >= MIN_HISTORY_DAYS:
+        return _blend(intervals, now, steps, _profile(basis))
+    if sum(i.micros for i in intervals) > 0:
+        return _trailing(intervals, now, steps, today.start)
+    return Prediction(0.0, 0.0, 'none', [])
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _band_from(ratios: Sequence[float]) -> tuple[float, float]:
+    if len(ratios) < MIN_BAND_SAMPLES:
+        return FALLBACK_BAND
+    low, high = (_quantile(ratios, q) for q in BAND_QUANTILES)
+    return min(low, 1.0), max(high, 1.0)
+
+
+def day_band(today: LocalDay, past: Sequence[LocalDay], now: datetime, zone: ZoneInfo) -> tuple[float, float]:
+    """Low and high multipliers of the projected rest of today: how far the method missed on the past days of
+    the same kind, replayed at the same time of day with each day left out of its own history."""
+    elapsed = timedelta(hours=math.floor(_hours(now - today.start)))
+    ratios = []
+    for day in _basis(past, today.weekend):
+        at = day.start + elapsed
+        others = [d for d in past if d is not day]
+        predicted = predict_day(day, others, at, zone).rest
+        if predicted > 0:
+            ratios.append(sum(i.micros for i in day.intervals if i.start >= at) / predicted)
+    return _band_from(ratios)
+
+
+def _daily_levels(past: Sequence[LocalDay], fallback: float) -> dict[bool, float]:
+    """Typical day total for weekdays and weekend days, from the first past day with spend on."""
+    first = next((n for n, d in enumerate(past) if d.total > 0), None)
+    if first is None:
+        return {False: fallback, True: fallback}
+    days = past[first:]
+    every = _trimmed_mean([d.total for d in days])
+    levels = {}
+    for weekend in (False, True):
+        same = [d.total for d in days if d.weekend == weekend]
+        levels[weekend] = _trimmed_mean(same) if len(same) >= 2 else every
+    return levels
+
+
+def _future_days(after: datetime, end: datetime, zone: ZoneInfo, past: Sequence[LocalDay],
+                 today_total: float) -> tuple[list[Segment], tuple[float, float]]:
+    """Segments for each whole local day in [after, end), and the band multipliers of their sum."""
+    levels = _daily_levels(past, today_total)
+    shapes = {}
+    for weekend in (False, True):
+        basis = _basis(past, weekend)
+        profile = _profile(basis) if basis else [1.0] * 24
+        total = sum(profile) or 1.0
+        shapes[weekend] = [p / total for p in profile]
+    segments: list[Segment] = []
+    days = 0
+    start = after
+    while start < end:
+        local = start.astimezone(zone).date()
+        day_end = period_containing('day', start, zone).end
+        steps = _steps(start, min(day_end, end), zone)
+        weekend = local.weekday() >= 5
+        shape = shapes[weekend]
+        scale = sum(shape[h] for *_, h in steps) or 1.0  # a 23- or 25-hour day still sums to the day's level
+        segments += [(s, e, levels[weekend] * shape[h] / scale) for s, e, h in steps]
+        days += 1
+        start = day_end
+    ratios = []
+    first = next((n for n, d in enumerate(past) if d.total > 0), None)
+    if first is not None:
+        ratios = [d.total / levels[d.weekend] for d in past[first:] if levels[d.weekend] > 0]
+    low, high = _band_from(ratios)
+    if days:
+        low, high = 1 - (1 - low) / math.sqrt(days), 1 + (high - 1) / math.sqrt(days)
+    return segments, (low, high)
+
+
+def _walk(spent: int, limit: int, segments: Sequence[Segment]) -> datetime | None:
+    """The moment the cumulative projected spend reaches the limit, interpolated within its segment."""
+    total = float(spent)
+    for start, end, amount in segments:
+        if amount > 0 and total + amount >= limit:
+            return start + timedelta(seconds=round((end - start).total_seconds() * (limit - total) / amount))
+        total += amount
+    return None
+
+
+@dataclass
+class PeriodForecast:
+    period: str
+    span: Period
+    spent: int
+    limit: int | None
+    projected: int
+    low: int
+    high: int
+    eta: datetime | None
+    state: str
+    method: str
+    rate_per_hour: float = 0.0
+
+    def as_dict(self, zone: ZoneInfo) -> dict[str, Any]:
+        return {'period': self.period, 'start': self.span.start.isoformat(), 'end': self.span.end.isoformat(),
+                **money('spent', self.spent),
+                **(money('limit', self.limit) if self.limit is not None else {'limit_micros': None,
+                                                                               'limit_usd': None}),
+                **money('projected', self.projected), **money('projected_low', self.low),
+                **money('projected_high', self.high), 'eta': self.eta.isoformat() if self.eta else None,
+                'state': self.state, 'text': self.text(zone), 'method': self.method,
+                **money('rate_per_hour', round(self.rate_per_hour))}
+
+    def text(self, zone: ZoneInfo) -> str:
+        projected = format_usd(self.projected)
+        by, name = {'day': ('midnight', 'Budget'), 'week': ('the end of the week', 'Week budget'),
+                    'month': ('the end of the month', 'Month budget')}[self.period]
+        if self.state == 'no_limit':
+            return f'~{projected} projected by {by}'
+        assert self.limit is not None
+        if self.state == 'exceeded':
+            return f'{name} exhausted: {format_usd(self.spent)} of {format_usd(self.limit)}'
+        if self.state == 'exhausts':
+            assert self.eta is not None
+            local = self.eta.astimezone(zone)
+            when = f'{local:%H:%M}' if self.period == 'day' else f'{local:%a %d %b} ~{local:%H:%M}'
+            return f'{name} exhausted at ~{when}' if self.period == 'day' else f'{name} exhausted on {when}'
+        return f'Holds until {by}: ~{projected} of {format_usd(self.limit)} projected'
+
+
+def _period(name: str, span: Period, spent: int, limit: int | None, segments: Sequence[Segment],
+            band: tuple[float, float], method: str, rate: float = 0.0) -> PeriodForecast:
+    rest = sum(a for *_, a in segments)
+    projected = spent + round(rest)
+    low, high = spent + round(rest * band[0]), spent + round(rest * band[1])
+    low, high = min(low, projected), max(high, projected)
+    eta = None
+    if limit is None:
+        state = 'no_limit'
+    elif spent >= limit:
+        state = 'exceeded'
+    else:
+        eta = _walk(spent, limit, segments)
+        if eta is not None and eta >= span.end:
+            eta = None
+        state = 'exhausts' if eta is not None else 'holds'
+    return PeriodForecast(name, span, spent, limit, projected, low, high, eta, state, method, rate)
+
+
+def project(hours: Iterable[tuple[datetime, int]], now: datetime, zone: ZoneInfo, spent: dict[str, int],
+            limits: dict[str, int | None], periods: Sequence[str] = PERIODS) -> dict[str, PeriodForecast]:
+    """The forecast for each period from hourly spend (today so far and the HISTORY_DAYS days before), what was
+    spent in each period so far (the reconciled totals) and the limits."""
+    now = as_utc(now)
+    today, past = split_days(hours, zone, now)
+    prediction = predict_day(today, past, now, zone)
+    band = day_band(today, past, now, zone) if prediction.method == 'profile_blend' else FALLBACK_BAND
+    result = {}
+    for name in periods:
+        span = period_containing(name, now, zone)
+        if name == 'day':
+            result[name] = _period(name, span, spent[name], limits[name], prediction.segments, band,
+                                   prediction.method, prediction.rate_per_hour)
+            continue
+        today_total = spent.get('day', today.total) + prediction.rest
+        future, future_band = _future_days(today.end, span.end, zone, past, today_total)
+        today_rest = prediction.rest
+        future_rest = sum(a for *_, a in future)
+        rest = today_rest + future_rest
+        combined = ((today_rest * band[0] + future_rest * future_band[0]) / rest,
+                    (today_rest * band[1] + future_rest * future_band[1]) / rest) if rest > 0 else band
+        method = prediction.method if future_rest == 0 else f'{prediction.method}+daily_level'
+        result[name] = _period(name, span, spent[name], limits[name], [*prediction.segments, *future], combined,
+                               method)
+    return result
+
+
+# --- the database layer -----------------------------------------------------------------------------------------
+
+def read_hours(conn: Connection, now: datetime, zone: ZoneInfo) -> list[tuple[datetime, int]]:
+    """Hourly spend from the start of the history window to the end of the current hour, in one rollup query.
+    Today's start is an edge too (a half-hour zone splits that one hour, read from its events)."""
+    today = period_containing('day', now, zone)
+    first = hour_floor(local_days(now.astimezone(zone).date(), HISTORY_DAYS + 1, zone)[0][1])
+    edges = [first + HOUR * n for n in range(int(_hours(hour_floor(now) - first)) + 2)]
+    if today.start not in edges:
+        edges = sorted([*edges, today.start])
+    buckets = totals_between(conn, edges)
+    return [(edges[n], buckets.total(n).cost_micros) for n in range(len(edges) - 1)]
+
+
+def budget_forecast(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
+                    now: datetime | None = None) -> dict[str, Any]:
+    """Day, week and month: spent (reconciled, as `period_summary` reports it), projected, band, ETA, state."""
+    now = as_utc(now or datetime.now(UTC))
+    summaries = {p: period_summary(conn, p, zone, default_daily_micros, now) for p in PERIODS}
+    spent = {p: s['spent_micros'] for p, s in summaries.items()}
+    limits = {p: app_settings.get_limit(conn, p, default_daily_micros) for p in PERIODS}
+    forecasts = project(read_hours(conn, now, zone), now, zone, spent, limits)
+    return {'at': now.isoformat(), 'timezone': zone.key, **{p: f.as_dict(zone) for p, f in forecasts.items()}}
+
+
+def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, zone: ZoneInfo,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """Today only, from a spent figure the caller already has (the dashboard's summary): ETA at which the spend
+    reaches the limit, or the projected end-of-day spend when it holds, with its band."""
+    now = as_utc(now or datetime.now(UTC))
+    forecast = project(read_hours(conn, now, zone), now, zone, {'day': spent_micros}, {'day': limit_micros},
+                       ('day',))['day']
+    return forecast.as_dict(zone)
+
+
+# --- the forecast_exhaustion alert ------------------------------------------------------------------------------
+
+def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
+                     now: datetime | None = None) -> list[tuple[dict[str, Any] | None, bool]]:
+    """Raise `forecast_exhaustion` for each period whose projected spend reaches its limit before the period ends.
+
+    One alert per period: the dedupe key holds the period start, an open alert is updated in place (count, ETA in
+    the message), and the cooldown is the period's length, so an alert resolved within the period (by hand, or here
+    when the forecast holds again) does not reopen before the next one. Alerts of periods that have ended are
+    resolved. Returns what raise_alert returned for each exhausting period."""
+    now = as_utc(now or datetime.now(UTC))
+    for alert in alerts.list_alerts(conn, 'open', 'forecast_exhaustion'):
+        end = alert['data'].get('end')
+        if end and datetime.fromisoformat(end) <= now:
+            alerts.resolve(conn, alert['id'], now)
+    forecast = budget_forecast(conn, zone, default_daily_micros, now)
+    raised = []
+    for period in PERIODS:
+        item = forecast[period]
+        key = f'forecast_exhaustion:{period}:{item["start"]}'
+        if item['state'] == 'holds':
+            alerts.resolve_key(conn, key, now)
+        if item['state'] != 'exhausts':
+            continue
+        start, end = datetime.fromisoformat(item['start']), datetime.fromisoformat(item['end'])
+        message = (f'{item["text"]}: {format_usd(item["spent_micros"])} spent, ~{format_usd(item["projected_micros"])}'
+                   f' of {format_usd(item["limit_micros"])} projected this {period} (method {item["method"]})')
+        data = {name: item[name] for name in ('period', 'start', 'end', 'eta', 'spent_micros', 'limit_micros',
+                                           'projected_micros', 'projected_low_micros', 'projected_high_micros',
+                                           'method')}
+        raised.append(alerts.raise_alert(conn, 'forecast_exhaustion', 'warning', message, key, data,
+                                         cooldown=end - start, now=now))
+    return raised
+
+
+def run_exhaustion_check(engine: Engine, hub: EventHub, zone: ZoneInfo, default_daily_micros: int,
+                         now: datetime | None = None) -> list[dict[str, Any]]:
+    """The scheduled job (a worker thread): check, commit, then publish each newly opened alert so notifications
+    and toasts follow."""
+    with engine.begin() as conn:
+        raised = check_exhaustion(conn, zone, default_daily_micros, now)
+    new = alerts.publish_new(hub, raised)
+    if raised:
+        hub.publish('alerts', reason='forecast_exhaustion')
+    return new

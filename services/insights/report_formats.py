@@ -1,0 +1,181 @@
+"""A `Report` (services/insights/reports.py) as JSON, CSV, Markdown or a terminal table, all from the same rows.
+
+Money is an exact USD decimal string everywhere (`cost_usd` columns), and in JSON also integer micro-USD
+(`cost_micros`). Percentages have two places.
+
+CSV is safe to open in a spreadsheet (OWASP's CSV injection advice): a cell whose first non-blank character is
+`=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with a single quote, so it is shown as text and never run
+as a formula. The one exception is deliberate: a cell that is wholly a plain decimal number (`-12.50`, a fall in
+spend) stays a number, because a spreadsheet reads it as a number and it cannot hold a formula. Every other cell
+that starts so, an agent named `=HYPERLINK(...)` or `-1+2`, is neutralised.
+
+Markdown escapes `\\`, `|`, `<` and `>` with a backslash (CommonMark escapes), so a value can neither break the
+table nor inject HTML, and every cell reads back by removing the backslashes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from services.core.money import micros_to_usd, money
+from services.insights.report_model import Column, Report
+
+FORMATS = ('json', 'csv', 'md')
+MEDIA_TYPES = {'json': 'application/json', 'csv': 'text/csv; charset=utf-8', 'md': 'text/markdown; charset=utf-8'}
+EXTENSIONS = {'json': 'json', 'csv': 'csv', 'md': 'md'}
+FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
+PLAIN_NUMBER = re.compile(r'-?\d+(\.\d+)?')
+_MD_SPECIAL = re.compile(r'([\\|<>])')
+
+
+def header(column: Column) -> str:
+    """The column's name in CSV, Markdown and the table: money columns end in `_usd`."""
+    return f'{column.name}_usd' if column.kind == 'usd' else column.name
+
+
+def cell_text(column: Column, value: Any) -> str:
+    """The value as text formats show it: exact USD for money, two places for percentages."""
+    if value is None:
+        return column.null_text
+    if column.kind == 'usd':
+        return micros_to_usd(int(value))
+    if column.kind == 'percent':
+        return f'{Decimal(value):.2f}'
+    return str(value)
+
+
+# --- JSON -------------------------------------------------------------------------------------------------------
+
+def to_json(report: Report) -> dict[str, Any]:
+    return {'kind': report.kind, 'title': report.title, 'parameters': report.parameters,
+            'columns': [{'name': c.name, 'type': c.kind, 'header': header(c), 'null_text': c.null_text}
+                        for c in report.columns],
+            'rows': [_json_row(report.columns, row) for row in report.rows],
+            'totals': {k: v for name, micros in report.totals.items() for k, v in money(name, micros).items()}}
+
+
+def _json_row(columns: list[Column], row: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for column in columns:
+        value = row[column.name]
+        if column.kind == 'usd':
+            result[f'{column.name}_micros'] = value
+            result[f'{column.name}_usd'] = None if value is None else micros_to_usd(int(value))
+        elif column.kind == 'percent':
+            result[column.name] = None if value is None else float(value)
+        else:
+            result[column.name] = value
+    return result
+
+
+def from_json(body: dict[str, Any]) -> Report:
+    """The report back from its JSON (the CLI renders a server's report as a table)."""
+    columns = [Column(c['name'], c['type'], c.get('null_text') or '') for c in body['columns']]
+    rows = []
+    for item in body['rows']:
+        row: dict[str, Any] = {}
+        for c in columns:
+            if c.kind == 'usd':
+                row[c.name] = item[f'{c.name}_micros']
+            elif c.kind == 'percent':
+                value = item[c.name]
+                row[c.name] = None if value is None else Decimal(str(value)).quantize(Decimal('0.01'))
+            else:
+                row[c.name] = item[c.name]
+        rows.append(row)
+    totals = {k.removesuffix('_micros'): v for k, v in body.get('totals', {}).items() if k.endswith('_micros')}
+    return Report(body['kind'], body['title'], body['parameters'], columns, rows, totals)
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(to_json(report), indent=2)
+
+
+# --- CSV --------------------------------------------------------------------------------------------------------
+
+def neutralise(text: str) -> str:
+    """A cell a spreadsheet would read as a formula gets a leading single quote; plain numbers are left alone."""
+    if text.lstrip(' ').startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def render_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow([neutralise(header(c)) for c in report.columns])
+    for row in report.rows:
+        writer.writerow([neutralise(cell_text(c, row[c.name])) for c in report.columns])
+    return out.getvalue()
+
+
+# --- Markdown ---------------------------------------------------------------------------------------------------
+
+def md_escape(text: str) -> str:
+    return _MD_SPECIAL.sub(r'\\\1', ' '.join(text.splitlines()))
+
+
+def render_md(report: Report) -> str:
+    lines = [f'# {md_escape(report.title)}', '']
+    lines += [f'- {name}: {md_escape(_param(value))}' for name, value in report.parameters.items()]
+    lines.append('')
+    lines.append('| ' + ' | '.join(md_escape(header(c)) for c in report.columns) + ' |')
+    lines.append('|' + '|'.join(' ---: ' if c.kind != 'text' else ' --- ' for c in report.columns) + '|')
+    for row in report.rows:
+        lines.append('| ' + ' | '.join(md_escape(cell_text(c, row[c.name])) or ' ' for c in report.columns) + ' |')
+    if not report.rows:
+        lines.append('| ' + ' | '.join(' ' for _ in report.columns) + ' |')
+    if report.totals:
+        lines.append('')
+        lines += [f'- {name}: {micros_to_usd(micros)} USD' for name, micros in report.totals.items()]
+    return '\n'.join(lines) + '\n'
+
+
+def _param(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
+# --- terminal table ---------------------------------------------------------------------------------------------
+
+def render_table(report: Report) -> str:
+    """Aligned columns for the terminal, numbers on the right, the money totals below."""
+    headers = [header(c) for c in report.columns]
+    cells = [[_table_cell(c, row[c.name]) for c in report.columns] for row in report.rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    right = [c.kind != 'text' for c in report.columns]
+
+    def line(values: list[str]) -> str:
+        padded = (v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True))
+        return '  '.join(padded).rstrip()
+
+    lines = [report.title, line(headers), *(line(r) for r in cells)]
+    if not cells:
+        lines.append('(no rows)')
+    lines += [f'{name}: ${micros_to_usd(micros)}' for name, micros in report.totals.items()]
+    return '\n'.join(lines)
+
+
+def _table_cell(column: Column, value: Any) -> str:
+    if column.kind == 'int' and value is not None:
+        return f'{int(value):,}'
+    return ' '.join(cell_text(column, value).splitlines())
+
+
+def render(report: Report, fmt: str) -> str:
+    if fmt == 'json':
+        return render_json(report)
+    if fmt == 'csv':
+        return render_csv(report)
+    if fmt == 'md':
+        return render_md(report)
+    if fmt == 'table':
+        return render_table(report) + '\n'
+    raise ValueError(f'format: must be one of {", ".join(FORMATS)}, got {fmt!r}')
+
+
+def filename(report: Report, fmt: str) -> str:
+    return f'{report.filename_stem}.{EXTENSIONS[fmt]}'

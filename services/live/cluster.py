@@ -1,0 +1,203 @@
+"""Several SpendGauge instances on one PostgreSQL.
+
+- `Leadership`: the scheduled jobs (pulls, anomaly and forecast checks) run on one instance only, the holder of a
+  session-level advisory lock on a connection of its own. When that instance dies PostgreSQL drops the lock, and
+  another instance takes it at its next tick.
+- `Bridge`: what one instance changes reaches the others through LISTEN/NOTIFY. Each instance announces its changes
+  (coalesced: at most one NOTIFY every `notify_interval_s`); on a peer's notice it publishes a correction on its own
+  hub, so its budget counters recount from the database (exact, behind the ledger's write gate) and its dashboards
+  reload (at most one recount every `recount_interval_s`).
+
+With SQLite there is one writing process by nature: this instance always leads and has no peers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine
+
+from services.live.hub import EventHub, LiveEvent
+
+log = logging.getLogger(__name__)
+LOCK_KEY = 0x5350454E44  # 'SPEND': the advisory lock of the scheduled jobs
+CHANNEL = 'spendgauge'
+BRIDGED = frozenset({'usage', 'policies', 'settings', 'eco', 'agents', 'tasks', 'alerts', 'alert_raised', 'sync',
+                     'sessions', 'prices'})
+RECONNECT_S = 2.0
+RECOUNT_SHARE = 10  # after a recount that took t seconds, the next one waits at least 10 t
+
+
+def _is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == 'postgresql'
+
+
+def _connect(engine: Engine) -> Any:
+    """A psycopg connection of its own (autocommit), outside SQLAlchemy's pool: it lives as long as the process."""
+    import psycopg
+
+    url = engine.url.set(drivername='postgresql').render_as_string(hide_password=False)
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+
+class Leadership:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._was_leader: bool | None = None
+
+    def is_leader(self) -> bool:
+        """True while this instance holds the lock (taking it when it is free). One round trip on PostgreSQL."""
+        if not _is_postgres(self.engine):
+            return True
+        with self._lock:
+            leader = self._check()
+            if leader != self._was_leader:
+                log.info('this instance %s the scheduled jobs', 'runs' if leader else 'leaves to another instance')
+                self._was_leader = leader
+            return leader
+
+    @property
+    def role(self) -> str:
+        """'leader' or 'standby' as of the last scheduler tick ('starting' before it)."""
+        if not _is_postgres(self.engine):
+            return 'leader'
+        return {True: 'leader', False: 'standby', None: 'starting'}[self._was_leader]
+
+    def _check(self) -> bool:
+        if self._conn is not None:
+            try:
+                self._conn.execute('SELECT 1')
+                return True
+            except Exception:
+                log.warning('lost the connection that held the scheduler lock')
+                self._drop()
+        try:
+            conn = _connect(self.engine)
+            if conn.execute('SELECT pg_try_advisory_lock(%s)', (LOCK_KEY,)).fetchone()[0]:
+                self._conn = conn
+                return True
+            conn.close()
+        except Exception as exc:
+            log.warning('could not ask for the scheduler lock: %s', type(exc).__name__)
+        return False
+
+    def _drop(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:
+            pass
+        self._conn = None
+
+    def release(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._drop()  # closing the session releases its advisory locks
+            self._was_leader = None
+
+
+class Bridge:
+    def __init__(self, engine: Engine, hub: EventHub, notify_interval_s: float = 0.2,
+                 recount_interval_s: float = 1.0) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.instance = uuid.uuid4().hex[:12]
+        self.notify_interval_s = notify_interval_s
+        self.recount_interval_s = recount_interval_s
+        self._topics: set[str] = set()
+        self._wake = threading.Condition()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._unsubscribe: Any = None
+        self.received = 0  # peers' notices heard (for tests and the health view)
+
+    def start(self) -> None:
+        if not _is_postgres(self.engine) or self._threads:
+            return
+        self._unsubscribe = self.hub.subscribe(self._on_local)
+        for target, name in ((self._send_loop, 'cluster-notify'), (self._listen_loop, 'cluster-listen')):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._stopped.set()
+        with self._wake:
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+
+    def _on_local(self, event: LiveEvent) -> None:
+        if event.topic in BRIDGED and not event.data.get('remote'):
+            with self._wake:
+                self._topics.add(event.topic)
+                self._wake.notify()
+
+    def _send_loop(self) -> None:
+        conn = None
+        while not self._stopped.is_set():
+            with self._wake:
+                while not self._topics and not self._stopped.is_set():
+                    self._wake.wait()
+                topics, self._topics = sorted(self._topics), set()
+            if not topics:
+                continue
+            payload = json.dumps({'from': self.instance, 'topics': topics})
+            try:
+                conn = conn or _connect(self.engine)
+                conn.execute('SELECT pg_notify(%s, %s)', (CHANNEL, payload))
+            except Exception as exc:
+                log.warning('could not tell the other instances of %s: %s', ', '.join(topics), type(exc).__name__)
+                conn = self._close(conn)
+                with self._wake:
+                    self._topics.update(topics)  # say it again once the database is back
+                self._stopped.wait(RECONNECT_S)
+                continue
+            self._stopped.wait(self.notify_interval_s)  # coalesce what comes meanwhile into the next notice
+        self._close(conn)
+
+    def _listen_loop(self) -> None:
+        conn, pending, next_recount = None, set(), 0.0
+        while not self._stopped.is_set():
+            try:
+                if conn is None:
+                    conn = _connect(self.engine)
+                    conn.execute(f'LISTEN {CHANNEL}')
+                    pending.add('usage')  # what peers did while we were not listening: recount once
+                for notice in conn.notifies(timeout=min(0.5, self.recount_interval_s), stop_after=100):
+                    try:
+                        message = json.loads(notice.payload)
+                    except ValueError:
+                        continue
+                    if message.get('from') != self.instance:
+                        self.received += 1
+                        pending.update(message.get('topics') or ())
+            except Exception as exc:
+                if not self._stopped.is_set():
+                    log.warning("lost the connection for the other instances' notices: %s", type(exc).__name__)
+                conn = self._close(conn)
+                self._stopped.wait(RECONNECT_S)
+                continue
+            if pending and time.monotonic() >= next_recount:
+                topics, pending, started = sorted(pending), set(), time.monotonic()
+                self.hub.publish('usage', count=0, remote=True, topics=topics)  # a correction: recount, reload
+                took = time.monotonic() - started  # the listeners ran inline: spend at most a tenth of the time so
+                next_recount = started + max(self.recount_interval_s, RECOUNT_SHARE * took)
+        self._close(conn)
+
+    @staticmethod
+    def _close(conn: Any) -> None:
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass

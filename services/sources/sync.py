@@ -1,0 +1,158 @@
+"""Running the pullers: one run per source at a time, a `sync_runs` record for each, snapshots stored only when a
+pull succeeds (the last good data stays otherwise), alerts when a source keeps failing or LiteLLM exceeds a bill."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, Table, insert, select, update
+
+from services.alerting import alerts
+from services.core.models import SyncRun
+from services.live.hub import EventHub
+from services.sources.base import Puller, PullResult, SourceError, store_snapshots
+from services.spend.reconciliation import reconcile_last_days
+
+SYNC_RUNS: Table = SyncRun.__table__  # type: ignore[attr-defined]
+FAILURES_BEFORE_ALERT = 3
+LITELLM_SOURCES = ('litellm',)
+PROVIDER_SOURCES = ('openai_direct', 'anthropic_direct', 'openrouter_direct')
+ALL_SOURCES = LITELLM_SOURCES + PROVIDER_SOURCES
+UTC_ZONE = ZoneInfo('UTC')  # provider bills and LiteLLM days are UTC days
+log = logging.getLogger(__name__)
+
+
+class UnknownSource(LookupError):
+    pass
+
+
+class SyncService:
+    def __init__(self, engine: Engine, pullers: dict[str, Puller], hub: EventHub, lookback_days: int = 3,
+                 tolerance: Decimal = Decimal('0.05')) -> None:
+        self.engine = engine
+        self.pullers = pullers
+        self.hub = hub
+        self.lookback_days = lookback_days
+        self.tolerance = tolerance
+        self._locks = {name: asyncio.Lock() for name in pullers}
+
+    async def aclose(self) -> None:
+        for puller in self.pullers.values():
+            await puller.aclose()
+
+    async def run(self, source: str, today: date | None = None) -> dict[str, Any]:
+        """Pull the last `lookback_days` UTC days from one source and store them. Never raises for a failed pull:
+        the failure is recorded in sync_runs (and alerted after FAILURES_BEFORE_ALERT in a row)."""
+        if source not in self.pullers:
+            raise UnknownSource(f'{source} is not configured (configured: {", ".join(self.pullers) or "none"})')
+        async with self._locks[source]:  # one run per source at a time
+            today = today or datetime.now(UTC).date()
+            since = today - timedelta(days=self.lookback_days - 1)
+            run_id = await asyncio.to_thread(self._start_run, source)
+            try:
+                result = await self.pullers[source].pull(since, today)
+            except SourceError as exc:
+                return await asyncio.to_thread(self._finish_failed, run_id, source, f'{exc.kind}: {exc}')
+            except Exception as exc:  # a bug in a puller must not stop the scheduler
+                log.exception('sync of %s failed unexpectedly', source)
+                return await asyncio.to_thread(self._finish_failed, run_id, source,
+                                               f'internal: {type(exc).__name__}')
+            return await asyncio.to_thread(self._finish_ok, run_id, source, result)
+
+    async def run_many(self, sources: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [await self.run(name) for name in sources if name in self.pullers]
+
+    # --- database side (worker threads) ------------------------------------------------------------------------
+
+    def _start_run(self, source: str) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(insert(SYNC_RUNS).values(source=source, started_at=datetime.now(UTC),
+                                                         status='running', rows=0, details={})
+                                .returning(SYNC_RUNS.c.id)).scalar_one()
+
+    def _finish_ok(self, run_id: int, source: str, result: PullResult) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            rows = store_snapshots(conn, source, result)
+            conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
+                finished_at=datetime.now(UTC), status='ok', rows=rows, details=result.details))
+            alerts.resolve_key(conn, f'sync_failure:{source}')
+            raised = self._check_gaps(conn)
+            run = _run(conn, run_id)
+        self.hub.publish('sync', source=source, status='ok')
+        alerts.publish_new(self.hub, raised)
+        return run
+
+    def _finish_failed(self, run_id: int, source: str, error: str) -> dict[str, Any]:
+        with self.engine.begin() as conn:
+            conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
+                finished_at=datetime.now(UTC), status='error', error=error[:2000]))
+            failures = consecutive_failures(conn, source)
+            raised = []
+            if failures >= FAILURES_BEFORE_ALERT:
+                raised.append(alerts.raise_alert(conn, 'sync_failure', 'warning',
+                                                 f'{source}: {failures} syncs in a row failed; last error: {error}',
+                                                 f'sync_failure:{source}', {'source': source, 'failures': failures}))
+            run = _run(conn, run_id)
+        log.warning('sync of %s failed: %s', source, error)
+        self.hub.publish('sync', source=source, status='error')
+        alerts.publish_new(self.hub, raised)
+        return run
+
+    def _check_gaps(self, conn: Any) -> list[tuple[dict[str, Any] | None, bool]]:
+        raised = []
+        for cell in reconcile_last_days(conn, self.lookback_days, UTC_ZONE):
+            key = f'reconciliation_gap:{cell.provider}:{cell.day.isoformat()}'
+            if cell.gap_exceeds(self.tolerance):
+                raised.append(alerts.raise_alert(
+                    conn, 'reconciliation_gap', 'warning',
+                    f'{cell.provider} on {cell.day}: LiteLLM reports ${cell.litellm / 1e6:.4f} but the provider '
+                    f'billed ${(cell.billed or 0) / 1e6:.4f}', key,
+                    {'provider': cell.provider, 'day': cell.day.isoformat(), 'litellm_micros': cell.litellm,
+                     'billed_micros': cell.billed}))
+            else:
+                alerts.resolve_key(conn, key)
+        return raised
+
+
+def consecutive_failures(conn: Any, source: str, limit: int = 50) -> int:
+    count = 0
+    for (status,) in conn.execute(select(SYNC_RUNS.c.status).where(SYNC_RUNS.c.source == source,
+                                                                    SYNC_RUNS.c.status != 'running')
+                                  .order_by(SYNC_RUNS.c.started_at.desc(), SYNC_RUNS.c.id.desc()).limit(limit)):
+        if status != 'error':
+            break
+        count += 1
+    return count
+
+
+def sync_status(conn: Any, configured: list[str]) -> list[dict[str, Any]]:
+    """Per source: configured or not, the last run, the last success and the last error."""
+    result = []
+    for source in ALL_SOURCES:
+        runs = select(SYNC_RUNS).where(SYNC_RUNS.c.source == source) \
+            .order_by(SYNC_RUNS.c.started_at.desc(), SYNC_RUNS.c.id.desc())
+        last = conn.execute(runs.limit(1)).first()
+        success = conn.execute(runs.where(SYNC_RUNS.c.status == 'ok').limit(1)).first()
+        failure = conn.execute(runs.where(SYNC_RUNS.c.status == 'error').limit(1)).first()
+        result.append({'source': source, 'configured': source in configured,
+                       'last_run': _public(last) if last else None,
+                       'last_success_at': success.finished_at.isoformat() if success else None,
+                       'last_error': failure.error if failure else None,
+                       'last_error_at': failure.finished_at.isoformat() if failure and failure.finished_at else None,
+                       'consecutive_failures': consecutive_failures(conn, source)})
+    return result
+
+
+def _run(conn: Any, run_id: int) -> dict[str, Any]:
+    return _public(conn.execute(select(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id)).one())
+
+
+def _public(row: Any) -> dict[str, Any]:
+    return {'id': row.id, 'source': row.source, 'status': row.status, 'rows': row.rows, 'error': row.error,
+            'details': row.details or {}, 'started_at': row.started_at.isoformat(),
+            'finished_at': row.finished_at.isoformat() if row.finished_at else None}
+

@@ -1,0 +1,66 @@
+"""Agents: this session's tokens and cost, lifetime cost, last request, and cost per request over the last 10."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Table, select
+
+from services.core.models import Agent, SessionAgent
+from services.core.money import money
+from services.usage.ledger import EVENTS
+
+AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
+SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
+RECENT_REQUESTS = 10
+TREND_TOLERANCE = 0.10  # a change under 10% between the older and newer half of the window is "flat"
+Trend = Literal['up', 'down', 'flat']
+
+
+def cost_trend(costs_newest_first: list[int]) -> Trend:
+    """Compare the average cost of the newer half of the recent requests with the older half."""
+    if len(costs_newest_first) < 2:
+        return 'flat'
+    half = len(costs_newest_first) // 2
+    newer = sum(costs_newest_first[:half]) / half
+    older = sum(costs_newest_first[half:]) / (len(costs_newest_first) - half)
+    if older == 0:
+        return 'up' if newer > 0 else 'flat'
+    change = (newer - older) / older
+    if change > TREND_TOLERANCE:
+        return 'up'
+    if change < -TREND_TOLERANCE:
+        return 'down'
+    return 'flat'
+
+
+def list_agents(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """Agents, most recently active first."""
+    agents = conn.execute(select(AGENTS).order_by(AGENTS.c.last_request_at.desc(), AGENTS.c.id).limit(limit)).all()
+    current = {(r.session_id, r.agent_id): r for r in conn.execute(select(SESSION_AGENTS).where(
+        SESSION_AGENTS.c.session_id.in_({a.last_session_id for a in agents if a.last_session_id})))}
+    return [_agent(conn, a, current.get((a.last_session_id, a.id))) for a in agents]
+
+
+def _agent(conn: Connection, agent: Any, session: Any) -> dict[str, Any]:
+    recent = [r.cost_micros for r in conn.execute(
+        select(EVENTS.c.cost_micros).where(EVENTS.c.agent_id == agent.id)
+        .order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(RECENT_REQUESTS))]
+    average = round(sum(recent) / len(recent)) if recent else 0
+    return {
+        'id': agent.id,
+        'paused': agent.paused,
+        'first_seen_at': agent.first_seen_at.isoformat(),
+        'last_request_at': agent.last_request_at.isoformat(),
+        'session_id': agent.last_session_id,
+        'session_input_tokens': session.input_tokens if session else 0,
+        'session_output_tokens': session.output_tokens if session else 0,
+        'session_tokens': (session.input_tokens + session.output_tokens) if session else 0,
+        'session_requests': session.requests if session else 0,
+        **money('session_cost', session.cost_micros if session else 0),
+        **money('total_cost', agent.cost_micros),
+        'total_requests': agent.requests,
+        'total_tokens': agent.input_tokens + agent.output_tokens,
+        **money('avg_cost_per_request', average),
+        'recent_requests': len(recent),
+        'trend': cost_trend(recent),
+    }

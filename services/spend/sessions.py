@@ -1,0 +1,94 @@
+"""Sessions: the last N with their totals, one with its per-agent breakdown, ending one, CSV export."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, select, update
+
+from services.core.models import SessionAgent, SpendSession
+from services.core.money import micros_to_usd, money
+
+SESSIONS: Table = SpendSession.__table__  # type: ignore[attr-defined]
+SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
+CSV_COLUMNS = ('session_id', 'start', 'end', 'last_event', 'input_tokens', 'output_tokens', 'tokens', 'requests',
+               'cost_usd', 'agents')
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+def list_sessions(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:
+    rows = conn.execute(select(SESSIONS).order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id).limit(limit)).all()
+    agents = _agents_of(conn, [r.id for r in rows])
+    return [_session(r, sorted(a['agent_id'] for a in agents.get(r.id, []))) for r in rows]
+
+
+def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
+    row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session_id)).first()
+    if row is None:
+        raise SessionNotFound(f'no session {session_id!r}')
+    breakdown = sorted(_agents_of(conn, [session_id]).get(session_id, []), key=lambda a: -a['cost_micros'])
+    agents = [a['agent_id'] for a in breakdown]
+    unattributed = _unattributed(row, breakdown)
+    if unattributed:
+        breakdown.append(unattributed)
+    return {**_session(row, agents), 'by_agent': breakdown}
+
+
+def _unattributed(row: Any, breakdown: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Calls in the session that named no agent, so that the breakdown adds up to the session."""
+    requests = row.requests - sum(a['requests'] for a in breakdown)
+    if requests <= 0:
+        return None
+    input_tokens = row.input_tokens - sum(a['input_tokens'] for a in breakdown)
+    output_tokens = row.output_tokens - sum(a['output_tokens'] for a in breakdown)
+    return {'agent_id': None, 'first_request_at': None, 'last_request_at': None, 'input_tokens': input_tokens,
+            'output_tokens': output_tokens, 'tokens': input_tokens + output_tokens, 'requests': requests,
+            **money('cost', row.cost_micros - sum(a['cost_micros'] for a in breakdown))}
+
+
+def end_session(conn: Connection, session_id: str, at: datetime | None = None) -> dict[str, Any]:
+    result = conn.execute(update(SESSIONS).where(SESSIONS.c.id == session_id)
+                          .values(ended_at=at or datetime.now(UTC)))
+    if result.rowcount == 0:
+        raise SessionNotFound(f'no session {session_id!r}')
+    return get_session(conn, session_id)
+
+
+def sessions_csv(conn: Connection, limit: int = 1000) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(CSV_COLUMNS)
+    for s in list_sessions(conn, limit):
+        writer.writerow([s['id'], s['started_at'], s['ended_at'] or '', s['last_event_at'], s['input_tokens'],
+                         s['output_tokens'], s['tokens'], s['requests'], s['cost_usd'], ' '.join(s['agents'])])
+    return out.getvalue()
+
+
+def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    result: dict[str, list[dict[str, Any]]] = {}
+    if not session_ids:
+        return result
+    query = select(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(session_ids))
+    for r in conn.execute(query):
+        result.setdefault(r.session_id, []).append({
+            'agent_id': r.agent_id, 'first_request_at': _iso(r.first_ts), 'last_request_at': _iso(r.last_ts),
+            'input_tokens': r.input_tokens, 'output_tokens': r.output_tokens,
+            'tokens': r.input_tokens + r.output_tokens, 'requests': r.requests, **money('cost', r.cost_micros)})
+    return result
+
+
+def _session(row: Any, agents: list[str]) -> dict[str, Any]:
+    return {'id': row.id, 'started_at': _iso(row.started_at), 'ended_at': _iso(row.ended_at),
+            'last_event_at': _iso(row.last_event_at), 'active': row.ended_at is None,
+            'input_tokens': row.input_tokens, 'output_tokens': row.output_tokens,
+            'tokens': row.input_tokens + row.output_tokens, 'requests': row.requests,
+            'cost_micros': row.cost_micros, 'cost_usd': micros_to_usd(row.cost_micros), 'agents': agents}
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None

@@ -1,0 +1,463 @@
+"""The only writer of usage events: validate, price, insert idempotently, update the rollups in the same
+transaction, then publish a live event."""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NamedTuple
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, update
+
+from services.core.models import Agent, SessionAgent, SpendRollup, SpendSession, TaskSpend, UsageEvent
+from services.core.money import micros_to_usd
+from services.core.periods import hour_floor
+from services.live.hub import EventHub
+from services.live.hub import hub as default_hub
+from services.usage.events import UsageEventIn, describe_errors
+from services.usage.pricing import Pricer, TokenCounts
+
+MAX_BATCH = 10_000
+Status = Literal['stored', 'duplicate', 'rejected']
+EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
+ROLLUPS: Table = SpendRollup.__table__  # type: ignore[attr-defined]
+SESSIONS: Table = SpendSession.__table__  # type: ignore[attr-defined]
+SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
+AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
+TASK_SPEND: Table = TaskSpend.__table__  # type: ignore[attr-defined]
+# NOTE: _insert_events builds each row's values in exactly this order.
+EVENT_COLUMNS = ('event_id', 'source', 'channel', 'ts', 'provider', 'model', 'agent_id', 'session_id', 'user_id',
+                 'project', 'task_id', 'tags', 'input_tokens', 'output_tokens', 'cache_read_tokens',
+                 'cache_write_tokens', 'cost_micros', 'cost_source', 'latency_ms', 'metadata', 'created_at')
+assert set(EVENT_COLUMNS) == {c.name for c in EVENTS.columns} - {'id'}, 'EVENT_COLUMNS is out of date'
+INSERT_CHUNK = 32_000 // len(EVENT_COLUMNS)  # SQLite allows 32,766 bound values per statement
+REMOVE_CHUNK = 5_000
+TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
+
+
+class SpendRow(NamedTuple):
+    """What a budget counter needs to know of a stored event."""
+
+    ts: datetime
+    cost_micros: int
+    agent_id: str | None
+    session_id: str | None
+    user_id: str | None
+    project: str | None
+    tags: tuple[str, ...]
+    provider: str
+    model: str
+
+
+class EventRejected(ValueError):
+    """An event failed validation; the message names the field."""
+
+
+@dataclass
+class ItemResult:
+    index: int
+    status: Status
+    event_id: str | None = None
+    id: int | None = None
+    cost_micros: int | None = None
+    cost_source: str | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {'index': self.index, 'status': self.status, 'event_id': self.event_id}
+        if self.status == 'rejected':
+            result['reason'] = self.reason
+        else:
+            result.update(id=self.id, cost_micros=self.cost_micros, cost_source=self.cost_source,
+                          cost_usd=micros_to_usd(self.cost_micros or 0))
+        return result
+
+
+class Ledger:
+    def __init__(self, engine: Engine, pricer: Pricer, hub: EventHub | None = None) -> None:
+        self.engine = engine
+        self.pricer = pricer
+        self.hub = hub or default_hub
+        self._dialect = engine.dialect.name
+        self._placeholder = '?' if engine.dialect.paramstyle == 'qmark' else '%s'
+        self._time_to_db = _sqlite_time if self._dialect == 'sqlite' else _same
+        self._json_to_db = _sqlite_json if self._dialect == 'sqlite' else _postgres_json
+        # SQLite has one writer at a time; taking turns here avoids busy retries between our own threads.
+        self._write_lock = threading.Lock() if self._dialect == 'sqlite' else None
+
+    # --- public API -------------------------------------------------------------------------------------------
+
+    def record(self, payload: dict[str, Any] | UsageEventIn) -> tuple[Status, dict[str, Any]]:
+        """Record one event; returns ('stored' | 'duplicate', the stored row). Raises EventRejected."""
+        result = self.record_batch([payload])[0]
+        if result.status == 'rejected':
+            raise EventRejected(result.reason)
+        row = self.get_event(result.id) if result.id is not None else None
+        assert row is not None
+        return result.status, row
+
+    def record_batch(self, payloads: Sequence[dict[str, Any] | UsageEventIn]) -> list[ItemResult]:
+        """Record many events: valid ones are stored even when others are rejected; repeats are counted once."""
+        if len(payloads) > MAX_BATCH:
+            raise EventRejected(f'events: at most {MAX_BATCH} events per batch, got {len(payloads)}')
+        results: list[ItemResult] = []
+        keyed: list[tuple[ItemResult, tuple[str, str]]] = []
+        rows: dict[tuple[str, str], dict[str, Any]] = {}  # the first row for each (source, event_id)
+        now = datetime.now(UTC)
+        for index, payload in enumerate(payloads):
+            try:
+                event = payload if isinstance(payload, UsageEventIn) else UsageEventIn.model_validate(payload)
+            except ValidationError as exc:
+                results.append(ItemResult(index, 'rejected', _raw_event_id(payload), reason=describe_errors(exc)))
+                continue
+            row = self._row(event, now)
+            key = (row['source'], row['event_id'])
+            result = ItemResult(index, 'stored', row['event_id'])
+            results.append(result)
+            keyed.append((result, key))
+            rows.setdefault(key, row)
+        if not rows:
+            return results
+        with self.hub.gate.passing():  # until the rows are published: a counter recount waits for them
+            return self._store(results, keyed, rows)
+
+    def _store(self, results: list[ItemResult], keyed: list[tuple[ItemResult, tuple[str, str]]],
+               rows: dict[tuple[str, str], dict[str, Any]]) -> list[ItemResult]:
+        inserted = self._write(list(rows.values()))
+        stored = {key: (pk, rows[key]['cost_micros'], rows[key]['cost_source']) for key, pk in inserted.items()}
+        stored.update(self._stored([key for key in rows if key not in inserted]))
+        first_seen: set[tuple[str, str]] = set()
+        for result, key in keyed:
+            result.id, result.cost_micros, result.cost_source = stored.get(key, (None, None, None))
+            if key not in inserted or key in first_seen:
+                result.status = 'duplicate'
+            first_seen.add(key)
+        if inserted:
+            new_rows = [rows[key] for key in inserted]
+            # `rows` lets in-memory budget counters follow the ledger exactly, without reading it back
+            self.hub.publish('usage', count=len(new_rows), cost_micros=sum(r['cost_micros'] for r in new_rows),
+                             agents=sorted({r['agent_id'] for r in new_rows if r['agent_id']}),
+                             rows=[SpendRow(r['ts'], r['cost_micros'], r['agent_id'], r['session_id'], r['user_id'],
+                                            r['project'], tuple(r['tags']), r['provider'], r['model'])
+                                   for r in new_rows])
+        return results
+
+    def get_event(self, event_pk: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(EVENTS).where(EVENTS.c.id == event_pk)).mappings().first()
+        return event_to_dict(row) if row else None
+
+    # --- internals --------------------------------------------------------------------------------------------
+
+    def _row(self, event: UsageEventIn, now: datetime) -> dict[str, Any]:
+        ts = event.ts_utc
+        provider = (event.provider or '').strip().lower() or self._infer_provider(event.model)
+        tokens = TokenCounts(event.input_tokens, event.output_tokens, event.cache_read_tokens,
+                             event.cache_write_tokens)
+        quote = self.pricer.quote(provider, event.model, tokens, ts, event.cost_usd)
+        return {
+            'event_id': event.event_id or uuid.uuid4().hex, 'source': event.source, 'channel': event.channel,
+            'ts': ts, 'provider': provider, 'model': event.model, 'agent_id': event.agent_id,
+            'session_id': event.session_id, 'user_id': event.user_id, 'project': event.project,
+            'task_id': event.task_id, 'tags': event.tags, 'input_tokens': event.input_tokens,
+            'output_tokens': event.output_tokens, 'cache_read_tokens': event.cache_read_tokens,
+            'cache_write_tokens': event.cache_write_tokens, 'cost_micros': quote.cost_micros,
+            'cost_source': quote.cost_source, 'latency_ms': event.latency_ms, 'metadata': event.metadata,
+            'created_at': now,
+        }
+
+    def _infer_provider(self, model: str) -> str:
+        resolved = self.pricer.resolve('', model)
+        return resolved.split('/', 1)[0] if resolved else 'unknown'
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        lock = self._write_lock or nullcontext()
+        with lock, self.engine.begin() as conn:
+            yield conn
+
+    def _write(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+        """Insert the new rows and fold them into the rollups, all in one transaction."""
+        with self._transaction() as conn:
+            inserted = self._insert_events(conn, rows)
+            if inserted:
+                self._fold(conn, [row for row in rows if (row['source'], row['event_id']) in inserted])
+        return inserted
+
+    def reprice_unpriced(self, provider: str, model: str) -> int:
+        """Price the events stored as unpriced for a provider/model (after a price override was added) and move
+        the difference into the rollups and totals. Returns how many events were priced."""
+        with self._transaction() as conn:
+            hours = [h for (h,) in conn.execute(
+                select(ROLLUPS.c.hour).distinct().where(ROLLUPS.c.provider == provider, ROLLUPS.c.model == model,
+                                                        ROLLUPS.c.unpriced_requests > 0))]
+            corrections = []
+            for chunk in _chunks(hours, 200):  # the rollups say which hours to look in: no scan of all events
+                in_hours = or_(*(and_(EVENTS.c.ts >= h, EVENTS.c.ts < h + timedelta(hours=1)) for h in chunk))
+                query = select(EVENTS).where(EVENTS.c.provider == provider, EVENTS.c.model == model,
+                                             EVENTS.c.cost_source == 'unpriced', in_hours)
+                for event in conn.execute(query).mappings():
+                    tokens = TokenCounts(*(event[c] for c in TOKEN_COLUMNS))
+                    quote = self.pricer.quote(provider, model, tokens, event['ts'])
+                    if quote.cost_source == 'priced':
+                        corrections.append({**event, 'cost_micros': quote.cost_micros,
+                                            **dict.fromkeys(TOKEN_COLUMNS, 0)})
+            if corrections:
+                conn.execute(update(EVENTS).where(EVENTS.c.id == bindparam('pk'))
+                             .values(cost_micros=bindparam('cost'), cost_source='priced'),
+                             [{'pk': c['id'], 'cost': c['cost_micros']} for c in corrections])
+                self._fold(conn, corrections, requests=0)
+        if corrections:
+            self.hub.publish('usage', count=0, repriced=len(corrections),
+                             cost_micros=sum(c['cost_micros'] for c in corrections))
+        return len(corrections)
+
+    def remove_events(self, where: ColumnElement[bool]) -> int:
+        """Delete the events matching `where` and take them out of the rollups and totals: they are folded in
+        negated, the aggregate rows they leave without requests are deleted, and the rows that keep other events
+        get their first/last times (and an agent its latest session) back from those events. Returns the count."""
+        removed, cost, last_id = 0, 0, -1
+        hours: set[datetime] = set()
+        sessions: set[str] = set()
+        agents: set[str] = set()
+        tasks: set[str] = set()
+        with self._transaction() as conn:
+            while True:  # in chunks, all in one transaction: a long-running demo leaves hundreds of thousands
+                query = select(EVENTS).where(where, EVENTS.c.id > last_id).order_by(EVENTS.c.id).limit(REMOVE_CHUNK)
+                events = [dict(e) for e in conn.execute(query).mappings()]
+                if not events:
+                    break
+                last_id = events[-1]['id']
+                conn.execute(delete(EVENTS).where(EVENTS.c.id.in_([e['id'] for e in events])))
+                self._fold(conn, [{**e, 'cost_micros': -e['cost_micros'], **{c: -e[c] for c in TOKEN_COLUMNS}}
+                                  for e in events], requests=-1)
+                removed, cost = removed + len(events), cost + sum(e['cost_micros'] for e in events)
+                hours.update(hour_floor(e['ts']) for e in events)
+                sessions.update(e['session_id'] for e in events if e['session_id'])
+                agents.update(e['agent_id'] for e in events if e['agent_id'])
+                tasks.update(e['task_id'] for e in events if e['task_id'])
+            self._prune(conn, sorted(hours), sorted(sessions), sorted(agents), sorted(tasks))
+        if removed:
+            self.hub.publish('usage', count=0, removed=removed, cost_micros=-cost, agents=sorted(agents))
+        return removed
+
+    def _prune(self, conn: Connection, hours: list[datetime], sessions: list[str], agents: list[str],
+               tasks: list[str]) -> None:
+        """After a negated fold: drop the touched aggregate rows left without requests, then recompute the time
+        bounds of the touched rows that remain (the fold can only widen them)."""
+        for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (SESSIONS, SESSIONS.c.id, sessions),
+                                    (SESSION_AGENTS, SESSION_AGENTS.c.session_id, sessions),
+                                    (AGENTS, AGENTS.c.id, agents), (TASK_SPEND, TASK_SPEND.c.task_id, tasks)):
+            for chunk in _chunks(keys, 500):
+                conn.execute(delete(table).where(column.in_(chunk), table.c.requests <= 0))
+
+        def bounds(*match: ColumnElement[bool]) -> tuple[Any, Any]:
+            return (select(func.min(EVENTS.c.ts)).where(*match).scalar_subquery(),
+                    select(func.max(EVENTS.c.ts)).where(*match).scalar_subquery())
+
+        for chunk in _chunks(sessions, 500):
+            first, last = bounds(EVENTS.c.session_id == SESSIONS.c.id)
+            conn.execute(update(SESSIONS).where(SESSIONS.c.id.in_(chunk)).values(started_at=first, last_event_at=last))
+            first, last = bounds(EVENTS.c.session_id == SESSION_AGENTS.c.session_id,
+                                 EVENTS.c.agent_id == SESSION_AGENTS.c.agent_id)
+            conn.execute(update(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(chunk))
+                         .values(first_ts=first, last_ts=last))
+        for chunk in _chunks(agents, 500):
+            first, last = bounds(EVENTS.c.agent_id == AGENTS.c.id)
+            latest_session = (select(EVENTS.c.session_id)
+                              .where(EVENTS.c.agent_id == AGENTS.c.id, EVENTS.c.session_id.is_not(None))
+                              .order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(1).scalar_subquery())
+            conn.execute(update(AGENTS).where(AGENTS.c.id.in_(chunk))
+                         .values(first_seen_at=first, last_request_at=last, last_session_id=latest_session))
+        for chunk in _chunks(tasks, 500):
+            first, last = bounds(EVENTS.c.task_id == TASK_SPEND.c.task_id)
+            conn.execute(update(TASK_SPEND).where(TASK_SPEND.c.task_id.in_(chunk)).values(first_ts=first, last_ts=last))
+
+    def _insert_events(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+        """Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, with values converted here rather than by
+        SQLAlchemy's per-value type processing (a third of the ingest time otherwise)."""
+        time_to_db, json_to_db = self._time_to_db, self._json_to_db
+        row_sql = '(' + ', '.join([self._placeholder] * len(EVENT_COLUMNS)) + ')'
+        created_at = time_to_db(rows[0]['created_at'])  # one batch, one created_at
+        inserted: dict[tuple[str, str], int] = {}
+        rows = sorted(rows, key=lambda row: (row['source'], row['event_id']))  # one lock order for all writers
+        cursor = conn.connection.cursor()
+        try:
+            for chunk in _chunks(rows, INSERT_CHUNK):
+                sql = (f'INSERT INTO usage_events ({", ".join(EVENT_COLUMNS)}) VALUES '
+                       + ', '.join([row_sql] * len(chunk))
+                       + ' ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id')
+                values = []
+                for row in chunk:
+                    values += [row['event_id'], row['source'], row['channel'], time_to_db(row['ts']), row['provider'],
+                               row['model'], row['agent_id'], row['session_id'], row['user_id'], row['project'],
+                               row['task_id'], json_to_db(row['tags']), row['input_tokens'], row['output_tokens'],
+                               row['cache_read_tokens'], row['cache_write_tokens'], row['cost_micros'],
+                               row['cost_source'], row['latency_ms'], json_to_db(row['metadata']), created_at]
+                cursor.execute(sql, values)
+                inserted.update(((source, event_id), pk) for pk, source, event_id in cursor.fetchall())
+        finally:
+            cursor.close()
+        return inserted
+
+    def _stored(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, str]]:
+        """(id, cost_micros, cost_source) of events already in the ledger."""
+        found: dict[tuple[str, str], tuple[int, int, str]] = {}
+        if not keys:
+            return found
+        with self.engine.connect() as conn:
+            for source in {s for s, _ in keys}:
+                event_ids = [e for s, e in keys if s == source]
+                for chunk in _chunks(event_ids, 500):
+                    query = select(EVENTS.c.id, EVENTS.c.event_id, EVENTS.c.cost_micros, EVENTS.c.cost_source).where(
+                        EVENTS.c.source == source, EVENTS.c.event_id.in_(chunk))
+                    for r in conn.execute(query):
+                        found[(source, r.event_id)] = (r.id, r.cost_micros, r.cost_source)
+        return found
+
+    def _fold(self, conn: Connection, rows: list[dict[str, Any]], requests: int = 1) -> None:
+        """Add events to the hourly rollups and to the session, agent and task totals. With requests=0 the rows are
+        corrections to events already counted (a new cost for an unpriced event), not new requests; with
+        requests=-1 they are negated events being removed."""
+        rollups: dict[tuple, dict[str, Any]] = {}
+        sessions: dict[str, dict[str, Any]] = {}
+        session_agents: dict[tuple[str, str], dict[str, Any]] = {}
+        agents: dict[str, dict[str, Any]] = {}
+        tasks: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            ts, cost, agent, session, task = row['ts'], row['cost_micros'], row['agent_id'], row['session_id'], \
+                row['task_id']
+            key = (hour_floor(ts), agent or '', row['provider'], row['model'], row['channel'])
+            r = rollups.get(key)
+            if r is None:
+                r = rollups[key] = dict(zip(('hour', 'agent_id', 'provider', 'model', 'channel'), key, strict=True),
+                                        input_tokens=0, output_tokens=0, cache_read_tokens=0,
+                                        cache_write_tokens=0, cost_micros=0, requests=0, unpriced_requests=0)
+            for column in TOKEN_COLUMNS:
+                r[column] += row[column]
+            r['cost_micros'] += cost
+            r['requests'] += requests
+            r['unpriced_requests'] += requests * (row['cost_source'] == 'unpriced') if requests else -1
+            if session:
+                _add(sessions, session, {'id': session}, row, requests)
+                if agent:
+                    _add(session_agents, (session, agent), {'session_id': session, 'agent_id': agent}, row, requests,
+                         first='first_ts', last='last_ts')
+            if agent:
+                a = _add(agents, agent, {'id': agent, 'last_session_id': None, 'paused': False}, row, requests,
+                         first='first_seen_at', last='last_request_at')
+                if ts >= a['last_request_at'] and session:
+                    a['last_session_id'] = session
+            if task:
+                _add(tasks, task, {'task_id': task}, row, requests, first='first_ts', last='last_ts')
+        cursor = conn.connection.cursor()
+        try:
+            self._upsert(cursor, ROLLUPS, list(rollups.values()),
+                         sums=(*TOKEN_COLUMNS, 'cost_micros', 'requests', 'unpriced_requests'))
+            sums = ('input_tokens', 'output_tokens', 'cost_micros', 'requests')
+            self._upsert(cursor, SESSIONS, list(sessions.values()), sums, first='started_at', last='last_event_at')
+            self._upsert(cursor, SESSION_AGENTS, list(session_agents.values()), sums, first='first_ts',
+                         last='last_ts')
+            self._upsert(cursor, AGENTS, list(agents.values()), sums, first='first_seen_at', last='last_request_at',
+                         follow_last=('last_session_id',))
+            self._upsert(cursor, TASK_SPEND, list(tasks.values()), sums, first='first_ts', last='last_ts')
+        finally:
+            cursor.close()
+
+    def _upsert(self, cursor: Any, table: Table, rows: list[dict[str, Any]], sums: Iterable[str],
+                first: str | None = None, last: str | None = None, follow_last: Iterable[str] = ()) -> None:
+        """Insert rows or add them to existing ones: sums add up, `first` keeps the minimum, `last` the maximum,
+        and `follow_last` columns take the new value when the new row is the latest.
+
+        Plain SQL that SQLite and PostgreSQL both accept, run with the driver's executemany: SQLAlchemy's
+        per-value processing cost more than the upserts themselves."""
+        if not rows:
+            return
+        name, columns = table.name, list(rows[0])
+        changes = [f'{c} = {name}.{c} + excluded.{c}' for c in sums]
+        if first:
+            changes.append(f'{first} = CASE WHEN excluded.{first} < {name}.{first} '
+                           f'THEN excluded.{first} ELSE {name}.{first} END')
+        if last:
+            latest = f'excluded.{last} >= {name}.{last}'
+            changes.append(f'{last} = CASE WHEN {latest} THEN excluded.{last} ELSE {name}.{last} END')
+            changes += [f'{c} = CASE WHEN {latest} THEN COALESCE(excluded.{c}, {name}.{c}) ELSE {name}.{c} END'
+                        for c in follow_last]
+        key_columns = keys_of(table)
+        keys = ', '.join(key_columns)
+        sql = (f'INSERT INTO {name} ({", ".join(columns)}) VALUES ({", ".join([self._placeholder] * len(columns))}) '
+               f'ON CONFLICT ({keys}) DO UPDATE SET {", ".join(changes)}')
+        # The same key order in every transaction: concurrent writers on PostgreSQL then queue, never deadlock.
+        rows = sorted(rows, key=lambda row: tuple(str(row[c]) for c in key_columns))
+        times = [c for c in columns if isinstance(rows[0][c], datetime)]
+        values = []
+        for row in rows:
+            if times:
+                row = {**row, **{c: self._time_to_db(row[c]) for c in times}}
+            values.append([row[c] for c in columns])
+        cursor.executemany(sql, values)
+
+
+def keys_of(table: Table) -> list[str]:
+    return [column.name for column in table.primary_key.columns]
+
+
+def _add(into: dict, key: Any, identity: dict[str, Any], row: dict[str, Any], requests: int,
+         first: str = 'started_at', last: str = 'last_event_at') -> dict[str, Any]:
+    total = into.get(key)
+    if total is None:
+        total = into[key] = {**identity, first: row['ts'], last: row['ts'], 'input_tokens': 0, 'output_tokens': 0,
+                             'cost_micros': 0, 'requests': 0}
+    total['input_tokens'] += row['input_tokens']
+    total['output_tokens'] += row['output_tokens']
+    total['cost_micros'] += row['cost_micros']
+    total['requests'] += requests
+    if row['ts'] < total[first]:
+        total[first] = row['ts']
+    if row['ts'] > total[last]:
+        total[last] = row['ts']
+    return total
+
+
+def _raw_event_id(payload: Any) -> str | None:
+    value = payload.get('event_id') if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _sqlite_time(value: datetime) -> str:
+    """What SQLAlchemy stores in SQLite for an aware UTC datetime: naive UTC text with microseconds."""
+    return value.replace(tzinfo=None).isoformat(' ', 'microseconds')
+
+
+def _sqlite_json(value: Any) -> str:
+    return orjson.dumps(value).decode() if value else ('[]' if isinstance(value, list) else '{}')
+
+
+def _postgres_json(value: Any) -> Any:
+    from psycopg.types.json import Json
+
+    return Json(value, dumps=lambda v: orjson.dumps(v).decode())
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def event_to_dict(row: Any) -> dict[str, Any]:
+    """A stored event as the API returns it."""
+    data = dict(row)
+    data['metadata'] = data.pop('metadata', None) or {}
+    for column in ('ts', 'created_at'):
+        data[column] = data[column].isoformat()
+    data['cost_usd'] = micros_to_usd(data['cost_micros'])
+    return data

@@ -1,0 +1,67 @@
+"""Price overrides (USD per million tokens for a provider/model), stored in the database and applied first."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.core.models import PriceOverride
+from services.core.money import micros_to_usd, usd_to_micros
+from services.usage.ledger import ROLLUPS
+from services.usage.pricing import OverrideRates
+
+OVERRIDES: Table = PriceOverride.__table__  # type: ignore[attr-defined]
+RATE_NAMES = ('input', 'output', 'cache_read', 'cache_write')
+
+
+def load(conn: Connection) -> dict[tuple[str, str], OverrideRates]:
+    return {(r.provider, r.model): OverrideRates(r.input_micros_per_mtok, r.output_micros_per_mtok,
+                                                 r.cache_read_micros_per_mtok, r.cache_write_micros_per_mtok)
+            for r in conn.execute(select(OVERRIDES))}
+
+
+def list_overrides(conn: Connection) -> list[dict[str, Any]]:
+    return [_public(r) for r in conn.execute(select(OVERRIDES).order_by(OVERRIDES.c.provider, OVERRIDES.c.model))]
+
+
+def put(conn: Connection, provider: str, model: str, usd_per_mtok: dict[str, Decimal | None]) -> dict[str, Any]:
+    values: dict[str, Any] = {'provider': provider, 'model': model, 'updated_at': datetime.now(UTC)}
+    for name in RATE_NAMES:
+        usd = usd_per_mtok.get(name)
+        values[f'{name}_micros_per_mtok'] = None if usd is None else usd_to_micros(usd)
+    insert = postgresql.insert if conn.dialect.name == 'postgresql' else sqlite.insert
+    statement = insert(OVERRIDES).values(**values)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=['provider', 'model'],
+        set_={k: statement.excluded[k] for k in values if k not in ('provider', 'model')}))
+    row = conn.execute(select(OVERRIDES).where(OVERRIDES.c.provider == provider, OVERRIDES.c.model == model)).one()
+    return _public(row)
+
+
+def remove(conn: Connection, provider: str, model: str) -> bool:
+    result = conn.execute(delete(OVERRIDES).where(OVERRIDES.c.provider == provider, OVERRIDES.c.model == model))
+    return result.rowcount > 0
+
+
+def unpriced(conn: Connection) -> list[dict[str, Any]]:
+    """Models seen without a price: their calls are stored at $0 with cost_source=unpriced until priced."""
+    query = (select(ROLLUPS.c.provider, ROLLUPS.c.model, func.sum(ROLLUPS.c.unpriced_requests).label('requests'),
+                    func.min(ROLLUPS.c.hour).label('first_seen'), func.max(ROLLUPS.c.hour).label('last_seen'))
+             .where(ROLLUPS.c.unpriced_requests > 0).group_by(ROLLUPS.c.provider, ROLLUPS.c.model)
+             .order_by(func.sum(ROLLUPS.c.unpriced_requests).desc()))
+    return [{'provider': r.provider, 'model': r.model, 'requests': int(r.requests),
+             'first_seen_hour': r.first_seen.isoformat(), 'last_seen_hour': r.last_seen.isoformat()}
+            for r in conn.execute(query)]
+
+
+def _public(row: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {'provider': row.provider, 'model': row.model,
+                              'updated_at': row.updated_at.isoformat()}
+    for name in RATE_NAMES:
+        micros = getattr(row, f'{name}_micros_per_mtok')
+        result[f'{name}_micros_per_mtok'] = micros
+        result[f'{name}_usd_per_mtok'] = None if micros is None else micros_to_usd(micros)
+    return result

@@ -1,0 +1,240 @@
+"""Prices LLM calls. The only importer of genai-prices.
+
+Token semantics follow genai-prices: `input_tokens` includes cached tokens (cache reads and cache writes), which
+are priced at their own rates. Price overrides from the database are applied first.
+
+`calc_price` costs about 60 µs a call, too slow for bulk ingest, so for each (provider, model, price tier) we
+derive the per-token rates once by probing genai-prices itself, then price by four multiplications. Within one
+tier genai-prices is linear in the token counts; models with per-request fees take the slow path every time.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from genai_prices import Usage, data_snapshot
+from genai_prices.types import TieredPrices
+
+from services.core.money import usd_to_micros
+
+CostSource = Literal['priced', 'reported', 'unpriced']
+MTOK = 1_000_000
+PICO_PER_USD = 10**12
+PICO_PER_MICRO = 10**6
+_LINEAR_PRICE_KEYS = {'input_mtok', 'output_mtok', 'cache_read_mtok', 'cache_write_mtok', 'cache_write_1h_mtok',
+                      'input_audio_mtok', 'input_image_mtok', 'input_video_mtok', 'output_audio_mtok',
+                      'output_image_mtok', 'output_video_mtok', 'output_reasoning_mtok', 'output_citation_mtok',
+                      'cache_audio_read_mtok', 'cache_image_read_mtok', 'web_searches_kcount',
+                      'storage_searches_kcount'}
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    input_tokens: int = 0  # includes cache_read_tokens and cache_write_tokens
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+
+
+@dataclass(frozen=True)
+class OverrideRates:
+    """Micro-USD per million tokens. Cache rates default to the input rate."""
+
+    input: int
+    output: int
+    cache_read: int | None = None
+    cache_write: int | None = None
+
+    def cost_micros(self, tokens: TokenCounts) -> int:
+        cache_read = self.input if self.cache_read is None else self.cache_read
+        cache_write = self.input if self.cache_write is None else self.cache_write
+        numerator = (tokens.uncached_input_tokens * self.input + tokens.cache_read_tokens * cache_read
+                     + tokens.cache_write_tokens * cache_write + tokens.output_tokens * self.output)
+        return _divide_half_even(numerator, MTOK)
+
+
+@dataclass(frozen=True)
+class Quote:
+    cost_micros: int
+    cost_source: CostSource
+    reason: str = ''
+
+
+@dataclass(frozen=True)
+class _LinearRates:
+    """USD per token for uncached input, cache read, cache write and output, within one price tier."""
+
+    uncached: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+
+    def __post_init__(self) -> None:
+        # Published prices have few decimals, so rates are almost always whole pico-USD per token: then the cost
+        # is integer arithmetic, exactly equal to the Decimal sum and several times faster.
+        picos = [rate * PICO_PER_USD for rate in (self.uncached, self.cache_read, self.cache_write, self.output)]
+        exact = all(p == p.to_integral_value() for p in picos)
+        object.__setattr__(self, 'picos', tuple(int(p) for p in picos) if exact else None)
+
+    def cost_micros(self, t: TokenCounts) -> int:
+        picos: tuple[int, int, int, int] | None = self.picos  # type: ignore[attr-defined]
+        if picos is None:
+            return usd_to_micros(self.uncached * t.uncached_input_tokens + self.cache_read * t.cache_read_tokens
+                                 + self.cache_write * t.cache_write_tokens + self.output * t.output_tokens)
+        total = (picos[0] * (t.input_tokens - t.cache_read_tokens - t.cache_write_tokens)
+                 + picos[1] * t.cache_read_tokens + picos[2] * t.cache_write_tokens + picos[3] * t.output_tokens)
+        return _divide_half_even(total, PICO_PER_MICRO)
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+class Pricer:
+    """Turns (provider, model, tokens) into micro-USD; thread-safe, caches every lookup."""
+
+    def __init__(self, overrides: dict[tuple[str, str], OverrideRates] | None = None) -> None:
+        self._overrides = dict(overrides or {})
+        self._models: dict[tuple[str, str], tuple[Any, Any] | None] = {}
+        self._prices: dict[tuple[str, str, date], tuple[Any, tuple[int, ...], bool]] = {}
+        self._rates: dict[tuple[str, str, date, int], _LinearRates] = {}
+        self._lock = threading.Lock()
+
+    def set_overrides(self, overrides: dict[tuple[str, str], OverrideRates]) -> None:
+        self._overrides = dict(overrides)
+
+    def quote(self, provider: str, model: str, tokens: TokenCounts, ts: datetime | None = None,
+              reported_cost_usd: Decimal | None = None) -> Quote:
+        """The cost of one call: a caller-reported cost wins, then an override, then genai-prices."""
+        if reported_cost_usd is not None:
+            return Quote(usd_to_micros(reported_cost_usd), 'reported')
+        override = self._overrides.get((provider, model))
+        if override is not None:
+            return Quote(override.cost_micros(tokens), 'priced', 'override')
+        try:
+            return Quote(self.genai_price_micros(provider, model, tokens, ts), 'priced')
+        except UnknownModel as exc:
+            return Quote(0, 'unpriced', str(exc))
+        except ValueError as exc:  # usage genai-prices cannot price for this model
+            return Quote(0, 'unpriced', str(exc))
+
+    def genai_price_micros(self, provider: str, model: str, tokens: TokenCounts, ts: datetime | None = None) -> int:
+        """The genai-prices cost, rounded half-even to micro-USD. Raises UnknownModel."""
+        ts = ts or datetime.now(UTC)
+        day = ts.date()
+        model_price, tier_starts, linear = self._model_price(provider, model, day)
+        if isinstance(model_price, _TimeOfDayPrices):
+            return usd_to_micros(model_price.model_info.get_prices(ts).calc_price(_usage(tokens))['total_price'])
+        if not linear:
+            return usd_to_micros(model_price.calc_price(_usage(tokens))['total_price'])
+        # tier -1: no input tokens, so only the output rate is known from the probe
+        tier = sum(tokens.input_tokens > start for start in tier_starts) if tokens.input_tokens else -1
+        key = (provider, model, day, tier)
+        rates = self._rates.get(key)
+        if rates is None:
+            rates = _probe_rates(model_price, tokens.input_tokens)
+            self._rates[key] = rates
+        return rates.cost_micros(tokens)
+
+    def _model_price(self, provider: str, model: str, day: date) -> tuple[Any, tuple[int, ...], bool]:
+        cached = self._prices.get((provider, model, day))
+        if cached is not None:
+            return cached
+        found = self._find(provider, model)
+        if found is None:
+            raise UnknownModel(f'no price known for {provider}/{model}')
+        _provider, model_info = found
+        if _has_time_of_day_prices(model_info):
+            result = (_TimeOfDayPrices(model_info), (), False)
+            self._prices[(provider, model, day)] = result
+            return result
+        model_price = model_info.get_prices(datetime.combine(day, datetime.min.time(), tzinfo=UTC))
+        prices = {k: v for k, v in model_price.__dict__.items() if not k.startswith('_') and v is not None}
+        starts = sorted({tier.start for v in prices.values() if isinstance(v, TieredPrices) for tier in v.tiers})
+        linear = set(prices) <= _LINEAR_PRICE_KEYS
+        result = (model_price, tuple(starts), linear)
+        self._prices[(provider, model, day)] = result
+        return result
+
+    def _find(self, provider: str, model: str) -> tuple[Any, Any] | None:
+        key = (provider, model)
+        if key in self._models:
+            return self._models[key]
+        with self._lock:
+            found = _lookup(provider, model)
+            self._models[key] = found
+        return found
+
+    def resolve(self, provider: str, model: str) -> str | None:
+        """genai-prices' 'provider/model' id for ours, or None when it does not know the model."""
+        found = self._find(provider, model)
+        return f'{found[0].id}/{found[1].id}' if found else None
+
+
+@dataclass(frozen=True)
+class _TimeOfDayPrices:
+    """A model whose price depends on the hour (off-peak discounts): priced at each call's own time."""
+
+    model_info: Any
+
+
+def _has_time_of_day_prices(model_info: Any) -> bool:
+    prices = model_info.prices if isinstance(model_info.prices, list) else []
+    return any(p.constraint is not None and 'TimeOf' in type(p.constraint).__name__ for p in prices)
+
+
+def _lookup(provider: str, model: str) -> tuple[Any, Any] | None:
+    snapshot = data_snapshot.get_snapshot()
+    provider_id = provider.strip().lower() or None
+    candidates = [model]
+    if '/' in model and provider_id and model.lower().startswith(provider_id + '/'):
+        candidates.append(model.split('/', 1)[1])  # LiteLLM style 'openai/gpt-4o'
+    for ref in candidates:
+        for pid in (provider_id, None) if provider_id else (None,):
+            try:
+                return snapshot.find_provider_model(ref, None, pid, None)
+            except LookupError as exc:
+                if pid is not None and 'Unable to find provider' not in str(exc):
+                    break  # the provider is known but the model is not: don't guess another provider
+    return None
+
+
+def _usage(tokens: TokenCounts) -> Usage:
+    return Usage(input_tokens=tokens.input_tokens, output_tokens=tokens.output_tokens,
+                 cache_read_tokens=tokens.cache_read_tokens, cache_write_tokens=tokens.cache_write_tokens)
+
+
+def _probe_rates(model_price: Any, input_tokens: int) -> _LinearRates:
+    """Per-token rates in the tier of `input_tokens`, read off genai-prices with probe usages of that size."""
+    probe = max(input_tokens, 1)
+
+    def total(**kwargs: int) -> Decimal:
+        return Decimal(model_price.calc_price(Usage(**kwargs))['total_price'])
+
+    output = total(input_tokens=input_tokens, output_tokens=MTOK) - total(input_tokens=input_tokens)
+    if input_tokens == 0:  # no input means no cache tokens either; input rates are never used
+        zero = Decimal(0)
+        return _LinearRates(zero, zero, zero, output / MTOK)
+    return _LinearRates(
+        uncached=total(input_tokens=probe) / probe,
+        cache_read=total(input_tokens=probe, cache_read_tokens=probe) / probe,
+        cache_write=total(input_tokens=probe, cache_write_tokens=probe) / probe,
+        output=output / MTOK,
+    )
+
+
+def _divide_half_even(numerator: int, denominator: int) -> int:
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient

@@ -1,0 +1,68 @@
+"""Reading the ledger back: filtered, newest first, with an opaque cursor for the next page."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select
+
+from services.core.periods import as_utc, checked_utc
+from services.usage.ledger import EVENTS, event_to_dict
+
+FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
+MAX_PAGE = 1000
+
+
+@dataclass
+class UsageQuery:
+    start: datetime | None = None
+    end: datetime | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    task_id: str | None = None
+    user_id: str | None = None
+    project: str | None = None
+    channel: str | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+def list_usage(conn: Connection, q: UsageQuery) -> dict[str, Any]:
+    if not 1 <= q.limit <= MAX_PAGE:
+        raise ValueError(f'limit: must be between 1 and {MAX_PAGE}')
+    query = select(EVENTS)
+    if q.start:
+        query = query.where(EVENTS.c.ts >= checked_utc(q.start, 'from'))
+    if q.end:
+        query = query.where(EVENTS.c.ts < checked_utc(q.end, 'to'))
+    for name in FILTERS:
+        value = getattr(q, name)
+        if value is not None:
+            query = query.where(EVENTS.c[name] == (value.lower() if name == 'provider' else value))
+    if q.cursor:
+        ts, pk = decode_cursor(q.cursor)
+        query = query.where(or_(EVENTS.c.ts < ts, and_(EVENTS.c.ts == ts, EVENTS.c.id < pk)))
+    rows = conn.execute(query.order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(q.limit + 1)).mappings().all()
+    page = [event_to_dict(r) for r in rows[:q.limit]]
+    next_cursor = encode_cursor(rows[q.limit - 1]['ts'], rows[q.limit - 1]['id']) if len(rows) > q.limit else None
+    return {'items': page, 'count': len(page), 'next_cursor': next_cursor}
+
+
+def encode_cursor(ts: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f'{as_utc(ts).isoformat()}|{pk}'.encode()).decode().rstrip('=')
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + '=' * (-len(cursor) % 4)).decode()
+        ts, pk = raw.rsplit('|', 1)
+        value, number = checked_utc(datetime.fromisoformat(ts), 'cursor'), int(pk)
+        if not 0 < number < 2**63:
+            raise ValueError
+        return value, number
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError('cursor: not a cursor returned by this API') from None

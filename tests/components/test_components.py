@@ -1,0 +1,149 @@
+"""Components from plain data: option builders and formatting, without a page; plus the trailing-rate forecast."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from nicegui import ui
+from nicegui.testing import User
+
+from components import charts
+from components.cards import ago, session_cost_level, short_usd
+from components.forecast import forecast_caption
+from components.gauge import gauge_colour, gauge_options
+from components.sessions_table import breakdown_rows, session_rows
+from components.strip import channel_strip_text
+from services.dashboard import top_with_others
+from services.insights.forecast import day_forecast
+from services.usage.ledger import Ledger
+
+
+def test_gauge_turns_amber_at_soft_and_red_at_critical() -> None:
+    assert gauge_colour(50) == '#d4a72c'
+    assert gauge_colour(80) == '#f59e0b'
+    assert gauge_colour(96) == '#ef4444'
+    over = gauge_options(7_000_000, 5_000_000)['series'][0]
+    assert over['data'][0]['value'] == 100.0 and over['detail']['formatter'] == '140%'
+    assert over['detail']['color'] == '#ef4444'
+    assert gauge_options(3_120_000, 5_000_000)['series'][0]['data'][0] == {'value': 62.4, 'name': '$3.12 / $5.00'}
+    assert gauge_options(0, None)['series'][0]['data'][0]['name'] == '$0.00'
+
+
+def test_channel_strip() -> None:
+    summary = {'spent_micros': 3_120_000, 'by_channel': {'litellm': {'spent_micros': 2_000_000},
+                                                         'direct': {'spent_micros': 1_120_000}}}
+    assert channel_strip_text(summary) == 'Via LiteLLM: $2.00 | Direct: $1.12 | Total: $3.12'
+
+
+def test_top_ten_agents_and_others() -> None:
+    items = [{'agent_id': f'a{i}', 'cost_micros': 1000 * (20 - i), 'requests': 1} for i in range(13)]
+    items.append({'agent_id': None, 'cost_micros': 10, 'requests': 2})
+    top = top_with_others(items, 'agent_id', 10)
+    assert [i['label'] for i in top[:10]] == [f'a{i}' for i in range(10)]
+    assert top[10] == {'label': 'others (4)', 'agent_id': None, 'cost_micros': 10_000 + 9_000 + 8_000 + 10,
+                       'requests': 5}
+    assert top_with_others(items[-1:], 'agent_id', 10)[0]['label'] == '(no agent)'
+
+
+def test_agent_bars_put_the_largest_on_top() -> None:
+    options = charts.agent_bars_options([{'label': 'big', 'cost_micros': 2_500_000},
+                                         {'label': 'small', 'cost_micros': 500_000}])
+    assert options['yAxis']['data'] == ['small', 'big']  # ECharts draws categories bottom-up
+    assert options['series'][0]['data'] == [0.5, 2.5]
+
+
+def test_empty_charts_say_so() -> None:
+    for options in (charts.agent_bars_options([]), charts.provider_donut_options([])):
+        assert options['title']['text'] == 'No spend yet today' and options['series'] == []
+
+
+def test_provider_donut() -> None:
+    options = charts.provider_donut_options([{'provider': 'openai', 'cost_micros': 1_250_000, 'share_percent': 99.6},
+                                             {'provider': None, 'cost_micros': 1, 'share_percent': 0.4}])
+    assert options['series'][0]['data'] == [{'name': 'openai 100%', 'value': 1.25},
+                                            {'name': 'unknown 0%', 'value': 1e-06}]
+
+
+def test_history_line_has_the_limit_as_reference() -> None:
+    points = [{'date': '2026-11-28', 'cost_micros': 1_000_000}, {'date': '2026-11-29', 'cost_micros': 0}]
+    options = charts.history_line_options(points, 5_000_000)
+    assert options['xAxis']['data'] == ['11-28', '11-29']
+    assert options['series'][0]['markLine']['data'] == [{'yAxis': 5.0}]
+    assert '5.0' in options['yAxis'][':max']
+    without = charts.history_line_options(points, None)
+    assert 'markLine' not in without['series'][0] and ':max' not in without['yAxis']
+
+
+def test_money_on_cards() -> None:
+    assert [short_usd(m) for m in (8_000, 7_250, 71_000, 300_000, 1_250_000, 0)] == \
+        ['$0.008', '$0.0072', '$0.071', '$0.30', '$1.25', '$0.00']
+
+
+def test_session_cost_colour_thresholds() -> None:
+    assert [session_cost_level(c, 1_000_000, 5_000_000) for c in (999_999, 1_000_000, 5_000_000, 5_000_001)] == \
+        ['green', 'yellow', 'yellow', 'red']
+
+
+def test_ago() -> None:
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    assert [ago((now - timedelta(seconds=s)).isoformat(), now) for s in (2, 30, 600, 7200, 200_000)] == \
+        ['just now', '30 s ago', '10 min ago', '2 h ago', '2 d ago']
+    assert ago(None, now) == 'never'
+
+
+def test_session_rows_in_the_configured_zone() -> None:
+    session = {'id': 's', 'started_at': '2026-11-29T10:00:00+00:00', 'ended_at': None,
+               'last_event_at': '2026-11-29T10:30:00+00:00', 'tokens': 12345, 'cost_micros': 1_500_000,
+               'agents': ['a', 'b'], 'by_agent': [{'agent_id': None, 'requests': 2, 'tokens': 10, 'cost_micros': 5}]}
+    row = session_rows([session], ZoneInfo('Asia/Kolkata'))[0]
+    assert row == {'id': 's', 'start': '2026-11-29 15:30:00', 'end': 'active, last call 11-29 16:00:00',
+                   'tokens': '12,345', 'cost': '$1.5000', 'agents': 'a, b'}
+    assert breakdown_rows(session) == [{'agent': '(no agent)', 'requests': 2, 'tokens': '10', 'cost': '$0.00'}]
+
+
+def test_forecast_exhausts_holds_and_is_exceeded(ledger: Ledger) -> None:
+    utc = ZoneInfo('UTC')
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    for hour in range(8, 12):
+        ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.50',
+                       'ts': now.replace(hour=hour, minute=30)})
+    with ledger.engine.connect() as conn:
+        # $0.50 an hour for 4 hours, 12 h left: $2 + $6 projected, so $5 runs out after 6 more hours
+        exhausts = day_forecast(conn, 2_000_000, 5_000_000, utc, now)
+        holds = day_forecast(conn, 2_000_000, 10_000_000, utc, now)
+        exceeded = day_forecast(conn, 6_000_000, 5_000_000, utc, now)
+        quiet = day_forecast(conn, 0, 5_000_000, utc, now.replace(hour=0))
+    assert (exhausts['state'], exhausts['text']) == ('exhausts', 'Budget exhausted at ~18:00')
+    assert exhausts['projected_micros'] == 8_000_000 and exhausts['rate_per_hour_micros'] == 500_000
+    assert exhausts['method'] == 'trailing_rate'
+    assert exhausts['projected_low_micros'] < 8_000_000 < exhausts['projected_high_micros']
+    assert (holds['state'], holds['text']) == ('holds', 'Holds until midnight: ~$8.00 of $10.00 projected')
+    assert exceeded['state'] == 'exceeded' and exceeded['text'] == 'Budget exhausted: $6.00 of $5.00'
+    assert exceeded['eta'] is None
+    assert quiet['text'] == 'Holds until midnight: ~$0.00 of $5.00 projected' and quiet['method'] == 'none'
+    assert forecast_caption(quiet) == ''
+    assert forecast_caption({**exhausts, 'projected_low_micros': 5_000_000, 'projected_high_micros': 11_000_000}) \
+        == 'likely $5.00 to $11.00 by midnight (trailing rate)'
+
+
+async def test_components_render_on_a_page(user: User) -> None:
+    """Each card component renders its texts (the dashboard tests cover them with live data)."""
+    from components.cards import agent_card, task_card
+
+    @ui.page('/components')
+    def page() -> None:
+        agent_card({'id': 'a1', 'session_cost_micros': 120_000, 'avg_cost_per_request_micros': 8_000,
+                    'session_tokens': 4234, 'trend': 'down', 'recent_requests': 10,
+                    'last_request_at': datetime.now(UTC).isoformat()}, 1_000_000, 5_000_000)
+        task_card({'id': 't1', 'title': 'Write docs', 'agent_id': None, 'status': 'done',
+                   'estimated_cost_micros': None, 'actual_cost_micros': 10_000})
+
+    await user.open('/components')
+    await user.should_see('Tokens this session: 4,234 | Cost: $0.12')
+    await user.should_see('Cost/Request: $0.008 ↘')
+    await user.should_see('Avg cost/request: $0.008 (last 10 requests)')
+    await user.should_see('last request just now')
+    await user.should_see('unassigned')
+    await user.should_see('no estimate')
+    await user.should_see('actual $0.01')
+    await user.should_not_see('high cost')

@@ -1,0 +1,273 @@
+"""End-to-end in a real browser: Debian's chromium driven by Playwright (sync API) against a real server process.
+
+Skipped when /usr/bin/chromium or the playwright package is missing, except in CI (CI=true), where that fails.
+Screenshots of both pages land in `screenshots/` at the repository root (git-ignored).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from components.cards import short_usd
+from services.core.money import format_usd
+from tests.support.servers import ROOT, Server, start_server
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+except ImportError:  # pragma: no cover - a dev dependency
+    sync_playwright = None
+
+CHROMIUM = Path('/usr/bin/chromium')
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--no-first-run']
+SCREENSHOTS = ROOT / 'screenshots'
+LIVE_DEADLINE_S = 1.0
+
+# In-page helpers. NiceGUI gives every element a DOM id `c<id>` and `getElement()` returns its Vue component; an
+# ui.echart component holds the ECharts instance as `.chart`. The gauge is the chart whose first series is a gauge.
+GAUGE_NAME_JS = """() => {
+    for (const el of document.querySelectorAll('.nicegui-echart')) {
+        const series = getElement(el)?.chart?.getOption()?.series?.[0];
+        if (series?.type === 'gauge') return series.data[0].name;
+    }
+    return null;
+}"""
+HAS_TEXT_JS = """(text) => {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) if (walker.currentNode.data.trim() === text) return true;
+    return false;
+}"""
+LIVE_JS = f"""([strip, card, gauge]) => {{
+    const hasText = {HAS_TEXT_JS};
+    const gaugeName = {GAUGE_NAME_JS};
+    return hasText(strip) && hasText(card) && gaugeName() === gauge;
+}}"""
+PIXELS_JS = """(canvas) => {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = new Set();
+    let painted = 0;
+    for (let i = 0; i < data.length; i += 4) {
+        if (data[i + 3] === 0) continue;
+        painted++;
+        if (colours.size < 100) colours.add(data.slice(i, i + 4).join());
+    }
+    return {total: canvas.width * canvas.height, painted, colours: colours.size};
+}"""
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get('CI') == 'true':
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def uid(prefix: str) -> str:
+    return f'{prefix}-{uuid.uuid4().hex[:10]}'
+
+
+@pytest.fixture(scope='module')
+def browser() -> Iterator[Browser]:
+    if sync_playwright is None:
+        unavailable('the playwright package is not installed (pip install -e .[dev])')
+    if not CHROMIUM.is_file():
+        unavailable(f"{CHROMIUM} is missing: browser tests need Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope='module')
+def live_server(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp('browser'), SPENDGAUGE_LOG_LEVEL='WARNING')
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope='module')
+def api(live_server: Server) -> Iterator[httpx.Client]:
+    with live_server.client() as client:
+        yield client
+
+
+@pytest.fixture(scope='module')
+def seeded(api: httpx.Client) -> list[str]:
+    """Some spend today and over the last days across agents, providers, channels and sessions; the session ids."""
+    now = datetime.now(UTC)
+    sessions = [uid('sess') for _ in range(4)]
+    models = [('openai', 'gpt-4o'), ('anthropic', 'claude-sonnet-4-5'), ('openrouter', 'openai/gpt-4o-mini')]
+    events = []
+    for i in range(36):
+        provider, model = models[i % len(models)]
+        days_ago = 0 if i < 12 else i % 12
+        events.append({'event_id': uid('seed'), 'provider': provider, 'model': model,
+                       'channel': 'litellm' if i % 3 else 'direct', 'agent_id': f'seed-agent-{i % 5}',
+                       'session_id': sessions[i % len(sessions)], 'input_tokens': 1000 + 137 * i,
+                       'output_tokens': 200 + 11 * i, 'cost_usd': f'{0.05 + 0.013 * (i % 7):.3f}',
+                       'ts': (now - timedelta(days=days_ago, minutes=i)).isoformat()})
+    response = api.post('/usage/batch', json={'events': events})
+    assert response.status_code == 200, response.text
+    assert response.json()['stored'] == len(events), response.text
+    return sessions
+
+
+class Tab:
+    """A page in a fresh browser context (its own cookies, so its own dark-mode setting), recording problems."""
+
+    def __init__(self, browser: Browser, width: int, height: int) -> None:
+        self.context: BrowserContext = browser.new_context(viewport={'width': width, 'height': height},
+                                                          accept_downloads=True)
+        self.page: Page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on('console', lambda m: self.problems.append(f'console error: {m.text}')
+                     if m.type == 'error' else None)
+        self.page.on('pageerror', lambda e: self.problems.append(f'page error: {e}'))
+        self.page.on('requestfailed', lambda r: self.problems.append(f'request failed: {r.url} {r.failure}'))
+        self.page.on('response', lambda r: self.problems.append(f'HTTP {r.status}: {r.url}')
+                     if r.status >= 400 else None)
+
+    def open(self, url: str) -> Page:
+        self.page.goto(url, wait_until='load')
+        self.page.wait_for_function('window.did_handshake === true')  # the websocket is up: updates will arrive
+        self.page.get_by_text('SpendGauge', exact=True).wait_for()
+        return self.page
+
+    def open_dashboard(self, server: Server) -> Page:
+        page = self.open(server.url + '/')
+        page.wait_for_selector('.nicegui-echart canvas')
+        page.get_by_text('Via LiteLLM:').wait_for()
+        page.wait_for_function(GAUGE_NAME_JS)  # the gauge chart is initialised
+        return page
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser: Browser) -> Iterator[Tab]:
+    t = Tab(browser, 1280, 800)
+    yield t
+    t.close()
+
+
+def test_dashboard_loads_without_console_errors_or_failed_requests(tab: Tab, live_server: Server,
+                                                                   seeded: list[str]) -> None:
+    page = tab.open_dashboard(live_server)
+    page.wait_for_timeout(300)  # late errors: chart set-up, the websocket
+    assert page.title() == 'Dashboard · SpendGauge'
+    assert tab.problems == []
+
+
+def test_gauge_canvas_is_drawn(tab: Tab, live_server: Server, seeded: list[str]) -> None:
+    page = tab.open_dashboard(live_server)
+    canvas = page.locator('.nicegui-echart canvas').first  # the gauge comes first
+    box = canvas.bounding_box()
+    assert box is not None and box['width'] > 100 and box['height'] > 100, box
+    pixels = canvas.evaluate(PIXELS_JS)
+    assert pixels['painted'] > 0.05 * pixels['total'], f'the gauge looks blank: {pixels}'
+    assert pixels['colours'] > 2, f'the gauge looks like one flat colour: {pixels}'  # arc, progress, text
+
+
+def test_posted_event_shows_on_the_dashboard_within_a_second(tab: Tab, live_server: Server, api: httpx.Client,
+                                                            seeded: list[str]) -> None:
+    page = tab.open_dashboard(live_server)
+    before = api.get('/budget/summary', params={'period': 'day'}).json()
+    agent, cost_micros = uid('live-agent'), 370_000
+    channels = before['by_channel']
+    total = before['spent_micros'] + cost_micros
+    # the dashboard's own formatters: this test is about liveness, the formats have their own tests
+    strip = (f'Via LiteLLM: {format_usd(channels["litellm"]["spent_micros"])} | '
+             f'Direct: {format_usd(channels["direct"]["spent_micros"] + cost_micros)} | Total: {format_usd(total)}')
+    card = f'Tokens this session: 1,234 | Cost: {short_usd(cost_micros)}'
+    gauge = f'{format_usd(total)} / {format_usd(before["limit_micros"])}'
+    assert not page.evaluate(LIVE_JS, [strip, card, gauge])
+
+    response = api.post('/usage', json={'event_id': uid('live'), 'model': 'gpt-4o', 'channel': 'direct',
+                                        'agent_id': agent, 'session_id': uid('live-sess'), 'input_tokens': 1200,
+                                        'output_tokens': 34, 'cost_usd': '0.37'})
+    posted = time.monotonic()
+    assert response.status_code == 201, response.text
+    page.wait_for_function(LIVE_JS, arg=[strip, card, gauge], timeout=5000)
+    elapsed = time.monotonic() - posted
+
+    assert page.get_by_text(strip, exact=True).is_visible()
+    assert page.get_by_text(card, exact=True).is_visible()
+    assert page.get_by_text(agent, exact=True).is_visible()
+    assert page.evaluate(GAUGE_NAME_JS) == gauge
+    assert elapsed < LIVE_DEADLINE_S, f'the dashboard showed the event {elapsed:.3f} s after the POST returned'
+
+
+def test_sessions_export_csv_downloads_the_recorded_sessions(tab: Tab, live_server: Server,
+                                                             seeded: list[str]) -> None:
+    page = tab.open(live_server.url + '/sessions')
+    page.get_by_text(seeded[0]).first.wait_for()
+    with page.expect_download(timeout=5000) as info:
+        page.get_by_role('button', name='Export CSV').click()
+    download = info.value
+    assert download.failure() is None
+    assert download.suggested_filename == 'sessions.csv'
+    text = Path(download.path()).read_text()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert len(rows) > len(seeded), text[:500]
+    assert set(seeded) <= {cell for row in rows for cell in row}, text[:500]
+    assert tab.problems == []
+
+
+@pytest.mark.parametrize('path', ['/', '/sessions'])
+def test_no_horizontal_overflow_at_390_px(browser: Browser, live_server: Server, seeded: list[str],
+                                         path: str) -> None:
+    narrow = Tab(browser, 390, 844)
+    try:
+        page = narrow.open_dashboard(live_server) if path == '/' else narrow.open(live_server.url + path)
+        page.wait_for_timeout(200)  # charts resize after mounting
+        width = page.evaluate('document.documentElement.scrollWidth')
+        assert width <= 390 + 1, f'{path} is {width} px wide at a 390 px viewport'
+    finally:
+        narrow.close()
+
+
+def test_dark_mode_button_switches_the_body_class(tab: Tab, live_server: Server) -> None:
+    page = tab.open(live_server.url + '/')
+    body = page.locator('body')
+    assert 'body--dark' in body.get_attribute('class').split()  # dark by default
+    toggle = page.locator('.q-header').get_by_role('button').filter(has_text='dark_mode')
+    toggle.click()
+    page.wait_for_function('document.body.classList.contains("body--light")', timeout=3000)
+    assert 'body--dark' not in body.get_attribute('class').split()
+    page.reload(wait_until='load')  # the choice is stored per browser
+    page.wait_for_function('document.body.classList.contains("body--light")', timeout=3000)
+    page.locator('.q-header').get_by_role('button').filter(has_text='dark_mode').click()
+    page.wait_for_function('document.body.classList.contains("body--dark")', timeout=3000)
+    assert 'body--light' not in body.get_attribute('class').split()
+
+
+@pytest.mark.parametrize(('name', 'path', 'width', 'height'), [
+    ('dashboard-1280x800', '/', 1280, 800),
+    ('dashboard-390x844', '/', 390, 844),
+    ('sessions-1280x800', '/sessions', 1280, 800),
+], ids=['dashboard-1280x800', 'dashboard-390x844', 'sessions-1280x800'])
+def test_screenshots(browser: Browser, live_server: Server, seeded: list[str], name: str, path: str, width: int,
+                     height: int) -> None:
+    shot = Tab(browser, width, height)
+    try:
+        page = shot.open_dashboard(live_server) if path == '/' else shot.open(live_server.url + path)
+        if path == '/sessions':
+            page.get_by_text(seeded[0]).first.wait_for()
+        page.wait_for_timeout(400)  # let the chart animations finish
+        SCREENSHOTS.mkdir(exist_ok=True)
+        target = SCREENSHOTS / f'{name}.png'
+        page.screenshot(path=str(target), full_page=True)
+        assert target.stat().st_size > 10_000
+    finally:
+        shot.close()
+
+

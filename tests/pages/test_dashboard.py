@@ -1,0 +1,300 @@
+"""The dashboard and sessions pages through NiceGUI's simulated user (no browser), and the shared live feed."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from nicegui import ui
+from nicegui.testing import User
+from sqlalchemy import event
+
+from app import runtime
+from app.feed import feed
+from services.budget import eco
+from services.spend import tasks
+
+
+def record(**fields: object) -> None:
+    runtime.current().ledger.record({'model': 'gpt-4o', 'provider': 'openai', **fields})
+
+
+def echart(user: User, marker: str) -> ui.echart:
+    return user.find(marker=marker).elements.pop()
+
+
+@contextmanager
+def counting_queries() -> Iterator[list[str]]:
+    statements: list[str] = []
+    engine = runtime.current().engine
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+    event.listen(engine, 'before_cursor_execute', count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, 'before_cursor_execute', count)
+
+
+async def settle(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, 'condition not met in time'
+        await asyncio.sleep(0.05)
+
+
+async def test_empty_dashboard_shows_empty_states(user: User) -> None:
+    await user.open('/')
+    await user.should_see('No spend yet today')
+    await user.should_see('Via LiteLLM: $0.00 | Direct: $0.00 | Total: $0.00')
+    await user.should_see('Holds until midnight: ~$0.00 of $5.00 projected')
+    await user.should_see('No agents yet')
+    await user.should_see('No tasks yet')
+    await user.should_see('never switched')
+    assert echart(user, 'budget-gauge').options['series'][0]['data'][0]['name'] == '$0.00 / $5.00'
+
+
+async def test_dashboard_shows_todays_spend(user: User) -> None:
+    record(channel='litellm', cost_usd='1.25', agent_id='planner')
+    record(channel='direct', cost_usd='0.50', agent_id='coder', provider='anthropic', model='claude-haiku-4-5')
+    await user.open('/')
+    await user.should_see('Via LiteLLM: $1.25 | Direct: $0.50 | Total: $1.75')
+    await user.should_see('resets in')
+    await user.should_see('by midnight (trailing rate)')  # the forecast's band caption
+    await user.should_not_see('No spend yet today')
+    assert echart(user, 'budget-gauge').options['series'][0]['data'][0] == {'value': 35.0, 'name': '$1.75 / $5.00'}
+    bars = echart(user, 'agent-bars').options
+    assert bars['yAxis']['data'] == ['coder', 'planner'] and bars['series'][0]['data'] == [0.5, 1.25]
+    donut = echart(user, 'provider-donut').options['series'][0]['data']
+    assert {d['name']: d['value'] for d in donut} == {'openai 71%': 1.25, 'anthropic 29%': 0.5}
+    line = echart(user, 'history-line').options
+    assert len(line['xAxis']['data']) == 30 and line['series'][0]['data'][-1] == 1.75
+    assert line['series'][0]['markLine']['data'] == [{'yAxis': 5.0}]
+
+
+async def test_a_recorded_event_reaches_the_open_page_within_a_second(user: User) -> None:
+    await user.open('/')
+    await user.should_see('No spend yet today')
+    started = asyncio.get_running_loop().time()
+    await asyncio.to_thread(record, cost_usd='0.42', agent_id='live-agent', session_id='s-live', input_tokens=1000,
+                            output_tokens=500)
+    await user.should_see('Total: $0.42', retries=40)  # 40 retries of 0.1 s at most
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await user.should_see('Tokens this session: 1,500 | Cost: $0.42')
+    assert echart(user, 'budget-gauge').options['series'][0]['data'][0]['name'] == '$0.42 / $5.00'
+
+
+async def test_agent_card_shows_session_tokens_trend_and_high_cost(user: User) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=20)
+    for i, cost in enumerate(['0.04', '0.05', '0.05', '0.06', '0.06', '0.07', '0.08', '0.09', '0.10', '0.11']):
+        record(agent_id='spender', session_id='s1', ts=(start + timedelta(minutes=i)).isoformat(), cost_usd=cost,
+               input_tokens=100, output_tokens=50)
+    record(agent_id='frugal', session_id='s2', cost_usd='0.002', input_tokens=10, output_tokens=5)
+    await user.open('/')
+    await user.should_see('Tokens this session: 1,500 | Cost: $0.71')
+    await user.should_see('Cost/Request: $0.071 ↗')
+    await user.should_see('Avg cost/request: $0.071 (last 10 requests)')
+    spender = user.find(marker='agent-card-spender').elements.pop()
+    frugal = user.find(marker='agent-card-frugal').elements.pop()
+    assert spender.props['data-level'] == 'green' and frugal.props['data-level'] == 'green'
+    assert any(e for e in spender.descendants() if 'high-cost' in e._markers)
+    assert not any(e for e in frugal.descendants() if 'high-cost' in e._markers)
+    await user.should_see('Cost/Request: $0.002 →')
+
+
+async def test_agent_card_colour_follows_session_cost(user: User) -> None:
+    record(agent_id='cheap', session_id='a', cost_usd='0.99')
+    record(agent_id='middling', session_id='b', cost_usd='1.00')
+    record(agent_id='pricey', session_id='c', cost_usd='5.01')
+    await user.open('/')
+    await user.should_see('Cost: $5.01')
+    levels = {name: user.find(marker=f'agent-card-{name}').elements.pop().props['data-level']
+              for name in ('cheap', 'middling', 'pricey')}
+    assert levels == {'cheap': 'green', 'middling': 'yellow', 'pricey': 'red'}
+
+
+async def test_task_cards_compare_actual_with_estimate(user: User) -> None:
+    rt = runtime.current()
+    with rt.engine.begin() as conn:
+        tasks.create_task(conn, 'Summarise the inbox', task_id='t-under', agent_id='planner',
+                          estimated_cost_micros=500_000)
+        tasks.create_task(conn, 'Refactor the parser', task_id='t-over', agent_id='coder', status='running',
+                          estimated_cost_micros=100_000)
+    record(task_id='t-under', cost_usd='0.30')
+    record(task_id='t-over', cost_usd='0.25')
+    await user.open('/')
+    await user.should_see('Summarise the inbox')
+    await user.should_see('Refactor the parser')
+    under = user.find(marker='task-card-t-under').elements.pop()
+    over = user.find(marker='task-card-t-over').elements.pop()
+    badge = {card.id: [e for e in card.descendants() if 'task-actual' in e._markers].pop() for card in (under, over)}
+    assert (badge[under.id].text, badge[under.id].props['color']) == ('actual $0.30', 'green')
+    assert (badge[over.id].text, badge[over.id].props['color']) == ('actual $0.25', 'red')
+    await user.should_see('est. $0.50')
+
+
+async def test_eco_toggle_persists_and_is_pushed_to_other_tabs(user: User, create_user: Callable[[], User]) -> None:
+    other = create_user()
+    await user.open('/')
+    await other.open('/')
+    user.find(marker='eco-toggle').click()
+    await settle(lambda: _eco_on())
+    await user.should_see('on since', retries=30)
+    await other.should_see('on since', retries=30)
+    assert other.find(marker='eco-toggle').elements.pop().value is True
+
+
+def _eco_on() -> bool:
+    with runtime.current().engine.connect() as conn:
+        return eco.get_eco(conn)['eco_mode']
+
+
+async def test_twenty_tabs_cost_the_database_what_one_tab_does(user: User, create_user: Callable[[], User]) -> None:
+    await user.open('/')
+
+    async def queries_for_one_event() -> int:
+        before = feed().reloads
+        with counting_queries() as statements:
+            await asyncio.to_thread(record, cost_usd='0.01')
+            await settle(lambda: feed().reloads > before)
+            await asyncio.sleep(0.5)  # nothing else may query afterwards
+        return len([s for s in statements if s.lstrip().upper().startswith('SELECT')])
+
+    one_tab = await queries_for_one_event()
+    tabs = [create_user() for _ in range(19)]
+    for tab in tabs:
+        await tab.open('/')
+    assert feed().listeners == 20
+    twenty_tabs = await queries_for_one_event()
+    assert twenty_tabs == one_tab > 0
+    await tabs[-1].should_see('Total: $0.02')
+
+
+async def test_a_burst_of_a_thousand_events_is_a_handful_of_reloads(user: User) -> None:
+    await user.open('/')
+    before = feed().reloads
+    ledger = runtime.current().ledger
+
+    def burst() -> None:
+        for i in range(1000):
+            ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.001', 'event_id': f'b{i}'})
+
+    await asyncio.to_thread(burst)
+    await user.should_see('Total: $1.00', retries=30)
+    assert 1 <= feed().reloads - before <= 8
+
+
+async def test_pages_stop_listening_when_their_tab_is_gone(user: User) -> None:
+    await user.open('/')
+    assert feed().listeners == 1
+    user.client.delete()
+    assert feed().listeners == 0
+
+
+async def test_sessions_page_lists_sessions_and_shows_a_breakdown(user: User) -> None:
+    record(session_id='sess-1', agent_id='planner', cost_usd='0.10', input_tokens=1000, output_tokens=200)
+    record(session_id='sess-1', agent_id='coder', cost_usd='0.30', input_tokens=3000, output_tokens=100)
+    record(session_id='sess-2', agent_id='coder', cost_usd='0.05')
+    await user.open('/sessions')
+    table = user.find(marker='sessions-table').elements.pop()
+    rows = {r['id']: r for r in table.rows}
+    assert set(rows) == {'sess-1', 'sess-2'}
+    assert (rows['sess-1']['tokens'], rows['sess-1']['cost'], rows['sess-1']['agents']) == \
+        ('4,300', '$0.4000', 'coder, planner')
+    user.find(marker='sessions-table').trigger('rowClick', [None, rows['sess-1'], 0])
+    await user.should_see('Session sess-1')
+    breakdown = user.find(marker='session-breakdown').elements.pop()
+    assert [(r['agent'], r['cost']) for r in breakdown.rows] == [('coder', '$0.30'), ('planner', '$0.10')]
+
+
+async def test_sessions_page_exports_csv(user: User) -> None:
+    record(session_id='sess-csv', agent_id='planner', cost_usd='0.10')
+    await user.open('/sessions')
+    user.find(marker='export-csv').click()
+    response = await user.download.next()
+    assert response.status_code == 200
+    assert 'sess-csv' in response.text and response.text.startswith('session_id,')
+
+
+async def test_empty_sessions_page(user: User) -> None:
+    await user.open('/sessions')
+    await user.should_see('No sessions yet')
+
+
+async def test_dark_mode_switch_is_remembered(user: User) -> None:
+    await user.open('/')
+    dark = user.find(kind=ui.dark_mode).elements.pop()
+    assert dark.value is True
+    user.find(marker='dark-toggle').click()
+    assert dark.value is False
+    await user.open('/sessions')
+    assert user.find(kind=ui.dark_mode).elements.pop().value is False
+
+
+async def test_the_feed_reloads_once_for_concurrent_writers(user: User) -> None:
+    await user.open('/')
+    before = feed().reloads
+    threads = [threading.Thread(target=record, kwargs={'cost_usd': '0.01', 'event_id': f'c{i}'}) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    await user.should_see('Total: $0.20', retries=30)
+    assert feed().reloads - before <= 3
+
+
+async def test_export_in_a_desktop_window_saves_the_csv(user: User, desktop_downloads: Path) -> None:
+    record(session_id='sess-native', agent_id='planner', cost_usd='0.10')
+    await user.open('/sessions')
+    user.find(marker='export-csv').click()
+    await user.should_see('Saved ', retries=20)
+    saved = list(desktop_downloads.glob('sessions-*.csv'))
+    assert len(saved) == 1 and 'sess-native' in saved[0].read_text()
+
+
+async def test_spend_sources_and_reconciliation_view(user: User) -> None:
+    from services.sources.base import PullResult, SnapshotRow, store_snapshots
+
+    record(cost_usd='1.00', channel='litellm')
+    today = datetime.now(UTC).date()
+    with runtime.current().engine.begin() as conn:
+        bill = SnapshotRow('openai_direct', today, 'openai', '', 3_000_000)
+        store_snapshots(conn, 'openai_direct', PullResult([bill], {today}))
+    await user.open('/')
+    await user.should_see('LiteLLM proxy: off (no key configured)')
+    await user.should_see('OpenAI billing: off (no key configured)')
+    assert user.find(marker='sync-now').elements.pop().enabled is False
+    await user.should_see('Via LiteLLM: $1.00 | Direct: $2.00 | Total: $3.00')
+    table = user.find(marker='reconciliation-table').elements.pop()
+    assert [(r['provider'], r['litellm'], r['billed'], r['direct'], r['total']) for r in table.rows] == \
+        [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]
+
+
+@pytest.fixture
+def openrouter_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An OpenRouter source (a real puller) against a fake API, configured before the app starts."""
+    import json
+
+    from tests.support.fake_api import FakeAPI
+    from tests.support.fixtures import FIXTURES
+
+    with FakeAPI() as fake:
+        fake.route('/api/v1/key', json.loads((FIXTURES / 'providers' / 'openrouter_key.json').read_text()))
+        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_KEY', 'sk-or-test')
+        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_URL', fake.url)
+        monkeypatch.setenv('SPENDGAUGE_PROVIDERS_SYNC_MINUTES', '600')
+        yield fake.url
+
+
+async def test_sync_now_pulls_and_shows_the_result(openrouter_source: str, user: User) -> None:
+    await user.open('/')
+    await user.should_see('OpenRouter: never synced')
+    user.find(marker='sync-now').click()
+    await user.should_see('Synced 1 source(s)', retries=50)
+    await user.should_see('OpenRouter: synced', retries=30)
+    await user.should_see('Direct: $6.12', retries=30)

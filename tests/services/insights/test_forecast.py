@@ -1,0 +1,278 @@
+"""The forecast on constructed hourly series with known answers (the pure core), then through the database (the
+ledger, both engines), the API and the forecast_exhaustion alert."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from services.alerting import alerts
+from services.budget import limits as app_settings
+from services.insights.forecast import (
+    budget_forecast,
+    check_exhaustion,
+    day_forecast,
+    project,
+    read_hours,
+    run_exhaustion_check,
+)
+from services.live.hub import EventHub, LiveEvent
+from services.spend.budget import period_summary
+from services.usage.ledger import Ledger
+from tests.support.api import assert_money
+
+UTC_ZONE = ZoneInfo('UTC')
+HOUR = timedelta(hours=1)
+NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)  # a Wednesday
+MIDNIGHT = NOW.replace(hour=0)
+
+
+def hourly(start: datetime, end: datetime, micros: int) -> list[tuple[datetime, int]]:
+    return [(start + HOUR * n, micros) for n in range(int((end - start) / HOUR))]
+
+
+def day_only(hours: list[tuple[datetime, int]], now: datetime = NOW, limit: int | None = None,
+             zone: ZoneInfo = UTC_ZONE):
+    midnight = datetime.combine(now.astimezone(zone).date(), datetime.min.time(), tzinfo=zone)
+    spent = sum(m for s, m in hours if midnight <= s < now)
+    return project(hours, now, zone, {'day': spent}, {'day': limit}, ('day',))['day']
+
+
+# --- the pure core ----------------------------------------------------------------------------------------------
+
+def test_a_flat_rate_without_history_runs_out_when_the_arithmetic_says() -> None:
+    # $0.50 an hour since midnight: $5 spent at 10:00, 14 h left at the same rate
+    forecast = day_only(hourly(MIDNIGHT, NOW, 500_000), limit=8_000_000)
+    assert forecast.method == 'trailing_rate'
+    assert round(forecast.rate_per_hour) == 500_000
+    assert forecast.projected == 5_000_000 + 14 * 500_000
+    assert forecast.state == 'exhausts'
+    assert forecast.eta == NOW.replace(hour=16)  # $3 left at $0.50 an hour
+    assert forecast.text(UTC_ZONE) == 'Budget exhausted at ~16:00'
+    assert forecast.low < forecast.projected < forecast.high  # no history: the fallback band
+
+
+def test_a_flat_rate_with_a_flat_history_uses_the_profile_and_has_no_spread() -> None:
+    hours = hourly(MIDNIGHT - timedelta(days=14), NOW, 500_000)
+    forecast = day_only(hours, limit=8_000_000)
+    assert forecast.method == 'profile_blend'
+    assert forecast.projected == 12_000_000
+    assert forecast.eta == NOW.replace(hour=16)
+    assert forecast.low == forecast.projected == forecast.high  # every past day was predicted exactly
+
+
+def test_a_profile_knows_the_evening_is_quiet() -> None:
+    """$1 an hour from 08:00 to 18:00 every day: at 10:00 the rest of the day is 8 more busy hours, not 14."""
+    hours = []
+    for day in range(14, -1, -1):
+        start = MIDNIGHT - timedelta(days=day)
+        hours += [(start + HOUR * h, 1_000_000 if 8 <= h < 18 else 0) for h in range(24)]
+    forecast = day_only(hours, limit=20_000_000)
+    assert forecast.method == 'profile_blend'
+    assert forecast.projected == 10_000_000
+    assert forecast.state == 'holds'
+    assert forecast.text(UTC_ZONE) == 'Holds until midnight: ~$10.00 of $20.00 projected'
+    assert day_only(hours, limit=6_000_000).eta == NOW.replace(hour=14)  # $2 spent, $4 more at $1 an hour
+
+
+def test_a_single_burst_does_not_become_the_rate() -> None:
+    hours = hourly(MIDNIGHT, NOW, 100_000)
+    hours[9] = (hours[9][0], 3_000_000)  # one runaway hour just before now
+    forecast = day_only(hours, limit=10_000_000)
+    assert forecast.method == 'trailing_rate'
+    assert forecast.rate_per_hour < 250_000  # the burst is capped at 2.5x the window's median rate
+    spent = 9 * 100_000 + 3_000_000
+    assert forecast.projected == spent + round(14 * forecast.rate_per_hour)  # the burst counts as spent, once
+    assert forecast.state == 'holds'
+    with_history = day_only(hourly(MIDNIGHT - timedelta(days=14), MIDNIGHT, 100_000) + hours, limit=10_000_000)
+    assert with_history.method == 'profile_blend'
+    assert with_history.rate_per_hour < 200_000
+    assert with_history.projected < spent + 14 * 200_000
+
+
+def test_no_spend_holds_at_zero() -> None:
+    forecast = day_only([], limit=5_000_000)
+    assert (forecast.method, forecast.state, forecast.projected, forecast.eta) == ('none', 'holds', 0, None)
+    assert (forecast.low, forecast.high) == (0, 0)
+    assert forecast.text(UTC_ZONE) == 'Holds until midnight: ~$0.00 of $5.00 projected'
+    assert day_only([], limit=None).text(UTC_ZONE) == '~$0.00 projected by midnight'
+
+
+def test_a_budget_already_exceeded_has_no_eta() -> None:
+    forecast = day_only(hourly(MIDNIGHT, NOW, 1_000_000), limit=5_000_000)
+    assert forecast.state == 'exceeded' and forecast.eta is None
+    assert forecast.projected == 24_000_000
+    assert forecast.text(UTC_ZONE) == 'Budget exhausted: $10.00 of $5.00'
+
+
+def test_the_day_starts_at_local_midnight() -> None:
+    """New York (UTC-5 in December): today starts at 05:00 UTC; spend before it is yesterday's."""
+    zone = ZoneInfo('America/New_York')
+    now = NOW.replace(hour=15)  # 10:00 local
+    start = now.replace(hour=5)
+    hours = [(start - HOUR, 9_000_000), *hourly(start, now, 500_000)]
+    forecast = day_only(hours, now, 8_000_000, zone)
+    assert forecast.span.start == start and forecast.span.end == start + timedelta(days=1)
+    assert forecast.spent == 5_000_000 and forecast.projected == 12_000_000
+    assert forecast.eta == now + 6 * HOUR
+    assert forecast.text(zone) == 'Budget exhausted at ~16:00'  # local time
+
+
+def test_week_and_month_add_the_usual_days_to_today() -> None:
+    """$0.10 an hour for weeks: Wednesday 12:00 has 12 h of today and Thursday to Sunday left in the week."""
+    now = NOW.replace(hour=12)
+    hours = hourly(MIDNIGHT - timedelta(days=14), now, 100_000)
+    week_start, month_start = MIDNIGHT - timedelta(days=2), MIDNIGHT.replace(day=1)
+    spent = {'day': 1_200_000, 'week': sum(m for s, m in hours if s >= week_start),
+             'month': sum(m for s, m in hours if s >= month_start)}
+    forecasts = project(hours, now, UTC_ZONE, spent, {'day': None, 'week': 10_000_000, 'month': None})
+    week, month = forecasts['week'], forecasts['month']
+    assert spent['week'] == 6_000_000
+    assert week.projected == 6_000_000 + 1_200_000 + 4 * 2_400_000
+    assert week.state == 'exhausts'
+    assert week.eta == datetime(2026, 12, 4, 4, 0, tzinfo=UTC)  # $2.80 left at midnight: 28 more hours
+    assert week.text(UTC_ZONE) == 'Week budget exhausted on Fri 04 Dec ~04:00'
+    assert week.method == 'profile_blend+daily_level'
+    assert month.projected == 3_600_000 + 1_200_000 + 29 * 2_400_000
+    assert (month.state, month.eta) == ('no_limit', None)
+    assert month.text(UTC_ZONE) == '~$74.40 projected by the end of the month'
+
+
+def test_weekends_are_projected_at_their_own_level() -> None:
+    """Weekdays $2.40, weekend days $0.24: Friday noon's week outlook is half of Friday plus two quiet days."""
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    first = now.replace(hour=0) - timedelta(days=14)
+    hours = [(first + HOUR * n, 10_000 if (first + HOUR * n).weekday() >= 5 else 100_000)
+             for n in range(int((now - first) / HOUR))]
+    spent = {'day': 1_200_000, 'week': 4 * 2_400_000 + 1_200_000, 'month': 3 * 2_400_000 + 1_200_000}
+    week = project(hours, now, UTC_ZONE, spent, {'day': None, 'week': None, 'month': None})['week']
+    assert week.projected == spent['week'] + 1_200_000 + 2 * 240_000
+
+
+# --- through the database ---------------------------------------------------------------------------------------
+
+def record_hourly(ledger: Ledger, start: datetime, end: datetime, usd: str) -> None:
+    rows = [{'event_id': f'h-{n}-{start.isoformat()}', 'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': usd,
+             'ts': start + HOUR * n + timedelta(minutes=30)} for n in range(int((end - start) / HOUR))]
+    ledger.record_batch(rows)
+
+
+def test_budget_forecast_reads_the_ledger_and_reports_the_reconciled_spend(ledger: Ledger) -> None:
+    record_hourly(ledger, MIDNIGHT - timedelta(days=2), NOW, '0.50')
+    with ledger.engine.begin() as conn:
+        app_settings.set_limit(conn, 'week', 60_000_000)
+        forecast = budget_forecast(conn, UTC_ZONE, 8_000_000, NOW)
+        summaries = {p: period_summary(conn, p, UTC_ZONE, 8_000_000, NOW) for p in ('day', 'week', 'month')}
+    assert forecast['at'] == NOW.isoformat() and forecast['timezone'] == 'UTC'
+    for period in ('day', 'week', 'month'):
+        item = forecast[period]
+        assert item['period'] == period
+        assert (item['start'], item['end']) == (summaries[period]['start'], summaries[period]['end'])
+        assert item['spent_micros'] == summaries[period]['spent_micros']
+        for name in ('spent', 'projected', 'projected_low', 'projected_high'):
+            assert_money(item, name)
+        assert item['projected_low_micros'] <= item['projected_micros'] <= item['projected_high_micros']
+    day = forecast['day']
+    assert (day['spent_micros'], day['method'], day['state']) == (5_000_000, 'trailing_rate', 'exhausts')
+    assert day['projected_micros'] == 12_000_000 and day['eta'] == NOW.replace(hour=16).isoformat()
+    assert day['text'] == 'Budget exhausted at ~16:00'
+    week = forecast['week']  # Monday, Tuesday and 10 h of Wednesday at $12 a day; the rest at $12 a day too
+    assert week['spent_micros'] == 29_000_000 and week['projected_micros'] == 29_000_000 + 7_000_000 + 4 * 12_000_000
+    assert week['state'] == 'exhausts' and week['limit_micros'] == 60_000_000
+    assert forecast['month']['limit_micros'] is None and forecast['month']['state'] == 'no_limit'
+    with ledger.engine.connect() as conn:
+        day_only_forecast = day_forecast(conn, 5_000_000, 8_000_000, UTC_ZONE, NOW)
+    assert day_only_forecast == day
+
+
+def test_a_half_hour_zone_splits_the_boundary_hour(ledger: Ledger) -> None:
+    """Kolkata (UTC+5:30): the day starts at 18:30 UTC; $3 at 18:15 UTC is yesterday's, $1 at 18:45 today's."""
+    zone = ZoneInfo('Asia/Kolkata')
+    now = datetime(2026, 12, 1, 19, 30, tzinfo=UTC)
+    ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '3', 'ts': now.replace(hour=18, minute=15)})
+    ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '1', 'ts': now.replace(hour=18, minute=45)})
+    with ledger.engine.connect() as conn:
+        hours = dict(read_hours(conn, now, zone))
+        forecast = budget_forecast(conn, zone, 5_000_000, now)
+    assert hours[now.replace(hour=18, minute=0)] == 3_000_000
+    assert hours[now.replace(hour=18, minute=30)] == 1_000_000
+    day = forecast['day']
+    assert day['start'] == '2026-12-01T18:30:00+00:00' and day['spent_micros'] == 1_000_000
+    assert day['method'] == 'trailing_rate'  # one past day with spend is no profile yet
+    assert day['projected_low_micros'] >= 1_000_000
+
+
+# --- the API ----------------------------------------------------------------------------------------------------
+
+def test_forecast_endpoint_shape(api: httpx.Client) -> None:
+    response = api.get('/budget/forecast')
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body['timezone'] == 'UTC' and datetime.fromisoformat(body['at'])
+    summaries = {p: api.get('/budget/summary', params={'period': p}).json() for p in ('day', 'week', 'month')}
+    for period in ('day', 'week', 'month'):
+        item = body[period]
+        assert item['period'] == period and item['start'] == summaries[period]['start']
+        assert item['spent_micros'] == summaries[period]['spent_micros']
+        for name in ('spent', 'projected', 'projected_low', 'projected_high'):
+            assert_money(item, name)
+        assert item['state'] in ('no_limit', 'exceeded', 'exhausts', 'holds')
+        assert item['method'] and item['text']
+        assert item['eta'] is None or datetime.fromisoformat(item['eta']) < datetime.fromisoformat(item['end'])
+    assert_money(body['day'], 'limit', 5_000_000)
+    assert body['week']['limit_micros'] is None and body['week']['state'] == 'no_limit'
+
+
+# --- the forecast_exhaustion alert ------------------------------------------------------------------------------
+
+def test_the_exhaustion_alert_fires_once_per_period(ledger: Ledger, engine: Engine, hub: EventHub) -> None:
+    published: list[LiveEvent] = []
+    hub.subscribe(published.append)
+    record_hourly(ledger, MIDNIGHT, NOW, '0.50')
+    published.clear()
+    first = run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, NOW)
+    again = run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, NOW + timedelta(minutes=5))
+    assert len(first) == 1 and again == []
+    alert = first[0]
+    assert (alert['type'], alert['severity']) == ('forecast_exhaustion', 'warning')
+    assert alert['dedupe_key'] == f'forecast_exhaustion:day:{MIDNIGHT.isoformat()}'
+    assert alert['message'].startswith('Budget exhausted at ~16:00: $5.00 spent, ~$12.00 of $8.00 projected')
+    assert alert['data']['eta'] == NOW.replace(hour=16).isoformat()
+    assert [e.topic for e in published].count('alert_raised') == 1
+    with engine.begin() as conn:
+        [stored] = alerts.list_alerts(conn, 'open', 'forecast_exhaustion')
+        assert stored['count'] == 2
+        alerts.resolve(conn, stored['id'], NOW + timedelta(minutes=6))
+    record_hourly(ledger, NOW, NOW + 2 * HOUR, '0.50')
+    with engine.begin() as conn:
+        # resolved by hand: not again this day, even after the usual one-hour cooldown
+        assert check_exhaustion(conn, UTC_ZONE, 8_000_000, NOW + timedelta(hours=2)) == [(None, False)]
+    tomorrow = MIDNIGHT + timedelta(days=1)
+    record_hourly(ledger, tomorrow, tomorrow + 10 * HOUR, '0.50')
+    nxt = run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, tomorrow + 10 * HOUR)
+    assert [a['dedupe_key'] for a in nxt] == [f'forecast_exhaustion:day:{tomorrow.isoformat()}']
+
+
+def test_no_alert_while_the_budget_holds_and_an_ended_period_is_resolved(ledger: Ledger, engine: Engine,
+                                                                         hub: EventHub) -> None:
+    record_hourly(ledger, MIDNIGHT, NOW, '0.10')
+    assert run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, NOW) == []
+    with engine.begin() as conn:
+        app_settings.set_limit(conn, 'month', 10_000_000)  # $1 so far, ~$2.40 a day from here: the month runs out
+        [(month, is_new)] = check_exhaustion(conn, UTC_ZONE, 8_000_000, NOW)
+        assert is_new and month is not None and month['data']['period'] == 'month'
+        check_exhaustion(conn, UTC_ZONE, 8_000_000, datetime(2027, 1, 1, 1, 0, tzinfo=UTC))
+        assert alerts.get_alert(conn, month['id'])['open'] is False
+
+
+@pytest.mark.parametrize('zone', ['America/New_York', 'Asia/Kolkata'])
+def test_read_hours_is_one_hourly_series_up_to_the_current_hour(ledger: Ledger, zone: str) -> None:
+    now = NOW + timedelta(minutes=20)
+    with ledger.engine.connect() as conn:
+        hours = read_hours(conn, now, ZoneInfo(zone))
+    starts = [s for s, _ in hours]
+    assert starts == sorted(starts) and starts[-1] <= now < starts[-1] + HOUR
+    assert timedelta(days=14) < now - starts[0] < timedelta(days=15) + HOUR  # 14 whole local days and today

@@ -1,0 +1,480 @@
+"""The LiteLLM callback with the real litellm SDK (mock responses, no network) against a real SpendGauge server, and
+the x-litellm-response-cost helper against a real server with a response from a stand-in LiteLLM proxy."""
+from __future__ import annotations
+
+import os
+
+# before litellm is imported (services.integrations.litellm_logger imports it): the bundled price map, no network
+os.environ.setdefault('LITELLM_LOCAL_MODEL_COST_MAP', 'True')
+os.environ.setdefault('LITELLM_TELEMETRY', 'False')
+
+import asyncio
+import logging
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+from services.core.money import usd_to_micros
+from services.integrations import litellm_logger
+from services.integrations.client import SpendGaugeError, arecord_from_response, record_from_response
+from services.integrations.litellm_logger import SpendGaugeLogger, litellm_event
+from tests.support import servers
+from tests.support.api import uid, usage
+from tests.support.fake_api import FakeAPI, Reply, closed_port_url
+from tests.support.servers import Server
+
+# litellm's own TypedDicts make pydantic warn while it builds their schemas; nothing of ours
+pytestmark = pytest.mark.filterwarnings('ignore:.*using the `ReadOnly` qualifier:UserWarning')
+MESSAGES = [{'role': 'user', 'content': 'hi'}]
+TOKEN = 'sg-test-token-123'
+
+
+@pytest.fixture(scope='module')
+def litellm() -> ModuleType:
+    try:
+        import litellm
+    except ImportError as exc:
+        reason = f"litellm is not installed ({exc}): pip install 'litellm>=1.70,<2' (the dev extra)"
+        if os.environ.get('CI') == 'true':
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return litellm
+
+
+@pytest.fixture
+def make_logger(litellm: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SpendGaugeLogger]]:
+    """A SpendGaugeLogger registered as LiteLLM's only callback for this test (LiteLLM's lists are restored)."""
+    made: list[SpendGaugeLogger] = []
+
+    def make(url: str, **options: Any) -> SpendGaugeLogger:
+        logger = SpendGaugeLogger(url, **{'flush_interval_s': 0.05, 'backoff_s': 0.05, 'max_backoff_s': 0.2,
+                                          **options})
+        for name in ('input_callback', 'success_callback', 'failure_callback', '_async_success_callback',
+                     '_async_failure_callback'):
+            monkeypatch.setattr(litellm, name, [])
+        monkeypatch.setattr(litellm, 'callbacks', [logger])
+        made.append(logger)
+        return logger
+
+    yield make
+    for logger in made:
+        logger.close(timeout=1)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.01)
+
+
+def recorded(logger: SpendGaugeLogger, count: int) -> None:
+    """LiteLLM runs sync success callbacks on a worker thread after the call returns: wait for them."""
+    wait_until(lambda: logger.stats()['recorded'] >= count)
+
+
+def cost_micros(response: Any) -> int:
+    return usd_to_micros(Decimal(str(response._hidden_params['response_cost'])))
+
+
+def start_on(port: int, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """A SpendGauge server (token required) on a port the logger was already pointed at."""
+    monkeypatch.setattr(servers, 'free_port', lambda: port)
+    return servers.start_server(workdir, token=TOKEN)
+
+
+# --- what is recorded --------------------------------------------------------------------------------------------
+
+def test_sync_call_is_recorded_with_litellms_cost_and_metadata(litellm: ModuleType, make_logger: Any,
+                                                                server: Server, api: httpx.Client) -> None:
+    logger = make_logger(server.url)
+    agent, session, task = uid('agent'), uid('session'), uid('task')
+    response = litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                                  user='alice', metadata={'agent_id': agent, 'session_id': session, 'task_id': task,
+                                                          'project': 'atlas', 'tags': ['nightly']})
+    recorded(logger, 1)
+    assert logger.flush(10)
+    [event] = usage(api, agent_id=agent)
+    # the mock answers 10 prompt and 20 completion tokens: 10 x $2.50 + 20 x $10.00 per million = $0.000225
+    assert cost_micros(response) == 225
+    assert (event['cost_micros'], event['cost_source']) == (225, 'reported')
+    assert (event['channel'], event['source'], event['provider'], event['model']) == \
+        ('litellm', 'litellm_callback', 'openai', 'gpt-4o')
+    assert event['event_id'] == response._hidden_params['litellm_call_id']
+    assert (event['session_id'], event['task_id'], event['project'], event['user_id']) == \
+        (session, task, 'atlas', 'alice')
+    assert 'nightly' in event['tags']
+    assert (event['input_tokens'], event['output_tokens'], event['cache_read_tokens']) == (10, 20, 0)
+    assert isinstance(event['latency_ms'], int) and event['latency_ms'] >= 0
+    assert (logger.stats()['delivered'], logger.stats()['duplicate']) == (1, 0)  # one callback per call
+
+
+async def test_async_calls_map_cache_tokens(litellm: ModuleType, make_logger: Any, server: Server,
+                                            api: httpx.Client) -> None:
+    logger = make_logger(server.url)
+    agent = uid('agent')
+    anthropic = litellm.ModelResponse(model='claude-sonnet-4-5', choices=[{'message': {'role': 'assistant',
+                                                                                       'content': 'x'}}],
+                                      usage=litellm.Usage(prompt_tokens=1000, completion_tokens=50, total_tokens=1050,
+                                                          cache_read_input_tokens=600,
+                                                          cache_creation_input_tokens=200))
+    openai = litellm.ModelResponse(model='gpt-4o', choices=[{'message': {'role': 'assistant', 'content': 'x'}}],
+                                   usage=litellm.Usage(prompt_tokens=1000, completion_tokens=50, total_tokens=1050,
+                                                       prompt_tokens_details={'cached_tokens': 400}))
+    first = await litellm.acompletion(model='anthropic/claude-sonnet-4-5', messages=MESSAGES, mock_response=anthropic,
+                                      api_key='sk-fake', metadata={'agent_id': agent, 'session_id': 'cache-a'})
+    second = await litellm.acompletion(model='openai/gpt-4o', messages=MESSAGES, mock_response=openai,
+                                       api_key='sk-fake', metadata={'agent_id': agent, 'session_id': 'cache-o'})
+    await asyncio.to_thread(recorded, logger, 2)
+    assert await asyncio.to_thread(logger.flush, 10)
+    events = {e['session_id']: e for e in await asyncio.to_thread(usage, api, agent_id=agent)}
+    # Anthropic: 200 uncached x $3 + 600 cache reads x $0.30 + 200 cache writes x $3.75 + 50 out x $15 per million
+    #          = 600 + 180 + 750 + 750 micro-USD = 2280
+    assert cost_micros(first) == 2280
+    a = events['cache-a']
+    assert (a['provider'], a['model'], a['cost_micros'], a['cost_source']) == \
+        ('anthropic', 'claude-sonnet-4-5', 2280, 'reported')
+    assert (a['input_tokens'], a['cache_read_tokens'], a['cache_write_tokens'], a['output_tokens']) == \
+        (1000, 600, 200, 50)
+    # OpenAI: 600 uncached x $2.50 + 400 cached x $1.25 + 50 out x $10 per million = 1500 + 500 + 500 = 2500
+    assert cost_micros(second) == 2500
+    o = events['cache-o']
+    assert (o['provider'], o['cost_micros'], o['input_tokens'], o['cache_read_tokens'], o['cache_write_tokens']) == \
+        ('openai', 2500, 1000, 400, 0)
+    assert o['event_id'] == second._hidden_params['litellm_call_id']
+
+
+async def test_many_concurrent_calls_arrive_in_batches(litellm: ModuleType, make_logger: Any, server: Server,
+                                                       api: httpx.Client) -> None:
+    logger = make_logger(server.url, batch_size=7)
+    agent = uid('agent')
+    responses = await asyncio.gather(*(
+        litellm.acompletion(model='openai/gpt-4o-mini', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                            metadata={'agent_id': agent}) for _ in range(30)))
+    await asyncio.to_thread(recorded, logger, 30)
+    assert await asyncio.to_thread(logger.flush, 10)
+    events = await asyncio.to_thread(usage, api, agent_id=agent)
+    assert sorted(e['event_id'] for e in events) == sorted(r._hidden_params['litellm_call_id'] for r in responses)
+    assert sum(e['cost_micros'] for e in events) == sum(cost_micros(r) for r in responses)
+    assert logger.stats()['delivered'] == 30
+    assert await logger.aclose()
+
+
+def test_proxy_metadata_and_headers_map_to_the_event() -> None:
+    """The callback's view of a proxy call: the client's metadata arrives as requester_metadata, custom x- headers
+    as requester_custom_headers, the key's owner in user_api_key_user_id (pure mapping, no litellm needed)."""
+    slo = {'id': 'chatcmpl-1', 'litellm_call_id': 'call-1', 'status': 'success', 'custom_llm_provider': 'vertex_ai',
+           'model': 'gemini-2.0-flash', 'model_group': 'fast', 'prompt_tokens': 100, 'completion_tokens': 7,
+           'startTime': 1_764_000_000.0, 'endTime': 1_764_000_001.25, 'request_tags': ['team-a'],
+           'response_cost': 1.2e-05, 'end_user': None,
+           'metadata': {'user_api_key_user_id': 'key-owner', 'user_api_key_alias': 'prod',
+                        'requester_metadata': {'agent_id': 'planner', 'task': 'T-9', 'tags': ['team-a', 'eu']},
+                        'requester_custom_headers': {'X-SpendGauge-Session-Id': 'sess-7'},
+                        'usage_object': {'prompt_tokens': 100, 'completion_tokens': 7,
+                                         'prompt_tokens_details': {'cached_tokens': 30}}}}
+    event = litellm_event({'standard_logging_object': slo, 'response_cost': 1.2e-05, 'litellm_call_id': 'call-1'})
+    assert event is not None
+    assert {k: event[k] for k in ('event_id', 'provider', 'model', 'agent_id', 'task_id', 'session_id', 'user_id',
+                                  'tags', 'cost_usd', 'latency_ms', 'input_tokens', 'cache_read_tokens')} == {
+        'event_id': 'call-1', 'provider': 'google', 'model': 'gemini-2.0-flash', 'agent_id': 'planner',
+        'task_id': 'T-9', 'session_id': 'sess-7', 'user_id': 'key-owner', 'tags': ['team-a', 'eu'],
+        'cost_usd': '0.000012', 'latency_ms': 1250, 'input_tokens': 100, 'cache_read_tokens': 30}
+    assert event['ts'] == '2025-11-24T16:00:00+00:00'
+    assert litellm_event({'standard_logging_object': {**slo, 'status': 'failure'}}) is None
+
+
+# --- it never gets in the LLM call's way -------------------------------------------------------------------------
+
+def test_hook_returns_in_microseconds(litellm: ModuleType, make_logger: Any,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm.integrations.custom_logger import CustomLogger
+
+    logger = make_logger(closed_port_url(), max_queue=100_000, backoff_s=60, max_backoff_s=60)
+    captured: list[tuple[Any, ...]] = []
+
+    class Capture(CustomLogger):  # type: ignore[misc]
+        def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            captured.append((kwargs, response_obj, start_time, end_time))
+
+    monkeypatch.setattr(litellm, 'callbacks', [logger, Capture()])
+    litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                       metadata={'agent_id': 'speed', 'session_id': 's', 'tags': ['a', 'b']})
+    recorded(logger, 1)
+    wait_until(lambda: bool(captured))  # the very arguments LiteLLM passes its callbacks
+    timings = []
+    for _ in range(3000):
+        started = time.perf_counter_ns()
+        logger.log_success_event(*captured[0])
+        timings.append((time.perf_counter_ns() - started) / 1000)
+    timings.sort()
+    median, p99 = statistics.median(timings), timings[int(len(timings) * 0.99)]
+    logging.getLogger(__name__).info('log_success_event: median %.1f µs, p99 %.1f µs, max %.1f µs', median, p99,
+                                     timings[-1])
+    assert median < 200 and p99 < 2000, (median, p99)
+    assert logger.stats()['recorded'] == 3001 and logger.stats()['hook_errors'] == 0
+
+
+def test_a_hanging_spendgauge_does_not_slow_calls(litellm: ModuleType, make_logger: Any) -> None:
+    with FakeAPI() as hanging:
+        hanging.route('/api/v1/usage/batch', Reply(status=200, delay=30), method='POST')
+        logger = make_logger(hanging.url, timeout_s=30, batch_size=1)
+        started = time.monotonic()
+        for _ in range(5):
+            litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake')
+        elapsed = time.monotonic() - started
+        recorded(logger, 5)
+        wait_until(lambda: len(hanging.hits('/api/v1/usage/batch')) == 1)  # the sender is stuck in there...
+        assert elapsed < 5  # ...while the calls went on (a mock call takes ~0.1 s)
+        assert logger.stats()['in_flight'] == 1
+
+
+def test_broken_input_never_raises_into_the_call(make_logger: Any) -> None:
+    logger = make_logger(closed_port_url())
+    assert logger.log_success_event({'standard_logging_object': 'not a dict'}, None, None, None) is None
+    assert asyncio.run(logger.async_log_success_event(None, None, None, None)) is None
+    assert logger.stats()['hook_errors'] == 2 and logger.stats()['recorded'] == 0
+
+
+def test_an_unsendable_event_costs_its_batch_not_the_sender(make_logger: Any, server: Server,
+                                                             api: httpx.Client) -> None:
+    logger = make_logger(server.url, batch_size=1)
+    agent = uid('agent')
+    logger.enqueue({'event_id': uid('ev'), 'model': 'gpt-4o', 'metadata': {'not json': object()}})
+    logger.enqueue({'event_id': uid('ev'), 'model': 'gpt-4o', 'agent_id': agent, 'cost_usd': '0.5'})
+    assert logger.flush(10)
+    assert [e['cost_micros'] for e in usage(api, agent_id=agent)] == [500_000]
+    assert (logger.stats()['discarded'], logger.stats()['delivered']) == (1, 1)
+
+
+def test_down_spendgauge_keeps_events_and_delivers_when_back(litellm: ModuleType, make_logger: Any,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = servers.free_port()
+    logger = make_logger(f'http://127.0.0.1:{port}', token=TOKEN)
+    agent = uid('agent')
+    responses = [litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                                    metadata={'agent_id': agent}) for _ in range(3)]
+
+    async def two() -> list[Any]:
+        calls = [await litellm.acompletion(model='anthropic/claude-sonnet-4-5', messages=MESSAGES,
+                                           mock_response='ok', api_key='sk-fake', metadata={'agent_id': agent})
+                 for _ in range(2)]
+        await asyncio.to_thread(recorded, logger, 5)  # LiteLLM's logging task needs the loop to still run
+        return calls
+
+    responses += asyncio.run(two())
+    assert all(r.choices[0].message.content == 'ok' for r in responses)  # the calls never noticed
+    recorded(logger, 5)
+    wait_until(lambda: logger.stats()['failed_attempts'] >= 2)  # refused, retried with backoff
+    assert logger.stats()['delivered'] == 0
+    server = start_on(port, tmp_path, monkeypatch)
+    try:
+        assert logger.flush(20)
+        with server.client() as client:
+            events = usage(client, agent_id=agent)
+    finally:
+        server.stop()
+    assert sorted(e['event_id'] for e in events) == sorted(r._hidden_params['litellm_call_id'] for r in responses)
+    # 3 x gpt-4o $0.000225 + 2 x claude-sonnet-4-5 (10 in x $3 + 20 out x $15 per million) $0.00033
+    assert sum(e['cost_micros'] for e in events) == 3 * 225 + 2 * 330
+    assert logger.stats()['dropped'] == 0 and logger.stats()['delivered'] == 5
+
+
+def test_full_queue_drops_the_oldest(litellm: ModuleType, make_logger: Any, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    port = servers.free_port()
+    logger = make_logger(f'http://127.0.0.1:{port}', token=TOKEN, batch_size=1, max_queue=3)
+    agent = uid('agent')
+
+    def call(number: int) -> str:
+        response = litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok',
+                                      api_key='sk-fake', metadata={'agent_id': agent})
+        recorded(logger, number)  # one at a time, so "oldest" is well defined
+        return response._hidden_params['litellm_call_id']
+
+    ids = [call(1)]
+    wait_until(lambda: logger.stats()['in_flight'] == 1 and logger.stats()['failed_attempts'] >= 1)
+    ids += [call(n) for n in range(2, 8)]  # call 1 is being retried; 2..7 queue up, 3 fit
+    assert {k: logger.stats()[k] for k in ('recorded', 'dropped', 'queued', 'in_flight')} == \
+        {'recorded': 7, 'dropped': 3, 'queued': 3, 'in_flight': 1}
+    server = start_on(port, tmp_path, monkeypatch)
+    try:
+        assert logger.flush(20)
+        with server.client() as client:
+            events = usage(client, agent_id=agent)
+    finally:
+        server.stop()
+    assert sorted(e['event_id'] for e in events) == sorted([ids[0], *ids[4:]])  # 2, 3 and 4 were dropped
+
+
+def test_close_gives_up_on_a_down_spendgauge_in_time(make_logger: Any) -> None:
+    logger = make_logger(closed_port_url())
+    logger.enqueue({'model': 'gpt-4o', 'event_id': 'e1'})
+    started = time.monotonic()
+    assert logger.close(timeout=0.5) is False
+    assert time.monotonic() - started < 3
+    assert logger.stats()['discarded'] == 1
+    logger.enqueue({'model': 'gpt-4o', 'event_id': 'e2'})  # after close: counted, not queued
+    assert logger.stats()['dropped'] == 1
+
+
+def test_proxy_config_form_loads_a_logger_from_the_environment(litellm: ModuleType, server: Server,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from litellm.integrations.custom_logger import CustomLogger
+    from litellm.proxy.types_utils.utils import get_instance_fn  # what the proxy runs for litellm_settings.callbacks
+
+    monkeypatch.setenv('SPENDGAUGE_URL', server.url)
+    monkeypatch.setenv('SPENDGAUGE_API_TOKEN', TOKEN)
+    monkeypatch.delitem(litellm_logger.__dict__, '_instance', raising=False)
+    callback = get_instance_fn('services.integrations.litellm_logger.spendgauge_callback')
+    try:
+        assert isinstance(callback, SpendGaugeLogger) and isinstance(callback, CustomLogger)
+        assert callback is litellm_logger.spendgauge_callback  # one instance
+        assert callback.batch_url == server.api + '/usage/batch'
+        assert callback._headers == {'Authorization': f'Bearer {TOKEN}'}
+    finally:
+        callback.close(timeout=1)
+        monkeypatch.delitem(litellm_logger.__dict__, '_instance', raising=False)
+
+
+# --- the x-litellm-response-cost helper --------------------------------------------------------------------------
+
+CHAT = {'id': 'chatcmpl-abc', 'object': 'chat.completion', 'model': 'gpt-4o-2024-08-06',
+        'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': 'Hello'}, 'finish_reason': 'stop'}],
+        'usage': {'prompt_tokens': 1000, 'completion_tokens': 20, 'total_tokens': 1020,
+                  'prompt_tokens_details': {'cached_tokens': 400}}}
+MESSAGE = {'id': 'msg_1', 'type': 'message', 'model': 'claude-sonnet-4-5', 'role': 'assistant', 'content': [],
+           'usage': {'input_tokens': 200, 'output_tokens': 50, 'cache_read_input_tokens': 600,
+                     'cache_creation_input_tokens': 200}}
+
+
+def proxy_headers(cost: str, call_id: str, model_name: str) -> dict[str, str]:
+    return {'x-litellm-response-cost': cost, 'x-litellm-call-id': call_id, 'x-litellm-model-name': model_name,
+            'x-litellm-model-group': model_name.split('/')[-1], 'x-litellm-response-duration-ms': '812.4',
+            'x-litellm-version': '1.108.7'}
+
+
+@pytest.fixture
+def litellm_proxy() -> Iterator[FakeAPI]:
+    """A stand-in LiteLLM proxy answering with the headers a real one sends."""
+    with FakeAPI() as proxy:
+        yield proxy
+
+
+def test_record_from_response_stores_the_header_cost(litellm_proxy: FakeAPI, server: Server,
+                                                     api: httpx.Client) -> None:
+    call_id = str(uuid.uuid4())
+    # LiteLLM's float text: 600 x $2.50 + 400 x $1.25 + 20 x $10 per million = $0.0022
+    litellm_proxy.route('/chat/completions', Reply(CHAT, headers=proxy_headers('0.0022000000000000001', call_id,
+                                                                                'openai/gpt-4o')), method='POST')
+    response = httpx.post(litellm_proxy.url + '/chat/completions', json={'model': 'gpt-4o', 'messages': MESSAGES})
+    agent = uid('agent')
+    stored = record_from_response(response, server.url, agent_id=agent, session_id='s-1', task_id='t-1',
+                                  tags=['helper'])
+    assert stored is not None and stored['status'] == 'stored'
+    [event] = usage(api, agent_id=agent)
+    assert (event['event_id'], event['cost_micros'], event['cost_source']) == (call_id, 2200, 'reported')
+    assert (event['channel'], event['source'], event['provider'], event['model']) == ('litellm', 'sdk', 'openai',
+                                                                                      'gpt-4o')
+    assert (event['input_tokens'], event['cache_read_tokens'], event['output_tokens']) == (1000, 400, 20)
+    assert (event['session_id'], event['task_id'], event['tags'], event['latency_ms']) == ('s-1', 't-1', ['helper'],
+                                                                                           812)
+    again = record_from_response(response, server.url, agent_id=agent)
+    assert again is not None and again['status'] == 'duplicate'  # the call id is the idempotency key
+
+
+async def test_async_helper_with_an_anthropic_messages_response(litellm_proxy: FakeAPI, server: Server,
+                                                                api: httpx.Client) -> None:
+    call_id = str(uuid.uuid4())
+    litellm_proxy.route('/v1/messages', Reply(MESSAGE, headers=proxy_headers('0.00228', call_id,
+                                                                              'anthropic/claude-sonnet-4-5')),
+                        method='POST')
+    agent = uid('agent')
+    async with httpx.AsyncClient() as client:
+        response = await client.post(litellm_proxy.url + '/v1/messages', json={'model': 'claude-sonnet-4-5'})
+        stored = await arecord_from_response(response, server.url, agent_id=agent, client=client)
+    assert stored is not None
+    [event] = await asyncio.to_thread(usage, api, agent_id=agent)
+    # /v1/messages counts input without the cache: 200 + 600 read + 200 written = 1000 input tokens, $0.00228
+    assert (event['cost_micros'], event['provider'], event['input_tokens'], event['cache_read_tokens'],
+            event['cache_write_tokens'], event['output_tokens']) == (2280, 'anthropic', 1000, 600, 200, 50)
+
+
+def test_without_the_header_spendgauge_prices_the_tokens(litellm_proxy: FakeAPI, server: Server,
+                                                         api: httpx.Client) -> None:
+    body = {**CHAT, 'id': uid('chatcmpl')}
+    litellm_proxy.route('/chat/completions', Reply(body), method='POST')  # e.g. a price LiteLLM does not know
+    response = httpx.post(litellm_proxy.url + '/chat/completions', json={})
+    agent = uid('agent')
+    assert record_from_response(response, server.url, agent_id=agent) is not None
+    [event] = usage(api, agent_id=agent)
+    # priced by SpendGauge as gpt-4o-2024-08-06: 600 x $2.50 + 400 x $1.25 + 20 x $10 per million = $0.0022
+    assert (event['cost_micros'], event['cost_source'], event['event_id']) == (2200, 'priced', body['id'])
+
+
+def test_helper_with_spendgauge_down(litellm_proxy: FakeAPI) -> None:
+    litellm_proxy.route('/chat/completions', Reply(CHAT, headers={'x-litellm-response-cost': '0.0022'}),
+                        method='POST')
+    response = httpx.post(litellm_proxy.url + '/chat/completions', json={})
+    down = closed_port_url()
+    assert record_from_response(response, down, agent_id='a') is None  # logged, not raised
+    with pytest.raises(SpendGaugeError, match='cannot reach SpendGauge'):
+        record_from_response(response, down, raise_errors=True)
+
+
+# --- enforcing budgets at the proxy ------------------------------------------------------------------------------
+
+def proxy_request(agent: str, **extra: Any) -> dict[str, Any]:
+    """A request as LiteLLM's proxy hands it to `async_pre_call_hook`: the body, its metadata and the headers."""
+    return {'model': 'openai/gpt-4o', 'messages': [{'role': 'user', 'content': 'x' * 4000}], 'max_tokens': 500,
+            'metadata': {'session_id': 's-1', 'user_api_key_user_id': 'key-user'},
+            'proxy_server_request': {'headers': {'x-spendgauge-agent-id': agent}}, **extra}
+
+
+def test_the_pre_call_hook_has_litellms_signature(litellm: ModuleType) -> None:
+    import inspect
+
+    from litellm.integrations.custom_logger import CustomLogger
+
+    ours = list(inspect.signature(SpendGaugeLogger.async_pre_call_hook).parameters)
+    assert ours == list(inspect.signature(CustomLogger.async_pre_call_hook).parameters)
+
+
+def test_a_proxy_request_becomes_a_check() -> None:
+    assert litellm_logger.check_request(proxy_request('planner')) == {
+        'agent_id': 'planner', 'session_id': 's-1', 'user_id': 'key-user', 'model': 'gpt-4o',
+        'provider': 'openai', 'estimated_input_tokens': 1000, 'estimated_output_tokens': 500}
+
+
+async def test_the_proxy_rejects_a_call_the_budget_blocks(litellm: ModuleType, server: Server) -> None:
+    agent = uid('agent')
+    with server.client() as api:
+        assert api.post('/policies', json={'name': uid('cap'), 'scope': 'agent', 'scope_value': agent,
+                                           'limit_usd': '0.005', 'action': 'block'}).status_code == 201
+        hook = SpendGaugeLogger(server.url, enforce=True)
+        try:
+            assert await hook.async_pre_call_hook(None, None, proxy_request(uid('other')), 'acompletion') is None
+            # 1,000 prompt and 500 output tokens of gpt-4o: $0.0075, more than the agent's $0.005
+            with pytest.raises(litellm_logger.BudgetRejected) as rejected:
+                await hook.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion')
+            assert rejected.value.status_code == 429 and 'would cross the limit' in rejected.value.message
+            off = SpendGaugeLogger(server.url)  # enforce is off by default: the hook never asks
+            assert await off.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion') is None
+            off.close(timeout=1)
+        finally:
+            await hook.aclose(timeout=1)
+
+
+async def test_the_proxy_lets_calls_through_when_spendgauge_is_down(litellm: ModuleType) -> None:
+    hook = SpendGaugeLogger(closed_port_url(), enforce=True, check_timeout_s=0.5)
+    try:
+        assert await hook.async_pre_call_hook(None, None, proxy_request('a'), 'acompletion') is None
+    finally:
+        await hook.aclose(timeout=0.5)
