@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from services.alerting.alerts import ALERTS
 from services.alerting.notify import last_eco_delivery
 from services.budget import eco, thresholds
 from services.core.periods import period_containing
+from services.core.tables import ALERTS
 from services.insights import planner
 from services.insights.forecast import day_forecast
 from services.sources.sync import sync_status

@@ -17,18 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
-from services.core.models import Task
 from services.core.periods import hour_floor
+from services.core.tables import EVENTS, TASKS
 from services.spend.sessions import SessionNotFound, end_session
 from services.usage.events import Channel
-from services.usage.ledger import EVENTS, MAX_BATCH, Ledger
+from services.usage.ledger import MAX_BATCH, Ledger
 
 SOURCE = 'demo'
 PREFIX = 'demo-'
 PROJECT = 'demo-swarm'
-TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 STOP_TIMEOUT_S = 10
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from services.core.models import Alert
+from services.core.tables import ALERTS
 
-ALERTS: Table = Alert.__table__  # type: ignore[attr-defined]
 Severity = Literal['info', 'warning', 'critical']
 DEFAULT_COOLDOWN = timedelta(hours=1)
 

@@ -21,17 +21,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from services.budget import eco
-from services.core.models import Delivery, Policy
 from services.core.money import micros_to_usd
 from services.core.settings import NotifySettings
+from services.core.tables import DELIVERIES, POLICIES
 from services.live.hub import EventHub, LiveEvent
 from services.spend import budget
 
-DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
-POLICIES: Table = Policy.__table__  # type: ignore[attr-defined]
 ALERT_CHANNELS = ('log', 'webhook', 'email')
 log = logging.getLogger(__name__)
 

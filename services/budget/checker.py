@@ -20,23 +20,20 @@ from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Table, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from services.alerting.alerts import raise_alert
 from services.budget import eco, policies
 from services.budget.policies import ACTIONS, PolicyRule, list_policies
-from services.core.models import Agent, SessionAgent, SpendSession
 from services.core.money import format_usd, micros_to_usd, money
 from services.core.periods import PERIODS, Period, as_utc, period_containing
+from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS, SESSIONS
 from services.live.hub import EventHub, LiveEvent
 from services.spend.reconciliation import reconcile_span
 from services.spend.rollups import totals_between
-from services.usage.ledger import EVENTS, SpendRow
+from services.usage.ledger import SpendRow
 
 log = logging.getLogger(__name__)
-AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
-SESSIONS: Table = SpendSession.__table__  # type: ignore[attr-defined]
-SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
 STEPS = ('allow', 'warn', 'throttle', 'block')
 ACTION_RANK = {name: rank for rank, name in enumerate(ACTIONS)}  # ignore=0 caps at allow, ..., block=3
 ROLLUP_DIMENSION = {'global': None, 'agent': 'agent_id', 'provider': 'provider', 'model': 'model'}

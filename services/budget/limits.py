@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.core.models import AppSetting
 from services.core.periods import PERIODS
+from services.core.tables import SETTINGS
 
 MAX_LIMIT_MICROS = 10**15  # $1,000,000,000
-SETTINGS: Table = AppSetting.__table__  # type: ignore[attr-defined]
 
 
 def get_value(conn: Connection, key: str) -> str | None:

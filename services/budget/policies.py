@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
-from sqlalchemy import Connection, Table, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from services.budget.limits import MAX_LIMIT_MICROS
-from services.core.models import Policy
 from services.core.money import money, usd_to_micros
+from services.core.tables import AGENTS, POLICIES
 from services.usage.events import describe_errors
 
-POLICIES: Table = Policy.__table__  # type: ignore[attr-defined]
 SCOPES = ('global', 'agent', 'session', 'user', 'provider', 'model', 'project', 'tag')
 POLICY_PERIODS = ('day', 'week', 'month', 'session', 'custom')
 ACTIONS = ('ignore', 'warn', 'throttle', 'block')
@@ -243,7 +242,4 @@ def sync_origin(conn: Connection, origin: Literal['file', 'env', 'panel'], polic
 
 def set_agent_paused(conn: Connection, agent_id: str, paused: bool) -> bool:
     """Pause or resume an agent the ledger has seen; False when there is no such agent."""
-    from services.core.models import Agent
-
-    agents: Table = Agent.__table__  # type: ignore[attr-defined]
-    return conn.execute(update(agents).where(agents.c.id == agent_id).values(paused=paused)).rowcount > 0
+    return conn.execute(update(AGENTS).where(AGENTS.c.id == agent_id).values(paused=paused)).rowcount > 0

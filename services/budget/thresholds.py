@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.budget.policies import POLICIES, PolicyInvalid, PolicyRule, sync_origin, validate
+from services.budget.policies import PolicyInvalid, PolicyRule, sync_origin, validate
 from services.core.money import format_usd, money
+from services.core.tables import POLICIES
 
 ORIGIN = 'panel'
 SESSION_NAME = 'Agent session threshold'

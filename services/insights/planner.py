@@ -31,9 +31,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from services.core.models import Task
 from services.core.money import format_usd, money
-from services.usage.ledger import TASK_SPEND
+from services.core.tables import TASK_SPEND, TASKS
 
 MICROS_PER_CENT = 10_000
 EXACT_WORK = 2_000_000  # Pareto states the exact search may visit; ~1-2 s of pure Python at worst
@@ -45,8 +44,6 @@ HISTORY_ROWS = 5_000  # finished tasks read for estimates, newest first
 HISTORY_PER_AGENT = 50  # an agent's estimate is the median of its newest finished tasks
 OPEN_TASKS = 1_000  # pending tasks the dashboard plans for, highest priority first
 GREEDY_BOUND = Fraction(1, 2)
-
-TASKS = Task.__table__  # type: ignore[attr-defined]
 REASONS = ('over_budget', 'lower_value', 'after_deadline', 'no_estimate')
 Priority = int | Decimal
 

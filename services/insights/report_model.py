@@ -1,7 +1,7 @@
 """What a report is, independent of how it is made: its columns and rows, the kinds and their groupings.
 
-Kept apart from services/insights/reports.py (which reads the database) so that the CLI can validate arguments and draw a
-server's report as a table without importing the database layer.
+Kept apart from services/insights/reports.py (which reads the database) so that the CLI can validate arguments and
+draw a server's report as a table without importing the database layer.
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """Reports: summary, trend, comparison and projection, each a plain `Report` that every format renders.
 
 A report's rows are plain values (text, whole numbers, money as integer micro-USD, percentages as `Decimal`), typed
-by its columns, so JSON, CSV, Markdown and the terminal table (services/insights/report_formats.py) show the same figures.
+by its columns, so JSON, CSV, Markdown and the terminal table (services/insights/report_formats.py) show the same
+figures.
 
 Spend by provider, model and agent comes from the events (hourly rollups); the total is the reconciled one that the
-budget summary reports (services/spend/reconciliation.py). Reconciliation works on whole local days, so a range that cuts
-a day (an ISO datetime from/to) counts the events alone for the cut part. Where the reconciled total exceeds what the
-events add up to (a provider billed more than was recorded), each breakdown shows the difference as an explicit
+budget summary reports (services/spend/reconciliation.py). Reconciliation works on whole local days, so a range that
+cuts a day (an ISO datetime from/to) counts the events alone for the cut part. Where the reconciled total exceeds what
+the events add up to (a provider billed more than was recorded), each breakdown shows the difference as an explicit
 "unattributed (billed)" row, so every group adds up to the total.
 """
 from __future__ import annotations
@@ -299,8 +300,8 @@ PROJECTION_COLUMNS = [Column('period'), Column('start'), Column('end'), Column('
 
 def projection(conn: Connection, zone: ZoneInfo, default_daily_micros: int, period: str | None = None,
                now: datetime | None = None) -> Report:
-    """Where the day, week and month are heading (services/insights/forecast.py): spent so far, projected with its range,
-    the limit and when it would be reached."""
+    """Where the day, week and month are heading (services/insights/forecast.py): spent so far, projected with its
+    range, the limit and when it would be reached."""
     forecast = budget_forecast(conn, zone, default_daily_micros, now=now)
     rows = []
     for name in (period,) if period else PERIODS:

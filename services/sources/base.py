@@ -7,12 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, Table, delete, insert
+from sqlalchemy import Connection, delete, insert
 
-from services.core.models import BudgetSnapshot
 from services.core.money import usd_to_micros
+from services.core.tables import SNAPSHOTS
 
-SNAPSHOTS: Table = BudgetSnapshot.__table__  # type: ignore[attr-defined]
 SourceName = Literal['litellm', 'openai_direct', 'anthropic_direct', 'openrouter_direct']
 FaultKind = Literal['unavailable', 'auth', 'rate_limited', 'server', 'timeout', 'connection', 'malformed',
                     'pagination']

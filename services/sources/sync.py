@@ -9,15 +9,14 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from services.alerting import alerts
-from services.core.models import SyncRun
+from services.core.tables import SYNC_RUNS
 from services.live.hub import EventHub
 from services.sources.base import Puller, PullResult, SourceError, store_snapshots
 from services.spend.reconciliation import reconcile_last_days
 
-SYNC_RUNS: Table = SyncRun.__table__  # type: ignore[attr-defined]
 FAILURES_BEFORE_ALERT = 3
 LITELLM_SOURCES = ('litellm',)
 PROVIDER_SOURCES = ('openai_direct', 'anthropic_direct', 'openrouter_direct')

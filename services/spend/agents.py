@@ -3,14 +3,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
-from services.core.models import Agent, SessionAgent
 from services.core.money import money
-from services.usage.ledger import EVENTS
+from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS
 
-AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
-SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
 RECENT_REQUESTS = 10
 TREND_TOLERANCE = 0.10  # a change under 10% between the older and newer half of the window is "flat"
 Trend = Literal['up', 'down', 'flat']

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, func, select
 
 from services.core.money import money
 from services.core.periods import local_days
-from services.sources.base import SNAPSHOTS
+from services.core.tables import SNAPSHOTS
 from services.spend.rollups import totals_between
 
 BILLING_SOURCES = {'openai_direct': 'openai', 'anthropic_direct': 'anthropic', 'openrouter_direct': 'openrouter'}

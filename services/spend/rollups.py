@@ -15,7 +15,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from services.core.money import money
 from services.core.periods import as_utc, hour_floor
-from services.usage.ledger import EVENTS, ROLLUPS
+from services.core.tables import EVENTS, ROLLUPS
 
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
 HOUR = timedelta(hours=1)

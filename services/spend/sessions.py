@@ -6,13 +6,11 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, select, update
 
-from services.core.models import SessionAgent, SpendSession
 from services.core.money import micros_to_usd, money
+from services.core.tables import SESSION_AGENTS, SESSIONS
 
-SESSIONS: Table = SpendSession.__table__  # type: ignore[attr-defined]
-SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
 CSV_COLUMNS = ('session_id', 'start', 'end', 'last_event', 'input_tokens', 'output_tokens', 'tokens', 'requests',
                'cost_usd', 'agents')
 

@@ -5,15 +5,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, exists, insert, select, update
+from sqlalchemy import Connection, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.core.models import Task
 from services.core.money import micros_to_usd, money
 from services.core.periods import checked_utc
-from services.usage.ledger import TASK_SPEND
+from services.core.tables import TASK_SPEND, TASKS
 
-TASKS: Table = Task.__table__  # type: ignore[attr-defined]
 STATUSES = ('pending', 'running', 'done', 'failed', 'cancelled')
 MAX_ESTIMATE_MICROS = 10**15  # $1,000,000,000
 MAX_PRIORITY = 1_000_000  # well inside the INTEGER column

@@ -14,9 +14,9 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, update
 
-from services.core.models import Agent, SessionAgent, SpendRollup, SpendSession, TaskSpend, UsageEvent
 from services.core.money import micros_to_usd
 from services.core.periods import hour_floor
+from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.live.hub import EventHub
 from services.live.hub import hub as default_hub
 from services.usage.events import UsageEventIn, describe_errors
@@ -24,12 +24,6 @@ from services.usage.pricing import Pricer, TokenCounts
 
 MAX_BATCH = 10_000
 Status = Literal['stored', 'duplicate', 'rejected']
-EVENTS: Table = UsageEvent.__table__  # type: ignore[attr-defined]
-ROLLUPS: Table = SpendRollup.__table__  # type: ignore[attr-defined]
-SESSIONS: Table = SpendSession.__table__  # type: ignore[attr-defined]
-SESSION_AGENTS: Table = SessionAgent.__table__  # type: ignore[attr-defined]
-AGENTS: Table = Agent.__table__  # type: ignore[attr-defined]
-TASK_SPEND: Table = TaskSpend.__table__  # type: ignore[attr-defined]
 # NOTE: _insert_events builds each row's values in exactly this order.
 EVENT_COLUMNS = ('event_id', 'source', 'channel', 'ts', 'provider', 'model', 'agent_id', 'session_id', 'user_id',
                  'project', 'task_id', 'tags', 'input_tokens', 'output_tokens', 'cache_read_tokens',

@@ -5,26 +5,25 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import ColumnElement, Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.core.models import PriceOverride
 from services.core.money import micros_to_usd, usd_to_micros
-from services.usage.ledger import ROLLUPS
+from services.core.tables import PRICE_OVERRIDES, ROLLUPS
 from services.usage.pricing import OverrideRates
 
-OVERRIDES: Table = PriceOverride.__table__  # type: ignore[attr-defined]
 RATE_NAMES = ('input', 'output', 'cache_read', 'cache_write')
 
 
 def load(conn: Connection) -> dict[tuple[str, str], OverrideRates]:
     return {(r.provider, r.model): OverrideRates(r.input_micros_per_mtok, r.output_micros_per_mtok,
                                                  r.cache_read_micros_per_mtok, r.cache_write_micros_per_mtok)
-            for r in conn.execute(select(OVERRIDES))}
+            for r in conn.execute(select(PRICE_OVERRIDES))}
 
 
 def list_overrides(conn: Connection) -> list[dict[str, Any]]:
-    return [_public(r) for r in conn.execute(select(OVERRIDES).order_by(OVERRIDES.c.provider, OVERRIDES.c.model))]
+    query = select(PRICE_OVERRIDES).order_by(PRICE_OVERRIDES.c.provider, PRICE_OVERRIDES.c.model)
+    return [_public(r) for r in conn.execute(query)]
 
 
 def put(conn: Connection, provider: str, model: str, usd_per_mtok: dict[str, Decimal | None]) -> dict[str, Any]:
@@ -33,17 +32,20 @@ def put(conn: Connection, provider: str, model: str, usd_per_mtok: dict[str, Dec
         usd = usd_per_mtok.get(name)
         values[f'{name}_micros_per_mtok'] = None if usd is None else usd_to_micros(usd)
     insert = postgresql.insert if conn.dialect.name == 'postgresql' else sqlite.insert
-    statement = insert(OVERRIDES).values(**values)
+    statement = insert(PRICE_OVERRIDES).values(**values)
     conn.execute(statement.on_conflict_do_update(
         index_elements=['provider', 'model'],
         set_={k: statement.excluded[k] for k in values if k not in ('provider', 'model')}))
-    row = conn.execute(select(OVERRIDES).where(OVERRIDES.c.provider == provider, OVERRIDES.c.model == model)).one()
+    row = conn.execute(select(PRICE_OVERRIDES).where(_key(provider, model))).one()
     return _public(row)
 
 
 def remove(conn: Connection, provider: str, model: str) -> bool:
-    result = conn.execute(delete(OVERRIDES).where(OVERRIDES.c.provider == provider, OVERRIDES.c.model == model))
-    return result.rowcount > 0
+    return conn.execute(delete(PRICE_OVERRIDES).where(_key(provider, model))).rowcount > 0
+
+
+def _key(provider: str, model: str) -> ColumnElement[bool]:
+    return (PRICE_OVERRIDES.c.provider == provider) & (PRICE_OVERRIDES.c.model == model)
 
 
 def unpriced(conn: Connection) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select
 
 from services.core.periods import as_utc, checked_utc
-from services.usage.ledger import EVENTS, event_to_dict
+from services.core.tables import EVENTS
+from services.usage.ledger import event_to_dict
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
 MAX_PAGE = 1000

@@ -13,7 +13,8 @@ from sqlalchemy import update
 from app import runtime
 from app.feed import feed
 from services.alerting import alerts
-from services.alerting.notify import DELIVERIES, Notifier, list_deliveries
+from services.alerting.notify import Notifier, list_deliveries
+from services.core.tables import DELIVERIES
 from tests.support.pages import settle
 
 

@@ -15,8 +15,9 @@ from sqlalchemy import Engine, Table, insert, select
 from services import demo
 from services.core.db import create_db_engine, upgrade
 from services.core.periods import hour_floor
+from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.live.hub import EventHub
-from services.usage.ledger import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND, Ledger
+from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
 from tests.support.cli import assert_one_line_error, cli, ok
 from tests.support.servers import start_server

@@ -22,9 +22,10 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from services.alerting import alerts, notify
-from services.alerting.notify import POLICIES, Backoff, Notifier, eco_delivery_text, list_deliveries, safe_target
+from services.alerting.notify import Backoff, Notifier, eco_delivery_text, list_deliveries, safe_target
 from services.budget import eco
 from services.core.settings import NotifySettings
+from services.core.tables import POLICIES
 from services.live.hub import EventHub
 from services.sources.openrouter import OpenRouterPuller
 from services.sources.sync import SyncService

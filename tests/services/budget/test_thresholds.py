@@ -15,7 +15,8 @@ from app import runtime
 from services.alerting import alerts
 from services.budget import limits as app_settings
 from services.budget import policies, thresholds
-from services.budget.checker import AGENTS, Checker, CheckRequest
+from services.budget.checker import Checker, CheckRequest
+from services.core.tables import AGENTS
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, record, uid
 from tests.support.ledger import spend

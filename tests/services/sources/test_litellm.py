@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from services.sources.base import SNAPSHOTS, PullResult, SnapshotRow, SourceError, store_snapshots
+from services.core.tables import SNAPSHOTS
+from services.sources.base import PullResult, SnapshotRow, SourceError, store_snapshots
 from services.sources.litellm import DAILY, LOGS, REPORT, LiteLLMPuller
 from tests.support.fake_api import FakeAPI, Reply, Request, closed_port_url
 from tests.support.fixtures import FIXTURES as RECORDED

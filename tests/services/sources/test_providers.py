@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from services.core.tables import SNAPSHOTS
 from services.sources.anthropic import AnthropicPuller
-from services.sources.base import SNAPSHOTS, Puller, PullResult, SnapshotRow, SourceError, store_snapshots
+from services.sources.base import Puller, PullResult, SnapshotRow, SourceError, store_snapshots
 from services.sources.openai import OpenAIPuller
 from services.sources.openrouter import OpenRouterPuller
 from tests.support.fake_api import FakeAPI, Reply, closed_port_url

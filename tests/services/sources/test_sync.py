@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.alerting import alerts
+from services.core.tables import SNAPSHOTS
 from services.live.hub import EventHub
-from services.sources.base import SNAPSHOTS
 from services.sources.jobs import SyncJobs
 from services.sources.openrouter import OpenRouterPuller
 from services.sources.sync import SyncService, sync_status

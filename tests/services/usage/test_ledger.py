@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
 from services.core.periods import hour_floor
+from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.live.hub import EventHub, LiveEvent
 from services.spend import budget
 from services.spend.rollups import totals_between
-from services.usage.ledger import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND, EventRejected, Ledger
+from services.usage.ledger import EventRejected, Ledger
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
