@@ -17,12 +17,14 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.core.access import Actor, Role
 from services.core.money import format_usd, micros_to_usd, usd_to_micros
 from services.core.settings import SettingsError, load_settings, use_settings
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
 MAX_USD = 1_000_000_000
 BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
+CLI_ACTOR = Actor('cli', Role.ADMIN)  # --db: whoever can open the database may change it
 
 
 class CliError(Exception):
@@ -143,30 +145,23 @@ class DirectBackend:
             return budget.spend_breakdown(conn, BREAKDOWNS[by], span)
 
     def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
-        from services.budget import limits as app_settings
-        from services.core.money import money
-
-        micros = usd_to_micros(usd)
-        with self.rt.engine.begin() as conn:
-            app_settings.set_limit(conn, period, micros)
-        return {'period': period, **money('limit', micros)}
+        return dict(self.rt.commands.limits.set(CLI_ACTOR, period, usd_to_micros(usd)))  # type: ignore[arg-type]
 
     def sync(self, source: str) -> dict[str, Any]:
         import asyncio
 
-        from services.sources.sync import ALL_SOURCES, UnknownSource
+        from services.core.errors import NotFound
+        from services.sources.sync import UnknownSource
 
-        sync = self.rt.sync
-        if source != 'all' and source not in ALL_SOURCES:
-            raise CliError(f'unknown source {source!r}: one of {", ".join(ALL_SOURCES)} or all', 2)
-
-        async def run() -> list[dict[str, Any]]:
+        async def run() -> list[Any]:
             try:
-                return await sync.run_many(tuple(sync.pullers)) if source == 'all' else [await sync.run(source)]
+                return await self.rt.commands.sync.now(CLI_ACTOR, source)
             finally:
-                await sync.aclose()
+                await self.rt.sync.aclose()
         try:
             return {'runs': asyncio.run(run())}
+        except NotFound as exc:
+            raise CliError(str(exc), 2) from None
         except UnknownSource as exc:
             raise CliError(str(exc)) from None
 

@@ -1,8 +1,9 @@
 """The dashboard feed: one loader shared by every open page.
 
-Writes publish on the in-process hub (services/live/hub.py). The feed marks its data stale, waits `coalesce_s` so a
-burst becomes one reload, loads the dashboard once in a worker thread, and hands the result to every subscribed
-page, which only updates its elements. Twenty open tabs cost the database what one does, and no tab polls.
+Writes publish typed events on the in-process hub (services/live/topics.py). The feed marks its data stale, waits
+`coalesce_s` so a burst becomes one reload, loads the dashboard once in a worker thread, and hands the result to
+every subscribed page, which only updates its elements. Twenty open tabs cost the database what one does, and no
+tab polls.
 """
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from services.live.hub import EventHub, LiveEvent
+from services.live.hub import EventHub
+from services.live.topics import DASHBOARD_TOPICS, LiveEvent
 
 log = logging.getLogger(__name__)
-TOPICS = {'usage', 'settings', 'prices', 'sessions', 'tasks', 'eco', 'agents', 'sync', 'alerts', 'alert_raised',
-          'deliveries'}
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -88,7 +88,7 @@ class DashboardFeed:
                 log.exception('dashboard listener failed')
 
     def _on_event(self, event: LiveEvent) -> None:  # any thread
-        if event.topic in TOPICS and self._loop is not None and not self._loop.is_closed():
+        if event.topic in DASHBOARD_TOPICS and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._mark_stale)
 
     def _mark_stale(self) -> None:

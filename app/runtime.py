@@ -1,15 +1,18 @@
-"""The process-wide services: settings, database engine, pricer, ledger, spend sources. Built once on start-up."""
+"""The process-wide services: settings, database engine, pricer, ledger, spend sources, the budget checker and the
+commands that change state. Built once on start-up."""
 from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from services.budget import policies
 from services.budget.checker import Checker
+from services.commands import CommandContext, Commands
 from services.core.db import create_db_engine, upgrade
 from services.core.settings import Settings, SettingsError, get_settings
 from services.dashboard import DashboardConfig, load_dashboard
@@ -22,6 +25,8 @@ from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
 
 log = logging.getLogger(__name__)
+P = ParamSpec('P')
+T = TypeVar('T')
 
 
 @dataclass
@@ -32,6 +37,7 @@ class Runtime:
     ledger: Ledger
     hub: EventHub
     sync: SyncService
+    commands: Commands
     checker: Checker | None = None
     leadership: Leadership | None = None
     bridge: Bridge | None = None
@@ -43,12 +49,10 @@ class Runtime:
         with self.engine.connect() as conn:
             return load_dashboard(conn, config)
 
-    def policies_changed(self) -> None:
-        """After a committed change of policies or thresholds: recount this instance's budget counters, and tell the
-        others on the same PostgreSQL to recount theirs."""
-        if self.checker is not None:
-            self.checker.rebuild()
-        self.hub.publish('policies')
+    def read(self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a read model on a connection of its own (pages call this in a worker thread)."""
+        with self.engine.connect() as conn:
+            return query(conn, *args, **kwargs)
 
     def reload_prices(self) -> None:
         with self.engine.connect() as conn:
@@ -80,10 +84,12 @@ def start(settings: Settings | None = None) -> Runtime:
     pricer = Pricer()
     sources = settings.sources
     sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance)
-    runtime = Runtime(settings, engine, pricer, Ledger(engine, pricer, hub), hub, sync)
+    ledger = Ledger(engine, pricer, hub)
+    context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync)
+    runtime = Runtime(settings, engine, pricer, ledger, hub, sync, Commands(context))
     runtime.reload_prices()
     preload_policies(engine, settings)
-    runtime.checker = Checker(engine, hub, settings.zone)
+    runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands)
     runtime.checker.start()
     runtime.leadership = Leadership(engine)
     runtime.bridge = Bridge(engine, hub)

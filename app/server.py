@@ -82,7 +82,7 @@ def _startup() -> None:
     if rt.settings.demo != 'off':
         from services import demo
 
-        demo.start(rt.ledger, only_if_empty=rt.settings.demo == 'auto')
+        demo.start(rt.ledger, only_if_empty=rt.settings.demo == 'auto', commands=rt.commands)
 
 
 async def _shutdown() -> None:

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, select
 
+from services.commands import CommandContext, Commands
+from services.core.access import SYSTEM
 from services.core.periods import hour_floor
 from services.core.tables import EVENTS, TASKS
-from services.spend.sessions import SessionNotFound, end_session
+from services.spend.tasks import TaskExists
 from services.usage.events import Channel
 from services.usage.ledger import MAX_BATCH, Ledger
 
@@ -118,14 +120,17 @@ class Simulator:
     seed: int | None = None
     session_id: str | None = None
     session_started: datetime | None = None
+    commands: Commands | None = None  # ends sessions and adds the demo tasks; by default on the ledger's database
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        if self.commands is None:
+            self.commands = Commands(CommandContext(self.ledger.engine, self.ledger.hub))
 
     def prepare(self, now: datetime | None = None) -> int:
         """Create the demo tasks and, when there are no demo events yet, the history. Returns the events stored."""
         now = now or datetime.now(UTC)
-        self._ensure_tasks(now)
+        self._ensure_tasks()
         if self.pace.history_days <= 0 or has_events(self.ledger.engine, SOURCE):
             return 0
         events = list(self._history(now))
@@ -204,20 +209,19 @@ class Simulator:
 
     # --- other tables -------------------------------------------------------------------------------------------
 
-    def _ensure_tasks(self, now: datetime) -> None:
-        with self.ledger.engine.begin() as conn:
+    def _ensure_tasks(self) -> None:
+        assert self.commands is not None
+        with self.ledger.engine.connect() as conn:
             existing = set(conn.scalars(select(TASKS.c.id).where(TASKS.c.id.in_([t.id for t in DEMO_TASKS]))))
-            rows = [{'id': t.id, 'title': t.title, 'agent_id': t.agent_id, 'status': t.status,
-                     'priority': t.priority, 'estimated_cost_micros': t.estimated_cost_micros,
-                     'created_at': now, 'updated_at': now} for t in DEMO_TASKS if t.id not in existing]
-            if rows:
-                conn.execute(insert(TASKS), rows)
+        for t in DEMO_TASKS:
+            if t.id not in existing:
+                with suppress(TaskExists):  # another instance's simulator got there first
+                    self.commands.tasks.create(SYSTEM, t.title, t.id, t.agent_id, t.status, t.priority,
+                                               t.estimated_cost_micros)
 
     def _end_sessions(self, ends: dict[str, datetime]) -> None:
-        with self.ledger.engine.begin() as conn:
-            for session, at in ends.items():
-                with suppress(SessionNotFound):  # a session without calls has no row
-                    end_session(conn, session, at)
+        assert self.commands is not None
+        self.commands.sessions.end_many(SYSTEM, ends)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -274,7 +278,8 @@ class _Running:
 _running: _Running | None = None
 
 
-def start(ledger: Ledger, only_if_empty: bool = False, *, pace: Pace | None = None, seed: int | None = None) -> bool:
+def start(ledger: Ledger, only_if_empty: bool = False, *, pace: Pace | None = None, seed: int | None = None,
+          commands: Commands | None = None) -> bool:
     """Run the simulator on the running event loop; with only_if_empty only when the ledger has no events at all.
     Returns whether it started."""
     global _running
@@ -284,7 +289,7 @@ def start(ledger: Ledger, only_if_empty: bool = False, *, pace: Pace | None = No
     if only_if_empty and has_events(ledger.engine):
         log.info('demo: not started, the database already has usage events')
         return False
-    simulator, stopping = Simulator(ledger, pace or Pace(), seed), asyncio.Event()
+    simulator, stopping = Simulator(ledger, pace or Pace(), seed, commands=commands), asyncio.Event()
     task = asyncio.get_running_loop().create_task(_run(simulator, stopping), name='spendgauge-demo')
     _running = _Running(task, stopping, simulator)
     log.info('demo: simulating a swarm of %d agents (source %r)', len(AGENTS), SOURCE)

@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the runtime, database connections and the write-token check."""
+"""Dependencies shared by the routes: the runtime, read connections, and who is calling (the write-token check)."""
 from __future__ import annotations
 
 import hmac
@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from app import runtime as runtime_module
 from app.runtime import Runtime
+from services.core.access import Actor, Role
 
 
 def get_runtime() -> Runtime:
@@ -24,29 +25,26 @@ def read_conn(rt: RuntimeDep) -> Iterator[Connection]:
         yield conn
 
 
-def write_conn(rt: RuntimeDep) -> Iterator[Connection]:
-    with rt.engine.begin() as conn:
-        yield conn
-
-
 ReadConn = Annotated[Connection, Depends(read_conn)]
-WriteConn = Annotated[Connection, Depends(write_conn)]
 
 
-def require_token(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Write endpoints need `Authorization: Bearer <token>` when API tokens are configured."""
+def authenticate(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> Actor:
+    """Write endpoints need `Authorization: Bearer <token>` when API tokens are configured; without any (loopback
+    only, see app/server.py) the caller is trusted."""
     tokens = rt.settings.api_tokens
     if not tokens:
-        return
+        return Actor('api', Role.ADMIN)
     scheme, _, token = (authorization or '').partition(' ')
     if scheme.lower() != 'bearer' or not token:
         raise HTTPException(401, 'Authorization: Bearer <token> required for this endpoint',
                             headers={'WWW-Authenticate': 'Bearer'})
     if not any(hmac.compare_digest(token.strip().encode(), t.encode()) for t in tokens):
         raise HTTPException(403, 'the bearer token is not valid', headers={'WWW-Authenticate': 'Bearer'})
+    return Actor('api token', Role.ADMIN)
 
 
-WRITE = [Depends(require_token)]
+Caller = Annotated[Actor, Depends(authenticate)]
+WRITE = [Depends(authenticate)]
 
 # A row id in a path: larger ids cannot exist (BIGINT), and passing them on would overflow the database driver.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description='row id')]

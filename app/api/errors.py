@@ -1,4 +1,6 @@
-"""Every error a caller can cause is a 4xx JSON body with a `detail` that names the field; nothing is a 500."""
+"""Every error a caller can cause is a 4xx JSON body with a `detail` that names the field; nothing is a 500.
+
+The domain's refusals (services/core/errors.py) carry their status; they are mapped here, once, for every route."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +8,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from services.core.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(BadRequest)
     async def _bad_request(_request: Request, exc: BadRequest) -> JSONResponse:
         return JSONResponse({'detail': str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(DomainError)
+    async def _refused(_request: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse({'detail': str(exc)}, status_code=exc.status)
 
 
 def describe_validation(errors: list) -> str:

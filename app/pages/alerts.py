@@ -2,24 +2,32 @@
 changes (its stamp), never by polling."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
 
 from nicegui import background_tasks, run, ui
+from sqlalchemy import Connection
 
 from app import runtime
 from app.feed import feed
+from app.pages.actor import page_actor
 from components.layout import frame
 from services.alerting import alerts, notify
+from services.core.errors import DomainError
 
 SEVERITY_COLOURS = {'critical': 'red', 'warning': 'orange', 'info': 'blue'}
 LIMIT = 200
 
 
-def _load(status: str) -> list[dict[str, Any]]:
+def _load(status: Literal['open', 'all']) -> list[dict[str, Any]]:
     """The alerts, each with its notification deliveries."""
-    with runtime.current().engine.connect() as conn:
-        items = alerts.list_alerts(conn, status, limit=LIMIT)  # type: ignore[arg-type]
-        sent = notify.list_deliveries(conn, 'alert', limit=10 * LIMIT, ref_ids=[a['id'] for a in items])
+    return runtime.current().read(_with_deliveries, status)
+
+
+def _with_deliveries(conn: Connection, status: Literal['open', 'all']) -> list[dict[str, Any]]:
+    items = alerts.list_alerts(conn, status, limit=LIMIT)
+    sent = notify.list_deliveries(conn, 'alert', limit=10 * LIMIT, ref_ids=[a['id'] for a in items])
     by_alert: dict[int, list[dict[str, Any]]] = {}
     for delivery in reversed(sent):
         by_alert.setdefault(delivery['ref_id'], []).append(delivery)
@@ -55,7 +63,7 @@ async def alerts_page() -> None:
 class AlertsView:
     def __init__(self, stamp: str | None) -> None:
         self.stamp = stamp
-        self.status = 'open'
+        self.status: Literal['open', 'all'] = 'open'
         self.items: list[dict[str, Any]] = []
         self.by: ui.input | None = None
 
@@ -119,22 +127,21 @@ class AlertsView:
 
     async def _ack(self, alert_id: int) -> None:
         by = ((self.by.value if self.by else '') or 'dashboard').strip()[:200] or 'dashboard'
-        await self._change(alert_id, lambda conn: alerts.acknowledge(conn, alert_id, by), 'Acknowledged')
+        commands = runtime.current().commands.alerts
+        await self._change(alert_id, partial(commands.acknowledge, page_actor(), alert_id, by), 'Acknowledged')
 
     async def _resolve(self, alert_id: int) -> None:
-        await self._change(alert_id, lambda conn: alerts.resolve(conn, alert_id), 'Resolved')
+        commands = runtime.current().commands.alerts
+        await self._change(alert_id, partial(commands.resolve, page_actor(), alert_id), 'Resolved')
 
-    async def _change(self, alert_id: int, action: Any, done: str) -> None:
-        rt = runtime.current()
-
-        def write() -> None:
-            with rt.engine.begin() as conn:
-                action(conn)
+    async def _change(self, alert_id: int, command: Callable[[], object], done: str) -> None:
         try:
-            await run.io_bound(write)
+            await run.io_bound(command)
         except alerts.AlertNotFound:
             ui.notify(f'Alert {alert_id} is gone', type='warning')
             return
-        rt.hub.publish('alerts', alert_id=alert_id)
+        except DomainError as exc:
+            ui.notify(str(exc), type='warning')
+            return
         ui.notify(f'{done} alert {alert_id}')
         await self.reload()

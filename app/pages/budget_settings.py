@@ -8,9 +8,9 @@ from typing import Any
 from nicegui import run, ui
 
 from app import runtime
-from services.budget import limits as app_settings
+from app.pages.actor import page_actor
 from services.budget import thresholds
-from services.budget.policies import PolicyInvalid
+from services.core.errors import DomainError
 from services.core.money import micros_to_usd, usd_to_micros
 
 
@@ -71,19 +71,13 @@ class BudgetSettingsPanel:
         except ValueError as exc:
             ui.notify(str(exc), type='warning')
             return
-        rt = runtime.current()
-
-        def store() -> thresholds.Thresholds:
-            with rt.engine.begin() as conn:
-                if daily is not None:  # empty leaves the daily limit as it is
-                    app_settings.set_limit(conn, 'day', usd_to_micros(daily))
-                return thresholds.set_thresholds(conn, session, day, bool(self.pause.value))
+        commands, actor = runtime.current().commands, page_actor()
         try:
-            stored = await run.io_bound(store)
-        except PolicyInvalid as exc:
+            if daily is not None:  # empty leaves the daily limit as it is
+                await run.io_bound(commands.limits.set, actor, 'day', usd_to_micros(daily))
+            stored = await run.io_bound(commands.policies.set_thresholds, actor, session, day, bool(self.pause.value))
+        except DomainError as exc:
             ui.notify(str(exc), type='warning')
             return
-        await run.io_bound(rt.policies_changed)
-        rt.hub.publish('settings', key='thresholds')
         limit = f'daily limit ${daily}; ' if daily is not None else ''
         ui.notify(f'Saved: {limit}{thresholds.describe(stored)}', type='positive')

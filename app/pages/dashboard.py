@@ -9,6 +9,7 @@ from nicegui import run, ui
 
 from app import runtime
 from app.feed import feed
+from app.pages.actor import page_actor
 from app.pages.budget_settings import BudgetSettingsPanel
 from components import charts
 from components.cards import agent_card, task_card
@@ -19,7 +20,7 @@ from components.plan import plan_panel
 from components.sources import reconciliation_rows, reconciliation_table, source_line
 from components.strip import channel_strip_text
 from services.alerting.notify import eco_delivery_text
-from services.budget import eco, policies
+from services.core.errors import DomainError
 from services.core.money import usd_to_micros
 
 CARD_CLOCK_S = 30
@@ -162,27 +163,25 @@ class DashboardView:
         self.eco_note.set_text(f'{note} · {delivery}' if delivery else note)
 
     async def _set_paused(self, agent_id: str, paused: bool) -> None:
-        rt = runtime.current()
-
-        def store() -> bool:
-            with rt.engine.begin() as conn:
-                return policies.set_agent_paused(conn, agent_id, paused)
-        if not await run.io_bound(store):
-            ui.notify(f'No agent {agent_id}', type='warning')
+        agents = runtime.current().commands.agents
+        try:
+            await run.io_bound(agents.pause if paused else agents.resume, page_actor(), agent_id, 'dashboard')
+        except DomainError as exc:
+            ui.notify(str(exc), type='warning')
             return
-        if rt.checker is not None:
-            rt.checker.set_paused(agent_id, paused)
         for agent in self.data['agents']:
             if agent['id'] == agent_id:
                 agent['paused'] = paused
         self.agents.refresh()
-        rt.hub.publish('agents', agent_id=agent_id, paused=paused)
         ui.notify(f'{agent_id} {"paused: its checks are blocked" if paused else "resumed"}')
 
     async def _sync_now(self) -> None:
         self.sync_button.props('loading')
         try:
-            runs = await runtime.current().sync.run_many(tuple(runtime.current().sync.pullers))
+            runs = await runtime.current().commands.sync.now(page_actor())
+        except DomainError as exc:
+            ui.notify(str(exc), type='warning')
+            return
         finally:
             self.sync_button.props(remove='loading')
         failed = [r['source'] for r in runs if r['status'] != 'ok']
@@ -193,13 +192,11 @@ class DashboardView:
         if event.value == self._eco_state:
             return  # the feed set it, not a person
         self._eco_state = event.value
-        rt = runtime.current()
-
-        def switch() -> None:
-            with rt.engine.begin() as conn:
-                eco.set_eco(conn, event.value, 'dashboard')
-        await run.io_bound(switch)
-        rt.hub.publish('eco', eco_mode=event.value)
+        try:
+            await run.io_bound(runtime.current().commands.eco.switch, page_actor(), event.value, 'dashboard')
+        except DomainError as exc:
+            ui.notify(str(exc), type='warning')
+            return
         ui.notify(f'Eco mode {"on" if event.value else "off"}')
 
 

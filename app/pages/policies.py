@@ -6,16 +6,17 @@ from typing import Any
 from nicegui import run, ui
 
 from app import runtime
+from app.pages.actor import page_actor
 from components.cards import short_usd
 from components.layout import frame
 from services.budget import policies
 from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES
+from services.core.errors import DomainError
 
 
 def _load() -> list[dict[str, Any]]:
     rt = runtime.current()
-    with rt.engine.connect() as conn:
-        items = [p.as_dict() for p in policies.list_policies(conn)]
+    items = [p.as_dict() for p in rt.read(policies.list_policies)]
     for item in items:
         spend = rt.checker.current_spend(item['id']) if rt.checker else {}
         top = max(spend.items(), key=lambda kv: kv[1], default=('', 0))
@@ -25,21 +26,10 @@ def _load() -> list[dict[str, Any]]:
 
 def _save(policy_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
     """Create or change a policy; raises PolicyInvalid / PolicyNotFound with a message naming the field."""
-    rt = runtime.current()
-    with rt.engine.begin() as conn:
-        if policy_id is None:
-            saved = policies.create_policy(conn, policies.validate(data))
-        else:
-            saved = policies.update_policy(conn, policy_id, data)
-    rt.policies_changed()
-    return saved.as_dict()
-
-
-def _delete(policy_id: int) -> None:
-    rt = runtime.current()
-    with rt.engine.begin() as conn:
-        policies.delete_policy(conn, policy_id)
-    rt.policies_changed()
+    commands = runtime.current().commands.policies
+    if policy_id is None:
+        return commands.create(page_actor(), data).as_dict()
+    return commands.update(page_actor(), policy_id, data).as_dict()
 
 
 @ui.page('/policies')
@@ -126,7 +116,7 @@ async def policies_page() -> None:
     async def save() -> None:
         try:
             saved = await run.io_bound(_save, editing['id'], form())
-        except (policies.PolicyInvalid, policies.PolicyNotFound) as exc:  # PolicyReadOnly is a PolicyInvalid
+        except DomainError as exc:  # invalid, read-only, gone or not allowed: the message says which
             error.text = str(exc)
             return
         error.text = ''
@@ -152,12 +142,12 @@ async def policies_page() -> None:
 
     async def remove(item: dict[str, Any]) -> None:
         try:
-            await run.io_bound(_delete, item['id'])
-        except policies.PolicyReadOnly as exc:
-            ui.notify(str(exc), type='warning')
-            return
+            await run.io_bound(runtime.current().commands.policies.delete, page_actor(), item['id'])
         except policies.PolicyNotFound:
             pass
+        except DomainError as exc:
+            ui.notify(str(exc), type='warning')
+            return
         ui.notify(f'Deleted {item["name"]}')
         await refresh()
 

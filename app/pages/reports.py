@@ -34,9 +34,8 @@ def _params(state: dict[str, Any]) -> dict[str, str]:
 
 def _build(kind: str, params: dict[str, str]) -> reports.Report:
     rt = runtime.current()
-    with rt.engine.connect() as conn:
-        return reports.build_report(conn, kind, rt.settings.zone, rt.settings.daily_limit_micros, params.get('period'),
-                                    params.get('from'), params.get('to'), params.get('group_by'))
+    return rt.read(reports.build_report, kind, rt.settings.zone, rt.settings.daily_limit_micros, params.get('period'),
+                   params.get('from'), params.get('to'), params.get('group_by'))
 
 
 def _load(kind: str, params: dict[str, str]) -> dict[str, Any] | str:

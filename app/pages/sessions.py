@@ -56,18 +56,15 @@ async def sessions_page() -> None:
     ui.context.client.on_delete(unsubscribe)
 
 
-def _load_session(session_id: str) -> dict[str, Any] | None:
-    rt = runtime.current()
-    with rt.engine.connect() as conn:
-        try:
-            return sessions.get_session(conn, session_id)
-        except sessions.SessionNotFound:
-            return None
+def _load_session(session_id: str) -> sessions.SessionDetail | None:
+    try:
+        return runtime.current().read(sessions.get_session, session_id)
+    except sessions.SessionNotFound:
+        return None
 
 
 def _save_csv() -> str:
-    with runtime.current().engine.connect() as conn:
-        return str(native.save_download(sessions.sessions_csv(conn), 'sessions.csv'))
+    return str(native.save_download(runtime.current().read(sessions.sessions_csv), 'sessions.csv'))
 
 
 def _breakdown_dialog() -> tuple[ui.dialog, ui.column]:

@@ -6,20 +6,40 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, insert, select, update
+from typing_extensions import TypedDict
 
+from services.core.errors import NotFound
 from services.core.tables import ALERTS
+from services.live.hub import EventHub
+from services.live.topics import AlertRaised
 
 Severity = Literal['info', 'warning', 'critical']
 DEFAULT_COOLDOWN = timedelta(hours=1)
 
 
-class AlertNotFound(LookupError):
+class AlertOut(TypedDict):
+    id: int
+    type: str  # threshold_warning, threshold_critical, limit_exceeded, policy_violation, forecast_exhaustion, ...
+    severity: Severity
+    message: str
+    dedupe_key: str  # one open alert per key
+    data: dict[str, Any]
+    count: int  # how often it was raised while open
+    created_at: str
+    last_seen_at: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    resolved_at: str | None
+    open: bool
+
+
+class AlertNotFound(NotFound):
     pass
 
 
 def raise_alert(conn: Connection, type: str, severity: Severity, message: str, dedupe_key: str,
                 data: dict[str, Any] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
-                now: datetime | None = None) -> tuple[dict[str, Any] | None, bool]:
+                now: datetime | None = None) -> tuple[AlertOut | None, bool]:
     """Open an alert, or count one more occurrence of the open alert with this key. Returns (alert, is_new); the
     alert is None when one with this key was resolved within the cooldown."""
     now = now or datetime.now(UTC)
@@ -37,12 +57,12 @@ def raise_alert(conn: Connection, type: str, severity: Severity, message: str, d
     return get_alert(conn, pk), True
 
 
-def publish_new(hub: Any, raised: list[tuple[dict[str, Any] | None, bool]]) -> list[dict[str, Any]]:
-    """After the commit: publish `alert_raised` for each alert that `raise_alert` newly opened (notifiers and toasts
-    hear of an alert once, when it opens); returns those alerts."""
+def publish_new(hub: EventHub, raised: list[tuple[AlertOut | None, bool]]) -> list[AlertOut]:
+    """After the commit: announce each alert that `raise_alert` newly opened (notifiers and toasts hear of an alert
+    once, when it opens); returns those alerts."""
     new = [alert for alert, is_new in raised if alert is not None and is_new]
     for alert in new:
-        hub.publish('alert_raised', alert=alert)
+        hub.publish(AlertRaised(alert))
     return new
 
 
@@ -53,7 +73,7 @@ def resolve_key(conn: Connection, dedupe_key: str, now: datetime | None = None) 
     return result.rowcount
 
 
-def get_alert(conn: Connection, alert_id: int) -> dict[str, Any]:
+def get_alert(conn: Connection, alert_id: int) -> AlertOut:
     row = conn.execute(select(ALERTS).where(ALERTS.c.id == alert_id)).first()
     if row is None:
         raise AlertNotFound(f'no alert {alert_id}')
@@ -61,7 +81,7 @@ def get_alert(conn: Connection, alert_id: int) -> dict[str, Any]:
 
 
 def list_alerts(conn: Connection, status: Literal['open', 'unacknowledged', 'all'] = 'open',
-                type: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+                type: str | None = None, limit: int = 100) -> list[AlertOut]:
     query = select(ALERTS).order_by(ALERTS.c.last_seen_at.desc(), ALERTS.c.id.desc()).limit(limit)
     if status in ('open', 'unacknowledged'):
         query = query.where(ALERTS.c.resolved_at.is_(None))
@@ -72,26 +92,26 @@ def list_alerts(conn: Connection, status: Literal['open', 'unacknowledged', 'all
     return [_public(r) for r in conn.execute(query)]
 
 
-def acknowledge(conn: Connection, alert_id: int, by: str, now: datetime | None = None) -> dict[str, Any]:
+def acknowledge(conn: Connection, alert_id: int, by: str, now: datetime | None = None) -> AlertOut:
     get_alert(conn, alert_id)
     conn.execute(update(ALERTS).where(ALERTS.c.id == alert_id, ALERTS.c.acknowledged_at.is_(None))
                  .values(acknowledged_at=now or datetime.now(UTC), acknowledged_by=by))
     return get_alert(conn, alert_id)
 
 
-def resolve(conn: Connection, alert_id: int, now: datetime | None = None) -> dict[str, Any]:
+def resolve(conn: Connection, alert_id: int, now: datetime | None = None) -> AlertOut:
     get_alert(conn, alert_id)
     conn.execute(update(ALERTS).where(ALERTS.c.id == alert_id, ALERTS.c.resolved_at.is_(None))
                  .values(resolved_at=now or datetime.now(UTC)))
     return get_alert(conn, alert_id)
 
 
-def _public(row: Any) -> dict[str, Any]:
+def _public(row: Any) -> AlertOut:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
     return {'id': row.id, 'type': row.type, 'severity': row.severity, 'message': row.message,
             'dedupe_key': row.dedupe_key, 'data': row.data or {}, 'count': row.count,
-            'created_at': iso(row.created_at), 'last_seen_at': iso(row.last_seen_at),
+            'created_at': row.created_at.isoformat(), 'last_seen_at': row.last_seen_at.isoformat(),
             'acknowledged_at': iso(row.acknowledged_at), 'acknowledged_by': row.acknowledged_by,
             'resolved_at': iso(row.resolved_at), 'open': row.resolved_at is None}

@@ -18,6 +18,7 @@ from services.alerting import alerts
 from services.core.money import format_usd
 from services.core.periods import as_utc, hour_floor
 from services.live.hub import EventHub
+from services.live.topics import AlertsChanged
 from services.spend.rollups import totals_between
 
 K_MAD = 6
@@ -94,5 +95,5 @@ def run_anomaly_check(engine: Engine, hub: EventHub, now: datetime | None = None
         raised = check_anomalies(conn, now)
     new = alerts.publish_new(hub, raised)
     if raised:
-        hub.publish('alerts', reason='anomaly')
+        hub.publish(AlertsChanged(reason='anomaly'))
     return new

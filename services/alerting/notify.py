@@ -27,7 +27,8 @@ from services.budget import eco
 from services.core.money import micros_to_usd
 from services.core.settings import NotifySettings
 from services.core.tables import DELIVERIES, POLICIES
-from services.live.hub import EventHub, LiveEvent
+from services.live.hub import EventHub
+from services.live.topics import AlertRaised, DeliveryChanged, EcoChanged, LiveEvent
 from services.spend import budget
 
 ALERT_CHANNELS = ('log', 'webhook', 'email')
@@ -198,10 +199,10 @@ class Notifier:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        if event.topic == 'alert_raised' and isinstance(event.data.get('alert'), dict):
-            loop.call_soon_threadsafe(self._spawn, self.notify_alert(event.data['alert']))
-        elif event.topic == 'eco' and self.settings.n8n_webhook_url:
-            loop.call_soon_threadsafe(self._spawn, self.notify_eco(event.data))
+        if isinstance(event, AlertRaised):
+            loop.call_soon_threadsafe(self._spawn, self.notify_alert(dict(event.alert)))
+        elif isinstance(event, EcoChanged) and self.settings.n8n_webhook_url:
+            loop.call_soon_threadsafe(self._spawn, self.notify_eco(event))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -223,8 +224,8 @@ class Notifier:
         await asyncio.gather(*(self.attempt(i) for i in ids))
         return ids
 
-    async def notify_eco(self, data: dict[str, Any]) -> list[int]:
-        ids = await asyncio.to_thread(self._queue_eco, data)
+    async def notify_eco(self, change: EcoChanged) -> list[int]:
+        ids = await asyncio.to_thread(self._queue_eco, change)
         await asyncio.gather(*(self.attempt(i) for i in ids))
         return ids
 
@@ -265,7 +266,7 @@ class Notifier:
             return [self._insert(conn, 'alert', alert.get('id'), channel, target, alert, now)
                     for channel, target in self._alert_channels(conn, alert)]
 
-    def _queue_eco(self, data: dict[str, Any]) -> list[int]:
+    def _queue_eco(self, change: EcoChanged) -> list[int]:
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             state = eco.get_eco(conn)
@@ -274,8 +275,8 @@ class Notifier:
             last = last_eco_delivery(conn)
             if last and last['payload'].get('at') == state['changed_at'] \
                     and last['payload'].get('eco_mode') == state['eco_mode']:
-                return []  # this change was already sent (the API publishes on every call, changed or not)
-            spent, limit = data.get('spent_micros'), data.get('limit_micros')
+                return []  # this change was already sent (by another instance, or before a restart)
+            spent, limit = change.spent_micros, change.limit_micros
             if spent is None:
                 summary = budget.period_summary(conn, 'day', self.zone, self.default_daily_micros, now)
                 spent, limit = summary['spent_micros'], summary['limit_micros']
@@ -332,7 +333,7 @@ class Notifier:
         if result['status'] == 'failed':
             log.error('gave up delivering %s %s via %s after %s attempts: %s', row['kind'], row['id'],
                       row['channel'], attempts, error)
-        self.hub.publish('deliveries', delivery_id=row['id'], kind=row['kind'], status=result['status'])
+        self.hub.publish(DeliveryChanged(row['id'], row['kind'], result['status']))
         return result
 
     async def _send(self, row: dict[str, Any]) -> None:

@@ -22,16 +22,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, select
 
-from services.alerting.alerts import raise_alert
-from services.budget import eco, policies
+from services.budget import eco
 from services.budget.policies import ACTIONS, PolicyRule, list_policies
+from services.commands import CommandContext, Commands
+from services.core.access import SYSTEM
 from services.core.money import format_usd, micros_to_usd, money
 from services.core.periods import PERIODS, Period, as_utc, period_containing
 from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS, SESSIONS
-from services.live.hub import EventHub, LiveEvent
+from services.live.hub import EventHub
+from services.live.topics import LiveEvent, SpendRow, SyncFinished, UsageChanged
 from services.spend.reconciliation import reconcile_span
 from services.spend.rollups import totals_between
-from services.usage.ledger import SpendRow
 
 log = logging.getLogger(__name__)
 STEPS = ('allow', 'warn', 'throttle', 'block')
@@ -111,10 +112,13 @@ def _scope_keys(policy: PolicyRule) -> Callable[[Any], list[str]]:
 
 
 class Checker:
-    def __init__(self, engine: Engine, hub: EventHub, zone: ZoneInfo) -> None:
+    def __init__(self, engine: Engine, hub: EventHub, zone: ZoneInfo, commands: Commands | None = None) -> None:
+        """`commands` carry out what crossing a threshold does (alerts, pausing, eco mode); by default commands on
+        this engine and hub that keep this checker in step."""
         self.engine = engine
         self.hub = hub
         self.zone = zone
+        self.commands = commands or Commands(CommandContext(engine, hub, counters=self))
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
         self._counters: dict[tuple[int, str, Any], int] = {}
@@ -130,7 +134,10 @@ class Checker:
         self._pruned_at = datetime.now(UTC)
         self.recounts = 0  # full recounts from the database since start
         self._unsubscribe: Callable[[], None] | None = None
-        self.eco_mode = False  # follows the 'eco' events, so a check needs no query
+        self.eco_mode = False  # kept in step by the eco command, so a check needs no query
+        self._billed_due = threading.Event()  # a pull finished: re-read the reconciled spend (one thread does)
+        self._billed_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -144,6 +151,11 @@ class Checker:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._stopped.set()
+        self._billed_due.set()
+        if self._billed_thread is not None:
+            self._billed_thread.join(timeout=5)
+            self._billed_thread = None
 
     def rebuild(self, now: datetime | None = None) -> None:
         """Reload the policies and paused agents, and recount the current periods from the database. The ledger's
@@ -216,6 +228,9 @@ class Checker:
     def set_paused(self, agent_id: str, paused: bool) -> None:
         with self._lock:
             (self._paused.add if paused else self._paused.discard)(agent_id)
+
+    def set_eco(self, on: bool) -> None:
+        self.eco_mode = on
 
     # --- counting -----------------------------------------------------------------------------------------------
 
@@ -314,28 +329,37 @@ class Checker:
         return result
 
     def _on_event(self, event: LiveEvent) -> None:
-        if event.topic == 'eco' and 'eco_mode' in event.data:
-            self.eco_mode = bool(event.data['eco_mode'])
-        if event.topic == 'sessions' and event.data.get('ended'):
-            self.forget_session(event.data['session_id'])
-        if event.topic == 'sync' and event.data.get('status') == 'ok':
-            # off the publishing thread (the event loop): a read of the reconciled spend
-            threading.Thread(target=self._refresh_billed_logged, name='checker-billed', daemon=True).start()
-        if event.topic != 'usage':
+        if isinstance(event, SyncFinished) and event.status == 'ok':
+            self._request_billed_refresh()
+        if not isinstance(event, UsageChanged):
             return
-        rows = event.data.get('rows')
-        if rows is None:  # a correction of history: recount
+        if event.rows is None:  # a correction of history: recount
             self.rebuild()
             return
-        self.apply(rows)
+        self.apply(event.rows)
         if self._session_rules and datetime.now(UTC) - self._pruned_at > PRUNE_EVERY:
             self.prune_sessions()
 
-    def _refresh_billed_logged(self) -> None:
-        try:
-            self.refresh_billed()
-        except Exception:
-            log.exception('could not re-read the reconciled spend for budget checks')
+    def _request_billed_refresh(self) -> None:
+        """Off the publishing thread (the event loop): one refresher thread, and pulls that finish while it reads
+        make it read once more, not once each."""
+        with self._lock:
+            if self._billed_thread is None:
+                self._billed_thread = threading.Thread(target=self._refresh_billed_loop, name='checker-billed',
+                                                       daemon=True)
+                self._billed_thread.start()
+        self._billed_due.set()
+
+    def _refresh_billed_loop(self) -> None:
+        while True:
+            self._billed_due.wait()
+            if self._stopped.is_set():
+                return
+            self._billed_due.clear()
+            try:
+                self.refresh_billed()
+            except Exception:
+                log.exception('could not re-read the reconciled spend for budget checks')
 
     def apply(self, rows: Iterable[SpendRow]) -> None:
         """Add stored events to the counters and raise alerts for thresholds they cross."""
@@ -573,29 +597,21 @@ class Checker:
             if dedupe_key in self._raised:
                 return
             self._raised.add(dedupe_key)
-        with self.engine.begin() as conn:
-            alert, is_new = raise_alert(conn, type_, severity, message, dedupe_key, data)
-        if alert is not None and is_new:
-            self.hub.publish('alert_raised', alert=alert)
+        self.commands.alerts.raise_(SYSTEM, type_, severity, message, dedupe_key, data)
 
     def _auto_pause(self, policy: PolicyRule, agent_id: str, spent: int) -> None:
         with self._lock:
             if agent_id in self._paused:
                 return
             self._paused.add(agent_id)
-        with self.engine.begin() as conn:
-            policies.set_agent_paused(conn, agent_id, True)
-        log.warning('paused agent %s: %s of %s (%s)', agent_id, _usd(spent), _usd(policy.limit_micros), policy.name)
-        self.hub.publish('agents', agent_id=agent_id, paused=True, reason=f'policy {policy.name}')
+        log.warning('pausing agent %s: %s of %s (%s)', agent_id, _usd(spent), _usd(policy.limit_micros), policy.name)
+        self.commands.agents.pause(SYSTEM, agent_id, reason=f'policy {policy.name}')
 
     def _auto_eco(self, policy: PolicyRule, spent: int) -> None:
-        with self.engine.begin() as conn:
-            was_on = eco.get_eco(conn)['eco_mode']
-            if not was_on:
-                eco.set_eco(conn, True, f'policy {policy.name}: soft threshold crossed')
-        if not was_on:
-            self.hub.publish('eco', eco_mode=True, reason=f'policy {policy.name}', spent_micros=spent,
-                             limit_micros=policy.limit_micros)
+        if self.eco_mode:
+            return
+        self.commands.eco.switch(SYSTEM, True, f'policy {policy.name}: soft threshold crossed', spent,
+                                 policy.limit_micros)
 
 
 class _Values:

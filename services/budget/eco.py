@@ -2,28 +2,35 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Connection
+from typing_extensions import TypedDict
 
 from services.budget.limits import get_value, set_value
+from services.core.errors import Invalid
 
 MODE_KEY, CHANGED_AT_KEY, REASON_KEY = 'eco.mode', 'eco.changed_at', 'eco.reason'
 MAX_REASON = 500
 
 
-def get_eco(conn: Connection) -> dict[str, Any]:
+class EcoState(TypedDict):
+    eco_mode: bool
+    changed_at: str | None  # ISO time of the last change
+    reason: str | None  # why it last changed: 'manual', 'dashboard', 'policy <name>: ...'
+
+
+def get_eco(conn: Connection) -> EcoState:
     """Off, with no changed_at or reason, until it is first switched on."""
     return {'eco_mode': get_value(conn, MODE_KEY) == 'on', 'changed_at': get_value(conn, CHANGED_AT_KEY),
             'reason': get_value(conn, REASON_KEY)}
 
 
-def set_eco(conn: Connection, on: bool, reason: str = 'manual', now: datetime | None = None) -> dict[str, Any]:
+def set_eco(conn: Connection, on: bool, reason: str = 'manual', now: datetime | None = None) -> EcoState:
     """Switch eco mode. changed_at and reason describe the last change, so setting the current value again leaves
     both as they are."""
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON or '\x00' in reason:
-        raise ValueError(f'reason: must be 1 to {MAX_REASON} characters without NUL')
+        raise Invalid(f'reason: must be 1 to {MAX_REASON} characters without NUL')
     if get_eco(conn)['eco_mode'] != on:
         set_value(conn, MODE_KEY, 'on' if on else 'off')
         set_value(conn, CHANGED_AT_KEY, (now or datetime.now(UTC)).astimezone(UTC).isoformat())

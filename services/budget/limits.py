@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from services.core.errors import Invalid
 from services.core.periods import PERIODS
 from services.core.tables import SETTINGS
 
@@ -33,7 +34,7 @@ def get_limit(conn: Connection, period: str, default_daily_micros: int) -> int |
 
 def set_limit(conn: Connection, period: str, micros: int) -> None:
     if period not in PERIODS:
-        raise ValueError(f'period must be one of {", ".join(PERIODS)}, got {period!r}')
+        raise Invalid(f'period must be one of {", ".join(PERIODS)}, got {period!r}')
     if not 0 <= micros <= MAX_LIMIT_MICROS:
-        raise ValueError(f'limit must be between $0 and ${MAX_LIMIT_MICROS // 1_000_000:,}')
+        raise Invalid(f'limit must be between $0 and ${MAX_LIMIT_MICROS // 1_000_000:,}')
     set_value(conn, f'limit.{period}', str(micros))

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import Connection, delete, insert, select, update
 
 from services.budget.limits import MAX_LIMIT_MICROS
+from services.core.errors import Invalid, NotFound
 from services.core.money import money, usd_to_micros
 from services.core.tables import AGENTS, POLICIES
 from services.usage.events import describe_errors
@@ -24,16 +25,18 @@ ENV_LIMITS = {'DAILY_BUDGET_LIMIT': 'day', 'WEEKLY_BUDGET_LIMIT': 'week', 'MONTH
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
 
 
-class PolicyNotFound(LookupError):
+class PolicyNotFound(NotFound):
     pass
 
 
-class PolicyInvalid(ValueError):
+class PolicyInvalid(Invalid):
     """The message names the field."""
 
 
 class PolicyReadOnly(PolicyInvalid):
     """Policies from the file or the environment are changed there: every start re-syncs them."""
+
+    status = 409
 
 
 def _writable(policy: PolicyRule) -> None:

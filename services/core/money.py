@@ -4,6 +4,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 
+from services.core.errors import Invalid
+
 MICROS_PER_USD = 1_000_000
 
 
@@ -12,9 +14,9 @@ def usd_to_micros(usd: Decimal | int | str) -> int:
     try:
         value = Decimal(usd)
     except InvalidOperation:
-        raise ValueError(f'not a dollar amount: {usd!r}') from None
+        raise Invalid(f'not a dollar amount: {usd!r}') from None
     if not value.is_finite():
-        raise ValueError(f'not a finite dollar amount: {usd!r}')
+        raise Invalid(f'not a finite dollar amount: {usd!r}')
     return int((value * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
-PERIODS = ('day', 'week', 'month')
+from services.core.errors import Invalid
+
+PeriodName = Literal['day', 'week', 'month']
+PERIODS: tuple[PeriodName, ...] = get_args(PeriodName)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ def period_containing(name: str, now: datetime, zone: ZoneInfo) -> Period:
         first = local.replace(day=1)
         after = (first + timedelta(days=32)).replace(day=1)
     else:
-        raise ValueError(f'period must be one of {", ".join(PERIODS)}, got {name!r}')
+        raise Invalid(f'period must be one of {", ".join(PERIODS)}, got {name!r}')
     return Period(name, _local_midnight(first, zone), _local_midnight(after, zone))
 
 
@@ -77,12 +81,12 @@ def as_utc(ts: datetime) -> datetime:
     try:
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f'{ts.isoformat()} is out of range') from None
+        raise Invalid(f'{ts.isoformat()} is out of range') from None
 
 
 def checked_utc(ts: datetime, name: str) -> datetime:
     """`as_utc`, refusing times outside 2000-2099 (they are typos, and their hours would overflow)."""
     value = as_utc(ts)
     if not EARLIEST <= value < LATEST:
-        raise ValueError(f'{name}: must be between {EARLIEST.date()} and {LATEST.date()} (UTC)')
+        raise Invalid(f'{name}: must be between {EARLIEST.date()} and {LATEST.date()} (UTC)')
     return value

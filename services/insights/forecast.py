@@ -37,6 +37,7 @@ from services.budget import limits as app_settings
 from services.core.money import format_usd, money
 from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
 from services.live.hub import EventHub
+from services.live.topics import AlertsChanged
 from services.spend.budget import period_summary
 from services.spend.rollups import totals_between
 
@@ -469,5 +470,5 @@ def run_exhaustion_check(engine: Engine, hub: EventHub, zone: ZoneInfo, default_
         raised = check_exhaustion(conn, zone, default_daily_micros, now)
     new = alerts.publish_new(hub, raised)
     if raised:
-        hub.publish('alerts', reason='forecast_exhaustion')
+        hub.publish(AlertsChanged(reason='forecast_exhaustion'))
     return new

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from services.core.errors import Invalid
 from services.core.money import format_usd, money
 from services.core.tables import TASK_SPEND, TASKS
 
@@ -277,20 +278,20 @@ def _items(chain: Any, order: list[int]) -> list[int]:
 
 def _validate(tasks: Sequence[PlanTask], remaining_micros: int) -> None:
     if remaining_micros < 0:
-        raise ValueError('remaining_usd: must not be negative')
+        raise Invalid('remaining_usd: must not be negative')
     if len(tasks) > MAX_TASKS:
-        raise ValueError(f'tasks: at most {MAX_TASKS:,} tasks, got {len(tasks):,}')
+        raise Invalid(f'tasks: at most {MAX_TASKS:,} tasks, got {len(tasks):,}')
     seen: set[str] = set()
     for index, task in enumerate(tasks):
         if not task.id:
-            raise ValueError(f'tasks.{index}.id: must not be empty')
+            raise Invalid(f'tasks.{index}.id: must not be empty')
         if task.id in seen:
-            raise ValueError(f'tasks.{index}.id: duplicate id {task.id!r}')
+            raise Invalid(f'tasks.{index}.id: duplicate id {task.id!r}')
         seen.add(task.id)
         if isinstance(task.priority, Decimal) and not task.priority.is_finite():
-            raise ValueError(f'tasks.{index}.priority: must be a finite number')
+            raise Invalid(f'tasks.{index}.priority: must be a finite number')
         if task.cost_micros is not None and task.cost_micros < 0:
-            raise ValueError(f'tasks.{index}.estimated_cost_usd: must not be negative')
+            raise Invalid(f'tasks.{index}.estimated_cost_usd: must not be negative')
 
 
 def _places(priority: Priority) -> int:

@@ -21,6 +21,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from services.core.errors import Invalid
 from services.core.money import micros_to_usd, money
 from services.insights.report_model import Column, Report
 
@@ -174,7 +175,7 @@ def render(report: Report, fmt: str) -> str:
         return render_md(report)
     if fmt == 'table':
         return render_table(report) + '\n'
-    raise ValueError(f'format: must be one of {", ".join(FORMATS)}, got {fmt!r}')
+    raise Invalid(f'format: must be one of {", ".join(FORMATS)}, got {fmt!r}')
 
 
 def filename(report: Report, fmt: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.core.errors import Invalid
+
 KINDS = ('summary', 'trend', 'comparison', 'projection')
 GROUP_BY = {'summary': ('all', 'provider', 'model', 'agent'), 'comparison': ('all', 'provider', 'model', 'agent'),
             'trend': ('day', 'week'), 'projection': ()}
@@ -15,7 +17,7 @@ DEFAULT_GROUP_BY = {'summary': 'all', 'comparison': 'all', 'trend': 'day'}
 DEFAULT_PERIOD = 'month'
 
 
-class ReportError(ValueError):
+class ReportError(Invalid):
     """Parameters a report cannot be made from; the message names the parameter."""
 
 

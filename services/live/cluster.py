@@ -21,13 +21,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from services.live.hub import EventHub, LiveEvent
+from services.live.hub import EventHub
+from services.live.topics import BRIDGED_TOPICS, LiveEvent, UsageChanged
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x5350454E44  # 'SPEND': the advisory lock of the scheduled jobs
 CHANNEL = 'spendgauge'
-BRIDGED = frozenset({'usage', 'policies', 'settings', 'eco', 'agents', 'tasks', 'alerts', 'alert_raised', 'sync',
-                     'sessions', 'prices'})
 RECONNECT_S = 2.0
 RECOUNT_SHARE = 10  # after a recount that took t seconds, the next one waits at least 10 t
 
@@ -137,20 +136,22 @@ class Bridge:
         self._threads = []
 
     def _on_local(self, event: LiveEvent) -> None:
-        if event.topic in BRIDGED and not event.data.get('remote'):
+        if event.topic in BRIDGED_TOPICS and not (isinstance(event, UsageChanged) and event.remote):
             with self._wake:
                 self._topics.add(event.topic)
                 self._wake.notify()
 
     def _send_loop(self) -> None:
+        """Until stopped, and then once more: what was published just before `stop` (a CLI command's change) still
+        reaches the other instances."""
         conn = None
-        while not self._stopped.is_set():
+        while True:
             with self._wake:
                 while not self._topics and not self._stopped.is_set():
                     self._wake.wait()
                 topics, self._topics = sorted(self._topics), set()
             if not topics:
-                continue
+                break  # stopped, nothing left to tell
             payload = json.dumps({'from': self.instance, 'topics': topics})
             try:
                 conn = conn or _connect(self.engine)
@@ -158,11 +159,14 @@ class Bridge:
             except Exception as exc:
                 log.warning('could not tell the other instances of %s: %s', ', '.join(topics), type(exc).__name__)
                 conn = self._close(conn)
+                if self._stopped.is_set():
+                    break
                 with self._wake:
                     self._topics.update(topics)  # say it again once the database is back
                 self._stopped.wait(RECONNECT_S)
                 continue
-            self._stopped.wait(self.notify_interval_s)  # coalesce what comes meanwhile into the next notice
+            if not self._stopped.is_set():
+                self._stopped.wait(self.notify_interval_s)  # coalesce what comes meanwhile into the next notice
         self._close(conn)
 
     def _listen_loop(self) -> None:
@@ -188,8 +192,8 @@ class Bridge:
                 self._stopped.wait(RECONNECT_S)
                 continue
             if pending and time.monotonic() >= next_recount:
-                topics, pending, started = sorted(pending), set(), time.monotonic()
-                self.hub.publish('usage', count=0, remote=True, topics=topics)  # a correction: recount, reload
+                pending, started = set(), time.monotonic()
+                self.hub.publish(UsageChanged(rows=None, remote=True))  # a correction: recount, reload
                 took = time.monotonic() - started  # the listeners ran inline: spend at most a tenth of the time so
                 next_recount = started + max(self.recount_interval_s, RECOUNT_SHARE * took)
         self._close(conn)

@@ -1,4 +1,5 @@
-"""In-process event hub: every write publishes a small event; pages and other listeners subscribe.
+"""In-process event hub: every committed change publishes one typed event (services/live/topics.py); the checker,
+the notifier, the dashboard feed and the cluster bridge subscribe.
 
 Publishing is cheap and thread-safe (the ledger publishes from worker threads); listeners run on the thread that
 publishes, so a listener that touches the UI must hand over to the event loop itself.
@@ -9,18 +10,10 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+
+from services.live.topics import LiveEvent
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LiveEvent:
-    topic: str  # 'usage', 'prices', 'settings', 'sessions', ...
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 Listener = Callable[[LiveEvent], None]
 
 
@@ -111,15 +104,14 @@ class EventHub:
                     self._listeners.remove(listener)
         return unsubscribe
 
-    def publish(self, topic: str, **data: Any) -> None:
-        event = LiveEvent(topic, data)
+    def publish(self, event: LiveEvent) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
             try:
                 listener(event)
             except Exception:
-                log.exception('live listener %r failed on %s', listener, topic)
+                log.exception('live listener %r failed on %s', listener, event.topic)
 
 
 hub = EventHub()

@@ -10,10 +10,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert, select, update
+from typing_extensions import TypedDict
 
 from services.alerting import alerts
+from services.alerting.alerts import AlertOut
+from services.core.errors import Conflict
 from services.core.tables import SYNC_RUNS
 from services.live.hub import EventHub
+from services.live.topics import SyncFinished
 from services.sources.base import Puller, PullResult, SourceError, store_snapshots
 from services.spend.reconciliation import reconcile_last_days
 
@@ -25,7 +29,18 @@ UTC_ZONE = ZoneInfo('UTC')  # provider bills and LiteLLM days are UTC days
 log = logging.getLogger(__name__)
 
 
-class UnknownSource(LookupError):
+class SyncRunOut(TypedDict):
+    id: int
+    source: str
+    status: str  # running, ok, error
+    rows: int  # snapshot rows stored
+    error: str | None  # why it failed (never a key)
+    details: dict[str, Any]
+    started_at: str
+    finished_at: str | None
+
+
+class UnknownSource(Conflict):
     pass
 
 
@@ -43,7 +58,7 @@ class SyncService:
         for puller in self.pullers.values():
             await puller.aclose()
 
-    async def run(self, source: str, today: date | None = None) -> dict[str, Any]:
+    async def run(self, source: str, today: date | None = None) -> SyncRunOut:
         """Pull the last `lookback_days` UTC days from one source and store them. Never raises for a failed pull:
         the failure is recorded in sync_runs (and alerted after FAILURES_BEFORE_ALERT in a row)."""
         if source not in self.pullers:
@@ -62,7 +77,7 @@ class SyncService:
                                                f'internal: {type(exc).__name__}')
             return await asyncio.to_thread(self._finish_ok, run_id, source, result)
 
-    async def run_many(self, sources: tuple[str, ...]) -> list[dict[str, Any]]:
+    async def run_many(self, sources: tuple[str, ...]) -> list[SyncRunOut]:
         return [await self.run(name) for name in sources if name in self.pullers]
 
     # --- database side (worker threads) ------------------------------------------------------------------------
@@ -73,7 +88,7 @@ class SyncService:
                                                          status='running', rows=0, details={})
                                 .returning(SYNC_RUNS.c.id)).scalar_one()
 
-    def _finish_ok(self, run_id: int, source: str, result: PullResult) -> dict[str, Any]:
+    def _finish_ok(self, run_id: int, source: str, result: PullResult) -> SyncRunOut:
         with self.engine.begin() as conn:
             rows = store_snapshots(conn, source, result)
             conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
@@ -81,27 +96,27 @@ class SyncService:
             alerts.resolve_key(conn, f'sync_failure:{source}')
             raised = self._check_gaps(conn)
             run = _run(conn, run_id)
-        self.hub.publish('sync', source=source, status='ok')
+        self.hub.publish(SyncFinished(source, 'ok'))
         alerts.publish_new(self.hub, raised)
         return run
 
-    def _finish_failed(self, run_id: int, source: str, error: str) -> dict[str, Any]:
+    def _finish_failed(self, run_id: int, source: str, error: str) -> SyncRunOut:
         with self.engine.begin() as conn:
             conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
                 finished_at=datetime.now(UTC), status='error', error=error[:2000]))
             failures = consecutive_failures(conn, source)
-            raised = []
+            raised: list[tuple[AlertOut | None, bool]] = []
             if failures >= FAILURES_BEFORE_ALERT:
                 raised.append(alerts.raise_alert(conn, 'sync_failure', 'warning',
                                                  f'{source}: {failures} syncs in a row failed; last error: {error}',
                                                  f'sync_failure:{source}', {'source': source, 'failures': failures}))
             run = _run(conn, run_id)
         log.warning('sync of %s failed: %s', source, error)
-        self.hub.publish('sync', source=source, status='error')
+        self.hub.publish(SyncFinished(source, 'error'))
         alerts.publish_new(self.hub, raised)
         return run
 
-    def _check_gaps(self, conn: Any) -> list[tuple[dict[str, Any] | None, bool]]:
+    def _check_gaps(self, conn: Any) -> list[tuple[AlertOut | None, bool]]:
         raised = []
         for cell in reconcile_last_days(conn, self.lookback_days, UTC_ZONE):
             key = f'reconciliation_gap:{cell.provider}:{cell.day.isoformat()}'
@@ -146,11 +161,11 @@ def sync_status(conn: Any, configured: list[str]) -> list[dict[str, Any]]:
     return result
 
 
-def _run(conn: Any, run_id: int) -> dict[str, Any]:
+def _run(conn: Any, run_id: int) -> SyncRunOut:
     return _public(conn.execute(select(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id)).one())
 
 
-def _public(row: Any) -> dict[str, Any]:
+def _public(row: Any) -> SyncRunOut:
     return {'id': row.id, 'source': row.source, 'status': row.status, 'rows': row.rows, 'error': row.error,
             'details': row.details or {}, 'started_at': row.started_at.isoformat(),
             'finished_at': row.finished_at.isoformat() if row.finished_at else None}

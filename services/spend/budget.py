@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from services.budget import limits as app_settings
+from services.core.errors import Invalid
 from services.core.money import money
 from services.core.periods import Period, checked_utc, format_duration, local_days, period_containing
 from services.spend.reconciliation import channel_totals, reconcile_span
@@ -52,13 +53,13 @@ def resolve_range(period: str | None, start: str | None, end: str | None, zone: 
     """A named period containing now, or an explicit from/to (dates are local days, `to` date inclusive)."""
     if start or end:
         if not (start and end):
-            raise ValueError('give both from and to, or neither')
+            raise Invalid('give both from and to, or neither')
         first, _ = _parse_point(start, zone, 'from')
         last, last_is_date = _parse_point(end, zone, 'to')
         if last_is_date:
             last += timedelta(days=1)  # a date is an inclusive local day
         if last <= first:
-            raise ValueError('to must be after from')
+            raise Invalid('to must be after from')
         return Period('custom', first, last)
     return period_containing(period or 'day', now or datetime.now(UTC), zone)
 
@@ -70,7 +71,7 @@ def _parse_point(text: str, zone: ZoneInfo, name: str) -> tuple[datetime, bool]:
         else:
             value, is_date = datetime.fromisoformat(text.replace('Z', '+00:00')), False
     except ValueError:
-        raise ValueError(f'{name}: not an ISO date or datetime: {text!r}') from None
+        raise Invalid(f'{name}: not an ISO date or datetime: {text!r}') from None
     return checked_utc(value.replace(tzinfo=zone) if value.tzinfo is None else value, name), is_date
 
 

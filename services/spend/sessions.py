@@ -7,25 +7,58 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
+from typing_extensions import TypedDict
 
-from services.core.money import micros_to_usd, money
+from services.core.errors import NotFound
+from services.core.money import micros_to_usd
 from services.core.tables import SESSION_AGENTS, SESSIONS
 
 CSV_COLUMNS = ('session_id', 'start', 'end', 'last_event', 'input_tokens', 'output_tokens', 'tokens', 'requests',
                'cost_usd', 'agents')
 
 
-class SessionNotFound(LookupError):
+class SessionOut(TypedDict):
+    id: str
+    started_at: str
+    ended_at: str | None
+    last_event_at: str
+    active: bool
+    input_tokens: int
+    output_tokens: int
+    tokens: int
+    requests: int
+    cost_micros: int
+    cost_usd: str
+    agents: list[str]
+
+
+class SessionAgentOut(TypedDict):
+    agent_id: str | None  # None: the calls of the session that named no agent
+    first_request_at: str | None
+    last_request_at: str | None
+    input_tokens: int
+    output_tokens: int
+    tokens: int
+    requests: int
+    cost_micros: int
+    cost_usd: str
+
+
+class SessionDetail(SessionOut):
+    by_agent: list[SessionAgentOut]
+
+
+class SessionNotFound(NotFound):
     pass
 
 
-def list_sessions(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:
+def list_sessions(conn: Connection, limit: int = 30) -> list[SessionOut]:
     rows = conn.execute(select(SESSIONS).order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id).limit(limit)).all()
     agents = _agents_of(conn, [r.id for r in rows])
     return [_session(r, sorted(a['agent_id'] for a in agents.get(r.id, []))) for r in rows]
 
 
-def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
+def get_session(conn: Connection, session_id: str) -> SessionDetail:
     row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session_id)).first()
     if row is None:
         raise SessionNotFound(f'no session {session_id!r}')
@@ -37,19 +70,20 @@ def get_session(conn: Connection, session_id: str) -> dict[str, Any]:
     return {**_session(row, agents), 'by_agent': breakdown}
 
 
-def _unattributed(row: Any, breakdown: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _unattributed(row: Any, breakdown: list[SessionAgentOut]) -> SessionAgentOut | None:
     """Calls in the session that named no agent, so that the breakdown adds up to the session."""
     requests = row.requests - sum(a['requests'] for a in breakdown)
     if requests <= 0:
         return None
     input_tokens = row.input_tokens - sum(a['input_tokens'] for a in breakdown)
+    cost = row.cost_micros - sum(a['cost_micros'] for a in breakdown)
     output_tokens = row.output_tokens - sum(a['output_tokens'] for a in breakdown)
     return {'agent_id': None, 'first_request_at': None, 'last_request_at': None, 'input_tokens': input_tokens,
             'output_tokens': output_tokens, 'tokens': input_tokens + output_tokens, 'requests': requests,
-            **money('cost', row.cost_micros - sum(a['cost_micros'] for a in breakdown))}
+            'cost_micros': cost, 'cost_usd': micros_to_usd(cost)}
 
 
-def end_session(conn: Connection, session_id: str, at: datetime | None = None) -> dict[str, Any]:
+def end_session(conn: Connection, session_id: str, at: datetime | None = None) -> SessionDetail:
     result = conn.execute(update(SESSIONS).where(SESSIONS.c.id == session_id)
                           .values(ended_at=at or datetime.now(UTC)))
     if result.rowcount == 0:
@@ -67,8 +101,8 @@ def sessions_csv(conn: Connection, limit: int = 1000) -> str:
     return out.getvalue()
 
 
-def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    result: dict[str, list[dict[str, Any]]] = {}
+def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[SessionAgentOut]]:
+    result: dict[str, list[SessionAgentOut]] = {}
     if not session_ids:
         return result
     query = select(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(session_ids))
@@ -76,13 +110,14 @@ def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[dict[
         result.setdefault(r.session_id, []).append({
             'agent_id': r.agent_id, 'first_request_at': _iso(r.first_ts), 'last_request_at': _iso(r.last_ts),
             'input_tokens': r.input_tokens, 'output_tokens': r.output_tokens,
-            'tokens': r.input_tokens + r.output_tokens, 'requests': r.requests, **money('cost', r.cost_micros)})
+            'tokens': r.input_tokens + r.output_tokens, 'requests': r.requests, 'cost_micros': r.cost_micros,
+            'cost_usd': micros_to_usd(r.cost_micros)})
     return result
 
 
-def _session(row: Any, agents: list[str]) -> dict[str, Any]:
-    return {'id': row.id, 'started_at': _iso(row.started_at), 'ended_at': _iso(row.ended_at),
-            'last_event_at': _iso(row.last_event_at), 'active': row.ended_at is None,
+def _session(row: Any, agents: list[str]) -> SessionOut:
+    return {'id': row.id, 'started_at': row.started_at.isoformat(), 'ended_at': _iso(row.ended_at),
+            'last_event_at': row.last_event_at.isoformat(), 'active': row.ended_at is None,
             'input_tokens': row.input_tokens, 'output_tokens': row.output_tokens,
             'tokens': row.input_tokens + row.output_tokens, 'requests': row.requests,
             'cost_micros': row.cost_micros, 'cost_usd': micros_to_usd(row.cost_micros), 'agents': agents}

@@ -7,8 +7,10 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from typing_extensions import TypedDict
 
-from services.core.money import micros_to_usd, money
+from services.core.errors import Conflict, Invalid, NotFound
+from services.core.money import micros_to_usd
 from services.core.periods import checked_utc
 from services.core.tables import TASK_SPEND, TASKS
 
@@ -18,17 +20,38 @@ MAX_PRIORITY = 1_000_000  # well inside the INTEGER column
 EDITABLE = ('title', 'agent_id', 'status', 'priority', 'estimated_cost_micros', 'deadline')
 
 
-class TaskNotFound(LookupError):
+class TaskOut(TypedDict):
+    id: str
+    title: str
+    agent_id: str | None
+    status: str  # pending, running, done, failed, cancelled
+    priority: int
+    created_at: str
+    updated_at: str
+    deadline: str | None
+    estimated_cost_micros: int | None
+    estimated_cost_usd: str | None
+    actual_cost_micros: int
+    actual_cost_usd: str
+    over_estimate: bool | None  # None without an estimate
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    tokens: int
+    last_request_at: str | None
+
+
+class TaskNotFound(NotFound):
     pass
 
 
-class TaskExists(ValueError):
+class TaskExists(Conflict):
     pass
 
 
 def create_task(conn: Connection, title: str, task_id: str | None = None, agent_id: str | None = None,
                 status: str = 'pending', priority: int = 0, estimated_cost_micros: int | None = None,
-                now: datetime | None = None, deadline: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, deadline: datetime | None = None) -> TaskOut:
     """Insert a task (the id is generated when missing); TaskExists when the id is taken."""
     task_id = task_id or f'task-{uuid.uuid4().hex}'
     values = {'title': title, 'agent_id': agent_id, 'status': status, 'priority': priority,
@@ -46,7 +69,7 @@ def create_task(conn: Connection, title: str, task_id: str | None = None, agent_
     return get_task(conn, task_id)
 
 
-def get_task(conn: Connection, task_id: str) -> dict[str, Any]:
+def get_task(conn: Connection, task_id: str) -> TaskOut:
     row = conn.execute(_query().where(TASKS.c.id == task_id)).first()
     if row is None:
         raise TaskNotFound(f'no task {task_id!r}')
@@ -54,12 +77,12 @@ def get_task(conn: Connection, task_id: str) -> dict[str, Any]:
 
 
 def update_task(conn: Connection, task_id: str, changes: dict[str, Any],
-                now: datetime | None = None) -> tuple[dict[str, Any], bool]:
+                now: datetime | None = None) -> tuple[TaskOut, bool]:
     """Apply `changes` (keys from EDITABLE; None clears agent_id, the estimate and the deadline). Returns the task
     and whether anything changed; updated_at only moves when something did."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
-        raise ValueError(f'{sorted(unknown)[0]}: cannot be changed')
+        raise Invalid(f'{sorted(unknown)[0]}: cannot be changed')
     if changes.get('deadline') is not None:
         changes = {**changes, 'deadline': checked_utc(changes['deadline'], 'deadline').isoformat()}
     current = get_task(conn, task_id)
@@ -74,10 +97,10 @@ def update_task(conn: Connection, task_id: str, changes: dict[str, Any],
 
 
 def list_tasks(conn: Connection, status: str | None = None, agent_id: str | None = None,
-               limit: int = 50) -> list[dict[str, Any]]:
+               limit: int = 50) -> list[TaskOut]:
     """Tasks, most recently updated first, with their actual cost."""
     if status is not None and status not in STATUSES:
-        raise ValueError(f'status: must be one of {", ".join(STATUSES)}, got {status!r}')
+        raise Invalid(f'status: must be one of {", ".join(STATUSES)}, got {status!r}')
     query = _query()
     if status is not None:
         query = query.where(TASKS.c.status == status)
@@ -89,14 +112,14 @@ def list_tasks(conn: Connection, status: str | None = None, agent_id: str | None
 
 def _check(values: dict[str, Any]) -> None:
     if not str(values['title']).strip():
-        raise ValueError('title: must not be empty')
+        raise Invalid('title: must not be empty')
     if values['status'] not in STATUSES:
-        raise ValueError(f'status: must be one of {", ".join(STATUSES)}, got {values["status"]!r}')
+        raise Invalid(f'status: must be one of {", ".join(STATUSES)}, got {values["status"]!r}')
     if not -MAX_PRIORITY <= values['priority'] <= MAX_PRIORITY:
-        raise ValueError(f'priority: must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}')
+        raise Invalid(f'priority: must be between -{MAX_PRIORITY:,} and {MAX_PRIORITY:,}')
     estimate = values['estimated_cost_micros']
     if estimate is not None and not 0 <= estimate <= MAX_ESTIMATE_MICROS:
-        raise ValueError(f'estimated_cost: must be between $0 and ${MAX_ESTIMATE_MICROS // 1_000_000:,}')
+        raise Invalid(f'estimated_cost: must be between $0 and ${MAX_ESTIMATE_MICROS // 1_000_000:,}')
 
 
 def _query() -> Any:
@@ -105,7 +128,7 @@ def _query() -> Any:
                   spend.last_ts).select_from(TASKS.outerjoin(TASK_SPEND, spend.task_id == TASKS.c.id))
 
 
-def _task(row: Any) -> dict[str, Any]:
+def _task(row: Any) -> TaskOut:
     estimate, actual = row.estimated_cost_micros, row.cost_micros or 0
     input_tokens, output_tokens = row.input_tokens or 0, row.output_tokens or 0
     return {
@@ -114,7 +137,7 @@ def _task(row: Any) -> dict[str, Any]:
         'deadline': row.deadline.isoformat() if row.deadline else None,
         'estimated_cost_micros': estimate,
         'estimated_cost_usd': micros_to_usd(estimate) if estimate is not None else None,
-        **money('actual_cost', actual),
+        'actual_cost_micros': actual, 'actual_cost_usd': micros_to_usd(actual),
         'over_estimate': actual > estimate if estimate is not None else None,
         'requests': row.requests or 0, 'input_tokens': input_tokens, 'output_tokens': output_tokens,
         'tokens': input_tokens + output_tokens,

@@ -8,17 +8,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, update
 
+from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.core.periods import hour_floor
 from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.live.hub import EventHub
 from services.live.hub import hub as default_hub
+from services.live.topics import SpendRow, UsageChanged
 from services.usage.events import UsageEventIn, describe_errors
 from services.usage.pricing import Pricer, TokenCounts
 
@@ -34,21 +36,7 @@ REMOVE_CHUNK = 5_000
 TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 
 
-class SpendRow(NamedTuple):
-    """What a budget counter needs to know of a stored event."""
-
-    ts: datetime
-    cost_micros: int
-    agent_id: str | None
-    session_id: str | None
-    user_id: str | None
-    project: str | None
-    tags: tuple[str, ...]
-    provider: str
-    model: str
-
-
-class EventRejected(ValueError):
+class EventRejected(Invalid):
     """An event failed validation; the message names the field."""
 
 
@@ -134,11 +122,11 @@ class Ledger:
         if inserted:
             new_rows = [rows[key] for key in inserted]
             # `rows` lets in-memory budget counters follow the ledger exactly, without reading it back
-            self.hub.publish('usage', count=len(new_rows), cost_micros=sum(r['cost_micros'] for r in new_rows),
-                             agents=sorted({r['agent_id'] for r in new_rows if r['agent_id']}),
-                             rows=[SpendRow(r['ts'], r['cost_micros'], r['agent_id'], r['session_id'], r['user_id'],
-                                            r['project'], tuple(r['tags']), r['provider'], r['model'])
-                                   for r in new_rows])
+            self.hub.publish(UsageChanged(
+                rows=tuple(SpendRow(r['ts'], r['cost_micros'], r['agent_id'], r['session_id'], r['user_id'],
+                                    r['project'], tuple(r['tags']), r['provider'], r['model']) for r in new_rows),
+                count=len(new_rows), cost_micros=sum(r['cost_micros'] for r in new_rows),
+                agents=tuple(sorted({r['agent_id'] for r in new_rows if r['agent_id']}))))
         return results
 
     def get_event(self, event_pk: int) -> dict[str, Any] | None:
@@ -207,8 +195,8 @@ class Ledger:
                              [{'pk': c['id'], 'cost': c['cost_micros']} for c in corrections])
                 self._fold(conn, corrections, requests=0)
         if corrections:
-            self.hub.publish('usage', count=0, repriced=len(corrections),
-                             cost_micros=sum(c['cost_micros'] for c in corrections))
+            self.hub.publish(UsageChanged(rows=None, count=len(corrections),
+                                          cost_micros=sum(c['cost_micros'] for c in corrections)))
         return len(corrections)
 
     def remove_events(self, where: ColumnElement[bool]) -> int:
@@ -237,7 +225,7 @@ class Ledger:
                 tasks.update(e['task_id'] for e in events if e['task_id'])
             self._prune(conn, sorted(hours), sorted(sessions), sorted(agents), sorted(tasks))
         if removed:
-            self.hub.publish('usage', count=0, removed=removed, cost_micros=-cost, agents=sorted(agents))
+            self.hub.publish(UsageChanged(rows=None, count=removed, cost_micros=-cost, agents=tuple(sorted(agents))))
         return removed
 
     def _prune(self, conn: Connection, hours: list[datetime], sessions: list[str], agents: list[str],

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NotRequired, cast
 
 from sqlalchemy import ColumnElement, Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd, usd_to_micros
 from services.core.tables import PRICE_OVERRIDES, ROLLUPS
@@ -15,18 +16,36 @@ from services.usage.pricing import OverrideRates
 RATE_NAMES = ('input', 'output', 'cache_read', 'cache_write')
 
 
+class OverrideOut(TypedDict):
+    """Our price for a provider/model: micro-USD and USD per million tokens of each kind (cache prices default to
+    the input price when null)."""
+
+    provider: str
+    model: str
+    updated_at: str
+    input_micros_per_mtok: int
+    input_usd_per_mtok: str
+    output_micros_per_mtok: int
+    output_usd_per_mtok: str
+    cache_read_micros_per_mtok: int | None
+    cache_read_usd_per_mtok: str | None
+    cache_write_micros_per_mtok: int | None
+    cache_write_usd_per_mtok: str | None
+    repriced_events: NotRequired[int]  # after a PUT: stored unpriced calls of the model now priced with it
+
+
 def load(conn: Connection) -> dict[tuple[str, str], OverrideRates]:
     return {(r.provider, r.model): OverrideRates(r.input_micros_per_mtok, r.output_micros_per_mtok,
                                                  r.cache_read_micros_per_mtok, r.cache_write_micros_per_mtok)
             for r in conn.execute(select(PRICE_OVERRIDES))}
 
 
-def list_overrides(conn: Connection) -> list[dict[str, Any]]:
+def list_overrides(conn: Connection) -> list[OverrideOut]:
     query = select(PRICE_OVERRIDES).order_by(PRICE_OVERRIDES.c.provider, PRICE_OVERRIDES.c.model)
     return [_public(r) for r in conn.execute(query)]
 
 
-def put(conn: Connection, provider: str, model: str, usd_per_mtok: dict[str, Decimal | None]) -> dict[str, Any]:
+def put(conn: Connection, provider: str, model: str, usd_per_mtok: dict[str, Decimal | None]) -> OverrideOut:
     values: dict[str, Any] = {'provider': provider, 'model': model, 'updated_at': datetime.now(UTC)}
     for name in RATE_NAMES:
         usd = usd_per_mtok.get(name)
@@ -59,11 +78,11 @@ def unpriced(conn: Connection) -> list[dict[str, Any]]:
             for r in conn.execute(query)]
 
 
-def _public(row: Any) -> dict[str, Any]:
+def _public(row: Any) -> OverrideOut:
     result: dict[str, Any] = {'provider': row.provider, 'model': row.model,
                               'updated_at': row.updated_at.isoformat()}
     for name in RATE_NAMES:
         micros = getattr(row, f'{name}_micros_per_mtok')
         result[f'{name}_micros_per_mtok'] = micros
         result[f'{name}_usd_per_mtok'] = None if micros is None else micros_to_usd(micros)
-    return result
+    return cast(OverrideOut, result)

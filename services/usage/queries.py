@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
+from services.core.errors import Invalid
 from services.core.periods import as_utc, checked_utc
 from services.core.tables import EVENTS
 from services.usage.ledger import event_to_dict
@@ -34,7 +35,7 @@ class UsageQuery:
 
 def list_usage(conn: Connection, q: UsageQuery) -> dict[str, Any]:
     if not 1 <= q.limit <= MAX_PAGE:
-        raise ValueError(f'limit: must be between 1 and {MAX_PAGE}')
+        raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
     query = select(EVENTS)
     if q.start:
         query = query.where(EVENTS.c.ts >= checked_utc(q.start, 'from'))
@@ -66,4 +67,4 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
             raise ValueError
         return value, number
     except (ValueError, UnicodeDecodeError):
-        raise ValueError('cursor: not a cursor returned by this API') from None
+        raise Invalid('cursor: not a cursor returned by this API') from None

@@ -15,6 +15,7 @@ from app.feed import feed
 from services.alerting import alerts
 from services.alerting.notify import Notifier, list_deliveries
 from services.core.tables import DELIVERIES
+from services.live.topics import AlertRaised, AlertsChanged, DeliveryChanged
 from tests.support.pages import settle
 
 
@@ -25,7 +26,7 @@ def raise_alert(key: str, message: str, severity: str = 'warning', type: str = '
         alert, is_new = alerts.raise_alert(conn, type, severity, message, key)  # type: ignore[arg-type]
     assert alert is not None
     if publish and is_new:
-        rt.hub.publish('alert_raised', alert=alert)
+        rt.hub.publish(AlertRaised(alert))
     return alert
 
 
@@ -90,7 +91,7 @@ async def test_the_bell_counts_unacknowledged_alerts_and_new_ones_toast(user: Us
         for alert in alerts.list_alerts(conn, 'unacknowledged'):
             alerts.acknowledge(conn, alert['id'], 'api')
     bell_badge = badge(user)
-    rt.hub.publish('alerts')
+    rt.hub.publish(AlertsChanged())
     await settle(lambda: not bell_badge.visible)
     assert len([m for m in user.notify.messages if 'coder spent' in m]) == 1
 
@@ -133,7 +134,7 @@ async def test_the_eco_note_shows_whether_the_webhook_got_the_last_change(user: 
     with rt.engine.begin() as conn:
         conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id).values(
             status='delivered', attempts=2, updated_at=now))
-    rt.hub.publish('deliveries', delivery_id=delivery_id)
+    rt.hub.publish(DeliveryChanged(delivery_id))
     await user.should_see('webhook delivered 10:32', retries=30)
 
 

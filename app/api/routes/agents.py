@@ -5,9 +5,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from app.api.errors import BadRequest
-from services.budget import policies
+from app.api.deps import Caller, ReadConn, RuntimeDep
+from services.commands.agents import AgentState
 from services.spend import agents
 
 router = APIRouter(prefix='/agents', tags=['agents'])
@@ -20,22 +19,13 @@ def list_agents(conn: ReadConn) -> dict[str, Any]:
     return {'items': items, 'count': len(items)}
 
 
-def _set_paused(agent_id: str, paused: bool, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
-    if not policies.set_agent_paused(conn, agent_id, paused):
-        raise BadRequest(f'agent_id: no agent {agent_id!r} has recorded usage yet', 404)
-    conn.commit()
-    if rt.checker is not None:
-        rt.checker.set_paused(agent_id, paused)
-    rt.hub.publish('agents', agent_id=agent_id, paused=paused)
-    return {'agent_id': agent_id, 'paused': paused}
-
-
-@router.post('/{agent_id}/pause', dependencies=WRITE)
-def pause(agent_id: str, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post('/{agent_id}/pause')
+def pause(agent_id: str, rt: RuntimeDep, actor: Caller) -> AgentState:
     """Block every check for this agent until it is resumed. Only agents the ledger has seen (404 otherwise)."""
-    return _set_paused(agent_id, True, conn, rt)
+    return rt.commands.agents.pause(actor, agent_id)
 
 
-@router.post('/{agent_id}/resume', dependencies=WRITE)
-def resume(agent_id: str, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
-    return _set_paused(agent_id, False, conn, rt)
+@router.post('/{agent_id}/resume')
+def resume(agent_id: str, rt: RuntimeDep, actor: Caller) -> AgentState:
+    """Let this agent's checks through again."""
+    return rt.commands.agents.resume(actor, agent_id)

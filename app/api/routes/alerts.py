@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from app.api.deps import WRITE, ReadConn, RowId, RuntimeDep, WriteConn
+from app.api.deps import Caller, ReadConn, RowId, RuntimeDep
 from services.alerting import alerts, notify
+from services.alerting.alerts import AlertOut
 
 router = APIRouter(prefix='/alerts', tags=['alerts'])
 
@@ -34,25 +35,13 @@ def list_deliveries(conn: ReadConn, kind: Literal['alert', 'eco'] | None = None,
     return {'items': items, 'count': len(items)}
 
 
-@router.post('/{alert_id}/ack', dependencies=WRITE)
-def acknowledge(alert_id: RowId, conn: WriteConn, rt: RuntimeDep, body: AckIn | None = None) -> dict[str, Any]:
+@router.post('/{alert_id}/ack')
+def acknowledge(alert_id: RowId, rt: RuntimeDep, actor: Caller, body: AckIn | None = None) -> AlertOut:
     """Acknowledge an alert (by whom)."""
-    try:
-        result = alerts.acknowledge(conn, alert_id, (body or AckIn()).by)
-    except alerts.AlertNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    conn.commit()  # before the news goes out: listeners read what was written
-    rt.hub.publish('alerts', alert_id=alert_id)
-    return result
+    return rt.commands.alerts.acknowledge(actor, alert_id, (body or AckIn()).by)
 
 
-@router.post('/{alert_id}/resolve', dependencies=WRITE)
-def resolve(alert_id: RowId, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post('/{alert_id}/resolve')
+def resolve(alert_id: RowId, rt: RuntimeDep, actor: Caller) -> AlertOut:
     """Resolve an alert."""
-    try:
-        result = alerts.resolve(conn, alert_id)
-    except alerts.AlertNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    conn.commit()  # before the news goes out: listeners read what was written
-    rt.hub.publish('alerts', alert_id=alert_id)
-    return result
+    return rt.commands.alerts.resolve(actor, alert_id)

@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.deps import Caller, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from services.budget import limits as app_settings
 from services.budget.limits import MAX_LIMIT_MICROS
+from services.commands.limits import LimitSet
 from services.core.money import money, usd_to_micros
 from services.core.periods import PERIODS, checked_utc
 from services.insights import forecast, planner
@@ -111,14 +112,10 @@ def get_limits(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
     return result
 
 
-@router.put('/limits/{period}', dependencies=WRITE)
-def set_limit(period: PeriodName, body: LimitIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.put('/limits/{period}')
+def set_limit(period: PeriodName, body: LimitIn, rt: RuntimeDep, actor: Caller) -> LimitSet:
     """Set the day, week or month limit in USD."""
-    micros = usd_to_micros(body.limit_usd)
-    app_settings.set_limit(conn, period, micros)
-    conn.commit()  # before the news goes out: the feed reloads what was written
-    rt.hub.publish('settings', key=f'limit.{period}')
-    return {'period': period, **money('limit', micros)}
+    return rt.commands.limits.set(actor, period, usd_to_micros(body.limit_usd))
 
 
 class ScheduleTaskIn(BaseModel):

@@ -1,13 +1,14 @@
 """Eco mode: agents read the flag; the dashboard, scripts and policies switch it."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.budget import eco
+from services.budget.eco import EcoState
 from services.usage.events import NO_NUL
 
 router = APIRouter(prefix='/eco', tags=['eco'])
@@ -23,15 +24,12 @@ class EcoIn(BaseModel):
 
 
 @router.get('')
-def get_eco(conn: ReadConn) -> dict[str, Any]:
+def get_eco(conn: ReadConn) -> EcoState:
     """Whether eco mode is on, when it last changed and why."""
     return eco.get_eco(conn)
 
 
-@router.post('', dependencies=WRITE)
-def set_eco(body: EcoIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post('')
+def set_eco(body: EcoIn, rt: RuntimeDep, actor: Caller) -> EcoState:
     """Switch eco mode on or off (reason defaults to 'manual'); changed_at only moves when the value changes."""
-    result = eco.set_eco(conn, body.eco_mode, body.reason or 'manual')
-    conn.commit()
-    rt.hub.publish('eco', eco_mode=result['eco_mode'])
-    return result
+    return rt.commands.eco.switch(actor, body.eco_mode, body.reason or 'manual')

@@ -5,8 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from app.api.deps import WRITE, ReadConn, RowId, RuntimeDep, WriteConn
-from app.api.errors import BadRequest
+from app.api.deps import Caller, ReadConn, RowId, RuntimeDep
 from services.budget import policies
 from services.budget.policies import PolicyIn
 from services.core.money import money
@@ -31,46 +30,24 @@ def list_policies(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
 
 @router.get('/{policy_id}')
 def get_policy(policy_id: RowId, conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
-    try:
-        return _with_spend(policies.get_policy(conn, policy_id), rt)
-    except policies.PolicyNotFound as exc:
-        raise BadRequest(str(exc), 404) from None
+    return _with_spend(policies.get_policy(conn, policy_id), rt)
 
 
-@router.post('', dependencies=WRITE, status_code=201)
-def create_policy(body: PolicyIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post('', status_code=201)
+def create_policy(body: PolicyIn, rt: RuntimeDep, actor: Caller) -> dict[str, Any]:
     """Limit in USD (`limit_usd`, a decimal string); soft/critical percent default to 80/95."""
-    policy = policies.create_policy(conn, body)
-    conn.commit()
-    rt.policies_changed()
-    return policy.as_dict()
+    return rt.commands.policies.create(actor, body).as_dict()
 
 
-@router.patch('/{policy_id}', dependencies=WRITE)
-def update_policy(policy_id: RowId, conn: WriteConn, rt: RuntimeDep,
+@router.patch('/{policy_id}')
+def update_policy(policy_id: RowId, rt: RuntimeDep, actor: Caller,
                   changes: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
     """Change some fields; the result is validated as a whole policy."""
-    try:
-        policy = policies.update_policy(conn, policy_id, changes)
-    except policies.PolicyNotFound as exc:
-        raise BadRequest(str(exc), 404) from None
-    except policies.PolicyReadOnly as exc:
-        raise BadRequest(str(exc), 409) from None
-    except policies.PolicyInvalid as exc:
-        raise BadRequest(str(exc)) from None
-    conn.commit()
-    rt.policies_changed()
-    return policy.as_dict()
+    return rt.commands.policies.update(actor, policy_id, changes).as_dict()
 
 
-@router.delete('/{policy_id}', dependencies=WRITE)
-def delete_policy(policy_id: RowId, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
-    try:
-        policies.delete_policy(conn, policy_id)
-    except policies.PolicyNotFound as exc:
-        raise BadRequest(str(exc), 404) from None
-    except policies.PolicyReadOnly as exc:
-        raise BadRequest(str(exc), 409) from None
-    conn.commit()
-    rt.policies_changed()
+@router.delete('/{policy_id}')
+def delete_policy(policy_id: RowId, rt: RuntimeDep, actor: Caller) -> dict[str, Any]:
+    """Policies from the file or the environment are read-only here (409): change them where they come from."""
+    rt.commands.policies.delete(actor, policy_id)
     return {'deleted': policy_id}

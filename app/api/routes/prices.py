@@ -4,11 +4,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.usage import price_overrides
+from services.usage.price_overrides import OverrideOut
 
 router = APIRouter(prefix='/prices', tags=['prices'])
 UsdPerMtok = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
@@ -31,30 +32,20 @@ def list_overrides(conn: ReadConn) -> dict[str, Any]:
     return {'items': items, 'count': len(items)}
 
 
-@router.put('', dependencies=WRITE)
-def put_override(body: OverrideIn, rt: RuntimeDep) -> dict[str, Any]:
+@router.put('')
+def put_override(body: OverrideIn, rt: RuntimeDep, actor: Caller) -> OverrideOut:
     """Create or replace the price of a provider/model (USD per million tokens). Events already stored as
     unpriced for that model are priced with it (`repriced_events`)."""
-    provider = body.provider.lower()
-    with rt.engine.begin() as conn:
-        result = price_overrides.put(conn, provider, body.model, {
-            'input': body.input_usd_per_mtok, 'output': body.output_usd_per_mtok,
-            'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok})
-    rt.reload_prices()
-    result['repriced_events'] = rt.ledger.reprice_unpriced(provider, body.model)
-    rt.hub.publish('prices')
-    return result
+    return rt.commands.prices.put(actor, body.provider, body.model, {
+        'input': body.input_usd_per_mtok, 'output': body.output_usd_per_mtok,
+        'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok})
 
 
-@router.delete('', dependencies=WRITE)
+@router.delete('')
 def delete_override(provider: Annotated[str, Query(min_length=1)], model: Annotated[str, Query(min_length=1)],
-                    conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+                    rt: RuntimeDep, actor: Caller) -> dict[str, Any]:
     """Remove an override; the model goes back to genai-prices."""
-    if not price_overrides.remove(conn, provider.lower(), model):
-        raise HTTPException(404, f'no price override for {provider}/{model}')
-    conn.commit()
-    rt.reload_prices()
-    rt.hub.publish('prices')
+    rt.commands.prices.remove(actor, provider, model)
     return {'deleted': True, 'provider': provider.lower(), 'model': model}
 
 

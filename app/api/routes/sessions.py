@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
+from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.spend import sessions
+from services.spend.sessions import SessionDetail
 
 router = APIRouter(tags=['sessions'])
 
@@ -26,21 +27,12 @@ def sessions_csv(conn: ReadConn, limit: Annotated[int, Query(ge=1, le=100_000)] 
 
 
 @router.get('/sessions/{session_id}')
-def get_session(session_id: str, conn: ReadConn) -> dict[str, Any]:
+def get_session(session_id: str, conn: ReadConn) -> SessionDetail:
     """One session with its per-agent breakdown."""
-    try:
-        return sessions.get_session(conn, session_id)
-    except sessions.SessionNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return sessions.get_session(conn, session_id)
 
 
-@router.post('/sessions/{session_id}/end', dependencies=WRITE)
-def end_session(session_id: str, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
-    """Mark a session as ended now."""
-    try:
-        result = sessions.end_session(conn, session_id)
-    except sessions.SessionNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    conn.commit()  # before the news goes out: listeners read what was written
-    rt.hub.publish('sessions', session_id=session_id, ended=True)
-    return result
+@router.post('/sessions/{session_id}/end')
+def end_session(session_id: str, rt: RuntimeDep, actor: Caller) -> SessionDetail:
+    """Mark a session as ended now; its session-period budgets stop counting it."""
+    return rt.commands.sessions.end(actor, session_id)

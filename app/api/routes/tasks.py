@@ -5,13 +5,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from app.api.errors import BadRequest
+from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.core.money import usd_to_micros
 from services.spend import tasks
+from services.spend.tasks import TaskOut
 from services.usage.events import NO_NUL, Label
 
 router = APIRouter(prefix='/tasks', tags=['tasks'])
@@ -59,19 +59,11 @@ def _micros(usd: Decimal | None) -> int | None:
     return None if usd is None else usd_to_micros(usd)
 
 
-@router.post('', dependencies=WRITE, status_code=201)
-def create_task(body: TaskIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.post('', status_code=201)
+def create_task(body: TaskIn, rt: RuntimeDep, actor: Caller) -> TaskOut:
     """Register a task; 409 when the id is taken."""
-    try:
-        task = tasks.create_task(conn, body.title, body.id, body.agent_id, body.status, body.priority,
-                                 _micros(body.estimated_cost_usd), deadline=body.deadline)
-    except tasks.TaskExists as exc:
-        raise HTTPException(409, str(exc)) from None
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-    conn.commit()
-    rt.hub.publish('tasks', task_id=task['id'])
-    return task
+    return rt.commands.tasks.create(actor, body.title, body.id, body.agent_id, body.status, body.priority,
+                                    _micros(body.estimated_cost_usd), body.deadline)
 
 
 @router.get('')
@@ -83,27 +75,15 @@ def list_tasks(conn: ReadConn, status: Status | None = None, agent_id: str | Non
 
 
 @router.get('/{task_id:path}')
-def get_task(task_id: str, conn: ReadConn) -> dict[str, Any]:
+def get_task(task_id: str, conn: ReadConn) -> TaskOut:
     """One task with its estimated and actual cost."""
-    try:
-        return tasks.get_task(conn, task_id)
-    except tasks.TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return tasks.get_task(conn, task_id)
 
 
-@router.patch('/{task_id:path}', dependencies=WRITE)
-def update_task(task_id: str, body: TaskPatch, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.patch('/{task_id:path}')
+def update_task(task_id: str, body: TaskPatch, rt: RuntimeDep, actor: Caller) -> TaskOut:
     """Change any of title, agent_id, status, priority, estimated_cost_usd, deadline."""
     changes = body.model_dump(include=body.model_fields_set)
     if 'estimated_cost_usd' in changes:
         changes['estimated_cost_micros'] = _micros(changes.pop('estimated_cost_usd'))
-    try:
-        task, changed = tasks.update_task(conn, task_id, changes)
-    except tasks.TaskNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-    if changed:
-        conn.commit()
-        rt.hub.publish('tasks', task_id=task_id)
-    return task
+    return rt.commands.tasks.update(actor, task_id, changes)

@@ -7,11 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep, WriteConn
-from app.api.errors import BadRequest
+from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.budget import thresholds
 from services.budget.limits import MAX_LIMIT_MICROS
-from services.budget.policies import PolicyInvalid
 
 router = APIRouter(prefix='/thresholds', tags=['policies'])
 MAX_USD = MAX_LIMIT_MICROS // 1_000_000
@@ -31,13 +29,9 @@ def get_thresholds(conn: ReadConn) -> dict[str, Any]:
     return thresholds.get_thresholds(conn).as_dict()
 
 
-@router.put('', dependencies=WRITE)
-def put_thresholds(body: ThresholdsIn, conn: WriteConn, rt: RuntimeDep) -> dict[str, Any]:
+@router.put('')
+def put_thresholds(body: ThresholdsIn, rt: RuntimeDep, actor: Caller) -> dict[str, Any]:
     """Replace both thresholds; a missing or null one is removed."""
-    try:
-        stored = thresholds.set_thresholds(conn, body.session_threshold_usd, body.day_threshold_usd, body.pause)
-    except PolicyInvalid as exc:
-        raise BadRequest(str(exc)) from None
-    conn.commit()
-    rt.policies_changed()
+    stored = rt.commands.policies.set_thresholds(actor, body.session_threshold_usd, body.day_threshold_usd,
+                                                 body.pause)
     return stored.as_dict()

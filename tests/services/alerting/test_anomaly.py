@@ -7,7 +7,8 @@ from sqlalchemy import Engine
 
 from services.alerting import alerts
 from services.alerting.anomaly import hourly_history, judge, run_anomaly_check
-from services.live.hub import EventHub, LiveEvent
+from services.live.hub import EventHub
+from services.live.topics import AlertRaised, LiveEvent
 from services.usage.ledger import Ledger
 
 USD = 1_000_000
@@ -78,7 +79,7 @@ def test_a_runaway_agent_raises_one_anomaly_alert(ledger: Ledger, engine: Engine
     assert alert['data'] == {'agent_id': 'looper', 'last_hour_micros': 3 * USD, 'median_micros': 200_000,
                              'mad_micros': 0, 'threshold_micros': 700_000}
     assert 'looper spent $3.00 in the last hour' in alert['message']  # critical: over 3x the threshold
-    assert [e.data['alert']['id'] for e in events] == [alert['id']]
+    assert [e.alert['id'] for e in events if isinstance(e, AlertRaised)] == [alert['id']]
 
     assert run_anomaly_check(engine, hub, now + timedelta(minutes=5)) == [], 'still open: counted, not new'
     assert len(events) == 1

@@ -27,6 +27,7 @@ from services.budget import eco
 from services.core.settings import NotifySettings
 from services.core.tables import POLICIES
 from services.live.hub import EventHub
+from services.live.topics import AlertRaised, EcoChanged
 from services.sources.openrouter import OpenRouterPuller
 from services.sources.sync import SyncService
 from tests.support import fake_api
@@ -194,7 +195,7 @@ async def test_a_new_alert_is_logged_and_posted_as_json(engine: Engine, hub: Eve
     notifier = started(engine, hub, webhook_url=f'{api.url}/hook?token={SECRET_TOKEN}')
     try:
         alert = new_alert(engine)
-        hub.publish('alert_raised', alert=alert)
+        hub.publish(AlertRaised(alert))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -220,7 +221,7 @@ async def test_slack_hooks_get_text(sqlite_engine: Engine, hub: EventHub, receiv
     notifier = started(sqlite_engine, hub, webhook_url='http://hooks.slack.com/services/T000/B000/XXXSECRET')
     try:
         alert = new_alert(sqlite_engine, message='planner spent $12 in the last hour')
-        hub.publish('alert_raised', alert=alert)
+        hub.publish(AlertRaised(alert))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -238,7 +239,7 @@ async def test_failures_are_recorded_and_retried_with_backoff_until_delivered(
     notifier = started(engine, hub, Backoff(base_s=30, max_attempts=5), webhook_url=f'{api.url}/hook')
     try:
         alert = new_alert(engine)
-        hub.publish('alert_raised', alert=alert)
+        hub.publish(AlertRaised(alert))
         await notifier.idle()
         first = by_channel(engine)['webhook']
         assert (first['status'], first['attempts'], first['last_error']) == ('pending', 1, 'HTTP 500')
@@ -264,7 +265,7 @@ async def test_the_retry_loop_picks_up_due_deliveries_by_itself(sqlite_engine: E
     api.route('/hook', Reply(status=502), {'ok': True}, method='POST')
     notifier = started(sqlite_engine, hub, Backoff(base_s=0.05), retry_interval_s=0.05, webhook_url=f'{api.url}/hook')
     try:
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine))
+        hub.publish(AlertRaised(new_alert(sqlite_engine)))
         for _ in range(100):
             await notifier.idle()
             if by_channel(sqlite_engine).get('webhook', {}).get('status') == 'delivered':
@@ -279,7 +280,7 @@ async def test_the_retry_loop_picks_up_due_deliveries_by_itself(sqlite_engine: E
 async def test_a_permanent_failure_is_kept_as_failed(engine: Engine, hub: EventHub) -> None:
     notifier = started(engine, hub, Backoff(base_s=0.0, max_attempts=3), webhook_url=closed_port_url() + '/hook')
     try:
-        hub.publish('alert_raised', alert=new_alert(engine))
+        hub.publish(AlertRaised(new_alert(engine)))
         await notifier.idle()
         assert await notifier.run_due() == 1
         assert await notifier.run_due() == 1
@@ -300,7 +301,7 @@ async def test_alerts_are_mailed_with_login(sqlite_engine: Engine, hub: EventHub
                        smtp_password=SMTP_PASSWORD, smtp_from='spendgauge@test', smtp_to=('ops@test', 'cto@test'),
                        smtp_starttls=False)
     try:
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine, message='coder burns $40/h'))
+        hub.publish(AlertRaised(new_alert(sqlite_engine, message='coder burns $40/h')))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -318,7 +319,7 @@ async def test_a_refused_mail_is_retried(sqlite_engine: Engine, hub: EventHub,
     notifier = started(sqlite_engine, hub, smtp_host='127.0.0.1', smtp_port=port, smtp_to=('ops@test',),
                        smtp_starttls=False)
     try:
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine))
+        hub.publish(AlertRaised(new_alert(sqlite_engine)))
         await notifier.idle()
         first = by_channel(sqlite_engine)['email']
         assert (first['status'], first['attempts'], first['last_error']) == ('pending', 1, 'SMTP 451')
@@ -337,10 +338,10 @@ async def test_secrets_never_reach_rows_or_logs(sqlite_engine: Engine, hub: Even
                        n8n_webhook_url=url, smtp_host='127.0.0.1', smtp_port=int(closed_port_url().rsplit(':')[-1]),
                        smtp_user='mailer', smtp_password=SMTP_PASSWORD, smtp_to=('ops@test',), smtp_starttls=False)
     try:
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine))
+        hub.publish(AlertRaised(new_alert(sqlite_engine)))
         with sqlite_engine.begin() as conn:
             eco.set_eco(conn, True, 'test')
-        hub.publish('eco', eco_mode=True)
+        hub.publish(EcoChanged(True, 'manual'))
         await notifier.idle()
         await notifier.run_due()
     finally:
@@ -381,13 +382,13 @@ async def test_an_eco_change_is_posted_once_and_recorded(engine: Engine, hub: Ev
     try:
         with engine.begin() as conn:
             state = eco.set_eco(conn, True, 'policy daily: 84% of $5.00')
-        hub.publish('eco', eco_mode=True, reason=state['reason'], spent_micros=4_200_000, limit_micros=5_000_000)
+        hub.publish(EcoChanged(True, state['reason'], 4_200_000, 5_000_000))
         await notifier.idle()
-        hub.publish('eco', eco_mode=True)  # the API publishes on every call, changed or not
+        hub.publish(EcoChanged(True, 'again'))  # announced twice (another instance): sent once
         await notifier.idle()
         with engine.begin() as conn:
             off = eco.set_eco(conn, False, 'dashboard')
-        hub.publish('eco', eco_mode=False)  # no spend in the event: the notifier reads today's
+        hub.publish(EcoChanged(False, 'manual'))  # no spend in the event: the notifier reads today's
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -411,7 +412,7 @@ async def test_a_failed_eco_delivery_shows_on_the_dashboard_data(sqlite_engine: 
     try:
         with sqlite_engine.begin() as conn:
             eco.set_eco(conn, True, 'manual')
-        hub.publish('eco', eco_mode=True)
+        hub.publish(EcoChanged(True, 'manual'))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -430,8 +431,8 @@ async def test_no_eco_webhook_no_row(sqlite_engine: Engine, hub: EventHub) -> No
     try:
         with sqlite_engine.begin() as conn:
             eco.set_eco(conn, True, 'manual')
-        hub.publish('eco', eco_mode=True)
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine))
+        hub.publish(EcoChanged(True, 'manual'))
+        hub.publish(AlertRaised(new_alert(sqlite_engine)))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -448,7 +449,7 @@ def test_backoff_doubles_up_to_a_cap() -> None:
 async def test_sync_publishes_alert_raised_once_when_a_failure_alert_opens(sqlite_engine: Engine) -> None:
     hub = EventHub()
     raised: list[dict[str, Any]] = []
-    hub.subscribe(lambda e: raised.append(e.data['alert']) if e.topic == 'alert_raised' else None)
+    hub.subscribe(lambda e: raised.append(e.alert) if isinstance(e, AlertRaised) else None)
     with FakeAPI() as api:
         api.route('/api/v1/key', Reply({'error': {'message': 'down'}}, status=503))
         puller = OpenRouterPuller('sk-or-test', api.url, retries=0, backoff_s=0.01, timeout=2)
@@ -503,8 +504,8 @@ async def test_a_policy_alert_goes_only_to_the_policys_channels(sqlite_engine: E
                                      {'policy_id': ids[1]})
     notifier = started(sqlite_engine, hub, webhook_url=f'{api.url}/hook')
     try:
-        hub.publish('alert_raised', alert=quiet)
-        hub.publish('alert_raised', alert=loud)
+        hub.publish(AlertRaised(quiet))
+        hub.publish(AlertRaised(loud))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -524,7 +525,7 @@ async def test_mail_goes_over_starttls_before_the_login(sqlite_engine: Engine, h
     notifier = started(sqlite_engine, hub, smtp_host='127.0.0.1', smtp_port=port, smtp_user='mailer',
                        smtp_password=SMTP_PASSWORD, smtp_to=('ops@test',), smtp_starttls=True)
     try:
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine, message='over TLS'))
+        hub.publish(AlertRaised(new_alert(sqlite_engine, message='over TLS')))
         await notifier.idle()
     finally:
         await notifier.stop()
@@ -541,7 +542,7 @@ async def test_an_untrusted_certificate_is_a_recorded_failure(sqlite_engine: Eng
     notifier = started(sqlite_engine, hub, smtp_host='127.0.0.1', smtp_port=port, smtp_user='mailer',
                        smtp_password=SMTP_PASSWORD, smtp_to=('ops@test',), smtp_starttls=True)
     try:
-        hub.publish('alert_raised', alert=new_alert(sqlite_engine))
+        hub.publish(AlertRaised(new_alert(sqlite_engine)))
         await notifier.idle()
     finally:
         await notifier.stop()

@@ -15,9 +15,10 @@ from services.alerting import alerts
 from services.budget import eco, policies
 from services.budget.checker import Checker, CheckRequest, step_for
 from services.budget.policies import PolicyRule
-from services.live.hub import EventHub, LiveEvent
+from services.core.access import SYSTEM
+from services.live.hub import EventHub
+from services.live.topics import AlertRaised, EcoChanged, LiveEvent, SyncFinished
 from services.sources.base import PullResult, SnapshotRow, store_snapshots
-from services.spend import sessions
 from services.spend.rollups import totals_between
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, record, uid
@@ -255,10 +256,10 @@ def test_crossing_thresholds_raises_alerts_once(ledger: Ledger, engine: Engine) 
     assert set(raised) == {'threshold_warning', 'threshold_critical', 'limit_exceeded', 'policy_violation'}
     assert all(a['count'] == 1 and a['data']['policy_id'] == policy.id for a in raised.values())
     assert raised['limit_exceeded']['severity'] == 'critical' and raised['threshold_warning']['severity'] == 'warning'
-    published = [e.data['alert']['type'] for e in events if e.topic == 'alert_raised']
+    published = [e.alert['type'] for e in events if isinstance(e, AlertRaised)]
     assert sorted(published) == sorted(raised)
-    eco_events = [e.data for e in events if e.topic == 'eco']
-    assert len(eco_events) == 1 and eco_events[0]['spent_micros'] == 850_000
+    eco_events = [e for e in events if isinstance(e, EcoChanged)]
+    assert len(eco_events) == 1 and eco_events[0].spent_micros == 850_000
 
 
 # --- the API ------------------------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ def test_global_and_provider_policies_count_the_bill_when_it_is_higher(ledger: L
     with engine.begin() as conn:  # the bill says $5: $4 went to OpenAI without passing SpendGauge
         bill = SnapshotRow('openai_direct', today, 'openai', '', 5_000_000)
         store_snapshots(conn, 'openai_direct', PullResult([bill], {today}))
-    ledger.hub.publish('sync', source='openai', status='ok')
+    ledger.hub.publish(SyncFinished('openai_direct', 'ok'))
     deadline = datetime.now(UTC).timestamp() + 5
     while checker.check(CheckRequest(provider='openai'))['decision'] != 'block':
         assert datetime.now(UTC).timestamp() < deadline, 'the bill was not counted'
@@ -407,7 +408,7 @@ def test_an_ended_session_is_forgotten(ledger: Ledger, engine: Engine) -> None:
     spend(ledger, '0.40', agent_id='a', session_id='s-old')
     spend(ledger, '0.10', agent_id='a', session_id='s-new')
     assert checker.spent(policy.id, 'a', 's-old') == 400_000
-    ledger.hub.publish('sessions', session_id='s-old', ended=True)
+    checker.commands.sessions.end(SYSTEM, 's-old')
     assert checker.spent(policy.id, 'a', 's-old') == 0 and checker.spent(policy.id, 'a', 's-new') == 100_000
 
 
@@ -446,7 +447,5 @@ def test_events_of_ended_or_long_past_sessions_cause_no_recounts(ledger: Ledger,
         spend(ledger, '0.10', agent_id='a', session_id='s-2025', ts=f'2025-01-0{n + 1}T10:00:00+00:00')
         spend(ledger, '0.10', agent_id='a', session_id='s-ended')
         if n == 0:
-            with engine.begin() as conn:
-                sessions.end_session(conn, 's-ended')
-            ledger.hub.publish('sessions', session_id='s-ended', ended=True)
+            checker.commands.sessions.end(SYSTEM, 's-ended')
     assert checker.recounts == recounts

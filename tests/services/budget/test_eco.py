@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from app import runtime
 from app.api import install
 from services.budget import eco
-from services.live.hub import LiveEvent, hub
+from services.live.hub import hub
+from services.live.topics import EcoChanged, LiveEvent
 from tests.support.api import assert_client_error
 from tests.support.servers import Server, start_server
 
@@ -121,12 +122,12 @@ def test_a_bad_body_is_422_and_changes_nothing(api: httpx.Client, body: dict[str
 def test_post_publishes_the_flag() -> None:
     app = FastAPI()
     install(app)
-    seen: list[tuple[dict[str, Any], bool]] = []
+    seen: list[tuple[bool, bool]] = []
 
     def listener(event: LiveEvent) -> None:
-        if event.topic == 'eco':  # read on another connection: the change must be committed
+        if isinstance(event, EcoChanged):  # read on another connection: the change must be committed
             with runtime.current().engine.connect() as conn:
-                seen.append((event.data, eco.get_eco(conn)['eco_mode']))
+                seen.append((event.eco_mode, eco.get_eco(conn)['eco_mode']))
 
     unsubscribe = hub.subscribe(listener)
     try:
@@ -136,7 +137,7 @@ def test_post_publishes_the_flag() -> None:
             assert client.post('/api/v1/eco', json={'eco_mode': 'maybe'}).status_code == 422
     finally:
         unsubscribe()
-    assert seen == [({'eco_mode': True}, True), ({'eco_mode': False}, False)]
+    assert seen == [(True, True), (False, False)]
 
 
 @pytest.fixture(scope='module')

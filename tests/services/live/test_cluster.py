@@ -16,6 +16,7 @@ from services.budget.checker import Checker, CheckRequest
 from services.core.db import create_db_engine, upgrade
 from services.live.cluster import LOCK_KEY, Bridge, Leadership
 from services.live.hub import EventHub
+from services.live.topics import PoliciesChanged
 from services.sources.jobs import SyncJobs
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
@@ -106,7 +107,7 @@ def test_budget_counters_follow_another_instances_writes(pg_engines: tuple[Engin
         with pg_engines[0].begin() as conn:
             day = policies.validate({'name': 'day', 'limit_usd': '1', 'action': 'block'})
             policy = policies.create_policy(conn, day)
-        hub_a.publish('policies')
+        hub_a.publish(PoliciesChanged('created'))
         eventually(lambda: [p['id'] for p in checker_b.check(CheckRequest())['policies']] == [policy.id])
 
         ledger_a.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.80', 'agent_id': 'coder'})
@@ -116,7 +117,7 @@ def test_budget_counters_follow_another_instances_writes(pg_engines: tuple[Engin
         with pg_engines[0].begin() as conn:  # an agent paused on A by its threshold is blocked on B too
             thresholds.set_thresholds(conn, None, Decimal('0.50'), pause=True)
         checker_a.rebuild()
-        hub_a.publish('policies')
+        hub_a.publish(PoliciesChanged('created'))
         ledger_a.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.60', 'agent_id': 'looper'})
         eventually(lambda: checker_b.check(CheckRequest(agent_id='looper'))['reasons'][:1] ==
                    ['agent looper is paused'])

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from services.alerting import alerts
 from services.core.tables import SNAPSHOTS
 from services.live.hub import EventHub
+from services.live.topics import SyncFinished
 from services.sources.jobs import SyncJobs
 from services.sources.openrouter import OpenRouterPuller
 from services.sources.sync import SyncService, sync_status
@@ -61,7 +62,7 @@ async def test_a_successful_run_stores_the_day_and_is_recorded(engine: Engine, f
     assert rows == [('openrouter_direct', 'openrouter', TODAYS_USAGE)]
     assert status['openrouter_direct']['last_success_at'] == run['finished_at']
     assert status['openai_direct']['configured'] is False
-    assert [(e.topic, e.data['status']) for e in seen] == [('sync', 'ok')]
+    assert [(e.topic, e.status) for e in seen if isinstance(e, SyncFinished)] == [('sync', 'ok')]
 
 
 async def test_failures_keep_the_last_good_data_and_alert_on_the_third(engine: Engine, fake: FakeAPI) -> None:

@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 
 from app import runtime
 from app.api import install
-from services.live.hub import LiveEvent, hub
+from services.live.hub import hub
+from services.live.topics import LiveEvent, TaskChanged
 from services.spend import tasks
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, assert_money, record, uid
@@ -295,12 +296,12 @@ def test_a_body_that_is_not_json_is_422(api: httpx.Client) -> None:
 def test_writes_publish_a_live_event_after_the_commit() -> None:
     app = FastAPI()
     install(app)
-    seen: list[tuple[dict[str, Any], str]] = []
+    seen: list[tuple[str, str]] = []
 
     def listener(event: LiveEvent) -> None:
-        if event.topic == 'tasks':  # read on another connection, as a page would: the change must be committed
+        if isinstance(event, TaskChanged):  # read on another connection, as a page would: it must be committed
             with runtime.current().engine.connect() as conn:
-                seen.append((event.data, tasks.get_task(conn, event.data['task_id'])['status']))
+                seen.append((event.task_id, tasks.get_task(conn, event.task_id)['status']))
 
     unsubscribe = hub.subscribe(listener)
     try:
@@ -311,7 +312,7 @@ def test_writes_publish_a_live_event_after_the_commit() -> None:
             assert client.post('/api/v1/tasks', json={'id': 'live', 'title': 'Again'}).status_code == 409
     finally:
         unsubscribe()
-    assert seen == [({'task_id': 'live'}, 'pending'), ({'task_id': 'live'}, 'done')]
+    assert seen == [('live', 'pending'), ('live', 'done')]
 
 
 # --- write tokens ------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, delete, select
 
 from services.core.periods import hour_floor
 from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
-from services.live.hub import EventHub, LiveEvent
+from services.live.hub import EventHub
+from services.live.topics import LiveEvent, UsageChanged
 from services.spend import budget
 from services.spend.rollups import totals_between
 from services.usage.ledger import EventRejected, Ledger
@@ -55,7 +56,7 @@ def test_a_batch_stores_valid_items_and_reports_each(ledger: Ledger, hub: EventH
     assert 'cache_read_tokens' in results[3].reason
     assert results[1].id == results[0].id
     assert results[4].cost_source == 'unpriced' and results[4].cost_micros == 0
-    assert [(e.topic, e.data['count']) for e in seen] == [('usage', 2)]
+    assert [(e.topic, e.count) for e in seen if isinstance(e, UsageChanged)] == [('usage', 2)]
     ledger.record_batch([event(event_id='b1')])
     assert len(seen) == 1, 'a batch of duplicates publishes nothing'
 

@@ -1,0 +1,25 @@
+"""Pulling spend now, from one source or all configured ones (the scheduler pulls on its own clock)."""
+from __future__ import annotations
+
+from services.commands.base import CommandContext
+from services.core.access import Actor, Role, require
+from services.core.errors import NotFound, Unavailable
+from services.sources.sync import ALL_SOURCES, SyncRunOut
+
+
+class SyncCommands:
+    def __init__(self, ctx: CommandContext) -> None:
+        self.ctx = ctx
+
+    async def now(self, actor: Actor, source: str = 'all') -> list[SyncRunOut]:
+        """The runs, each ok or failed (a failed pull is recorded, not raised). `all` runs every configured source;
+        a known source that is not configured is a Conflict (UnknownSource)."""
+        require(actor, Role.ADMIN, 'pulling spend')
+        sync = self.ctx.sync
+        if sync is None:
+            raise Unavailable('no spend sources are running here')
+        if source == 'all':
+            return await sync.run_many(tuple(sync.pullers))
+        if source not in ALL_SOURCES:
+            raise NotFound(f'unknown source {source!r}: one of {", ".join(ALL_SOURCES)} or all')
+        return [await sync.run(source)]

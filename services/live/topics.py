@@ -1,0 +1,168 @@
+"""What the hub carries: one typed event per kind of change, and one registry of who hears which topic.
+
+Every state change publishes exactly one of these after its transaction commits (services/commands, the ledger,
+the pullers). Listeners match on the class: the budget checker follows `UsageChanged`, the notifier `AlertRaised`
+and `EcoChanged`, the dashboard feed reloads on the topics marked `reloads_dashboard`, and the cluster bridge tells
+the other instances of those marked `crosses_instances`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, NamedTuple
+
+
+class Topic(StrEnum):
+    USAGE = 'usage'  # the ledger stored, repriced or removed events (or another instance wrote: recount)
+    SETTINGS = 'settings'  # a run-time setting such as a budget limit
+    POLICIES = 'policies'  # budget policies, the Budget settings thresholds among them
+    PRICES = 'prices'
+    SESSIONS = 'sessions'
+    TASKS = 'tasks'
+    ECO = 'eco'
+    AGENTS = 'agents'  # paused or resumed
+    SYNC = 'sync'  # a pull finished
+    ALERTS = 'alerts'  # acknowledged, resolved, or counted again
+    ALERT_RAISED = 'alert_raised'  # a new alert opened: notify once
+    DELIVERIES = 'deliveries'  # a notification was attempted
+
+
+@dataclass(frozen=True)
+class Route:
+    reloads_dashboard: bool  # the shared dashboard feed reloads (services/dashboard.py shows it)
+    crosses_instances: bool  # other instances on the same PostgreSQL hear of it (services/live/cluster.py)
+
+
+ROUTES: dict[Topic, Route] = {
+    Topic.USAGE: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.SETTINGS: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.POLICIES: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.PRICES: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.SESSIONS: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.TASKS: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.ECO: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.AGENTS: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.SYNC: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.ALERTS: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.ALERT_RAISED: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.DELIVERIES: Route(reloads_dashboard=True, crosses_instances=False),  # each instance delivers its own
+}
+DASHBOARD_TOPICS = frozenset(t for t, r in ROUTES.items() if r.reloads_dashboard)
+BRIDGED_TOPICS = frozenset(t for t, r in ROUTES.items() if r.crosses_instances)
+
+
+class SpendRow(NamedTuple):
+    """What a budget counter needs to know of a stored event."""
+
+    ts: datetime
+    cost_micros: int
+    agent_id: str | None
+    session_id: str | None
+    user_id: str | None
+    project: str | None
+    tags: tuple[str, ...]
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class UsageChanged:
+    """New events (`rows`), or a change of history that in-memory totals must recount (`rows` is None): repriced or
+    removed events, or writes by another instance (`remote`)."""
+
+    topic: ClassVar[Topic] = Topic.USAGE
+    rows: tuple[SpendRow, ...] | None
+    count: int = 0  # events stored, repriced or removed
+    cost_micros: int = 0  # their cost (negative for removed events)
+    agents: tuple[str, ...] = ()
+    remote: bool = False
+
+    @property
+    def is_correction(self) -> bool:
+        return self.rows is None
+
+
+@dataclass(frozen=True)
+class SettingChanged:
+    topic: ClassVar[Topic] = Topic.SETTINGS
+    key: str  # e.g. 'limit.day'
+
+
+@dataclass(frozen=True)
+class PoliciesChanged:
+    topic: ClassVar[Topic] = Topic.POLICIES
+    reason: str  # 'created', 'updated', 'deleted', 'thresholds'
+    policy_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PricesChanged:
+    topic: ClassVar[Topic] = Topic.PRICES
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    topic: ClassVar[Topic] = Topic.SESSIONS
+    session_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskChanged:
+    topic: ClassVar[Topic] = Topic.TASKS
+    task_id: str
+
+
+@dataclass(frozen=True)
+class EcoChanged:
+    """Eco mode switched. `spent_micros`/`limit_micros` when a policy switched it (the notifier reads today's
+    spend otherwise)."""
+
+    topic: ClassVar[Topic] = Topic.ECO
+    eco_mode: bool
+    reason: str
+    spent_micros: int | None = None
+    limit_micros: int | None = None
+
+
+@dataclass(frozen=True)
+class AgentPaused:
+    topic: ClassVar[Topic] = Topic.AGENTS
+    agent_id: str
+    paused: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class SyncFinished:
+    topic: ClassVar[Topic] = Topic.SYNC
+    source: str
+    status: str  # 'ok' or 'error'
+
+
+@dataclass(frozen=True)
+class AlertsChanged:
+    topic: ClassVar[Topic] = Topic.ALERTS
+    alert_id: int | None = None  # None: several (a scheduled check counted open alerts again)
+    reason: str = ''
+
+
+@dataclass(frozen=True)
+class AlertRaised:
+    topic: ClassVar[Topic] = Topic.ALERT_RAISED
+    alert: Mapping[str, Any]  # services/alerting/alerts.py's AlertOut
+
+
+@dataclass(frozen=True)
+class DeliveryChanged:
+    topic: ClassVar[Topic] = Topic.DELIVERIES
+    delivery_id: int
+    kind: str = ''
+    status: str = ''
+
+
+LiveEvent = (UsageChanged | SettingChanged | PoliciesChanged | PricesChanged | SessionEnded | TaskChanged
+             | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged)
