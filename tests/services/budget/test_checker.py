@@ -1,5 +1,6 @@
-"""Budget checks: the escalation ladder, counters that follow the ledger exactly (also under concurrent writers
-and after a restart), alerts, and `POST /check` end to end against a real server."""
+"""Budget checks: the ladder through the counters, counters that follow the ledger exactly (also under concurrent
+writers and after a restart), alerts, and `POST /check` end to end against a real server. The pure rules are tested
+in test_rules.py."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 
 from services.alerting import alerts
 from services.budget import eco, policies
-from services.budget.checker import Checker, CheckRequest, step_for
+from services.budget.checker import Checker, CheckRequest
 from services.budget.policies import PolicyRule
 from services.core.access import SYSTEM
 from services.live.hub import EventHub
@@ -27,25 +28,12 @@ from tests.support.ledger import spend
 ZONE = ZoneInfo('Europe/Berlin')
 
 
-def rule(limit: int = 1_000_000, soft: int = 80, critical: int = 95, action: str = 'block') -> PolicyRule:
-    return PolicyRule(1, 'p', 'global', None, 'day', None, None, limit, soft, critical, action, (), False, True, 'api')
-
-
 def add(engine: Engine, **fields: Any) -> PolicyRule:
     with engine.begin() as conn:
         return policies.create_policy(conn, policies.validate({'name': uid('policy'), **fields}))
 
 
 # --- the ladder -------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(('spent', 'estimate', 'expected'), [
-    (0, 0, 0), (799_999, 0, 0), (800_000, 0, 1), (700_000, 100_000, 1), (949_999, 0, 1), (950_000, 0, 2),
-    (900_000, 50_000, 2), (999_999, 0, 2), (999_999, 1, 2), (999_999, 2, 3), (1_000_000, 0, 3), (1_500_000, 0, 3),
-    (0, 1_000_001, 3), (0, 1_000_000, 2),
-])
-def test_step_for_spent_and_estimate(spent: int, estimate: int, expected: int) -> None:
-    assert step_for(spent, estimate, rule()) == expected
-
 
 @pytest.mark.parametrize(('action', 'spent', 'decision'), [
     ('block', 100_000, 'allow'), ('block', 850_000, 'warn'), ('block', 960_000, 'throttle'),
@@ -159,7 +147,7 @@ def test_custom_range_and_session_period(ledger: Ledger, engine: Engine) -> None
     rebuilt = Checker(engine, EventHub(), ZONE)
     rebuilt.rebuild(now=next_day)
     assert checker.prune_sessions(next_day) == 1
-    assert rebuilt.counters() == checker.counters() == {(custom.id, '', 'custom'): 200_000,
+    assert rebuilt.counters.snapshot() == checker.counters.snapshot() == {(custom.id, '', 'custom'): 200_000,
                                                         (session.id, 'a', 's1'): 600_000}
 
 
@@ -201,14 +189,14 @@ def test_counters_exact_under_concurrent_writers(ledger: Ledger, engine: Engine)
     assert not errors
     now = datetime.now(UTC)
     with engine.connect() as conn:
-        span = checker._span('day', now)
+        span = checker.counters.span('day', now)
         by_agent = totals_between(conn, [span.start, span.end], ('agent_id',)).groups[0]
     assert checker.spent(day.id) == sum(t.cost_micros for t in by_agent.values())
     for (agent,), totals in by_agent.items():
         assert checker.spent(per_agent.id, agent) == totals.cost_micros
     rebuilt = Checker(engine, EventHub(), ZONE)
     rebuilt.rebuild()
-    assert rebuilt.counters() == checker.counters()
+    assert rebuilt.counters.snapshot() == checker.counters.snapshot()
     assert sum(checker.spent(tag.id, f't{k}') for k in range(3)) == checker.spent(day.id)
 
 
@@ -415,7 +403,7 @@ def test_an_ended_session_is_forgotten(ledger: Ledger, engine: Engine) -> None:
 def test_idle_sessions_leave_memory_and_come_back_with_their_spend(ledger: Ledger, engine: Engine) -> None:
     from datetime import timedelta
 
-    from services.budget.checker import SESSION_IDLE
+    from services.budget.counters import SESSION_IDLE
 
     policy = add(engine, scope='agent', limit_usd='1', period='session', action='block')
     checker = Checker(engine, ledger.hub, ZONE)
@@ -425,7 +413,7 @@ def test_idle_sessions_leave_memory_and_come_back_with_their_spend(ledger: Ledge
     spend(ledger, '0.20', agent_id='a', session_id='s-busy')  # each write checks its new sessions when it is through
     assert checker.recounts == recounts, 'new sessions need no recount'
     assert checker.prune_sessions(datetime.now(UTC) + SESSION_IDLE + timedelta(minutes=1)) == 2
-    assert checker.counters() == {}
+    assert checker.counters.snapshot() == {}
 
     spend(ledger, '0.60', agent_id='a', session_id='s-idle')  # it comes back: $0.90 in all, not $0.60
     assert checker.spent(policy.id, 'a', 's-idle') == 900_000
@@ -435,7 +423,7 @@ def test_idle_sessions_leave_memory_and_come_back_with_their_spend(ledger: Ledge
     # a recount leaves out the sessions idle for longer than SESSION_IDLE
     later = datetime.now(UTC) + SESSION_IDLE + timedelta(hours=1)
     checker.rebuild(now=later)
-    assert checker.counters() == {}
+    assert checker.counters.snapshot() == {}
 
 
 def test_events_of_ended_or_long_past_sessions_cause_no_recounts(ledger: Ledger, engine: Engine) -> None:
