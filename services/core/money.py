@@ -1,6 +1,7 @@
 """Money is integer micro-USD inside SpendGauge; USD decimal strings only at the edges."""
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -38,3 +39,27 @@ def format_usd(micros: int, places: int = 2) -> str:
     if micros and abs(value) < Decimal('0.01') and places == 2:
         places = 4
     return f'${value:,.{places}f}'
+
+MAX_USD = Decimal(1_000_000_000)
+_GROUPED = re.compile(r'\d{1,3}(,\d{3})+(\.\d*)?')
+
+
+def parse_usd(value: str | Decimal | int, *, name: str = 'amount', minimum: Decimal = Decimal(0),
+              maximum: Decimal = MAX_USD) -> Decimal:
+    """A dollar amount as people write it (`12.50`, `$12.50`, `1,250`), exact: never through a float."""
+    if isinstance(value, float | bool):
+        raise ValueError(f'{name} must be a decimal string or number, not {type(value).__name__}')
+    text = str(value).strip().removeprefix('$').strip()
+    if ',' in text:
+        if not _GROUPED.fullmatch(text):
+            raise ValueError(f'{name} must be a dollar amount, got {value!r}')
+        text = text.replace(',', '')
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f'{name} must be a dollar amount, got {value!r}') from None
+    if not amount.is_finite():
+        raise ValueError(f'{name} must be a finite dollar amount, got {value!r}')
+    if not minimum <= amount <= maximum:
+        raise ValueError(f'{name} must be between {minimum:,} and {maximum:,} dollars, got {value!r}')
+    return amount

@@ -1,123 +1,117 @@
-"""One typed settings object, read once from `.env` and the environment (prefix `SPENDGAUGE_`)."""
+"""One typed settings object, read once from `.env` and the environment (prefix `SPENDGAUGE_`).
+
+Each setting is declared once below: its type, its default, its environment variable (`SPENDGAUGE_` + the field
+name unless `validation_alias` names another) and a one-line description. `.env.example` documents them all, and a
+test checks that it does.
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import load_dotenv
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from services.core.money import parse_usd
 
 PREFIX = 'SPENDGAUGE_'
 DEFAULT_DATABASE_URL = 'sqlite:///./data/spendgauge.db'
-DEMO_MODES = ('off', 'on', 'auto')
+Demo = Literal['off', 'on', 'auto']
+LogLevel = Literal['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL']
+DEMO_MODES: tuple[str, ...] = get_args(Demo)
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 BUDGET_LIMIT_VARS = ('DAILY_BUDGET_LIMIT', 'WEEKLY_BUDGET_LIMIT', 'MONTHLY_BUDGET_LIMIT')  # no prefix: the issue's
-LOG_LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')
+CommaSeparated = Annotated[tuple[str, ...], NoDecode]  # `a,b`, not JSON
 
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    host: str = '127.0.0.1'
-    port: int = 8080
-    tz: str = 'UTC'
-    daily_limit_usd: Decimal = Decimal('5')
-    api_tokens: tuple[str, ...] = field(default=(), repr=False)
-    log_level: str = 'INFO'
-    storage_secret: str = field(default='spendgauge-local', repr=False)
-    demo: str = 'off'  # 'on': run the built-in simulator; 'auto': only when the database has no events
-    agent_warn_usd: Decimal = Decimal('1')  # agent cards turn yellow at this session cost...
-    agent_alert_usd: Decimal = Decimal('5')  # ...and red above this one
-    sources: SourceSettings = field(default_factory=lambda: SourceSettings())
-    policies_file: str = ''  # YAML (or .json) policies, re-synced on every start
-    env_budget_limits: dict[str, str] = field(default_factory=dict)  # DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT
-    notify: NotifySettings = field(default_factory=lambda: NotifySettings())
+class _Group(BaseSettings):
+    """A group of settings, each read from its own flat environment variable."""
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.tz)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, str_strip_whitespace=True,
+                                      extra='forbid', frozen=True, validate_default=True)
 
-    @property
-    def daily_limit_micros(self) -> int:
-        return int(self.daily_limit_usd * 1_000_000)
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> environment variable, for every setting of this group."""
+        return {name: _env_name(name, field) for name, field in cls.model_fields.items() if not _is_group(field)}
 
-    def with_overrides(self, **changes: object) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = getattr(dotenv_settings, 'env_file', None)
+        return init_settings, _Environment(settings_cls), _EnvFile(settings_cls, env_file=env_file)
 
+    @model_validator(mode='before')
+    @classmethod
+    def _by_field_name(cls, data: Any) -> Any:
+        """Settings whose variable is not `SPENDGAUGE_<field>` can be given by field name too, like the others
+        (with_overrides, tests); in the environment only their variable counts."""
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(field.validation_alias, str) and name in data:
+                    data = {k: v for k, v in data.items() if k != name} | {field.validation_alias: data[name]}
+        return data
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(PREFIX + name, '').strip()
-    return value or default
+    @classmethod
+    def _named(cls, info: ValidationInfo) -> str:
+        assert info.field_name is not None
+        return cls.env_names()[info.field_name]
 
-
-def load_settings(env_file: str | Path | None = None) -> Settings:
-    """Read `.env` (or SPENDGAUGE_ENV_FILE; empty for none) without overriding real environment variables, then
-    the environment."""
-    if env_file is None:
-        env_file = os.environ.get(PREFIX + 'ENV_FILE', '.env')
-    if env_file and Path(env_file).is_file():
-        load_dotenv(env_file, override=False)
-    try:
-        port = int(_env('PORT', '8080'))
-    except ValueError:
-        raise SettingsError(f'{PREFIX}PORT must be an integer, got {os.environ[PREFIX + "PORT"]!r}') from None
-    tz = _env('TZ', 'UTC')
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f'{PREFIX}TZ is not a known time zone: {tz!r}') from None
-    daily_limit = _usd('DAILY_LIMIT_USD', '5')
-    log_level = _env('LOG_LEVEL', 'INFO').upper()
-    if log_level not in LOG_LEVELS:
-        raise SettingsError(f'{PREFIX}LOG_LEVEL must be one of {", ".join(LOG_LEVELS)}')
-    tokens = tuple(t.strip() for t in _env('API_TOKENS', '').split(',') if t.strip())
-    demo = _env('DEMO', 'off').lower()
-    if demo not in DEMO_MODES:
-        raise SettingsError(f'{PREFIX}DEMO must be one of {", ".join(DEMO_MODES)}')
-    agent_warn, agent_alert = _usd('AGENT_WARN_USD', '1'), _usd('AGENT_ALERT_USD', '5')
-    return Settings(
-        database_url=_env('DATABASE_URL', DEFAULT_DATABASE_URL),
-        host=_env('HOST', '127.0.0.1'),
-        port=port,
-        tz=tz,
-        daily_limit_usd=daily_limit,
-        api_tokens=tokens,
-        log_level=log_level,
-        storage_secret=_env('STORAGE_SECRET', 'spendgauge-local'),
-        demo=demo,
-        agent_warn_usd=agent_warn,
-        agent_alert_usd=agent_alert,
-        sources=_source_settings(),
-        policies_file=_env('POLICIES_FILE', ''),
-        env_budget_limits={name: os.environ[name].strip() for name in BUDGET_LIMIT_VARS
-                           if os.environ.get(name, '').strip()},
-        notify=_notify_settings(),
-    )
+    @classmethod
+    def load(cls, **values: Any) -> Self:
+        """Build the group; a value we cannot use raises SettingsError naming its variable."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError('; '.join(_problem(cls, error) for error in exc.errors())) from None
 
 
-@dataclass(frozen=True)
-class SourceSettings:
+class SourceSettings(_Group):
     """Where spend is pulled from. A source without its key is off."""
 
-    litellm_url: str = ''
-    litellm_key: str = field(default='', repr=False)
-    openai_admin_key: str = field(default='', repr=False)
-    anthropic_admin_key: str = field(default='', repr=False)
-    openrouter_key: str = field(default='', repr=False)
-    openrouter_management_key: str = field(default='', repr=False)
-    openai_url: str = 'https://api.openai.com'
-    anthropic_url: str = 'https://api.anthropic.com'
-    openrouter_url: str = 'https://openrouter.ai'
-    litellm_interval_min: float = 15
-    providers_interval_min: float = 60
-    lookback_days: int = 3  # each pull re-reads this many days, since sources finalise late
-    reconciliation_tolerance: Decimal = Decimal('0.05')
+    litellm_url: str = Field('', description='LiteLLM proxy to pull spend from (with its master key)')
+    litellm_key: str = Field('', repr=False, validation_alias='SPENDGAUGE_LITELLM_MASTER_KEY',
+                             description='master key of that LiteLLM proxy')
+    openai_admin_key: str = Field('', repr=False, description='OpenAI admin key (not an API key): costs and usage')
+    anthropic_admin_key: str = Field('', repr=False,
+                                     description='Anthropic admin key (not an API key): cost and usage reports')
+    openrouter_key: str = Field('', repr=False, description='OpenRouter key whose usage is pulled')
+    openrouter_management_key: str = Field('', repr=False,
+                                           description='optional OpenRouter management key: total credits and usage')
+    openai_url: str = Field('https://api.openai.com', description='base URL of the OpenAI API (proxies, tests)')
+    anthropic_url: str = Field('https://api.anthropic.com',
+                               description='base URL of the Anthropic API (proxies, tests)')
+    openrouter_url: str = Field('https://openrouter.ai', description='base URL of the OpenRouter API (proxies, tests)')
+    litellm_interval_min: float = Field(15, gt=0, allow_inf_nan=False,
+                                        validation_alias='SPENDGAUGE_LITELLM_SYNC_MINUTES',
+                                        description='minutes between pulls from LiteLLM')
+    providers_interval_min: float = Field(60, gt=0, allow_inf_nan=False,
+                                          validation_alias='SPENDGAUGE_PROVIDERS_SYNC_MINUTES',
+                                          description='minutes between pulls from the provider billing APIs')
+    lookback_days: int = Field(3, gt=0, validation_alias='SPENDGAUGE_SYNC_LOOKBACK_DAYS',
+                               description='days each pull re-reads, since sources finalise late')
+    reconciliation_tolerance: Decimal = Field(Decimal('0.05'), ge=0, allow_inf_nan=False,
+                                              description='share by which LiteLLM may exceed the bill before a '
+                                                          'reconciliation_gap alert')
 
     def enabled(self) -> list[str]:
         names = []
@@ -130,82 +124,117 @@ class SourceSettings:
         return names
 
 
-def _source_settings() -> SourceSettings:
-    def number(name: str, default: str, kind: type) -> Any:
-        text = _env(name, default)
-        try:
-            value = kind(text)
-        except (ValueError, InvalidOperation):
-            raise SettingsError(f'{PREFIX}{name} must be a number, got {text!r}') from None
-        if value <= 0 if kind is not Decimal else value < 0:
-            raise SettingsError(f'{PREFIX}{name} must be positive')
-        return value
-
-    return SourceSettings(
-        litellm_url=_env('LITELLM_URL', ''), litellm_key=_env('LITELLM_MASTER_KEY', ''),
-        openai_admin_key=_env('OPENAI_ADMIN_KEY', ''), anthropic_admin_key=_env('ANTHROPIC_ADMIN_KEY', ''),
-        openrouter_key=_env('OPENROUTER_KEY', ''), openrouter_management_key=_env('OPENROUTER_MANAGEMENT_KEY', ''),
-        openai_url=_env('OPENAI_URL', 'https://api.openai.com'),
-        anthropic_url=_env('ANTHROPIC_URL', 'https://api.anthropic.com'),
-        openrouter_url=_env('OPENROUTER_URL', 'https://openrouter.ai'),
-        litellm_interval_min=number('LITELLM_SYNC_MINUTES', '15', float),
-        providers_interval_min=number('PROVIDERS_SYNC_MINUTES', '60', float),
-        lookback_days=number('SYNC_LOOKBACK_DAYS', '3', int),
-        reconciliation_tolerance=number('RECONCILIATION_TOLERANCE', '0.05', Decimal),
-    )
-
-
-@dataclass(frozen=True)
-class NotifySettings:
+class NotifySettings(_Group):
     """Where alerts and eco-mode changes are sent. A channel without its setting is off."""
 
-    webhook_url: str = field(default='', repr=False)  # generic JSON, or Slack's {"text": ...} for hooks.slack.com
-    n8n_webhook_url: str = field(default='', repr=False)  # eco-mode changes
-    smtp_host: str = ''
-    smtp_port: int = 587
-    smtp_user: str = ''
-    smtp_password: str = field(default='', repr=False)
-    smtp_from: str = 'spendgauge@localhost'
-    smtp_to: tuple[str, ...] = ()
-    smtp_starttls: bool = True
+    webhook_url: str = Field('', repr=False, validation_alias='SPENDGAUGE_ALERT_WEBHOOK_URL',
+                             description="webhook for alerts: JSON of the alert, Slack's {text} for hooks.slack.com")
+    n8n_webhook_url: str = Field('', repr=False, description='webhook (n8n or any) that receives eco-mode changes')
+    smtp_host: str = Field('', description='SMTP server for alert e-mails (on when SMTP_TO is set too)')
+    smtp_port: int = Field(587, gt=0, lt=65536, description='SMTP port')
+    smtp_user: str = Field('', description='SMTP user name (empty: no login)')
+    smtp_password: str = Field('', repr=False, description='SMTP password')
+    smtp_from: str = Field('spendgauge@localhost', description='sender address of alert e-mails')
+    smtp_to: CommaSeparated = Field((), description='comma-separated recipients of alert e-mails')
+    smtp_starttls: bool = Field(True, description='STARTTLS before logging in (true or false)')
 
     @property
     def email_enabled(self) -> bool:
         return bool(self.smtp_host and self.smtp_to)
 
+    @field_validator('smtp_to', mode='before')
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split(value)
 
-def _notify_settings() -> NotifySettings:
-    port_text = _env('SMTP_PORT', '587')
-    try:
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise ValueError
-    except ValueError:
-        raise SettingsError(f'{PREFIX}SMTP_PORT must be a port number, got {port_text!r}') from None
-    starttls = _env('SMTP_STARTTLS', 'true').lower()
-    if starttls not in ('true', 'false', '1', '0', 'yes', 'no', 'on', 'off'):
-        raise SettingsError(f'{PREFIX}SMTP_STARTTLS must be true or false')
-    for name in ('ALERT_WEBHOOK_URL', 'N8N_WEBHOOK_URL'):
-        url = _env(name, '')
-        if url and not url.startswith(('http://', 'https://')):
-            raise SettingsError(f'{PREFIX}{name} must be an http:// or https:// URL')
-    return NotifySettings(
-        webhook_url=_env('ALERT_WEBHOOK_URL', ''), n8n_webhook_url=_env('N8N_WEBHOOK_URL', ''),
-        smtp_host=_env('SMTP_HOST', ''), smtp_port=port, smtp_user=_env('SMTP_USER', ''),
-        smtp_password=_env('SMTP_PASSWORD', ''), smtp_from=_env('SMTP_FROM', 'spendgauge@localhost'),
-        smtp_to=tuple(a.strip() for a in _env('SMTP_TO', '').split(',') if a.strip()),
-        smtp_starttls=starttls in ('true', '1', 'yes', 'on'),
-    )
+    @field_validator('webhook_url', 'n8n_webhook_url')
+    @classmethod
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
+        if value and not value.startswith(('http://', 'https://')):
+            raise ValueError(f'{cls._named(info)} must be an http:// or https:// URL')  # no value: it is a secret
+        return value
 
 
-def _usd(name: str, default: str) -> Decimal:
-    try:
-        value = Decimal(_env(name, default))
-        if not value.is_finite() or value < 0:
-            raise InvalidOperation
-    except InvalidOperation:
-        raise SettingsError(f'{PREFIX}{name} must be a non-negative number of dollars') from None
-    return value
+class Settings(_Group):
+    """Everything SpendGauge is configured with; `sources` and `notify` read their own variables."""
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, repr=False,
+                              description='SQLite file (WAL mode) or postgresql://user:password@host:5432/name')
+    host: str = Field('127.0.0.1', description='address to listen on; any but loopback requires API tokens')
+    port: int = Field(8080, ge=0, lt=65536, description='port to listen on (0: any free one)')
+    tz: str = Field('UTC', description='IANA time zone of budget periods (day, week from Monday, month)')
+    daily_limit_usd: Decimal = Field(Decimal(5), description='daily budget limit in USD (the dashboard gauge)')
+    api_tokens: CommaSeparated = Field((), repr=False,
+                                       description='comma-separated bearer tokens for write endpoints')
+    log_level: LogLevel = Field('INFO', description='logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL')
+    storage_secret: str = Field('spendgauge-local', repr=False,
+                                description="secret of NiceGUI's per-user browser storage")
+    demo: Demo = Field('off', description='demo simulator: off, on, or auto (only while the database has no usage)')
+    agent_warn_usd: Decimal = Field(Decimal(1), description='agent cards turn yellow at this session cost in USD')
+    agent_alert_usd: Decimal = Field(Decimal(5), description='agent cards turn red above this session cost in USD')
+    policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
+    daily_budget_limit: Decimal | None = Field(None, validation_alias='DAILY_BUDGET_LIMIT',
+                                               description='global daily block policy in USD (origin env)')
+    weekly_budget_limit: Decimal | None = Field(None, validation_alias='WEEKLY_BUDGET_LIMIT',
+                                                description='global weekly block policy in USD (origin env)')
+    monthly_budget_limit: Decimal | None = Field(None, validation_alias='MONTHLY_BUDGET_LIMIT',
+                                                 description='global monthly block policy in USD (origin env)')
+    sources: SourceSettings = Field(default_factory=SourceSettings, description='where spend is pulled from')
+    notify: NotifySettings = Field(default_factory=NotifySettings, description='where alerts are sent')
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    @property
+    def daily_limit_micros(self) -> int:
+        return int(self.daily_limit_usd * 1_000_000)
+
+    @property
+    def env_budget_limits(self) -> dict[str, str]:
+        """The DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT that are set, by variable (as policies.env_policies reads them)."""
+        limits = {var: getattr(self, var.lower()) for var in BUDGET_LIMIT_VARS}
+        return {var: str(limit) for var, limit in limits.items() if limit is not None}
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with these changes (command-line flags), validated; None leaves a setting as it is."""
+        return self.load(**(dict(self) | {k: v for k, v in changes.items() if v is not None}))
+
+    @field_validator('tz')
+    @classmethod
+    def _known_zone(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f'{cls._named(info)} is not a known time zone: {value!r}') from None
+        return value
+
+    @field_validator('daily_limit_usd', 'agent_warn_usd', 'agent_alert_usd', 'daily_budget_limit',
+                     'weekly_budget_limit', 'monthly_budget_limit', mode='before')
+    @classmethod
+    def _usd(cls, value: Any, info: ValidationInfo) -> Decimal | None:
+        return None if value is None else parse_usd(value, name=cls._named(info))
+
+    @field_validator('log_level', 'demo', mode='before')
+    @classmethod
+    def _case(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == 'log_level' else value.strip().lower()
+
+    @field_validator('api_tokens', mode='before')
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split(value)
+
+
+def load_settings(env_file: str | Path | None = None) -> Settings:
+    """Read `.env` (or SPENDGAUGE_ENV_FILE; empty for none) and the environment, which wins over the file."""
+    if env_file is None:
+        env_file = os.environ.get(PREFIX + 'ENV_FILE', '.env').strip()
+    path = Path(env_file) if env_file and Path(env_file).is_file() else None
+    return Settings.load(_env_file=path, sources=SourceSettings.load(_env_file=path),
+                         notify=NotifySettings.load(_env_file=path))
 
 
 _settings: Settings | None = None
@@ -223,3 +252,64 @@ def use_settings(settings: Settings | None) -> None:
     """Replace the process-wide settings (command-line flags); None reloads them on next use."""
     global _settings
     _settings = settings
+
+
+# --- reading the variables ---------------------------------------------------------------------------------------
+
+class _Variables:
+    """Each field from its own variable, where blank means unset; a group field is no variable."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)  # type: ignore[misc]
+        if _is_group(field) or (isinstance(value, str) and not value.strip()):
+            value = None
+        return value, key, is_complex
+
+
+class _Environment(_Variables, EnvSettingsSource):
+    pass
+
+
+class _EnvFile(_Variables, DotEnvSettingsSource):
+    def __call__(self) -> dict[str, Any]:
+        return EnvSettingsSource.__call__(self)  # only this group's variables: other lines are not extra settings
+
+
+def _env_name(name: str, field: FieldInfo) -> str:
+    return field.validation_alias if isinstance(field.validation_alias, str) else PREFIX + name.upper()
+
+
+def _is_group(field: FieldInfo) -> bool:
+    return isinstance(field.annotation, type) and issubclass(field.annotation, _Group)
+
+
+def _split(value: Any) -> Any:
+    return tuple(part.strip() for part in value.split(',') if part.strip()) if isinstance(value, str) else value
+
+
+def _problem(model: type[_Group], error: ErrorDetails) -> str:
+    """One line naming the variable, from one of pydantic's errors."""
+    if error['type'] == 'value_error':  # our validators name the variable themselves
+        return str(error.get('ctx', {}).get('error', error['msg']))
+    key = str(error['loc'][0]) if error['loc'] else ''
+    fields = {field.validation_alias if isinstance(field.validation_alias, str) else name: name
+              for name, field in model.model_fields.items()}
+    if key not in fields:
+        return f'{key}: not a setting' if error['type'] == 'extra_forbidden' else f'{key}: {error["msg"]}'
+    field = model.model_fields[fields[key]]
+    name, ctx = _env_name(fields[key], field), error.get('ctx', {})
+    got = f', got {error["input"]!r}' if field.repr else ''  # a secret's value is not shown
+    kind = error['type']
+    if kind.startswith('int_'):
+        return f'{name} must be an integer{got}'
+    if kind.startswith(('float_', 'decimal_', 'finite_')):
+        return f'{name} must be a number{got}'
+    if kind.startswith('bool_'):
+        return f'{name} must be true or false{got}'
+    if kind == 'literal_error':
+        return f'{name} must be one of {", ".join(get_args(field.annotation))}{got}'
+    if kind == 'greater_than' and ctx.get('gt') == 0:
+        return f'{name} must be positive{got}'
+    if kind in ('greater_than', 'greater_than_equal', 'less_than', 'less_than_equal'):
+        return f'{name} {error["msg"].replace("Input should be", "must be")}{got}'
+    return f'{name}: {error["msg"]}{got}'

@@ -135,12 +135,6 @@ def test_bad_policies_file_stops_the_start(tmp_path: Path, monkeypatch: pytest.M
         runtime.start(load_settings())
 
 
-def test_bad_env_limit_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv('WEEKLY_BUDGET_LIMIT', 'lots')
-    with pytest.raises(SettingsError, match='WEEKLY_BUDGET_LIMIT'):
-        runtime.start(load_settings())
-
-
 # --- the API ----------------------------------------------------------------------------------------------------
 
 def test_crud_api(api: httpx.Client) -> None:
