@@ -111,6 +111,11 @@ def preload_policies(engine: Engine, settings: Settings) -> None:
         policies.sync_origin(conn, 'env', from_env)
 
 
+def running() -> Runtime | None:
+    """The runtime if it has started."""
+    return _current
+
+
 def current() -> Runtime:
     if _current is None:
         return start()

@@ -3,7 +3,7 @@ goes), and each instance's budget counters follow the others' writes (LISTEN/NOT
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
 from tests.conftest import fresh_postgres_engine, postgres_url
 from tests.support.servers import start_server
+from tests.support.wait import eventually
 
 ZONE = ZoneInfo('Europe/Berlin')
 
@@ -36,13 +37,6 @@ def pg_engines() -> Iterator[tuple[Engine, Engine]]:
     yield first, second
     first.dispose()
     second.dispose()
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, 'condition not met in time'
-        time.sleep(0.05)
 
 
 def test_one_instance_leads_and_another_takes_over(pg_engines: tuple[Engine, Engine]) -> None:

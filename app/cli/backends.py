@@ -1,0 +1,257 @@
+"""Where a CLI command is carried out: a running server through the REST API (`--url`), or the database itself
+through the same commands and read models the server uses (`--db`). Both answer in the API's JSON shapes."""
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Any, Protocol
+
+import httpx
+
+from services.core.access import Actor, Role
+from services.core.errors import DomainError, Invalid
+from services.core.money import usd_to_micros
+from services.core.settings import load_settings
+
+BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
+CLI_ACTOR = Actor('cli', Role.ADMIN)  # --db: whoever can open the database may change it
+
+
+class CliError(Exception):
+    """One line for stderr; `code` 1 for a refused or failed request, 2 for bad usage."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Backend(Protocol):
+    def record(self, event: dict[str, Any]) -> dict[str, Any]: ...
+    def summary(self, period: str) -> dict[str, Any]: ...
+    def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
+    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]: ...
+    def sync(self, source: str) -> dict[str, Any]: ...
+    def report(self, kind: str, params: dict[str, str], fmt: str) -> str: ...
+    def policies(self) -> list[dict[str, Any]]: ...
+    def eco(self) -> dict[str, Any]: ...
+    def set_eco(self, on: bool, reason: str) -> dict[str, Any]: ...
+    def set_paused(self, agent_id: str, paused: bool) -> dict[str, Any]: ...
+    def alerts(self, status: str) -> list[dict[str, Any]]: ...
+    def acknowledge(self, alert_id: int, by: str) -> dict[str, Any]: ...
+    def resolve(self, alert_id: int) -> dict[str, Any]: ...
+    def thresholds(self) -> dict[str, Any]: ...
+    def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class HttpBackend:
+    """Talks to a running server through the REST API."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        headers = {'Authorization': f'Bearer {token}'} if token else {}
+        self.url = url.rstrip('/')
+        self.client = httpx.Client(base_url=self.url + '/api/v1', headers=headers, timeout=30)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON answer; a refused request is a CliError with the server's reason (2 when it names bad input)."""
+        response = self._send(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            raise self._refused(response.status_code, body, 1)
+        if not isinstance(body, dict | list):
+            raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
+        return body
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise CliError(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
+                           '`spendgauge serve`, or pass --db to use the database directly') from None
+
+    @staticmethod
+    def _refused(status: int, body: Any, bad_input_code: int) -> CliError:
+        detail = body.get('detail') if isinstance(body, dict) else None
+        return CliError(f'server answered {status}: {detail or "not a SpendGauge API answer (is --url right?)"}',
+                        bad_input_code if status == 422 and detail else 1)
+
+    def record(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.call('POST', '/usage', json=event)
+
+    def summary(self, period: str) -> dict[str, Any]:
+        return self.call('GET', '/budget/summary', params={'period': period})
+
+    def breakdown(self, by: str, period: str) -> dict[str, Any]:
+        return self.call('GET', f'/budget/by-{by}', params={'period': period})
+
+    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
+        return self.call('PUT', f'/budget/limits/{period}', json={'limit_usd': str(usd)})
+
+    def sync(self, source: str) -> dict[str, Any]:
+        return self.call('POST', f'/sync/{source}', timeout=600)
+
+    def policies(self) -> list[dict[str, Any]]:
+        return self.call('GET', '/policies')['items']
+
+    def eco(self) -> dict[str, Any]:
+        return self.call('GET', '/eco')
+
+    def set_eco(self, on: bool, reason: str) -> dict[str, Any]:
+        return self.call('POST', '/eco', json={'eco_mode': on, 'reason': reason})
+
+    def set_paused(self, agent_id: str, paused: bool) -> dict[str, Any]:
+        return self.call('POST', f'/agents/{agent_id}/{"pause" if paused else "resume"}')
+
+    def alerts(self, status: str) -> list[dict[str, Any]]:
+        return self.call('GET', '/alerts', params={'status': status})['items']
+
+    def acknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
+        return self.call('POST', f'/alerts/{alert_id}/ack', json={'by': by})
+
+    def resolve(self, alert_id: int) -> dict[str, Any]:
+        return self.call('POST', f'/alerts/{alert_id}/resolve')
+
+    def thresholds(self) -> dict[str, Any]:
+        return self.call('GET', '/thresholds')
+
+    def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]:
+        body = {'session_threshold_usd': _text(session_usd), 'day_threshold_usd': _text(day_usd), 'pause': pause}
+        return self.call('PUT', '/thresholds', json=body)
+
+    def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
+        """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""
+        from services.insights import report_formats
+
+        if fmt in ('json', 'table'):
+            try:
+                body = self.call('GET', f'/reports/{kind}', params={**params, 'format': 'json'})
+            except CliError as exc:
+                raise CliError(str(exc), 2 if str(exc).startswith('server answered 422: ') else exc.code) from None
+            if fmt == 'json':
+                return json.dumps(body, indent=2) + '\n'
+            return report_formats.render(report_formats.from_json(body), 'table')
+        response = self._send('GET', f'/reports/{kind}', params={**params, 'format': fmt})
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise self._refused(response.status_code, body, 2)
+        if response.headers.get('content-type', '').split(';')[0] != report_formats.MEDIA_TYPES[fmt].split(';')[0]:
+            raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
+        return response.text
+
+
+class DirectBackend:
+    """Uses the commands and read models on the database itself: no server needed. What it changes is announced
+    like any change (the other instances on the same PostgreSQL hear of it before the command exits)."""
+
+    def __init__(self, database_url: str) -> None:
+        from app import runtime  # the database layer: only for --db, so --url commands start fast
+
+        self._runtime = runtime
+        self._owns_runtime = runtime.running() is None  # in the server's own process (tests) it is the server's
+        self.rt = runtime.start(load_settings().with_overrides(database_url=database_url))
+
+    def close(self) -> None:
+        if self._owns_runtime:
+            self._runtime.stop()
+
+    def _read(self, query: Any, *args: Any) -> Any:
+        return self.rt.read(query, *args)
+
+    def record(self, event: dict[str, Any]) -> dict[str, Any]:
+        from services.usage.ledger import EventRejected
+
+        try:
+            status, row = self.rt.ledger.record(event)
+        except EventRejected as exc:
+            raise CliError(f'rejected: {exc}') from None
+        return {'status': status, **row}
+
+    def summary(self, period: str) -> dict[str, Any]:
+        from services.spend import budget
+
+        s = self.rt.settings
+        return self._read(budget.period_summary, period, s.zone, s.daily_limit_micros)
+
+    def breakdown(self, by: str, period: str) -> dict[str, Any]:
+        from services.spend import budget
+
+        span = budget.resolve_range(period, None, None, self.rt.settings.zone)
+        return self._read(budget.spend_breakdown, BREAKDOWNS[by], span)
+
+    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
+        return dict(self.rt.commands.limits.set(CLI_ACTOR, period, usd_to_micros(usd)))  # type: ignore[arg-type]
+
+    def sync(self, source: str) -> dict[str, Any]:
+        async def run() -> list[Any]:
+            try:
+                return await self.rt.commands.sync.now(CLI_ACTOR, source)
+            finally:
+                await self.rt.sync.aclose()
+        return {'runs': asyncio.run(run())}
+
+    def policies(self) -> list[dict[str, Any]]:
+        from services.budget import policies
+
+        return [p.as_dict() for p in self._read(policies.list_policies)]
+
+    def eco(self) -> dict[str, Any]:
+        from services.budget import eco
+
+        return dict(self._read(eco.get_eco))
+
+    def set_eco(self, on: bool, reason: str) -> dict[str, Any]:
+        return dict(self.rt.commands.eco.switch(CLI_ACTOR, on, reason))
+
+    def set_paused(self, agent_id: str, paused: bool) -> dict[str, Any]:
+        agents = self.rt.commands.agents
+        return dict((agents.pause if paused else agents.resume)(CLI_ACTOR, agent_id, 'cli'))
+
+    def alerts(self, status: str) -> list[dict[str, Any]]:
+        from services.alerting import alerts
+
+        return [dict(a) for a in self._read(alerts.list_alerts, status)]
+
+    def acknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
+        return dict(self.rt.commands.alerts.acknowledge(CLI_ACTOR, alert_id, by))
+
+    def resolve(self, alert_id: int) -> dict[str, Any]:
+        return dict(self.rt.commands.alerts.resolve(CLI_ACTOR, alert_id))
+
+    def thresholds(self) -> dict[str, Any]:
+        from services.budget import thresholds
+
+        return self._read(thresholds.get_thresholds).as_dict()
+
+    def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]:
+        return self.rt.commands.policies.set_thresholds(CLI_ACTOR, session_usd, day_usd, pause).as_dict()
+
+    def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
+        from services.insights import report_formats, reports
+
+        s = self.rt.settings
+        try:
+            report = self._read(reports.build_report, kind, s.zone, s.daily_limit_micros, params.get('period'),
+                                params.get('from'), params.get('to'), params.get('group_by'))
+        except Invalid as exc:
+            raise CliError(str(exc), 2) from None
+        text = report_formats.render(report, fmt)
+        return text if text.endswith('\n') else text + '\n'
+
+
+def refused(exc: DomainError) -> CliError:
+    """A command's refusal as the CLI reports it: bad input is bad usage (2), the rest a refused request (1)."""
+    return CliError(str(exc), 2 if isinstance(exc, Invalid) else 1)
+
+
+def _text(usd: Decimal | None) -> str | None:
+    return None if usd is None else str(usd)

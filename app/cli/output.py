@@ -1,0 +1,16 @@
+"""Plain-text tables for the terminal."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def table(rows: list[dict[str, Any]], columns: list[str], empty: str = '(no usage)') -> str:
+    """Columns padded to their widest cell; numbers right-aligned with thousands separators."""
+    if not rows:
+        return empty
+    cells = [[str(r[c]) if not isinstance(r[c], int) else f'{r[c]:,}' for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ['  '.join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+              for row in cells]
+    return '\n'.join(lines)
