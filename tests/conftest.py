@@ -2,6 +2,7 @@
 on them, and a real server process."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from services.core.settings import use_settings
 from services.live.hub import EventHub
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
+from tests.support.fake_api import FakeAPI
+from tests.support.fixtures import FIXTURES
 from tests.support.servers import Server, start_server
 
 PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
@@ -109,3 +112,14 @@ def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     yield
     runtime.stop()
     use_settings(None)
+
+
+@pytest.fixture
+def openrouter_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An OpenRouter source (a real puller) against a fake API, configured before the app starts."""
+    with FakeAPI() as fake:
+        fake.route('/api/v1/key', json.loads((FIXTURES / 'providers' / 'openrouter_key.json').read_text()))
+        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_KEY', 'sk-or-test')
+        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_URL', fake.url)
+        monkeypatch.setenv('SPENDGAUGE_PROVIDERS_SYNC_MINUTES', '600')
+        yield fake.url

@@ -196,7 +196,8 @@ class DirectBackend:
             try:
                 return await self.rt.commands.sync.now(CLI_ACTOR, source)
             finally:
-                await self.rt.sync.aclose()
+                if self._owns_runtime:  # the pullers' HTTP clients belong to this event loop
+                    await self.rt.sync.aclose()
         return {'runs': asyncio.run(run())}
 
     def policies(self) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ class BudgetSettingsPanel:
             return
         commands, actor = runtime.current().commands, page_actor()
         try:
-            if daily is not None:  # empty leaves the daily limit as it is
+            if daily is not None and usd_to_micros(daily) != self.shown.get('limit'):  # as shown: left as it is
                 await run.io_bound(commands.limits.set, actor, 'day', usd_to_micros(daily))
             stored = await run.io_bound(commands.policies.set_thresholds, actor, session, day, bool(self.pause.value))
         except DomainError as exc:

@@ -32,9 +32,14 @@ def get_limit(conn: Connection, period: str, default_daily_micros: int) -> int |
     return default_daily_micros if period == 'day' else None
 
 
-def set_limit(conn: Connection, period: str, micros: int) -> None:
+def set_limit(conn: Connection, period: str, micros: int) -> bool:
+    """Store the limit; returns whether it differs from what was stored."""
     if period not in PERIODS:
         raise Invalid(f'period must be one of {", ".join(PERIODS)}, got {period!r}')
     if not 0 <= micros <= MAX_LIMIT_MICROS:
         raise Invalid(f'limit must be between $0 and ${MAX_LIMIT_MICROS // 1_000_000:,}')
-    set_value(conn, f'limit.{period}', str(micros))
+    key = f'limit.{period}'
+    if get_value(conn, key) == str(micros):
+        return False
+    set_value(conn, key, str(micros))
+    return True

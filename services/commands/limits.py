@@ -22,8 +22,10 @@ class LimitCommands:
         self.ctx = ctx
 
     def set(self, actor: Actor, period: PeriodName, micros: int) -> LimitSet:
+        """Announced only when the stored limit changes."""
         require(actor, Role.ADMIN, 'setting a budget limit')
         with self.ctx.transaction() as conn:
-            limits.set_limit(conn, period, micros)
-        self.ctx.publish(SettingChanged(f'limit.{period}'))
+            changed = limits.set_limit(conn, period, micros)
+        if changed:
+            self.ctx.publish(SettingChanged(f'limit.{period}'))
         return {'period': period, 'limit_micros': micros, 'limit_usd': micros_to_usd(micros)}

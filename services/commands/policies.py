@@ -41,11 +41,14 @@ class PolicyCommands:
 
     def set_thresholds(self, actor: Actor, session_usd: Decimal | None, day_usd: Decimal | None,
                        pause: bool) -> Thresholds:
-        """The thresholds every agent is held to, per session and per day (None removes one)."""
+        """The thresholds every agent is held to, per session and per day (None removes one). Announced only when
+        they change."""
         require(actor, Role.ADMIN, 'setting agent thresholds')
         with self.ctx.transaction() as conn:
+            before = thresholds.get_thresholds(conn)
             stored = thresholds.set_thresholds(conn, session_usd, day_usd, pause)
-        self._changed('thresholds')
+        if stored != before:
+            self._changed('thresholds')
         return stored
 
     def _changed(self, reason: str, policy_id: int | None = None) -> None:

@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from nicegui import ui
 from nicegui.testing import User
 from sqlalchemy import event
@@ -273,22 +272,6 @@ async def test_spend_sources_and_reconciliation_view(user: User) -> None:
     table = user.find(marker='reconciliation-table').elements.pop()
     assert [(r['provider'], r['litellm'], r['billed'], r['direct'], r['total']) for r in table.rows] == \
         [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]
-
-
-@pytest.fixture
-def openrouter_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An OpenRouter source (a real puller) against a fake API, configured before the app starts."""
-    import json
-
-    from tests.support.fake_api import FakeAPI
-    from tests.support.fixtures import FIXTURES
-
-    with FakeAPI() as fake:
-        fake.route('/api/v1/key', json.loads((FIXTURES / 'providers' / 'openrouter_key.json').read_text()))
-        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_KEY', 'sk-or-test')
-        monkeypatch.setenv('SPENDGAUGE_OPENROUTER_URL', fake.url)
-        monkeypatch.setenv('SPENDGAUGE_PROVIDERS_SYNC_MINUTES', '600')
-        yield fake.url
 
 
 async def test_sync_now_pulls_and_shows_the_result(openrouter_source: str, user: User) -> None:
