@@ -23,8 +23,6 @@ class NativeUnavailable(RuntimeError):
 def prepare_native(settings: Settings) -> None:
     """Check that a window can open, and set up what the window process inherits."""
     global active
-    from app.server import is_loopback
-
     if not optional_features.has('webview'):  # what ui.run checks, with a hint that installs a GUI toolkit too
         raise NativeUnavailable("--native needs the native extra: pip install -e '.[native]'")
     if sys.platform.startswith('linux'):
@@ -34,7 +32,7 @@ def prepare_native(settings: Settings) -> None:
         # The extra brings Qt: try it before GTK (pywebview's Linux default, which prints a traceback when PyGObject
         # is missing). The window process inherits the environment.
         os.environ.setdefault('PYWEBVIEW_GUI', 'qt')
-    if not is_loopback(settings.host):  # run_options drops the host: nothing is exposed
+    if not settings.on_loopback:  # run_options drops the host: nothing is exposed
         log.warning('native mode listens on 127.0.0.1 only; ignoring host %s', settings.host)
     # NOTE: no app.native.settings['ALLOW_DOWNLOADS']: pywebview 6.2's Qt download handler calls a Qt 5 method and
     # the AttributeError kills the window and the server with it. Pages save files with save_download() instead.

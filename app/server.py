@@ -1,7 +1,6 @@
 """Wires the process together: REST API, pages, start-up and shut-down, then `ui.run`."""
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import partial
 from pathlib import Path
@@ -29,17 +28,8 @@ class UnsafeExposure(RuntimeError):
     """Refusing to listen on a public address without API tokens."""
 
 
-def is_loopback(host: str) -> bool:
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_exposure(settings: Settings) -> None:
-    if not is_loopback(settings.host) and not settings.api_tokens:
+    if not settings.on_loopback and not settings.api_tokens:
         raise UnsafeExposure(
             f'refusing to listen on {settings.host} without API tokens: anyone who can reach it could write spend '
             'data. Set SPENDGAUGE_API_TOKENS=<token>[,<token>...] (e.g. `openssl rand -hex 24`), '

@@ -6,6 +6,7 @@ test checks that it does.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -185,6 +186,16 @@ class Settings(_Group):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
+
+    @property
+    def on_loopback(self) -> bool:
+        """Whether the host is reachable from this machine only (no API tokens needed there)."""
+        if self.host == 'localhost':
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def daily_limit_micros(self) -> int:
