@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal, NotRequired
 
 import orjson
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from typing_extensions import TypedDict
 
 from app.api.deps import WRITE, RuntimeDep
 from app.api.errors import BadRequest
@@ -19,6 +20,40 @@ from services.usage.pricing import TokenCounts
 router = APIRouter(tags=['policies'])
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
 MAX_TOKENS = 100_000_000
+Decision = Literal['allow', 'warn', 'throttle', 'block']
+
+
+# The checker (services/budget/checker.py) answers with plain dicts of these shapes; it is being split, so the
+# shapes are declared here, where they are documented, until they move beside it.
+class PolicyDecision(TypedDict):
+    """One matched policy and scope value: what it decides for this call."""
+
+    id: int
+    name: str
+    scope: str
+    period: str
+    action: str  # the furthest this policy goes: ignore, warn, throttle, block
+    limit_micros: int
+    limit_usd: str
+    scope_value: str | None  # the value counted (the agent, the tag, ...); None for a global policy
+    decision: Decision
+    spent_micros: int  # in the current period, before this call
+    spent_usd: str
+    remaining_micros: int
+    remaining_usd: str
+    percent: float  # spent of the limit, one place
+    resets_at: NotRequired[str]  # when the period ends; session periods have no end
+
+
+class CheckResult(TypedDict):
+    decision: Decision  # the strictest of the matched policies (block when the agent is paused)
+    allowed: bool  # false only for block
+    reasons: list[str]
+    policies: list[PolicyDecision]
+    estimated_cost_micros: int  # the estimate counted against what is left
+    estimated_cost_usd: str
+    eco_mode: bool
+    retry_after_s: NotRequired[int]  # when throttled: seconds until an even pace allows the call
 
 
 class CheckIn(BaseModel):
@@ -47,7 +82,9 @@ class CheckIn(BaseModel):
         return self
 
 
-@router.post('/check', dependencies=WRITE, response_class=Response)
+@router.post('/check', dependencies=WRITE, response_class=Response,
+             responses={200: {'model': CheckResult, 'description': 'The decision, with a reason for each policy that '
+                                                                   'is not allow'}})
 async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     """allow / warn / throttle / block for the call described, counting its estimate against what is left."""
     provider = body.provider.lower() if body.provider else None
