@@ -13,19 +13,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from services.dashboard import DashboardSnapshot
 from services.live.hub import EventHub
 from services.live.topics import DASHBOARD_TOPICS, LiveEvent
 
 log = logging.getLogger(__name__)
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[DashboardSnapshot], None]
 
 
 class DashboardFeed:
-    def __init__(self, load: Callable[[], dict[str, Any]], coalesce_s: float = 0.3, clock_s: float = 30.0) -> None:
+    def __init__(self, load: Callable[[], DashboardSnapshot], coalesce_s: float = 0.3, clock_s: float = 30.0) -> None:
         self._load = load
         self.coalesce_s = coalesce_s
         self.clock_s = clock_s  # reload now and then without events: "resets in", the ETA and the day roll on
-        self.data: dict[str, Any] | None = None
+        self.data: DashboardSnapshot | None = None
         self.reloads = 0
         self._loaded_at = 0.0
         self._listeners: list[Listener] = []
@@ -67,7 +68,7 @@ class DashboardFeed:
     def listeners(self) -> int:
         return len(self._listeners)
 
-    async def current(self) -> dict[str, Any]:
+    async def current(self) -> DashboardSnapshot:
         """The latest data; loaded first when there is none or it is older than the clock interval (no tab was
         open to keep it fresh, and "resets in" or the day itself may have moved on)."""
         if self.data is None or time.monotonic() - self._loaded_at > self.clock_s:
@@ -121,7 +122,7 @@ def feed() -> DashboardFeed:
     return _feed
 
 
-def start_feed(load: Callable[[], dict[str, Any]], hub: EventHub, **options: Any) -> DashboardFeed:
+def start_feed(load: Callable[[], DashboardSnapshot], hub: EventHub, **options: Any) -> DashboardFeed:
     global _feed
     _feed = DashboardFeed(load, **options)
     _feed.start(hub)

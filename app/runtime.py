@@ -6,7 +6,7 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -15,7 +15,7 @@ from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
 from services.core.db import create_db_engine, upgrade
 from services.core.settings import Settings, SettingsError, get_settings
-from services.dashboard import DashboardConfig, load_dashboard
+from services.dashboard import DashboardConfig, DashboardSnapshot, load_dashboard
 from services.live.cluster import Bridge, Leadership
 from services.live.hub import EventHub, hub
 from services.sources.registry import build_pullers
@@ -42,7 +42,7 @@ class Runtime:
     leadership: Leadership | None = None
     bridge: Bridge | None = None
 
-    def load_dashboard(self) -> dict[str, Any]:
+    def load_dashboard(self) -> DashboardSnapshot:
         sources = self.settings.sources
         config = DashboardConfig(self.settings.zone, self.settings.daily_limit_micros, tuple(self.sync.pullers),
                                  sources.reconciliation_tolerance)

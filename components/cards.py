@@ -1,4 +1,4 @@
-"""Agent and task cards: plain dicts in (as the API returns them), cards out."""
+"""Agent and task cards: plain data in (as the API returns it), cards out."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,6 +9,8 @@ from typing import Any
 from nicegui import ui
 
 from services.core.money import MICROS_PER_USD, format_usd
+from services.spend.agents import AgentOut
+from services.spend.tasks import TaskOut
 
 TREND_ARROWS = {'up': '↗', 'down': '↘', 'flat': '→'}
 HIGH_COST_PER_REQUEST_MICROS = 50_000  # $0.05
@@ -49,7 +51,7 @@ _LEVEL_CLASSES = {'green': 'border-l-4 border-green-500', 'yellow': 'border-l-4 
                   'red': 'border-l-4 border-red-500'}
 
 
-def agent_card(agent: dict[str, Any], warn_micros: int, alert_micros: int, now: datetime | None = None,
+def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: datetime | None = None,
                on_pause: Callable[[str, bool], Any] | None = None) -> ui.card:
     """`on_pause(agent_id, paused)` adds a Pause/Resume button."""
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
@@ -78,7 +80,7 @@ def agent_card(agent: dict[str, Any], warn_micros: int, alert_micros: int, now: 
     return card
 
 
-def task_card(task: dict[str, Any]) -> ui.card:
+def task_card(task: TaskOut) -> ui.card:
     estimate, actual = task.get('estimated_cost_micros'), task['actual_cost_micros']
     with ui.card().classes('w-full gap-1').mark(f'task-card-{task["id"]}') as card:
         with ui.row().classes('w-full items-center justify-between no-wrap'):

@@ -7,6 +7,9 @@ from nicegui import ui
 
 from components import theme
 from services.core.money import MICROS_PER_USD
+from services.dashboard import AgentBar
+from services.spend.budget import HistoryPoint
+from services.spend.rollups import ProviderSpend
 
 
 def _usd(micros: int) -> float:
@@ -19,8 +22,8 @@ def empty_options(text: str = 'No spend yet today') -> dict[str, Any]:
             'series': []}
 
 
-def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Horizontal bars, largest on top; items are {label, cost_micros, cost_usd?} largest first."""
+def agent_bars_options(items: list[AgentBar]) -> dict[str, Any]:
+    """Horizontal bars, largest on top; items come largest first."""
     if not items:
         return empty_options()
     ordered = list(reversed(items))
@@ -34,7 +37,7 @@ def agent_bars_options(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def provider_donut_options(items: list[dict[str, Any]]) -> dict[str, Any]:
+def provider_donut_options(items: list[ProviderSpend]) -> dict[str, Any]:
     """Share of today's spend per provider; the share is in the name, so narrow screens need no outside labels."""
     if not items:
         return empty_options()
@@ -48,7 +51,7 @@ def provider_donut_options(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def history_line_options(points: list[dict[str, Any]], daily_limit_micros: int | None) -> dict[str, Any]:
+def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | None) -> dict[str, Any]:
     """Daily spend over the last days, with the daily limit as a dashed reference line."""
     series: dict[str, Any] = {'type': 'line', 'smooth': True, 'symbolSize': 6, 'name': 'spend',
                               'data': [_usd(p['cost_micros']) for p in points],

@@ -1,16 +1,15 @@
 """The caption under the dashboard's forecast line: the likely range by midnight and how it was estimated."""
 from __future__ import annotations
 
-from typing import Any
-
 from services.core.money import format_usd
+from services.insights.forecast import ForecastOut
 
 METHODS = {'trailing_rate': 'trailing rate', 'profile_blend': 'recent rate and 14-day time-of-day profile'}
 
 
-def forecast_caption(forecast: dict[str, Any]) -> str:
+def forecast_caption(forecast: ForecastOut) -> str:
     """'' when nothing is projected (no spend, no history); else e.g. 'likely $3.20 to $4.40 by midnight (...)'."""
-    method = METHODS.get(forecast.get('method', ''))
+    method = METHODS.get(forecast['method'])
     if method is None:
         return ''
     low, high = format_usd(forecast['projected_low_micros']), format_usd(forecast['projected_high_micros'])

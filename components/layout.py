@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 from nicegui import app, ui
 
 from components import theme
+from services.dashboard import AlertCounts, DashboardSnapshot
 
 NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
        ('Reports', '/reports'),
@@ -18,9 +19,9 @@ TOAST_TYPES = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
 class LiveData(Protocol):
     """The shared dashboard feed (app/feed.py): the latest snapshot and a way to hear of the next ones."""
 
-    data: dict[str, Any] | None
+    data: DashboardSnapshot | None
 
-    def subscribe(self, listener: Callable[[dict[str, Any]], None], frame: bool = False) -> Callable[[], None]: ...
+    def subscribe(self, listener: Callable[[DashboardSnapshot], None], frame: bool = False) -> Callable[[], None]: ...
 
 
 _live: LiveData | None = None
@@ -35,21 +36,21 @@ def use_feed(live: LiveData | None) -> None:
 class AlertBell:
     """The header bell: the unacknowledged count, and a toast for each alert newer than the page."""
 
-    def __init__(self, data: dict[str, Any] | None) -> None:
+    def __init__(self, counts: AlertCounts | None) -> None:
         with ui.button(icon='notifications', on_click=lambda: ui.navigate.to('/alerts')) \
                 .props('flat round color=white dense aria-label="Alerts"').mark('alerts-bell') as self.button:
             self.badge = ui.badge('', color='red').props('floating').mark('alerts-count')
         self.button.tooltip('Alerts')
         self.seen_id = 0
         self.primed = False  # the first snapshot only sets what counts as already seen
-        self.update(data or {}, toast=False)
-        self.primed = data is not None
+        self.update(counts, toast=False)
+        self.primed = counts is not None
 
-    def update(self, data: dict[str, Any], toast: bool = True) -> None:
-        count = int(data.get('alerts_unacknowledged') or 0)
+    def update(self, counts: AlertCounts | None, toast: bool = True) -> None:
+        count = counts['unacknowledged'] if counts else 0
         self.badge.set_text(str(count) if count < 100 else '99+')
         self.badge.set_visibility(count > 0)
-        recent = data.get('alerts_recent') or []
+        recent = counts['recent'] if counts else []
         newest = max((a['id'] for a in recent), default=0)
         if toast and self.primed:
             with self.button:
@@ -78,8 +79,8 @@ def frame(title: str) -> Iterator[ui.column]:
             for label, target in NAV:
                 ui.button(label, on_click=lambda t=target: ui.navigate.to(t)).props('flat color=white dense')
             if _live is not None:
-                bell = AlertBell(_live.data)
-                ui.context.client.on_delete(_live.subscribe(bell.update, frame=True))
+                bell = AlertBell(_live.data.alerts if _live.data is not None else None)
+                ui.context.client.on_delete(_live.subscribe(lambda data: bell.update(data.alerts), frame=True))
             ui.button(icon='dark_mode', on_click=toggle_dark) \
                 .props('flat round color=white dense aria-label="Light or dark"') \
                 .tooltip('Light or dark').mark('dark-toggle')

@@ -1,11 +1,12 @@
-"""The planner panel: the plan for the open tasks as `services.planner` answers it (a plain dict), or None."""
+"""The planner panel: the plan for the open tasks as `services.insights.planner` answers it, or None."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from nicegui import ui
 
 from components.cards import short_usd
+from services.insights.planner import PlanItem, PlanOut
 
 SHOWN = 8  # items per list; the rest are counted
 REASON_TEXT = {'over_budget': 'over budget', 'lower_value': 'lower value', 'after_deadline': 'after deadline',
@@ -13,14 +14,14 @@ REASON_TEXT = {'over_budget': 'over budget', 'lower_value': 'lower value', 'afte
 REASON_COLOURS = {'over_budget': 'red', 'lower_value': 'grey', 'after_deadline': 'orange', 'no_estimate': 'amber'}
 
 
-def plan_summary_text(plan: dict[str, Any]) -> str:
+def plan_summary_text(plan: PlanOut) -> str:
     count = len(plan['run_now'])
     method = 'optimal' if plan['method'] == 'exact' else f'greedy, ≥ {plan["bound"]:.0%} of optimal'
     return (f'Run now: {count} task{"" if count == 1 else "s"} for {short_usd(plan["scheduled_cost_micros"])} of '
             f'{short_usd(plan["budget_micros"])} · total priority {plan["total_priority"]:,} ({method})')
 
 
-def plan_panel(plan: dict[str, Any] | None) -> None:
+def plan_panel(plan: PlanOut | None) -> None:
     """Two lists, run now and deferred (with the reason), and the budget left after the plan."""
     if plan is None:
         ui.label('No daily limit is set: every pending task can run').classes('text-grey').mark('plan-empty')
@@ -48,7 +49,7 @@ def plan_panel(plan: dict[str, Any] | None) -> None:
             _more(plan['defer'], 'Nothing deferred')
 
 
-def _item(item: dict[str, Any]) -> ui.row:
+def _item(item: PlanItem) -> ui.row:
     with ui.row().classes('w-full items-center gap-2 no-wrap').mark('plan-item') as row:
         row.props['data-task'] = item['id']
         ui.label(item.get('title') or item['id']).classes('ellipsis')
@@ -56,13 +57,13 @@ def _item(item: dict[str, Any]) -> ui.row:
     return row
 
 
-def _cost(item: dict[str, Any]) -> str:
+def _cost(item: PlanItem) -> str:
     if item['cost_micros'] is None:
         return 'no estimate'
     return f'{short_usd(item["cost_micros"])}{" (est.)" if item["estimated"] else ""}'
 
 
-def _more(items: list[dict[str, Any]], empty: str) -> None:
+def _more(items: Sequence[PlanItem], empty: str) -> None:
     if not items:
         ui.label(empty).classes('text-caption text-grey')
     elif len(items) > SHOWN:

@@ -1,4 +1,4 @@
-"""A report (the JSON of services/report_formats.to_json: plain data) as a table, and the trend as a chart."""
+"""A report (`ReportJson`, services/insights/report_formats.to_json) as a table, and the trend as a chart."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +8,7 @@ from nicegui import ui
 from components import theme
 from components.cards import short_usd
 from services.core.money import MICROS_PER_USD
+from services.insights.report_formats import ReportJson
 
 LABELS = {'group': 'Group', 'name': 'Name', 'requests': 'Requests', 'input_tokens': 'Input tokens',
           'output_tokens': 'Output tokens', 'cost': 'Cost', 'share_percent': 'Share', 'day': 'Day',
@@ -19,12 +20,12 @@ LABELS = {'group': 'Group', 'name': 'Name', 'requests': 'Requests', 'input_token
           'method': 'Method'}
 
 
-def report_columns(report: dict[str, Any]) -> list[dict[str, Any]]:
+def report_columns(report: ReportJson) -> list[dict[str, Any]]:
     return [{'name': c['name'], 'label': LABELS.get(c['name'], c['name']), 'field': c['name'],
              'align': 'left' if c['type'] == 'text' else 'right'} for c in report['columns']]
 
 
-def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def report_rows(report: ReportJson) -> list[dict[str, Any]]:
     """Display strings: short dollars, thousands separators, percent signs; `_key` keeps rows apart for the table."""
     rows = []
     for index, item in enumerate(report['rows']):
@@ -46,7 +47,7 @@ def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def trend_chart_options(report: dict[str, Any]) -> dict[str, Any]:
+def trend_chart_options(report: ReportJson) -> dict[str, Any]:
     """Stacked bars of via LiteLLM and direct per day or week (the reconciled total), with the events as a line."""
     interval = report['columns'][0]['name']
     rows = report['rows']
@@ -72,6 +73,6 @@ def trend_chart_options(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def report_table(report: dict[str, Any]) -> ui.table:
+def report_table(report: ReportJson) -> ui.table:
     return ui.table(columns=report_columns(report), rows=report_rows(report), row_key='_key') \
         .props('flat bordered dense wrap-cells').classes('w-full').mark('report-table')

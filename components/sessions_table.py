@@ -10,6 +10,7 @@ from nicegui import ui
 
 from components.cards import short_usd
 from services.core.money import format_usd
+from services.spend.sessions import SessionDetail, SessionOut
 
 COLUMNS = [
     {'name': 'id', 'label': 'Session ID', 'field': 'id', 'align': 'left'},
@@ -31,25 +32,25 @@ def local_time(iso: str | None, zone: ZoneInfo) -> str:
     return datetime.fromisoformat(iso).astimezone(zone).strftime('%Y-%m-%d %H:%M:%S') if iso else ''
 
 
-def session_rows(sessions: list[dict[str, Any]], zone: ZoneInfo) -> list[dict[str, Any]]:
+def session_rows(sessions: list[SessionOut], zone: ZoneInfo) -> list[dict[str, Any]]:
     return [{'id': s['id'], 'start': local_time(s['started_at'], zone),
              'end': local_time(s['ended_at'], zone) or f'active, last call {local_time(s["last_event_at"], zone)[5:]}',
              'tokens': f'{s["tokens"]:,}', 'cost': format_usd(s['cost_micros'], 4), 'agents': ', '.join(s['agents'])}
             for s in sessions]
 
 
-def breakdown_rows(session: dict[str, Any]) -> list[dict[str, Any]]:
+def breakdown_rows(session: SessionDetail) -> list[dict[str, Any]]:
     return [{'agent': a['agent_id'] or '(no agent)', 'requests': a['requests'], 'tokens': f'{a["tokens"]:,}',
              'cost': short_usd(a['cost_micros'])} for a in session['by_agent']]
 
 
-def sessions_table(sessions: list[dict[str, Any]], zone: ZoneInfo, on_select: Callable[[str], Any]) -> ui.table:
+def sessions_table(sessions: list[SessionOut], zone: ZoneInfo, on_select: Callable[[str], Any]) -> ui.table:
     table = ui.table(columns=COLUMNS, rows=session_rows(sessions, zone), row_key='id').classes('w-full')
     table.props('flat bordered dense wrap-cells')
     table.on('rowClick', lambda e: on_select(e.args[1]['id']))
     return table.mark('sessions-table')
 
 
-def breakdown_table(session: dict[str, Any]) -> ui.table:
+def breakdown_table(session: SessionDetail) -> ui.table:
     return ui.table(columns=BREAKDOWN_COLUMNS, rows=breakdown_rows(session), row_key='agent') \
         .props('flat dense').classes('w-full').mark('session-breakdown')

@@ -6,6 +6,8 @@ from typing import Any
 from nicegui import ui
 
 from components.cards import short_usd
+from services.sources.sync import SourceStatus
+from services.spend.reconciliation import ReconciledDay
 
 SOURCE_LABELS = {'litellm': 'LiteLLM proxy', 'openai_direct': 'OpenAI billing', 'anthropic_direct': 'Anthropic billing',
                  'openrouter_direct': 'OpenRouter'}
@@ -20,7 +22,7 @@ RECONCILIATION_COLUMNS = [
 ]
 
 
-def source_line(status: dict[str, Any]) -> str:
+def source_line(status: SourceStatus) -> str:
     """'OpenAI billing: synced 2026-11-29 10:15 UTC' / '... last error: auth: the key was refused (401)'."""
     label = SOURCE_LABELS.get(status['source'], status['source'])
     if not status['configured']:
@@ -32,7 +34,7 @@ def source_line(status: dict[str, Any]) -> str:
     return ' · '.join(parts)
 
 
-def reconciliation_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def reconciliation_rows(items: list[ReconciledDay]) -> list[dict[str, Any]]:
     return [{'key': f'{i["day"]}/{i["provider"]}', 'day': i['day'], 'provider': i['provider'],
              'litellm': short_usd(i['litellm_micros']),
              'billed': short_usd(i['billed_micros']) if i['billed_micros'] is not None else '—',
@@ -41,7 +43,7 @@ def reconciliation_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for i in items]
 
 
-def reconciliation_table(items: list[dict[str, Any]]) -> ui.table:
+def reconciliation_table(items: list[ReconciledDay]) -> ui.table:
     table = ui.table(columns=RECONCILIATION_COLUMNS, rows=reconciliation_rows(items), row_key='key',
                      pagination=10).props('flat dense').classes('w-full')
     return table.mark('reconciliation-table')

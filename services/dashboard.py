@@ -1,23 +1,33 @@
 """Everything the dashboard shows, read in one go: one load serves every open tab."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, func, select
+from typing_extensions import TypedDict
 
-from services.alerting.notify import last_eco_delivery
+from services.alerting.alerts import Severity
+from services.alerting.notify import DeliveryOut, last_eco_delivery
 from services.budget import eco, thresholds
+from services.budget.eco import EcoState
+from services.budget.thresholds import ThresholdsOut
 from services.core.periods import period_containing
 from services.core.tables import ALERTS
 from services.insights import planner
-from services.insights.forecast import day_forecast
-from services.sources.sync import sync_status
+from services.insights.forecast import ForecastOut, day_forecast
+from services.insights.planner import PlanOut
+from services.sources.sync import SourceStatus, sync_status
 from services.spend import agents, budget, sessions, tasks
-from services.spend.reconciliation import reconcile_last_days
-from services.spend.rollups import breakdown
+from services.spend.agents import AgentOut
+from services.spend.budget import History, PeriodSummary
+from services.spend.reconciliation import ReconciledDay, reconcile_last_days
+from services.spend.rollups import AgentSpend, ProviderSpend, breakdown
+from services.spend.sessions import SessionOut
+from services.spend.tasks import TaskOut
 
 TOP_AGENTS = 10
 DASHBOARD_AGENTS = 12
@@ -35,34 +45,80 @@ class DashboardConfig:
     tolerance: Decimal = Decimal('0.05')
 
 
-def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None) -> dict[str, Any]:
+class AgentBar(TypedDict):
+    """A bar of the by-agent chart: one of the top agents, or the rest summed up as 'others (n)'."""
+
+    label: str  # the agent, '(no agent)' or 'others (n)'
+    agent_id: str | None  # None for the calls that named no agent, and for 'others'
+    cost_micros: int
+    requests: int
+
+
+class RecentAlert(TypedDict):
+    id: int
+    type: str
+    severity: Severity
+    message: str
+
+
+class AlertCounts(TypedDict):
+    """For the bell, the toasts and the alerts page."""
+
+    open: int
+    unacknowledged: int
+    stamp: str  # changes whenever any alert does
+    recent: list[RecentAlert]  # the newest unacknowledged, newest first
+
+
+@dataclass(frozen=True)
+class DashboardSnapshot:
+    """One load of the dashboard (`load_dashboard`), shared by every open page through the feed (app/feed.py)."""
+
+    at: str
+    summary: PeriodSummary  # today: the gauge and the channel strip
+    forecast: ForecastOut  # today
+    by_agent: list[AgentBar]  # today, the top agents and the others
+    by_provider: list[ProviderSpend]  # today
+    history: History  # the last 30 days
+    eco: EcoState
+    tasks: list[TaskOut]  # the most recently updated
+    agents: list[AgentOut]  # the most recently active
+    sessions: list[SessionOut]  # the most recent
+    reconciliation: list[ReconciledDay]  # the last 30 days per provider, newest first
+    sync: list[SourceStatus]
+    eco_delivery: DeliveryOut | None  # how the last eco-mode change reached the n8n webhook
+    thresholds: ThresholdsOut
+    alerts: AlertCounts
+    plan: PlanOut | None  # the pending tasks within what is left today; None without a daily limit
+
+
+def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None) -> DashboardSnapshot:
     now = now or datetime.now(UTC)
     summary = budget.period_summary(conn, 'day', config.zone, config.default_daily_micros, now)
     today = period_containing('day', now, config.zone)
-    return {
-        'at': now.isoformat(),
-        'summary': summary,
-        'forecast': day_forecast(conn, summary['spent_micros'], summary['limit_micros'], config.zone, now),
-        'by_agent': top_with_others(breakdown(conn, today.start, today.end, 'agent_id'), 'agent_id', TOP_AGENTS),
-        'by_provider': breakdown(conn, today.start, today.end, 'provider'),
-        'history': budget.history(conn, 30, config.zone, config.default_daily_micros, now),
-        'eco': eco.get_eco(conn),
-        'tasks': tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
-        'agents': agents.list_agents(conn, DASHBOARD_AGENTS),
-        'sessions': sessions.list_sessions(conn, RECENT_SESSIONS),
-        'reconciliation': [c.as_dict(config.tolerance)
-                           for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, config.zone, now))],
-        'sync': sync_status(conn, list(config.configured_sources)),
-        'eco_delivery': last_eco_delivery(conn),
-        'thresholds': thresholds.get_thresholds(conn).as_dict(),
-        **alert_counts(conn),
-        'plan': planner.plan_open_tasks(conn, summary['remaining_micros'], now),
-    }
+    return DashboardSnapshot(
+        at=now.isoformat(),
+        summary=summary,
+        forecast=day_forecast(conn, summary['spent_micros'], summary['limit_micros'], config.zone, now),
+        by_agent=top_with_others(breakdown(conn, today.start, today.end, 'agent_id'), 'agent_id', TOP_AGENTS),
+        by_provider=breakdown(conn, today.start, today.end, 'provider'),
+        history=budget.history(conn, 30, config.zone, config.default_daily_micros, now),
+        eco=eco.get_eco(conn),
+        tasks=tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
+        agents=agents.list_agents(conn, DASHBOARD_AGENTS),
+        sessions=sessions.list_sessions(conn, RECENT_SESSIONS),
+        reconciliation=[c.as_dict(config.tolerance)
+                        for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, config.zone, now))],
+        sync=sync_status(conn, list(config.configured_sources)),
+        eco_delivery=last_eco_delivery(conn),
+        thresholds=thresholds.get_thresholds(conn).as_dict(),
+        alerts=alert_counts(conn),
+        plan=planner.plan_open_tasks(conn, summary['remaining_micros'], now),
+    )
 
 
-def alert_counts(conn: Connection) -> dict[str, Any]:
-    """For the bell, the toasts and the alerts page: counts, the newest unacknowledged alerts, and a stamp that
-    changes whenever any alert does."""
+def alert_counts(conn: Connection) -> AlertCounts:
+    """Counts, the newest unacknowledged alerts, and a stamp that changes whenever any alert does."""
     open_alert = ALERTS.c.resolved_at.is_(None)
     unacked = open_alert & ALERTS.c.acknowledged_at.is_(None)
     row = conn.execute(select(
@@ -71,16 +127,18 @@ def alert_counts(conn: Connection) -> dict[str, Any]:
     recent = conn.execute(select(ALERTS.c.id, ALERTS.c.type, ALERTS.c.severity, ALERTS.c.message).where(unacked)
                           .order_by(ALERTS.c.id.desc()).limit(RECENT_ALERTS))
     stamp = '|'.join(str(v) for v in row)
-    return {'alerts_open': row[0], 'alerts_unacknowledged': row[1], 'alerts_stamp': stamp,
-            'alerts_recent': [dict(r._mapping) for r in recent]}
+    return {'open': row[0], 'unacknowledged': row[1], 'stamp': stamp,
+            'recent': [{'id': r.id, 'type': r.type, 'severity': r.severity, 'message': r.message} for r in recent]}
 
 
-def top_with_others(items: list[dict[str, Any]], key: str, top: int) -> list[dict[str, Any]]:
+def top_with_others(items: Sequence[AgentSpend], key: Literal['agent_id'], top: int) -> list[AgentBar]:
     """The `top` largest items, then one 'others' item for the rest (items come largest first)."""
-    labelled = [{**item, 'label': item[key] or '(no agent)'} for item in items]
+    labelled: list[AgentBar] = [{'label': item[key] or '(no agent)', 'agent_id': item[key],
+                                 'cost_micros': item['cost_micros'], 'requests': item['requests']} for item in items]
     if len(labelled) <= top:
         return labelled
     rest = labelled[top:]
-    others = {'label': f'others ({len(rest)})', key: None,
-              'cost_micros': sum(i['cost_micros'] for i in rest), 'requests': sum(i['requests'] for i in rest)}
+    others: AgentBar = {'label': f'others ({len(rest)})', 'agent_id': None,
+                        'cost_micros': sum(i['cost_micros'] for i in rest),
+                        'requests': sum(i['requests'] for i in rest)}
     return [*labelled[:top], others]

@@ -14,27 +14,34 @@ from app.feed import feed
 from app.pages.actor import page_actor
 from components.layout import frame
 from services.alerting import alerts, notify
+from services.alerting.alerts import AlertOut
+from services.alerting.notify import DeliveryOut
 from services.core.errors import DomainError
+from services.dashboard import DashboardSnapshot
 
 SEVERITY_COLOURS = {'critical': 'red', 'warning': 'orange', 'info': 'blue'}
 LIMIT = 200
 
 
-def _load(status: Literal['open', 'all']) -> list[dict[str, Any]]:
+class AlertWithDeliveries(AlertOut):
+    deliveries: list[DeliveryOut]  # oldest first
+
+
+def _load(status: Literal['open', 'all']) -> list[AlertWithDeliveries]:
     """The alerts, each with its notification deliveries."""
     return runtime.current().read(_with_deliveries, status)
 
 
-def _with_deliveries(conn: Connection, status: Literal['open', 'all']) -> list[dict[str, Any]]:
+def _with_deliveries(conn: Connection, status: Literal['open', 'all']) -> list[AlertWithDeliveries]:
     items = alerts.list_alerts(conn, status, limit=LIMIT)
     sent = notify.list_deliveries(conn, 'alert', limit=10 * LIMIT, ref_ids=[a['id'] for a in items])
-    by_alert: dict[int, list[dict[str, Any]]] = {}
+    by_alert: dict[int | None, list[DeliveryOut]] = {}
     for delivery in reversed(sent):
         by_alert.setdefault(delivery['ref_id'], []).append(delivery)
     return [{**a, 'deliveries': by_alert.get(a['id'], [])} for a in items]
 
 
-def delivery_text(delivery: dict[str, Any]) -> str:
+def delivery_text(delivery: DeliveryOut) -> str:
     """`webhook delivered`, `email failed after 6 attempts: timed out`, `slack pending (retry 2)`."""
     channel, status, attempts = delivery['channel'], delivery['status'], delivery['attempts']
     if status == 'delivered':
@@ -52,7 +59,7 @@ def _when(iso: str | None) -> str:
 @ui.page('/alerts')
 async def alerts_page() -> None:
     data = await feed().current()
-    view = AlertsView(data.get('alerts_stamp'))
+    view = AlertsView(data.alerts['stamp'])
     view.items = await run.io_bound(_load, view.status)
     with frame('Alerts'):
         view.build()
@@ -64,7 +71,7 @@ class AlertsView:
     def __init__(self, stamp: str | None) -> None:
         self.stamp = stamp
         self.status: Literal['open', 'all'] = 'open'
-        self.items: list[dict[str, Any]] = []
+        self.items: list[AlertWithDeliveries] = []
         self.by: ui.input | None = None
 
     def build(self) -> None:
@@ -86,7 +93,7 @@ class AlertsView:
             for alert in self.items:
                 self._card(alert)
 
-    def _card(self, alert: dict[str, Any]) -> None:
+    def _card(self, alert: AlertWithDeliveries) -> None:
         with ui.card().classes('w-full').mark(f'alert-{alert["id"]}'):
             with ui.row().classes('w-full items-center justify-between no-wrap'):
                 with ui.row().classes('items-center gap-2'):
@@ -116,9 +123,9 @@ class AlertsView:
         self.items = await run.io_bound(_load, self.status)
         self.cards.refresh()
 
-    def on_feed(self, data: dict[str, Any]) -> None:
-        if data.get('alerts_stamp') != self.stamp:
-            self.stamp = data.get('alerts_stamp')
+    def on_feed(self, data: DashboardSnapshot) -> None:
+        if data.alerts['stamp'] != self.stamp:
+            self.stamp = data.alerts['stamp']
             background_tasks.create(self.reload(), name='alerts page reload')
 
     async def _status_changed(self, event: Any) -> None:

@@ -3,15 +3,16 @@ and per day), with the option to pause an agent that crosses one."""
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from nicegui import run, ui
 
 from app import runtime
 from app.pages.actor import page_actor
 from services.budget import thresholds
+from services.budget.thresholds import ThresholdsOut
 from services.core.errors import DomainError
 from services.core.money import micros_to_usd, usd_to_micros
+from services.dashboard import DashboardSnapshot
 
 
 def _usd_text(micros: int | None) -> str:
@@ -34,7 +35,7 @@ def _amount(text: str | None, label: str) -> Decimal | None:
 class BudgetSettingsPanel:
     """Built once; `update` follows the feed so every open tab shows what was saved last."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: DashboardSnapshot) -> None:
         with ui.expansion('Budget settings', icon='tune').classes('w-full').mark('budget-settings'):
             with ui.row().classes('w-full items-end gap-4'):
                 self.daily = ui.input('Daily limit (USD)').props('dense inputmode=decimal').classes('w-36') \
@@ -47,16 +48,16 @@ class BudgetSettingsPanel:
                 self.pause = ui.checkbox('Pause an agent that crosses one').mark('pause-on-threshold')
                 ui.button('Save', icon='save', on_click=self.save).props('dense').mark('save-budget-settings')
             self.note = ui.label().classes('text-caption text-grey').mark('thresholds-note')
-        self.shown: dict[str, Any] = {}
+        self.shown: tuple[int | None, ThresholdsOut] | None = None
         self.update(data)
 
-    def update(self, data: dict[str, Any]) -> None:
+    def update(self, data: DashboardSnapshot) -> None:
         """Refill the fields when what is stored changed (not on every snapshot, so typing is not overwritten)."""
-        stored = {'limit': data['summary']['limit_micros'], **data['thresholds']}
-        if stored == self.shown:
+        limit, stored = data.summary['limit_micros'], data.thresholds
+        if (limit, stored) == self.shown:
             return
-        self.shown = stored
-        self.daily.value = _usd_text(stored['limit'])
+        self.shown = limit, stored
+        self.daily.value = _usd_text(limit)
         self.session.value = _usd_text(stored['session_threshold_micros'])
         self.day.value = _usd_text(stored['day_threshold_micros'])
         self.pause.value = stored['pause']
@@ -73,7 +74,8 @@ class BudgetSettingsPanel:
             return
         commands, actor = runtime.current().commands, page_actor()
         try:
-            if daily is not None and usd_to_micros(daily) != self.shown.get('limit'):  # as shown: left as it is
+            shown_limit = self.shown[0] if self.shown else None
+            if daily is not None and usd_to_micros(daily) != shown_limit:  # the limit as shown is left as it is
                 await run.io_bound(commands.limits.set, actor, 'day', usd_to_micros(daily))
             stored = await run.io_bound(commands.policies.set_thresholds, actor, session, day, bool(self.pause.value))
         except DomainError as exc:

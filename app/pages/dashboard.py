@@ -3,6 +3,7 @@ from the shared dashboard feed."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from nicegui import run, ui
@@ -22,6 +23,7 @@ from components.strip import channel_strip_text
 from services.alerting.notify import eco_delivery_text
 from services.core.errors import DomainError
 from services.core.money import usd_to_micros
+from services.dashboard import DashboardSnapshot
 
 CARD_CLOCK_S = 30
 
@@ -38,13 +40,13 @@ async def dashboard_page() -> None:
 class DashboardView:
     """The page's elements, built once and updated in place from each new feed snapshot."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: DashboardSnapshot) -> None:
         settings = runtime.current().settings
         self.warn_micros = usd_to_micros(settings.agent_warn_usd)
         self.alert_micros = usd_to_micros(settings.agent_alert_usd)
         self.data = data
         self.cards_at = time.monotonic()
-        summary = data['summary']
+        summary = data.summary
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-3 gap-4 w-full'):
             with ui.card().classes('items-center'):
                 self.gauge = budget_gauge(summary['spent_micros'], summary['limit_micros'])
@@ -61,14 +63,14 @@ class DashboardView:
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-2 gap-4 w-full'):
             with ui.card():
                 ui.label('Spend by agent today').classes('text-overline text-grey')
-                self.agent_bars = charts.chart(charts.agent_bars_options(data['by_agent']), 'agent-bars')
+                self.agent_bars = charts.chart(charts.agent_bars_options(data.by_agent), 'agent-bars')
             with ui.card():
                 ui.label('Spend by provider today').classes('text-overline text-grey')
-                self.provider_donut = charts.chart(charts.provider_donut_options(data['by_provider']),
+                self.provider_donut = charts.chart(charts.provider_donut_options(data.by_provider),
                                                    'provider-donut')
         with ui.card().classes('w-full'):
             ui.label('Last 30 days').classes('text-overline text-grey')
-            history = data['history']
+            history = data.history
             self.history = charts.chart(charts.history_line_options(history['points'],
                                                                     history['daily_limit_micros']), 'history-line')
         with ui.card().classes('w-full gap-2'):
@@ -78,7 +80,7 @@ class DashboardView:
                     .props('flat dense').mark('sync-now')
             self.sources()
             with ui.expansion('Reconciliation, last 30 days: via LiteLLM, billed, direct').classes('w-full'):
-                self.reconciliation = reconciliation_table(data['reconciliation'])
+                self.reconciliation = reconciliation_table(data.reconciliation)
         ui.label('Agents').classes('text-h6')
         self.agents()
         self.budget_settings = BudgetSettingsPanel(data)
@@ -91,7 +93,7 @@ class DashboardView:
 
     @ui.refreshable_method
     def agents(self) -> None:
-        items = self.data['agents']
+        items = self.data.agents
         if not items:
             ui.label('No agents yet').classes('text-grey')
             return
@@ -101,13 +103,13 @@ class DashboardView:
 
     @ui.refreshable_method
     def sources(self) -> None:
-        for status in self.data['sync']:
+        for status in self.data.sync:
             ui.label(source_line(status)).classes('text-body2' if status['configured'] else 'text-body2 text-grey')
-        self.sync_button.set_enabled(any(s['configured'] for s in self.data['sync']))
+        self.sync_button.set_enabled(any(s['configured'] for s in self.data.sync))
 
     @ui.refreshable_method
     def tasks(self) -> None:
-        items = self.data['tasks']
+        items = self.data.tasks
         if not items:
             ui.label('No tasks yet').classes('text-grey')
             return
@@ -117,49 +119,49 @@ class DashboardView:
 
     @ui.refreshable_method
     def plan(self) -> None:
-        plan_panel(self.data.get('plan'))
+        plan_panel(self.data.plan)
 
-    def update(self, data: dict[str, Any]) -> None:
+    def update(self, data: DashboardSnapshot) -> None:
         """Only what changed is sent to the browser; the cards are rebuilt at least every CARD_CLOCK_S so that
         "last request 3 min ago" moves on."""
         old, self.data = self.data, data
-        summary = data['summary']
+        summary = data.summary
         _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros']))
-        _replace(self.agent_bars, charts.agent_bars_options(data['by_agent']))
-        _replace(self.provider_donut, charts.provider_donut_options(data['by_provider']))
-        history = data['history']
+        _replace(self.agent_bars, charts.agent_bars_options(data.by_agent))
+        _replace(self.provider_donut, charts.provider_donut_options(data.by_provider))
+        history = data.history
         _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros']))
         self._set_text(data)
         self.budget_settings.update(data)
         stale = time.monotonic() - self.cards_at > CARD_CLOCK_S
-        if stale or data['agents'] != old['agents']:
+        if stale or data.agents != old.agents:
             self.agents.refresh()
-        if stale or data['tasks'] != old['tasks']:
+        if stale or data.tasks != old.tasks:
             self.tasks.refresh()
-        if data['sync'] != old['sync']:
+        if data.sync != old.sync:
             self.sources.refresh()
-        if data.get('plan') != old.get('plan'):
+        if data.plan != old.plan:
             self.plan.refresh()
-        if data['reconciliation'] != old['reconciliation']:
-            self.reconciliation.rows = reconciliation_rows(data['reconciliation'])
+        if data.reconciliation != old.reconciliation:
+            self.reconciliation.rows = reconciliation_rows(data.reconciliation)
             self.reconciliation.update()
         if stale:
             self.cards_at = time.monotonic()
 
-    def _set_text(self, data: dict[str, Any]) -> None:
-        summary = data['summary']
+    def _set_text(self, data: DashboardSnapshot) -> None:
+        summary = data.summary
         self.resets.set_text(f'resets in {summary["resets_in"]}')
         self.strip.set_text(channel_strip_text(summary))
-        self.forecast.set_text(data['forecast']['text'])
-        self.forecast_band.set_text(forecast_caption(data['forecast']))
+        self.forecast.set_text(data.forecast['text'])
+        self.forecast_band.set_text(forecast_caption(data.forecast))
         self.empty.set_visibility(summary['requests'] == 0)
-        state = data['eco']
+        state = data.eco
         self._eco_state = state['eco_mode']
         self.eco.value = state['eco_mode']
         changed = state['changed_at']
         note = f'{"on" if state["eco_mode"] else "off"} since {changed[:16].replace("T", " ")} UTC' if changed \
             else 'never switched'
-        delivery = eco_delivery_text(data.get('eco_delivery'))
+        delivery = eco_delivery_text(data.eco_delivery)
         self.eco_note.set_text(f'{note} · {delivery}' if delivery else note)
 
     async def _set_paused(self, agent_id: str, paused: bool) -> None:
@@ -169,9 +171,8 @@ class DashboardView:
         except DomainError as exc:
             ui.notify(str(exc), type='warning')
             return
-        for agent in self.data['agents']:
-            if agent['id'] == agent_id:
-                agent['paused'] = paused
+        self.data = replace(self.data, agents=[{**a, 'paused': paused} if a['id'] == agent_id else a
+                                               for a in self.data.agents])  # until the feed brings it
         self.agents.refresh()
         ui.notify(f'{agent_id} {"paused: its checks are blocked" if paused else "resumed"}')
 

@@ -11,6 +11,7 @@ from app import native, runtime
 from components.layout import frame
 from components.report_view import report_columns, report_rows, trend_chart_options
 from services.insights import report_formats, reports
+from services.insights.report_formats import ReportJson
 
 KIND_LABELS = {'summary': 'Summary', 'trend': 'Trend', 'comparison': 'Comparison', 'projection': 'Projection'}
 PERIOD_LABELS = {'day': 'Today', 'week': 'This week', 'month': 'This month', 'custom': 'From … to …'}
@@ -38,7 +39,7 @@ def _build(kind: str, params: dict[str, str]) -> reports.Report:
                    params.get('from'), params.get('to'), params.get('group_by'))
 
 
-def _load(kind: str, params: dict[str, str]) -> dict[str, Any] | str:
+def _load(kind: str, params: dict[str, str]) -> ReportJson | str:
     try:
         return report_formats.to_json(_build(kind, params))
     except reports.ReportError as exc:

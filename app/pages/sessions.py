@@ -1,8 +1,6 @@
 """Sessions page: the last 30 sessions, a click for the per-agent breakdown, and the CSV export."""
 from __future__ import annotations
 
-from typing import Any
-
 from nicegui import run, ui
 
 from app import native, runtime
@@ -10,6 +8,7 @@ from app.feed import feed
 from components.cards import short_usd
 from components.layout import frame
 from components.sessions_table import breakdown_table, session_rows, sessions_table
+from services.dashboard import DashboardSnapshot
 from services.spend import sessions
 
 
@@ -44,13 +43,13 @@ async def sessions_page() -> None:
             ui.label('Recent sessions').classes('text-h6')
             ui.button('Export CSV', icon='download', on_click=export_csv).mark('export-csv')
         empty = ui.label('No sessions yet: a session starts with its first event').classes('text-grey')
-        table = sessions_table(data['sessions'], zone, show_breakdown)
-        empty.set_visibility(not data['sessions'])
+        table = sessions_table(data.sessions, zone, show_breakdown)
+        empty.set_visibility(not data.sessions)
 
-    def update(new: dict[str, Any]) -> None:
-        table.rows = session_rows(new['sessions'], zone)
+    def update(new: DashboardSnapshot) -> None:
+        table.rows = session_rows(new.sessions, zone)
         table.update()
-        empty.set_visibility(not new['sessions'])
+        empty.set_visibility(not new.sessions)
 
     unsubscribe = feed().subscribe(update)
     ui.context.client.on_delete(unsubscribe)

@@ -33,6 +33,11 @@ class AlertOut(TypedDict):
     open: bool
 
 
+class AlertList(TypedDict):
+    items: list[AlertOut]  # most recently seen first
+    count: int
+
+
 class AlertNotFound(NotFound):
     pass
 

@@ -22,8 +22,10 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, select, update
+from typing_extensions import TypedDict
 
 from services.budget import eco
+from services.budget.eco import EcoState
 from services.core.money import micros_to_usd
 from services.core.settings import NotifySettings
 from services.core.tables import DELIVERIES, POLICIES
@@ -42,6 +44,28 @@ LEASE = timedelta(minutes=2)  # a claimed row is not picked up again while its a
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 SMTP_TIMEOUT_S = 15.0
 SEVERITY_EMOJI = {'critical': ':rotating_light:', 'warning': ':warning:', 'info': ':information_source:'}
+
+
+class DeliveryOut(TypedDict):
+    """One notification sent (or being sent) through one channel."""
+
+    id: int
+    kind: str  # alert, eco
+    ref_id: int | None  # the alert's id; None for eco-mode changes
+    channel: str  # log, webhook, slack, email, n8n
+    target: str  # where to, without secrets
+    payload: dict[str, Any]  # what is sent: the alert, or the eco-mode change
+    status: str  # pending, delivered, failed (gave up)
+    attempts: int
+    last_error: str | None
+    next_attempt_at: str | None  # None once delivered or given up
+    created_at: str | None
+    updated_at: str | None
+
+
+class DeliveryList(TypedDict):
+    items: list[DeliveryOut]  # newest first
+    count: int
 
 
 @dataclass(frozen=True)
@@ -92,20 +116,20 @@ def slack_text(alert: dict[str, Any]) -> str:
     return f'{emoji} SpendGauge {alert.get("severity", "")} {alert.get("type", "alert")}: {alert.get("message", "")}'
 
 
-def eco_payload(state: dict[str, Any], spent_micros: int | None, limit_micros: int | None) -> dict[str, Any]:
+def eco_payload(state: EcoState, spent_micros: int | None, limit_micros: int | None) -> dict[str, Any]:
     return {'eco_mode': bool(state['eco_mode']), 'reason': state.get('reason'),
             'spent': micros_to_usd(spent_micros) if spent_micros is not None else None, 'spent_micros': spent_micros,
             'limit': micros_to_usd(limit_micros) if limit_micros is not None else None, 'limit_micros': limit_micros,
             'at': state.get('changed_at')}
 
 
-def last_eco_delivery(conn: Connection) -> dict[str, Any] | None:
+def last_eco_delivery(conn: Connection) -> DeliveryOut | None:
     row = conn.execute(select(DELIVERIES).where(DELIVERIES.c.kind == 'eco')
                        .order_by(DELIVERIES.c.id.desc()).limit(1)).first()
     return public(row) if row is not None else None
 
 
-def eco_delivery_text(delivery: dict[str, Any] | None) -> str:
+def eco_delivery_text(delivery: DeliveryOut | None) -> str:
     """How the last eco-mode change reached the webhook: 'webhook delivered 10:32', '... failed: ..., retrying'."""
     if not delivery:
         return ''
@@ -120,7 +144,7 @@ def eco_delivery_text(delivery: dict[str, Any] | None) -> str:
 
 
 def list_deliveries(conn: Connection, kind: str | None = None, limit: int = 100, status: str | None = None,
-                    ref_ids: list[int] | None = None) -> list[dict[str, Any]]:
+                    ref_ids: list[int] | None = None) -> list[DeliveryOut]:
     """Deliveries, newest first: of one kind (alert, eco), in one status (pending, delivered, failed), or of
     the given alerts."""
     query = select(DELIVERIES).order_by(DELIVERIES.c.id.desc()).limit(limit)
@@ -133,7 +157,7 @@ def list_deliveries(conn: Connection, kind: str | None = None, limit: int = 100,
     return [public(r) for r in conn.execute(query)]
 
 
-def public(row: Any) -> dict[str, Any]:
+def public(row: Any) -> DeliveryOut:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
@@ -292,7 +316,7 @@ class Notifier:
 
     # --- attempts -------------------------------------------------------------------------------------------
 
-    async def attempt(self, delivery_id: int, now: datetime | None = None) -> dict[str, Any] | None:
+    async def attempt(self, delivery_id: int, now: datetime | None = None) -> DeliveryOut | None:
         """One attempt, if this process can claim the row (pending and due); records the outcome."""
         row = await asyncio.to_thread(self._claim, delivery_id, now or datetime.now(UTC))
         if row is None:
@@ -307,7 +331,7 @@ class Notifier:
             return result
         return await asyncio.to_thread(self._finish, row, None)
 
-    def _claim(self, delivery_id: int, now: datetime) -> dict[str, Any] | None:
+    def _claim(self, delivery_id: int, now: datetime) -> DeliveryOut | None:
         with self.engine.begin() as conn:
             claimed = conn.execute(update(DELIVERIES).where(
                 DELIVERIES.c.id == delivery_id, DELIVERIES.c.status == 'pending',
@@ -316,7 +340,7 @@ class Notifier:
                 return None
             return public(conn.execute(select(DELIVERIES).where(DELIVERIES.c.id == delivery_id)).one())
 
-    def _finish(self, row: dict[str, Any], error: str | None) -> dict[str, Any]:
+    def _finish(self, row: DeliveryOut, error: str | None) -> DeliveryOut:
         now = datetime.now(UTC)
         attempts = row['attempts'] + 1
         if error is None:
@@ -336,7 +360,7 @@ class Notifier:
         self.hub.publish(DeliveryChanged(row['id'], row['kind'], result['status']))
         return result
 
-    async def _send(self, row: dict[str, Any]) -> None:
+    async def _send(self, row: DeliveryOut) -> None:
         channel, payload = row['channel'], row['payload']
         if channel == 'log':
             log.warning('alert [%s] %s: %s', payload.get('severity'), payload.get('type'), payload.get('message'))

@@ -25,6 +25,7 @@ from services.budget.policies import PolicyRule
 from services.budget.rules import (
     CROSSING_ALERTS,
     DECISIONS,
+    Decision,
     Step,
     crossing_message,
     dedupe_key,
@@ -56,35 +57,35 @@ class CheckRequest:
     estimated_cost_micros: int = 0
 
 
-class PolicyCheck(TypedDict):
-    """One policy (and scope value) the call falls under."""
+class PolicyDecision(TypedDict):
+    """One matched policy and scope value: what it decides for this call."""
 
     id: int
     name: str
     scope: str
     period: str
-    action: str
+    action: str  # the furthest this policy goes: ignore, warn, throttle, block
     limit_micros: int
     limit_usd: str
-    scope_value: str | None  # the value matched, for a policy of each value (per agent, per tag)
-    decision: str  # this policy's step, capped by its action
-    spent_micros: int
+    scope_value: str | None  # the value counted (the agent, the tag, ...); None for a global policy
+    decision: Decision
+    spent_micros: int  # in the current period, before this call
     spent_usd: str
     remaining_micros: int
     remaining_usd: str
-    percent: float
-    resets_at: NotRequired[str]  # the end of the day, week, month or custom period (none for a session)
+    percent: float  # spent of the limit, one place
+    resets_at: NotRequired[str]  # when the period ends; session periods have no end
 
 
 class CheckResult(TypedDict):
-    decision: str  # allow, warn, throttle or block: the highest step of any policy, block when the agent is paused
+    decision: Decision  # the strictest of the matched policies (block when the agent is paused)
     allowed: bool  # false only for block
     reasons: list[str]
-    policies: list[PolicyCheck]
-    estimated_cost_micros: int
+    policies: list[PolicyDecision]
+    estimated_cost_micros: int  # the estimate counted against what is left
     estimated_cost_usd: str
     eco_mode: bool
-    retry_after_s: NotRequired[int]  # when throttled: seconds until an even pace through the period allows it
+    retry_after_s: NotRequired[int]  # when throttled: seconds until an even pace allows the call
 
 
 class Checker:
@@ -250,7 +251,7 @@ class Checker:
         now = now or datetime.now(UTC)
         estimate = request.estimated_cost_micros
         paused, matches = self.counters.match(request, now)
-        policies: list[PolicyCheck] = []
+        policies: list[PolicyDecision] = []
         reasons: list[str] = []
         decision = Step.ALLOW
         retry_after: int | None = None
@@ -261,7 +262,7 @@ class Checker:
             raw = step_for(spent, estimate, policy)
             step = raw if raw < rule.cap else rule.cap
             remaining = limit - spent if spent < limit else 0
-            item: PolicyCheck = {**rule.answer, 'scope_value': scope_key or None,  # type: ignore[typeddict-item]
+            item: PolicyDecision = {**rule.answer, 'scope_value': scope_key or None,  # type: ignore[typeddict-item]
                                  'decision': DECISIONS[step], 'spent_micros': spent, 'spent_usd': micros_to_usd(spent),
                                  'remaining_micros': remaining, 'remaining_usd': micros_to_usd(remaining),
                                  'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}

@@ -5,12 +5,25 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
+from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
+from services.core.money import micros_to_usd
 from services.core.periods import PERIODS
 from services.core.tables import SETTINGS
 
 MAX_LIMIT_MICROS = 10**15  # $1,000,000,000
+
+
+class LimitOut(TypedDict):
+    limit_micros: int
+    limit_usd: str
+
+
+class Limits(TypedDict):
+    day: LimitOut | None  # None: no limit for the period
+    week: LimitOut | None
+    month: LimitOut | None
 
 
 def get_value(conn: Connection, key: str) -> str | None:
@@ -30,6 +43,15 @@ def get_limit(conn: Connection, period: str, default_daily_micros: int) -> int |
     if value is not None:
         return int(value)
     return default_daily_micros if period == 'day' else None
+
+
+def get_limits(conn: Connection, default_daily_micros: int) -> Limits:
+    """The limit of each period (the daily one defaults to the environment setting)."""
+    def limit(period: str) -> LimitOut | None:
+        micros = get_limit(conn, period, default_daily_micros)
+        return None if micros is None else {'limit_micros': micros, 'limit_usd': micros_to_usd(micros)}
+
+    return {'day': limit('day'), 'week': limit('week'), 'month': limit('month')}
 
 
 def set_limit(conn: Connection, period: str, micros: int) -> bool:

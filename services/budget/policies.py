@@ -10,10 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from sqlalchemy import Connection, delete, insert, select, update
+from typing_extensions import TypedDict
 
 from services.budget.limits import MAX_LIMIT_MICROS
 from services.core.errors import Invalid, NotFound
-from services.core.money import money, usd_to_micros
+from services.core.money import micros_to_usd, usd_to_micros
 from services.core.tables import AGENTS, POLICIES
 from services.usage.events import describe_errors
 
@@ -23,6 +24,47 @@ ACTIONS = ('ignore', 'warn', 'throttle', 'block')
 CHANNELS = ('in_app', 'log', 'webhook', 'email')
 ENV_LIMITS = {'DAILY_BUDGET_LIMIT': 'day', 'WEEKLY_BUDGET_LIMIT': 'week', 'MONTHLY_BUDGET_LIMIT': 'month'}
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
+
+
+class PolicyOut(TypedDict):
+    id: int
+    name: str
+    scope: str  # global, agent, session, user, provider, model, project, tag
+    scope_value: str | None  # None: every value of the scope, each counted on its own
+    period: str  # day, week, month, session, custom
+    period_start: str | None  # a custom period's first and last day
+    period_end: str | None
+    limit_micros: int
+    limit_usd: str
+    soft_percent: int  # warn from here
+    critical_percent: int  # throttle from here (when the action allows)
+    action: str  # the furthest step: ignore, warn, throttle, block
+    notify: list[str]  # alert channels; empty: every configured one
+    auto_eco: bool  # switch eco mode on at the soft threshold
+    auto_pause: bool  # pause the agent at the limit
+    enabled: bool
+    origin: str  # api, file, env, panel (the Budget settings thresholds)
+
+
+class ScopeSpend(TypedDict):
+    scope_value: str | None  # None for a global policy
+    spent_micros: int
+    spent_usd: str
+
+
+class PolicyWithSpend(PolicyOut):
+    spent_micros: int  # the largest spend of any scope value in the current period
+    spent_usd: str
+    current: list[ScopeSpend]  # per scope value, costliest first (at most 100)
+
+
+class PolicyList(TypedDict):
+    items: list[PolicyWithSpend]
+    count: int
+
+
+class PolicyDeleted(TypedDict):
+    deleted: int  # the policy id
 
 
 class PolicyNotFound(NotFound):
@@ -123,19 +165,28 @@ class PolicyRule:
                    tuple(row.notify or ()), bool(row.auto_eco), bool(row.enabled), row.origin,
                    bool(row.auto_pause))
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PolicyOut:
         return {'id': self.id, 'name': self.name, 'scope': self.scope, 'scope_value': self.scope_value,
                 'period': self.period,
                 'period_start': self.period_start.isoformat() if self.period_start else None,
                 'period_end': self.period_end.isoformat() if self.period_end else None,
-                **money('limit', self.limit_micros), 'soft_percent': self.soft_percent,
-                'critical_percent': self.critical_percent, 'action': self.action, 'notify': list(self.notify),
-                'auto_eco': self.auto_eco, 'auto_pause': self.auto_pause, 'enabled': self.enabled,
-                'origin': self.origin}
+                'limit_micros': self.limit_micros, 'limit_usd': micros_to_usd(self.limit_micros),
+                'soft_percent': self.soft_percent, 'critical_percent': self.critical_percent,
+                'action': self.action, 'notify': list(self.notify), 'auto_eco': self.auto_eco,
+                'auto_pause': self.auto_pause, 'enabled': self.enabled, 'origin': self.origin}
+
+    def with_spend(self, spend: dict[str, int]) -> PolicyWithSpend:
+        """The policy with this period's spend per scope value (scope key -> micro-USD, '' for a global policy)."""
+        current: list[ScopeSpend] = [
+            {'scope_value': key or None, 'spent_micros': spent, 'spent_usd': micros_to_usd(spent)}
+            for key, spent in sorted(spend.items(), key=lambda kv: (-kv[1], kv[0]))]
+        largest = max(spend.values(), default=0)
+        return {**self.as_dict(), 'spent_micros': largest, 'spent_usd': micros_to_usd(largest),
+                'current': current[:100]}
 
     def as_input(self) -> dict[str, Any]:
         """The editable fields, as PolicyIn takes them."""
-        data = self.as_dict()
+        data: dict[str, Any] = dict(self.as_dict())
         for name in ('id', 'origin', 'limit_micros'):
             data.pop(name)
         return data

@@ -10,17 +10,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import Connection, select
+from typing_extensions import TypedDict
 
 from services.budget.policies import PolicyInvalid, PolicyRule, sync_origin, validate
-from services.core.money import format_usd, money
+from services.core.money import format_usd, micros_to_usd
 from services.core.tables import POLICIES
 
 ORIGIN = 'panel'
 SESSION_NAME = 'Agent session threshold'
 DAY_NAME = 'Agent daily threshold'
+
+
+class ThresholdsOut(TypedDict):
+    session_threshold_micros: int | None  # per agent and session; None: no threshold
+    session_threshold_usd: str | None
+    day_threshold_micros: int | None  # per agent and day
+    day_threshold_usd: str | None
+    pause: bool  # an agent that crosses one is paused
 
 
 @dataclass(frozen=True)
@@ -29,13 +37,14 @@ class Thresholds:
     day_micros: int | None = None
     pause: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**_maybe('session_threshold', self.session_micros), **_maybe('day_threshold', self.day_micros),
+    def as_dict(self) -> ThresholdsOut:
+        return {'session_threshold_micros': self.session_micros, 'session_threshold_usd': _usd(self.session_micros),
+                'day_threshold_micros': self.day_micros, 'day_threshold_usd': _usd(self.day_micros),
                 'pause': self.pause}
 
 
-def _maybe(name: str, micros: int | None) -> dict[str, Any]:
-    return money(name, micros) if micros is not None else {f'{name}_micros': None, f'{name}_usd': None}
+def _usd(micros: int | None) -> str | None:
+    return None if micros is None else micros_to_usd(micros)
 
 
 def get_thresholds(conn: Connection) -> Thresholds:

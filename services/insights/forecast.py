@@ -27,14 +27,16 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
+from typing_extensions import TypedDict
 
 from services.alerting import alerts
+from services.alerting.alerts import AlertOut
 from services.budget import limits as app_settings
-from services.core.money import format_usd, money
+from services.core.money import format_usd, micros_to_usd
 from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
 from services.live.hub import EventHub
 from services.live.topics import AlertsChanged
@@ -54,6 +56,39 @@ FALLBACK_BAND = (0.5, 1.5)
 MIN_BAND_SAMPLES = 4
 
 Segment = tuple[datetime, datetime, float]  # projected micro-USD in [start, end)
+State = Literal['no_limit', 'exceeded', 'exhausts', 'holds']
+
+
+class ForecastOut(TypedDict):
+    """Where a day, week or month is heading."""
+
+    period: str  # day, week, month
+    start: str
+    end: str
+    spent_micros: int  # so far, reconciled
+    spent_usd: str
+    limit_micros: int | None  # None: no limit for the period
+    limit_usd: str | None
+    projected_micros: int  # by the end of the period
+    projected_usd: str
+    projected_low_micros: int  # the likely range around it
+    projected_low_usd: str
+    projected_high_micros: int
+    projected_high_usd: str
+    eta: str | None  # when the limit is reached; None when it holds (or there is no limit)
+    state: State
+    text: str  # 'Budget exhausted at ~16:45', 'Holds until midnight: ~$3.80 of $5.00 projected'
+    method: str  # none, trailing_rate, profile_blend; '+daily_level' for the days after today
+    rate_per_hour_micros: int  # today's burn rate now
+    rate_per_hour_usd: str
+
+
+class BudgetForecast(TypedDict):
+    at: str
+    timezone: str
+    day: ForecastOut
+    week: ForecastOut
+    month: ForecastOut
 
 
 @dataclass
@@ -314,19 +349,21 @@ class PeriodForecast:
     low: int
     high: int
     eta: datetime | None
-    state: str
+    state: State
     method: str
     rate_per_hour: float = 0.0
 
-    def as_dict(self, zone: ZoneInfo) -> dict[str, Any]:
+    def as_dict(self, zone: ZoneInfo) -> ForecastOut:
+        limit, rate = self.limit, round(self.rate_per_hour)
         return {'period': self.period, 'start': self.span.start.isoformat(), 'end': self.span.end.isoformat(),
-                **money('spent', self.spent),
-                **(money('limit', self.limit) if self.limit is not None else {'limit_micros': None,
-                                                                               'limit_usd': None}),
-                **money('projected', self.projected), **money('projected_low', self.low),
-                **money('projected_high', self.high), 'eta': self.eta.isoformat() if self.eta else None,
+                'spent_micros': self.spent, 'spent_usd': micros_to_usd(self.spent),
+                'limit_micros': limit, 'limit_usd': None if limit is None else micros_to_usd(limit),
+                'projected_micros': self.projected, 'projected_usd': micros_to_usd(self.projected),
+                'projected_low_micros': self.low, 'projected_low_usd': micros_to_usd(self.low),
+                'projected_high_micros': self.high, 'projected_high_usd': micros_to_usd(self.high),
+                'eta': self.eta.isoformat() if self.eta else None,
                 'state': self.state, 'text': self.text(zone), 'method': self.method,
-                **money('rate_per_hour', round(self.rate_per_hour))}
+                'rate_per_hour_micros': rate, 'rate_per_hour_usd': micros_to_usd(rate)}
 
     def text(self, zone: ZoneInfo) -> str:
         projected = format_usd(self.projected)
@@ -352,6 +389,7 @@ def _period(name: str, span: Period, spent: int, limit: int | None, segments: Se
     low, high = spent + round(rest * band[0]), spent + round(rest * band[1])
     low, high = min(low, projected), max(high, projected)
     eta = None
+    state: State
     if limit is None:
         state = 'no_limit'
     elif spent >= limit:
@@ -407,18 +445,19 @@ def read_hours(conn: Connection, now: datetime, zone: ZoneInfo) -> list[tuple[da
 
 
 def budget_forecast(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
-                    now: datetime | None = None) -> dict[str, Any]:
+                    now: datetime | None = None) -> BudgetForecast:
     """Day, week and month: spent (reconciled, as `period_summary` reports it), projected, band, ETA, state."""
     now = as_utc(now or datetime.now(UTC))
     summaries = {p: period_summary(conn, p, zone, default_daily_micros, now) for p in PERIODS}
     spent = {p: s['spent_micros'] for p, s in summaries.items()}
     limits = {p: app_settings.get_limit(conn, p, default_daily_micros) for p in PERIODS}
     forecasts = project(read_hours(conn, now, zone), now, zone, spent, limits)
-    return {'at': now.isoformat(), 'timezone': zone.key, **{p: f.as_dict(zone) for p, f in forecasts.items()}}
+    return {'at': now.isoformat(), 'timezone': zone.key, 'day': forecasts['day'].as_dict(zone),
+            'week': forecasts['week'].as_dict(zone), 'month': forecasts['month'].as_dict(zone)}
 
 
 def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, zone: ZoneInfo,
-                 now: datetime | None = None) -> dict[str, Any]:
+                 now: datetime | None = None) -> ForecastOut:
     """Today only, from a spent figure the caller already has (the dashboard's summary): ETA at which the spend
     reaches the limit, or the projected end-of-day spend when it holds, with its band."""
     now = as_utc(now or datetime.now(UTC))
@@ -430,7 +469,7 @@ def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, 
 # --- the forecast_exhaustion alert ------------------------------------------------------------------------------
 
 def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
-                     now: datetime | None = None) -> list[tuple[dict[str, Any] | None, bool]]:
+                     now: datetime | None = None) -> list[tuple[AlertOut | None, bool]]:
     """Raise `forecast_exhaustion` for each period whose projected spend reaches its limit before the period ends.
 
     One alert per period: the dedupe key holds the period start, an open alert is updated in place (count, ETA in
@@ -463,7 +502,7 @@ def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int
 
 
 def run_exhaustion_check(engine: Engine, hub: EventHub, zone: ZoneInfo, default_daily_micros: int,
-                         now: datetime | None = None) -> list[dict[str, Any]]:
+                         now: datetime | None = None) -> list[AlertOut]:
     """The scheduled job (a worker thread): check, commit, then publish each newly opened alert so notifications
     and toasts follow."""
     with engine.begin() as conn:

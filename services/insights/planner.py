@@ -27,12 +27,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal, NotRequired
 
 from sqlalchemy import Connection, select
+from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
-from services.core.money import format_usd, money
+from services.core.money import format_usd, micros_to_usd
 from services.core.tables import TASK_SPEND, TASKS
 
 MICROS_PER_CENT = 10_000
@@ -47,6 +48,45 @@ OPEN_TASKS = 1_000  # pending tasks the dashboard plans for, highest priority fi
 GREEDY_BOUND = Fraction(1, 2)
 REASONS = ('over_budget', 'lower_value', 'after_deadline', 'no_estimate')
 Priority = int | Decimal
+Reason = Literal['over_budget', 'lower_value', 'after_deadline', 'no_estimate']
+
+
+class PlanItem(TypedDict):
+    id: str
+    priority: int | float
+    cost_micros: int | None  # None: no estimate given and no history to estimate from
+    cost_usd: str | None
+    estimated: bool  # the cost is an estimate from history, not given
+    estimate_basis: Literal['agent', 'all_agents'] | None  # whose finished tasks it was estimated from
+    agent_id: str | None
+    deadline: str | None
+    title: NotRequired[str]  # tasks from the tasks table (the dashboard's plan)
+
+
+class DeferredItem(PlanItem):
+    reason: Reason
+    detail: str  # the reason in words
+
+
+class PlanOut(TypedDict):
+    run_now: list[PlanItem]  # free tasks first, then by priority per dollar
+    defer: list[DeferredItem]  # by reason, then priority
+    budget_micros: int
+    budget_usd: str
+    scheduled_cost_micros: int  # what run_now costs
+    scheduled_cost_usd: str
+    remaining_after_micros: int
+    remaining_after_usd: str
+    total_priority: int | float  # of run_now
+    method: Literal['exact', 'greedy']
+    bound: float  # the plan is worth at least this share of the best possible one (rounded down)
+    bound_note: str
+    cells: int  # tasks x (capacity + 1) of the knapsack actually searched
+    exact_limit_cells: int  # up to this many cells the plan is always exact
+
+
+class ScheduleOut(PlanOut):
+    budget_source: Literal['given', 'today']  # remaining_usd as given, or what is left of today's limit
 
 
 @dataclass(frozen=True)
@@ -60,19 +100,18 @@ class PlanTask:
     deadline: datetime | None = None
     agent_id: str | None = None
     title: str | None = None
-    estimate_basis: str | None = None
+    estimate_basis: Literal['agent', 'all_agents'] | None = None
 
     @property
     def estimated(self) -> bool:
         return self.estimate_basis is not None
 
-    def as_dict(self) -> dict[str, Any]:
-        cost = money('cost', self.cost_micros) if self.cost_micros is not None else \
-            {'cost_micros': None, 'cost_usd': None}
-        item: dict[str, Any] = {'id': self.id, 'priority': _number(self.priority), **cost,
-                                'estimated': self.estimated, 'estimate_basis': self.estimate_basis,
-                                'agent_id': self.agent_id,
-                                'deadline': self.deadline.isoformat() if self.deadline else None}
+    def as_dict(self) -> PlanItem:
+        cost = self.cost_micros
+        item: PlanItem = {'id': self.id, 'priority': _number(self.priority), 'cost_micros': cost,
+                          'cost_usd': None if cost is None else micros_to_usd(cost), 'estimated': self.estimated,
+                          'estimate_basis': self.estimate_basis, 'agent_id': self.agent_id,
+                          'deadline': self.deadline.isoformat() if self.deadline else None}
         if self.title is not None:
             item['title'] = self.title
         return item
@@ -81,10 +120,10 @@ class PlanTask:
 @dataclass(frozen=True)
 class Deferred:
     task: PlanTask
-    reason: str  # one of REASONS
+    reason: Reason
     detail: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DeferredItem:
         return {**self.task.as_dict(), 'reason': self.reason, 'detail': self.detail}
 
 
@@ -95,7 +134,7 @@ class Plan:
     budget_micros: int
     used_micros: int
     total_priority: Priority
-    method: str  # 'exact' or 'greedy'
+    method: Literal['exact', 'greedy']
     bound: Fraction  # the plan is worth at least this share of the best possible one
     cells: int  # tasks x (capacity + 1) of the knapsack actually searched, after reductions
     exact_work: int = EXACT_WORK  # up to this many cells the plan is always exact
@@ -104,13 +143,16 @@ class Plan:
     def remaining_after_micros(self) -> int:
         return self.budget_micros - self.used_micros
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PlanOut:
         return {
             'run_now': [t.as_dict() for t in self.run_now],
             'defer': [d.as_dict() for d in self.defer],
-            **money('budget', self.budget_micros),
-            **money('scheduled_cost', self.used_micros),
-            **money('remaining_after', self.remaining_after_micros),
+            'budget_micros': self.budget_micros,
+            'budget_usd': micros_to_usd(self.budget_micros),
+            'scheduled_cost_micros': self.used_micros,
+            'scheduled_cost_usd': micros_to_usd(self.used_micros),
+            'remaining_after_micros': self.remaining_after_micros,
+            'remaining_after_usd': micros_to_usd(self.remaining_after_micros),
             'total_priority': _number(self.total_priority),
             'method': self.method,
             'bound': float(math.floor(self.bound * 1000) / 1000),  # rounded down: never claims more than it has
@@ -163,7 +205,7 @@ def plan(tasks: Sequence[PlanTask], remaining_micros: int, now: datetime, exact_
 
 
 def _knapsack(weights: list[int], values: list[int], capacity: int,
-              exact_work: int) -> tuple[list[int], str, Fraction, int]:
+              exact_work: int) -> tuple[list[int], Literal['exact', 'greedy'], Fraction, int]:
     """Indices chosen, method, bound and cells. Every weight is in 1..capacity and every value positive."""
     n = len(weights)
     if sum(weights) <= capacity:
@@ -373,7 +415,7 @@ def open_tasks(conn: Connection, limit: int = OPEN_TASKS) -> list[PlanTask]:
                      r.title) for r in rows]
 
 
-def plan_open_tasks(conn: Connection, remaining_micros: int | None, now: datetime) -> dict[str, Any] | None:
+def plan_open_tasks(conn: Connection, remaining_micros: int | None, now: datetime) -> PlanOut | None:
     """The dashboard's plan for the pending tasks within what is left today; None without a daily limit."""
     if remaining_micros is None:
         return None

@@ -21,9 +21,11 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from services.core.errors import Invalid
-from services.core.money import micros_to_usd, money
-from services.insights.report_model import Column, Report
+from services.core.money import micros_to_usd
+from services.insights.report_model import DEFAULT_GROUP_BY, DEFAULT_PERIOD, GROUP_BY, KINDS, Column, Report
 
 FORMATS = ('json', 'csv', 'md')
 MEDIA_TYPES = {'json': 'application/json', 'csv': 'text/csv; charset=utf-8', 'md': 'text/markdown; charset=utf-8'}
@@ -31,6 +33,44 @@ EXTENSIONS = {'json': 'json', 'csv': 'csv', 'md': 'md'}
 FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
 PLAIN_NUMBER = re.compile(r'-?\d+(\.\d+)?')
 _MD_SPECIAL = re.compile(r'([\\|<>])')
+Cell = str | int | float | None
+
+
+class ColumnOut(TypedDict):
+    name: str
+    type: str  # text, int, usd (the row has <name>_micros and <name>_usd), percent (a number, two places)
+    header: str  # the column's name in CSV and Markdown
+    null_text: str  # how CSV and Markdown show a null
+
+
+class ReportJson(TypedDict):
+    """A report as JSON: rows keyed by the columns' names (a usd column as `<name>_micros` and `<name>_usd`)."""
+
+    kind: str  # summary, trend, comparison, projection
+    title: str
+    parameters: dict[str, str | bool | None]  # period, start, end, timezone, first_day, last_day, group_by, ...
+    columns: list[ColumnOut]
+    rows: list[dict[str, Cell]]
+    totals: dict[str, int | str]  # money: <name>_micros and <name>_usd
+
+
+class ReportKind(TypedDict):
+    kind: str
+    group_by: list[str]  # the groupings it takes (empty: none)
+    default_group_by: str | None
+
+
+class ReportCatalog(TypedDict):
+    kinds: list[ReportKind]
+    formats: list[str]
+    default_period: str
+
+
+def catalog() -> ReportCatalog:
+    """The report kinds, the group_by each takes, and the formats."""
+    return {'kinds': [{'kind': kind, 'group_by': list(GROUP_BY[kind]), 'default_group_by': DEFAULT_GROUP_BY.get(kind)}
+                      for kind in KINDS],
+            'formats': list(FORMATS), 'default_period': DEFAULT_PERIOD}
 
 
 def header(column: Column) -> str:
@@ -51,16 +91,18 @@ def cell_text(column: Column, value: Any) -> str:
 
 # --- JSON -------------------------------------------------------------------------------------------------------
 
-def to_json(report: Report) -> dict[str, Any]:
+def to_json(report: Report) -> ReportJson:
+    totals: dict[str, int | str] = {}
+    for name, micros in report.totals.items():
+        totals[f'{name}_micros'], totals[f'{name}_usd'] = micros, micros_to_usd(micros)
     return {'kind': report.kind, 'title': report.title, 'parameters': report.parameters,
             'columns': [{'name': c.name, 'type': c.kind, 'header': header(c), 'null_text': c.null_text}
                         for c in report.columns],
-            'rows': [_json_row(report.columns, row) for row in report.rows],
-            'totals': {k: v for name, micros in report.totals.items() for k, v in money(name, micros).items()}}
+            'rows': [_json_row(report.columns, row) for row in report.rows], 'totals': totals}
 
 
-def _json_row(columns: list[Column], row: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _json_row(columns: list[Column], row: dict[str, Any]) -> dict[str, Cell]:
+    result: dict[str, Cell] = {}
     for column in columns:
         value = row[column.name]
         if column.kind == 'usd':

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 
@@ -62,11 +62,13 @@ class Leadership:
             return leader
 
     @property
-    def role(self) -> str:
+    def role(self) -> Literal['leader', 'standby', 'starting']:
         """'leader' or 'standby' as of the last scheduler tick ('starting' before it)."""
         if not _is_postgres(self.engine):
             return 'leader'
-        return {True: 'leader', False: 'standby', None: 'starting'}[self._was_leader]
+        if self._was_leader is None:
+            return 'starting'
+        return 'leader' if self._was_leader else 'standby'
 
     def _check(self) -> bool:
         if self._conn is not None:

@@ -40,6 +40,24 @@ class SyncRunOut(TypedDict):
     finished_at: str | None
 
 
+class SourceStatus(TypedDict):
+    source: str  # litellm, openai_direct, anthropic_direct, openrouter_direct
+    configured: bool  # its key or URL is set
+    last_run: SyncRunOut | None
+    last_success_at: str | None
+    last_error: str | None  # the last failure's reason (never a key)
+    last_error_at: str | None
+    consecutive_failures: int  # an alert is raised from FAILURES_BEFORE_ALERT on
+
+
+class SyncStatus(TypedDict):
+    sources: list[SourceStatus]
+
+
+class SyncRuns(TypedDict):
+    runs: list[SyncRunOut]
+
+
 class UnknownSource(Conflict):
     pass
 
@@ -143,9 +161,9 @@ def consecutive_failures(conn: Any, source: str, limit: int = 50) -> int:
     return count
 
 
-def sync_status(conn: Any, configured: list[str]) -> list[dict[str, Any]]:
+def sync_status(conn: Any, configured: list[str]) -> list[SourceStatus]:
     """Per source: configured or not, the last run, the last success and the last error."""
-    result = []
+    result: list[SourceStatus] = []
     for source in ALL_SOURCES:
         runs = select(SYNC_RUNS).where(SYNC_RUNS.c.source == source) \
             .order_by(SYNC_RUNS.c.started_at.desc(), SYNC_RUNS.c.id.desc())

@@ -17,17 +17,63 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
+from typing_extensions import TypedDict
 
-from services.core.money import money
+from services.core.money import micros_to_usd
 from services.core.periods import local_days
 from services.core.tables import SNAPSHOTS
 from services.spend.rollups import totals_between
 
 BILLING_SOURCES = {'openai_direct': 'openai', 'anthropic_direct': 'anthropic', 'openrouter_direct': 'openrouter'}
+
+
+class ReconciliationSources(TypedDict):
+    """The figures each total was taken from (the larger of those describing the same money)."""
+
+    litellm_events_micros: int  # events recorded with channel litellm
+    litellm_pulled_micros: int | None  # pulled from the LiteLLM proxy; None: nothing pulled for the day
+    direct_events_micros: int  # events recorded with channel direct
+
+
+class ReconciledDay(TypedDict):
+    day: str  # the local day
+    provider: str
+    litellm_micros: int  # via LiteLLM
+    litellm_usd: str
+    billed_micros: int | None  # the provider's bill; None: no billing data for the day
+    billed_usd: str | None
+    direct_micros: int
+    direct_usd: str
+    total_micros: int  # via LiteLLM + direct
+    total_usd: str
+    gap_micros: int  # how much LiteLLM reports above the bill
+    gap_usd: str
+    gap_alert: bool  # the gap exceeds the tolerance
+    sources: ReconciliationSources
+
+
+class Reconciliation(TypedDict):
+    days: int
+    timezone: str
+    tolerance: str  # the share LiteLLM may exceed the bill by before a gap alerts, a decimal ('0.05')
+    litellm_micros: int
+    litellm_usd: str
+    direct_micros: int
+    direct_usd: str
+    total_micros: int
+    total_usd: str
+    items: list[ReconciledDay]  # per day and provider, oldest first
+
+
+class ChannelTotals(TypedDict):
+    litellm: int
+    direct: int
+    total: int
+    events: int  # what the events alone add up to
+    requests: int
 
 
 @dataclass
@@ -62,11 +108,14 @@ class ProviderDay:
     def gap_exceeds(self, tolerance: Decimal) -> bool:
         return self.billed is not None and self.litellm > self.billed * (1 + tolerance)
 
-    def as_dict(self, tolerance: Decimal) -> dict[str, Any]:
-        return {'day': self.day.isoformat(), 'provider': self.provider, **money('litellm', self.litellm),
-                **(money('billed', self.billed) if self.billed is not None else {'billed_micros': None,
-                                                                                'billed_usd': None}),
-                **money('direct', self.direct), **money('total', self.total), **money('gap', self.gap),
+    def as_dict(self, tolerance: Decimal) -> ReconciledDay:
+        billed = self.billed
+        return {'day': self.day.isoformat(), 'provider': self.provider,
+                'litellm_micros': self.litellm, 'litellm_usd': micros_to_usd(self.litellm),
+                'billed_micros': billed, 'billed_usd': None if billed is None else micros_to_usd(billed),
+                'direct_micros': self.direct, 'direct_usd': micros_to_usd(self.direct),
+                'total_micros': self.total, 'total_usd': micros_to_usd(self.total),
+                'gap_micros': self.gap, 'gap_usd': micros_to_usd(self.gap),
                 'gap_alert': self.gap_exceeds(tolerance),
                 'sources': {'litellm_events_micros': self.litellm_events, 'litellm_pulled_micros': self.litellm_pulled,
                             'direct_events_micros': self.direct_events}}
@@ -126,7 +175,19 @@ def reconcile_span(conn: Connection, start: datetime, end: datetime, zone: ZoneI
     return reconcile(conn, spans)
 
 
-def channel_totals(cells: list[ProviderDay]) -> dict[str, int]:
+def reconciliation(conn: Connection, days: int, zone: ZoneInfo, tolerance: Decimal,
+                   now: datetime | None = None) -> Reconciliation:
+    """The last `days` local days, today included: per day and provider, and the totals by channel."""
+    cells = reconcile_last_days(conn, days, zone, now)
+    totals = channel_totals(cells)
+    return {'days': days, 'timezone': zone.key, 'tolerance': str(tolerance),
+            'litellm_micros': totals['litellm'], 'litellm_usd': micros_to_usd(totals['litellm']),
+            'direct_micros': totals['direct'], 'direct_usd': micros_to_usd(totals['direct']),
+            'total_micros': totals['total'], 'total_usd': micros_to_usd(totals['total']),
+            'items': [c.as_dict(tolerance) for c in cells]}
+
+
+def channel_totals(cells: list[ProviderDay]) -> ChannelTotals:
     return {'litellm': sum(c.litellm for c in cells), 'direct': sum(c.direct for c in cells),
             'total': sum(c.total for c in cells), 'events': sum(c.litellm_events + c.direct_events for c in cells),
             'requests': sum(c.requests for c in cells)}

@@ -9,17 +9,49 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 from sqlalchemy import Connection, and_, func, or_, select
+from typing_extensions import TypedDict
 
-from services.core.money import money
+from services.core.money import micros_to_usd
 from services.core.periods import as_utc, hour_floor
 from services.core.tables import EVENTS, ROLLUPS
 
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
 HOUR = timedelta(hours=1)
 MEASURES = ('cost_micros', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
+Dimension = Literal['agent_id', 'provider', 'model', 'channel']
+
+
+class SpendTotals(TypedDict):
+    cost_micros: int
+    cost_usd: str
+    requests: int
+    input_tokens: int  # cache reads and writes included
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+
+class SpendShare(SpendTotals):
+    share_percent: float  # of the range's total, two places
+
+
+class AgentSpend(SpendShare):
+    agent_id: str | None  # None: the calls that named no agent
+
+
+class ProviderSpend(SpendShare):
+    provider: str | None
+
+
+class ModelSpend(SpendShare):
+    model: str | None
+
+
+class ChannelSpend(SpendShare):
+    channel: str | None  # litellm or direct
 
 
 @dataclass
@@ -39,10 +71,10 @@ class Totals:
         for name in MEASURES:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
-    def as_dict(self, name: str = 'cost') -> dict[str, Any]:
-        return {**money(name, self.cost_micros), 'requests': self.requests, 'input_tokens': self.input_tokens,
-                'output_tokens': self.output_tokens, 'cache_read_tokens': self.cache_read_tokens,
-                'cache_write_tokens': self.cache_write_tokens}
+    def as_dict(self) -> SpendTotals:
+        return {'cost_micros': self.cost_micros, 'cost_usd': micros_to_usd(self.cost_micros),
+                'requests': self.requests, 'input_tokens': self.input_tokens, 'output_tokens': self.output_tokens,
+                'cache_read_tokens': self.cache_read_tokens, 'cache_write_tokens': self.cache_write_tokens}
 
 
 @dataclass
@@ -124,7 +156,21 @@ def _add(group: dict[tuple, Totals], key: tuple, row: Any) -> None:
     totals.add(row)
 
 
-def breakdown(conn: Connection, start: datetime, end: datetime, by: str) -> list[dict[str, Any]]:
+@overload
+def breakdown(conn: Connection, start: datetime, end: datetime, by: Literal['agent_id']) -> list[AgentSpend]: ...
+@overload
+def breakdown(conn: Connection, start: datetime, end: datetime, by: Literal['provider']) -> list[ProviderSpend]: ...
+@overload
+def breakdown(conn: Connection, start: datetime, end: datetime, by: Literal['model']) -> list[ModelSpend]: ...
+@overload
+def breakdown(conn: Connection, start: datetime, end: datetime, by: Literal['channel']) -> list[ChannelSpend]: ...
+@overload
+def breakdown(conn: Connection, start: datetime, end: datetime,
+              by: Dimension) -> list[AgentSpend] | list[ProviderSpend] | list[ModelSpend] | list[ChannelSpend]: ...
+
+
+def breakdown(conn: Connection, start: datetime, end: datetime,
+              by: Dimension) -> list[AgentSpend] | list[ProviderSpend] | list[ModelSpend] | list[ChannelSpend]:
     """Spend in [start, end) per agent, provider, model or channel, largest first, with its share in percent."""
     group = totals_between(conn, [start, end], (by,)).groups[0]
     grand = sum(t.cost_micros for t in group.values())
@@ -132,4 +178,4 @@ def breakdown(conn: Connection, start: datetime, end: datetime, by: str) -> list
     for (value,), totals in sorted(group.items(), key=lambda kv: (-kv[1].cost_micros, str(kv[0][0]))):
         share = round(100 * totals.cost_micros / grand, 2) if grand else 0.0
         items.append({by: value, **totals.as_dict(), 'share_percent': share})
-    return items
+    return cast(Any, items)  # the item's key is the dimension asked for: the overloads say which

@@ -48,6 +48,11 @@ class SessionDetail(SessionOut):
     by_agent: list[SessionAgentOut]
 
 
+class SessionList(TypedDict):
+    items: list[SessionOut]  # most recent first
+    count: int
+
+
 class SessionNotFound(NotFound):
     pass
 

@@ -41,6 +41,11 @@ class TaskOut(TypedDict):
     last_request_at: str | None
 
 
+class TaskList(TypedDict):
+    items: list[TaskOut]  # most recently updated first
+    count: int
+
+
 class TaskNotFound(NotFound):
     pass
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, update
+from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
@@ -36,6 +37,62 @@ REMOVE_CHUNK = 5_000
 TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 
 
+class EventOut(TypedDict):
+    """A stored usage event."""
+
+    id: int
+    event_id: str  # the idempotency key (generated when the caller gave none); unique with source
+    source: str  # api, sdk, litellm_callback, litellm_pull, demo
+    channel: str  # litellm, direct
+    ts: str
+    provider: str
+    model: str
+    agent_id: str | None
+    session_id: str | None
+    user_id: str | None
+    project: str | None
+    task_id: str | None
+    tags: list[str]
+    input_tokens: int  # cache reads and writes included
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_micros: int
+    cost_usd: str
+    cost_source: str  # priced (by our prices), reported (by the caller or LiteLLM), unpriced (unknown model: $0)
+    latency_ms: int | None
+    metadata: dict[str, Any]
+    created_at: str
+
+
+class RecordedEvent(EventOut):
+    status: Literal['stored', 'duplicate']  # duplicate: the event_id was recorded before; counted once
+
+
+class StoredItem(TypedDict):
+    index: int  # in the batch
+    status: Literal['stored', 'duplicate']
+    event_id: str | None
+    id: int | None
+    cost_micros: int | None
+    cost_source: str | None
+    cost_usd: str
+
+
+class RejectedItem(TypedDict):
+    index: int
+    status: Literal['rejected']
+    event_id: str | None  # as sent, when it was a string
+    reason: str  # names the field
+
+
+class BatchOut(TypedDict):
+    stored: int
+    duplicate: int
+    rejected: int
+    results: list[StoredItem | RejectedItem]  # one per event, in order
+
+
 class EventRejected(Invalid):
     """An event failed validation; the message names the field."""
 
@@ -50,14 +107,22 @@ class ItemResult:
     cost_source: str | None = None
     reason: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {'index': self.index, 'status': self.status, 'event_id': self.event_id}
+    def as_dict(self) -> StoredItem | RejectedItem:
         if self.status == 'rejected':
-            result['reason'] = self.reason
-        else:
-            result.update(id=self.id, cost_micros=self.cost_micros, cost_source=self.cost_source,
-                          cost_usd=micros_to_usd(self.cost_micros or 0))
-        return result
+            return {'index': self.index, 'status': self.status, 'event_id': self.event_id,
+                    'reason': self.reason or ''}
+        return {'index': self.index, 'status': self.status, 'event_id': self.event_id, 'id': self.id,
+                'cost_micros': self.cost_micros, 'cost_source': self.cost_source,
+                'cost_usd': micros_to_usd(self.cost_micros or 0)}
+
+
+def batch_out(results: list[ItemResult]) -> BatchOut:
+    """The answer to a batch: how many were stored, repeated and rejected, and each event's result."""
+    counts = {'stored': 0, 'duplicate': 0, 'rejected': 0}
+    for result in results:
+        counts[result.status] += 1
+    return {'stored': counts['stored'], 'duplicate': counts['duplicate'], 'rejected': counts['rejected'],
+            'results': [r.as_dict() for r in results]}
 
 
 class Ledger:
@@ -74,13 +139,13 @@ class Ledger:
 
     # --- public API -------------------------------------------------------------------------------------------
 
-    def record(self, payload: dict[str, Any] | UsageEventIn) -> tuple[Status, dict[str, Any]]:
+    def record(self, payload: dict[str, Any] | UsageEventIn) -> tuple[Literal['stored', 'duplicate'], EventOut]:
         """Record one event; returns ('stored' | 'duplicate', the stored row). Raises EventRejected."""
         result = self.record_batch([payload])[0]
         if result.status == 'rejected':
             raise EventRejected(result.reason)
         row = self.get_event(result.id) if result.id is not None else None
-        assert row is not None
+        assert row is not None and result.status != 'rejected'
         return result.status, row
 
     def record_batch(self, payloads: Sequence[dict[str, Any] | UsageEventIn]) -> list[ItemResult]:
@@ -129,7 +194,7 @@ class Ledger:
                 agents=tuple(sorted({r['agent_id'] for r in new_rows if r['agent_id']}))))
         return results
 
-    def get_event(self, event_pk: int) -> dict[str, Any] | None:
+    def get_event(self, event_pk: int) -> EventOut | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(EVENTS).where(EVENTS.c.id == event_pk)).mappings().first()
         return event_to_dict(row) if row else None
@@ -435,11 +500,14 @@ def _same(value: Any) -> Any:
     return value
 
 
-def event_to_dict(row: Any) -> dict[str, Any]:
-    """A stored event as the API returns it."""
-    data = dict(row)
-    data['metadata'] = data.pop('metadata', None) or {}
-    for column in ('ts', 'created_at'):
-        data[column] = data[column].isoformat()
-    data['cost_usd'] = micros_to_usd(data['cost_micros'])
-    return data
+def event_to_dict(row: Any) -> EventOut:
+    """A stored event (a row mapping) as the API returns it."""
+    return {'id': row['id'], 'event_id': row['event_id'], 'source': row['source'], 'channel': row['channel'],
+            'ts': row['ts'].isoformat(), 'provider': row['provider'], 'model': row['model'],
+            'agent_id': row['agent_id'], 'session_id': row['session_id'], 'user_id': row['user_id'],
+            'project': row['project'], 'task_id': row['task_id'], 'tags': row['tags'],
+            'input_tokens': row['input_tokens'], 'output_tokens': row['output_tokens'],
+            'cache_read_tokens': row['cache_read_tokens'], 'cache_write_tokens': row['cache_write_tokens'],
+            'cost_micros': row['cost_micros'], 'cost_usd': micros_to_usd(row['cost_micros']),
+            'cost_source': row['cost_source'], 'latency_ms': row['latency_ms'], 'metadata': row['metadata'] or {},
+            'created_at': row['created_at'].isoformat()}

@@ -34,6 +34,30 @@ class OverrideOut(TypedDict):
     repriced_events: NotRequired[int]  # after a PUT: stored unpriced calls of the model now priced with it
 
 
+class OverrideList(TypedDict):
+    items: list[OverrideOut]  # by provider and model
+    count: int
+
+
+class OverrideDeleted(TypedDict):
+    deleted: bool
+    provider: str
+    model: str
+
+
+class UnpricedModel(TypedDict):
+    provider: str
+    model: str
+    requests: int  # calls stored at $0 with cost_source=unpriced
+    first_seen_hour: str
+    last_seen_hour: str
+
+
+class UnpricedList(TypedDict):
+    items: list[UnpricedModel]  # most calls first
+    count: int
+
+
 def load(conn: Connection) -> dict[tuple[str, str], OverrideRates]:
     return {(r.provider, r.model): OverrideRates(r.input_micros_per_mtok, r.output_micros_per_mtok,
                                                  r.cache_read_micros_per_mtok, r.cache_write_micros_per_mtok)
@@ -67,7 +91,7 @@ def _key(provider: str, model: str) -> ColumnElement[bool]:
     return (PRICE_OVERRIDES.c.provider == provider) & (PRICE_OVERRIDES.c.model == model)
 
 
-def unpriced(conn: Connection) -> list[dict[str, Any]]:
+def unpriced(conn: Connection) -> list[UnpricedModel]:
     """Models seen without a price: their calls are stored at $0 with cost_source=unpriced until priced."""
     query = (select(ROLLUPS.c.provider, ROLLUPS.c.model, func.sum(ROLLUPS.c.unpriced_requests).label('requests'),
                     func.min(ROLLUPS.c.hour).label('first_seen'), func.max(ROLLUPS.c.hour).label('last_seen'))

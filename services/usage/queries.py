@@ -4,17 +4,23 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
+from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
 from services.core.periods import as_utc, checked_utc
 from services.core.tables import EVENTS
-from services.usage.ledger import event_to_dict
+from services.usage.ledger import EventOut, event_to_dict
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
 MAX_PAGE = 1000
+
+
+class UsagePage(TypedDict):
+    items: list[EventOut]  # newest first
+    count: int
+    next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page
 
 
 @dataclass
@@ -33,7 +39,7 @@ class UsageQuery:
     cursor: str | None = None
 
 
-def list_usage(conn: Connection, q: UsageQuery) -> dict[str, Any]:
+def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
     if not 1 <= q.limit <= MAX_PAGE:
         raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
     query = select(EVENTS)

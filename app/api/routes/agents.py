@@ -1,19 +1,18 @@
 """Agents with this session's tokens and cost, last request and cost-per-request trend; pause and resume."""
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.commands.agents import AgentState
 from services.spend import agents
+from services.spend.agents import AgentList
 
 router = APIRouter(prefix='/agents', tags=['agents'])
 
 
 @router.get('')
-def list_agents(conn: ReadConn) -> dict[str, Any]:
+def list_agents(conn: ReadConn) -> AgentList:
     """Every agent, most recently active first."""
     items = agents.list_agents(conn)
     return {'items': items, 'count': len(items)}

@@ -1,14 +1,15 @@
 """Alerts: list, acknowledge, resolve."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from app.api.deps import Caller, ReadConn, RowId, RuntimeDep
 from services.alerting import alerts, notify
-from services.alerting.alerts import AlertOut
+from services.alerting.alerts import AlertList, AlertOut
+from services.alerting.notify import DeliveryList
 
 router = APIRouter(prefix='/alerts', tags=['alerts'])
 
@@ -19,7 +20,7 @@ class AckIn(BaseModel):
 
 @router.get('')
 def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all'] = 'open', type: str | None = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertList:
     """Alerts, most recent first; `status=open` (default), `unacknowledged` or `all`."""
     items = alerts.list_alerts(conn, status, type, limit)
     return {'items': items, 'count': len(items)}
@@ -28,7 +29,7 @@ def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all']
 @router.get('/deliveries')
 def list_deliveries(conn: ReadConn, kind: Literal['alert', 'eco'] | None = None,
                     status: Literal['pending', 'delivered', 'failed'] | None = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DeliveryList:
     """Every notification sent (alerts and eco-mode changes, per channel), newest first, with its attempts and
     last error: failures are kept and retried, never dropped."""
     items = notify.list_deliveries(conn, kind, limit, status)

@@ -11,13 +11,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from services.budget import limits as app_settings
-from services.budget.limits import MAX_LIMIT_MICROS
+from services.budget.limits import MAX_LIMIT_MICROS, Limits
 from services.commands.limits import LimitSet
-from services.core.money import money, usd_to_micros
-from services.core.periods import PERIODS, checked_utc
+from services.core.money import usd_to_micros
+from services.core.periods import Period, checked_utc
 from services.insights import forecast, planner
+from services.insights.forecast import BudgetForecast
+from services.insights.planner import ScheduleOut
 from services.spend import budget
-from services.spend.reconciliation import channel_totals, reconcile_last_days
+from services.spend import reconciliation as reconciled
+from services.spend.budget import (
+    AgentBreakdown,
+    ChannelBreakdown,
+    History,
+    ModelBreakdown,
+    PeriodSummary,
+    ProviderBreakdown,
+)
+from services.spend.reconciliation import Reconciliation
 from services.usage.events import Label
 
 router = APIRouter(prefix='/budget', tags=['budget'])
@@ -25,27 +36,25 @@ PeriodName = Literal['day', 'week', 'month']
 
 
 @router.get('/summary')
-def summary(conn: ReadConn, rt: RuntimeDep, period: PeriodName = 'day') -> dict[str, Any]:
+def summary(conn: ReadConn, rt: RuntimeDep, period: PeriodName = 'day') -> PeriodSummary:
     """Spent, limit, remaining and percent for today (or this week/month), by channel, with the reset time."""
     s = rt.settings
     return budget.period_summary(conn, period, s.zone, s.daily_limit_micros)
 
 
 @router.get('/forecast')
-def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> BudgetForecast:
     """For today, this week and this month: spent, projected (with a low/high band), the ETA at which the limit
     is reached (ISO, or null when it holds), state (no_limit, exceeded, exhausts, holds), a text and the method."""
     s = rt.settings
     return forecast.budget_forecast(conn, s.zone, s.daily_limit_micros)
 
 
-def _breakdown(conn: ReadConn, rt: RuntimeDep, by: str, period: PeriodName | None, start: str | None,
-               end: str | None) -> dict[str, Any]:
+def _span(rt: RuntimeDep, period: PeriodName | None, start: str | None, end: str | None) -> Period:
     try:
-        span = budget.resolve_range(period, start, end, rt.settings.zone)
+        return budget.resolve_range(period, start, end, rt.settings.zone)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    return budget.spend_breakdown(conn, by, span)
 
 
 FromQ = Annotated[str | None, Query(alias='from', description='ISO date (local day) or datetime')]
@@ -54,48 +63,43 @@ ToQ = Annotated[str | None, Query(alias='to', description='ISO date (inclusive l
 
 @router.get('/by-agent')
 def by_agent(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
-             end: ToQ = None) -> dict[str, Any]:
+             end: ToQ = None) -> AgentBreakdown:
     """Spend per agent for a period (day, week, month) or from/to, largest first."""
-    return _breakdown(conn, rt, 'agent_id', period, start, end)
+    return budget.spend_breakdown(conn, 'agent_id', _span(rt, period, start, end))
 
 
 @router.get('/by-provider')
 def by_provider(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
-                end: ToQ = None) -> dict[str, Any]:
+                end: ToQ = None) -> ProviderBreakdown:
     """Spend per provider for a period or from/to."""
-    return _breakdown(conn, rt, 'provider', period, start, end)
+    return budget.spend_breakdown(conn, 'provider', _span(rt, period, start, end))
 
 
 @router.get('/by-model')
 def by_model(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
-             end: ToQ = None) -> dict[str, Any]:
+             end: ToQ = None) -> ModelBreakdown:
     """Spend per model for a period or from/to."""
-    return _breakdown(conn, rt, 'model', period, start, end)
+    return budget.spend_breakdown(conn, 'model', _span(rt, period, start, end))
 
 
 @router.get('/by-channel')
 def by_channel(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
-               end: ToQ = None) -> dict[str, Any]:
+               end: ToQ = None) -> ChannelBreakdown:
     """Spend via LiteLLM and direct for a period or from/to."""
-    return _breakdown(conn, rt, 'channel', period, start, end)
+    return budget.spend_breakdown(conn, 'channel', _span(rt, period, start, end))
 
 
 @router.get('/history')
-def history(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> dict[str, Any]:
+def history(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> History:
     """One point per local day for the last `days` days, today included, zero-filled."""
     s = rt.settings
     return budget.history(conn, days, s.zone, s.daily_limit_micros)
 
 
 @router.get('/reconciliation')
-def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> dict[str, Any]:
+def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Reconciliation:
     """Per day and provider: via LiteLLM, billed, direct, total and the gap (LiteLLM above the bill)."""
-    tolerance = rt.settings.sources.reconciliation_tolerance
-    cells = reconcile_last_days(conn, days, rt.settings.zone)
-    totals = channel_totals(cells)
-    return {'days': days, 'timezone': rt.settings.zone.key, 'tolerance': str(tolerance),
-            **money('litellm', totals['litellm']), **money('direct', totals['direct']),
-            **money('total', totals['total']), 'items': [c.as_dict(tolerance) for c in cells]}
+    return reconciled.reconciliation(conn, days, rt.settings.zone, rt.settings.sources.reconciliation_tolerance)
 
 
 class LimitIn(BaseModel):
@@ -103,13 +107,9 @@ class LimitIn(BaseModel):
 
 
 @router.get('/limits')
-def get_limits(conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+def get_limits(conn: ReadConn, rt: RuntimeDep) -> Limits:
     """The budget limit for each period (null when none is set)."""
-    result: dict[str, Any] = {}
-    for period in PERIODS:
-        limit = app_settings.get_limit(conn, period, rt.settings.daily_limit_micros)
-        result[period] = money('limit', limit) if limit is not None else None
-    return result
+    return app_settings.get_limits(conn, rt.settings.daily_limit_micros)
 
 
 @router.put('/limits/{period}')
@@ -156,18 +156,19 @@ def _priority(value: Decimal) -> int | Decimal:
 
 
 @router.post('/schedule')
-def schedule(body: ScheduleIn, conn: ReadConn, rt: RuntimeDep) -> dict[str, Any]:
+def schedule(body: ScheduleIn, conn: ReadConn, rt: RuntimeDep) -> ScheduleOut:
     """Which of these tasks to run now within the remaining budget (most total priority; in order of priority per
     dollar) and why the others wait. Reads only, so like the GET views it needs no token."""
     now = datetime.now(UTC)
+    source: Literal['given', 'today']
     if body.remaining_usd is not None:
         remaining, source = usd_to_micros(body.remaining_usd), 'given'
     else:
         s = rt.settings
-        remaining, source = budget.period_summary(conn, 'day', s.zone, s.daily_limit_micros, now)['remaining_micros'], \
-            'today'
-        if remaining is None:
+        left = budget.period_summary(conn, 'day', s.zone, s.daily_limit_micros, now)['remaining_micros']
+        if left is None:
             raise BadRequest('remaining_usd: no daily limit is set, so give the budget to plan against')
+        remaining, source = left, 'today'
     items = [planner.PlanTask(t.id, _priority(t.priority),
                               None if t.estimated_cost_usd is None else usd_to_micros(t.estimated_cost_usd),
                               t.deadline, t.agent_id) for t in body.tasks]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from app.api.deps import WRITE, RuntimeDep
 from app.api.errors import BadRequest
-from services.budget.checker import CheckRequest
+from services.budget.checker import CheckRequest, CheckResult
 from services.core.money import usd_to_micros
 from services.usage.pricing import TokenCounts
 
@@ -47,7 +47,9 @@ class CheckIn(BaseModel):
         return self
 
 
-@router.post('/check', dependencies=WRITE, response_class=Response)
+@router.post('/check', dependencies=WRITE, response_class=Response,
+             responses={200: {'model': CheckResult, 'description': 'The decision, with a reason for each policy that '
+                                                                   'is not allow'}})
 async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     """allow / warn / throttle / block for the call described, counting its estimate against what is left."""
     provider = body.provider.lower() if body.provider else None

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.usage import price_overrides
-from services.usage.price_overrides import OverrideOut
+from services.usage.price_overrides import OverrideDeleted, OverrideList, OverrideOut, UnpricedList
 
 router = APIRouter(prefix='/prices', tags=['prices'])
 UsdPerMtok = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
@@ -26,7 +26,7 @@ class OverrideIn(BaseModel):
 
 
 @router.get('')
-def list_overrides(conn: ReadConn) -> dict[str, Any]:
+def list_overrides(conn: ReadConn) -> OverrideList:
     """Our own prices, applied before genai-prices."""
     items = price_overrides.list_overrides(conn)
     return {'items': items, 'count': len(items)}
@@ -43,14 +43,14 @@ def put_override(body: OverrideIn, rt: RuntimeDep, actor: Caller) -> OverrideOut
 
 @router.delete('')
 def delete_override(provider: Annotated[str, Query(min_length=1)], model: Annotated[str, Query(min_length=1)],
-                    rt: RuntimeDep, actor: Caller) -> dict[str, Any]:
+                    rt: RuntimeDep, actor: Caller) -> OverrideDeleted:
     """Remove an override; the model goes back to genai-prices."""
     rt.commands.prices.remove(actor, provider, model)
     return {'deleted': True, 'provider': provider.lower(), 'model': model}
 
 
 @router.get('/unpriced')
-def unpriced(conn: ReadConn) -> dict[str, Any]:
+def unpriced(conn: ReadConn) -> UnpricedList:
     """Models seen without a known price: their calls are stored with cost_source=unpriced, never a silent $0."""
     items = price_overrides.unpriced(conn)
     return {'items': items, 'count': len(items)}

@@ -1,7 +1,7 @@
 """Reports: summary, trend, comparison and projection as JSON, CSV or Markdown, from the same rows."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -9,6 +9,7 @@ from app.api.deps import ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from app.api.routes.budget import FromQ, PeriodName, ToQ
 from services.insights import report_formats, reports
+from services.insights.report_formats import ReportCatalog, ReportJson
 
 router = APIRouter(prefix='/reports', tags=['reports'])
 FormatQ = Annotated[Literal['json', 'csv', 'md'], Query(alias='format', description='json, csv or md')]
@@ -17,16 +18,19 @@ GroupByQ = Annotated[str | None, Query(description='summary and comparison: all 
 
 
 @router.get('')
-def list_reports() -> dict[str, Any]:
+def list_reports() -> ReportCatalog:
     """The report kinds, the group_by each takes, and the formats."""
-    return {'kinds': [{'kind': kind, 'group_by': list(reports.GROUP_BY[kind]),
-                       'default_group_by': reports.DEFAULT_GROUP_BY.get(kind)} for kind in reports.KINDS],
-            'formats': list(report_formats.FORMATS), 'default_period': reports.DEFAULT_PERIOD}
+    return report_formats.catalog()
 
 
-@router.get('/{kind}', response_model=None)
+_FILE = {'schema': {'type': 'string'}}
+
+
+@router.get('/{kind}', response_model=None, responses={200: {
+    'model': ReportJson, 'description': 'The report as JSON, or as a CSV or Markdown file (`format`)',
+    'content': {report_formats.MEDIA_TYPES['csv']: _FILE, report_formats.MEDIA_TYPES['md']: _FILE}}})
 def get_report(kind: str, conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
-               end: ToQ = None, group_by: GroupByQ = None, fmt: FormatQ = 'json') -> dict[str, Any] | Response:
+               end: ToQ = None, group_by: GroupByQ = None, fmt: FormatQ = 'json') -> ReportJson | Response:
     """A report for a period (day, week, month; default month) or from/to (as the budget endpoints take them).
 
     summary: totals by provider, model and agent, by channel and the reconciled total (the budget summary's);

@@ -1,25 +1,27 @@
 """Sessions: the last N, one with its per-agent breakdown, ending one, CSV export."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.spend import sessions
-from services.spend.sessions import SessionDetail
+from services.spend.sessions import CSV_COLUMNS, SessionDetail, SessionList
 
 router = APIRouter(tags=['sessions'])
 
 
 @router.get('/sessions')
-def list_sessions(conn: ReadConn, limit: Annotated[int, Query(ge=1, le=1000)] = 30) -> dict[str, Any]:
+def list_sessions(conn: ReadConn, limit: Annotated[int, Query(ge=1, le=1000)] = 30) -> SessionList:
     """The most recent sessions: id, start, end, tokens, cost and agents."""
     items = sessions.list_sessions(conn, limit)
     return {'items': items, 'count': len(items)}
 
 
-@router.get('/sessions.csv', response_class=Response)
+@router.get('/sessions.csv', response_class=Response, responses={200: {
+    'description': f'One row per session, most recent first; columns {", ".join(CSV_COLUMNS)}',
+    'content': {'text/csv': {'schema': {'type': 'string'}}}}})
 def sessions_csv(conn: ReadConn, limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> Response:
     """The most recent sessions as CSV."""
     return Response(sessions.sessions_csv(conn, limit), media_type='text/csv',

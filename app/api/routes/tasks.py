@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.core.money import usd_to_micros
 from services.spend import tasks
-from services.spend.tasks import TaskOut
+from services.spend.tasks import TaskList, TaskOut
 from services.usage.events import NO_NUL, Label
 
 router = APIRouter(prefix='/tasks', tags=['tasks'])
@@ -68,7 +68,7 @@ def create_task(body: TaskIn, rt: RuntimeDep, actor: Caller) -> TaskOut:
 
 @router.get('')
 def list_tasks(conn: ReadConn, status: Status | None = None, agent_id: str | None = None,
-               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> TaskList:
     """Tasks, most recently updated first, with estimated and actual cost."""
     items = tasks.list_tasks(conn, status, agent_id, limit)
     return {'items': items, 'count': len(items)}

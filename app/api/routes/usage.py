@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import WRITE, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from services.usage.events import UsageEventIn
-from services.usage.ledger import MAX_BATCH, EventRejected
-from services.usage.queries import UsageQuery, list_usage
+from services.usage.ledger import MAX_BATCH, BatchOut, EventRejected, RecordedEvent, batch_out
+from services.usage.queries import UsagePage, UsageQuery, list_usage
 
 router = APIRouter(prefix='/usage', tags=['usage'])
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -30,8 +30,11 @@ def json_response(data: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status_code, media_type='application/json')
 
 
+# These routes answer with orjson for speed: `responses` documents the bodies, which FastAPI does not validate.
 @router.post('', dependencies=WRITE, status_code=201,
-             responses={200: {'description': 'Already recorded: the stored event, counted once'}})
+             responses={201: {'model': RecordedEvent, 'description': 'Stored: the event with its cost'},
+                        200: {'model': RecordedEvent, 'description': 'Already recorded: the stored event, counted '
+                                                                     'once'}})
 def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
     """Record one LLM call. Returns the stored event with `cost_micros` and `cost_source`."""
     try:
@@ -41,7 +44,8 @@ def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
     return json_response({'status': status, **row}, 201 if status == 'stored' else 200)
 
 
-@router.post('/batch', dependencies=WRITE, openapi_extra={'requestBody': _BATCH_SCHEMA})
+@router.post('/batch', dependencies=WRITE, openapi_extra={'requestBody': _BATCH_SCHEMA},
+             responses={200: {'model': BatchOut, 'description': 'A result for each event, in order'}})
 async def record_batch(request: Request, rt: RuntimeDep) -> Response:
     """Record up to 10,000 events. Each gets a result: stored, duplicate, or rejected with its index and reason."""
     body = await request.body()
@@ -57,13 +61,10 @@ async def record_batch(request: Request, rt: RuntimeDep) -> Response:
     if len(events) > MAX_BATCH:
         raise BadRequest(f'events: at most {MAX_BATCH} events per batch, got {len(events)}', 413)
     results = await run_in_threadpool(rt.ledger.record_batch, events)
-    counts = {'stored': 0, 'duplicate': 0, 'rejected': 0}
-    for result in results:
-        counts[result.status] += 1
-    return json_response({**counts, 'results': [r.as_dict() for r in results]})
+    return json_response(batch_out(results))
 
 
-@router.get('')
+@router.get('', responses={200: {'model': UsagePage, 'description': 'A page of events, newest first'}})
 def get_usage(
     conn: ReadConn,
     start: Annotated[datetime | None, Query(alias='from', description='ISO time, inclusive')] = None,

@@ -420,9 +420,10 @@ async def test_a_failed_eco_delivery_shows_on_the_dashboard_data(sqlite_engine: 
 
     with sqlite_engine.connect() as conn:
         data = load_dashboard(conn, DashboardConfig(UTC_ZONE, 5_000_000))
-    assert data['eco_delivery']['status'] == 'pending'
-    assert eco_delivery_text(data['eco_delivery']) == 'webhook failed: HTTP 500, retrying'
-    assert eco_delivery_text({**data['eco_delivery'], 'status': 'failed', 'attempts': 6}) == \
+    assert data.eco_delivery is not None
+    assert data.eco_delivery['status'] == 'pending'
+    assert eco_delivery_text(data.eco_delivery) == 'webhook failed: HTTP 500, retrying'
+    assert eco_delivery_text({**data.eco_delivery, 'status': 'failed', 'attempts': 6}) == \
         'webhook failed: HTTP 500 (gave up after 6 attempts)'
 
 
