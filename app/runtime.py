@@ -44,7 +44,7 @@ class Runtime:
 
     def load_dashboard(self) -> DashboardSnapshot:
         sources = self.settings.sources
-        config = DashboardConfig(self.settings.zone, self.settings.daily_limit_micros, tuple(self.sync.pullers),
+        config = DashboardConfig(self.settings.budget, tuple(self.sync.pullers),
                                  sources.reconciliation_tolerance)
         with self.engine.connect() as conn:
             return load_dashboard(conn, config)

@@ -60,14 +60,14 @@ def _startup() -> None:
     use_feed(start_feed(rt.load_dashboard, rt.hub))
     global _jobs, _notifier
     if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process
-        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.zone, rt.settings.daily_limit_micros)
+        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget)
         _notifier.start()
     sources = rt.settings.sources
     _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min,
                      rt.leadership.is_leader if rt.leadership is not None else lambda: True)
     _jobs.add_periodic('anomaly', partial(run_anomaly_check, rt.engine, rt.hub), ANOMALY_MINUTES)
-    _jobs.add_periodic('forecast', partial(run_exhaustion_check, rt.engine, rt.hub, rt.settings.zone,
-                                           rt.settings.daily_limit_micros), FORECAST_MINUTES)
+    _jobs.add_periodic('forecast', partial(run_exhaustion_check, rt.engine, rt.hub, rt.settings.budget),
+                       FORECAST_MINUTES)
     _jobs.start()
     if rt.settings.demo != 'off':
         from services import demo

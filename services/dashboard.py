@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Connection, func, select
 from typing_extensions import TypedDict
@@ -15,7 +15,7 @@ from services.alerting.notify import DeliveryOut, last_eco_delivery
 from services.budget import eco, thresholds
 from services.budget.eco import EcoState
 from services.budget.thresholds import ThresholdsOut
-from services.core.periods import period_containing
+from services.core.context import BudgetContext
 from services.core.tables import ALERTS
 from services.insights import planner
 from services.insights.forecast import ForecastOut, day_forecast
@@ -39,8 +39,7 @@ RECENT_ALERTS = 5
 
 @dataclass(frozen=True)
 class DashboardConfig:
-    zone: Any  # ZoneInfo
-    default_daily_micros: int
+    budget: BudgetContext
     configured_sources: tuple[str, ...] = ()
     tolerance: Decimal = Decimal('0.05')
 
@@ -94,21 +93,22 @@ class DashboardSnapshot:
 
 def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None) -> DashboardSnapshot:
     now = now or datetime.now(UTC)
-    summary = budget.period_summary(conn, 'day', config.zone, config.default_daily_micros, now)
-    today = period_containing('day', now, config.zone)
+    zone = config.budget.zone
+    summary = budget.period_summary(conn, config.budget, 'day', now)
+    today = config.budget.period('day', now)
     return DashboardSnapshot(
         at=now.isoformat(),
         summary=summary,
-        forecast=day_forecast(conn, summary['spent_micros'], summary['limit_micros'], config.zone, now),
+        forecast=day_forecast(conn, summary['spent_micros'], summary['limit_micros'], zone, now),
         by_agent=top_with_others(breakdown(conn, today.start, today.end, 'agent_id'), 'agent_id', TOP_AGENTS),
         by_provider=breakdown(conn, today.start, today.end, 'provider'),
-        history=budget.history(conn, 30, config.zone, config.default_daily_micros, now),
+        history=budget.history(conn, config.budget, 30, now),
         eco=eco.get_eco(conn),
         tasks=tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
         agents=agents.list_agents(conn, DASHBOARD_AGENTS),
         sessions=sessions.list_sessions(conn, RECENT_SESSIONS),
         reconciliation=[c.as_dict(config.tolerance)
-                        for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, config.zone, now))],
+                        for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, zone, now))],
         sync=sync_status(conn, list(config.configured_sources)),
         eco_delivery=last_eco_delivery(conn),
         thresholds=thresholds.get_thresholds(conn).as_dict(),

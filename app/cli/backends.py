@@ -179,8 +179,7 @@ class DirectBackend:
     def summary(self, period: str) -> dict[str, Any]:
         from services.spend import budget
 
-        s = self.rt.settings
-        return self._read(budget.period_summary, period, s.zone, s.daily_limit_micros)
+        return self._read(budget.period_summary, self.rt.settings.budget, period)
 
     def breakdown(self, by: str, period: str) -> dict[str, Any]:
         from services.spend import budget
@@ -239,9 +238,8 @@ class DirectBackend:
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports
 
-        s = self.rt.settings
         try:
-            report = self._read(reports.build_report, kind, s.zone, s.daily_limit_micros, params.get('period'),
+            report = self._read(reports.build_report, self.rt.settings.budget, kind, params.get('period'),
                                 params.get('from'), params.get('to'), params.get('group_by'))
         except Invalid as exc:
             raise CliError(str(exc), 2) from None

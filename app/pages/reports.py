@@ -35,7 +35,7 @@ def _params(state: dict[str, Any]) -> dict[str, str]:
 
 def _build(kind: str, params: dict[str, str]) -> reports.Report:
     rt = runtime.current()
-    return rt.read(reports.build_report, kind, rt.settings.zone, rt.settings.daily_limit_micros, params.get('period'),
+    return rt.read(reports.build_report, rt.settings.budget, kind, params.get('period'),
                    params.get('from'), params.get('to'), params.get('group_by'))
 
 

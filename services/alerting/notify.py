@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, select, update
@@ -26,6 +25,7 @@ from typing_extensions import TypedDict
 
 from services.budget import eco
 from services.budget.eco import EcoState
+from services.core.context import BudgetContext
 from services.core.money import micros_to_usd
 from services.core.settings import NotifySettings
 from services.core.tables import DELIVERIES, POLICIES
@@ -168,14 +168,13 @@ def public(row: Any) -> DeliveryOut:
 
 
 class Notifier:
-    def __init__(self, engine: Engine, settings: NotifySettings, hub: EventHub, zone: ZoneInfo,
-                 default_daily_micros: int, backoff: Backoff | None = None,
+    def __init__(self, engine: Engine, settings: NotifySettings, hub: EventHub, budget: BudgetContext,
+                 backoff: Backoff | None = None,
                  retry_interval_s: float = RETRY_INTERVAL_S) -> None:
         self.engine = engine
         self.settings = settings
         self.hub = hub
-        self.zone = zone
-        self.default_daily_micros = default_daily_micros
+        self.budget = budget
         self.backoff = backoff or Backoff()
         self.retry_interval_s = retry_interval_s
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,7 +301,7 @@ class Notifier:
                 return []  # this change was already sent (by another instance, or before a restart)
             spent, limit = change.spent_micros, change.limit_micros
             if spent is None:
-                summary = budget.period_summary(conn, 'day', self.zone, self.default_daily_micros, now)
+                summary = budget.period_summary(conn, self.budget, 'day', now)
                 spent, limit = summary['spent_micros'], summary['limit_micros']
             payload = eco_payload(state, spent, limit)
             return [self._insert(conn, 'eco', None, 'n8n', safe_target(self.settings.n8n_webhook_url), payload, now)]

@@ -7,6 +7,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from typing_extensions import TypedDict
 
+from services.core.context import BudgetContext
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.core.periods import PERIODS
@@ -37,18 +38,18 @@ def set_value(conn: Connection, key: str, value: str) -> None:
         'value': statement.excluded.value, 'updated_at': statement.excluded.updated_at}))
 
 
-def get_limit(conn: Connection, period: str, default_daily_micros: int) -> int | None:
+def get_limit(conn: Connection, budget: BudgetContext, period: str) -> int | None:
     """The budget limit for a period in micro-USD; the daily one defaults to the environment setting."""
     value = get_value(conn, f'limit.{period}')
     if value is not None:
         return int(value)
-    return default_daily_micros if period == 'day' else None
+    return budget.default_daily_micros if period == 'day' else None
 
 
-def get_limits(conn: Connection, default_daily_micros: int) -> Limits:
+def get_limits(conn: Connection, budget: BudgetContext) -> Limits:
     """The limit of each period (the daily one defaults to the environment setting)."""
     def limit(period: str) -> LimitOut | None:
-        micros = get_limit(conn, period, default_daily_micros)
+        micros = get_limit(conn, budget, period)
         return None if micros is None else {'limit_micros': micros, 'limit_usd': micros_to_usd(micros)}
 
     return {'day': limit('day'), 'week': limit('week'), 'month': limit('month')}

@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from services.core.context import BudgetContext
 from services.core.money import parse_usd
 
 PREFIX = 'SPENDGAUGE_'
@@ -196,6 +197,10 @@ class Settings(_Group):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def budget(self) -> BudgetContext:
+        return BudgetContext(self.zone, self.daily_limit_micros)
 
     @property
     def daily_limit_micros(self) -> int:

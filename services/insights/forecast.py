@@ -35,7 +35,8 @@ from typing_extensions import TypedDict
 
 from services.alerting import alerts
 from services.alerting.alerts import AlertOut
-from services.budget import limits as app_settings
+from services.budget import limits
+from services.core.context import BudgetContext
 from services.core.money import format_usd, micros_to_usd
 from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
 from services.live.hub import EventHub
@@ -444,14 +445,14 @@ def read_hours(conn: Connection, now: datetime, zone: ZoneInfo) -> list[tuple[da
     return [(edges[n], buckets.total(n).cost_micros) for n in range(len(edges) - 1)]
 
 
-def budget_forecast(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
-                    now: datetime | None = None) -> BudgetForecast:
+def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | None = None) -> BudgetForecast:
     """Day, week and month: spent (reconciled, as `period_summary` reports it), projected, band, ETA, state."""
     now = as_utc(now or datetime.now(UTC))
-    summaries = {p: period_summary(conn, p, zone, default_daily_micros, now) for p in PERIODS}
+    zone = budget.zone
+    summaries = {p: period_summary(conn, budget, p, now) for p in PERIODS}
     spent = {p: s['spent_micros'] for p, s in summaries.items()}
-    limits = {p: app_settings.get_limit(conn, p, default_daily_micros) for p in PERIODS}
-    forecasts = project(read_hours(conn, now, zone), now, zone, spent, limits)
+    caps = {p: limits.get_limit(conn, budget, p) for p in PERIODS}
+    forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps)
     return {'at': now.isoformat(), 'timezone': zone.key, 'day': forecasts['day'].as_dict(zone),
             'week': forecasts['week'].as_dict(zone), 'month': forecasts['month'].as_dict(zone)}
 
@@ -468,7 +469,7 @@ def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, 
 
 # --- the forecast_exhaustion alert ------------------------------------------------------------------------------
 
-def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int,
+def check_exhaustion(conn: Connection, budget: BudgetContext,
                      now: datetime | None = None) -> list[tuple[AlertOut | None, bool]]:
     """Raise `forecast_exhaustion` for each period whose projected spend reaches its limit before the period ends.
 
@@ -481,7 +482,7 @@ def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int
         end = alert['data'].get('end')
         if end and datetime.fromisoformat(end) <= now:
             alerts.resolve(conn, alert['id'], now)
-    forecast = budget_forecast(conn, zone, default_daily_micros, now)
+    forecast = budget_forecast(conn, budget, now)
     raised = []
     for period in PERIODS:
         item = forecast[period]
@@ -501,12 +502,12 @@ def check_exhaustion(conn: Connection, zone: ZoneInfo, default_daily_micros: int
     return raised
 
 
-def run_exhaustion_check(engine: Engine, hub: EventHub, zone: ZoneInfo, default_daily_micros: int,
+def run_exhaustion_check(engine: Engine, hub: EventHub, budget: BudgetContext,
                          now: datetime | None = None) -> list[AlertOut]:
     """The scheduled job (a worker thread): check, commit, then publish each newly opened alert so notifications
     and toasts follow."""
     with engine.begin() as conn:
-        raised = check_exhaustion(conn, zone, default_daily_micros, now)
+        raised = check_exhaustion(conn, budget, now)
     new = alerts.publish_new(hub, raised)
     if raised:
         hub.publish(AlertsChanged(reason='forecast_exhaustion'))

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
+from services.core.context import BudgetContext
 from services.core.periods import PERIODS, Period, period_containing
 from services.insights.forecast import budget_forecast
 from services.insights.report_model import (  # noqa: F401  (the model is part of this module's interface)
@@ -298,11 +299,12 @@ PROJECTION_COLUMNS = [Column('period'), Column('start'), Column('end'), Column('
                       Column('text'), Column('method')]
 
 
-def projection(conn: Connection, zone: ZoneInfo, default_daily_micros: int, period: str | None = None,
+def projection(conn: Connection, budget: BudgetContext, period: str | None = None,
                now: datetime | None = None) -> Report:
     """Where the day, week and month are heading (services/insights/forecast.py): spent so far, projected with its
     range, the limit and when it would be reached."""
-    forecast = budget_forecast(conn, zone, default_daily_micros, now=now)
+    zone = budget.zone
+    forecast = budget_forecast(conn, budget, now=now)
     rows = []
     for name in (period,) if period else PERIODS:
         f = forecast[name]
@@ -325,7 +327,7 @@ def _local_text(iso: str, zone: ZoneInfo) -> str:
 
 # --- building one by name ---------------------------------------------------------------------------------------
 
-def build_report(conn: Connection, kind: str, zone: ZoneInfo, default_daily_micros: int, period: str | None = None,
+def build_report(conn: Connection, budget: BudgetContext, kind: str, period: str | None = None,
                  start: str | None = None, end: str | None = None, group_by: str | None = None,
                  now: datetime | None = None) -> Report:
     """The report of a kind for a named period (default month) or from/to, as the API, the page and the CLI ask."""
@@ -336,11 +338,11 @@ def build_report(conn: Connection, kind: str, zone: ZoneInfo, default_daily_micr
         if start or end:
             raise ReportError('from: the projection report is for the current day, week and month; it takes no '
                               'from/to')
-        return projection(conn, zone, default_daily_micros, period, now)
+        return projection(conn, budget, period, now)
     try:
-        span = resolve_range(period or DEFAULT_PERIOD, start, end, zone, now)
+        span = resolve_range(period or DEFAULT_PERIOD, start, end, budget.zone, now)
     except ValueError as exc:
         message = str(exc)
         raise ReportError(message if message.startswith(('from:', 'to:')) else f'from/to: {message}') from None
     builder: Callable[..., Report] = {'summary': summary, 'trend': trend, 'comparison': comparison}[kind]
-    return builder(conn, span, zone, grouping)
+    return builder(conn, span, budget.zone, grouping)

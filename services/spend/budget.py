@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 from typing_extensions import TypedDict
 
-from services.budget import limits as app_settings
+from services.budget import limits
+from services.core.context import BudgetContext
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.core.periods import Period, checked_utc, format_duration, local_days, period_containing
@@ -98,15 +99,16 @@ class History(TypedDict):
     points: list[HistoryPoint]  # oldest first, today last
 
 
-def period_summary(conn: Connection, period: str, zone: ZoneInfo, default_daily_micros: int,
+def period_summary(conn: Connection, budget: BudgetContext, period: str = 'day',
                    now: datetime | None = None) -> PeriodSummary:
     """Spent, limit, remaining and percent for the current day, week or month, split into via LiteLLM and direct
     after reconciliation with pulled and billed spend (services/spend/reconciliation.py)."""
     now = now or datetime.now(UTC)
-    span = period_containing(period, now, zone)
+    zone = budget.zone
+    span = budget.period(period, now)
     channels = channel_totals(reconcile_span(conn, span.start, span.end, zone))
     spent = channels['total']
-    limit = app_settings.get_limit(conn, period, default_daily_micros)
+    limit = limits.get_limit(conn, budget, period)
     remaining = None if limit is None else max(0, limit - spent)
     percent = None if limit is None else round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
     seconds_left = span.seconds_left(now)
@@ -185,10 +187,10 @@ def spend_breakdown(conn: Connection, by: Dimension,
     return cast(Any, {**head, 'items': items})  # items of the dimension asked for: the overloads say which
 
 
-def history(conn: Connection, days: int, zone: ZoneInfo, default_daily_micros: int,
-            now: datetime | None = None) -> History:
+def history(conn: Connection, budget: BudgetContext, days: int, now: datetime | None = None) -> History:
     """One point per local day for the last `days` days (today included), zero-filled."""
     now = now or datetime.now(UTC)
+    zone = budget.zone
     spans = local_days(now.astimezone(zone).date(), days, zone)
     buckets = totals_between(conn, [s for _, s, _ in spans] + [spans[-1][2]])
     points: list[HistoryPoint] = []
@@ -197,7 +199,7 @@ def history(conn: Connection, days: int, zone: ZoneInfo, default_daily_micros: i
         points.append({'date': day.isoformat(), 'cost_micros': totals.cost_micros,
                        'cost_usd': micros_to_usd(totals.cost_micros), 'requests': totals.requests,
                        'input_tokens': totals.input_tokens, 'output_tokens': totals.output_tokens})
-    limit = app_settings.get_limit(conn, 'day', default_daily_micros)
+    limit = limits.get_limit(conn, budget, 'day')
     return {'days': days, 'timezone': zone.key, 'daily_limit_micros': limit, 'daily_limit_usd': _usd(limit),
             'points': points}
 

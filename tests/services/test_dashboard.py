@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from services.alerting import alerts
 from services.alerting.notify import Backoff, Notifier
 from services.budget import eco
+from services.core.context import BudgetContext
 from services.core.settings import NotifySettings
 from services.dashboard import TOP_AGENTS, DashboardConfig, DashboardSnapshot, load_dashboard
 from services.live.hub import EventHub
@@ -47,8 +48,8 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
         sync = SyncService(engine, {'openrouter_direct': OpenRouterPuller('sk-typed', api.url, retries=0)}, hub)
         assert (await sync.run('openrouter_direct'))['status'] == 'ok'
         await sync.aclose()
-        notifier = Notifier(engine, NotifySettings(n8n_webhook_url=f'{api.url}/eco'), hub, UTC_ZONE, 5_000_000,
-                            Backoff(base_s=60))
+        notifier = Notifier(engine, NotifySettings(n8n_webhook_url=f'{api.url}/eco'), hub,
+                            BudgetContext(UTC_ZONE, 5_000_000), Backoff(base_s=60))
         notifier.start()
         try:
             await notifier.notify_eco(EcoChanged(True, 'manual'))
@@ -56,7 +57,7 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
             await notifier.stop()
 
     with engine.connect() as conn:
-        snapshot = load_dashboard(conn, DashboardConfig(UTC_ZONE, 50_000_000, ('openrouter_direct',)),
+        snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE, 50_000_000), ('openrouter_direct',)),
                                   datetime.now(UTC))
     declared = get_type_hints(DashboardSnapshot)
     for field in fields(DashboardSnapshot):
@@ -70,7 +71,7 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
 
 def test_an_empty_database_gives_an_empty_snapshot(engine: Engine) -> None:
     with engine.connect() as conn:
-        snapshot = load_dashboard(conn, DashboardConfig(UTC_ZONE, 0))
+        snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE, 0)))
     declared = get_type_hints(DashboardSnapshot)
     for field in fields(DashboardSnapshot):
         assert_conforms(declared[field.name], getattr(snapshot, field.name), field.name)

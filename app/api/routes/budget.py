@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
-from services.budget import limits as app_settings
+from services.budget import limits
 from services.budget.limits import MAX_LIMIT_MICROS, Limits
 from services.commands.limits import LimitSet
 from services.core.money import usd_to_micros
@@ -38,16 +38,14 @@ PeriodName = Literal['day', 'week', 'month']
 @router.get('/summary')
 def summary(conn: ReadConn, rt: RuntimeDep, period: PeriodName = 'day') -> PeriodSummary:
     """Spent, limit, remaining and percent for today (or this week/month), by channel, with the reset time."""
-    s = rt.settings
-    return budget.period_summary(conn, period, s.zone, s.daily_limit_micros)
+    return budget.period_summary(conn, rt.settings.budget, period)
 
 
 @router.get('/forecast')
 def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> BudgetForecast:
     """For today, this week and this month: spent, projected (with a low/high band), the ETA at which the limit
     is reached (ISO, or null when it holds), state (no_limit, exceeded, exhausts, holds), a text and the method."""
-    s = rt.settings
-    return forecast.budget_forecast(conn, s.zone, s.daily_limit_micros)
+    return forecast.budget_forecast(conn, rt.settings.budget)
 
 
 def _span(rt: RuntimeDep, period: PeriodName | None, start: str | None, end: str | None) -> Period:
@@ -92,8 +90,7 @@ def by_channel(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None,
 @router.get('/history')
 def history(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> History:
     """One point per local day for the last `days` days, today included, zero-filled."""
-    s = rt.settings
-    return budget.history(conn, days, s.zone, s.daily_limit_micros)
+    return budget.history(conn, rt.settings.budget, days)
 
 
 @router.get('/reconciliation')
@@ -109,7 +106,7 @@ class LimitIn(BaseModel):
 @router.get('/limits')
 def get_limits(conn: ReadConn, rt: RuntimeDep) -> Limits:
     """The budget limit for each period (null when none is set)."""
-    return app_settings.get_limits(conn, rt.settings.daily_limit_micros)
+    return limits.get_limits(conn, rt.settings.budget)
 
 
 @router.put('/limits/{period}')
@@ -164,8 +161,7 @@ def schedule(body: ScheduleIn, conn: ReadConn, rt: RuntimeDep) -> ScheduleOut:
     if body.remaining_usd is not None:
         remaining, source = usd_to_micros(body.remaining_usd), 'given'
     else:
-        s = rt.settings
-        left = budget.period_summary(conn, 'day', s.zone, s.daily_limit_micros, now)['remaining_micros']
+        left = budget.period_summary(conn, rt.settings.budget, 'day', now)['remaining_micros']
         if left is None:
             raise BadRequest('remaining_usd: no daily limit is set, so give the budget to plan against')
         remaining, source = left, 'today'

@@ -38,9 +38,8 @@ def get_report(kind: str, conn: ReadConn, rt: RuntimeDep, period: PeriodName | N
     projection: the forecast for the current day, week and month."""
     if kind not in reports.KINDS:
         raise BadRequest(f'kind: unknown report {kind!r}: one of {", ".join(reports.KINDS)}', 404)
-    s = rt.settings
     try:
-        report = reports.build_report(conn, kind, s.zone, s.daily_limit_micros, period, start, end, group_by)
+        report = reports.build_report(conn, rt.settings.budget, kind, period, start, end, group_by)
     except reports.ReportError as exc:
         raise BadRequest(str(exc)) from None
     if fmt == 'json':

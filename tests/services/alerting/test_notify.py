@@ -24,6 +24,7 @@ from sqlalchemy import Engine, insert
 from services.alerting import alerts, notify
 from services.alerting.notify import Backoff, Notifier, eco_delivery_text, list_deliveries, safe_target
 from services.budget import eco
+from services.core.context import BudgetContext
 from services.core.settings import NotifySettings
 from services.core.tables import POLICIES
 from services.live.hub import EventHub
@@ -172,7 +173,8 @@ def new_alert(engine: Engine, key: str = 'test:1', message: str = 'agent looped'
 
 def started(engine: Engine, hub: EventHub, backoff: Backoff = NO_WAIT, retry_interval_s: float = 3600,
             **settings: Any) -> Notifier:
-    notifier = Notifier(engine, NotifySettings(**settings), hub, UTC_ZONE, 5_000_000, backoff, retry_interval_s)
+    notifier = Notifier(engine, NotifySettings(**settings), hub, BudgetContext(UTC_ZONE, 5_000_000), backoff,
+                        retry_interval_s)
     notifier.start()
     return notifier
 
@@ -419,7 +421,7 @@ async def test_a_failed_eco_delivery_shows_on_the_dashboard_data(sqlite_engine: 
     from services.dashboard import DashboardConfig, load_dashboard
 
     with sqlite_engine.connect() as conn:
-        data = load_dashboard(conn, DashboardConfig(UTC_ZONE, 5_000_000))
+        data = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE, 5_000_000)))
     assert data.eco_delivery is not None
     assert data.eco_delivery['status'] == 'pending'
     assert eco_delivery_text(data.eco_delivery) == 'webhook failed: HTTP 500, retrying'

@@ -129,7 +129,7 @@ CHANGES = [
     Change('set the daily limit', Topic.SETTINGS,
            api=lambda _: ('PUT', '/api/v1/budget/limits/day', {'limit_usd': '7'}),
            page=page_set_limit, cli=lambda _: ['set-limit', 'day', '7'],
-           done=lambda rt, _: rt.read(limits.get_limit, 'day', 0) == 7_000_000,
+           done=lambda rt, _: rt.read(limits.get_limit, rt.settings.budget, 'day') == 7_000_000,
            checker=lambda rt, _: True),  # limits are not budget policies yet
     Change('set the agent thresholds', Topic.POLICIES, recounts=1,
            api=lambda _: ('PUT', '/api/v1/thresholds', {'session_threshold_usd': '2', 'pause': True}),

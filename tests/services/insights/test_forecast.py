@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import Engine
 
 from services.alerting import alerts
-from services.budget import limits as app_settings
+from services.budget import limits
+from services.core.context import BudgetContext
 from services.insights.forecast import (
     budget_forecast,
     check_exhaustion,
@@ -25,6 +26,7 @@ from services.usage.ledger import Ledger
 from tests.support.api import assert_money
 
 UTC_ZONE = ZoneInfo('UTC')
+BUDGET = BudgetContext(UTC_ZONE, 8_000_000)
 HOUR = timedelta(hours=1)
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)  # a Wednesday
 MIDNIGHT = NOW.replace(hour=0)
@@ -163,9 +165,9 @@ def record_hourly(ledger: Ledger, start: datetime, end: datetime, usd: str) -> N
 def test_budget_forecast_reads_the_ledger_and_reports_the_reconciled_spend(ledger: Ledger) -> None:
     record_hourly(ledger, MIDNIGHT - timedelta(days=2), NOW, '0.50')
     with ledger.engine.begin() as conn:
-        app_settings.set_limit(conn, 'week', 60_000_000)
-        forecast = budget_forecast(conn, UTC_ZONE, 8_000_000, NOW)
-        summaries = {p: period_summary(conn, p, UTC_ZONE, 8_000_000, NOW) for p in ('day', 'week', 'month')}
+        limits.set_limit(conn, 'week', 60_000_000)
+        forecast = budget_forecast(conn, BUDGET, NOW)
+        summaries = {p: period_summary(conn, BUDGET, p, NOW) for p in ('day', 'week', 'month')}
     assert forecast['at'] == NOW.isoformat() and forecast['timezone'] == 'UTC'
     for period in ('day', 'week', 'month'):
         item = forecast[period]
@@ -196,7 +198,7 @@ def test_a_half_hour_zone_splits_the_boundary_hour(ledger: Ledger) -> None:
     ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '1', 'ts': now.replace(hour=18, minute=45)})
     with ledger.engine.connect() as conn:
         hours = dict(read_hours(conn, now, zone))
-        forecast = budget_forecast(conn, zone, 5_000_000, now)
+        forecast = budget_forecast(conn, BudgetContext(zone, 5_000_000), now)
     assert hours[now.replace(hour=18, minute=0)] == 3_000_000
     assert hours[now.replace(hour=18, minute=30)] == 1_000_000
     day = forecast['day']
@@ -233,8 +235,8 @@ def test_the_exhaustion_alert_fires_once_per_period(ledger: Ledger, engine: Engi
     hub.subscribe(published.append)
     record_hourly(ledger, MIDNIGHT, NOW, '0.50')
     published.clear()
-    first = run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, NOW)
-    again = run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, NOW + timedelta(minutes=5))
+    first = run_exhaustion_check(engine, hub, BUDGET, NOW)
+    again = run_exhaustion_check(engine, hub, BUDGET, NOW + timedelta(minutes=5))
     assert len(first) == 1 and again == []
     alert = first[0]
     assert (alert['type'], alert['severity']) == ('forecast_exhaustion', 'warning')
@@ -249,22 +251,22 @@ def test_the_exhaustion_alert_fires_once_per_period(ledger: Ledger, engine: Engi
     record_hourly(ledger, NOW, NOW + 2 * HOUR, '0.50')
     with engine.begin() as conn:
         # resolved by hand: not again this day, even after the usual one-hour cooldown
-        assert check_exhaustion(conn, UTC_ZONE, 8_000_000, NOW + timedelta(hours=2)) == [(None, False)]
+        assert check_exhaustion(conn, BUDGET, NOW + timedelta(hours=2)) == [(None, False)]
     tomorrow = MIDNIGHT + timedelta(days=1)
     record_hourly(ledger, tomorrow, tomorrow + 10 * HOUR, '0.50')
-    nxt = run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, tomorrow + 10 * HOUR)
+    nxt = run_exhaustion_check(engine, hub, BUDGET, tomorrow + 10 * HOUR)
     assert [a['dedupe_key'] for a in nxt] == [f'forecast_exhaustion:day:{tomorrow.isoformat()}']
 
 
 def test_no_alert_while_the_budget_holds_and_an_ended_period_is_resolved(ledger: Ledger, engine: Engine,
                                                                          hub: EventHub) -> None:
     record_hourly(ledger, MIDNIGHT, NOW, '0.10')
-    assert run_exhaustion_check(engine, hub, UTC_ZONE, 8_000_000, NOW) == []
+    assert run_exhaustion_check(engine, hub, BUDGET, NOW) == []
     with engine.begin() as conn:
-        app_settings.set_limit(conn, 'month', 10_000_000)  # $1 so far, ~$2.40 a day from here: the month runs out
-        [(month, is_new)] = check_exhaustion(conn, UTC_ZONE, 8_000_000, NOW)
+        limits.set_limit(conn, 'month', 10_000_000)  # $1 so far, ~$2.40 a day from here: the month runs out
+        [(month, is_new)] = check_exhaustion(conn, BUDGET, NOW)
         assert is_new and month is not None and month['data']['period'] == 'month'
-        check_exhaustion(conn, UTC_ZONE, 8_000_000, datetime(2027, 1, 1, 1, 0, tzinfo=UTC))
+        check_exhaustion(conn, BUDGET, datetime(2027, 1, 1, 1, 0, tzinfo=UTC))
         assert alerts.get_alert(conn, month['id'])['open'] is False
 
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from services.core.context import BudgetContext
 from services.core.periods import Period
 from services.insights import report_formats, reports
 from services.sources.base import PullResult, SnapshotRow, store_snapshots
@@ -40,7 +41,7 @@ def bill(ledger: Ledger, day: date, micros: int, source: str = 'openai_direct', 
 
 def build(ledger: Ledger, kind: str, zone: ZoneInfo = UTC_ZONE, **params: Any) -> reports.Report:
     with ledger.engine.connect() as conn:
-        return reports.build_report(conn, kind, zone, LIMIT, now=NOW, **params)
+        return reports.build_report(conn, BudgetContext(zone, LIMIT), kind, now=NOW, **params)
 
 
 def rows_of(report: reports.Report, group: str) -> dict[Any, dict[str, Any]]:
@@ -65,7 +66,7 @@ def month_of_spend(ledger: Ledger) -> Ledger:
 def test_summary_total_agrees_with_the_budget_summary(month_of_spend: Ledger, period: str, recorded: int) -> None:
     report = build(month_of_spend, 'summary', period=period)
     with month_of_spend.engine.connect() as conn:
-        expected = budget.period_summary(conn, period, UTC_ZONE, LIMIT, NOW)
+        expected = budget.period_summary(conn, BudgetContext(UTC_ZONE, LIMIT), period, NOW)
     total = rows_of(report, 'total')['total']
     assert total['cost'] == expected['spent_micros'] == recorded + 800_000  # the bill adds $0.80 direct
     assert report.totals['total'] == expected['spent_micros']
@@ -215,7 +216,7 @@ def test_projection_has_each_period_with_the_summary_spent(month_of_spend: Ledge
     assert [r['period'] for r in report.rows] == ['day', 'week', 'month']
     with month_of_spend.engine.connect() as conn:
         for row in report.rows:
-            expected = budget.period_summary(conn, row['period'], UTC_ZONE, LIMIT, NOW)
+            expected = budget.period_summary(conn, BudgetContext(UTC_ZONE, LIMIT), row['period'], NOW)
             assert row['spent'] == expected['spent_micros'], row['period']
             assert row['limit'] == expected['limit_micros']
             assert row['projected_low'] <= row['projected'] <= row['projected_high']

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from services.core.context import BudgetContext
 from services.sources.base import PullResult, SnapshotRow, store_snapshots
 from services.spend import budget
 from services.spend.reconciliation import channel_totals, reconcile_last_days
@@ -91,7 +92,7 @@ def test_providers_are_reconciled_separately_and_summed(ledger: Ledger) -> None:
     snapshot(ledger, 'litellm', 700_000, provider='openrouter')
     with ledger.engine.connect() as conn:
         totals = channel_totals(reconcile_last_days(conn, 1, UTC_ZONE, NOON))
-        summary = budget.period_summary(conn, 'day', UTC_ZONE, 5_000_000, NOON)
+        summary = budget.period_summary(conn, BudgetContext(UTC_ZONE, 5_000_000), 'day', NOON)
     assert totals['litellm'] == 1_000_000 + 700_000
     assert totals['direct'] == 2_000_000 + 500_000
     assert totals['total'] == 4_200_000
