@@ -2,7 +2,7 @@
 and per day), with the option to pause an agent that crosses one."""
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from nicegui import run, ui
 
@@ -11,7 +11,7 @@ from app.pages.actor import page_actor
 from services.budget import thresholds
 from services.budget.thresholds import ThresholdsOut
 from services.core.errors import DomainError
-from services.core.money import micros_to_usd, usd_to_micros
+from services.core.money import micros_to_usd, parse_usd, usd_to_micros
 from services.dashboard import DashboardSnapshot
 
 
@@ -20,14 +20,15 @@ def _usd_text(micros: int | None) -> str:
 
 
 def _amount(text: str | None, label: str) -> Decimal | None:
-    text = (text or '').strip().lstrip('$')
+    """What a field holds: empty for none, else a dollar amount above $0."""
+    text = (text or '').strip()
     if not text:
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f'{label}: {text!r} is not an amount in USD') from None
-    if not value.is_finite() or value <= 0:
+        value = parse_usd(text, name=label)
+    except ValueError:
+        raise ValueError(f'{label}: {text.lstrip("$")!r} is not an amount in USD') from None
+    if value <= 0:
         raise ValueError(f'{label}: must be more than $0')
     return value
 

@@ -9,11 +9,11 @@ from typing_extensions import TypedDict
 
 from services.core.context import BudgetContext
 from services.core.errors import Invalid
-from services.core.money import micros_to_usd
+from services.core.money import MAX_MICROS, micros_to_usd
 from services.core.periods import PERIODS
 from services.core.tables import SETTINGS
 
-MAX_LIMIT_MICROS = 10**15  # $1,000,000,000
+MAX_LIMIT_MICROS = MAX_MICROS
 
 
 class LimitOut(TypedDict):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -12,9 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import Connection, delete, insert, select, update
 from typing_extensions import TypedDict
 
-from services.budget.limits import MAX_LIMIT_MICROS
 from services.core.errors import Invalid, NotFound
-from services.core.money import micros_to_usd, usd_to_micros
+from services.core.money import Usd, micros_to_usd, usd_to_micros
 from services.core.tables import AGENTS, POLICIES
 from services.usage.events import describe_errors
 
@@ -102,7 +100,7 @@ class PolicyIn(BaseModel):
     period: Literal['day', 'week', 'month', 'session', 'custom'] = 'day'
     period_start: date | None = None
     period_end: date | None = None
-    limit_usd: Decimal = Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000)
+    limit_usd: Usd
     soft_percent: int = Field(default=80, ge=1, le=100)
     critical_percent: int = Field(default=95, ge=1, le=100)
     action: Literal['ignore', 'warn', 'throttle', 'block'] = 'warn'

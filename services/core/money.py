@@ -4,6 +4,9 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field
 
 from services.core.errors import Invalid
 
@@ -40,7 +43,13 @@ def format_usd(micros: int, places: int = 2) -> str:
         places = 4
     return f'${value:,.{places}f}'
 
-MAX_USD = Decimal(1_000_000_000)
+
+
+MAX_USD = Decimal(1_000_000_000)  # the largest limit, estimate or amount anyone may enter
+MAX_MICROS = int(MAX_USD) * MICROS_PER_USD
+Usd = Annotated[Decimal, Field(ge=0, le=MAX_USD, allow_inf_nan=False,
+                               description='US dollars: a decimal string (exact) or a number')]
+"""The USD amount of every API body; narrower bounds nest it: `Annotated[Usd, Field(le=...)]`."""
 _GROUPED = re.compile(r'\d{1,3}(,\d{3})+(\.\d*)?')
 
 

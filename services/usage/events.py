@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from services.core.money import Usd
 from services.core.periods import checked_utc
 
 Channel = Literal['litellm', 'direct']
@@ -39,7 +39,7 @@ class UsageEventIn(BaseModel):
     output_tokens: TokenCount = 0
     cache_read_tokens: TokenCount = 0
     cache_write_tokens: TokenCount = 0
-    cost_usd: Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = Field(
+    cost_usd: Annotated[Usd, Field(le=1_000_000)] | None = Field(
         default=None, description='Cost reported by the caller; when given it is kept as is (cost_source=reported)')
     latency_ms: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

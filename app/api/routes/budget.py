@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from services.budget import limits
-from services.budget.limits import MAX_LIMIT_MICROS, Limits
+from services.budget.limits import Limits
 from services.commands.limits import LimitSet
-from services.core.money import usd_to_micros
+from services.core.money import Usd, usd_to_micros
 from services.core.periods import Period, checked_utc
 from services.insights import forecast, planner
 from services.insights.forecast import BudgetForecast
@@ -100,7 +100,7 @@ def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge
 
 
 class LimitIn(BaseModel):
-    limit_usd: Annotated[Decimal, Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000, allow_inf_nan=False)]
+    limit_usd: Usd
 
 
 @router.get('/limits')
@@ -121,7 +121,7 @@ class ScheduleTaskIn(BaseModel):
     id: Label
     priority: Annotated[Decimal, Field(ge=0, le=planner.MAX_PRIORITY, allow_inf_nan=False,
                                        description='non-negative; rounded to six decimal places')]
-    estimated_cost_usd: Annotated[Decimal, Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000, allow_inf_nan=False)] \
+    estimated_cost_usd: Usd \
         | None = Field(default=None, description="estimated from the agent's finished tasks when missing")
     deadline: datetime | None = Field(default=None, description='ISO time (UTC when naive); deferred after it')
     agent_id: Label | None = None
@@ -143,7 +143,7 @@ class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
     tasks: list[ScheduleTaskIn] = Field(max_length=planner.MAX_TASKS)
-    remaining_usd: Annotated[Decimal, Field(ge=0, le=MAX_LIMIT_MICROS // 1_000_000, allow_inf_nan=False)] | None = \
+    remaining_usd: Usd | None = \
         Field(default=None, description="the budget to plan against; what is left of today's limit when missing")
 
 

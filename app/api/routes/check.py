@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Annotated
 
 import orjson
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from app.api.deps import WRITE, RuntimeDep
 from app.api.errors import BadRequest
 from services.budget.checker import CheckRequest, CheckResult
-from services.core.money import usd_to_micros
+from services.core.money import Usd, usd_to_micros
 from services.usage.pricing import TokenCounts
 
 router = APIRouter(tags=['policies'])
@@ -33,7 +32,7 @@ class CheckIn(BaseModel):
     model: Id | None = None
     estimated_input_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     estimated_output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
-    estimated_cost_usd: Decimal | None = Field(default=None, ge=0, le=1_000_000)
+    estimated_cost_usd: Annotated[Usd, Field(le=1_000_000)] | None = None
 
     @model_validator(mode='after')
     def _one_estimate(self) -> CheckIn:
@@ -42,8 +41,6 @@ class CheckIn(BaseModel):
             raise ValueError('estimated_cost_usd: give either estimated tokens or estimated_cost_usd, not both')
         if tokens and not self.model:
             raise ValueError('model: needed to price estimated tokens')
-        if self.estimated_cost_usd is not None and not self.estimated_cost_usd.is_finite():
-            raise ValueError('estimated_cost_usd: must be a finite amount')
         return self
 
 

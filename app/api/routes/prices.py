@@ -1,18 +1,18 @@
 """Price overrides and the models we could not price."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StringConstraints
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
+from services.core.money import Usd
 from services.usage import price_overrides
 from services.usage.price_overrides import OverrideDeleted, OverrideList, OverrideOut, UnpricedList
 
 router = APIRouter(prefix='/prices', tags=['prices'])
-UsdPerMtok = Annotated[Decimal, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+UsdPerMtok = Annotated[Usd, Field(le=1_000_000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 

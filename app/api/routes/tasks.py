@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
-from services.core.money import usd_to_micros
+from services.core.money import Usd, usd_to_micros
 from services.spend import tasks
 from services.spend.tasks import TaskList, TaskOut
 from services.usage.events import NO_NUL, Label
@@ -18,7 +18,7 @@ router = APIRouter(prefix='/tasks', tags=['tasks'])
 Status = Literal['pending', 'running', 'done', 'failed', 'cancelled']
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_NUL)]
 Priority = Annotated[int, Field(strict=True, ge=-tasks.MAX_PRIORITY, le=tasks.MAX_PRIORITY)]
-EstimateUsd = Annotated[Decimal, Field(ge=0, le=tasks.MAX_ESTIMATE_MICROS // 1_000_000, allow_inf_nan=False)]
+EstimateUsd = Annotated[Usd, Field(le=tasks.MAX_ESTIMATE_MICROS // 1_000_000)]
 NOT_NULL = ('title', 'status', 'priority')
 
 

@@ -1,25 +1,25 @@
 """The Budget settings panel's agent thresholds: per agent and session, per agent and day, and pausing."""
 from __future__ import annotations
 
-from decimal import Decimal
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
 from services.budget import thresholds
-from services.budget.limits import MAX_LIMIT_MICROS
 from services.budget.thresholds import ThresholdsOut
+from services.core.money import Usd
 
 router = APIRouter(prefix='/thresholds', tags=['policies'])
-MAX_USD = MAX_LIMIT_MICROS // 1_000_000
+MoreThanZero = Annotated[Usd, Field(gt=0)]
 
 
 class ThresholdsIn(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
-    session_threshold_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD)
-    day_threshold_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD)
+    session_threshold_usd: MoreThanZero | None = None
+    day_threshold_usd: MoreThanZero | None = None
     pause: bool = False
 
 
