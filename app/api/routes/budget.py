@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
-from app.api.errors import BadRequest
 from services.budget import limits
 from services.budget.limits import Limits
 from services.commands.limits import LimitSet
+from services.core.errors import Invalid
 from services.core.money import Usd, usd_to_micros
 from services.core.periods import Period, checked_utc
 from services.insights import forecast, planner
@@ -49,10 +49,7 @@ def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> BudgetForecast:
 
 
 def _span(rt: RuntimeDep, period: PeriodName | None, start: str | None, end: str | None) -> Period:
-    try:
-        return budget.resolve_range(period, start, end, rt.settings.zone)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    return budget.resolve_range(period, start, end, rt.settings.zone)
 
 
 FromQ = Annotated[str | None, Query(alias='from', description='ISO date (local day) or datetime')]
@@ -163,13 +160,10 @@ def schedule(body: ScheduleIn, conn: ReadConn, rt: RuntimeDep) -> ScheduleOut:
     else:
         left = budget.period_summary(conn, rt.settings.budget, 'day', now)['remaining_micros']
         if left is None:
-            raise BadRequest('remaining_usd: no daily limit is set, so give the budget to plan against')
+            raise Invalid('remaining_usd: no daily limit is set, so give the budget to plan against')
         remaining, source = left, 'today'
     items = [planner.PlanTask(t.id, _priority(t.priority),
                               None if t.estimated_cost_usd is None else usd_to_micros(t.estimated_cost_usd),
                               t.deadline, t.agent_id) for t in body.tasks]
-    try:
-        result = planner.plan(planner.estimate_missing(conn, items), remaining, now)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    result = planner.plan(planner.estimate_missing(conn, items), remaining, now)
     return {**result.as_dict(), 'budget_source': source}

@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.api.deps import WRITE, RuntimeDep
-from app.api.errors import BadRequest
 from services.budget.checker import CheckRequest, CheckResult
+from services.core.errors import Unavailable
 from services.core.money import Usd, usd_to_micros
 from services.usage.pricing import TokenCounts
 
@@ -61,7 +61,7 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
         if quote.cost_source == 'unpriced':
             note = f'estimate: {body.model} has no known price, counted as $0'
     if rt.checker is None:
-        raise BadRequest('budget checks are not running', 503)
+        raise Unavailable('budget checks are not running')
     # async: the check is in memory, so it runs on the event loop without a thread hop; alert writes do not
     deferred: list[Callable[[], None]] = []
     result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from app.api.deps import ReadConn, RuntimeDep
-from app.api.errors import BadRequest
 from app.api.routes.budget import FromQ, PeriodName, ToQ
+from services.core.errors import NotFound
 from services.insights import report_formats, reports
 from services.insights.report_formats import ReportCatalog, ReportJson
 
@@ -37,11 +37,8 @@ def get_report(kind: str, conn: ReadConn, rt: RuntimeDep, period: PeriodName | N
     trend: a zero-filled daily or weekly series; comparison: against the previous period of the same length;
     projection: the forecast for the current day, week and month."""
     if kind not in reports.KINDS:
-        raise BadRequest(f'kind: unknown report {kind!r}: one of {", ".join(reports.KINDS)}', 404)
-    try:
-        report = reports.build_report(conn, rt.settings.budget, kind, period, start, end, group_by)
-    except reports.ReportError as exc:
-        raise BadRequest(str(exc)) from None
+        raise NotFound(f'kind: unknown report {kind!r}: one of {", ".join(reports.KINDS)}')
+    report = reports.build_report(conn, rt.settings.budget, kind, period, start, end, group_by)
     if fmt == 'json':
         return report_formats.to_json(report)
     return Response(report_formats.render(report, fmt), media_type=report_formats.MEDIA_TYPES[fmt],

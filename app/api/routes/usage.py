@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import WRITE, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from services.usage.events import UsageEventIn
-from services.usage.ledger import MAX_BATCH, BatchOut, EventRejected, RecordedEvent, batch_out
+from services.usage.ledger import MAX_BATCH, BatchOut, RecordedEvent, batch_out
 from services.usage.queries import UsagePage, UsageQuery, list_usage
 
 router = APIRouter(prefix='/usage', tags=['usage'])
@@ -37,10 +37,7 @@ def json_response(data: Any, status_code: int = 200) -> Response:
                                                                      'once'}})
 def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
     """Record one LLM call. Returns the stored event with `cost_micros` and `cost_source`."""
-    try:
-        status, row = rt.ledger.record(event)
-    except EventRejected as exc:
-        raise BadRequest(str(exc)) from None
+    status, row = rt.ledger.record(event)
     return json_response({'status': status, **row}, 201 if status == 'stored' else 200)
 
 
@@ -78,7 +75,4 @@ def get_usage(
     """Recorded events, newest first; pass `next_cursor` back as `cursor` for the next page."""
     query = UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
                        limit, cursor)
-    try:
-        return json_response(list_usage(conn, query))
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    return json_response(list_usage(conn, query))
