@@ -1,4 +1,5 @@
-"""What every spend source produces: per-day snapshot rows, stored so that re-pulling a day replaces it."""
+"""What every spend source is: a puller that turns HTTP answers into per-day snapshot rows (no database here:
+services/sources/snapshots.py stores them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,10 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Connection, delete, insert
-
 from services.core.money import usd_to_micros
-from services.core.tables import SNAPSHOTS
 
 SourceName = Literal['litellm', 'openai_direct', 'anthropic_direct', 'openrouter_direct']
 FaultKind = Literal['unavailable', 'auth', 'rate_limited', 'server', 'timeout', 'connection', 'malformed',
@@ -54,26 +52,6 @@ class Puller(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-def store_snapshots(conn: Connection, source: str, result: PullResult, fetched_at: datetime | None = None) -> int:
-    """Replace the source's rows for every day in the result with the new ones (rows summed per key)."""
-    merged: dict[tuple[date, str, str], dict[str, Any]] = {}
-    for row in result.rows:
-        if row.source != source:
-            raise ValueError(f'a {row.source} row in a {source} pull')
-        key = (row.day, row.provider, row.model)
-        total = merged.setdefault(key, {'source': source, 'day': row.day, 'provider': row.provider, 'model': row.model,
-                                        'cost_micros': 0, 'input_tokens': 0, 'output_tokens': 0, 'requests': 0})
-        for name in ('cost_micros', 'input_tokens', 'output_tokens', 'requests'):
-            total[name] += getattr(row, name)
-    days = set(result.days) | {day for day, _, _ in merged}
-    if days:
-        conn.execute(delete(SNAPSHOTS).where(SNAPSHOTS.c.source == source, SNAPSHOTS.c.day.in_(days)))
-    if merged:
-        now = fetched_at or datetime.now(UTC)
-        conn.execute(insert(SNAPSHOTS), [{**row, 'fetched_at': now} for row in merged.values()])
-    return len(merged)
 
 
 def usd_micros(value: Any, what: str, scale: Decimal = Decimal(1)) -> int:

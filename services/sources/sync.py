@@ -18,7 +18,8 @@ from services.core.errors import Conflict
 from services.core.tables import SYNC_RUNS
 from services.live.hub import EventHub
 from services.live.topics import SyncFinished
-from services.sources.base import Puller, PullResult, SourceError, store_snapshots
+from services.sources.base import Puller, PullResult, SourceError
+from services.sources.snapshots import store_snapshots
 from services.spend.reconciliation import reconcile_last_days
 
 FAILURES_BEFORE_ALERT = 3

@@ -257,7 +257,8 @@ async def test_export_in_a_desktop_window_saves_the_csv(user: User, desktop_down
 
 
 async def test_spend_sources_and_reconciliation_view(user: User) -> None:
-    from services.sources.base import PullResult, SnapshotRow, store_snapshots
+    from services.sources.base import PullResult, SnapshotRow
+    from services.sources.snapshots import store_snapshots
 
     record(cost_usd='1.00', channel='litellm')
     today = datetime.now(UTC).date()

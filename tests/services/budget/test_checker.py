@@ -19,7 +19,8 @@ from services.budget.policies import PolicyRule
 from services.core.access import SYSTEM
 from services.live.hub import EventHub
 from services.live.topics import AlertRaised, EcoChanged, LiveEvent, SyncFinished
-from services.sources.base import PullResult, SnapshotRow, store_snapshots
+from services.sources.base import PullResult, SnapshotRow
+from services.sources.snapshots import store_snapshots
 from services.spend.rollups import totals_between
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, record, uid

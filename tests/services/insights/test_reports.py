@@ -15,7 +15,8 @@ import pytest
 from services.core.context import BudgetContext
 from services.core.periods import Period
 from services.insights import report_formats, reports
-from services.sources.base import PullResult, SnapshotRow, store_snapshots
+from services.sources.base import PullResult, SnapshotRow
+from services.sources.snapshots import store_snapshots
 from services.spend import budget
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, at, event, own_day, record_batch, uid, usd

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.core.tables import SNAPSHOTS
-from services.sources.base import PullResult, SnapshotRow, SourceError, store_snapshots
+from services.sources.base import PullResult, SnapshotRow, SourceError
 from services.sources.litellm import DAILY, LOGS, REPORT, LiteLLMPuller
+from services.sources.snapshots import store_snapshots
 from tests.support.fake_api import FakeAPI, Reply, Request, closed_port_url
 from tests.support.fixtures import FIXTURES as RECORDED
 

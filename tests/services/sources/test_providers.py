@@ -18,9 +18,10 @@ from sqlalchemy import Engine, select
 
 from services.core.tables import SNAPSHOTS
 from services.sources.anthropic import AnthropicPuller
-from services.sources.base import Puller, PullResult, SnapshotRow, SourceError, store_snapshots
+from services.sources.base import Puller, PullResult, SnapshotRow, SourceError
 from services.sources.openai import OpenAIPuller
 from services.sources.openrouter import OpenRouterPuller
+from services.sources.snapshots import store_snapshots
 from tests.support.fake_api import FakeAPI, Reply, closed_port_url
 from tests.support.fixtures import FIXTURES as RECORDED
 

@@ -6,7 +6,8 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from services.core.context import BudgetContext
-from services.sources.base import PullResult, SnapshotRow, store_snapshots
+from services.sources.base import PullResult, SnapshotRow
+from services.sources.snapshots import store_snapshots
 from services.spend import budget
 from services.spend.reconciliation import channel_totals, reconcile_last_days
 from services.usage.ledger import Ledger
