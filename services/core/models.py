@@ -279,3 +279,14 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class Notice(SQLModel, table=True):
+    """A change one process tells the others sharing a SQLite file (PostgreSQL uses NOTIFY instead): the CLI's
+    `--db` commands reach the running server this way. Kept for minutes, then pruned."""
+
+    __tablename__ = 'notices'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    payload: str = Field(max_length=2000)  # {"from": instance, "topics": [...]}
+    created_at: datetime

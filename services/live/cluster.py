@@ -1,14 +1,13 @@
-"""Several SpendGauge instances on one PostgreSQL.
+"""Several SpendGauge processes on one database.
 
 - `Leadership`: the scheduled jobs (pulls, anomaly and forecast checks) run on one instance only, the holder of a
   session-level advisory lock on a connection of its own. When that instance dies PostgreSQL drops the lock, and
-  another instance takes it at its next tick.
-- `Bridge`: what one instance changes reaches the others through LISTEN/NOTIFY. Each instance announces its changes
-  (coalesced: at most one NOTIFY every `notify_interval_s`); on a peer's notice it publishes a correction on its own
-  hub, so its budget counters recount from the database (exact, behind the ledger's write gate) and its dashboards
-  reload (at most one recount every `recount_interval_s`).
-
-With SQLite there is one writing process by nature: this instance always leads and has no peers.
+  another instance takes it at its next tick. With SQLite the server is the one long-running writer: it leads.
+- `Bridge`: what one process changes reaches the others: LISTEN/NOTIFY on PostgreSQL, the `notices` table on SQLite
+  (how a CLI command with `--db` reaches the server on the same file). Each process announces its changes (coalesced:
+  at most one notice every `notify_interval_s`); on a peer's notice it publishes a correction on its own hub, so its
+  budget counters recount from the database (exact, behind the ledger's write gate) and its dashboards reload (at
+  most one recount every `recount_interval_s`).
 """
 from __future__ import annotations
 
@@ -17,10 +16,13 @@ import logging
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, func, insert, select
 
+from services.core.db import create_db_engine
+from services.core.tables import NOTICES
 from services.live.hub import EventHub
 from services.live.topics import BRIDGED_TOPICS, LiveEvent, UsageChanged
 
@@ -29,6 +31,7 @@ LOCK_KEY = 0x5350454E44  # 'SPEND': the advisory lock of the scheduled jobs
 CHANNEL = 'spendgauge'
 RECONNECT_S = 2.0
 RECOUNT_SHARE = 10  # after a recount that took t seconds, the next one waits at least 10 t
+NOTICE_KEEP = timedelta(minutes=10)
 
 
 def _is_postgres(engine: Engine) -> bool:
@@ -102,6 +105,77 @@ class Leadership:
             self._was_leader = None
 
 
+class _NotifyChannel:
+    """PostgreSQL: NOTIFY to tell, LISTEN to hear, each on a connection of its own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sender: Any = None
+        self._listener: Any = None
+
+    def tell(self, payload: str) -> None:
+        self._sender = self._sender or _connect(self.engine)
+        self._sender.execute('SELECT pg_notify(%s, %s)', (CHANNEL, payload))
+
+    def hear(self, timeout: float) -> tuple[list[str], bool]:
+        """The payloads of the notices that arrived within `timeout`; True when this is a new connection (what was
+        said while nobody listened is lost)."""
+        fresh = self._listener is None
+        if fresh:
+            self._listener = _connect(self.engine)
+            self._listener.execute(f'LISTEN {CHANNEL}')
+        return [n.payload for n in self._listener.notifies(timeout=timeout, stop_after=100)], fresh
+
+    def close_sender(self) -> None:
+        _close(self._sender)
+        self._sender = None
+
+    def close_listener(self) -> None:
+        _close(self._listener)
+        self._listener = None
+
+    def dispose(self) -> None:
+        self.close_sender()
+        self.close_listener()
+
+
+class _NoticeTable:
+    """SQLite: a row in `notices` to tell, polling for rows after the last one seen to hear, on an engine of its own
+    (like PostgreSQL's connections, outside the app's pool). Rows older than NOTICE_KEEP are pruned by whoever tells."""
+
+    def __init__(self, engine: Engine, stopped: threading.Event) -> None:
+        self.engine = create_db_engine(engine.url.render_as_string(hide_password=False))
+        self._stopped = stopped
+        self._last: int | None = None
+
+    def tell(self, payload: str) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(insert(NOTICES).values(payload=payload, created_at=now))
+            conn.execute(delete(NOTICES).where(NOTICES.c.created_at < now - NOTICE_KEEP))
+
+    def hear(self, timeout: float) -> tuple[list[str], bool]:
+        with self.engine.connect() as conn:
+            if self._last is None:  # from now on: the counters were just counted from the database
+                self._last = conn.execute(select(func.max(NOTICES.c.id))).scalar() or 0
+                return [], False
+            self._stopped.wait(timeout)
+            rows = conn.execute(select(NOTICES.c.id, NOTICES.c.payload).where(NOTICES.c.id > self._last)
+                                .order_by(NOTICES.c.id).limit(100)).all()
+        if rows:
+            self._last = rows[-1].id
+        return [r.payload for r in rows], False
+
+    def close_sender(self) -> None:
+        pass
+
+    def close_listener(self) -> None:
+        self._last = None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
 class Bridge:
     def __init__(self, engine: Engine, hub: EventHub, notify_interval_s: float = 0.2,
                  recount_interval_s: float = 1.0) -> None:
@@ -115,10 +189,11 @@ class Bridge:
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
         self._unsubscribe: Any = None
+        self._channel = _NotifyChannel(engine) if _is_postgres(engine) else _NoticeTable(engine, self._stopped)
         self.received = 0  # peers' notices heard (for tests and the health view)
 
     def start(self) -> None:
-        if not _is_postgres(self.engine) or self._threads:
+        if self._threads:
             return
         self._unsubscribe = self.hub.subscribe(self._on_local)
         for target, name in ((self._send_loop, 'cluster-notify'), (self._listen_loop, 'cluster-listen')):
@@ -136,6 +211,7 @@ class Bridge:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads = []
+        self._channel.dispose()
 
     def _on_local(self, event: LiveEvent) -> None:
         if event.topic in BRIDGED_TOPICS and not (isinstance(event, UsageChanged) and event.remote):
@@ -146,7 +222,6 @@ class Bridge:
     def _send_loop(self) -> None:
         """Until stopped, and then once more: what was published just before `stop` (a CLI command's change) still
         reaches the other instances."""
-        conn = None
         while True:
             with self._wake:
                 while not self._topics and not self._stopped.is_set():
@@ -154,13 +229,11 @@ class Bridge:
                 topics, self._topics = sorted(self._topics), set()
             if not topics:
                 break  # stopped, nothing left to tell
-            payload = json.dumps({'from': self.instance, 'topics': topics})
             try:
-                conn = conn or _connect(self.engine)
-                conn.execute('SELECT pg_notify(%s, %s)', (CHANNEL, payload))
+                self._channel.tell(json.dumps({'from': self.instance, 'topics': topics}))
             except Exception as exc:
                 log.warning('could not tell the other instances of %s: %s', ', '.join(topics), type(exc).__name__)
-                conn = self._close(conn)
+                self._channel.close_sender()
                 if self._stopped.is_set():
                     break
                 with self._wake:
@@ -169,41 +242,41 @@ class Bridge:
                 continue
             if not self._stopped.is_set():
                 self._stopped.wait(self.notify_interval_s)  # coalesce what comes meanwhile into the next notice
-        self._close(conn)
+        self._channel.close_sender()
 
     def _listen_loop(self) -> None:
-        conn, pending, next_recount = None, set(), 0.0
+        pending: set[str] = set()
+        next_recount = 0.0
         while not self._stopped.is_set():
             try:
-                if conn is None:
-                    conn = _connect(self.engine)
-                    conn.execute(f'LISTEN {CHANNEL}')
-                    pending.add('usage')  # what peers did while we were not listening: recount once
-                for notice in conn.notifies(timeout=min(0.5, self.recount_interval_s), stop_after=100):
-                    try:
-                        message = json.loads(notice.payload)
-                    except ValueError:
-                        continue
-                    if message.get('from') != self.instance:
-                        self.received += 1
-                        pending.update(message.get('topics') or ())
+                payloads, fresh = self._channel.hear(min(0.5, self.recount_interval_s))
             except Exception as exc:
                 if not self._stopped.is_set():
                     log.warning("lost the connection for the other instances' notices: %s", type(exc).__name__)
-                conn = self._close(conn)
+                self._channel.close_listener()
                 self._stopped.wait(RECONNECT_S)
                 continue
+            if fresh:
+                pending.add('usage')  # what peers did while we were not listening: recount once
+            for payload in payloads:
+                try:
+                    message = json.loads(payload)
+                except ValueError:
+                    continue
+                if message.get('from') != self.instance:
+                    self.received += 1
+                    pending.update(message.get('topics') or ())
             if pending and time.monotonic() >= next_recount:
                 pending, started = set(), time.monotonic()
                 self.hub.publish(UsageChanged(rows=None, remote=True))  # a correction: recount, reload
                 took = time.monotonic() - started  # the listeners ran inline: spend at most a tenth of the time so
                 next_recount = started + max(self.recount_interval_s, RECOUNT_SHARE * took)
-        self._close(conn)
+        self._channel.close_listener()
 
-    @staticmethod
-    def _close(conn: Any) -> None:
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+
+def _close(conn: Any) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:
+            pass

@@ -104,11 +104,15 @@ def test_thresholds_set_show_and_clear(where: tuple[str, ...], tmp_path: Path) -
     assert run(where, tmp_path, 'thresholds', '--clear') == 'no agent thresholds'
 
 
-def test_a_change_through_the_database_reaches_a_server_on_the_same_postgresql(tmp_path: Path) -> None:
-    """`--db` runs the same command as the server: the server hears of it at once (not on its 30 s clock), so its
-    next check blocks the agent paused from the command line."""
-    url = postgres_url()
-    fresh_postgres_engine(url).dispose()
+@pytest.mark.parametrize('database', ['sqlite', 'postgresql'])
+def test_a_change_through_the_database_reaches_the_server_on_it(tmp_path: Path, database: str) -> None:
+    """`--db` runs the same command as the server: the server hears of it at once (NOTIFY on PostgreSQL, the notices
+    table on SQLite; not on its 30 s clock), so its next check blocks the agent paused from the command line."""
+    if database == 'postgresql':
+        url = postgres_url()
+        fresh_postgres_engine(url).dispose()
+    else:
+        url = f'sqlite:///{tmp_path / "shared.db"}'
     (tmp_path / 'server').mkdir()
     server = start_server(tmp_path / 'server', database_url=url)
     try:

@@ -16,6 +16,7 @@ from app import runtime
 from app.feed import feed
 from services.budget import eco
 from services.spend import tasks
+from tests.support.pages import settle
 
 
 def record(**fields: object) -> None:
@@ -38,13 +39,6 @@ def counting_queries() -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, 'before_cursor_execute', count)
-
-
-async def settle(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, 'condition not met in time'
-        await asyncio.sleep(0.05)
 
 
 async def test_empty_dashboard_shows_empty_states(user: User) -> None:

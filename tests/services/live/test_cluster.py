@@ -1,5 +1,6 @@
-"""Several instances on one PostgreSQL: one runs the scheduled jobs (an advisory lock, taken over when its holder
-goes), and each instance's budget counters follow the others' writes (LISTEN/NOTIFY)."""
+"""Several processes on one database: on PostgreSQL one runs the scheduled jobs (an advisory lock, taken over when
+its holder goes); on PostgreSQL (LISTEN/NOTIFY) and SQLite (the notices table) each one's budget counters follow the
+others' writes."""
 from __future__ import annotations
 
 import time
@@ -85,8 +86,23 @@ async def test_jobs_run_only_on_the_leader() -> None:
     assert calls == ['litellm', 'check']
 
 
-def test_budget_counters_follow_another_instances_writes(pg_engines: tuple[Engine, Engine]) -> None:
+@pytest.fixture(params=['postgresql', 'sqlite'])
+def two_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one fresh database, as two processes would have."""
+    if request.param == 'postgresql':
+        yield request.getfixturevalue('pg_engines')
+        return
+    url = f'sqlite:///{tmp_path / "shared.db"}'
+    first, second = create_db_engine(url), create_db_engine(url)
+    upgrade(first)
+    yield first, second
+    first.dispose()
+    second.dispose()
+
+
+def test_budget_counters_follow_another_instances_writes(two_engines: tuple[Engine, Engine]) -> None:
     """Instance A records spend and changes policies; instance B's checks see both within about a second."""
+    pg_engines = two_engines
     instances = []
     for engine in pg_engines:
         hub = EventHub()
@@ -97,7 +113,7 @@ def test_budget_counters_follow_another_instances_writes(pg_engines: tuple[Engin
         instances.append((hub, ledger, checker, bridge))
     (hub_a, ledger_a, checker_a, bridge_a), (_, _, checker_b, bridge_b) = instances
     try:
-        time.sleep(0.3)  # both listening
+        time.sleep(0.6)  # both listening
         with pg_engines[0].begin() as conn:
             day = policies.validate({'name': 'day', 'limit_usd': '1', 'action': 'block'})
             policy = policies.create_policy(conn, day)
@@ -144,3 +160,30 @@ def test_two_servers_on_one_database(tmp_path: Path) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_old_sqlite_notices_are_pruned(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, insert, select
+
+    from services.core.tables import NOTICES
+    from services.live.cluster import NOTICE_KEEP
+
+    engine = create_db_engine(f'sqlite:///{tmp_path / "x.db"}')
+    upgrade(engine)
+    hub = EventHub()
+    with engine.begin() as conn:
+        conn.execute(insert(NOTICES).values(payload='{}', created_at=datetime.now(UTC) - NOTICE_KEEP - timedelta(1)))
+    bridge = Bridge(engine, hub, notify_interval_s=0.01)
+    bridge.start()
+
+    def notices() -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(NOTICES)).scalar_one()
+    try:
+        hub.publish(PoliciesChanged('created'))
+        eventually(lambda: notices() == 1)  # the new one; the old one is gone
+    finally:
+        bridge.stop()
+        engine.dispose()
