@@ -217,7 +217,9 @@ def over_http(tmp: Path, count: int, encoding: str = 'gzip') -> None:
                 ours.post('/api/v1/check', json=body)
                 ours.post('/bench/trivial', json=body)
                 other.post('/trivial', json=body)
-            check, trivial, bare_times = [], [], []
+            check: list[float] = []
+            trivial: list[float] = []
+            bare_times: list[float] = []
             for body in bodies:
                 timed(ours, '/api/v1/check', body, check)
                 timed(ours, '/bench/trivial', body, trivial)

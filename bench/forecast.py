@@ -107,7 +107,7 @@ def recorded(path: Path, zone: ZoneInfo) -> tuple[date, dict[datetime, int]]:
     return first, {edges[n]: buckets.total(n).cost_micros for n in range(len(edges) - 1)}
 
 
-def replay(first: date, hours: dict[datetime, int], zone: ZoneInfo) -> dict[str, dict[int, list[float]]]:
+def replay(first: date, hours: dict[datetime, int], zone: ZoneInfo) -> dict[str, dict[str, list[float]]]:
     """Absolute errors (USD) per group ('history', 'warm-up') and method per check hour."""
     series = sorted(hours.items())
     totals: dict[date, int] = {}
@@ -115,7 +115,7 @@ def replay(first: date, hours: dict[datetime, int], zone: ZoneInfo) -> dict[str,
         day = start.astimezone(zone).date()
         totals[day] = totals.get(day, 0) + micros
     days = sorted(totals)
-    errors: dict[str, dict[int, list[float]]] = {}
+    errors: dict[str, dict[str, list[float]]] = {}
     for day in days[1:]:
         actual = totals[day]
         yesterday = totals.get(day - timedelta(days=1), 0)

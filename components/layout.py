@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Literal, Protocol
 
 from nicegui import app, ui
 
@@ -13,7 +13,8 @@ from services.dashboard import AlertCounts, DashboardSnapshot
 NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
        ('Reports', '/reports'),
        ('API', '/docs'))
-TOAST_TYPES = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
+ToastType = Literal['positive', 'negative', 'warning', 'info', 'ongoing']  # ui.notify's `type`
+TOAST_TYPES: dict[str, ToastType] = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
 
 
 class LiveData(Protocol):

@@ -8,7 +8,7 @@ from nicegui import ui
 from components import theme
 from components.cards import short_usd
 from services.core.money import MICROS_PER_USD
-from services.insights.report_formats import ReportJson
+from services.insights.report_formats import Cell, ReportJson
 
 LABELS = {'group': 'Group', 'name': 'Name', 'requests': 'Requests', 'input_tokens': 'Input tokens',
           'output_tokens': 'Output tokens', 'cost': 'Cost', 'share_percent': 'Share', 'day': 'Day',
@@ -36,7 +36,7 @@ def report_rows(report: ReportJson) -> list[dict[str, Any]]:
             if value is None:
                 row[name] = c.get('null_text') or ''
             elif kind == 'usd':
-                row[name] = short_usd(value)
+                row[name] = short_usd(_micros(value))
             elif kind == 'int':
                 row[name] = f'{value:,}'
             elif kind == 'percent':
@@ -51,9 +51,10 @@ def trend_chart_options(report: ReportJson) -> dict[str, Any]:
     """Stacked bars of via LiteLLM and direct per day or week (the reconciled total), with the events as a line."""
     interval = report['columns'][0]['name']
     rows = report['rows']
+    days = [str(r[interval]) for r in rows]  # ISO dates: the day, or the week's first day
 
     def series(name: str, field: str, color: str, kind: str = 'bar') -> dict[str, Any]:
-        data = [round(r[f'{field}_micros'] / MICROS_PER_USD, 6) for r in rows]
+        data = [round(_micros(r[f'{field}_micros']) / MICROS_PER_USD, 6) for r in rows]
         item: dict[str, Any] = {'name': name, 'type': kind, 'data': data, 'itemStyle': {'color': color}}
         if kind == 'bar':
             item['stack'] = 'spend'
@@ -65,12 +66,17 @@ def trend_chart_options(report: ReportJson) -> dict[str, Any]:
         'grid': {'left': 8, 'right': 16, 'top': 32, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', ':valueFormatter': '(value) => "$" + Number(value).toFixed(4)'},
         'legend': {'top': 0, 'textStyle': {'color': theme.TEXT_MUTED}},
-        'xAxis': {'type': 'category', 'data': [r[interval][5:] if interval == 'day' else r[interval] for r in rows]},
+        'xAxis': {'type': 'category', 'data': [d[5:] if interval == 'day' else d for d in days]},
         'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'},
                   'splitLine': {'lineStyle': {'color': 'rgba(128, 128, 128, 0.2)'}}},
         'series': [series('Via LiteLLM', 'litellm', theme.PALETTE[1]), series('Direct', 'direct', theme.GOLD),
                    series('Recorded', 'recorded', theme.TEXT_MUTED, 'line')],
     }
+
+
+def _micros(cell: Cell) -> int:
+    assert isinstance(cell, int), cell  # a usd column's `<name>_micros`, never null where this reads it
+    return cell
 
 
 def report_table(report: ReportJson) -> ui.table:

@@ -27,9 +27,9 @@ def source_line(status: SourceStatus) -> str:
     label = SOURCE_LABELS.get(status['source'], status['source'])
     if not status['configured']:
         return f'{label}: off (no key configured)'
-    parts = [f'{label}: ' + (f'synced {status["last_success_at"][:16].replace("T", " ")} UTC'
-                             if status['last_success_at'] else 'never synced')]
-    if status['last_error'] and (not status['last_success_at'] or status['last_error_at'] > status['last_success_at']):
+    success_at, error_at = status['last_success_at'], status['last_error_at']
+    parts = [f'{label}: ' + (f'synced {success_at[:16].replace("T", " ")} UTC' if success_at else 'never synced')]
+    if status['last_error'] and (not success_at or (error_at is not None and error_at > success_at)):
         parts.append(f'last error: {status["last_error"]}')
     return ' · '.join(parts)
 

@@ -212,7 +212,7 @@ class Simulator:
     def _ensure_tasks(self) -> None:
         assert self.commands is not None
         with self.ledger.engine.connect() as conn:
-            existing = set(conn.scalars(select(TASKS.c.id).where(TASKS.c.id.in_([t.id for t in DEMO_TASKS]))))
+            existing: set[str] = set(conn.scalars(select(TASKS.c.id).where(TASKS.c.id.in_([t.id for t in DEMO_TASKS]))))
         for t in DEMO_TASKS:
             if t.id not in existing:
                 with suppress(TaskExists):  # another instance's simulator got there first

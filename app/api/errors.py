@@ -4,6 +4,8 @@ The domain's refusals (services/core/errors.py) carry their status; they are map
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,8 +40,8 @@ def install(app: FastAPI) -> None:
         return JSONResponse({'detail': str(exc)}, status_code=exc.status)
 
 
-def describe_validation(errors: list) -> str:
-    parts = []
+def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
+    parts: list[str] = []
     for item in errors:
         loc = [str(p) for p in item.get('loc', ()) if p not in ('body', 'query', 'path', 'header')]
         message = str(item.get('msg', 'invalid')).removeprefix('Value error, ')
@@ -50,6 +52,6 @@ def describe_validation(errors: list) -> str:
     return '; '.join(parts) or 'invalid request'
 
 
-def _plain(errors: list) -> list[dict]:
+def _plain(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{'loc': list(e.get('loc', ())), 'msg': str(e.get('msg')), 'type': e.get('type')} for e in errors]
 

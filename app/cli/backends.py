@@ -12,6 +12,7 @@ import httpx
 from services.core.access import Actor, Role
 from services.core.errors import DomainError, Invalid
 from services.core.money import usd_to_micros
+from services.core.periods import PeriodName
 from services.core.settings import load_settings
 
 BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
@@ -30,7 +31,7 @@ class Backend(Protocol):
     def record(self, event: dict[str, Any]) -> dict[str, Any]: ...
     def summary(self, period: str) -> dict[str, Any]: ...
     def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
-    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]: ...
+    def set_limit(self, period: PeriodName, usd: Decimal) -> dict[str, Any]: ...
     def sync(self, source: str) -> dict[str, Any]: ...
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str: ...
     def policies(self) -> list[dict[str, Any]]: ...
@@ -91,7 +92,7 @@ class HttpBackend:
     def breakdown(self, by: str, period: str) -> dict[str, Any]:
         return self.call('GET', f'/budget/by-{by}', params={'period': period})
 
-    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
+    def set_limit(self, period: PeriodName, usd: Decimal) -> dict[str, Any]:
         return self.call('PUT', f'/budget/limits/{period}', json={'limit_usd': str(usd)})
 
     def sync(self, source: str) -> dict[str, Any]:
@@ -187,8 +188,8 @@ class DirectBackend:
         span = budget.resolve_range(period, None, None, self.rt.settings.zone)
         return self._read(budget.spend_breakdown, BREAKDOWNS[by], span)
 
-    def set_limit(self, period: str, usd: Decimal) -> dict[str, Any]:
-        return dict(self.rt.commands.limits.set(CLI_ACTOR, period, usd_to_micros(usd)))  # type: ignore[arg-type]
+    def set_limit(self, period: PeriodName, usd: Decimal) -> dict[str, Any]:
+        return dict(self.rt.commands.limits.set(CLI_ACTOR, period, usd_to_micros(usd)))
 
     def sync(self, source: str) -> dict[str, Any]:
         async def run() -> list[Any]:
@@ -233,7 +234,7 @@ class DirectBackend:
         return self._read(thresholds.get_thresholds).as_dict()
 
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]:
-        return self.rt.commands.policies.set_thresholds(CLI_ACTOR, session_usd, day_usd, pause).as_dict()
+        return dict(self.rt.commands.policies.set_thresholds(CLI_ACTOR, session_usd, day_usd, pause).as_dict())
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports

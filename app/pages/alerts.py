@@ -60,7 +60,10 @@ def _when(iso: str | None) -> str:
 async def alerts_page() -> None:
     data = await feed().current()
     view = AlertsView(data.alerts['stamp'])
-    view.items = await run.io_bound(_load, view.status)
+    items = await run.io_bound(_load, view.status)
+    if items is None:  # the app is stopping
+        return
+    view.items = items
     with frame('Alerts'):
         view.build()
     unsubscribe = feed().subscribe(view.on_feed)
@@ -120,7 +123,10 @@ class AlertsView:
                     .classes('text-caption text-grey').mark(f'deliveries-{alert["id"]}')
 
     async def reload(self) -> None:
-        self.items = await run.io_bound(_load, self.status)
+        items = await run.io_bound(_load, self.status)
+        if items is None:
+            return
+        self.items = items
         self.cards.refresh()
 
     def on_feed(self, data: DashboardSnapshot) -> None:

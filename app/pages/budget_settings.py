@@ -82,5 +82,7 @@ class BudgetSettingsPanel:
         except DomainError as exc:
             ui.notify(str(exc), type='warning')
             return
+        if stored is None:  # the app is stopping
+            return
         limit = f'daily limit ${daily}; ' if daily is not None else ''
         ui.notify(f'Saved: {limit}{thresholds.describe(stored)}', type='positive')

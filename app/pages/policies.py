@@ -10,21 +10,26 @@ from app.pages.actor import page_actor
 from components.cards import short_usd
 from components.layout import frame
 from services.budget import policies
-from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES
+from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES, PolicyOut
 from services.core.errors import DomainError
 
 
-def _load() -> list[dict[str, Any]]:
+class PolicyRow(PolicyOut):
+    spent_micros: int  # the costliest scope value's spend in the current period
+    top_scope: str  # that scope value ('' for a global policy or without spend)
+
+
+def _load() -> list[PolicyRow]:
     rt = runtime.current()
-    items = [p.as_dict() for p in rt.read(policies.list_policies)]
-    for item in items:
-        spend = rt.checker.current_spend(item['id']) if rt.checker else {}
+    items: list[PolicyRow] = []
+    for p in rt.read(policies.list_policies):
+        spend = rt.checker.current_spend(p.id) if rt.checker else {}
         top = max(spend.items(), key=lambda kv: kv[1], default=('', 0))
-        item['spent_micros'], item['top_scope'] = top[1], top[0]
+        items.append({**p.as_dict(), 'spent_micros': top[1], 'top_scope': top[0]})
     return items
 
 
-def _save(policy_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
+def _save(policy_id: int | None, data: dict[str, Any]) -> PolicyOut:
     """Create or change a policy; raises PolicyInvalid / PolicyNotFound with a message naming the field."""
     commands = runtime.current().commands.policies
     if policy_id is None:
@@ -35,6 +40,8 @@ def _save(policy_id: int | None, data: dict[str, Any]) -> dict[str, Any]:
 @ui.page('/policies')
 async def policies_page() -> None:
     items = await run.io_bound(_load)
+    if items is None:  # the app is stopping
+        return
     editing: dict[str, int | None] = {'id': None}
     with frame('Policies'):
         ui.label('Budget policies').classes('text-h6')
@@ -110,7 +117,10 @@ async def policies_page() -> None:
         return data
 
     async def refresh() -> None:
-        items[:] = await run.io_bound(_load)
+        fresh = await run.io_bound(_load)
+        if fresh is None:
+            return
+        items[:] = fresh
         listing.refresh()
 
     async def save() -> None:
@@ -119,12 +129,14 @@ async def policies_page() -> None:
         except DomainError as exc:  # invalid, read-only, gone or not allowed: the message says which
             error.text = str(exc)
             return
+        if saved is None:
+            return
         error.text = ''
         ui.notify(f'Saved {saved["name"]}', type='positive')
         reset()
         await refresh()
 
-    def edit(item: dict[str, Any]) -> None:
+    def edit(item: PolicyRow) -> None:
         editing['id'] = item['id']
         title.text = f'Edit {item["name"]}'
         name.value, scope.value, scope_value.value = item['name'], item['scope'], item['scope_value'] or ''
@@ -140,7 +152,7 @@ async def policies_page() -> None:
         scope.value, period.value, action.value, notify.value = 'global', 'day', 'warn', []
         soft.value, critical.value, auto_eco.value, auto_pause.value, enabled.value = 80, 95, False, False, True
 
-    async def remove(item: dict[str, Any]) -> None:
+    async def remove(item: PolicyRow) -> None:
         try:
             await run.io_bound(runtime.current().commands.policies.delete, page_actor(), item['id'])
         except policies.PolicyNotFound:

@@ -91,6 +91,8 @@ async def reports_page() -> None:
             error.set_text('Pick both dates')
             return
         result = await run.io_bound(_load, state['kind'], _params(state))
+        if result is None:  # the app is stopping
+            return
         if isinstance(result, str):
             error.set_text(result)
             return

@@ -10,7 +10,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -61,7 +60,7 @@ def hourly_history(conn: Connection, end_hour: datetime, days: int = BASELINE_DA
     return series
 
 
-def check_anomalies(conn: Connection, now: datetime | None = None) -> list[tuple[dict[str, Any] | None, bool]]:
+def check_anomalies(conn: Connection, now: datetime | None = None) -> list[tuple[alerts.AlertOut | None, bool]]:
     """Raise an `anomaly` alert for each agent whose last 60 minutes are anomalous, resolve it when they are not.
     Returns what raise_alert returned for each agent over its threshold."""
     now = as_utc(now or datetime.now(UTC))
@@ -79,7 +78,7 @@ def check_anomalies(conn: Connection, now: datetime | None = None) -> list[tuple
                 alerts.resolve_key(conn, key, now)
             continue
         assert verdict.threshold_micros is not None
-        severity = 'critical' if verdict.current_micros > 3 * verdict.threshold_micros else 'warning'
+        severity: alerts.Severity = 'critical' if verdict.current_micros > 3 * verdict.threshold_micros else 'warning'
         message = (f'{agent_id} spent {format_usd(verdict.current_micros)} in the last hour; it usually spends '
                    f'{format_usd(verdict.median_micros)} an hour (threshold {format_usd(verdict.threshold_micros)}). '
                    'A runaway loop?')
@@ -89,7 +88,7 @@ def check_anomalies(conn: Connection, now: datetime | None = None) -> list[tuple
     return raised
 
 
-def run_anomaly_check(engine: Engine, hub: EventHub, now: datetime | None = None) -> list[dict[str, Any]]:
+def run_anomaly_check(engine: Engine, hub: EventHub, now: datetime | None = None) -> list[alerts.AlertOut]:
     """The scheduled job (a worker thread): check, commit, then publish each newly opened alert."""
     with engine.begin() as conn:
         raised = check_anomalies(conn, now)

@@ -267,7 +267,8 @@ class Notifier:
 
     def _alert_channels(self, conn: Connection, alert: dict[str, Any]) -> list[tuple[str, str]]:
         """Every configured channel; for a policy's alert, those among its `notify` list (when it has one)."""
-        data = alert.get('data') if isinstance(alert.get('data'), dict) else {}
+        raw_data = alert.get('data')
+        data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
         allowed = set(ALERT_CHANNELS)
         if data.get('policy_id') is not None:
             wanted = conn.execute(select(POLICIES.c.notify).where(POLICIES.c.id == data['policy_id'])).scalar()

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from typing_extensions import TypedDict
 
 from services.budget import eco
-from services.budget.counters import SESSION_IDLE, Counters, Crossing, live_sessions
+from services.budget.counters import SESSION_IDLE, Counters, Crossing, PolicyAnswer, live_sessions
 from services.budget.policies import PolicyRule
 from services.budget.rules import (
     CROSSING_ALERTS,
@@ -57,16 +57,9 @@ class CheckRequest:
     estimated_cost_micros: int = 0
 
 
-class PolicyDecision(TypedDict):
+class PolicyDecision(PolicyAnswer):  # id, name, scope, period, action (the furthest it goes), limit
     """One matched policy and scope value: what it decides for this call."""
 
-    id: int
-    name: str
-    scope: str
-    period: str
-    action: str  # the furthest this policy goes: ignore, warn, throttle, block
-    limit_micros: int
-    limit_usd: str
     scope_value: str | None  # the value counted (the agent, the tag, ...); None for a global policy
     decision: Decision
     spent_micros: int  # in the current period, before this call
@@ -262,7 +255,7 @@ class Checker:
             raw = step_for(spent, estimate, policy)
             step = raw if raw < rule.cap else rule.cap
             remaining = limit - spent if spent < limit else 0
-            item: PolicyDecision = {**rule.answer, 'scope_value': scope_key or None,  # type: ignore[typeddict-item]
+            item: PolicyDecision = {**rule.answer, 'scope_value': scope_key or None,
                                  'decision': DECISIONS[step], 'spent_micros': spent, 'spent_usd': micros_to_usd(spent),
                                  'remaining_micros': remaining, 'remaining_usd': micros_to_usd(remaining),
                                  'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}

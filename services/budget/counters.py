@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, select
+from typing_extensions import TypedDict
 
 from services.budget.policies import PolicyRule, list_policies
 from services.budget.rules import ACTION_CAP, Step, custom_span, scope_keys, step_for
@@ -36,22 +37,34 @@ SESSION_IDLE = timedelta(hours=24)  # a session without events this long leaves 
 Key = tuple[int, str, Any]  # (policy id, scope key, period key)
 
 
+class PolicyAnswer(TypedDict):
+    """The fixed fields of a policy in a check's answer (services/budget/checker.py's PolicyDecision)."""
+
+    id: int
+    name: str
+    scope: str
+    period: str
+    action: str  # the furthest this policy goes: ignore, warn, throttle, block
+    limit_micros: int
+    limit_usd: str
+
+
 @dataclass
 class Rule:
     """A policy as the counters use it."""
 
     policy: PolicyRule
     keys: Callable[[Any], list[str]] = field(repr=False)  # the scope keys a row or request falls under
-    answer: dict[str, Any] = field(repr=False)  # the fixed fields of this policy in a check's answer
+    answer: PolicyAnswer = field(repr=False)  # the fixed fields of this policy in a check's answer
     cap: Step
     custom: Period | None = None  # the UTC range of a custom period
     billed: bool = False  # counts the reconciled spend when it is higher than the events
 
     @classmethod
     def of(cls, policy: PolicyRule, zone: ZoneInfo) -> Rule:
-        answer = {'id': policy.id, 'name': policy.name, 'scope': policy.scope, 'period': policy.period,
-                  'action': policy.action, 'limit_micros': policy.limit_micros,
-                  'limit_usd': micros_to_usd(policy.limit_micros)}
+        answer: PolicyAnswer = {'id': policy.id, 'name': policy.name, 'scope': policy.scope,
+                                'period': policy.period, 'action': policy.action, 'limit_micros': policy.limit_micros,
+                                'limit_usd': micros_to_usd(policy.limit_micros)}
         return cls(policy, scope_keys(policy), answer, ACTION_CAP[policy.action],
                    custom_span(policy, zone) if policy.period == 'custom' else None,
                    policy.scope in BILLED_SCOPES and policy.period != 'session')
@@ -98,7 +111,7 @@ class Counters:
         """Reload the policies and paused agents, and recount the current periods."""
         rules = [Rule.of(p, self.zone) for p in list_policies(conn) if p.enabled]
         paused = {r.id for r in conn.execute(select(AGENTS.c.id).where(AGENTS.c.paused.is_(True)))}
-        spans = {name: period_containing(name, now, self.zone) for name in PERIODS}
+        spans: dict[str, Period] = {name: period_containing(name, now, self.zone) for name in PERIODS}
         counters: dict[Key, int] = {}
         for rule in rules:
             for (scope_key, period_key), cost in _count(conn, rule, spans, now).items():

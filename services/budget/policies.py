@@ -210,8 +210,8 @@ def get_policy(conn: Connection, policy_id: int) -> PolicyRule:
 
 def create_policy(conn: Connection, policy: PolicyIn, origin: str = 'api') -> PolicyRule:
     now = datetime.now(UTC)
-    pk = conn.execute(insert(POLICIES).values(**policy.row(), origin=origin, created_at=now, updated_at=now)
-                      .returning(POLICIES.c.id)).scalar_one()
+    pk: int = conn.execute(insert(POLICIES).values(**policy.row(), origin=origin, created_at=now, updated_at=now)
+                           .returning(POLICIES.c.id)).scalar_one()
     return get_policy(conn, pk)
 
 

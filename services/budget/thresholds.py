@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 
 from sqlalchemy import Connection, select
 from typing_extensions import TypedDict
@@ -18,7 +19,7 @@ from services.budget.policies import PolicyInvalid, PolicyRule, sync_origin, val
 from services.core.money import format_usd, micros_to_usd
 from services.core.tables import POLICIES
 
-ORIGIN = 'panel'
+ORIGIN: Final = 'panel'
 SESSION_NAME = 'Agent session threshold'
 DAY_NAME = 'Agent daily threshold'
 

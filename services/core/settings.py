@@ -272,11 +272,11 @@ def use_settings(settings: Settings | None) -> None:
 
 # --- reading the variables ---------------------------------------------------------------------------------------
 
-class _Variables:
+class _Variables(EnvSettingsSource):
     """Each field from its own variable, where blank means unset; a group field is no variable."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        value, key, is_complex = super().get_field_value(field, field_name)  # type: ignore[misc]
+        value, key, is_complex = super().get_field_value(field, field_name)
         if _is_group(field) or (isinstance(value, str) and not value.strip()):
             value = None
         return value, key, is_complex

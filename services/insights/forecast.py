@@ -450,8 +450,8 @@ def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | Non
     now = as_utc(now or datetime.now(UTC))
     zone = budget.zone
     summaries = {p: period_summary(conn, budget, p, now) for p in PERIODS}
-    spent = {p: s['spent_micros'] for p, s in summaries.items()}
-    caps = {p: limits.get_limit(conn, budget, p) for p in PERIODS}
+    spent: dict[str, int] = {p: s['spent_micros'] for p, s in summaries.items()}
+    caps: dict[str, int | None] = {p: limits.get_limit(conn, budget, p) for p in PERIODS}
     forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps)
     return {'at': now.isoformat(), 'timezone': zone.key, 'day': forecasts['day'].as_dict(zone),
             'week': forecasts['week'].as_dict(zone), 'month': forecasts['month'].as_dict(zone)}
@@ -491,6 +491,7 @@ def check_exhaustion(conn: Connection, budget: BudgetContext,
             alerts.resolve_key(conn, key, now)
         if item['state'] != 'exhausts':
             continue
+        assert item['limit_micros'] is not None  # only a period with a limit exhausts
         start, end = datetime.fromisoformat(item['start']), datetime.fromisoformat(item['end'])
         message = (f'{item["text"]}: {format_usd(item["spent_micros"])} spent, ~{format_usd(item["projected_micros"])}'
                    f' of {format_usd(item["limit_micros"])} projected this {period} (method {item["method"]})')

@@ -375,7 +375,9 @@ def history_estimates(conn: Connection) -> tuple[dict[str, int], int | None]:
         if agent_id is not None and len(by_agent.setdefault(agent_id, [])) < HISTORY_PER_AGENT:
             by_agent[agent_id].append(cost)
     overall = median_micros([cost for _, cost in rows])
-    return {agent: median_micros(costs) for agent, costs in by_agent.items()}, overall  # type: ignore[misc]
+    # every list holds a cost, so no median is None
+    medians = {agent: m for agent, costs in by_agent.items() if (m := median_micros(costs)) is not None}
+    return medians, overall
 
 
 def median_micros(costs: Iterable[int]) -> int | None:

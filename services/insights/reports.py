@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from services.core.context import BudgetContext
-from services.core.periods import PERIODS, Period, period_containing
+from services.core.periods import PERIODS, Period, PeriodName, period_containing
 from services.insights.forecast import budget_forecast
 from services.insights.report_model import (  # noqa: F401  (the model is part of this module's interface)
     DEFAULT_GROUP_BY,
@@ -217,7 +217,7 @@ def trend(conn: Connection, span: Period, zone: ZoneInfo, interval: str = 'day')
             index += 1
         reconciled[index][0] += day.litellm
         reconciled[index][1] += day.direct
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(len(edges) - 1):
         t = buckets.total(i)
         litellm, direct = reconciled[i]
@@ -299,7 +299,7 @@ PROJECTION_COLUMNS = [Column('period'), Column('start'), Column('end'), Column('
                       Column('text'), Column('method')]
 
 
-def projection(conn: Connection, budget: BudgetContext, period: str | None = None,
+def projection(conn: Connection, budget: BudgetContext, period: PeriodName | None = None,
                now: datetime | None = None) -> Report:
     """Where the day, week and month are heading (services/insights/forecast.py): spent so far, projected with its
     range, the limit and when it would be reached."""

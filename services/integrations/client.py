@@ -38,7 +38,8 @@ def event_from_response(response: Any, *, body: Mapping[str, Any] | None = None,
     headers = {str(k).lower(): str(v) for k, v in (getattr(response, 'headers', None) or {}).items()}
     if body is None:
         body = _json(response)
-    usage = body.get('usage') if isinstance(body.get('usage'), dict) else {}
+    raw_usage = body.get('usage')
+    usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     provider, name = split_litellm_model(headers.get('x-litellm-model-name') or body.get('model'))
     event: dict[str, Any] = {
         'event_id': event_id or headers.get('x-litellm-call-id') or body.get('id') or uuid.uuid4().hex,
@@ -72,7 +73,8 @@ def record_from_response(response: Any, spendgauge_url: str, token: str | None =
         else:
             answer = httpx.post(url, json=event, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
-        return _failed(f'cannot reach SpendGauge at {url}: {type(exc).__name__}', raise_errors)
+        _failed(f'cannot reach SpendGauge at {url}: {type(exc).__name__}', raise_errors)
+        return None
     return _result(answer, raise_errors)
 
 
@@ -89,7 +91,8 @@ async def arecord_from_response(response: Any, spendgauge_url: str, token: str |
             async with httpx.AsyncClient(timeout=timeout) as own:
                 answer = await own.post(url, json=event, headers=headers)
     except httpx.HTTPError as exc:
-        return _failed(f'cannot reach SpendGauge at {url}: {type(exc).__name__}', raise_errors)
+        _failed(f'cannot reach SpendGauge at {url}: {type(exc).__name__}', raise_errors)
+        return None
     return _result(answer, raise_errors)
 
 
@@ -150,7 +153,8 @@ def _auth(token: str | None) -> dict[str, str]:
 
 def _result(answer: httpx.Response, raise_errors: bool) -> dict[str, Any] | None:
     if answer.status_code >= 400:
-        return _failed(f'SpendGauge refused the event (HTTP {answer.status_code}): {answer.text[:200]}', raise_errors)
+        _failed(f'SpendGauge refused the event (HTTP {answer.status_code}): {answer.text[:200]}', raise_errors)
+        return None
     return answer.json()
 
 
@@ -158,4 +162,3 @@ def _failed(message: str, raise_errors: bool) -> None:
     if raise_errors:
         raise SpendGaugeError(message)
     log.warning('%s', message)
-    return None

@@ -52,7 +52,7 @@ HEADER_PREFIX = 'x-spendgauge-'  # x-spendgauge-agent-id: planner -> agent_id
 Outcome = Literal['ok', 'retry', 'discard']
 
 
-class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
+class SpendGaugeLogger(_Base):
     """Register with `litellm.callbacks = [SpendGaugeLogger(url=..., token=...)]`."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, *, batch_size: int = 200,
@@ -115,10 +115,11 @@ class SpendGaugeLogger(_Base):  # type: ignore[misc,valid-type]
                                       end_time: Any) -> None:
         self._record(kwargs, response_obj, start_time, end_time)
 
-    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any) -> None:
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict,
+                                  call_type: Any) -> Exception | str | dict[str, Any] | None:
         """At the proxy, with `enforce=True`: ask SpendGauge's `/check` before the call and reject it (HTTP 429)
         when the budget blocks it, or also when it throttles with `reject_throttle=True`. SpendGauge unreachable or
-        slow (`check_timeout_s`): the call goes ahead."""
+        slow (`check_timeout_s`): the call goes ahead. Returns None (LiteLLM's type: None leaves the call as it is)."""
         if not self.enforce:
             return None
         try:
@@ -397,8 +398,8 @@ def _attribution(kwargs: Any, slo: dict[str, Any], slo_meta: dict[str, Any]) -> 
                  'session_id': slo.get('session_id'),
                  'project': slo_meta.get('user_api_key_project_alias')}
     for key, value in fallbacks.items():
-        if _label(value):
-            found[key] = _label(value)
+        if label := _label(value):
+            found[key] = label
     params_meta = (kwargs.get('litellm_params') or {}).get('metadata') or {}
     headers = slo_meta.get('requester_custom_headers') or {}
     from_headers = {k.lower().removeprefix(HEADER_PREFIX).replace('-', '_'): v for k, v in headers.items()
@@ -410,8 +411,8 @@ def _attribution(kwargs: Any, slo: dict[str, Any], slo_meta: dict[str, Any]) -> 
             continue
         for key, value in source.items():
             name = ALIASES.get(key, key)
-            if name in ATTRIBUTION and _label(value):
-                found[name] = _label(value)
+            if name in ATTRIBUTION and (label := _label(value)):
+                found[name] = label
         extra = source.get('tags')
         tags += [extra] if isinstance(extra, str) else extra if isinstance(extra, list) else []
     tags = [*(slo.get('request_tags') or []), *tags]

@@ -264,7 +264,9 @@ def _next_page(path: str, params: dict[str, Any],
     def following(page: Any) -> dict[str, Any] | None:
         if not isinstance(page, dict):
             raise SourceError('malformed', f'{path}: the response is not an object')
-        meta = page.get('metadata') if isinstance(page.get('metadata'), dict) else page
+        meta = page.get('metadata')
+        if not isinstance(meta, dict):
+            meta = page
         current = whole(meta.get('page'), f'{path}: page') or asked[0]
         if not has_more(page, current):
             return None

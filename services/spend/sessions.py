@@ -60,7 +60,7 @@ class SessionNotFound(NotFound):
 def list_sessions(conn: Connection, limit: int = 30) -> list[SessionOut]:
     rows = conn.execute(select(SESSIONS).order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id).limit(limit)).all()
     agents = _agents_of(conn, [r.id for r in rows])
-    return [_session(r, sorted(a['agent_id'] for a in agents.get(r.id, []))) for r in rows]
+    return [_session(r, sorted(_named(agents.get(r.id, [])))) for r in rows]
 
 
 def get_session(conn: Connection, session_id: str) -> SessionDetail:
@@ -68,11 +68,16 @@ def get_session(conn: Connection, session_id: str) -> SessionDetail:
     if row is None:
         raise SessionNotFound(f'no session {session_id!r}')
     breakdown = sorted(_agents_of(conn, [session_id]).get(session_id, []), key=lambda a: -a['cost_micros'])
-    agents = [a['agent_id'] for a in breakdown]
+    agents = _named(breakdown)
     unattributed = _unattributed(row, breakdown)
     if unattributed:
         breakdown.append(unattributed)
     return {**_session(row, agents), 'by_agent': breakdown}
+
+
+def _named(breakdown: list[SessionAgentOut]) -> list[str]:
+    """The agent ids of a breakdown (each row from the table names its agent; only `_unattributed` does not)."""
+    return [a['agent_id'] for a in breakdown if a['agent_id'] is not None]
 
 
 def _unattributed(row: Any, breakdown: list[SessionAgentOut]) -> SessionAgentOut | None:

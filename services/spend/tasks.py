@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,7 +92,8 @@ def update_task(conn: Connection, task_id: str, changes: dict[str, Any],
     if changes.get('deadline') is not None:
         changes = {**changes, 'deadline': checked_utc(changes['deadline'], 'deadline').isoformat()}
     current = get_task(conn, task_id)
-    changed = {k: v for k, v in changes.items() if current[k] != v}
+    fields: Mapping[str, Any] = current  # the keys of `changes` are checked against EDITABLE above
+    changed = {k: v for k, v in changes.items() if fields[k] != v}
     if not changed:
         return current, False
     _check({**current, **changed})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -77,6 +77,7 @@ class _LinearRates:
     cache_read: Decimal
     cache_write: Decimal
     output: Decimal
+    picos: tuple[int, int, int, int] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Published prices have few decimals, so rates are almost always whole pico-USD per token: then the cost
@@ -86,7 +87,7 @@ class _LinearRates:
         object.__setattr__(self, 'picos', tuple(int(p) for p in picos) if exact else None)
 
     def cost_micros(self, t: TokenCounts) -> int:
-        picos: tuple[int, int, int, int] | None = self.picos  # type: ignore[attr-defined]
+        picos = self.picos
         if picos is None:
             return usd_to_micros(self.uncached * t.uncached_input_tokens + self.cache_read * t.cache_read_tokens
                                  + self.cache_write * t.cache_write_tokens + self.output * t.output_tokens)
@@ -154,7 +155,7 @@ class Pricer:
             raise UnknownModel(f'no price known for {provider}/{model}')
         _provider, model_info = found
         if _has_time_of_day_prices(model_info):
-            result = (_TimeOfDayPrices(model_info), (), False)
+            result: tuple[Any, tuple[int, ...], bool] = (_TimeOfDayPrices(model_info), (), False)
             self._prices[(provider, model, day)] = result
             return result
         model_price = model_info.get_prices(datetime.combine(day, datetime.min.time(), tzinfo=UTC))

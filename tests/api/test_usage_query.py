@@ -96,7 +96,7 @@ def test_pages_of_two_give_every_event_once_newest_first(api: httpx.Client) -> N
     pages: list[int] = []
     cursor = None
     for _ in range(10):
-        params = {'agent_id': agent, 'limit': 2, **({'cursor': cursor} if cursor else {})}
+        params: dict[str, str | int] = {'agent_id': agent, 'limit': 2, **({'cursor': cursor} if cursor else {})}
         response = api.get('/usage', params=params)
         assert response.status_code == 200, response.text
         page = response.json()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from nicegui import ui
@@ -15,7 +16,14 @@ from components.sessions_table import breakdown_rows, session_rows
 from components.strip import channel_strip_text
 from services.dashboard import top_with_others
 from services.insights.forecast import day_forecast
+from services.spend.agents import AgentOut
+from services.spend.budget import HistoryPoint, PeriodSummary
+from services.spend.rollups import AgentSpend, ProviderSpend
+from services.spend.sessions import SessionDetail
+from services.spend.tasks import TaskOut
 from services.usage.ledger import Ledger
+
+# The read models below hold only the keys the component reads; a cast stands for the whole model.
 
 
 def test_gauge_turns_amber_at_soft_and_red_at_critical() -> None:
@@ -30,14 +38,16 @@ def test_gauge_turns_amber_at_soft_and_red_at_critical() -> None:
 
 
 def test_channel_strip() -> None:
-    summary = {'spent_micros': 3_120_000, 'by_channel': {'litellm': {'spent_micros': 2_000_000},
-                                                         'direct': {'spent_micros': 1_120_000}}}
+    summary = cast(PeriodSummary, {'spent_micros': 3_120_000,
+                                   'by_channel': {'litellm': {'spent_micros': 2_000_000},
+                                                  'direct': {'spent_micros': 1_120_000}}})
     assert channel_strip_text(summary) == 'Via LiteLLM: $2.00 | Direct: $1.12 | Total: $3.12'
 
 
 def test_top_ten_agents_and_others() -> None:
-    items = [{'agent_id': f'a{i}', 'cost_micros': 1000 * (20 - i), 'requests': 1} for i in range(13)]
-    items.append({'agent_id': None, 'cost_micros': 10, 'requests': 2})
+    items = cast(list[AgentSpend], [{'agent_id': f'a{i}', 'cost_micros': 1000 * (20 - i), 'requests': 1}
+                                    for i in range(13)])
+    items.append(cast(AgentSpend, {'agent_id': None, 'cost_micros': 10, 'requests': 2}))
     top = top_with_others(items, 'agent_id', 10)
     assert [i['label'] for i in top[:10]] == [f'a{i}' for i in range(10)]
     assert top[10] == {'label': 'others (4)', 'agent_id': None, 'cost_micros': 10_000 + 9_000 + 8_000 + 10,
@@ -46,8 +56,9 @@ def test_top_ten_agents_and_others() -> None:
 
 
 def test_agent_bars_put_the_largest_on_top() -> None:
-    options = charts.agent_bars_options([{'label': 'big', 'cost_micros': 2_500_000},
-                                         {'label': 'small', 'cost_micros': 500_000}])
+    options = charts.agent_bars_options([{'label': 'big', 'agent_id': 'big', 'cost_micros': 2_500_000, 'requests': 1},
+                                         {'label': 'small', 'agent_id': 'small', 'cost_micros': 500_000,
+                                          'requests': 1}])
     assert options['yAxis']['data'] == ['small', 'big']  # ECharts draws categories bottom-up
     assert options['series'][0]['data'] == [0.5, 2.5]
 
@@ -58,14 +69,16 @@ def test_empty_charts_say_so() -> None:
 
 
 def test_provider_donut() -> None:
-    options = charts.provider_donut_options([{'provider': 'openai', 'cost_micros': 1_250_000, 'share_percent': 99.6},
-                                             {'provider': None, 'cost_micros': 1, 'share_percent': 0.4}])
+    options = charts.provider_donut_options(cast(list[ProviderSpend], [
+        {'provider': 'openai', 'cost_micros': 1_250_000, 'share_percent': 99.6},
+        {'provider': None, 'cost_micros': 1, 'share_percent': 0.4}]))
     assert options['series'][0]['data'] == [{'name': 'openai 100%', 'value': 1.25},
                                             {'name': 'unknown 0%', 'value': 1e-06}]
 
 
 def test_history_line_has_the_limit_as_reference() -> None:
-    points = [{'date': '2026-11-28', 'cost_micros': 1_000_000}, {'date': '2026-11-29', 'cost_micros': 0}]
+    points = cast(list[HistoryPoint], [{'date': '2026-11-28', 'cost_micros': 1_000_000},
+                                       {'date': '2026-11-29', 'cost_micros': 0}])
     options = charts.history_line_options(points, 5_000_000)
     assert options['xAxis']['data'] == ['11-28', '11-29']
     assert options['series'][0]['markLine']['data'] == [{'yAxis': 5.0}]
@@ -92,9 +105,10 @@ def test_ago() -> None:
 
 
 def test_session_rows_in_the_configured_zone() -> None:
-    session = {'id': 's', 'started_at': '2026-11-29T10:00:00+00:00', 'ended_at': None,
-               'last_event_at': '2026-11-29T10:30:00+00:00', 'tokens': 12345, 'cost_micros': 1_500_000,
-               'agents': ['a', 'b'], 'by_agent': [{'agent_id': None, 'requests': 2, 'tokens': 10, 'cost_micros': 5}]}
+    session = cast(SessionDetail, {
+        'id': 's', 'started_at': '2026-11-29T10:00:00+00:00', 'ended_at': None,
+        'last_event_at': '2026-11-29T10:30:00+00:00', 'tokens': 12345, 'cost_micros': 1_500_000,
+        'agents': ['a', 'b'], 'by_agent': [{'agent_id': None, 'requests': 2, 'tokens': 10, 'cost_micros': 5}]})
     row = session_rows([session], ZoneInfo('Asia/Kolkata'))[0]
     assert row == {'id': 's', 'start': '2026-11-29 15:30:00', 'end': 'active, last call 11-29 16:00:00',
                    'tokens': '12,345', 'cost': '$1.5000', 'agents': 'a, b'}
@@ -132,11 +146,11 @@ async def test_components_render_on_a_page(user: User) -> None:
 
     @ui.page('/components')
     def page() -> None:
-        agent_card({'id': 'a1', 'session_cost_micros': 120_000, 'avg_cost_per_request_micros': 8_000,
-                    'session_tokens': 4234, 'trend': 'down', 'recent_requests': 10,
-                    'last_request_at': datetime.now(UTC).isoformat()}, 1_000_000, 5_000_000)
-        task_card({'id': 't1', 'title': 'Write docs', 'agent_id': None, 'status': 'done',
-                   'estimated_cost_micros': None, 'actual_cost_micros': 10_000})
+        agent_card(cast(AgentOut, {'id': 'a1', 'session_cost_micros': 120_000, 'avg_cost_per_request_micros': 8_000,
+                                   'session_tokens': 4234, 'trend': 'down', 'recent_requests': 10,
+                                   'last_request_at': datetime.now(UTC).isoformat()}), 1_000_000, 5_000_000)
+        task_card(cast(TaskOut, {'id': 't1', 'title': 'Write docs', 'agent_id': None, 'status': 'done',
+                                 'estimated_cost_micros': None, 'actual_cost_micros': 10_000}))
 
     await user.open('/components')
     await user.should_see('Tokens this session: 4,234 | Cost: $0.12')

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from nicegui import ui
 from nicegui.testing import User
@@ -19,24 +18,24 @@ from services.live.topics import AlertRaised, AlertsChanged, DeliveryChanged
 from tests.support.pages import settle
 
 
-def raise_alert(key: str, message: str, severity: str = 'warning', type: str = 'anomaly',
-                publish: bool = True) -> dict[str, Any]:
+def raise_alert(key: str, message: str, severity: alerts.Severity = 'warning', type: str = 'anomaly',
+                publish: bool = True) -> alerts.AlertOut:
     rt = runtime.current()
     with rt.engine.begin() as conn:
-        alert, is_new = alerts.raise_alert(conn, type, severity, message, key)  # type: ignore[arg-type]
+        alert, is_new = alerts.raise_alert(conn, type, severity, message, key)
     assert alert is not None
     if publish and is_new:
         rt.hub.publish(AlertRaised(alert))
     return alert
 
 
-def stored(alert_id: int) -> dict[str, Any]:
+def stored(alert_id: int) -> alerts.AlertOut:
     with runtime.current().engine.connect() as conn:
         return alerts.get_alert(conn, alert_id)
 
 
 def badge(user: User) -> ui.badge:
-    return user.find(marker='alerts-count').elements.pop()
+    return user.find(kind=ui.badge, marker='alerts-count').elements.pop()
 
 
 async def test_the_page_lists_open_alerts_and_acknowledges_and_resolves(user: User) -> None:
@@ -63,7 +62,7 @@ async def test_the_page_lists_open_alerts_and_acknowledges_and_resolves(user: Us
 
     user.find(marker=f'resolve-{looped["id"]}').click()
     await user.should_see('No open alerts', retries=20)
-    user.find(marker='alerts-filter').elements.pop().value = 'all'
+    user.find(kind=ui.toggle, marker='alerts-filter').elements.pop().value = 'all'
     await user.should_see('litellm: 3 syncs in a row failed', retries=20)
     await user.should_see('resolved')
 

@@ -22,9 +22,9 @@ from services.core.money import format_usd
 from tests.support.servers import ROOT, Server, start_server
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
 except ImportError:  # pragma: no cover - a dev dependency
-    sync_playwright = None
+    sync_playwright = None  # type: ignore[assignment]  # the fixture skips the tests then
 
 CHROMIUM = Path('/usr/bin/chromium')
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -235,19 +235,25 @@ def test_no_horizontal_overflow_at_390_px(browser: Browser, live_server: Server,
         narrow.close()
 
 
+def classes(locator: Locator) -> list[str]:
+    value = locator.get_attribute('class')
+    assert value is not None
+    return value.split()
+
+
 def test_dark_mode_button_switches_the_body_class(tab: Tab, live_server: Server) -> None:
     page = tab.open(live_server.url + '/')
     body = page.locator('body')
-    assert 'body--dark' in body.get_attribute('class').split()  # dark by default
+    assert 'body--dark' in classes(body)  # dark by default
     toggle = page.locator('.q-header').get_by_role('button').filter(has_text='dark_mode')
     toggle.click()
     page.wait_for_function('document.body.classList.contains("body--light")', timeout=3000)
-    assert 'body--dark' not in body.get_attribute('class').split()
+    assert 'body--dark' not in classes(body)
     page.reload(wait_until='load')  # the choice is stored per browser
     page.wait_for_function('document.body.classList.contains("body--light")', timeout=3000)
     page.locator('.q-header').get_by_role('button').filter(has_text='dark_mode').click()
     page.wait_for_function('document.body.classList.contains("body--dark")', timeout=3000)
-    assert 'body--light' not in body.get_attribute('class').split()
+    assert 'body--light' not in classes(body)
 
 
 @pytest.mark.parametrize(('name', 'path', 'width', 'height'), [

@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from nicegui import ui
 from nicegui.testing import User
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 
 from app import runtime
 from app.feed import feed
@@ -24,7 +25,7 @@ def record(**fields: object) -> None:
 
 
 def echart(user: User, marker: str) -> ui.echart:
-    return user.find(marker=marker).elements.pop()
+    return user.find(kind=ui.echart, marker=marker).elements.pop()
 
 
 @contextmanager
@@ -32,7 +33,7 @@ def counting_queries() -> Iterator[list[str]]:
     statements: list[str] = []
     engine = runtime.current().engine
 
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+    def count(_conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
     event.listen(engine, 'before_cursor_execute', count)
     try:
@@ -125,7 +126,8 @@ async def test_task_cards_compare_actual_with_estimate(user: User) -> None:
     await user.should_see('Refactor the parser')
     under = user.find(marker='task-card-t-under').elements.pop()
     over = user.find(marker='task-card-t-over').elements.pop()
-    badge = {card.id: [e for e in card.descendants() if 'task-actual' in e._markers].pop() for card in (under, over)}
+    badge = {card.id: [e for e in card.descendants() if isinstance(e, ui.badge) and 'task-actual' in e._markers].pop()
+             for card in (under, over)}
     assert (badge[under.id].text, badge[under.id].props['color']) == ('actual $0.30', 'green')
     assert (badge[over.id].text, badge[over.id].props['color']) == ('actual $0.25', 'red')
     await user.should_see('est. $0.50')
@@ -139,7 +141,7 @@ async def test_eco_toggle_persists_and_is_pushed_to_other_tabs(user: User, creat
     await settle(lambda: _eco_on())
     await user.should_see('on since', retries=30)
     await other.should_see('on since', retries=30)
-    assert other.find(marker='eco-toggle').elements.pop().value is True
+    assert other.find(kind=ui.switch, marker='eco-toggle').elements.pop().value is True
 
 
 def _eco_on() -> bool:
@@ -185,6 +187,7 @@ async def test_a_burst_of_a_thousand_events_is_a_handful_of_reloads(user: User) 
 async def test_pages_stop_listening_when_their_tab_is_gone(user: User) -> None:
     await user.open('/')
     assert feed().listeners == 1
+    assert user.client is not None
     user.client.delete()
     assert feed().listeners == 0
 
@@ -194,14 +197,14 @@ async def test_sessions_page_lists_sessions_and_shows_a_breakdown(user: User) ->
     record(session_id='sess-1', agent_id='coder', cost_usd='0.30', input_tokens=3000, output_tokens=100)
     record(session_id='sess-2', agent_id='coder', cost_usd='0.05')
     await user.open('/sessions')
-    table = user.find(marker='sessions-table').elements.pop()
+    table = user.find(kind=ui.table, marker='sessions-table').elements.pop()
     rows = {r['id']: r for r in table.rows}
     assert set(rows) == {'sess-1', 'sess-2'}
     assert (rows['sess-1']['tokens'], rows['sess-1']['cost'], rows['sess-1']['agents']) == \
         ('4,300', '$0.4000', 'coder, planner')
     user.find(marker='sessions-table').trigger('rowClick', [None, rows['sess-1'], 0])
     await user.should_see('Session sess-1')
-    breakdown = user.find(marker='session-breakdown').elements.pop()
+    breakdown = user.find(kind=ui.table, marker='session-breakdown').elements.pop()
     assert [(r['agent'], r['cost']) for r in breakdown.rows] == [('coder', '$0.30'), ('planner', '$0.10')]
 
 
@@ -262,9 +265,9 @@ async def test_spend_sources_and_reconciliation_view(user: User) -> None:
     await user.open('/')
     await user.should_see('LiteLLM proxy: off (no key configured)')
     await user.should_see('OpenAI billing: off (no key configured)')
-    assert user.find(marker='sync-now').elements.pop().enabled is False
+    assert user.find(kind=ui.button, marker='sync-now').elements.pop().enabled is False
     await user.should_see('Via LiteLLM: $1.00 | Direct: $2.00 | Total: $3.00')
-    table = user.find(marker='reconciliation-table').elements.pop()
+    table = user.find(kind=ui.table, marker='reconciliation-table').elements.pop()
     assert [(r['provider'], r['litellm'], r['billed'], r['direct'], r['total']) for r in table.rows] == \
         [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from nicegui import ui
+from nicegui.elements.mixins.value_element import ValueElement
 from nicegui.testing import User
 
 from app import runtime
@@ -18,11 +19,11 @@ def record(**fields: object) -> None:
 
 
 def table_rows(user: User) -> list[dict]:
-    return user.find(marker='report-table').elements.pop().rows
+    return user.find(kind=ui.table, marker='report-table').elements.pop().rows
 
 
 def choose(user: User, marker: str, value: object) -> None:
-    user.find(marker=marker).elements.pop().value = value
+    user.find(kind=ValueElement, marker=marker).elements.pop().value = value
 
 
 async def test_summary_by_default_with_every_group_and_the_total(user: User) -> None:
@@ -44,7 +45,7 @@ async def test_trend_shows_a_chart_and_a_row_per_day(user: User) -> None:
     await user.open('/reports')
     choose(user, 'report-kind', 'trend')
     await user.should_see('Daily spend')
-    chart = user.find(marker='report-chart').elements.pop()
+    chart = user.find(kind=ui.echart, marker='report-chart').elements.pop()
     assert [s['name'] for s in chart.options['series']] == ['Via LiteLLM', 'Direct', 'Recorded']
     rows = table_rows(user)
     assert len(rows) >= 28  # the days of this month, zero-filled

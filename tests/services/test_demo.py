@@ -227,7 +227,8 @@ def test_removing_events_that_share_rows_with_others_leaves_those_rows_as_if_nev
     with ledger.engine.begin() as conn:
         for table in (EVENTS, *AGGREGATES):
             conn.execute(table.delete())
-    ledger.record_batch(sorted(kept, key=lambda e: e['ts']))
+    kept.sort(key=lambda e: e['ts'])
+    ledger.record_batch(kept)
     assert snapshot(ledger.engine) == mixed
     assert ledger.remove_events(EVENTS.c.source == 'sdk') == 0
 

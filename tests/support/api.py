@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,7 +27,7 @@ def usd(micros: int) -> str:
     return f'{Decimal(micros) / MICROS:.6f}'
 
 
-def assert_money(obj: dict[str, Any], name: str, micros: int | None = None) -> int:
+def assert_money(obj: Mapping[str, Any], name: str, micros: int | None = None) -> int:
     """`<name>_micros` is an int and `<name>_usd` is the same amount as a 6-place decimal string."""
     value = obj[f'{name}_micros']
     assert isinstance(value, int), obj
@@ -66,7 +67,7 @@ def record(client: httpx.Client, model: str = 'gpt-4o', **fields: Any) -> dict[s
     return body
 
 
-def record_batch(client: httpx.Client, events: list[dict[str, Any]]) -> dict[str, Any]:
+def record_batch(client: httpx.Client, events: list[Any]) -> dict[str, Any]:  # items need not be events
     response = client.post('/usage/batch', json={'events': events})
     assert response.status_code == 200, response.text
     return response.json()

@@ -34,7 +34,7 @@ def run(args: list[str], cwd: Path, timeout: float = TIMEOUT, **env: str) -> Res
 
 
 def cli(*args: str, cwd: Path, **env: str) -> Result:
-    return run([sys.executable, '-m', 'app', *args], cwd, **env)
+    return run([sys.executable, '-m', 'app', *args], cwd, TIMEOUT, **env)
 
 
 def ok(result: Result) -> Result:

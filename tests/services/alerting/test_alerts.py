@@ -19,6 +19,7 @@ def test_an_open_alert_is_counted_not_repeated(engine: Engine) -> None:
         again, new_again = alerts.raise_alert(conn, 'sync_failure', 'warning', 'openai failed 4 times',
                                               'sync:openai', now=T0 + timedelta(minutes=5))
         listed = alerts.list_alerts(conn)
+    assert first is not None and again is not None
     assert new and not new_again and again['id'] == first['id']
     assert (again['count'], again['message']) == (2, 'openai failed 4 times')
     assert [a['id'] for a in listed] == [first['id']]
@@ -33,12 +34,14 @@ def test_a_resolved_alert_stays_quiet_for_the_cooldown(engine: Engine) -> None:
         later, later_new = alerts.raise_alert(conn, 'anomaly', 'critical', 'spike', 'anomaly:a',
                                               now=T0 + timedelta(hours=2))
     assert quiet is None and not new
+    assert first is not None and later is not None
     assert later_new and later['id'] != first['id']
 
 
 def test_acknowledge_and_resolve(engine: Engine) -> None:
     with engine.begin() as conn:
         alert, _ = alerts.raise_alert(conn, 'sync_failure', 'warning', 'x', 'k', now=T0)
+        assert alert is not None
         acked = alerts.acknowledge(conn, alert['id'], 'ops@example.com', now=T0 + timedelta(minutes=1))
         assert acked['acknowledged_by'] == 'ops@example.com' and acked['open']
         assert alerts.list_alerts(conn, 'unacknowledged') == []

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from nicegui import ui
 from nicegui.testing import User
 from sqlalchemy import Engine
 
@@ -111,8 +112,8 @@ def test_yaml_and_env_preload_on_start(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv('MONTHLY_BUDGET_LIMIT')
     rt = runtime.start(load_settings())
     with rt.engine.connect() as conn:
-        found = {(p.origin, p.name): p.limit_micros for p in policies.list_policies(conn)}
-    assert found == {('file', 'only'): 3_000_000, ('env', 'day budget (DAILY_BUDGET_LIMIT)'): 6_000_000}
+        resynced = {(p.origin, p.name): p.limit_micros for p in policies.list_policies(conn)}
+    assert resynced == {('file', 'only'): 3_000_000, ('env', 'day budget (DAILY_BUDGET_LIMIT)'): 6_000_000}
     with rt.engine.begin() as conn:
         for policy in policies.list_policies(conn):
             with pytest.raises(policies.PolicyReadOnly, match='change it there'):
@@ -235,7 +236,7 @@ async def test_policies_page_sets_auto_pause_on_agent_policies_only(user: User) 
     user.find(marker='auto_pause').click()
     user.find(marker='save-policy').click()
     await user.should_see('auto_pause: only an agent policy can pause its agent')
-    user.find(marker='scope').elements.pop().value = 'agent'
+    user.find(kind=ui.select, marker='scope').elements.pop().value = 'agent'
     user.find(marker='save-policy').click()
     await user.should_see('pauses the agent')
     with runtime.current().engine.connect() as conn:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -85,10 +86,10 @@ def test_custom_span_covers_whole_local_days() -> None:
 
 
 def row(**fields: object) -> SpendRow:
-    values: dict[str, object] = {'ts': datetime(2026, 1, 1, tzinfo=UTC), 'cost_micros': 1, 'agent_id': None,
-                                 'session_id': None, 'user_id': None, 'project': None, 'tags': (), 'provider': 'openai',
-                                 'model': 'gpt-4o', **fields}
-    return SpendRow(**values)  # type: ignore[arg-type]
+    values: dict[str, Any] = {'ts': datetime(2026, 1, 1, tzinfo=UTC), 'cost_micros': 1, 'agent_id': None,
+                              'session_id': None, 'user_id': None, 'project': None, 'tags': (), 'provider': 'openai',
+                              'model': 'gpt-4o', **fields}
+    return SpendRow(**values)
 
 
 def test_scope_keys_match_rows_and_requests_alike() -> None:

@@ -27,7 +27,7 @@ LINE = re.compile(r'^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$')
 
 def declared() -> dict[str, tuple[Any, str]]:
     """Environment variable -> (settings class, field), from the classes themselves."""
-    groups = [Settings, *(field.annotation for field in Settings.model_fields.values()
+    groups: list[type[Any]] = [Settings, *(field.annotation for field in Settings.model_fields.values()
                           if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings))]
     assert len(groups) == 3
     names: dict[str, tuple[Any, str]] = {}
@@ -227,7 +227,7 @@ def test_secrets_are_not_in_repr(clean_env: pytest.MonkeyPatch) -> None:
 def test_settings_are_immutable_and_overrides_are_validated(clean_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match='frozen'):
-        settings.port = 1  # type: ignore[misc]
+        settings.port = 1  # type: ignore[misc]  # the assignment that must fail
     changed = settings.with_overrides(port=9100, host=None, demo='on', database_url='sqlite:///x.db',
                                       weekly_budget_limit='7')
     assert (changed.port, changed.host, changed.demo, changed.database_url) == (9100, '127.0.0.1', 'on',

@@ -13,6 +13,7 @@ from services.alerting import alerts
 from services.budget import limits
 from services.core.context import BudgetContext
 from services.insights.forecast import (
+    PeriodForecast,
     budget_forecast,
     check_exhaustion,
     day_forecast,
@@ -21,6 +22,7 @@ from services.insights.forecast import (
     run_exhaustion_check,
 )
 from services.live.hub import EventHub, LiveEvent
+from services.live.topics import Topic
 from services.spend.budget import period_summary
 from services.usage.ledger import Ledger
 from tests.support.api import assert_money
@@ -37,7 +39,7 @@ def hourly(start: datetime, end: datetime, micros: int) -> list[tuple[datetime, 
 
 
 def day_only(hours: list[tuple[datetime, int]], now: datetime = NOW, limit: int | None = None,
-             zone: ZoneInfo = UTC_ZONE):
+             zone: ZoneInfo = UTC_ZONE) -> PeriodForecast:
     midnight = datetime.combine(now.astimezone(zone).date(), datetime.min.time(), tzinfo=zone)
     spent = sum(m for s, m in hours if midnight <= s < now)
     return project(hours, now, zone, {'day': spent}, {'day': limit}, ('day',))['day']
@@ -243,7 +245,7 @@ def test_the_exhaustion_alert_fires_once_per_period(ledger: Ledger, engine: Engi
     assert alert['dedupe_key'] == f'forecast_exhaustion:day:{MIDNIGHT.isoformat()}'
     assert alert['message'].startswith('Budget exhausted at ~16:00: $5.00 spent, ~$12.00 of $8.00 projected')
     assert alert['data']['eta'] == NOW.replace(hour=16).isoformat()
-    assert [e.topic for e in published].count('alert_raised') == 1
+    assert [e.topic for e in published].count(Topic.ALERT_RAISED) == 1
     with engine.begin() as conn:
         [stored] = alerts.list_alerts(conn, 'open', 'forecast_exhaustion')
         assert stored['count'] == 2

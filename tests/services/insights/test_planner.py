@@ -16,7 +16,7 @@ from nicegui.testing import User
 
 from app import runtime
 from services.insights import planner
-from services.insights.planner import MICROS_PER_CENT, PlanTask, plan
+from services.insights.planner import MICROS_PER_CENT, PlanTask, Priority, plan
 from services.spend import tasks
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, assert_money, record, summary, uid
@@ -27,12 +27,23 @@ CENT = MICROS_PER_CENT
 
 # --- the pure core against brute force --------------------------------------------------------------------------
 
-def brute_force(items: list[PlanTask], remaining_micros: int, now: datetime = NOW) -> Any:
+def micros_of(task: PlanTask) -> int:
+    assert task.cost_micros is not None, task
+    return task.cost_micros
+
+
+def cents_of(task: PlanTask) -> int:
+    """The estimate in whole cents, rounded up, as the planner counts it against the budget."""
+    return -(-micros_of(task) // CENT)
+
+
+def brute_force(items: list[PlanTask], remaining_micros: int, now: datetime = NOW) -> Priority:
     """The best total priority over every subset of the runnable tasks whose cents fit the budget's cents."""
     runnable = [t for t in items if t.cost_micros is not None and (t.deadline is None or t.deadline > now)]
     capacity = remaining_micros // CENT
-    cents = [-(-t.cost_micros // CENT) for t in runnable]  # type: ignore[operator]
-    costs, values = [0], [0]
+    cents = [cents_of(t) for t in runnable]
+    costs: list[int] = [0]
+    values: list[Priority] = [0]
     for mask in range(1, 1 << len(runnable)):  # each subset is a smaller one plus its lowest task
         low = (mask & -mask).bit_length() - 1
         rest = mask & (mask - 1)
@@ -64,18 +75,19 @@ def check_plan(result: planner.Plan, items: list[PlanTask], remaining: int) -> N
     assert result.used_micros == sum(t.cost_micros or 0 for t in result.run_now) <= remaining
     assert result.remaining_after_micros == remaining - result.used_micros >= 0
     assert result.total_priority == sum((t.priority for t in result.run_now), 0)
-    ratios = [(t.cost_micros > 0, -Fraction(t.priority) / t.cost_micros if t.cost_micros else 0)
-              for t in result.run_now]  # type: ignore[operator]
+    costs = [micros_of(t) for t in result.run_now]
+    ratios = [(cost > 0, -Fraction(t.priority) / cost if cost else 0)
+              for t, cost in zip(result.run_now, costs, strict=True)]
     assert ratios == sorted(ratios), 'free tasks first, then by priority per dollar'
     for deferred in result.defer:
         task = deferred.task
         if deferred.reason == 'after_deadline':
             assert task.deadline is not None and task.deadline <= NOW
         elif deferred.reason == 'over_budget':
-            assert -(-task.cost_micros // CENT) > remaining // CENT  # type: ignore[operator]
+            assert cents_of(task) > remaining // CENT
         else:
             assert deferred.reason == 'lower_value'
-            assert -(-task.cost_micros // CENT) <= remaining // CENT, 'deferred for value, so it fits alone'  # type: ignore[operator]
+            assert cents_of(task) <= remaining // CENT, 'deferred for value, so it fits alone'
     for task in result.run_now:
         assert task.deadline is None or task.deadline > NOW
 
@@ -115,8 +127,8 @@ def test_greedy_fallback_has_at_least_half_the_optimum(instance: tuple[list[Plan
         assert result.as_dict()['bound'] <= float(result.bound)
 
 
-def dense_optimum(weights: list[int], values: list[int], capacity: int) -> int:
-    best = [0] * (capacity + 1)
+def dense_optimum(weights: list[int], values: list[Priority], capacity: int) -> Priority:
+    best: list[Priority] = [0] * (capacity + 1)
     for w, v in zip(weights, values, strict=True):
         for c in range(capacity, w - 1, -1):
             best[c] = max(best[c], best[c - w] + v)
@@ -133,7 +145,7 @@ def test_exact_plan_matches_a_dense_dp_on_larger_instances(pairs: list[tuple[int
              enumerate(pairs)]
     result = plan(items, capacity * CENT, NOW)
     assert result.method == 'exact'
-    fitting = [(t.cost_micros // CENT, t.priority) for t in items if t.cost_micros <= capacity * CENT]  # type: ignore[operator]
+    fitting = [(micros_of(t) // CENT, t.priority) for t in items if micros_of(t) <= capacity * CENT]
     assert result.total_priority == dense_optimum([w for w, _ in fitting], [v for _, v in fitting], capacity)
     assert result.used_micros <= capacity * CENT
 
@@ -203,8 +215,8 @@ def test_a_plan_that_outgrows_the_work_budget_falls_back_to_the_greedy() -> None
     assert small.used_micros <= 20_000 * CENT
     full = plan(items, 20_000 * CENT, NOW)
     assert full.method == 'exact' and full.total_priority >= small.total_priority
-    assert full.total_priority == dense_optimum([t.cost_micros // CENT for t in items],  # type: ignore[operator]
-                                                [t.priority for t in items], 20_000)  # type: ignore[misc]
+    assert full.total_priority == dense_optimum([micros_of(t) // CENT for t in items], [t.priority for t in items],
+                                                20_000)
 
 
 def test_everything_that_fits_runs_and_an_empty_plan_is_valid() -> None:

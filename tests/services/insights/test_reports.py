@@ -360,7 +360,7 @@ def test_json_money_is_micros_and_exact_strings(month_of_spend: Ledger) -> None:
     ('comparison', {'start': '1999-12-31', 'end': '2000-01-02'}, 'from: must be between')])
 def test_bad_parameters(ledger: Ledger, kind: str, params: dict[str, str], fragment: str) -> None:
     with pytest.raises(reports.ReportError, match=fragment):
-        build(ledger, kind, **params)
+        build(ledger, kind, UTC_ZONE, **params)
 
 
 # --- the API on the shared server -------------------------------------------------------------------------------

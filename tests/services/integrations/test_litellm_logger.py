@@ -200,7 +200,7 @@ def test_hook_returns_in_microseconds(litellm: ModuleType, make_logger: Any,
     logger = make_logger(closed_port_url(), max_queue=100_000, backoff_s=60, max_backoff_s=60)
     captured: list[tuple[Any, ...]] = []
 
-    class Capture(CustomLogger):  # type: ignore[misc]
+    class Capture(CustomLogger):
         def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
             captured.append((kwargs, response_obj, start_time, end_time))
 

@@ -71,7 +71,7 @@ def test_sqlite_always_leads(tmp_path: Path) -> None:
 async def test_jobs_run_only_on_the_leader() -> None:
     leading = {'now': False}
     calls: list[str] = []
-    jobs = SyncJobs(None, 15, 60, is_leader=lambda: leading['now'])  # type: ignore[arg-type]
+    jobs = SyncJobs(None, 15, 60, is_leader=lambda: leading['now'])  # type: ignore[arg-type]  # led() needs no sync
 
     async def pull(source: str) -> str:
         calls.append(source)

@@ -11,7 +11,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import Engine, select
@@ -133,7 +133,13 @@ class Provider:
     rows: list[SnapshotRow]
 
 
-FAST = {'timeout': 2.0, 'retries': 2, 'backoff_s': 0.01}
+class Timing(TypedDict):
+    timeout: float
+    retries: int
+    backoff_s: float
+
+
+FAST: Timing = {'timeout': 2.0, 'retries': 2, 'backoff_s': 0.01}
 PROVIDERS = {
     'openai': Provider(lambda url, **kw: OpenAIPuller(OPENAI_KEY, url, **{**FAST, **kw}), OA_USAGE, OPENAI_ROWS),
     'anthropic': Provider(lambda url, **kw: AnthropicPuller(ANTHROPIC_KEY, url, **{**FAST, **kw}), AN_USAGE,
@@ -362,7 +368,7 @@ def _drop(*keys: str | int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """A change to a fixture body: delete the item at `keys`."""
     def change(body: dict[str, Any]) -> dict[str, Any]:
         body = copy.deepcopy(body)
-        parent = body
+        parent: Any = body  # dicts and lists
         for key in keys[:-1]:
             parent = parent[key]
         del parent[keys[-1]]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from services.alerting import alerts
 from services.core.tables import SNAPSHOTS
 from services.live.hub import EventHub
-from services.live.topics import SyncFinished
+from services.live.topics import LiveEvent, SyncFinished
 from services.sources.jobs import SyncJobs
 from services.sources.openrouter import OpenRouterPuller
 from services.sources.sync import SyncService, sync_status
@@ -50,7 +50,7 @@ def service(engine: Engine, fake: FakeAPI, hub: EventHub | None = None) -> SyncS
 async def test_a_successful_run_stores_the_day_and_is_recorded(engine: Engine, fake: FakeAPI) -> None:
     fake.route(KEY_PATH, key_body())
     hub = EventHub()
-    seen = []
+    seen: list[LiveEvent] = []
     hub.subscribe(seen.append)
     sync = service(engine, fake, hub)
     run = await sync.run('openrouter_direct')
@@ -72,11 +72,11 @@ async def test_failures_keep_the_last_good_data_and_alert_on_the_third(engine: E
     assert (await sync.run('openrouter_direct'))['status'] == 'ok'
     for attempt in range(1, 4):
         run = await sync.run('openrouter_direct')
-        assert run['status'] == 'error' and run['error'].startswith('auth:')
+        assert run['status'] == 'error' and run['error'] is not None and run['error'].startswith('auth:')
         assert KEY not in run['error']
         with engine.connect() as conn:
             open_alerts = alerts.list_alerts(conn, type='sync_failure')
-            stored = conn.execute(select(SNAPSHOTS.c.cost_micros)).scalars().all()
+            stored: Sequence[int] = conn.execute(select(SNAPSHOTS.c.cost_micros)).scalars().all()
         assert stored == [TODAYS_USAGE], 'a failed pull must not touch the last good data'
         assert len(open_alerts) == (1 if attempt == 3 else 0)
     assert 'openrouter_direct: 3 syncs in a row failed' in open_alerts[0]['message']

@@ -9,7 +9,7 @@ from services.core.context import BudgetContext
 from services.sources.base import PullResult, SnapshotRow
 from services.sources.snapshots import store_snapshots
 from services.spend import budget
-from services.spend.reconciliation import channel_totals, reconcile_last_days
+from services.spend.reconciliation import ReconciledDay, channel_totals, reconcile_last_days
 from services.usage.ledger import Ledger
 
 UTC_ZONE = ZoneInfo('UTC')
@@ -28,7 +28,7 @@ def snapshot(ledger: Ledger, source: str, usd_micros: int, provider: str = 'open
         store_snapshots(conn, source, PullResult([SnapshotRow(source, day, provider, '', usd_micros)], {day}))
 
 
-def cells(ledger: Ledger) -> dict[str, dict]:
+def cells(ledger: Ledger) -> dict[str, ReconciledDay]:
     with ledger.engine.connect() as conn:
         return {c.provider: c.as_dict(TOLERANCE) for c in reconcile_last_days(conn, 1, UTC_ZONE, NOON)}
 

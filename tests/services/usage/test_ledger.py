@@ -53,6 +53,7 @@ def test_a_batch_stores_valid_items_and_reports_each(ledger: Ledger, hub: EventH
         event(event_id='b2', cache_read_tokens=2000), event(event_id='b3', model='mystery-model'),
     ])
     assert [r.status for r in results] == ['stored', 'duplicate', 'rejected', 'rejected', 'stored']
+    assert results[2].reason is not None and results[3].reason is not None
     assert 'input_tokens' in results[2].reason
     assert 'cache_read_tokens' in results[3].reason
     assert results[1].id == results[0].id
@@ -141,8 +142,9 @@ def test_rollups_equal_the_sum_of_events(ledger: Ledger, stream: list[dict], spl
                    Counter(cost=r.cost_micros, requests=r.requests, input=r.input_tokens, unpriced=r.unpriced_requests)
                    for r in conn.execute(select(ROLLUPS))}
         assert _positive(rollups) == _positive(expected)
-        for table, group, key in ((SESSIONS, sessions, 'id'), (AGENTS, agents, 'id'), (TASK_SPEND, tasks, 'task_id')):
-            stored = {getattr(r, key): Counter(cost=r.cost_micros, requests=r.requests, input=r.input_tokens)
+        for table, group, id_column in ((SESSIONS, sessions, 'id'), (AGENTS, agents, 'id'),
+                                        (TASK_SPEND, tasks, 'task_id')):
+            stored = {getattr(r, id_column): Counter(cost=r.cost_micros, requests=r.requests, input=r.input_tokens)
                       for r in conn.execute(select(table))}
             assert _positive(stored) == _positive(group)
         total = totals_between(conn, [T0, T0 + timedelta(days=4)]).total(0)

@@ -7,7 +7,7 @@ Create Date: 2026-11-29 09:20:45.160945
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 
