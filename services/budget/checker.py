@@ -42,6 +42,7 @@ from services.live.hub import EventHub
 from services.live.topics import LiveEvent, SpendRow, SyncFinished, UsageChanged
 
 log = logging.getLogger(__name__)
+ALLOW, _, THROTTLE, BLOCK = Step  # module globals: the check below compares every policy's step with these
 PRUNE_EVERY = timedelta(minutes=10)
 
 
@@ -246,7 +247,7 @@ class Checker:
         paused, matches = self.counters.match(request, now)
         policies: list[PolicyDecision] = []
         reasons: list[str] = []
-        decision = Step.ALLOW
+        decision = ALLOW
         retry_after: int | None = None
         blocked: list[tuple[PolicyRule, str, Any, int]] = []
         for rule, scope_key, period_key, spent, span, resets_at in matches:
@@ -264,20 +265,20 @@ class Checker:
             policies.append(item)
             if raw:
                 reasons.append(reason(policy, scope_key, raw, spent, estimate, step))
-                if step == Step.THROTTLE:
+                if step == THROTTLE:
                     wait = pace_wait(spent + estimate, limit, span, now)
                     retry_after = wait if retry_after is None else max(retry_after, wait)
-                elif step == Step.BLOCK:
+                elif step == BLOCK:
                     blocked.append((policy, scope_key, period_key, spent))
                 if step > decision:
                     decision = step
         if paused:
-            decision = Step.BLOCK
+            decision = BLOCK
             reasons.insert(0, f'agent {request.agent_id} is paused')
-        result: CheckResult = {'decision': DECISIONS[decision], 'allowed': decision < Step.BLOCK, 'reasons': reasons,
+        result: CheckResult = {'decision': DECISIONS[decision], 'allowed': decision < BLOCK, 'reasons': reasons,
                                'policies': policies, 'estimated_cost_micros': estimate,
                                'estimated_cost_usd': micros_to_usd(estimate), 'eco_mode': self.eco_mode}
-        if decision == Step.THROTTLE and retry_after is not None:
+        if decision == THROTTLE and retry_after is not None:
             result['retry_after_s'] = retry_after
         for policy, scope_key, period_key, spent in blocked:
             if dedupe_key('policy_violation', policy, scope_key, period_key) in self._raised:

@@ -49,7 +49,7 @@ class PolicyAnswer(TypedDict):
     limit_usd: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Rule:
     """A policy as the counters use it."""
 
@@ -85,7 +85,7 @@ class Crossing(NamedTuple):
 Match = tuple[Rule, str, Any, int, Period | None, str | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     rules: list[Rule]
     counters: dict[Key, int]
@@ -254,12 +254,12 @@ class Counters:
                     span = rule.custom
                     if not span.start <= now < span.end:
                         continue
-                    period_key, resets = 'custom', self._end_text(span.end)
+                    period_key, resets = 'custom', self._ends.get(span.end) or self._end_text(span.end)
                 else:
                     cached = spans.get(period)
                     if cached is None:
                         span = self._span(period, now)
-                        cached = spans[period] = (span, self._end_text(span.end))
+                        cached = spans[period] = (span, self._ends.get(span.end) or self._end_text(span.end))
                     span, resets = cached
                     period_key = span.start
                 for scope_key in keys:
@@ -291,9 +291,7 @@ class Counters:
         return span
 
     def _end_text(self, end: datetime) -> str:
-        text = self._ends.get(end)
-        if text is None:
-            text = self._ends[end] = end.isoformat()
+        text = self._ends[end] = end.isoformat()
         return text
 
     def rule(self, policy_id: int) -> Rule | None:

@@ -135,7 +135,7 @@ class PolicyIn(BaseModel):
         return values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicyRule:
     """A stored policy as the checker uses it."""
 

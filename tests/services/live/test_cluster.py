@@ -132,7 +132,7 @@ def test_budget_counters_follow_another_instances_writes(two_engines: tuple[Engi
         eventually(lambda: checker_b.check(CheckRequest(agent_id='looper'))['reasons'][:1] ==
                    ['agent looper is paused'])
         assert bridge_b.received >= 3, 'B heard A'
-        assert bridge_a.received >= 1, "A heard B's policy_violation alert (B blocked the $0.30 check)"
+        eventually(lambda: bridge_a.received >= 1)  # A heard B's policy_violation alert (B blocked the $0.30 check)
     finally:
         for _, _, checker, bridge in instances:
             bridge.stop()
