@@ -1,10 +1,16 @@
 """Entry point for NiceGUI's test fixtures and `python main.py`; the CLI (`spendgauge serve`) does the same."""
+import sys
+
 from nicegui import ui
 
+from app.security.exposure import UnsafeExposure
 from app.server import build, run_options
 from services.core.settings import get_settings
 
-build()
+try:
+    build()
+except UnsafeExposure as exc:
+    sys.exit(f'spendgauge: {exc}')
 
 if __name__ in {'__main__', '__mp_main__'}:
     ui.run(**run_options(get_settings()))

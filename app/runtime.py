@@ -10,10 +10,12 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from services.accounts.directory import Directory
 from services.budget import policies
 from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
 from services.core.db import create_db_engine, upgrade
+from services.core.errors import Invalid
 from services.core.settings import Settings, SettingsError, get_settings
 from services.dashboard import DashboardConfig, DashboardSnapshot, load_dashboard
 from services.live.cluster import Bridge, Leadership
@@ -38,6 +40,7 @@ class Runtime:
     hub: EventHub
     sync: SyncService
     commands: Commands
+    accounts: Directory
     checker: Checker | None = None
     leadership: Leadership | None = None
     bridge: Bridge | None = None
@@ -86,7 +89,14 @@ def start(settings: Settings | None = None) -> Runtime:
     sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance)
     ledger = Ledger(engine, pricer, hub)
     context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync)
-    runtime = Runtime(settings, engine, pricer, ledger, hub, sync, Commands(context))
+    commands = Commands(context)
+    if settings.admin_password:
+        try:
+            commands.accounts.ensure_admin(settings.admin_user, settings.admin_password)
+        except Invalid as exc:
+            raise SettingsError(f'SPENDGAUGE_ADMIN_PASSWORD / SPENDGAUGE_ADMIN_USER: {exc}') from None
+    accounts = Directory(engine, settings.api_tokens, hub)
+    runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts)
     runtime.reload_prices()
     preload_policies(engine, settings)
     runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands)
@@ -131,5 +141,6 @@ def stop() -> None:
             _current.bridge.stop()
         if _current.leadership is not None:
             _current.leadership.release()
+        _current.accounts.close()
         _current.engine.dispose()
         _current = None

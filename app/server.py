@@ -13,7 +13,10 @@ from app import __version__, runtime
 from app.api import install as install_api
 from app.feed import start_feed, stop_feed
 from app.native import prepare_native
-from components.layout import use_feed
+from app.security.exposure import check_exposure
+from app.security.guard import RequestGuard
+from app.security.session import identity
+from components.layout import use_feed, use_identity
 from services.alerting.anomaly import run_anomaly_check
 from services.alerting.notify import Notifier
 from services.core.settings import Settings, get_settings
@@ -24,23 +27,15 @@ ASSETS_DIR = Path(__file__).resolve().parent.parent / 'assets'
 log = logging.getLogger(__name__)
 
 
-class UnsafeExposure(RuntimeError):
-    """Refusing to listen on a public address without API tokens."""
-
-
-def check_exposure(settings: Settings) -> None:
-    if not settings.on_loopback and not settings.api_tokens:
-        raise UnsafeExposure(
-            f'refusing to listen on {settings.host} without API tokens: anyone who can reach it could write spend '
-            'data. Set SPENDGAUGE_API_TOKENS=<token>[,<token>...] (e.g. `openssl rand -hex 24`), '
-            'or listen on 127.0.0.1.')
-
-
-def build() -> None:
-    """Register routes, pages and lifecycle hooks on NiceGUI's app (before `ui.run`)."""
-    from app.pages import alerts, dashboard, policies, sessions  # noqa: F401  (registers the @ui.page routes)
+def build(settings: Settings | None = None, native: bool = False) -> None:
+    """Apply the exposure rule, then register routes, pages and lifecycle hooks on NiceGUI's app (before `ui.run`).
+    Every way of starting comes through here."""
+    if not native:  # a window listens on 127.0.0.1 whatever the host setting
+        check_exposure(settings or get_settings())
+    from app.pages import access, alerts, dashboard, login, policies, sessions  # noqa: F401  (@ui.page)
     from app.pages import reports as _reports  # noqa: F401
 
+    app.add_middleware(RequestGuard)  # before ui.run: NiceGUI's session middleware, added later, runs first
     install_api(app)
     if ASSETS_DIR.is_dir():
         app.add_static_files('/assets', str(ASSETS_DIR))
@@ -58,6 +53,7 @@ def _startup() -> None:
     rt = runtime.start(get_settings())
     runtime.tune_gc()
     use_feed(start_feed(rt.load_dashboard, rt.hub))
+    use_identity(identity)
     global _jobs, _notifier
     if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process
         _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget)
@@ -119,7 +115,5 @@ def serve(settings: Settings, native: bool = False) -> None:
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     if native:
         prepare_native(settings)
-    else:
-        check_exposure(settings)
-    build()
+    build(settings, native)
     ui.run(**run_options(settings, native))

@@ -8,6 +8,7 @@ from typing import Any
 
 from nicegui import ui
 
+from components.layout import lock
 from services.core.money import MICROS_PER_USD, format_usd
 from services.spend.agents import AgentOut
 from services.spend.tasks import TaskOut
@@ -52,8 +53,8 @@ _LEVEL_CLASSES = {'green': 'border-l-4 border-green-500', 'yellow': 'border-l-4 
 
 
 def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: datetime | None = None,
-               on_pause: Callable[[str, bool], Any] | None = None) -> ui.card:
-    """`on_pause(agent_id, paused)` adds a Pause/Resume button."""
+               on_pause: Callable[[str, bool], Any] | None = None, editable: bool = True) -> ui.card:
+    """`on_pause(agent_id, paused)` adds a Pause/Resume button (disabled when not `editable`)."""
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
     average = agent['avg_cost_per_request_micros']
     with ui.card().classes(f'w-full gap-1 {_LEVEL_CLASSES[level]}').mark(f'agent-card-{agent["id"]}') as card:
@@ -68,9 +69,11 @@ def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: dateti
                 if paused:
                     ui.badge('paused', color='orange').mark('agent-paused')
                 if on_pause is not None:
-                    ui.button('Resume' if paused else 'Pause', icon='play_arrow' if paused else 'pause',
-                              on_click=lambda: on_pause(agent['id'], not paused)) \
+                    button = ui.button('Resume' if paused else 'Pause', icon='play_arrow' if paused else 'pause',
+                                       on_click=lambda: on_pause(agent['id'], not paused)) \
                         .props('flat dense size=sm').mark(f'pause-{agent["id"]}')
+                    if not editable:
+                        lock(button)
         ui.label(f'Tokens this session: {agent["session_tokens"]:,} | '
                  f'Cost: {short_usd(agent["session_cost_micros"])}').mark('agent-session')
         with ui.row().classes('items-center gap-1'):

@@ -6,12 +6,13 @@ from contextlib import contextmanager
 from typing import Literal, Protocol
 
 from nicegui import app, ui
+from nicegui.elements.mixins.disableable_element import DisableableElement
 
 from components import theme
 from services.dashboard import AlertCounts, DashboardSnapshot
 
 NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
-       ('Reports', '/reports'),
+       ('Reports', '/reports'), ('Settings', '/settings'),
        ('API', '/docs'))
 ToastType = Literal['positive', 'negative', 'warning', 'info', 'ongoing']  # ui.notify's `type`
 TOAST_TYPES: dict[str, ToastType] = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
@@ -26,6 +27,13 @@ class LiveData(Protocol):
 
 
 _live: LiveData | None = None
+_identity: Callable[[], tuple[str, str] | None] | None = None
+
+
+def use_identity(identity: Callable[[], tuple[str, str] | None] | None) -> None:
+    """Set on start-up: who is logged in to this page's session, as (name, role); None when no login is used."""
+    global _identity
+    _identity = identity
 
 
 def use_feed(live: LiveData | None) -> None:
@@ -62,6 +70,17 @@ class AlertBell:
         self.primed = True
 
 
+READ_ONLY_TIP = 'Read-only: an admin can change this'
+
+
+def lock(*elements: DisableableElement) -> None:
+    """Show a state-changing control disabled to a read-only user (the command refuses it anyway)."""
+    for element in elements:
+        element.disable()
+        element.props['data-read-only'] = True
+        element.tooltip(READ_ONLY_TIP)
+
+
 @contextmanager
 def frame(title: str) -> Iterator[ui.column]:
     ui.page_title(f'{title} · SpendGauge')
@@ -85,5 +104,14 @@ def frame(title: str) -> Iterator[ui.column]:
             ui.button(icon='dark_mode', on_click=toggle_dark) \
                 .props('flat round color=white dense aria-label="Light or dark"') \
                 .tooltip('Light or dark').mark('dark-toggle')
+            identity = _identity() if _identity is not None else None
+            if identity is not None:
+                name, role = identity
+                if role != 'admin':
+                    ui.badge('read-only', color='grey').props('outline').mark('read-only-badge') \
+                        .tooltip(READ_ONLY_TIP)
+                ui.button(icon='logout', on_click=lambda: ui.navigate.to('/logout')) \
+                    .props('flat round color=white dense aria-label="Log out"') \
+                    .tooltip(f'Log out {name} ({role})').mark('logout')
     with ui.column().classes('w-full max-w-screen-xl mx-auto p-2 sm:p-4 gap-4') as content:
         yield content

@@ -107,6 +107,7 @@ def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
             monkeypatch.delenv(name)
     monkeypatch.setenv('SPENDGAUGE_ENV_FILE', '')  # a developer's .env must not leak into tests
     monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', f'sqlite:///{tmp_path / "runtime.db"}')
+    monkeypatch.setenv('SPENDGAUGE_ALLOWED_HOSTS', 'test')  # the host name of NiceGUI's simulated user
     runtime.stop()
     use_settings(None)
     yield

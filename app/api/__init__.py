@@ -18,12 +18,13 @@ from app.api.routes import (
     sync,
     tasks,
     thresholds,
+    tokens,
     usage,
 )
 
 api_router = APIRouter(prefix='/api/v1')
 for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
-               reports):
+               reports, tokens):
     api_router.include_router(module.router)
 
 

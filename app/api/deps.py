@@ -1,9 +1,14 @@
-"""Dependencies shared by the routes: the runtime, read connections, and who is calling (the write-token check)."""
+"""Dependencies shared by the routes: the runtime, read connections, and who is calling with which role.
+
+Once any token or user exists (or SPENDGAUGE_API_TOKENS is set), every route but /health needs
+`Authorization: Bearer <token>` of a role that may call it: `read` for what GET routes show, `ingest` to record usage
+and ask /check, `admin` for every change. With none (a loopback server, see app/security/exposure.py) the caller is
+trusted. The commands check the role again where the change is carried out.
+"""
 from __future__ import annotations
 
-import hmac
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path
 from sqlalchemy import Connection
@@ -26,25 +31,41 @@ def read_conn(rt: RuntimeDep) -> Iterator[Connection]:
 
 
 ReadConn = Annotated[Connection, Depends(read_conn)]
+TRUSTED = Actor('local', Role.ADMIN)  # no token and no user exists: a loopback server for one developer
 
 
-def authenticate(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> Actor:
-    """Write endpoints need `Authorization: Bearer <token>` when API tokens are configured; without any (loopback
-    only, see app/server.py) the caller is trusted."""
-    tokens = rt.settings.api_tokens
-    if not tokens:
-        return Actor('api', Role.ADMIN)
+def authenticate(rt: RuntimeDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+                 ) -> Actor:
+    directory = rt.accounts
+    if not directory.secured:
+        return TRUSTED
     scheme, _, token = (authorization or '').partition(' ')
-    if scheme.lower() != 'bearer' or not token:
-        raise HTTPException(401, 'Authorization: Bearer <token> required for this endpoint',
-                            headers={'WWW-Authenticate': 'Bearer'})
-    if not any(hmac.compare_digest(token.strip().encode(), t.encode()) for t in tokens):
-        raise HTTPException(403, 'the bearer token is not valid', headers={'WWW-Authenticate': 'Bearer'})
-    return Actor('api token', Role.ADMIN)
+    if scheme.lower() != 'bearer' or not token.strip():
+        raise HTTPException(401, 'Authorization: Bearer <token> required', headers={'WWW-Authenticate': 'Bearer'})
+    actor = directory.token_actor(token.strip())
+    if actor is None:
+        raise HTTPException(401, 'the bearer token is not valid (revoked, or never issued)',
+                            headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
+    return actor
 
 
-Caller = Annotated[Actor, Depends(authenticate)]
-WRITE = [Depends(authenticate)]
+def requires(*roles: Role) -> Callable[..., Actor]:
+    """A dependency: the caller, who must hold one of these roles (admin holds them all)."""
+    def check(actor: Annotated[Actor, Depends(authenticate)]) -> Actor:
+        if not any(actor.may(role) for role in roles):
+            raise HTTPException(403, f'this needs the {" or ".join(roles)} role; the token has {actor.role}')
+        return actor
+    check.__name__ = f'requires_{"_or_".join(roles)}'
+    return check
+
+
+Reader = Annotated[Actor, Depends(requires(Role.READ))]
+Ingester = Annotated[Actor, Depends(requires(Role.INGEST))]
+Admin = Annotated[Actor, Depends(requires(Role.ADMIN))]
+READ: list[Any] = [Depends(requires(Role.READ))]
+INGEST: list[Any] = [Depends(requires(Role.INGEST))]
+PLAN: list[Any] = [Depends(requires(Role.READ, Role.INGEST))]  # reads only, asked by agents too
+ADMIN: list[Any] = [Depends(requires(Role.ADMIN))]
 
 # A row id in a path: larger ids cannot exist (BIGINT), and passing them on would overflow the database driver.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description='row id')]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli import operate, pipeline, server, spend
+from app.cli import accounts, operate, pipeline, server, spend
 from app.cli.args import token
 from app.cli.backends import Backend, CliError, DirectBackend, HttpBackend, refused
 from services.core.errors import DomainError
@@ -20,7 +20,7 @@ from services.core.settings import SettingsError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='spendgauge', description='Self-hosted LLM budget tool.')
     sub = parser.add_subparsers(dest='command', required=True)
-    for module in (server, spend, pipeline, operate):
+    for module in (server, spend, pipeline, operate, accounts):
         module.register(sub)
     return parser
 

@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.native import NativeUnavailable
-    from app.server import UnsafeExposure, serve
+    from app.security.exposure import UnsafeExposure
+    from app.server import serve
 
     settings = load_settings().with_overrides(host=args.host, port=args.port, database_url=args.db, demo=args.demo)
     use_settings(settings)

@@ -3,7 +3,6 @@ changes (its stamp), never by polling."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, Literal
 
 from nicegui import background_tasks, run, ui
@@ -11,11 +10,12 @@ from sqlalchemy import Connection
 
 from app import runtime
 from app.feed import feed
-from app.pages.actor import page_actor
-from components.layout import frame
+from app.security.session import can_change, page_actor
+from components.layout import frame, lock
 from services.alerting import alerts, notify
 from services.alerting.alerts import AlertOut
 from services.alerting.notify import DeliveryOut
+from services.core.access import Actor
 from services.core.errors import DomainError
 from services.dashboard import DashboardSnapshot
 
@@ -76,12 +76,15 @@ class AlertsView:
         self.status: Literal['open', 'all'] = 'open'
         self.items: list[AlertWithDeliveries] = []
         self.by: ui.input | None = None
+        self.editable = can_change()
 
     def build(self) -> None:
         with ui.row().classes('w-full items-center justify-between'):
             ui.label('Alerts').classes('text-h6')
             with ui.row().classes('items-center gap-4'):
                 self.by = ui.input('Acknowledge as', value='dashboard').props('dense').mark('ack-by')
+                if not self.editable:
+                    lock(self.by)
                 ui.toggle({'open': 'Open', 'all': 'All'}, value=self.status, on_change=self._status_changed) \
                     .mark('alerts-filter')
         self.cards()
@@ -106,11 +109,15 @@ class AlertsView:
                         ui.label(f'{alert["count"]} times').classes('text-caption text-grey')
                 with ui.row().classes('items-center gap-1'):
                     if alert['open'] and not alert['acknowledged_at']:
-                        ui.button('Acknowledge', on_click=lambda a=alert: self._ack(a['id'])) \
+                        ack = ui.button('Acknowledge', on_click=lambda a=alert: self._ack(a['id'])) \
                             .props('flat dense').mark(f'ack-{alert["id"]}')
+                        if not self.editable:
+                            lock(ack)
                     if alert['open']:
-                        ui.button('Resolve', on_click=lambda a=alert: self._resolve(a['id'])) \
+                        resolve = ui.button('Resolve', on_click=lambda a=alert: self._resolve(a['id'])) \
                             .props('flat dense color=positive').mark(f'resolve-{alert["id"]}')
+                        if not self.editable:
+                            lock(resolve)
             ui.label(alert['message']).classes('text-body2')
             times = [f'first {_when(alert["created_at"])}', f'last {_when(alert["last_seen_at"])}']
             if alert['acknowledged_at']:
@@ -141,15 +148,15 @@ class AlertsView:
     async def _ack(self, alert_id: int) -> None:
         by = ((self.by.value if self.by else '') or 'dashboard').strip()[:200] or 'dashboard'
         commands = runtime.current().commands.alerts
-        await self._change(alert_id, partial(commands.acknowledge, page_actor(), alert_id, by), 'Acknowledged')
+        await self._change(alert_id, lambda actor: commands.acknowledge(actor, alert_id, by), 'Acknowledged')
 
     async def _resolve(self, alert_id: int) -> None:
         commands = runtime.current().commands.alerts
-        await self._change(alert_id, partial(commands.resolve, page_actor(), alert_id), 'Resolved')
+        await self._change(alert_id, lambda actor: commands.resolve(actor, alert_id), 'Resolved')
 
-    async def _change(self, alert_id: int, command: Callable[[], object], done: str) -> None:
+    async def _change(self, alert_id: int, command: Callable[[Actor], object], done: str) -> None:
         try:
-            await run.io_bound(command)
+            await run.io_bound(command, page_actor())
         except alerts.AlertNotFound:
             ui.notify(f'Alert {alert_id} is gone', type='warning')
             return

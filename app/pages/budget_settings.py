@@ -7,7 +7,8 @@ from decimal import Decimal
 from nicegui import run, ui
 
 from app import runtime
-from app.pages.actor import page_actor
+from app.security.session import page_actor
+from components.layout import lock
 from services.budget import thresholds
 from services.budget.thresholds import ThresholdsOut
 from services.core.errors import DomainError
@@ -36,7 +37,7 @@ def _amount(text: str | None, label: str) -> Decimal | None:
 class BudgetSettingsPanel:
     """Built once; `update` follows the feed so every open tab shows what was saved last."""
 
-    def __init__(self, data: DashboardSnapshot) -> None:
+    def __init__(self, data: DashboardSnapshot, editable: bool = True) -> None:
         with ui.expansion('Budget settings', icon='tune').classes('w-full').mark('budget-settings'):
             with ui.row().classes('w-full items-end gap-4'):
                 self.daily = ui.input('Daily limit (USD)').props('dense inputmode=decimal').classes('w-36') \
@@ -47,7 +48,9 @@ class BudgetSettingsPanel:
                 self.day = ui.input('Per agent and day (USD)').props('dense inputmode=decimal clearable') \
                     .classes('w-56').mark('day-threshold').tooltip('An agent crossing this today is reported')
                 self.pause = ui.checkbox('Pause an agent that crosses one').mark('pause-on-threshold')
-                ui.button('Save', icon='save', on_click=self.save).props('dense').mark('save-budget-settings')
+                save = ui.button('Save', icon='save', on_click=self.save).props('dense').mark('save-budget-settings')
+                if not editable:
+                    lock(self.daily, self.session, self.day, self.pause, save)
             self.note = ui.label().classes('text-caption text-grey').mark('thresholds-note')
         self.shown: tuple[int | None, ThresholdsOut] | None = None
         self.update(data)
@@ -73,8 +76,9 @@ class BudgetSettingsPanel:
         except ValueError as exc:
             ui.notify(str(exc), type='warning')
             return
-        commands, actor = runtime.current().commands, page_actor()
+        commands = runtime.current().commands
         try:
+            actor = page_actor()
             shown_limit = self.shown[0] if self.shown else None
             if daily is not None and usd_to_micros(daily) != shown_limit:  # the limit as shown is left as it is
                 await run.io_bound(commands.limits.set, actor, 'day', usd_to_micros(daily))

@@ -10,13 +10,13 @@ from nicegui import run, ui
 
 from app import runtime
 from app.feed import feed
-from app.pages.actor import page_actor
 from app.pages.budget_settings import BudgetSettingsPanel
+from app.security.session import can_change, page_actor
 from components import charts
 from components.cards import agent_card, task_card
 from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
-from components.layout import frame
+from components.layout import frame, lock
 from components.plan import plan_panel
 from components.sources import reconciliation_rows, reconciliation_table, source_line
 from components.strip import channel_strip_text
@@ -45,6 +45,7 @@ class DashboardView:
         self.warn_micros = usd_to_micros(settings.agent_warn_usd)
         self.alert_micros = usd_to_micros(settings.agent_alert_usd)
         self.data = data
+        self.editable = can_change()
         self.cards_at = time.monotonic()
         summary = data.summary
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-3 gap-4 w-full'):
@@ -83,13 +84,15 @@ class DashboardView:
                 self.reconciliation = reconciliation_table(data.reconciliation)
         ui.label('Agents').classes('text-h6')
         self.agents()
-        self.budget_settings = BudgetSettingsPanel(data)
+        self.budget_settings = BudgetSettingsPanel(data, self.editable)
         ui.label('Tasks').classes('text-h6')
         self.tasks()
         with ui.card().classes('w-full gap-2').mark('plan-card'):
             ui.label('Plan for open tasks').classes('text-overline text-grey')
             self.plan()
         self._set_text(data)
+        if not self.editable:
+            lock(self.eco, self.sync_button)
 
     @ui.refreshable_method
     def agents(self) -> None:
@@ -99,7 +102,8 @@ class DashboardView:
             return
         with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
             for agent in items:
-                agent_card(agent, self.warn_micros, self.alert_micros, on_pause=self._set_paused)
+                agent_card(agent, self.warn_micros, self.alert_micros, on_pause=self._set_paused,
+                           editable=self.editable)
 
     @ui.refreshable_method
     def sources(self) -> None:
@@ -196,6 +200,8 @@ class DashboardView:
         try:
             await run.io_bound(runtime.current().commands.eco.switch, page_actor(), event.value, 'dashboard')
         except DomainError as exc:
+            self._eco_state = not event.value
+            self.eco.value = not event.value  # refused: show what holds
             ui.notify(str(exc), type='warning')
             return
         ui.notify(f'Eco mode {"on" if event.value else "off"}')

@@ -6,11 +6,12 @@ from typing import Any
 from nicegui import run, ui
 
 from app import runtime
-from app.pages.actor import page_actor
+from app.security.session import can_change, page_actor
 from components.cards import short_usd
-from components.layout import frame
+from components.layout import frame, lock
 from services.budget import policies
 from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES, PolicyOut
+from services.core.access import Actor
 from services.core.errors import DomainError
 
 
@@ -29,12 +30,12 @@ def _load() -> list[PolicyRow]:
     return items
 
 
-def _save(policy_id: int | None, data: dict[str, Any]) -> PolicyOut:
+def _save(actor: Actor, policy_id: int | None, data: dict[str, Any]) -> PolicyOut:
     """Create or change a policy; raises PolicyInvalid / PolicyNotFound with a message naming the field."""
     commands = runtime.current().commands.policies
     if policy_id is None:
-        return commands.create(page_actor(), data).as_dict()
-    return commands.update(page_actor(), policy_id, data).as_dict()
+        return commands.create(actor, data).as_dict()
+    return commands.update(actor, policy_id, data).as_dict()
 
 
 @ui.page('/policies')
@@ -43,6 +44,7 @@ async def policies_page() -> None:
     if items is None:  # the app is stopping
         return
     editing: dict[str, int | None] = {'id': None}
+    editable = can_change()
     with frame('Policies'):
         ui.label('Budget policies').classes('text-h6')
         ui.label('Below soft: allow · soft: warn · critical: throttle · at or over the limit: block — '
@@ -67,10 +69,12 @@ async def policies_page() -> None:
                                 ui.badge('pauses the agent', color='orange').props('outline')
                             if not item['enabled']:
                                 ui.badge('disabled', color='red').props('outline')
-                            ui.button(icon='edit', on_click=lambda i=item: edit(i)).props('flat dense round') \
-                                .mark(f'edit-{item["id"]}')
-                            ui.button(icon='delete', on_click=lambda i=item: remove(i)).props('flat dense round') \
-                                .mark(f'delete-{item["id"]}')
+                            edit_button = ui.button(icon='edit', on_click=lambda i=item: edit(i)) \
+                                .props('flat dense round').mark(f'edit-{item["id"]}')
+                            delete_button = ui.button(icon='delete', on_click=lambda i=item: remove(i)) \
+                                .props('flat dense round').mark(f'delete-{item["id"]}')
+                            if not editable:
+                                lock(edit_button, delete_button)
                     top = f' (highest: {item["top_scope"]})' if item['top_scope'] and not item['scope_value'] else ''
                     ui.label(f'{short_usd(item["spent_micros"])}{top} of {short_usd(item["limit_micros"])} · soft '
                              f'{item["soft_percent"]}% · critical {item["critical_percent"]}%').classes('text-body2')
@@ -98,8 +102,11 @@ async def policies_page() -> None:
                 enabled = ui.checkbox('Enabled', value=True).mark('enabled')
             error = ui.label('').classes('text-negative').mark('policy-error')
             with ui.row():
-                ui.button('Save', on_click=lambda: save()).mark('save-policy')
-                ui.button('New', on_click=lambda: reset()).props('flat').mark('new-policy')
+                save_button = ui.button('Save', on_click=lambda: save()).mark('save-policy')
+                new_button = ui.button('New', on_click=lambda: reset()).props('flat').mark('new-policy')
+            if not editable:
+                lock(name, scope, scope_value, period, start, end, limit, soft, critical, action, notify, auto_eco,
+                     auto_pause, enabled, save_button, new_button)
             start.bind_visibility_from(period, 'value', backward=lambda v: v == 'custom')
             end.bind_visibility_from(period, 'value', backward=lambda v: v == 'custom')
 
@@ -125,7 +132,7 @@ async def policies_page() -> None:
 
     async def save() -> None:
         try:
-            saved = await run.io_bound(_save, editing['id'], form())
+            saved = await run.io_bound(_save, page_actor(), editing['id'], form())
         except DomainError as exc:  # invalid, read-only, gone or not allowed: the message says which
             error.text = str(exc)
             return

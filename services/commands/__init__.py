@@ -6,6 +6,7 @@ Recording usage goes through the ledger (services/usage/ledger.py), which is the
 """
 from __future__ import annotations
 
+from services.commands.accounts import AccountCommands
 from services.commands.agents import AgentCommands
 from services.commands.alerts import AlertCommands
 from services.commands.base import BudgetCounters, CommandContext
@@ -23,6 +24,7 @@ __all__ = ['BudgetCounters', 'CommandContext', 'Commands']
 class Commands:
     def __init__(self, ctx: CommandContext) -> None:
         self.ctx = ctx
+        self.accounts = AccountCommands(ctx)
         self.agents = AgentCommands(ctx)
         self.alerts = AlertCommands(ctx)
         self.eco = EcoCommands(ctx)

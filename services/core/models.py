@@ -290,3 +290,31 @@ class Notice(SQLModel, table=True):
     id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
     payload: str = Field(max_length=2000)  # {"from": instance, "topics": [...]}
     created_at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the REST API, with one role. Only its SHA-256 is stored; the token is shown once."""
+
+    __tablename__ = 'api_tokens'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=16)  # ingest, read, admin
+    token_hash: str = Field(max_length=64, unique=True)  # hex SHA-256 of the token
+    prefix: str = Field(max_length=16)  # the token's first characters, to recognise it in a list
+    created_at: datetime
+    created_by: str = Field(max_length=200)
+    revoked_at: datetime | None = None
+
+
+class User(SQLModel, table=True):
+    """Someone who logs in to the dashboard: an admin, or a read-only viewer. Passwords are argon2id hashes."""
+
+    __tablename__ = 'users'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    role: str = Field(max_length=16)  # admin, read
+    password_hash: str = Field(max_length=200)
+    created_at: datetime
+    password_changed_at: datetime

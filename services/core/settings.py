@@ -30,6 +30,7 @@ from services.core.money import parse_usd
 
 PREFIX = 'SPENDGAUGE_'
 DEFAULT_DATABASE_URL = 'sqlite:///./data/spendgauge.db'
+DEFAULT_STORAGE_SECRET = 'spendgauge-local'
 Demo = Literal['off', 'on', 'auto']
 LogLevel = Literal['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL']
 DEMO_MODES: tuple[str, ...] = get_args(Demo)
@@ -167,10 +168,17 @@ class Settings(_Group):
     tz: str = Field('UTC', description='IANA time zone of budget periods (day, week from Monday, month)')
     daily_limit_usd: Decimal = Field(Decimal(5), description='daily budget limit in USD (the dashboard gauge)')
     api_tokens: CommaSeparated = Field((), repr=False,
-                                       description='comma-separated bearer tokens for write endpoints')
+                                       description='comma-separated admin bearer tokens (more, with roles: '
+                                                   '`spendgauge token create`)')
+    admin_user: str = Field('admin', description='name of the admin SPENDGAUGE_ADMIN_PASSWORD creates')
+    admin_password: str = Field('', repr=False,
+                                description='creates that dashboard admin on start-up unless the user exists')
+    allowed_hosts: CommaSeparated = Field((), description='comma-separated host names the server is reached by '
+                                                          '(Host and Origin are checked; loopback names always)')
     log_level: LogLevel = Field('INFO', description='logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL')
-    storage_secret: str = Field('spendgauge-local', repr=False,
-                                description="secret of NiceGUI's per-user browser storage")
+    storage_secret: str = Field(DEFAULT_STORAGE_SECRET, repr=False,
+                                description="secret that signs the dashboard's session cookies (required, 16+ "
+                                            'characters, on any but loopback)')
     demo: Demo = Field('off', description='demo simulator: off, on, or auto (only while the database has no usage)')
     agent_warn_usd: Decimal = Field(Decimal(1), description='agent cards turn yellow at this session cost in USD')
     agent_alert_usd: Decimal = Field(Decimal(5), description='agent cards turn red above this session cost in USD')
@@ -238,7 +246,7 @@ class Settings(_Group):
             return value
         return value.strip().upper() if info.field_name == 'log_level' else value.strip().lower()
 
-    @field_validator('api_tokens', mode='before')
+    @field_validator('api_tokens', 'allowed_hosts', mode='before')
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)

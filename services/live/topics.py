@@ -27,6 +27,7 @@ class Topic(StrEnum):
     ALERTS = 'alerts'  # acknowledged, resolved, or counted again
     ALERT_RAISED = 'alert_raised'  # a new alert opened: notify once
     DELIVERIES = 'deliveries'  # a notification was attempted
+    ACCOUNTS = 'accounts'  # a token or user was created, revoked or changed
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ ROUTES: dict[Topic, Route] = {
     Topic.ALERTS: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.ALERT_RAISED: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.DELIVERIES: Route(reloads_dashboard=True, crosses_instances=False),  # each instance delivers its own
+    Topic.ACCOUNTS: Route(reloads_dashboard=False, crosses_instances=True),  # every instance re-reads who may call
 }
 DASHBOARD_TOPICS = frozenset(t for t, r in ROUTES.items() if r.reloads_dashboard)
 BRIDGED_TOPICS = frozenset(t for t, r in ROUTES.items() if r.crosses_instances)
@@ -164,5 +166,12 @@ class DeliveryChanged:
     status: str = ''
 
 
+@dataclass(frozen=True)
+class AccountsChanged:
+    topic: ClassVar[Topic] = Topic.ACCOUNTS
+    reason: str  # 'token created', 'token revoked', 'user created', 'user deleted', 'password changed'
+
+
 LiveEvent = (UsageChanged | SettingChanged | PoliciesChanged | PricesChanged | SessionEnded | TaskChanged
-             | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged)
+             | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged
+             | AccountsChanged)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from app.api.deps import Caller, ReadConn, RowId, RuntimeDep
+from app.api.deps import READ, Admin, ReadConn, RowId, RuntimeDep
 from services.alerting import alerts, notify
 from services.alerting.alerts import AlertList, AlertOut
 from services.alerting.notify import DeliveryList
@@ -18,7 +18,7 @@ class AckIn(BaseModel):
     by: Annotated[str, Field(min_length=1, max_length=200, pattern=r'^[^\x00]*$')] = 'api'
 
 
-@router.get('')
+@router.get('', dependencies=READ)
 def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all'] = 'open', type: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertList:
     """Alerts, most recent first; `status=open` (default), `unacknowledged` or `all`."""
@@ -26,7 +26,7 @@ def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all']
     return {'items': items, 'count': len(items)}
 
 
-@router.get('/deliveries')
+@router.get('/deliveries', dependencies=READ)
 def list_deliveries(conn: ReadConn, kind: Literal['alert', 'eco'] | None = None,
                     status: Literal['pending', 'delivered', 'failed'] | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DeliveryList:
@@ -37,12 +37,12 @@ def list_deliveries(conn: ReadConn, kind: Literal['alert', 'eco'] | None = None,
 
 
 @router.post('/{alert_id}/ack')
-def acknowledge(alert_id: RowId, rt: RuntimeDep, actor: Caller, body: AckIn | None = None) -> AlertOut:
+def acknowledge(alert_id: RowId, rt: RuntimeDep, actor: Admin, body: AckIn | None = None) -> AlertOut:
     """Acknowledge an alert (by whom)."""
     return rt.commands.alerts.acknowledge(actor, alert_id, (body or AckIn()).by)
 
 
 @router.post('/{alert_id}/resolve')
-def resolve(alert_id: RowId, rt: RuntimeDep, actor: Caller) -> AlertOut:
+def resolve(alert_id: RowId, rt: RuntimeDep, actor: Admin) -> AlertOut:
     """Resolve an alert."""
     return rt.commands.alerts.resolve(actor, alert_id)

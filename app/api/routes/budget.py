@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.deps import PLAN, READ, Admin, ReadConn, RuntimeDep
 from services.budget import limits
 from services.budget.limits import Limits
 from services.commands.limits import LimitSet
@@ -35,13 +35,13 @@ router = APIRouter(prefix='/budget', tags=['budget'])
 PeriodName = Literal['day', 'week', 'month']
 
 
-@router.get('/summary')
+@router.get('/summary', dependencies=READ)
 def summary(conn: ReadConn, rt: RuntimeDep, period: PeriodName = 'day') -> PeriodSummary:
     """Spent, limit, remaining and percent for today (or this week/month), by channel, with the reset time."""
     return budget.period_summary(conn, rt.settings.budget, period)
 
 
-@router.get('/forecast')
+@router.get('/forecast', dependencies=READ)
 def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> BudgetForecast:
     """For today, this week and this month: spent, projected (with a low/high band), the ETA at which the limit
     is reached (ISO, or null when it holds), state (no_limit, exceeded, exhausts, holds), a text and the method."""
@@ -56,41 +56,41 @@ FromQ = Annotated[str | None, Query(alias='from', description='ISO date (local d
 ToQ = Annotated[str | None, Query(alias='to', description='ISO date (inclusive local day) or datetime (exclusive)')]
 
 
-@router.get('/by-agent')
+@router.get('/by-agent', dependencies=READ)
 def by_agent(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
              end: ToQ = None) -> AgentBreakdown:
     """Spend per agent for a period (day, week, month) or from/to, largest first."""
     return budget.spend_breakdown(conn, 'agent_id', _span(rt, period, start, end))
 
 
-@router.get('/by-provider')
+@router.get('/by-provider', dependencies=READ)
 def by_provider(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
                 end: ToQ = None) -> ProviderBreakdown:
     """Spend per provider for a period or from/to."""
     return budget.spend_breakdown(conn, 'provider', _span(rt, period, start, end))
 
 
-@router.get('/by-model')
+@router.get('/by-model', dependencies=READ)
 def by_model(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
              end: ToQ = None) -> ModelBreakdown:
     """Spend per model for a period or from/to."""
     return budget.spend_breakdown(conn, 'model', _span(rt, period, start, end))
 
 
-@router.get('/by-channel')
+@router.get('/by-channel', dependencies=READ)
 def by_channel(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
                end: ToQ = None) -> ChannelBreakdown:
     """Spend via LiteLLM and direct for a period or from/to."""
     return budget.spend_breakdown(conn, 'channel', _span(rt, period, start, end))
 
 
-@router.get('/history')
+@router.get('/history', dependencies=READ)
 def history(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> History:
     """One point per local day for the last `days` days, today included, zero-filled."""
     return budget.history(conn, rt.settings.budget, days)
 
 
-@router.get('/reconciliation')
+@router.get('/reconciliation', dependencies=READ)
 def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge=1, le=366)] = 30) -> Reconciliation:
     """Per day and provider: via LiteLLM, billed, direct, total and the gap (LiteLLM above the bill)."""
     return reconciled.reconciliation(conn, days, rt.settings.zone, rt.settings.sources.reconciliation_tolerance)
@@ -100,14 +100,14 @@ class LimitIn(BaseModel):
     limit_usd: Usd
 
 
-@router.get('/limits')
+@router.get('/limits', dependencies=READ)
 def get_limits(conn: ReadConn, rt: RuntimeDep) -> Limits:
     """The budget limit for each period (null when none is set)."""
     return limits.get_limits(conn, rt.settings.budget)
 
 
 @router.put('/limits/{period}')
-def set_limit(period: PeriodName, body: LimitIn, rt: RuntimeDep, actor: Caller) -> LimitSet:
+def set_limit(period: PeriodName, body: LimitIn, rt: RuntimeDep, actor: Admin) -> LimitSet:
     """Set the day, week or month limit in USD."""
     return rt.commands.limits.set(actor, period, usd_to_micros(body.limit_usd))
 
@@ -149,10 +149,10 @@ def _priority(value: Decimal) -> int | Decimal:
     return int(rounded) if rounded == rounded.to_integral_value() else rounded.normalize()
 
 
-@router.post('/schedule')
+@router.post('/schedule', dependencies=PLAN)
 def schedule(body: ScheduleIn, conn: ReadConn, rt: RuntimeDep) -> ScheduleOut:
     """Which of these tasks to run now within the remaining budget (most total priority; in order of priority per
-    dollar) and why the others wait. Reads only, so like the GET views it needs no token."""
+    dollar) and why the others wait. Reads only: a read or an ingest token will do."""
     now = datetime.now(UTC)
     source: Literal['given', 'today']
     if body.remaining_usd is not None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.api.deps import WRITE, RuntimeDep
+from app.api.deps import INGEST, RuntimeDep
 from services.budget.checker import CheckRequest, CheckResult
 from services.core.errors import Unavailable
 from services.core.money import Usd, usd_to_micros
@@ -44,7 +44,7 @@ class CheckIn(BaseModel):
         return self
 
 
-@router.post('/check', dependencies=WRITE, response_class=Response,
+@router.post('/check', dependencies=INGEST, response_class=Response,
              responses={200: {'model': CheckResult, 'description': 'The decision, with a reason for each policy that '
                                                                    'is not allow'}})
 async def check(body: CheckIn, rt: RuntimeDep) -> Response:

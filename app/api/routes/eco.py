@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 
-from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.budget import eco
 from services.budget.eco import EcoState
 from services.usage.events import NO_NUL
@@ -23,13 +23,13 @@ class EcoIn(BaseModel):
     reason: Reason | None = None
 
 
-@router.get('')
+@router.get('', dependencies=READ)
 def get_eco(conn: ReadConn) -> EcoState:
     """Whether eco mode is on, when it last changed and why."""
     return eco.get_eco(conn)
 
 
 @router.post('')
-def set_eco(body: EcoIn, rt: RuntimeDep, actor: Caller) -> EcoState:
+def set_eco(body: EcoIn, rt: RuntimeDep, actor: Admin) -> EcoState:
     """Switch eco mode on or off (reason defaults to 'manual'); changed_at only moves when the value changes."""
     return rt.commands.eco.switch(actor, body.eco_mode, body.reason or 'manual')

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.core.money import Usd
 from services.usage import price_overrides
 from services.usage.price_overrides import OverrideDeleted, OverrideList, OverrideOut, UnpricedList
@@ -25,7 +25,7 @@ class OverrideIn(BaseModel):
     cache_write_usd_per_mtok: UsdPerMtok | None = Field(default=None, description='defaults to the input price')
 
 
-@router.get('')
+@router.get('', dependencies=READ)
 def list_overrides(conn: ReadConn) -> OverrideList:
     """Our own prices, applied before genai-prices."""
     items = price_overrides.list_overrides(conn)
@@ -33,7 +33,7 @@ def list_overrides(conn: ReadConn) -> OverrideList:
 
 
 @router.put('')
-def put_override(body: OverrideIn, rt: RuntimeDep, actor: Caller) -> OverrideOut:
+def put_override(body: OverrideIn, rt: RuntimeDep, actor: Admin) -> OverrideOut:
     """Create or replace the price of a provider/model (USD per million tokens). Events already stored as
     unpriced for that model are priced with it (`repriced_events`)."""
     return rt.commands.prices.put(actor, body.provider, body.model, {
@@ -43,13 +43,13 @@ def put_override(body: OverrideIn, rt: RuntimeDep, actor: Caller) -> OverrideOut
 
 @router.delete('')
 def delete_override(provider: Annotated[str, Query(min_length=1)], model: Annotated[str, Query(min_length=1)],
-                    rt: RuntimeDep, actor: Caller) -> OverrideDeleted:
+                    rt: RuntimeDep, actor: Admin) -> OverrideDeleted:
     """Remove an override; the model goes back to genai-prices."""
     rt.commands.prices.remove(actor, provider, model)
     return {'deleted': True, 'provider': provider.lower(), 'model': model}
 
 
-@router.get('/unpriced')
+@router.get('/unpriced', dependencies=READ)
 def unpriced(conn: ReadConn) -> UnpricedList:
     """Models seen without a known price: their calls are stored with cost_source=unpriced, never a silent $0."""
     items = price_overrides.unpriced(conn)

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import ReadConn, RuntimeDep
+from app.api.deps import READ, ReadConn, RuntimeDep
 from app.api.routes.budget import FromQ, PeriodName, ToQ
 from services.core.errors import NotFound
 from services.insights import report_formats, reports
@@ -17,7 +17,7 @@ GroupByQ = Annotated[str | None, Query(description='summary and comparison: all 
                                                    'agent; trend: day (default) or week; projection: none')]
 
 
-@router.get('')
+@router.get('', dependencies=READ)
 def list_reports() -> ReportCatalog:
     """The report kinds, the group_by each takes, and the formats."""
     return report_formats.catalog()
@@ -26,7 +26,7 @@ def list_reports() -> ReportCatalog:
 _FILE = {'schema': {'type': 'string'}}
 
 
-@router.get('/{kind}', response_model=None, responses={200: {
+@router.get('/{kind}', dependencies=READ, response_model=None, responses={200: {
     'model': ReportJson, 'description': 'The report as JSON, or as a CSV or Markdown file (`format`)',
     'content': {report_formats.MEDIA_TYPES['csv']: _FILE, report_formats.MEDIA_TYPES['md']: _FILE}}})
 def get_report(kind: str, conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,

@@ -3,20 +3,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.sources.sync import SyncRuns, SyncStatus, sync_status
 
 router = APIRouter(prefix='/sync', tags=['sync'])
 
 
-@router.get('/status')
+@router.get('/status', dependencies=READ)
 def status(conn: ReadConn, rt: RuntimeDep) -> SyncStatus:
     """Per source: configured or not, the last run, the last success and the last error (never a key)."""
     return {'sources': sync_status(conn, rt.settings.sources.enabled())}
 
 
 @router.post('/{source}')
-async def sync_now(source: str, rt: RuntimeDep, actor: Caller) -> SyncRuns:
+async def sync_now(source: str, rt: RuntimeDep, actor: Admin) -> SyncRuns:
     """Pull one source now (`all` for every configured one) and answer with the runs; 409 for a source that is
     not configured."""
     return {'runs': await rt.commands.sync.now(actor, source)}

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.core.money import Usd, usd_to_micros
 from services.spend import tasks
 from services.spend.tasks import TaskList, TaskOut
@@ -60,13 +60,13 @@ def _micros(usd: Decimal | None) -> int | None:
 
 
 @router.post('', status_code=201)
-def create_task(body: TaskIn, rt: RuntimeDep, actor: Caller) -> TaskOut:
+def create_task(body: TaskIn, rt: RuntimeDep, actor: Admin) -> TaskOut:
     """Register a task; 409 when the id is taken."""
     return rt.commands.tasks.create(actor, body.title, body.id, body.agent_id, body.status, body.priority,
                                     _micros(body.estimated_cost_usd), body.deadline)
 
 
-@router.get('')
+@router.get('', dependencies=READ)
 def list_tasks(conn: ReadConn, status: Status | None = None, agent_id: str | None = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> TaskList:
     """Tasks, most recently updated first, with estimated and actual cost."""
@@ -74,14 +74,14 @@ def list_tasks(conn: ReadConn, status: Status | None = None, agent_id: str | Non
     return {'items': items, 'count': len(items)}
 
 
-@router.get('/{task_id:path}')
+@router.get('/{task_id:path}', dependencies=READ)
 def get_task(task_id: str, conn: ReadConn) -> TaskOut:
     """One task with its estimated and actual cost."""
     return tasks.get_task(conn, task_id)
 
 
 @router.patch('/{task_id:path}')
-def update_task(task_id: str, body: TaskPatch, rt: RuntimeDep, actor: Caller) -> TaskOut:
+def update_task(task_id: str, body: TaskPatch, rt: RuntimeDep, actor: Admin) -> TaskOut:
     """Change any of title, agent_id, status, priority, estimated_cost_usd, deadline."""
     changes = body.model_dump(include=body.model_fields_set)
     if 'estimated_cost_usd' in changes:

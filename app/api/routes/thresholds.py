@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.budget import thresholds
 from services.budget.thresholds import ThresholdsOut
 from services.core.money import Usd
@@ -23,14 +23,14 @@ class ThresholdsIn(BaseModel):
     pause: bool = False
 
 
-@router.get('')
+@router.get('', dependencies=READ)
 def get_thresholds(conn: ReadConn) -> ThresholdsOut:
     """The thresholds every agent is held to (null: none), and whether crossing one pauses the agent."""
     return thresholds.get_thresholds(conn).as_dict()
 
 
 @router.put('')
-def put_thresholds(body: ThresholdsIn, rt: RuntimeDep, actor: Caller) -> ThresholdsOut:
+def put_thresholds(body: ThresholdsIn, rt: RuntimeDep, actor: Admin) -> ThresholdsOut:
     """Replace both thresholds; a missing or null one is removed."""
     stored = rt.commands.policies.set_thresholds(actor, body.session_threshold_usd, body.day_threshold_usd,
                                                  body.pause)

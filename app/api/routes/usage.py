@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import WRITE, ReadConn, RuntimeDep
+from app.api.deps import INGEST, READ, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from services.usage.events import UsageEventIn
 from services.usage.ledger import MAX_BATCH, BatchOut, RecordedEvent, batch_out
@@ -31,7 +31,7 @@ def json_response(data: Any, status_code: int = 200) -> Response:
 
 
 # These routes answer with orjson for speed: `responses` documents the bodies, which FastAPI does not validate.
-@router.post('', dependencies=WRITE, status_code=201,
+@router.post('', dependencies=INGEST, status_code=201,
              responses={201: {'model': RecordedEvent, 'description': 'Stored: the event with its cost'},
                         200: {'model': RecordedEvent, 'description': 'Already recorded: the stored event, counted '
                                                                      'once'}})
@@ -41,7 +41,7 @@ def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
     return json_response({'status': status, **row}, 201 if status == 'stored' else 200)
 
 
-@router.post('/batch', dependencies=WRITE, openapi_extra={'requestBody': _BATCH_SCHEMA},
+@router.post('/batch', dependencies=INGEST, openapi_extra={'requestBody': _BATCH_SCHEMA},
              responses={200: {'model': BatchOut, 'description': 'A result for each event, in order'}})
 async def record_batch(request: Request, rt: RuntimeDep) -> Response:
     """Record up to 10,000 events. Each gets a result: stored, duplicate, or rejected with its index and reason."""
@@ -61,7 +61,8 @@ async def record_batch(request: Request, rt: RuntimeDep) -> Response:
     return json_response(batch_out(results))
 
 
-@router.get('', responses={200: {'model': UsagePage, 'description': 'A page of events, newest first'}})
+@router.get('', dependencies=READ,
+            responses={200: {'model': UsagePage, 'description': 'A page of events, newest first'}})
 def get_usage(
     conn: ReadConn,
     start: Annotated[datetime | None, Query(alias='from', description='ISO time, inclusive')] = None,
