@@ -2,9 +2,11 @@
 Docker): a server reachable from other machines needs authentication and a real session secret."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from pathlib import Path
 
-from services.core.db import create_db_engine, upgrade
+from sqlalchemy import func, inspect, make_url, select
+
+from services.core.db import create_db_engine
 from services.core.settings import DEFAULT_STORAGE_SECRET, Settings
 from services.core.tables import API_TOKENS, USERS
 
@@ -33,11 +35,18 @@ def check_exposure(settings: Settings) -> None:
 
 
 def _has_credentials(settings: Settings) -> bool:
+    """Tokens or an admin password in the settings, or tokens or users in the database (read without creating or
+    migrating it: a refused start leaves nothing behind)."""
     if settings.api_tokens or settings.admin_password:
         return True
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == 'sqlite' and not (url.database and Path(url.database).is_file()):
+        return False
     engine = create_db_engine(settings.database_url)
     try:
-        upgrade(engine)
+        tables = inspect(engine)
+        if not (tables.has_table(API_TOKENS.name) and tables.has_table(USERS.name)):
+            return False
         with engine.connect() as conn:
             tokens = conn.execute(select(func.count()).select_from(API_TOKENS)
                                   .where(API_TOKENS.c.revoked_at.is_(None))).scalar_one()

@@ -356,11 +356,12 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def requests_today(srv: Server, cwd: Path) -> int:
-    return json.loads(ok(cli('status', '--json', '--url', srv.url, cwd=cwd)).stdout)['requests']
+    token = {'SPENDGAUGE_API_TOKEN': srv.token} if srv.token else {}
+    return json.loads(ok(cli('status', '--json', '--url', srv.url, cwd=cwd, **token)).stdout)['requests']
 
 
 def test_record_without_token_is_refused_with_401(token_server: Server, cwd: Path) -> None:
-    before = requests_today(token_server, cwd)  # reads need no token
+    before = requests_today(token_server, cwd)
     result = cli('record', '--url', token_server.url, *GPT4O_CALL, cwd=cwd)
     line = assert_one_line_error(result, 1)
     assert '401' in line
@@ -370,7 +371,7 @@ def test_record_without_token_is_refused_with_401(token_server: Server, cwd: Pat
     assert '401' in assert_one_line_error(limit, 1)
 
     wrong = cli('record', '--url', token_server.url, *GPT4O_CALL, cwd=cwd, SPENDGAUGE_API_TOKEN='nope')
-    assert '403' in assert_one_line_error(wrong, 1)
+    assert '401' in assert_one_line_error(wrong, 1)
 
     assert requests_today(token_server, cwd) == before, 'refused writes must not be stored'
 
@@ -385,7 +386,7 @@ def test_record_with_token_succeeds(token_server: Server, cwd: Path, variable: s
     assert requests_today(token_server, cwd) == before + 1
     limit = {'SPENDGAUGE_API_TOKEN': '7', 'SPENDGAUGE_API_TOKENS': '8'}[variable]
     ok(cli('set-limit', 'day', limit, '--url', token_server.url, cwd=cwd, **env))
-    assert f'/ ${limit}.00' in ok(cli('status', '--url', token_server.url, cwd=cwd)).stdout
+    assert f'/ ${limit}.00' in ok(cli('status', '--url', token_server.url, cwd=cwd, **env)).stdout
 
 
 # --- errors -----------------------------------------------------------------------------------------------------
