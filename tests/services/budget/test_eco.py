@@ -153,8 +153,9 @@ def test_switching_needs_the_token(secured: Server) -> None:
         assert_client_error(response, 401)
         assert response.headers['www-authenticate'] == 'Bearer'
         assert_client_error(anonymous.post('/eco', json={'eco_mode': True},
-                                           headers={'Authorization': 'Bearer nope'}), 403)
-        assert get(anonymous) == OFF, 'reading needs no token'
+                                           headers={'Authorization': 'Bearer nope'}), 401)
+        assert_client_error(anonymous.get('/eco'), 401)  # reading needs a token too once tokens exist
+        assert get(authorized) == OFF
         on = post(authorized, {'eco_mode': True, 'reason': 'ops'})
         assert (on['eco_mode'], on['reason']) == (True, 'ops')
-        assert get(anonymous) == on
+        assert get(authorized) == on

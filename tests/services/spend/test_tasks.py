@@ -333,9 +333,10 @@ def test_writes_need_the_token(secured: Server) -> None:
         assert_client_error(anonymous.post('/tasks', json={'title': 42}), 401)  # auth comes before validation
         assert_client_error(anonymous.patch('/tasks/guarded', json={'status': 'done'}), 401)
         assert_client_error(anonymous.patch('/tasks/guarded', json={'status': 'done'},
-                                            headers={'Authorization': 'Bearer wrong'}), 403)
-        assert anonymous.get('/tasks').json()['items'] == [task], 'reads need no token'
-        assert anonymous.get('/tasks/guarded').json() == task
-        assert_client_error(anonymous.get('/tasks/sneaky'), 404)
+                                            headers={'Authorization': 'Bearer wrong'}), 401)
+        assert_client_error(anonymous.get('/tasks'), 401)  # reads need a token too once tokens exist
+        assert authorized.get('/tasks').json()['items'] == [task]
+        assert authorized.get('/tasks/guarded').json() == task
+        assert_client_error(authorized.get('/tasks/sneaky'), 404)
         patched = authorized.patch('/tasks/guarded', json={'status': 'done'})
         assert patched.status_code == 200 and patched.json()['status'] == 'done'
