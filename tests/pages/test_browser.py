@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,28 +18,12 @@ import pytest
 
 from components.cards import short_usd
 from services.core.money import format_usd
+from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Tab, launch
 from tests.support.servers import ROOT, Server, start_server
 
-try:
-    from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
-except ImportError:  # pragma: no cover - a dev dependency
-    sync_playwright = None  # type: ignore[assignment]  # the fixture skips the tests then
-
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--no-first-run']
 SCREENSHOTS = ROOT / 'screenshots'
 LIVE_DEADLINE_S = 1.0
 
-# In-page helpers. NiceGUI gives every element a DOM id `c<id>` and `getElement()` returns its Vue component; an
-# ui.echart component holds the ECharts instance as `.chart`. The gauge is the chart whose first series is a gauge.
-GAUGE_NAME_JS = """() => {
-    for (const el of document.querySelectorAll('.nicegui-echart')) {
-        const series = getElement(el)?.chart?.getOption()?.series?.[0];
-        if (series?.type === 'gauge') return series.data[0].name;
-    }
-    return null;
-}"""
 HAS_TEXT_JS = """(text) => {
     const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
     while (walker.nextNode()) if (walker.currentNode.data.trim() === text) return true;
@@ -64,26 +47,13 @@ PIXELS_JS = """(canvas) => {
 }"""
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get('CI') == 'true':
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def uid(prefix: str) -> str:
     return f'{prefix}-{uuid.uuid4().hex[:10]}'
 
 
 @pytest.fixture(scope='module')
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        unavailable('the playwright package is not installed (pip install -e .[dev])')
-    if not CHROMIUM.is_file():
-        unavailable(f"{CHROMIUM} is missing: browser tests need Debian's chromium (apt-get install chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    yield from launch()
 
 
 @pytest.fixture(scope='module')
@@ -118,38 +88,6 @@ def seeded(api: httpx.Client) -> list[str]:
     assert response.status_code == 200, response.text
     assert response.json()['stored'] == len(events), response.text
     return sessions
-
-
-class Tab:
-    """A page in a fresh browser context (its own cookies, so its own dark-mode setting), recording problems."""
-
-    def __init__(self, browser: Browser, width: int, height: int) -> None:
-        self.context: BrowserContext = browser.new_context(viewport={'width': width, 'height': height},
-                                                          accept_downloads=True)
-        self.page: Page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on('console', lambda m: self.problems.append(f'console error: {m.text}')
-                     if m.type == 'error' else None)
-        self.page.on('pageerror', lambda e: self.problems.append(f'page error: {e}'))
-        self.page.on('requestfailed', lambda r: self.problems.append(f'request failed: {r.url} {r.failure}'))
-        self.page.on('response', lambda r: self.problems.append(f'HTTP {r.status}: {r.url}')
-                     if r.status >= 400 else None)
-
-    def open(self, url: str) -> Page:
-        self.page.goto(url, wait_until='load')
-        self.page.wait_for_function('window.did_handshake === true')  # the websocket is up: updates will arrive
-        self.page.get_by_text('SpendGauge', exact=True).wait_for()
-        return self.page
-
-    def open_dashboard(self, server: Server) -> Page:
-        page = self.open(server.url + '/')
-        page.wait_for_selector('.nicegui-echart canvas')
-        page.get_by_text('Via LiteLLM:').wait_for()
-        page.wait_for_function(GAUGE_NAME_JS)  # the gauge chart is initialised
-        return page
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture

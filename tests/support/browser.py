@@ -1,0 +1,84 @@
+"""Debian's chromium driven by Playwright (sync API), for end-to-end tests of the pages against a real server.
+
+Tests that need it are skipped when /usr/bin/chromium or the playwright package is missing, except in CI
+(CI=true), where that fails.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import Server
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
+except ImportError:  # pragma: no cover - a dev dependency
+    sync_playwright = None  # type: ignore[assignment]  # the fixture skips the tests then
+
+__all__ = ['CHROMIUM', 'GAUGE_NAME_JS', 'Browser', 'Locator', 'Page', 'Tab', 'launch', 'unavailable']
+CHROMIUM = Path('/usr/bin/chromium')
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--no-first-run']
+
+# In-page helpers. NiceGUI gives every element a DOM id `c<id>` and `getElement()` returns its Vue component; an
+# ui.echart component holds the ECharts instance as `.chart`. The gauge is the chart whose first series is a gauge.
+GAUGE_NAME_JS = """() => {
+    for (const el of document.querySelectorAll('.nicegui-echart')) {
+        const series = getElement(el)?.chart?.getOption()?.series?.[0];
+        if (series?.type === 'gauge') return series.data[0].name;
+    }
+    return null;
+}"""
+
+def unavailable(reason: str) -> None:
+    if os.environ.get('CI') == 'true':
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def launch() -> Iterator[Browser]:
+    if sync_playwright is None:
+        unavailable('the playwright package is not installed (pip install -e .[dev])')
+    if not CHROMIUM.is_file():
+        unavailable(f"{CHROMIUM} is missing: browser tests need Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Tab:
+    """A page in a fresh browser context (its own cookies, so its own dark-mode setting), recording problems."""
+
+    def __init__(self, browser: Browser, width: int, height: int) -> None:
+        self.context: BrowserContext = browser.new_context(viewport={'width': width, 'height': height},
+                                                          accept_downloads=True)
+        self.page: Page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on('console', lambda m: self.problems.append(f'console error: {m.text}')
+                     if m.type == 'error' else None)
+        self.page.on('pageerror', lambda e: self.problems.append(f'page error: {e}'))
+        self.page.on('requestfailed', lambda r: self.problems.append(f'request failed: {r.url} {r.failure}'))
+        self.page.on('response', lambda r: self.problems.append(f'HTTP {r.status}: {r.url}')
+                     if r.status >= 400 else None)
+
+    def open(self, url: str) -> Page:
+        self.page.goto(url, wait_until='load')
+        self.page.wait_for_function('window.did_handshake === true')  # the websocket is up: updates will arrive
+        self.page.get_by_text('SpendGauge', exact=True).wait_for()
+        return self.page
+
+    def open_dashboard(self, server: Server) -> Page:
+        page = self.open(server.url + '/')
+        page.wait_for_selector('.nicegui-echart canvas')
+        page.get_by_text('Via LiteLLM:').wait_for()
+        page.wait_for_function(GAUGE_NAME_JS)  # the gauge chart is initialised
+        return page
+
+    def close(self) -> None:
+        self.context.close()
+
+
