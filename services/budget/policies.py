@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 
 from services.core.errors import Invalid, NotFound
 from services.core.money import Usd, micros_to_usd, usd_to_micros
+from services.core.periods import checked_day, checked_span
 from services.core.tables import AGENTS, POLICIES
 from services.usage.events import describe_errors
 
@@ -120,8 +121,11 @@ class PolicyIn(BaseModel):
         if self.period == 'custom':
             if self.period_start is None or self.period_end is None:
                 raise ValueError('period_start: a custom period needs period_start and period_end')
+            checked_day(self.period_start, 'period_start')
+            checked_day(self.period_end, 'period_end')
             if self.period_end < self.period_start:
                 raise ValueError('period_end: must not be before period_start')
+            checked_span(self.period_start, self.period_end, 'period_end')
         elif self.period_start is not None or self.period_end is not None:
             raise ValueError('period_start: only a custom period has period_start and period_end')
         if not self.limit_usd.is_finite():
