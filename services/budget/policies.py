@@ -5,13 +5,14 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Connection, delete, insert, select, update
 from typing_extensions import TypedDict
 
 from services.core.errors import Invalid, NotFound
+from services.core.inputs import Input, Label
 from services.core.money import Usd, micros_to_usd, usd_to_micros
 from services.core.periods import checked_day, checked_span
 from services.core.tables import AGENTS, POLICIES
@@ -22,7 +23,7 @@ POLICY_PERIODS = ('day', 'week', 'month', 'session', 'custom')
 ACTIONS = ('ignore', 'warn', 'throttle', 'block')
 CHANNELS = ('in_app', 'log', 'webhook', 'email')
 ENV_LIMITS = {'DAILY_BUDGET_LIMIT': 'day', 'WEEKLY_BUDGET_LIMIT': 'week', 'MONTHLY_BUDGET_LIMIT': 'month'}
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
+Text = Label
 
 
 class PolicyOut(TypedDict):
@@ -90,7 +91,7 @@ def _writable(policy: PolicyRule) -> None:
                              '(PUT /api/v1/thresholds)')
 
 
-class PolicyIn(BaseModel):
+class PolicyIn(Input):
     """A policy as the API, the file and the page give it; money in USD (decimal string or number)."""
 
     model_config = ConfigDict(extra='forbid')
