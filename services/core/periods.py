@@ -90,7 +90,10 @@ def as_utc(ts: datetime) -> datetime:
 
 def checked_utc(ts: datetime, name: str) -> datetime:
     """`as_utc`, refusing times outside 2000-2099 (they are typos, and their hours would overflow)."""
-    value = as_utc(ts)
+    try:
+        value = as_utc(ts)
+    except Invalid:  # so early or late that it has no UTC time
+        value = EARLIEST - timedelta(days=1)
     if not EARLIEST <= value < LATEST:
         raise Invalid(f'{name}: must be between {EARLIEST.date()} and {LATEST.date()} (UTC)')
     return value
