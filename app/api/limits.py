@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 from fastapi import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.inputs import unstorable_text
@@ -79,7 +80,7 @@ class RequestLimits:
             if length > limit:
                 await _answer(send, 413, _too_large(limit))
                 return
-            await self.app(scope, _capped(receive, length), send)
+            await _run(self.app, scope, _capped(receive, length), send)
             return
         # Chunked (or no length at all): read it here, up to the limit, before anything else runs
         chunks: list[bytes] = []
@@ -87,16 +88,36 @@ class RequestLimits:
         while True:
             message = await receive()
             if message['type'] != 'http.request':  # the client went away
+                await _answer(send, 400, 'the request body did not arrive')
                 return
             chunk = message.get('body', b'')
             size += len(chunk)
             if size > limit:
+                chunks.clear()
                 await _answer(send, 413, _too_large(limit))
                 return
-            chunks.append(chunk)
+            if chunk:
+                chunks.append(chunk)
             if not message.get('more_body', False):
                 break
-        await self.app(scope, _replay(b''.join(chunks), receive), send)
+        await _run(self.app, scope, _replay(chunks, receive), send)
+
+
+async def _run(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the app; a client gone before its body arrived (or whose bytes after the body were not HTTP) gets a 400
+    nobody reads, so the middlewares around this one see a response."""
+    started = False
+
+    async def tracked(message: Message) -> None:
+        nonlocal started
+        started = started or message['type'] == 'http.response.start'
+        await send(message)
+
+    try:
+        await app(scope, receive, tracked)
+    except ClientDisconnect:
+        if not started:
+            await _answer(send, 400, 'the request body did not arrive')
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -132,14 +153,16 @@ def _capped(receive: Receive, length: int) -> Receive:
     return wrapped
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
+def _replay(chunks: list[bytes], receive: Receive) -> Receive:
+    """The body read here, chunk by chunk as it came (no joined copy; each let go once handed on), then whatever
+    the client sends next."""
+    if not chunks:
+        chunks.append(b'')
 
     async def wrapped() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {'type': 'http.request', 'body': body, 'more_body': False}
+        if chunks:
+            body = chunks.pop(0)
+            return {'type': 'http.request', 'body': body, 'more_body': bool(chunks)}
         return await receive()
 
     return wrapped

@@ -118,7 +118,8 @@ def test_usage_events_that_cannot_be_stored_are_rejected_one_by_one(database_url
     deep: dict[str, Any] = {'leaf': 1}
     for _ in range(8):
         deep = {'level': deep}
-    bad = [({'metadata': {'a': 'x\x00y'}}, 'metadata.a: contains a NUL character'),
+    bad: list[tuple[dict[str, Any], str]] = [
+           ({'metadata': {'a': 'x\x00y'}}, 'metadata.a: contains a NUL character'),
            ({'metadata': {'k\x00': 1}}, 'a key contains a NUL character'),
            ({'metadata': {'big': 2**70}}, 'metadata.big: is an integer beyond 64 bits'),
            ({'metadata': {'small': -(2**70)}}, 'integer beyond 64 bits'),
