@@ -55,6 +55,20 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a migrated, empty database of each kind, for a server process (start_server) to use."""
+    if request.param == 'sqlite':
+        url = f'sqlite:///{tmp_path / "server.db"}'
+        engine = create_db_engine(url)
+    else:
+        url = postgres_url()
+        engine = fresh_postgres_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = create_db_engine(f'sqlite:///{tmp_path / "test.db"}')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, HTTPException
 
-from app.api import errors
+from app.api import errors, limits
 from app.api.routes import (
     agents,
     alerts,
@@ -35,4 +35,5 @@ def not_found(path: str) -> None:
 
 def install(app: FastAPI) -> None:
     errors.install(app)
+    limits.install(app)
     app.include_router(api_router)

@@ -5,14 +5,16 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Connection, delete, insert, select, update
 from typing_extensions import TypedDict
 
 from services.core.errors import Invalid, NotFound
+from services.core.inputs import Input, Label
 from services.core.money import Usd, micros_to_usd, usd_to_micros
+from services.core.periods import checked_day, checked_span
 from services.core.tables import AGENTS, POLICIES
 from services.usage.events import describe_errors
 
@@ -21,7 +23,7 @@ POLICY_PERIODS = ('day', 'week', 'month', 'session', 'custom')
 ACTIONS = ('ignore', 'warn', 'throttle', 'block')
 CHANNELS = ('in_app', 'log', 'webhook', 'email')
 ENV_LIMITS = {'DAILY_BUDGET_LIMIT': 'day', 'WEEKLY_BUDGET_LIMIT': 'week', 'MONTHLY_BUDGET_LIMIT': 'month'}
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
+Text = Label
 
 
 class PolicyOut(TypedDict):
@@ -89,7 +91,7 @@ def _writable(policy: PolicyRule) -> None:
                              '(PUT /api/v1/thresholds)')
 
 
-class PolicyIn(BaseModel):
+class PolicyIn(Input):
     """A policy as the API, the file and the page give it; money in USD (decimal string or number)."""
 
     model_config = ConfigDict(extra='forbid')
@@ -120,8 +122,11 @@ class PolicyIn(BaseModel):
         if self.period == 'custom':
             if self.period_start is None or self.period_end is None:
                 raise ValueError('period_start: a custom period needs period_start and period_end')
+            checked_day(self.period_start, 'period_start')
+            checked_day(self.period_end, 'period_end')
             if self.period_end < self.period_start:
                 raise ValueError('period_end: must not be before period_start')
+            checked_span(self.period_start, self.period_end, 'period_end')
         elif self.period_start is not None or self.period_end is not None:
             raise ValueError('period_start: only a custom period has period_start and period_end')
         if not self.limit_usd.is_finite():

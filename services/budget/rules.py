@@ -6,6 +6,7 @@ would cross it -> block; never beyond the policy's action.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from enum import IntEnum
@@ -14,8 +15,9 @@ from zoneinfo import ZoneInfo
 
 from services.budget.policies import PolicyRule
 from services.core.money import format_usd
-from services.core.periods import Period
+from services.core.periods import Period, clamp_days
 
+log = logging.getLogger(__name__)
 SESSION_RETRY_S = 60  # a throttled session-period policy has no end to pace against
 MAX_RETRY_S = 900  # callers re-check at least this often
 
@@ -78,8 +80,12 @@ def pace_wait(projected: int, limit: int, span: Period | None, now: datetime) ->
 def custom_span(policy: PolicyRule, zone: ZoneInfo) -> Period:
     """A custom period's local days, from the first to the last inclusive, as a UTC range."""
     assert policy.period_start is not None and policy.period_end is not None
-    start = datetime.combine(policy.period_start, time(0), tzinfo=zone).astimezone(UTC)
-    end = datetime.combine(policy.period_end + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    first, last = clamp_days(policy.period_start, policy.period_end)
+    if (first, last) != (policy.period_start, policy.period_end):  # stored before the bounds were checked
+        log.warning('policy %s (%s): its custom period %s..%s is out of bounds; counted over %s..%s instead',
+                    policy.id, policy.name, policy.period_start, policy.period_end, first, last)
+    start = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     return Period('custom', start, end)
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -13,7 +15,23 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).parent / 'migrations'
+IN_CHUNK = 500  # values per `IN (...)`: far below SQLite's (32,766) and psycopg's (65,535) parameter limits
 log = logging.getLogger(__name__)
+
+
+T = TypeVar('T')
+
+
+def chunked(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """`items` in lists of at most `size`: one query per list, never one parameter per item of unbounded input."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class DatabaseUrlError(ValueError):

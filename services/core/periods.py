@@ -74,6 +74,10 @@ def format_duration(seconds: int) -> str:
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+FIRST_DAY = EARLIEST.date()  # the first and last day any date input may name
+LAST_DAY = LATEST.date() - timedelta(days=1)
+MAX_SPAN_DAYS = 3653  # ten years, leap days included: the longest custom period, report or range
+MAX_SPAN = timedelta(days=MAX_SPAN_DAYS, hours=1)  # as a UTC duration (a daylight-saving hour of slack)
 
 
 def as_utc(ts: datetime) -> datetime:
@@ -86,7 +90,37 @@ def as_utc(ts: datetime) -> datetime:
 
 def checked_utc(ts: datetime, name: str) -> datetime:
     """`as_utc`, refusing times outside 2000-2099 (they are typos, and their hours would overflow)."""
-    value = as_utc(ts)
+    try:
+        value = as_utc(ts)
+    except Invalid:  # so early or late that it has no UTC time
+        value = EARLIEST - timedelta(days=1)
     if not EARLIEST <= value < LATEST:
         raise Invalid(f'{name}: must be between {EARLIEST.date()} and {LATEST.date()} (UTC)')
     return value
+
+
+def checked_day(value: date, name: str) -> date:
+    """A date within 2000-2099 (earlier or later ones are typos, and their times overflow)."""
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise Invalid(f'{name}: must be between {FIRST_DAY} and {LAST_DAY}, got {value}')
+    return value
+
+
+def checked_span(first: datetime | date, after: datetime | date, name: str) -> None:
+    """Refuse a range longer than MAX_SPAN_DAYS (`after` exclusive for times, inclusive for dates): every query
+    over it then takes bounded time."""
+    if isinstance(first, datetime) or isinstance(after, datetime):
+        assert isinstance(first, datetime) and isinstance(after, datetime)
+        too_long = after - first > MAX_SPAN
+    else:
+        too_long = (after - first).days + 1 > MAX_SPAN_DAYS
+    if too_long:
+        raise Invalid(f'{name}: a range is at most ten years ({MAX_SPAN_DAYS} days)')
+
+
+def clamp_days(first: date, last: date) -> tuple[date, date]:
+    """The part of [first, last] that a range may cover: within 2000-2099 and the last MAX_SPAN_DAYS days. For
+    rows stored before these bounds were checked (they must not take the service down)."""
+    last = min(max(last, FIRST_DAY), LAST_DAY)
+    first = min(max(first, FIRST_DAY, last - timedelta(days=MAX_SPAN_DAYS - 1)), last)
+    return first, last

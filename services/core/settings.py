@@ -182,6 +182,8 @@ class Settings(_Group):
     demo: Demo = Field('off', description='demo simulator: off, on, or auto (only while the database has no usage)')
     agent_warn_usd: Decimal = Field(Decimal(1), description='agent cards turn yellow at this session cost in USD')
     agent_alert_usd: Decimal = Field(Decimal(5), description='agent cards turn red above this session cost in USD')
+    max_body_mb: int = Field(8, ge=1, le=1024, description='largest request body in MiB, answered 413 above it '
+                             '(POST /api/v1/usage/batch: at least 32 MiB)')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
     daily_budget_limit: Decimal | None = Field(None, validation_alias='DAILY_BUDGET_LIMIT',
                                                description='global daily block policy in USD (origin env)')

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert
 
+from services.core.db import chunked
 from services.core.tables import SNAPSHOTS
 from services.sources.base import PullResult
 
@@ -22,8 +23,8 @@ def store_snapshots(conn: Connection, source: str, result: PullResult, fetched_a
         for name in ('cost_micros', 'input_tokens', 'output_tokens', 'requests'):
             total[name] += getattr(row, name)
     days = set(result.days) | {day for day, _, _ in merged}
-    if days:
-        conn.execute(delete(SNAPSHOTS).where(SNAPSHOTS.c.source == source, SNAPSHOTS.c.day.in_(days)))
+    for chunk in chunked(sorted(days)):
+        conn.execute(delete(SNAPSHOTS).where(SNAPSHOTS.c.source == source, SNAPSHOTS.c.day.in_(chunk)))
     if merged:
         now = fetched_at or datetime.now(UTC)
         conn.execute(insert(SNAPSHOTS), [{**row, 'fetched_at': now} for row in merged.values()])

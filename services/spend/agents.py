@@ -6,6 +6,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, select
 from typing_extensions import TypedDict
 
+from services.core.db import chunked
 from services.core.money import micros_to_usd
 from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS
 
@@ -61,8 +62,9 @@ def cost_trend(costs_newest_first: list[int]) -> Trend:
 def list_agents(conn: Connection, limit: int | None = None) -> list[AgentOut]:
     """Agents, most recently active first."""
     agents = conn.execute(select(AGENTS).order_by(AGENTS.c.last_request_at.desc(), AGENTS.c.id).limit(limit)).all()
-    current = {(r.session_id, r.agent_id): r for r in conn.execute(select(SESSION_AGENTS).where(
-        SESSION_AGENTS.c.session_id.in_({a.last_session_id for a in agents if a.last_session_id})))}
+    last_sessions = sorted({a.last_session_id for a in agents if a.last_session_id})
+    current = {(r.session_id, r.agent_id): r for chunk in chunked(last_sessions)
+               for r in conn.execute(select(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(chunk)))}
     return [_agent(conn, a, current.get((a.last_session_id, a.id))) for a in agents]
 
 

@@ -12,7 +12,7 @@ from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
-from services.core.periods import Period, checked_utc, format_duration, local_days, period_containing
+from services.core.periods import Period, checked_span, checked_utc, format_duration, local_days, period_containing
 from services.spend.reconciliation import channel_totals, reconcile_span
 from services.spend.rollups import (
     AgentSpend,
@@ -150,6 +150,7 @@ def resolve_range(period: str | None, start: str | None, end: str | None, zone: 
             last += timedelta(days=1)  # a date is an inclusive local day
         if last <= first:
             raise Invalid('to must be after from')
+        checked_span(first, last, 'to')
         return Period('custom', first, last)
     return period_containing(period or 'day', now or datetime.now(UTC), zone)
 

@@ -143,13 +143,17 @@ def reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> 
                 target.litellm_events += totals.cost_micros
             else:
                 target.direct_events += totals.cost_micros
+    # A range, never one parameter per day: grouped by day in SQL, the days not asked for skipped here.
+    wanted = {d for d, _, _ in days}
     query = (select(SNAPSHOTS.c.source, SNAPSHOTS.c.day, SNAPSHOTS.c.provider,
                     func.sum(SNAPSHOTS.c.cost_micros).label('cost'))
-             .where(SNAPSHOTS.c.day.in_([d for d, _, _ in days]))
+             .where(SNAPSHOTS.c.day >= min(wanted), SNAPSHOTS.c.day <= max(wanted))
              .group_by(SNAPSHOTS.c.source, SNAPSHOTS.c.day, SNAPSHOTS.c.provider))
     pulled: dict[tuple[date, str], int] = defaultdict(int)
     billed: dict[tuple[date, str], int] = defaultdict(int)
     for row in conn.execute(query):
+        if row.day not in wanted:
+            continue
         if row.source == 'litellm':
             pulled[(row.day, row.provider)] += int(row.cost)
         elif row.source in BILLING_SOURCES:

@@ -20,6 +20,7 @@ from services.core.tables import EVENTS, ROLLUPS
 
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
 HOUR = timedelta(hours=1)
+SPLIT_HOURS_PER_QUERY = 200  # two parameters each: far below SQLite's and psycopg's limits
 MEASURES = ('cost_micros', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 Dimension = Literal['agent_id', 'provider', 'model', 'channel']
 
@@ -100,7 +101,7 @@ def totals_between(conn: Connection, edges: Sequence[datetime], by: Sequence[str
     buckets = Buckets(edges, [{} for _ in range(len(edges) - 1)])
     if len(edges) < 2 or edges[0] >= edges[-1]:
         return buckets
-    split_hours: list[datetime] = []
+    split_hours: set[datetime] = set()
     dims = [ROLLUPS.c[name] for name in by]
     sums = [func.sum(ROLLUPS.c[name]).label(name) for name in MEASURES]
     query = (select(ROLLUPS.c.hour, *dims, *sums)
@@ -110,24 +111,26 @@ def totals_between(conn: Connection, edges: Sequence[datetime], by: Sequence[str
         hour = as_utc(row.hour)
         index = _interval(edges, hour)
         if index is None or index != _interval(edges, hour + HOUR - timedelta(microseconds=1)):
-            if hour not in split_hours:
-                split_hours.append(hour)
+            split_hours.add(hour)
             continue
         _add(buckets.groups[index], _key(row, by), row)
     if split_hours:
-        _add_split_hours(conn, buckets, split_hours, by)
+        _add_split_hours(conn, buckets, sorted(split_hours), by)
     return buckets
 
 
 def _add_split_hours(conn: Connection, buckets: Buckets, hours: list[datetime], by: Sequence[str]) -> None:
     edges = buckets.edges
-    ranges = [and_(EVENTS.c.ts >= max(h, edges[0]), EVENTS.c.ts < min(h + HOUR, edges[-1])) for h in hours]
     columns = [EVENTS.c.ts, *(EVENTS.c[name] for name in by), *(EVENTS.c[name] for name in MEASURES[2:]),
                EVENTS.c.cost_micros]
-    for row in conn.execute(select(*columns).where(or_(*ranges))):
-        index = _interval(edges, as_utc(row.ts))
-        if index is not None:
-            _add(buckets.groups[index], _key(row, by), _EventAsRollup(row))
+    # A long range in a half-hour time zone cuts an hour a day: a bounded number of them per query
+    for first in range(0, len(hours), SPLIT_HOURS_PER_QUERY):
+        ranges = [and_(EVENTS.c.ts >= max(h, edges[0]), EVENTS.c.ts < min(h + HOUR, edges[-1]))
+                  for h in hours[first:first + SPLIT_HOURS_PER_QUERY]]
+        for row in conn.execute(select(*columns).where(or_(*ranges))):
+            index = _interval(edges, as_utc(row.ts))
+            if index is not None:
+                _add(buckets.groups[index], _key(row, by), _EventAsRollup(row))
 
 
 class _EventAsRollup:

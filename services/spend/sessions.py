@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from typing_extensions import TypedDict
 
+from services.core.db import chunked
 from services.core.errors import NotFound
 from services.core.money import micros_to_usd
 from services.core.tables import SESSION_AGENTS, SESSIONS
@@ -115,8 +116,9 @@ def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[Sessi
     result: dict[str, list[SessionAgentOut]] = {}
     if not session_ids:
         return result
-    query = select(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(session_ids))
-    for r in conn.execute(query):
+    rows = (r for chunk in chunked(session_ids)
+            for r in conn.execute(select(SESSION_AGENTS).where(SESSION_AGENTS.c.session_id.in_(chunk))))
+    for r in rows:
         result.setdefault(r.session_id, []).append({
             'agent_id': r.agent_id, 'first_request_at': _iso(r.first_ts), 'last_request_at': _iso(r.last_ts),
             'input_tokens': r.input_tokens, 'output_tokens': r.output_tokens,

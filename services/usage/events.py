@@ -4,20 +4,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from services.core.inputs import NO_NUL, Input, Label, check_metadata
 from services.core.money import Usd
 from services.core.periods import checked_utc
 
 Channel = Literal['litellm', 'direct']
 Source = Literal['api', 'sdk', 'litellm_callback', 'litellm_pull', 'demo']
 MAX_TOKENS = 10**12
-NO_NUL = r'^[^\x00]*$'  # PostgreSQL text cannot hold NUL characters
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 
 
-class UsageEventIn(BaseModel):
+class UsageEventIn(Input):
     """One LLM call. `input_tokens` includes cached tokens (cache reads and cache writes)."""
 
     model_config = ConfigDict(extra='ignore', str_strip_whitespace=True)
@@ -42,7 +41,8 @@ class UsageEventIn(BaseModel):
     cost_usd: Annotated[Usd, Field(le=1_000_000)] | None = Field(
         default=None, description='Cost reported by the caller; when given it is kept as is (cost_source=reported)')
     latency_ms: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict,
+                                     description='free-form JSON, at most 16 KB and 8 levels deep')
 
     @model_validator(mode='after')
     def _cache_within_input(self) -> UsageEventIn:
@@ -51,6 +51,11 @@ class UsageEventIn(BaseModel):
             raise ValueError(f'cache_read_tokens + cache_write_tokens ({cached}) cannot exceed input_tokens '
                              f'({self.input_tokens}); input_tokens includes cached tokens')
         return self
+
+    @field_validator('metadata')
+    @classmethod
+    def _metadata_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_metadata(value)
 
     @field_validator('ts')
     @classmethod

@@ -5,6 +5,7 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from sqlalchemy import Connection, and_, or_, select
 from typing_extensions import TypedDict
 
@@ -15,12 +16,14 @@ from services.usage.ledger import EventOut, event_to_dict
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
 MAX_PAGE = 1000
+MAX_PAGE_BYTES = 4 * 2**20  # of event metadata per page: 1,000 events of 16 KB come in four pages
 
 
 class UsagePage(TypedDict):
     items: list[EventOut]  # newest first
     count: int
-    next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page
+    next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page. A page may hold
+    # fewer than `limit` events when their metadata is large (4 MiB a page)
 
 
 @dataclass
@@ -54,9 +57,20 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
     if q.cursor:
         ts, pk = decode_cursor(q.cursor)
         query = query.where(or_(EVENTS.c.ts < ts, and_(EVENTS.c.ts == ts, EVENTS.c.id < pk)))
-    rows = conn.execute(query.order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(q.limit + 1)).mappings().all()
-    page = [event_to_dict(r) for r in rows[:q.limit]]
-    next_cursor = encode_cursor(rows[q.limit - 1]['ts'], rows[q.limit - 1]['id']) if len(rows) > q.limit else None
+    query = query.order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(q.limit + 1)
+    page: list[EventOut] = []
+    size, more = 0, False
+    # streamed, and cut at MAX_PAGE_BYTES of metadata: a page of large events costs bounded memory (next_cursor
+    # goes on from there)
+    for row in conn.execution_options(stream_results=True, yield_per=100).execute(query).mappings():
+        if len(page) == q.limit or size >= MAX_PAGE_BYTES:
+            more = True
+            break
+        item = event_to_dict(row)
+        size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
+        page.append(item)
+    last = page[-1] if page else None
+    next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
     return {'items': page, 'count': len(page), 'next_cursor': next_cursor}
 
 

@@ -125,7 +125,11 @@ def test_unwritable_output_is_one_line(reports_server: Server, cwd: Path) -> Non
     ('db', ('projection', *RANGE), 'takes no from/to'),
     ('url', ('trend', '--group-by', 'agent'), 'group_by: must be one of day, week'),
     ('url', ('projection', '--group-by', 'week'), 'takes no group_by'),
-    ('url', ('summary', '--from', '2025-06-11'), 'give both --from and --to')])
+    ('url', ('summary', '--from', '2025-06-11'), 'give both --from and --to'),
+    ('url', ('summary', '--from', '2005-01-01', '--to', '2025-06-11'), 'at most ten years'),
+    ('db', ('trend', '--from', '2005-01-01', '--to', '2025-06-11'), 'at most ten years'),
+    ('url', ('summary', '--from', '0001-01-01', '--to', '2025-06-11'), 'from: must be between'),
+    ('db', ('comparison', '--from', '2025-06-01', '--to', '9999-12-31'), 'to: must be between')])
 def test_bad_usage_is_one_line_and_exit_2(reports_server: Server, cwd: Path, backend: str, args: tuple[str, ...],
                                           fragment: str) -> None:
     where = ('--url', reports_server.url) if backend == 'url' else ('--db', reports_server.database_url)

@@ -4,22 +4,24 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.api.deps import READ, Admin, ReadConn, RowId, RuntimeDep
 from services.alerting import alerts, notify
 from services.alerting.alerts import AlertList, AlertOut
 from services.alerting.notify import DeliveryList
+from services.core.inputs import Input
 
 router = APIRouter(prefix='/alerts', tags=['alerts'])
 
 
-class AckIn(BaseModel):
+class AckIn(Input):
     by: Annotated[str, Field(min_length=1, max_length=200, pattern=r'^[^\x00]*$')] = 'api'
 
 
 @router.get('', dependencies=READ)
-def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all'] = 'open', type: str | None = None,
+def list_alerts(conn: ReadConn, status: Literal['open', 'unacknowledged', 'all'] = 'open',
+                type: Annotated[str | None, Query(max_length=200)] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> AlertList:
     """Alerts, most recent first; `status=open` (default), `unacknowledged` or `all`."""
     items = alerts.list_alerts(conn, status, type, limit)

@@ -6,13 +6,14 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from app.api.deps import PLAN, READ, Admin, ReadConn, RuntimeDep
 from services.budget import limits
 from services.budget.limits import Limits
 from services.commands.limits import LimitSet
 from services.core.errors import Invalid
+from services.core.inputs import Input, Label
 from services.core.money import Usd, usd_to_micros
 from services.core.periods import Period, checked_utc
 from services.insights import forecast, planner
@@ -29,7 +30,6 @@ from services.spend.budget import (
     ProviderBreakdown,
 )
 from services.spend.reconciliation import Reconciliation
-from services.usage.events import Label
 
 router = APIRouter(prefix='/budget', tags=['budget'])
 PeriodName = Literal['day', 'week', 'month']
@@ -96,7 +96,7 @@ def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge
     return reconciled.reconciliation(conn, days, rt.settings.zone, rt.settings.sources.reconciliation_tolerance)
 
 
-class LimitIn(BaseModel):
+class LimitIn(Input):
     limit_usd: Usd
 
 
@@ -112,7 +112,7 @@ def set_limit(period: PeriodName, body: LimitIn, rt: RuntimeDep, actor: Admin) -
     return rt.commands.limits.set(actor, period, usd_to_micros(body.limit_usd))
 
 
-class ScheduleTaskIn(BaseModel):
+class ScheduleTaskIn(Input):
     model_config = ConfigDict(extra='forbid')
 
     id: Label
@@ -136,7 +136,7 @@ class ScheduleTaskIn(BaseModel):
         return None if value is None else checked_utc(value, 'deadline')
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(Input):
     model_config = ConfigDict(extra='forbid')
 
     tasks: list[ScheduleTaskIn] = Field(max_length=planner.MAX_TASKS)

@@ -7,20 +7,21 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from app.api.deps import INGEST, RuntimeDep
 from services.budget.checker import CheckRequest, CheckResult
 from services.core.errors import Unavailable
+from services.core.inputs import Input, Label
 from services.core.money import Usd, usd_to_micros
 from services.usage.pricing import TokenCounts
 
 router = APIRouter(tags=['policies'])
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r'^[^\x00]*$')]
+Id = Label
 MAX_TOKENS = 100_000_000
 
 
-class CheckIn(BaseModel):
+class CheckIn(Input):
     model_config = ConfigDict(extra='forbid')
 
     agent_id: Id | None = None

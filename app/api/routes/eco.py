@@ -4,19 +4,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
+from pydantic import ConfigDict, StrictBool, StringConstraints
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.budget import eco
 from services.budget.eco import EcoState
-from services.usage.events import NO_NUL
+from services.core.inputs import NO_NUL, Input
 
 router = APIRouter(prefix='/eco', tags=['eco'])
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=eco.MAX_REASON,
                                           pattern=NO_NUL)]
 
 
-class EcoIn(BaseModel):
+class EcoIn(Input):
     model_config = ConfigDict(extra='forbid')
 
     eco_mode: StrictBool

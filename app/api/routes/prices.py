@@ -4,19 +4,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
+from services.core.inputs import NO_NUL, Input
 from services.core.money import Usd
 from services.usage import price_overrides
 from services.usage.price_overrides import OverrideDeleted, OverrideList, OverrideOut, UnpricedList
 
 router = APIRouter(prefix='/prices', tags=['prices'])
 UsdPerMtok = Annotated[Usd, Field(le=1_000_000)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
 
 
-class OverrideIn(BaseModel):
+class OverrideIn(Input):
     provider: Name
     model: Name
     input_usd_per_mtok: UsdPerMtok
@@ -42,7 +43,8 @@ def put_override(body: OverrideIn, rt: RuntimeDep, actor: Admin) -> OverrideOut:
 
 
 @router.delete('')
-def delete_override(provider: Annotated[str, Query(min_length=1)], model: Annotated[str, Query(min_length=1)],
+def delete_override(provider: Annotated[str, Query(min_length=1, max_length=200)],
+                    model: Annotated[str, Query(min_length=1, max_length=200)],
                     rt: RuntimeDep, actor: Admin) -> OverrideDeleted:
     """Remove an override; the model goes back to genai-prices."""
     rt.commands.prices.remove(actor, provider, model)

@@ -6,13 +6,13 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
+from services.core.inputs import NO_NUL, Input, Label
 from services.core.money import Usd, usd_to_micros
 from services.spend import tasks
 from services.spend.tasks import TaskList, TaskOut
-from services.usage.events import NO_NUL, Label
 
 router = APIRouter(prefix='/tasks', tags=['tasks'])
 Status = Literal['pending', 'running', 'done', 'failed', 'cancelled']
@@ -22,7 +22,7 @@ EstimateUsd = Annotated[Usd, Field(le=tasks.MAX_ESTIMATE_MICROS // 1_000_000)]
 NOT_NULL = ('title', 'status', 'priority')
 
 
-class TaskIn(BaseModel):
+class TaskIn(Input):
     model_config = ConfigDict(extra='forbid')
 
     id: Label | None = Field(default=None, description='generated when missing')
@@ -35,7 +35,7 @@ class TaskIn(BaseModel):
                                       'a pending task after it')
 
 
-class TaskPatch(BaseModel):
+class TaskPatch(Input):
     """Only the fields given change; null clears agent_id, estimated_cost_usd and deadline."""
 
     model_config = ConfigDict(extra='forbid')

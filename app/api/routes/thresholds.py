@@ -4,18 +4,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from services.budget import thresholds
 from services.budget.thresholds import ThresholdsOut
+from services.core.inputs import Input
 from services.core.money import Usd
 
 router = APIRouter(prefix='/thresholds', tags=['policies'])
 MoreThanZero = Annotated[Usd, Field(gt=0)]
 
 
-class ThresholdsIn(BaseModel):
+class ThresholdsIn(Input):
     model_config = ConfigDict(extra='forbid')
 
     session_threshold_usd: MoreThanZero | None = None
