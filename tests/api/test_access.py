@@ -196,9 +196,8 @@ def _state(door: Door, route: Route) -> Any:
     response = door.admin.get(route.state)
     assert response.status_code == 200, response.text
     body = response.json()
-    if isinstance(body, dict):
-        body.pop('resets_in', None)  # a clock, not state
-        body.pop('resets_at', None)
+    if isinstance(body, dict):  # a clock is not state
+        body = {key: value for key, value in body.items() if not key.startswith('resets_')}
     return body
 
 
