@@ -1,4 +1,5 @@
-# SpendGauge: docker build -t spendgauge . && docker run -p 8080:8080 -e SPENDGAUGE_API_TOKENS=$(openssl rand -hex 24) -v spendgauge-data:/data spendgauge
+# SpendGauge: docker build -t spendgauge . && docker run -p 8080:8080 -e SPENDGAUGE_API_TOKENS=$(openssl rand -hex 24) \
+#   -e SPENDGAUGE_ADMIN_PASSWORD=<a long password> -e SPENDGAUGE_STORAGE_SECRET=$(openssl rand -hex 32) -v spendgauge-data:/data spendgauge
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
