@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import runtime
 from app.security import session
+from services.core.settings import Settings
 
 LOOPBACK_NAMES = frozenset({'localhost', '127.0.0.1', '::1'})
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
@@ -33,6 +34,7 @@ def _host_name(value: str) -> str:
 class RequestGuard:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._allowed: tuple[object, frozenset[str] | None] = (None, None)  # (settings, their host names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope['type'] not in ('http', 'websocket'):
@@ -42,7 +44,7 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = {k.decode('latin-1'): v.decode('latin-1') for k, v in scope['headers']}
         host = headers.get('host', '')
-        allowed = self._allowed_hosts(rt.settings.allowed_hosts, rt.settings.on_loopback)
+        allowed = self._hosts_for(rt.settings)
         if allowed is not None and _host_name(host) not in allowed:
             return await _refuse(scope, send, 421, f'this server does not answer to the host {host!r} (add it to '
                                                    'SPENDGAUGE_ALLOWED_HOSTS)')
@@ -62,13 +64,14 @@ class RequestGuard:
             return await _redirect(send, '/login?next=' + quote(target, safe=''))
         return await self.app(scope, receive, send)
 
-    @staticmethod
-    def _allowed_hosts(configured: tuple[str, ...], on_loopback: bool) -> frozenset[str] | None:
+    def _hosts_for(self, settings: Settings) -> frozenset[str] | None:
         """The host names answered to; None: any (a public server without SPENDGAUGE_ALLOWED_HOSTS)."""
-        names = frozenset(_host_name(h) for h in configured)
-        if on_loopback or names:
-            return LOOPBACK_NAMES | names
-        return None
+        known, allowed = self._allowed
+        if known is not settings:
+            names = frozenset(_host_name(h) for h in settings.allowed_hosts)
+            allowed = LOOPBACK_NAMES | names if settings.on_loopback or names else None
+            self._allowed = settings, allowed
+        return allowed
 
 
 def _cross_site_problem(headers: dict[str, str], host: str, allowed: frozenset[str] | None) -> str | None:
