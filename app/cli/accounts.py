@@ -66,11 +66,13 @@ def _password_option(parser: argparse.ArgumentParser) -> None:
 def _runtime(db: str | None) -> Iterator[Any]:
     from app import runtime
 
+    owned = runtime.running() is None  # in the server's own process (tests) it is the server's
     rt = runtime.start(load_settings().with_overrides(database_url=db))
     try:
         yield rt
     finally:
-        runtime.stop()  # tells a running server on the same database
+        if owned:
+            runtime.stop()  # tells a running server on the same database
 
 
 def _password(args: argparse.Namespace) -> str:

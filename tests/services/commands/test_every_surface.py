@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from app import cli, runtime
 from app.runtime import Runtime
+from services.accounts import tokens
 from services.alerting import alerts
 from services.budget import eco, limits, policies, thresholds
 from services.budget.checker import CheckRequest
@@ -121,6 +122,17 @@ async def page_delete_policy(user: User, prepared: Prepared) -> None:
     user.find(marker=f'delete-{prepared["policy"]}').click()
 
 
+async def page_create_token(user: User, _: Prepared) -> None:
+    await user.open('/settings')
+    user.find(marker='token-name').type('grafana')
+    user.find(marker='token-role').elements.pop().value = 'read'
+    user.find(marker='create-token').click()
+
+
+def token_roles(rt: Runtime) -> dict[str, str]:
+    return {t['name']: t['role'] for t in rt.read(tokens.list_tokens)}
+
+
 def policy_named(rt: Runtime, name: str) -> policies.PolicyRule | None:
     return next((p for p in rt.read(policies.list_policies) if p.name == name), None)
 
@@ -181,6 +193,11 @@ CHANGES = [
            done=lambda rt, _: read(rt, select(PRICE_OVERRIDES.c.output_micros_per_mtok)
                                    .where(PRICE_OVERRIDES.c.model == 'm1')) == 2_000_000,
            checker=lambda rt, _: True),
+    Change('create an API token', Topic.ACCOUNTS,  # the first token: from then on the API wants one
+           api=lambda _: ('POST', '/api/v1/tokens', {'name': 'grafana', 'role': 'read'}),
+           page=page_create_token, cli=lambda _: ['token', 'create', '--role', 'read', '--name', 'grafana'],
+           done=lambda rt, _: token_roles(rt) == {'grafana': 'read'},
+           checker=lambda rt, _: rt.accounts.secured),
     Change('add a task', Topic.TASKS,
            api=lambda _: ('POST', '/api/v1/tasks', {'id': 'nightly', 'title': 'Nightly run'}),
            done=lambda rt, _: read(rt, select(TASKS.c.title).where(TASKS.c.id == 'nightly')) == 'Nightly run',
