@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from nicegui import ui
 from nicegui.testing import User
 from sqlalchemy import select
 
@@ -125,7 +126,7 @@ async def page_delete_policy(user: User, prepared: Prepared) -> None:
 async def page_create_token(user: User, _: Prepared) -> None:
     await user.open('/settings')
     user.find(marker='token-name').type('grafana')
-    user.find(marker='token-role').elements.pop().value = 'read'
+    user.find(kind=ui.select, marker='token-role').elements.pop().value = 'read'
     user.find(marker='create-token').click()
 
 
