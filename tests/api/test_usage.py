@@ -17,6 +17,7 @@ from tests.support.api import (
     uid,
     usage,
 )
+from tests.support.openapi import assert_documented
 from tests.support.servers import Server
 
 # --- POST /usage ------------------------------------------------------------------------------------------------
@@ -227,3 +228,13 @@ def test_batch_item_with_ts_out_of_range_is_rejected_alone(api: httpx.Client) ->
     assert [r['status'] for r in response.json()['results']] == ['rejected', 'stored']
     assert 'ts' in response.json()['results'][0]['reason']
     assert len(usage(api, agent_id=agent)) == 1
+
+
+@pytest.mark.parametrize('path', ['/usage', '/usage/batch'])
+def test_refused_bodies_are_documented(api: httpx.Client, path: str) -> None:
+    """Found by schemathesis: the batch's 400 for a body that is not JSON, and every 422's shape (`detail` a string,
+    not FastAPI's default list), were not what /openapi.json said."""
+    for content in (b'{not json', b'', b'[]'):
+        response = api.post(path, content=content, headers={'Content-Type': 'application/json'})
+        assert_client_error(response, (400, 422))
+        assert_documented(api, response, 'POST', path)

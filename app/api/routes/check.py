@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.api.deps import WRITE, RuntimeDep
+from app.api.errors import refusals
 from services.budget.checker import CheckRequest, CheckResult
 from services.core.errors import Unavailable
 from services.core.money import Usd, usd_to_micros
@@ -46,7 +47,8 @@ class CheckIn(BaseModel):
 
 @router.post('/check', dependencies=WRITE, response_class=Response,
              responses={200: {'model': CheckResult, 'description': 'The decision, with a reason for each policy that '
-                                                                   'is not allow'}})
+                                                                   'is not allow'},
+                        **refusals(e503='Budget checks do not run in this process')})
 async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     """allow / warn / throttle / block for the call described, counting its estimate against what is left."""
     provider = body.provider.lower() if body.provider else None

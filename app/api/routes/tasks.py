@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.api.deps import Caller, ReadConn, RuntimeDep
+from app.api.errors import refusals
 from services.core.money import Usd, usd_to_micros
 from services.spend import tasks
 from services.spend.tasks import TaskList, TaskOut
@@ -59,7 +60,7 @@ def _micros(usd: Decimal | None) -> int | None:
     return None if usd is None else usd_to_micros(usd)
 
 
-@router.post('', status_code=201)
+@router.post('', status_code=201, responses=refusals(e409='A task with that id exists'))
 def create_task(body: TaskIn, rt: RuntimeDep, actor: Caller) -> TaskOut:
     """Register a task; 409 when the id is taken."""
     return rt.commands.tasks.create(actor, body.title, body.id, body.agent_id, body.status, body.priority,
