@@ -16,6 +16,7 @@ from app.native import prepare_native
 from components.layout import use_feed
 from services.alerting.anomaly import run_anomaly_check
 from services.alerting.notify import Notifier
+from services.core.scrub import ScrubLogs, secrets_of
 from services.core.settings import Settings, get_settings
 from services.insights.forecast import run_exhaustion_check
 from services.sources.jobs import SyncJobs
@@ -117,6 +118,8 @@ def _gzip(asgi_app: ASGIApp) -> GZipMiddleware:
 
 def serve(settings: Settings, native: bool = False) -> None:
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
+        handler.addFilter(ScrubLogs(secrets_of(settings)))
     if native:
         prepare_native(settings)
     else:

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, insert, select, update
 from typing_extensions import TypedDict
 
 from services.core.errors import NotFound
+from services.core.scrub import scrub
 from services.core.tables import ALERTS
 from services.live.hub import EventHub
 from services.live.topics import AlertRaised
@@ -56,7 +57,7 @@ def raise_alert(conn: Connection, type: str, severity: Severity, message: str, d
         return get_alert(conn, latest.id), False
     if latest is not None and latest.resolved_at is not None and now - latest.resolved_at < cooldown:
         return None, False
-    pk: int = conn.execute(insert(ALERTS).values(type=type, severity=severity, message=message[:2000],
+    pk: int = conn.execute(insert(ALERTS).values(type=type, severity=severity, message=scrub(message, limit=2000),
                                                  dedupe_key=dedupe_key, data=data or {}, created_at=now,
                                                  last_seen_at=now, count=1).returning(ALERTS.c.id)).scalar_one()
     return get_alert(conn, pk), True

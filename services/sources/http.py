@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 
+from services.core.scrub import scrub
 from services.sources.base import SourceError
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 200  # a cursor that never ends stops here
+MAX_DETAIL_READ = 4000  # of a refusal's body; scrubbed, then cut to MAX_ERROR
+MAX_ERROR = 500
 MAX_RETRY_AFTER_S = 120.0
 
 
@@ -35,9 +38,7 @@ class SourceClient:
         await self._client.aclose()
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
+        return scrub(text, self._secrets, MAX_ERROR)
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None,
                        not_available: Callable[[httpx.Response], bool] | None = None) -> Any:
@@ -119,13 +120,14 @@ def _retry_after(response: httpx.Response, default: float) -> float:
 
 
 def _detail(response: httpx.Response) -> str:
+    """What the server said, uncut: the caller scrubs it and then cuts it (`SourceClient.scrub`)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        return response.text[:MAX_DETAIL_READ]
     if isinstance(body, dict):
         for key in ('error', 'detail', 'message'):
             if key in body:
                 value = body[key]
-                return str(value.get('message', value) if isinstance(value, dict) else value)[:200]
-    return str(body)[:200]
+                return str(value.get('message', value) if isinstance(value, dict) else value)[:MAX_DETAIL_READ]
+    return str(body)[:MAX_DETAIL_READ]
