@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -36,15 +37,25 @@ def scrub(text: str, secrets: Iterable[str] = (), limit: int | None = None) -> s
 
 
 def secrets_of(settings: BaseModel) -> tuple[str, ...]:
-    """Every value of a field marked `repr=False` in these settings and their nested groups."""
+    """Every value of a field marked `repr=False` in these settings and their nested groups; of the database URL
+    only its password (the rest names a file or a host, which logs may show)."""
     found: list[str] = []
     for name, field in type(settings).model_fields.items():
         value = getattr(settings, name, None)
         if isinstance(value, BaseModel):
             found += secrets_of(value)
+        elif name == 'database_url' and isinstance(value, str):
+            found.append(_password(value))
         elif not field.repr:
             found += [value] if isinstance(value, str) else [v for v in value or () if isinstance(v, str)]
     return tuple(s for s in found if s)
+
+
+def _password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ''
+    except ValueError:
+        return ''
 
 
 class ScrubLogs(logging.Filter):

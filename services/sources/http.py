@@ -15,8 +15,6 @@ from services.sources.base import SourceError
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 200  # a cursor that never ends stops here
-MAX_DETAIL_READ = 4000  # of a refusal's body; scrubbed, then cut to MAX_ERROR
-MAX_ERROR = 500
 MAX_RETRY_AFTER_S = 120.0
 
 
@@ -38,7 +36,8 @@ class SourceClient:
         await self._client.aclose()
 
     def scrub(self, text: str) -> str:
-        return scrub(text, self._secrets, MAX_ERROR)
+        """Uncut: the sync service scrubs again with every configured secret, and only then cuts."""
+        return scrub(text, self._secrets)
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None,
                        not_available: Callable[[httpx.Response], bool] | None = None) -> Any:
@@ -120,14 +119,14 @@ def _retry_after(response: httpx.Response, default: float) -> float:
 
 
 def _detail(response: httpx.Response) -> str:
-    """What the server said, uncut: the caller scrubs it and then cuts it (`SourceClient.scrub`)."""
+    """What the server said, uncut: it is scrubbed before it is ever cut (services/sources/sync.py)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:MAX_DETAIL_READ]
+        return response.text
     if isinstance(body, dict):
         for key in ('error', 'detail', 'message'):
             if key in body:
                 value = body[key]
-                return str(value.get('message', value) if isinstance(value, dict) else value)[:MAX_DETAIL_READ]
-    return str(body)[:MAX_DETAIL_READ]
+                return str(value.get('message', value) if isinstance(value, dict) else value)
+    return str(body)

@@ -36,11 +36,13 @@ def test_configured_secrets_are_scrubbed_before_the_cut() -> None:
 
 def test_secrets_of_the_settings_are_every_hidden_field(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (('OPENAI_ADMIN_KEY', KEY), ('SMTP_PASSWORD', 'smtp-pass-1'), ('API_TOKENS', 'tok-one,tok-two'),
-                        ('ALERT_WEBHOOK_URL', 'https://h.test/s/3cr3t')):
+                        ('ALERT_WEBHOOK_URL', 'https://h.test/s/3cr3t'),
+                        ('DATABASE_URL', 'postgresql+psycopg://sg:pa55-w0rd@db.test:5432/sg')):
         monkeypatch.setenv(f'SPENDGAUGE_{name}', value)
     settings = Settings()
     secrets = secrets_of(settings)
-    assert {KEY, 'smtp-pass-1', 'tok-one', 'tok-two', 'https://h.test/s/3cr3t'} <= set(secrets)
+    assert {KEY, 'smtp-pass-1', 'tok-one', 'tok-two', 'https://h.test/s/3cr3t', 'pa55-w0rd'} <= set(secrets)
+    assert not any('db.test' in s for s in secrets), 'of the database URL only the password'
 
 
 def test_logs_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
