@@ -32,7 +32,8 @@ for module in MODULES:
 ROUTES = tuple(route for module in MODULES for route in module.router.routes if isinstance(route, APIRoute))
 
 
-@api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], include_in_schema=False)
+@api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'],
+                      include_in_schema=False)
 def not_found(path: str, request: Request) -> None:
     """Unknown paths answer 404 in JSON; a known path asked with a method it does not take answers 405 with the
     methods it does take in `Allow` (this route matches every method, so the router's own 405 never comes)."""
