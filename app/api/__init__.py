@@ -37,7 +37,10 @@ ROUTES = tuple(route for module in MODULES for route in module.router.routes if 
 def not_found(path: str, request: Request) -> None:
     """Unknown paths answer 404 in JSON; a known path asked with a method it does not take answers 405 with the
     methods it does take in `Allow` (this route matches every method, so the router's own 405 never comes)."""
-    allowed = sorted({method for route in ROUTES if route.path_regex.match(f'/{path}')
+    matching = [route for route in ROUTES if route.path_regex.match(f'/{path}')]
+    # the most specific path documents the resource: /sync/status is GET only, though POST /sync/{source} matches it
+    fewest = min((route.path_format.count('{') for route in matching), default=0)
+    allowed = sorted({method for route in matching if route.path_format.count('{') == fewest
                       for method in route.methods or ()})
     if allowed:
         raise HTTPException(405, f'{request.method} is not allowed on /api/v1/{path}; allowed: {", ".join(allowed)}',

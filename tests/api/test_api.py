@@ -243,7 +243,8 @@ def test_refused_tokens_are_documented(secured: Server, anonymous: httpx.Client)
 @pytest.mark.parametrize(('method', 'path', 'allow'), [
     ('DELETE', '/health', 'GET'), ('GET', '/check', 'POST'), ('PUT', '/tasks/a/b', 'GET, PATCH'),
     ('POST', '/budget/summary', 'GET'), ('PATCH', '/alerts/1/ack', 'POST'), ('POST', '/prices', 'DELETE, GET, PUT'),
-    ('OPTIONS', '/eco', 'GET, POST'), ('OPTIONS', '/policies/1', 'DELETE, GET, PATCH')])
+    ('OPTIONS', '/eco', 'GET, POST'), ('OPTIONS', '/policies/1', 'DELETE, GET, PATCH'),
+    ('OPTIONS', '/sync/status', 'GET'), ('PUT', '/sync/litellm', 'POST')])
 def test_a_wrong_method_on_a_known_path_is_405_with_allow(api: httpx.Client, method: str, path: str,
                                                           allow: str) -> None:
     """Found by schemathesis (allow_header_conformance): OPTIONS got Starlette's 405 naming one route's methods."""

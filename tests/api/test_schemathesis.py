@@ -14,16 +14,20 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    missing_required_header,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from app.api import install
 from tests.support.servers import Server, start_server
 
 TOKEN = 'schemathesis-token'
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          unsupported_method, allow_header_conformance, missing_required_header]
 MAX_EXAMPLES = 25
 
 
