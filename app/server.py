@@ -61,7 +61,8 @@ def _startup() -> None:
     use_feed(start_feed(rt.load_dashboard, rt.hub))
     global _jobs, _notifier
     if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process
-        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget)
+        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget,
+                             secrets=secrets_of(rt.settings))
         _notifier.start()
     sources = rt.settings.sources
     _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min,

@@ -178,7 +178,8 @@ def public(row: Any) -> DeliveryOut:
 class Notifier:
     def __init__(self, engine: Engine, settings: NotifySettings, hub: EventHub, budget: BudgetContext,
                  backoff: Backoff | None = None,
-                 retry_interval_s: float = RETRY_INTERVAL_S) -> None:
+                 retry_interval_s: float = RETRY_INTERVAL_S, secrets: tuple[str, ...] = ()) -> None:
+        """`secrets`: every other configured secret (the app passes all of its settings'), scrubbed from errors."""
         self.engine = engine
         self.settings = settings
         self.hub = hub
@@ -191,7 +192,7 @@ class Notifier:
         self._retry: asyncio.Task | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._log_filter: logging.Filter | None = None
-        self._secrets = (*secrets_of(settings), settings.smtp_user)
+        self._secrets = (*secrets, *secrets_of(settings), settings.smtp_user)
 
     # --- lifecycle (event loop) -----------------------------------------------------------------------------
 
