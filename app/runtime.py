@@ -16,6 +16,7 @@ from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
 from services.core.db import create_db_engine, upgrade
 from services.core.errors import Invalid
+from services.core.scrub import secrets_of
 from services.core.settings import Settings, SettingsError, get_settings
 from services.dashboard import DashboardConfig, DashboardSnapshot, load_dashboard
 from services.live.cluster import Bridge, Leadership
@@ -86,7 +87,8 @@ def start(settings: Settings | None = None) -> Runtime:
     upgrade(engine)
     pricer = Pricer()
     sources = settings.sources
-    sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance)
+    sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance,
+                       secrets_of(settings))
     ledger = Ledger(engine, pricer, hub)
     context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync)
     commands = Commands(context)

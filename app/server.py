@@ -19,6 +19,7 @@ from app.security.session import identity
 from components.layout import use_feed, use_identity
 from services.alerting.anomaly import run_anomaly_check
 from services.alerting.notify import Notifier
+from services.core.scrub import ScrubLogs, secrets_of
 from services.core.settings import Settings, get_settings
 from services.insights.forecast import run_exhaustion_check
 from services.sources.jobs import SyncJobs
@@ -56,7 +57,8 @@ def _startup() -> None:
     use_identity(identity)
     global _jobs, _notifier
     if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process
-        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget)
+        _notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget,
+                             secrets=secrets_of(rt.settings))
         _notifier.start()
     sources = rt.settings.sources
     _jobs = SyncJobs(rt.sync, sources.litellm_interval_min, sources.providers_interval_min,
@@ -113,6 +115,8 @@ def _gzip(asgi_app: ASGIApp) -> GZipMiddleware:
 
 def serve(settings: Settings, native: bool = False) -> None:
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
+        handler.addFilter(ScrubLogs(secrets_of(settings)))
     if native:
         prepare_native(settings)
     build(settings, native)

@@ -1,9 +1,10 @@
 """The REST API under /api/v1, mounted on NiceGUI's FastAPI app."""
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.routing import APIRoute
 
-from app.api import errors, limits
+from app.api import errors, limits, openapi
 from app.api.routes import (
     agents,
     alerts,
@@ -22,14 +23,29 @@ from app.api.routes import (
     usage,
 )
 
-api_router = APIRouter(prefix='/api/v1')
-for module in (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
-               reports, tokens):
+PREFIX = '/api/v1'
+MODULES = (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
+           reports, tokens)
+api_router = APIRouter(prefix=PREFIX)
+for module in MODULES:
     api_router.include_router(module.router)
+# Every operation, its path without the prefix (the modules' routers, as declared)
+ROUTES = tuple(route for module in MODULES for route in module.router.routes if isinstance(route, APIRoute))
 
 
-@api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE'], include_in_schema=False)
-def not_found(path: str) -> None:
+@api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'],
+                      include_in_schema=False)
+def not_found(path: str, request: Request) -> None:
+    """Unknown paths answer 404 in JSON; a known path asked with a method it does not take answers 405 with the
+    methods it does take in `Allow` (this route matches every method, so the router's own 405 never comes)."""
+    matching = [route for route in ROUTES if route.path_regex.match(f'/{path}')]
+    # the most specific path documents the resource: /sync/status is GET only, though POST /sync/{source} matches it
+    fewest = min((route.path_format.count('{') for route in matching), default=0)
+    allowed = sorted({method for route in matching if route.path_format.count('{') == fewest
+                      for method in route.methods or ()})
+    if allowed:
+        raise HTTPException(405, f'{request.method} is not allowed on /api/v1/{path}; allowed: {", ".join(allowed)}',
+                            headers={'Allow': ', '.join(allowed)})
     raise HTTPException(404, f'no such endpoint: /api/v1/{path}')
 
 
@@ -37,3 +53,4 @@ def install(app: FastAPI) -> None:
     errors.install(app)
     limits.install(app)
     app.include_router(api_router)
+    openapi.install(app, PREFIX, ROUTES)

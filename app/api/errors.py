@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from services.core.errors import DomainError
 
@@ -22,6 +23,32 @@ class BadRequest(ValueError):
     def __init__(self, message: str, status_code: int = 422) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx (and 503) body: what was wrong, in words."""
+
+    detail: str = Field(description='what was wrong, naming the field where there is one')
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: 'body', 'query', 'path' or 'header', then the field's path")
+    msg: str
+    type: str = Field(description="pydantic's error type, such as 'missing' or 'less_than_equal'")
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422: `detail` in words for every field that failed; `errors` one by one when the request did not parse
+    (a refusal of input that parsed has `detail` only)."""
+
+    detail: str = Field(description="'<field>: <message>' for each failed field, joined by '; '")
+    errors: list[FieldError] = Field(default_factory=list, description='the failures one by one')
+
+
+def refusals(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for the error statuses only some routes answer: `refusals(e409='the id is taken')`."""
+    return {int(status.removeprefix('e')): {'model': ErrorOut, 'description': text}
+            for status, text in descriptions.items()}
 
 
 def install(app: FastAPI) -> None:
@@ -53,5 +80,6 @@ def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _plain(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{'loc': list(e.get('loc', ())), 'msg': str(e.get('msg')), 'type': e.get('type')} for e in errors]
+    return [{'loc': [p if isinstance(p, int) else str(p) for p in e.get('loc', ())], 'msg': str(e.get('msg')),
+             'type': str(e.get('type'))} for e in errors]
 

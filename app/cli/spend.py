@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 from typing import Any
 
 from app.cli.args import PERIODS, client_options, tokens, usd
 from app.cli.backends import BREAKDOWNS, Backend, CliError
 from app.cli.output import table
+from services.core.export import csv_text
 from services.core.money import format_usd
 
 
@@ -133,11 +132,7 @@ def cmd_get_usage(args: argparse.Namespace, backend: Backend) -> int:
         print(json.dumps({'period': args.period, 'start': data['start'], 'end': data['end'],
                           'total_usd': data['total_usd'], 'items': rows}, indent=2))
     elif args.format == 'csv':
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator='\n')
-        writer.writeheader()
-        writer.writerows(rows)
-        print(out.getvalue(), end='')
+        print(csv_text(columns, ([row[c] for c in columns] for row in rows)), end='')
     else:
         print(table(rows, columns))
         print(f'total this {args.period}: ${data["total_usd"]}')

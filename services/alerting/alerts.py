@@ -9,6 +9,7 @@ from sqlalchemy import Connection, insert, select, update
 from typing_extensions import TypedDict
 
 from services.core.errors import NotFound
+from services.core.scrub import scrub
 from services.core.tables import ALERTS
 from services.live.hub import EventHub
 from services.live.topics import AlertRaised
@@ -42,12 +43,15 @@ class AlertNotFound(NotFound):
     pass
 
 
+MAX_MESSAGE = 2000  # the column's length
+
 def raise_alert(conn: Connection, type: str, severity: Severity, message: str, dedupe_key: str,
                 data: dict[str, Any] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
                 now: datetime | None = None) -> tuple[AlertOut | None, bool]:
     """Open an alert, or count one more occurrence of the open alert with this key. Returns (alert, is_new); the
     alert is None when one with this key was resolved within the cooldown."""
     now = now or datetime.now(UTC)
+    message = scrub(message, limit=MAX_MESSAGE)  # secrets out, then cut to the column (on insert and on update)
     latest = conn.execute(select(ALERTS).where(ALERTS.c.dedupe_key == dedupe_key)
                           .order_by(ALERTS.c.created_at.desc(), ALERTS.c.id.desc()).limit(1)).first()
     if latest is not None and latest.resolved_at is None:
@@ -56,7 +60,7 @@ def raise_alert(conn: Connection, type: str, severity: Severity, message: str, d
         return get_alert(conn, latest.id), False
     if latest is not None and latest.resolved_at is not None and now - latest.resolved_at < cooldown:
         return None, False
-    pk: int = conn.execute(insert(ALERTS).values(type=type, severity=severity, message=message[:2000],
+    pk: int = conn.execute(insert(ALERTS).values(type=type, severity=severity, message=message,
                                                  dedupe_key=dedupe_key, data=data or {}, created_at=now,
                                                  last_seen_at=now, count=1).returning(ALERTS.c.id)).scalar_one()
     return get_alert(conn, pk), True

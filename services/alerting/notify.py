@@ -27,6 +27,7 @@ from services.budget import eco
 from services.budget.eco import EcoState
 from services.core.context import BudgetContext
 from services.core.money import micros_to_usd
+from services.core.scrub import scrub, secrets_of
 from services.core.settings import NotifySettings
 from services.core.tables import DELIVERIES, POLICIES
 from services.live.hub import EventHub
@@ -42,6 +43,7 @@ BACKOFF_MAX_S = 3600.0
 RETRY_INTERVAL_S = 15.0
 LEASE = timedelta(minutes=2)  # a claimed row is not picked up again while its attempt runs
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+MAX_ERROR = 500  # characters of an error kept in a delivery row, after scrubbing
 SMTP_TIMEOUT_S = 15.0
 SEVERITY_EMOJI = {'critical': ':rotating_light:', 'warning': ':warning:', 'info': ':information_source:'}
 
@@ -79,14 +81,19 @@ class Backoff:
 
 
 def safe_target(url: str) -> str:
-    """A URL fit to store and show: no user info, no query; a Slack hook loses its secret path."""
-    parts = urlsplit(url)
-    host = parts.hostname or ''
-    if parts.port:
-        host = f'{host}:{parts.port}'
-    if is_slack(url):
-        return f'{parts.scheme}://{host}/services/***'
-    return f'{parts.scheme}://{host}{parts.path}{"?***" if parts.query else ""}'
+    """A webhook URL fit to store, show and log: scheme, host and port only. The path and query are replaced by
+    `…`, since webhooks carry their secret there (Slack's /services/T../B../<secret>, n8n's ids, `?token=`), and
+    user info is dropped."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or '', parts.port
+    except ValueError:  # not a URL we can read: show nothing of it
+        return '…'
+    if not parts.scheme or not host:
+        return url if '/' not in url and '@' in url else '…'  # e-mail targets stay; anything else is hidden
+    host = f'[{host}]' if ':' in host else host
+    origin = f'{parts.scheme}://{host}{f":{port}" if port else ""}'
+    return f'{origin}/…' if parts.path.strip('/') or parts.query or parts.fragment else origin
 
 
 class _RedactUrls(logging.Filter):
@@ -161,7 +168,8 @@ def public(row: Any) -> DeliveryOut:
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
-    return {'id': row.id, 'kind': row.kind, 'ref_id': row.ref_id, 'channel': row.channel, 'target': row.target,
+    target = safe_target(row.target) if '://' in (row.target or '') else row.target  # rows stored before redaction
+    return {'id': row.id, 'kind': row.kind, 'ref_id': row.ref_id, 'channel': row.channel, 'target': target,
             'payload': row.payload or {}, 'status': row.status, 'attempts': row.attempts,
             'last_error': row.last_error, 'next_attempt_at': iso(row.next_attempt_at),
             'created_at': iso(row.created_at), 'updated_at': iso(row.updated_at)}
@@ -170,7 +178,8 @@ def public(row: Any) -> DeliveryOut:
 class Notifier:
     def __init__(self, engine: Engine, settings: NotifySettings, hub: EventHub, budget: BudgetContext,
                  backoff: Backoff | None = None,
-                 retry_interval_s: float = RETRY_INTERVAL_S) -> None:
+                 retry_interval_s: float = RETRY_INTERVAL_S, secrets: tuple[str, ...] = ()) -> None:
+        """`secrets`: every other configured secret (the app passes all of its settings'), scrubbed from errors."""
         self.engine = engine
         self.settings = settings
         self.hub = hub
@@ -183,8 +192,7 @@ class Notifier:
         self._retry: asyncio.Task | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._log_filter: logging.Filter | None = None
-        self._secrets = tuple(s for s in (settings.webhook_url, settings.n8n_webhook_url, settings.smtp_password,
-                                          settings.smtp_user) if s)
+        self._secrets = (*secrets, *secrets_of(settings), settings.smtp_user)
 
     # --- lifecycle (event loop) -----------------------------------------------------------------------------
 
@@ -351,7 +359,7 @@ class Notifier:
             values = {'status': 'pending', 'next_attempt_at': now + self.backoff.delay(attempts)}
         with self.engine.begin() as conn:
             conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == row['id']).values(
-                attempts=attempts, last_error=error[:2000] if error else row['last_error'], updated_at=now,
+                attempts=attempts, last_error=error or row['last_error'], updated_at=now,
                 **values))
             result = public(conn.execute(select(DELIVERIES).where(DELIVERIES.c.id == row['id'])).one())
         if result['status'] == 'failed':
@@ -402,9 +410,8 @@ class Notifier:
             smtp.send_message(message)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
+        """Secrets out, then cut to what a row keeps."""
+        return scrub(text, self._secrets, MAX_ERROR)
 
 
 class DeliveryError(Exception):
@@ -422,4 +429,4 @@ def _describe(exc: BaseException) -> str:
         return f'SMTP {exc.smtp_code}'
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return 'SMTP recipients refused'
-    return f'{type(exc).__name__}: {str(exc)[:200]}'
+    return f'{type(exc).__name__}: {exc}'  # uncut: scrubbed, then cut by the caller

@@ -3,36 +3,26 @@
 Money is an exact USD decimal string everywhere (`cost_usd` columns), and in JSON also integer micro-USD
 (`cost_micros`). Percentages have two places.
 
-CSV is safe to open in a spreadsheet (OWASP's CSV injection advice): a cell whose first non-blank character is
-`=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with a single quote, so it is shown as text and never run
-as a formula. The one exception is deliberate: a cell that is wholly a plain decimal number (`-12.50`, a fall in
-spend) stays a number, because a spreadsheet reads it as a number and it cannot hold a formula. Every other cell
-that starts so, an agent named `=HYPERLINK(...)` or `-1+2`, is neutralised.
-
-Markdown escapes `\\`, `|`, `<` and `>` with a backslash (CommonMark escapes), so a value can neither break the
-table nor inject HTML, and every cell reads back by removing the backslashes.
+CSV and Markdown go through the shared writer (services/core/export.py): formula cells are neutralised for
+spreadsheets, and Markdown escapes link, image, HTML, table and emphasis syntax, so every cell reads back by
+removing the backslashes.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 from decimal import Decimal
 from typing import Any
 
 from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
+from services.core.export import csv_text, md_escape, neutralise
 from services.core.money import micros_to_usd
 from services.insights.report_model import DEFAULT_GROUP_BY, DEFAULT_PERIOD, GROUP_BY, KINDS, Column, Report
 
 FORMATS = ('json', 'csv', 'md')
 MEDIA_TYPES = {'json': 'application/json', 'csv': 'text/csv; charset=utf-8', 'md': 'text/markdown; charset=utf-8'}
 EXTENSIONS = {'json': 'json', 'csv': 'csv', 'md': 'md'}
-FORMULA_START = ('=', '+', '-', '@', '\t', '\r')
-PLAIN_NUMBER = re.compile(r'-?\d+(\.\d+)?')
-_MD_SPECIAL = re.compile(r'([\\|<>])')
 Cell = str | int | float | None
 
 
@@ -140,27 +130,15 @@ def render_json(report: Report) -> str:
 
 # --- CSV --------------------------------------------------------------------------------------------------------
 
-def neutralise(text: str) -> str:
-    """A cell a spreadsheet would read as a formula gets a leading single quote; plain numbers are left alone."""
-    if text.lstrip(' ').startswith(FORMULA_START) and not PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
+__all__ = ['md_escape', 'neutralise']  # the shared writer's, re-exported for the callers of this module
 
 
 def render_csv(report: Report) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow([neutralise(header(c)) for c in report.columns])
-    for row in report.rows:
-        writer.writerow([neutralise(cell_text(c, row[c.name])) for c in report.columns])
-    return out.getvalue()
+    return csv_text([header(c) for c in report.columns],
+                    ([cell_text(c, row[c.name]) for c in report.columns] for row in report.rows))
 
 
 # --- Markdown ---------------------------------------------------------------------------------------------------
-
-def md_escape(text: str) -> str:
-    return _MD_SPECIAL.sub(r'\\\1', ' '.join(text.splitlines()))
-
 
 def render_md(report: Report) -> str:
     lines = [f'# {md_escape(report.title)}', '']

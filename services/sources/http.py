@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from services.core.scrub import scrub
 from services.sources.base import SourceError
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,8 @@ class SourceClient:
         await self._client.aclose()
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, '***')
-        return text
+        """Uncut: the sync service scrubs again with every configured secret, and only then cuts."""
+        return scrub(text, self._secrets)
 
     async def get_json(self, path: str, params: dict[str, Any] | None = None,
                        not_available: Callable[[httpx.Response], bool] | None = None) -> Any:
@@ -119,13 +119,14 @@ def _retry_after(response: httpx.Response, default: float) -> float:
 
 
 def _detail(response: httpx.Response) -> str:
+    """What the server said, uncut: it is scrubbed before it is ever cut (services/sources/sync.py)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        return response.text
     if isinstance(body, dict):
         for key in ('error', 'detail', 'message'):
             if key in body:
                 value = body[key]
-                return str(value.get('message', value) if isinstance(value, dict) else value)[:200]
-    return str(body)[:200]
+                return str(value.get('message', value) if isinstance(value, dict) else value)
+    return str(body)

@@ -15,6 +15,7 @@ from typing_extensions import TypedDict
 from services.alerting import alerts
 from services.alerting.alerts import AlertOut
 from services.core.errors import Conflict
+from services.core.scrub import scrub
 from services.core.tables import SYNC_RUNS
 from services.live.hub import EventHub
 from services.live.topics import SyncFinished
@@ -65,8 +66,9 @@ class UnknownSource(Conflict):
 
 class SyncService:
     def __init__(self, engine: Engine, pullers: dict[str, Puller], hub: EventHub, lookback_days: int = 3,
-                 tolerance: Decimal = Decimal('0.05')) -> None:
+                 tolerance: Decimal = Decimal('0.05'), secrets: tuple[str, ...] = ()) -> None:
         self.engine = engine
+        self.secrets = secrets  # scrubbed from every error stored, alerted or logged
         self.pullers = pullers
         self.hub = hub
         self.lookback_days = lookback_days
@@ -120,9 +122,10 @@ class SyncService:
         return run
 
     def _finish_failed(self, run_id: int, source: str, error: str) -> SyncRunOut:
+        error = scrub(error, self.secrets, 2000)  # secrets out first, then cut
         with self.engine.begin() as conn:
             conn.execute(update(SYNC_RUNS).where(SYNC_RUNS.c.id == run_id).values(
-                finished_at=datetime.now(UTC), status='error', error=error[:2000]))
+                finished_at=datetime.now(UTC), status='error', error=error))
             failures = consecutive_failures(conn, source)
             raised: list[tuple[AlertOut | None, bool]] = []
             if failures >= FAILURES_BEFORE_ALERT:

@@ -1,8 +1,6 @@
 """Sessions: the last N with their totals, one with its per-agent breakdown, ending one, CSV export."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +9,7 @@ from typing_extensions import TypedDict
 
 from services.core.db import chunked
 from services.core.errors import NotFound
+from services.core.export import csv_text
 from services.core.money import micros_to_usd
 from services.core.tables import SESSION_AGENTS, SESSIONS
 
@@ -103,13 +102,10 @@ def end_session(conn: Connection, session_id: str, at: datetime | None = None) -
 
 
 def sessions_csv(conn: Connection, limit: int = 1000) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(CSV_COLUMNS)
-    for s in list_sessions(conn, limit):
-        writer.writerow([s['id'], s['started_at'], s['ended_at'] or '', s['last_event_at'], s['input_tokens'],
-                         s['output_tokens'], s['tokens'], s['requests'], s['cost_usd'], ' '.join(s['agents'])])
-    return out.getvalue()
+    """The sessions as CSV, through the shared writer (services/core/export.py): ids and agents are neutralised."""
+    return csv_text(CSV_COLUMNS, ([s['id'], s['started_at'], s['ended_at'], s['last_event_at'], s['input_tokens'],
+                                   s['output_tokens'], s['tokens'], s['requests'], s['cost_usd'],
+                                   ' '.join(s['agents'])] for s in list_sessions(conn, limit)))
 
 
 def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[SessionAgentOut]]:

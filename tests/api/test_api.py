@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import fresh_postgres_engine, postgres_url
 from tests.support.api import assert_client_error, event, record, uid, usage
+from tests.support.openapi import assert_documented
 from tests.support.servers import Server, clean_env, free_port, start_server
 
 TOKEN = 'secret-token'
@@ -190,3 +191,78 @@ def test_a_server_on_postgresql_records_and_reports(tmp_path: Path) -> None:
     finally:
         srv.stop()
     assert 'Traceback' not in srv.log()
+
+
+# --- what schemathesis found: statuses and bodies /openapi.json did not document ---------------------------------
+
+@pytest.mark.parametrize(('method', 'template', 'path'), [
+    ('POST', '/check', '/check'), ('POST', '/eco', '/eco'), ('POST', '/policies', '/policies'),
+    ('POST', '/tasks', '/tasks'), ('PUT', '/thresholds', '/thresholds'),
+    ('PUT', '/budget/limits/{period}', '/budget/limits/day')])
+def test_a_missing_body_is_a_documented_422(api: httpx.Client, method: str, template: str, path: str) -> None:
+    """The 422 body is `detail` (a string) and `errors`, not FastAPI's default HTTPValidationError."""
+    response = api.request(method, path)
+    assert_client_error(response, 422, mentions='Field required')
+    assert response.json()['errors'][0]['loc'] == ['body']
+    assert_documented(api, response, method, template)
+
+
+@pytest.mark.parametrize(('method', 'template', 'path'), [
+    ('GET', '/policies/{policy_id}', '/policies/987654321'), ('PATCH', '/policies/{policy_id}', '/policies/987654321'),
+    ('DELETE', '/policies/{policy_id}', '/policies/987654321'), ('GET', '/tasks/{task_id}', '/tasks/no-such-task'),
+    ('PATCH', '/tasks/{task_id}', '/tasks/no-such-task'), ('GET', '/reports/{kind}', '/reports/no-such-kind'),
+    ('POST', '/agents/{agent_id}/pause', '/agents/no-such-agent/pause'),
+    ('POST', '/agents/{agent_id}/resume', '/agents/no-such-agent/resume'),
+    ('POST', '/alerts/{alert_id}/ack', '/alerts/987654321/ack'),
+    ('POST', '/alerts/{alert_id}/resolve', '/alerts/987654321/resolve'),
+    ('POST', '/sync/{source}', '/sync/no-such-source')])
+def test_nothing_stored_under_the_id_is_a_documented_404(api: httpx.Client, method: str, template: str,
+                                                         path: str) -> None:
+    body = {'limit_usd': '1'} if template == '/policies/{policy_id}' and method == 'PATCH' else \
+        {'title': 'x'} if method == 'PATCH' else None
+    response = api.request(method, path, json=body)
+    assert_client_error(response, 404)
+    assert_documented(api, response, method, template)
+
+
+def test_conflicts_are_documented_409s(api: httpx.Client) -> None:
+    task = {'id': uid('task'), 'title': 'twice'}
+    assert api.post('/tasks', json=task).status_code == 201
+    taken = api.post('/tasks', json=task)
+    assert_client_error(taken, 409, mentions='already exists')
+    assert_documented(api, taken, 'POST', '/tasks')
+    not_configured = api.post('/sync/litellm')
+    assert_client_error(not_configured, 409, mentions='not configured')
+    assert_documented(api, not_configured, 'POST', '/sync/{source}')
+
+
+def test_an_unreadable_body_is_a_documented_400(api: httpx.Client) -> None:
+    """Bytes that are not UTF-8 JSON: FastAPI answers 400 'There was an error parsing the body'."""
+    response = api.post('/alerts/1/ack', content=b'\x80\x81', headers={'Content-Type': 'application/json'})
+    assert_client_error(response, 400)
+    assert_documented(api, response, 'POST', '/alerts/{alert_id}/ack')
+
+
+def test_refused_tokens_are_documented(secured: Server, anonymous: httpx.Client) -> None:
+    for headers, status in (({}, 401), ({'Authorization': 'Bearer wrong-token'}, 403)):
+        response = anonymous.post('/eco', json={'eco_mode': True}, headers=headers)
+        assert_client_error(response, status)
+        assert_documented(anonymous, response, 'POST', '/eco')
+
+
+@pytest.mark.parametrize(('method', 'path', 'allow'), [
+    ('DELETE', '/health', 'GET'), ('GET', '/check', 'POST'), ('PUT', '/tasks/a/b', 'GET, PATCH'),
+    ('POST', '/budget/summary', 'GET'), ('PATCH', '/alerts/1/ack', 'POST'), ('POST', '/prices', 'DELETE, GET, PUT'),
+    ('OPTIONS', '/eco', 'GET, POST'), ('OPTIONS', '/policies/1', 'DELETE, GET, PATCH'),
+    ('OPTIONS', '/sync/status', 'GET'), ('PUT', '/sync/litellm', 'POST')])
+def test_a_wrong_method_on_a_known_path_is_405_with_allow(api: httpx.Client, method: str, path: str,
+                                                          allow: str) -> None:
+    """Found by schemathesis (allow_header_conformance): OPTIONS got Starlette's 405 naming one route's methods."""
+    response = api.request(method, path)
+    assert_client_error(response, 405, mentions=f'{method} is not allowed')
+    assert response.headers['allow'] == allow
+
+
+def test_head_is_405_with_allow(api: httpx.Client) -> None:
+    response = api.head('/eco')
+    assert (response.status_code, response.headers['allow']) == (405, 'GET, POST')

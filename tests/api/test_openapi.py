@@ -291,3 +291,44 @@ def test_read_routes_return_exactly_their_declared_types() -> None:
                 assert_conforms(declared, result, f'GET {route.path}')
             checked.append(route.path)
     assert len(checked) >= 25, checked
+
+
+# --- error statuses -----------------------------------------------------------------------------------------------
+
+def test_every_operation_documents_the_errors_it_can_answer(openapi: dict[str, Any]) -> None:
+    """401/403 where a token is checked, 404 where a path names something, 400/413 where there is a body, and 422
+    with the body the handler really returns (app/api/errors.py), never FastAPI's default HTTPValidationError."""
+    from app.api import ROUTES
+    from app.api.deps import authenticate
+
+    def checks_token(route: APIRoute) -> bool:
+        pending = list(route.dependant.dependencies)
+        while pending:
+            dependency = pending.pop()
+            if dependency.call is authenticate:
+                return True
+            pending += dependency.dependencies
+        return False
+
+    tokened = {(f'{API}{r.path_format}', m.lower()) for r in ROUTES for m in r.methods or () if checks_token(r)}
+    assert len(tokened) >= 15, tokened
+    missing = []
+    for path, operations in openapi['paths'].items():
+        for method, operation in operations.items():
+            declared = operation['responses']
+            wanted = set()
+            if (path, method) in tokened:
+                wanted |= {'401', '403'}
+            if '{' in path:
+                wanted.add('404')
+            if 'requestBody' in operation:
+                wanted |= {'400', '413', '422'}
+            if operation.get('parameters'):
+                wanted.add('422')
+            missing += [f'{method.upper()} {path} {status}' for status in sorted(wanted - declared.keys())]
+            for status, response in declared.items():
+                if status.startswith('4'):
+                    ref = response['content']['application/json']['schema']['$ref']
+                    assert ref.endswith('/ValidationErrorOut' if status == '422' else '/ErrorOut'), (path, status)
+    assert missing == []
+    assert 'HTTPValidationError' not in openapi['components']['schemas']

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from tests.support.api import assert_client_error, record, uid
+from tests.support.openapi import assert_documented
 
 TOKENS = {'input_tokens': 10_000, 'cache_read_tokens': 4_000, 'cache_write_tokens': 1_000, 'output_tokens': 2_000}
 
@@ -123,3 +124,10 @@ def test_adding_a_price_prices_the_calls_already_stored_as_unpriced(api: httpx.C
     assert [(e['cost_source'], e['cost_micros']) for e in stored] == [('priced', 1_000_000 + 2_000_000)]
     agents = {a['id']: a for a in api.get('/agents').json()['items']}
     assert agents[agent]['total_cost_micros'] == 3_000_000
+
+
+def test_deleting_a_missing_override_is_a_documented_404(api: httpx.Client) -> None:
+    """Found by schemathesis: DELETE /prices answers 404 for a provider/model without an override."""
+    response = api.delete('/prices', params={'provider': 'openai', 'model': uid('no-override')})
+    assert_client_error(response, 404)
+    assert_documented(api, response, 'DELETE', '/prices')

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support.api import assert_client_error, assert_money, at, event, own_day, record_batch, uid
+from tests.support.openapi import assert_documented
 
 # --- sessions ---------------------------------------------------------------------------------------------------
 
@@ -197,3 +198,12 @@ def test_agents_are_listed_most_recent_first(api: httpx.Client) -> None:
     assert ids.index(later) < ids.index(earlier)
     stamps = [datetime.fromisoformat(a['last_request_at']) for a in items]
     assert stamps == sorted(stamps, reverse=True)
+
+
+@pytest.mark.parametrize(('method', 'template'), [('GET', '/sessions/{session_id}'),
+                                                  ('POST', '/sessions/{session_id}/end')])
+def test_unknown_session_404_is_documented(api: httpx.Client, method: str, template: str) -> None:
+    """Found by schemathesis: the 404 was not in /openapi.json."""
+    response = api.request(method, template.format(session_id=uid('no-session')))
+    assert_client_error(response, 404)
+    assert_documented(api, response, method, template)

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ConfigDict, Field, model_validator
 
 from app.api.deps import INGEST, RuntimeDep
+from app.api.errors import refusals
 from services.budget.checker import CheckRequest, CheckResult
 from services.core.errors import Unavailable
 from services.core.inputs import Input, Label
@@ -47,7 +48,8 @@ class CheckIn(Input):
 
 @router.post('/check', dependencies=INGEST, response_class=Response,
              responses={200: {'model': CheckResult, 'description': 'The decision, with a reason for each policy that '
-                                                                   'is not allow'}})
+                                                                   'is not allow'},
+                        **refusals(e503='Budget checks do not run in this process')})
 async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     """allow / warn / throttle / block for the call described, counting its estimate against what is left."""
     provider = body.provider.lower() if body.provider else None

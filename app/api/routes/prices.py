@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field, StringConstraints
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
+from app.api.errors import refusals
 from services.core.inputs import NO_NUL, Input
 from services.core.money import Usd
 from services.usage import price_overrides
@@ -33,7 +34,7 @@ def list_overrides(conn: ReadConn) -> OverrideList:
     return {'items': items, 'count': len(items)}
 
 
-@router.put('')
+@router.put('', responses=refusals(e503='No pricer runs in this process'))
 def put_override(body: OverrideIn, rt: RuntimeDep, actor: Admin) -> OverrideOut:
     """Create or replace the price of a provider/model (USD per million tokens). Events already stored as
     unpriced for that model are priced with it (`repriced_events`)."""
@@ -42,7 +43,8 @@ def put_override(body: OverrideIn, rt: RuntimeDep, actor: Admin) -> OverrideOut:
         'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok})
 
 
-@router.delete('')
+@router.delete('', responses=refusals(e404='No override for that provider/model',
+                                          e503='No pricer runs in this process'))
 def delete_override(provider: Annotated[str, Query(min_length=1, max_length=200)],
                     model: Annotated[str, Query(min_length=1, max_length=200)],
                     rt: RuntimeDep, actor: Admin) -> OverrideDeleted:

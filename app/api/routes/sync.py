@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
+from app.api.errors import refusals
 from services.sources.sync import SyncRuns, SyncStatus, sync_status
 
 router = APIRouter(prefix='/sync', tags=['sync'])
@@ -15,7 +16,8 @@ def status(conn: ReadConn, rt: RuntimeDep) -> SyncStatus:
     return {'sources': sync_status(conn, rt.settings.sources.enabled())}
 
 
-@router.post('/{source}')
+@router.post('/{source}', responses=refusals(e409='The source is not configured',
+                                             e503='No spend sources run in this process'))
 async def sync_now(source: str, rt: RuntimeDep, actor: Admin) -> SyncRuns:
     """Pull one source now (`all` for every configured one) and answer with the runs; 409 for a source that is
     not configured."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
+from app.api.errors import refusals
 from services.core.inputs import NO_NUL, Input, Label
 from services.core.money import Usd, usd_to_micros
 from services.spend import tasks
@@ -59,7 +60,7 @@ def _micros(usd: Decimal | None) -> int | None:
     return None if usd is None else usd_to_micros(usd)
 
 
-@router.post('', status_code=201)
+@router.post('', status_code=201, responses=refusals(e409='A task with that id exists'))
 def create_task(body: TaskIn, rt: RuntimeDep, actor: Admin) -> TaskOut:
     """Register a task; 409 when the id is taken."""
     return rt.commands.tasks.create(actor, body.title, body.id, body.agent_id, body.status, body.priority,

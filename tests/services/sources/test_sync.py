@@ -142,3 +142,22 @@ def test_sync_through_the_api_and_the_cli(fake: FakeAPI, tmp_path: Path) -> None
     finally:
         srv.stop()
     assert KEY not in srv.log()
+
+
+async def test_an_error_is_scrubbed_before_it_is_cut(engine: Engine, fake: FakeAPI) -> None:
+    """A refusal that echoes a configured secret (here one the puller itself does not know) right where the stored
+    error is cut: cut first, its prefix would be kept; scrubbed first, nothing of it is."""
+    other = 'smtp-Passw0rd-0123456789'
+    run = None
+    for padding in range(1960, 2000, 7):  # the secret straddles the 2,000 characters a run keeps
+        fake.route(KEY_PATH, Reply({'error': {'message': 'x' * padding + other + ' Bearer abc.def-123456'}},
+                                   status=400))
+        puller = OpenRouterPuller(KEY, fake.url, retries=0, backoff_s=0.01, timeout=2)
+        sync = SyncService(engine, {'openrouter_direct': puller}, EventHub(), lookback_days=3, secrets=(other,))
+        run = await sync.run('openrouter_direct')
+        await sync.aclose()
+        assert run['status'] == 'error' and run['error'] is not None
+        assert len(run['error']) <= 2000
+        assert other[:6] not in run['error'], run['error'][-60:]
+    with engine.connect() as conn:
+        assert other[:6] not in json.dumps(sync_status(conn, ['openrouter_direct']))
