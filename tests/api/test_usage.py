@@ -242,10 +242,9 @@ def test_refused_bodies_are_documented(api: httpx.Client, path: str) -> None:
         assert_documented(api, response, 'POST', path)
 
 
-@pytest.mark.xfail(strict=False, reason='bounded-input branch')
 def test_metadata_integer_beyond_64_bits_is_a_4xx_on_postgresql(tmp_path: Path) -> None:
     """Found by schemathesis on PostgreSQL: an integer in metadata beyond 64 bits reached orjson in the JSONB adapter
-    and raised (a 500); the metadata bounds belong to the bounded-input branch."""
+    and raised (a 500); stored input is now bounded (services/core/inputs.py)."""
     url = postgres_url()
     fresh_postgres_engine(url).dispose()
     srv = start_server(tmp_path, database_url=url)
