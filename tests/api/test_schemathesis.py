@@ -16,6 +16,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
     missing_required_header,
     response_schema_conformance,
     status_code_conformance,
@@ -27,7 +28,7 @@ from tests.support.servers import Server, start_server
 
 TOKEN = 'schemathesis-token'
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          unsupported_method, allow_header_conformance, missing_required_header]
+          unsupported_method, allow_header_conformance, missing_required_header, ignored_auth]
 MAX_EXAMPLES = 25
 
 
