@@ -3,8 +3,9 @@
 - Host: a loopback server answers only to loopback names and SPENDGAUGE_ALLOWED_HOSTS (DNS rebinding: a page of
   evil.example whose name resolves to 127.0.0.1 cannot read or drive it); a public one to SPENDGAUGE_ALLOWED_HOSTS
   when set.
-- Cross-site writes: an API write from a browser on another origin is refused (Origin, Sec-Fetch-Site), body-less
-  ones (pause) included, and a write with a body must be `application/json` (no `text/plain` form posts).
+- Cross-site: a write from a browser on another origin is refused (Origin, Sec-Fetch-Site), body-less ones (pause)
+  included, and so is the page's websocket; an API write with a body must be `application/json` (no `text/plain`
+  form posts, which need no CORS preflight).
 - Login: once any user or token exists, a page request without a logged-in session is sent to /login.
 """
 from __future__ import annotations
@@ -49,13 +50,14 @@ class RequestGuard:
             return await _refuse(scope, send, 421, f'this server does not answer to the host {host!r} (add it to '
                                                    'SPENDGAUGE_ALLOWED_HOSTS)')
         path: str = scope['path']
-        if scope['type'] == 'websocket':
-            return await self.app(scope, receive, send)
-        method: str = scope['method']
-        if path.startswith('/api/') and method not in SAFE_METHODS:
+        method: str = scope.get('method', 'GET')
+        if scope['type'] == 'websocket' or method not in SAFE_METHODS:  # the page's socket, and every write
             problem = _cross_site_problem(headers, host, allowed)
             if problem:
                 return await _refuse(scope, send, 403, problem)
+        if scope['type'] == 'websocket':
+            return await self.app(scope, receive, send)
+        if path.startswith('/api/') and method not in SAFE_METHODS:
             if _has_body(headers) and _media_type(headers) != 'application/json':
                 return await _refuse(scope, send, 415, 'writes take a JSON body: Content-Type: application/json')
         elif not path.startswith(OPEN_PREFIXES) and method in SAFE_METHODS and session.login_required() \

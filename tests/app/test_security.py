@@ -2,6 +2,7 @@
 against DNS rebinding, cross-site and non-JSON writes, the login redirect) on a real server process."""
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,3 +147,19 @@ def test_login_redirect_once_secured(tmp_path: Path) -> None:
 def test_cli_creates_the_first_admin_from_stdin_only(tmp_path: Path) -> None:
     result = cli('user', 'create', '--admin', '--db', f'sqlite:///{tmp_path / "x.db"}', cwd=tmp_path)
     _refused(result, '--password-stdin')
+
+
+def _upgrade(srv: Server, origin: str) -> int:
+    """The status a websocket upgrade of the page's socket gets (101: accepted)."""
+    host, port = srv.url.removeprefix('http://').split(':')
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f'GET /_nicegui_ws/socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n'
+                     f'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+                     f'Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n'.encode())
+        return int(conn.recv(1024).split(b' ', 2)[1])
+
+
+def test_the_page_socket_refuses_other_origins(local: Server) -> None:
+    """Cross-site websocket hijacking: a page of evil.example opening the dashboard's socket."""
+    assert _upgrade(local, 'https://evil.example') == 403
+    assert _upgrade(local, local.url) == 101
