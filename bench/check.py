@@ -1,7 +1,7 @@
 """Budget-check speed: checks per second and latency in process, and `POST /api/v1/check` over HTTP beside a
 trivial FastAPI endpoint measured in the same run, with 20 policies and 100 agents.
 
-    .venv/bin/python bench/check.py [--checks 50000] [--requests 2000]
+    .venv/bin/python bench/check.py [--checks 50000] [--requests 2000] [--token T]
 
 In process: a Checker on a SQLite file with the policies and a day of usage for every agent; each check is timed
 on its own with perf_counter_ns. Over HTTP: our server (`python -m app serve`, SQLite in a temporary directory)
@@ -202,13 +202,15 @@ def timed(client: httpx.Client, path: str, body: dict, into: list[float]) -> Non
     assert response.status_code == 200, response.text
 
 
-def over_http(tmp: Path, count: int, encoding: str = 'gzip') -> None:
-    server, url = launch(tmp, {})
+def over_http(tmp: Path, count: int, encoding: str = 'gzip', token: str | None = None) -> None:
+    server, url = launch(tmp, {'SPENDGAUGE_API_TOKENS': token} if token else {})
     bare, bare_url = bare_app(tmp)
     try:
         rng = random.Random(2)
         with httpx.Client(base_url=url, timeout=30) as ours, httpx.Client(base_url=bare_url, timeout=30) as other:
             ours.headers['Accept-Encoding'] = other.headers['Accept-Encoding'] = encoding
+            if token:
+                ours.headers['Authorization'] = f'Bearer {token}'
             for spec in policy_specs():
                 assert ours.post('/api/v1/policies', json=spec).status_code == 201
             assert ours.post('/api/v1/usage/batch', json={'events': usage(rng, 2000)}).status_code == 200
@@ -246,11 +248,12 @@ def main() -> None:
     parser.add_argument('--checks', type=int, default=50_000)
     parser.add_argument('--requests', type=int, default=2000)
     parser.add_argument('--encoding', default='gzip', help="the clients' Accept-Encoding (default gzip)")
+    parser.add_argument('--token', help='run the server with this API token and send it (the secured path)')
     args = parser.parse_args()
     print(f'{len(policy_specs())} policies, {len(AGENTS)} agents')
     with tempfile.TemporaryDirectory() as tmp:
         in_process(Path(tmp), args.checks)
-        over_http(Path(tmp), args.requests, args.encoding)
+        over_http(Path(tmp), args.requests, args.encoding, args.token)
 
 
 if __name__ == '__main__':

@@ -244,10 +244,15 @@ def test_an_unreadable_body_is_a_documented_400(api: httpx.Client) -> None:
 
 
 def test_refused_tokens_are_documented(secured: Server, anonymous: httpx.Client) -> None:
-    for headers, status in (({}, 401), ({'Authorization': 'Bearer wrong-token'}, 403)):
+    for headers, status in (({}, 401), ({'Authorization': 'Bearer wrong-token'}, 401)):
         response = anonymous.post('/eco', json={'eco_mode': True}, headers=headers)
         assert_client_error(response, status)
         assert_documented(anonymous, response, 'POST', '/eco')
+    with secured.client() as admin:
+        reader = admin.post('/tokens', json={'name': 'reader', 'role': 'read'}).json()['token']
+    response = anonymous.post('/eco', json={'eco_mode': True}, headers={'Authorization': f'Bearer {reader}'})
+    assert_client_error(response, 403, mentions='admin')
+    assert_documented(anonymous, response, 'POST', '/eco')
 
 
 @pytest.mark.parametrize(('method', 'path', 'allow'), [
