@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.core.errors import DomainError
+from services.core.inputs import error_message
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
     parts: list[str] = []
     for item in errors:
         loc = [str(p) for p in item.get('loc', ()) if p not in ('body', 'query', 'path', 'header')]
-        message = str(item.get('msg', 'invalid')).removeprefix('Value error, ')
+        message = error_message(item)
         if item.get('type') == 'json_invalid':
             message = 'the request body is not valid JSON'
             loc = []

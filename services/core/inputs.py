@@ -10,6 +10,7 @@ the request-limits middleware (app/api/limits.py) with `unstorable_text`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
@@ -25,6 +26,14 @@ Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 """An id or a name: agent, session, task, user, project, tag, model, provider, policy name, ..."""
 
 
+def error_message(error: Mapping[str, Any]) -> str:
+    """One of pydantic's errors as we show it: `Value error, ` dropped, and a NO_NUL pattern said in words."""
+    if error.get('type') == 'string_pattern_mismatch' and (error.get('ctx') or {}).get('pattern') == NO_NUL:
+        value = error.get('input')
+        return (unstorable_text(value) if isinstance(value, str) else None) or 'cannot be stored'
+    return str(error.get('msg', 'invalid')).removeprefix('Value error, ')
+
+
 def unstorable_text(value: str) -> str | None:
     """Why a string cannot be stored, or None."""
     if '\x00' in value:
@@ -36,9 +45,32 @@ def unstorable_text(value: str) -> str | None:
     return None
 
 
+def _surely_storable(encoded: bytes, max_depth: int) -> bool:
+    """What orjson made of a value shows it storable: orjson refuses lone surrogates and integers beyond 64 bits
+    itself; no escaped NUL; no `null` (orjson writes NaN and infinities as null, so those take the slow walk); and
+    no more brackets than levels allowed (brackets inside strings only send a value to the slow walk)."""
+    return (b'\\u0000' not in encoded and b'null' not in encoded
+            and encoded.count(b'{') + encoded.count(b'[') <= max_depth)
+
+
+def _encoded(value: Any) -> bytes | None:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a surrogate, a huge integer, a type JSON does not have
+        return None
+
+
 def unstorable(value: Any, max_depth: int = MAX_NESTING) -> tuple[str, str] | None:
     """(where, why) for the first part of a JSON-like value that cannot be stored, or None. `where` is a dotted path
-    ('' for the value itself)."""
+    ('' for the value itself). Ingest calls this for every event: orjson's C encoder answers for almost all of them,
+    the walk below only runs on what it cannot vouch for, and names the place."""
+    encoded = _encoded(value)
+    if encoded is not None and _surely_storable(encoded, max_depth):
+        return None
+    return _walk(value, max_depth)
+
+
+def _walk(value: Any, max_depth: int) -> tuple[str, str] | None:
     stack: list[tuple[Any, str, int]] = [(value, '', 0)]
     while stack:
         item, where, depth = stack.pop()
@@ -71,17 +103,42 @@ def unstorable(value: Any, max_depth: int = MAX_NESTING) -> tuple[str, str] | No
 
 def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     """A usage event's metadata: storable, at most MAX_METADATA_DEPTH deep and MAX_METADATA_BYTES as JSON."""
-    problem = unstorable(value, MAX_METADATA_DEPTH)
-    if problem:
-        where, reason = problem
-        raise ValueError(f'{where or "metadata"} {reason}')
-    try:
-        size = len(orjson.dumps(value))
-    except TypeError as exc:  # orjson's own limits, should the walk above have missed one
-        raise ValueError(f'cannot be stored as JSON: {exc}') from None
+    encoded = _encoded(value)
+    if encoded is None or not _surely_storable(encoded, MAX_METADATA_DEPTH):
+        problem = _walk(value, MAX_METADATA_DEPTH)
+        if problem:
+            where, reason = problem
+            raise ValueError(f'{where or "metadata"} {reason}')
+    if encoded is None:  # orjson's own limits, should the walk above have missed one
+        raise ValueError('cannot be stored as JSON')
+    size = len(encoded)
     if size > MAX_METADATA_BYTES:
         raise ValueError(f'is {size:,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are kept')
     return value
+
+
+def check_storable(data: Any) -> None:
+    problem = unstorable(data)
+    if problem:
+        where, reason = problem
+        raise ValueError(f'{where}: {reason}' if where else reason)
+
+
+def check_event(data: Any) -> None:
+    """A usage event, on the ingest path: only its metadata is free-form (every other field has a type whose
+    constraints refuse what cannot be stored, and unknown keys are dropped), so only the metadata is checked: one
+    encoding answers for almost every event, and the walk names the place in the others."""
+    metadata = data.get('metadata') if isinstance(data, dict) else None
+    if not isinstance(metadata, dict) or not metadata:
+        return
+    encoded = _encoded(metadata)
+    if encoded is not None and len(encoded) <= MAX_METADATA_BYTES and _surely_storable(encoded, MAX_METADATA_DEPTH):
+        return
+    check_storable({'metadata': metadata})  # names the place as Input's walk over the whole body would
+    try:
+        check_metadata(metadata)
+    except ValueError as exc:
+        raise ValueError(f'metadata: {exc}') from None
 
 
 class Input(BaseModel):
@@ -90,8 +147,5 @@ class Input(BaseModel):
     @model_validator(mode='before')
     @classmethod
     def _storable(cls, data: Any) -> Any:
-        problem = unstorable(data)
-        if problem:
-            where, reason = problem
-            raise ValueError(f'{where}: {reason}' if where else reason)
+        check_storable(data)
         return data

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from services.core.inputs import NO_NUL, Input, Label, check_metadata
+from services.core.inputs import NO_NUL, Input, Label, check_event, error_message
 from services.core.money import Usd
 from services.core.periods import checked_utc
 
@@ -52,10 +52,12 @@ class UsageEventIn(Input):
                              f'({self.input_tokens}); input_tokens includes cached tokens')
         return self
 
-    @field_validator('metadata')
+    @model_validator(mode='before')
     @classmethod
-    def _metadata_storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_metadata(value)
+    def _storable(cls, data: Any) -> Any:
+        """Replaces Input's walk over the whole body: ingest checks only the free-form metadata."""
+        check_event(data)
+        return data
 
     @field_validator('ts')
     @classmethod
@@ -72,6 +74,6 @@ def describe_errors(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False):
         where = '.'.join(str(p) for p in item['loc'])
-        message = item['msg'].removeprefix('Value error, ')
+        message = error_message(item)
         parts.append(f'{where}: {message}' if where else message)
     return '; '.join(parts)
