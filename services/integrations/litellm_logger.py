@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = 'http://127.0.0.1:8080'
 MAX_BATCH = 10_000  # what POST /api/v1/usage/batch accepts
 ATTRIBUTION = ('agent_id', 'session_id', 'task_id', 'user_id', 'project')
+NO_USER = 'default_user_id'  # what LiteLLM's proxy names the owner of a call made with the master key
+CLIENT_TAG_PREFIX = 'user-agent:'  # LiteLLM tags every proxy call with its client's User-Agent: not our tags
 ALIASES = {'agent': 'agent_id', 'session': 'session_id', 'task': 'task_id', 'user': 'user_id'}
 HEADER_PREFIX = 'x-spendgauge-'  # x-spendgauge-agent-id: planner -> agent_id
 Outcome = Literal['ok', 'retry', 'discard']
@@ -361,7 +363,10 @@ class BudgetRejected(Exception):
         super().__init__(f'SpendGauge {decision}: {reasons}')
         self.status_code = 429  # the proxy answers with the status_code, message and headers of what its hook raises
         self.message = self.detail = str(self)
-        self.headers = {'Retry-After': str(answer['retry_after_s'])} if answer.get('retry_after_s') else {}
+        # a block is no rate limit: the OpenAI and Anthropic SDKs retry a 429 unless told not to
+        self.headers = {'x-should-retry': 'false'} if decision == 'block' else {}
+        if answer.get('retry_after_s'):
+            self.headers['Retry-After'] = str(answer['retry_after_s'])
         self.answer = answer
 
 
@@ -398,7 +403,7 @@ def _attribution(kwargs: Any, slo: dict[str, Any], slo_meta: dict[str, Any]) -> 
                  'session_id': slo.get('session_id'),
                  'project': slo_meta.get('user_api_key_project_alias')}
     for key, value in fallbacks.items():
-        if label := _label(value):
+        if (label := _label(value)) and not (key == 'user_id' and label == NO_USER):
             found[key] = label
     params_meta = (kwargs.get('litellm_params') or {}).get('metadata') or {}
     headers = slo_meta.get('requester_custom_headers') or {}
@@ -411,12 +416,13 @@ def _attribution(kwargs: Any, slo: dict[str, Any], slo_meta: dict[str, Any]) -> 
             continue
         for key, value in source.items():
             name = ALIASES.get(key, key)
-            if name in ATTRIBUTION and (label := _label(value)):
+            if name in ATTRIBUTION and (label := _label(value)) and not (name == 'user_id' and label == NO_USER):
                 found[name] = label
         extra = source.get('tags')
         tags += [extra] if isinstance(extra, str) else extra if isinstance(extra, list) else []
     tags = [*(slo.get('request_tags') or []), *tags]
-    unique = list(dict.fromkeys(t for t in (_label(tag) for tag in tags) if t))[:50]
+    unique = list(dict.fromkeys(t for t in (_label(tag) for tag in tags)
+                                if t and not t.lower().startswith(CLIENT_TAG_PREFIX)))[:50]
     return {**found, 'tags': unique}
 
 

@@ -191,6 +191,23 @@ def test_proxy_metadata_and_headers_map_to_the_event() -> None:
     assert litellm_event({'standard_logging_object': {**slo, 'status': 'failure'}}) is None
 
 
+def test_the_master_key_is_no_user_and_the_client_is_no_tag() -> None:
+    """Found against a real proxy: master-key calls carry user_api_key_user_id 'default_user_id', and LiteLLM adds
+    the client's `User-Agent: ...` to request_tags."""
+    slo = {'litellm_call_id': 'call-2', 'status': 'success', 'custom_llm_provider': 'openai', 'model': 'gpt-4o',
+           'prompt_tokens': 10, 'completion_tokens': 2, 'startTime': 1_764_000_000.0, 'endTime': 1_764_000_001.0,
+           'request_tags': ['User-Agent: OpenAI/Python 1.99.1', 'User-Agent: OpenAI', 'team-a'], 'end_user': None,
+           'metadata': {'user_api_key_user_id': 'default_user_id',
+                        'requester_metadata': {'user_id': 'default_user_id', 'agent_id': 'planner'}}}
+    event = litellm_event({'standard_logging_object': slo, 'litellm_call_id': 'call-2'})
+    assert event is not None
+    assert 'user_id' not in event and event['agent_id'] == 'planner'
+    assert event['tags'] == ['team-a']
+    check = litellm_logger.check_request({**proxy_request('planner'),
+                                          'metadata': {'user_api_key_user_id': 'default_user_id'}})
+    assert 'user_id' not in check
+
+
 # --- it never gets in the LLM call's way -------------------------------------------------------------------------
 
 def test_hook_returns_in_microseconds(litellm: ModuleType, make_logger: Any,
@@ -465,6 +482,7 @@ async def test_the_proxy_rejects_a_call_the_budget_blocks(litellm: ModuleType, s
             with pytest.raises(litellm_logger.BudgetRejected) as rejected:
                 await hook.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion')
             assert rejected.value.status_code == 429 and 'would cross the limit' in rejected.value.message
+            assert rejected.value.headers['x-should-retry'] == 'false'  # the SDKs would retry a 429 twice
             off = SpendGaugeLogger(server.url)  # enforce is off by default: the hook never asks
             assert await off.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion') is None
             off.close(timeout=1)
