@@ -67,8 +67,10 @@ class SourceClient:
                         await asyncio.sleep(wait)
                         continue
                     raise error
-                if response.status_code >= 500:
-                    error = SourceError('server', f'{path}: server error {response.status_code}')
+                if response.status_code >= 500:  # with the server's reason when it gave one in JSON (LiteLLM
+                    reason = _json_reason(response)  # without its database: "DB not connected ...")
+                    error = SourceError('server', self.scrub(f'{path}: server error {response.status_code}'
+                                                             + (f': {reason}' if reason else '')))
                 elif response.status_code >= 400:
                     raise SourceError('unavailable' if response.status_code == 405 else 'server',
                                       self.scrub(f'{path}: refused ({response.status_code}): {_detail(response)}'))
@@ -120,13 +122,22 @@ def _retry_after(response: httpx.Response, default: float) -> float:
 
 def _detail(response: httpx.Response) -> str:
     """What the server said, uncut: it is scrubbed before it is ever cut (services/sources/sync.py)."""
+    reason = _json_reason(response)
+    return reason if reason is not None else response.text
+
+
+def _json_reason(response: httpx.Response) -> str | None:
+    """The reason in a JSON error body (`{"error": {"message": ...}}`, `{"detail": {"error": ...}}`, ...); None when
+    the body is not JSON (an HTML error page says nothing worth keeping)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text
-    if isinstance(body, dict):
-        for key in ('error', 'detail', 'message'):
-            if key in body:
-                value = body[key]
-                return str(value.get('message', value) if isinstance(value, dict) else value)
-    return str(body)
+        return None
+    for _ in range(3):  # the reason sits at most this deep in the shapes seen
+        if not isinstance(body, dict):
+            break
+        key = next((k for k in ('message', 'error', 'detail') if body.get(k)), None)
+        if key is None:
+            break
+        body = body[key]
+    return str(body) if body not in (None, '', {}) else None

@@ -299,6 +299,7 @@ async def test_server_error_that_persists(proxy: FakeAPI) -> None:
     proxy.route(DAILY, Reply({'detail': {'error': 'Database not connected'}}, status=500))
     error = await pull_error(proxy.url, retries=2)
     assert error.kind == 'server'
+    assert str(error).endswith('server error 500: Database not connected')  # LiteLLM's reason, not just a status
     assert len(proxy.hits(DAILY)) == 3 and proxy.hits(LOGS) == []
 
 
