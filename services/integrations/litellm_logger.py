@@ -83,7 +83,7 @@ class SpendGaugeLogger(_Base):
         self._transport = transport
         self._reset_state()
         self.counts = dict.fromkeys(('recorded', 'delivered', 'duplicate', 'rejected', 'dropped', 'discarded',
-                                     'failed_attempts', 'hook_errors'), 0)
+                                     'failed_attempts', 'hook_errors', 'token_refused'), 0)
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
         if hasattr(os, 'register_at_fork'):
@@ -107,6 +107,7 @@ class SpendGaugeLogger(_Base):
         self._closed = False
         self._stop_at: float | None = None  # close(): give up retrying at this monotonic time
         self._down = False
+        self._token_refused = False
 
     # --- LiteLLM hooks: never raise, never wait ----------------------------------------------------------------
 
@@ -179,8 +180,9 @@ class SpendGaugeLogger(_Base):
                         self.max_queue)
 
     def stats(self) -> dict[str, int]:
-        """Counters (recorded, delivered, duplicate, rejected, dropped, discarded, failed_attempts, hook_errors)
-        and what is waiting now (queued, in_flight)."""
+        """Counters (recorded, delivered, duplicate, rejected, dropped, discarded, failed_attempts, hook_errors,
+        token_refused: deliveries refused for the token, kept and retried) and what is waiting now (queued,
+        in_flight)."""
         with self._cond:
             return {**self.counts, 'queued': len(self._queue), 'in_flight': self._in_flight}
 
@@ -287,7 +289,15 @@ class SpendGaugeLogger(_Base):
         if response.status_code in (408, 429) or response.status_code >= 500:
             self._went_down(f'HTTP {response.status_code}')
             return 'retry', _retry_after(response, self.max_backoff_s)
-        if response.status_code >= 400:  # 401, 413, 422...: sending it again will not help
+        if response.status_code in (401, 403):  # a wrong or rotated token: keep the events until it is put right
+            self.counts['token_refused'] += 1
+            if not self._token_refused:
+                self._token_refused = True
+                log.error('SpendGauge refused the token (HTTP %d: %s); keeping the events and retrying: give the '
+                          'callback a token with the ingest role (spendgauge token create --role ingest)',
+                          response.status_code, response.text[:200])
+            return 'retry', self.max_backoff_s
+        if response.status_code >= 400:  # 413, 422...: sending it again will not help
             self.counts['discarded'] += len(batch)
             log.error('SpendGauge refused %d events (HTTP %d): %s', len(batch), response.status_code,
                       response.text[:200])
@@ -295,6 +305,9 @@ class SpendGaugeLogger(_Base):
         if self._down:
             self._down = False
             log.warning('SpendGauge at %s is reachable again', self.batch_url)
+        if self._token_refused:
+            self._token_refused = False
+            log.warning('SpendGauge accepts the token again; sending the kept events')
         try:
             body = response.json()
             counts = {key: int(body.get(key, 0)) for key in ('stored', 'duplicate', 'rejected')}

@@ -304,6 +304,39 @@ def test_down_spendgauge_keeps_events_and_delivers_when_back(litellm: ModuleType
     assert logger.stats()['dropped'] == 0 and logger.stats()['delivered'] == 5
 
 
+def test_a_refused_token_keeps_the_events_until_it_is_accepted(litellm: ModuleType, make_logger: Any,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong or rotated token is put right on the server side: nothing recorded meanwhile is lost, and the log
+    says once what is wrong."""
+    port = servers.free_port()
+    logger = make_logger(f'http://127.0.0.1:{port}', token='the-new-token')
+    agent = uid('agent')
+    (tmp_path / 'old').mkdir()
+    (tmp_path / 'fixed').mkdir()
+    old = start_on(port, tmp_path / 'old', monkeypatch)  # knows only TOKEN
+    try:
+        for _ in range(2):
+            litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                               metadata={'agent_id': agent})
+        recorded(logger, 2)
+        wait_until(lambda: logger.stats()['token_refused'] >= 3)
+        assert {k: logger.stats()[k] for k in ('delivered', 'discarded', 'dropped')} == \
+            {'delivered': 0, 'discarded': 0, 'dropped': 0}
+    finally:
+        old.stop()
+    refusals = [r for r in caplog.records if 'refused the token' in r.getMessage()]
+    assert len(refusals) == 1 and 'ingest' in refusals[0].getMessage()
+    monkeypatch.setattr(servers, 'free_port', lambda: port)
+    fixed = servers.start_server(tmp_path / 'fixed', token='the-new-token')
+    try:
+        assert logger.flush(20)
+        with fixed.client() as client:
+            assert len(usage(client, agent_id=agent)) == 2
+    finally:
+        fixed.stop()
+
+
 def test_full_queue_drops_the_oldest(litellm: ModuleType, make_logger: Any, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     port = servers.free_port()
