@@ -33,7 +33,8 @@ def event_from_response(response: Any, *, body: Mapping[str, Any] | None = None,
                         event_id: str | None = None, agent_id: str | None = None, session_id: str | None = None,
                         task_id: str | None = None, user_id: str | None = None, project: str | None = None,
                         tags: list[str] | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The usage event for a LiteLLM proxy response (channel 'litellm', source 'sdk')."""
+    """The usage event for a LiteLLM proxy response (channel 'litellm'). Keyed by LiteLLM's call id it shares the
+    callback's source, `litellm_callback`, so a call recorded both ways counts once; otherwise its source is `sdk`."""
     response = getattr(response, 'http_response', response)  # the OpenAI SDK's raw response wraps httpx's
     headers = {str(k).lower(): str(v) for k, v in (getattr(response, 'headers', None) or {}).items()}
     if body is None:
@@ -41,10 +42,11 @@ def event_from_response(response: Any, *, body: Mapping[str, Any] | None = None,
     raw_usage = body.get('usage')
     usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     provider, name = split_litellm_model(headers.get('x-litellm-model-name') or body.get('model'))
+    call_id = None if event_id else headers.get('x-litellm-call-id')
     event: dict[str, Any] = {
-        'event_id': event_id or headers.get('x-litellm-call-id') or body.get('id') or uuid.uuid4().hex,
+        'event_id': event_id or call_id or body.get('id') or uuid.uuid4().hex,
         'model': model or name or headers.get('x-litellm-model-group') or 'unknown',
-        'provider': provider or None, 'channel': 'litellm', 'source': 'sdk',
+        'provider': provider or None, 'channel': 'litellm', 'source': 'litellm_callback' if call_id else 'sdk',
         'agent_id': agent_id, 'session_id': session_id, 'task_id': task_id, 'user_id': user_id, 'project': project,
         'tags': list(tags or []), 'latency_ms': _latency(headers.get('x-litellm-response-duration-ms')),
         **_tokens(usage, body),

@@ -431,13 +431,30 @@ def test_record_from_response_stores_the_header_cost(litellm_proxy: FakeAPI, ser
     assert stored is not None and stored['status'] == 'stored'
     [event] = usage(api, agent_id=agent)
     assert (event['event_id'], event['cost_micros'], event['cost_source']) == (call_id, 2200, 'reported')
-    assert (event['channel'], event['source'], event['provider'], event['model']) == ('litellm', 'sdk', 'openai',
-                                                                                      'gpt-4o')
+    assert (event['channel'], event['source'], event['provider'], event['model']) == \
+        ('litellm', 'litellm_callback', 'openai', 'gpt-4o')  # keyed by LiteLLM's call id, as the callback is
     assert (event['input_tokens'], event['cache_read_tokens'], event['output_tokens']) == (1000, 400, 20)
     assert (event['session_id'], event['task_id'], event['tags'], event['latency_ms']) == ('s-1', 't-1', ['helper'],
                                                                                            812)
     again = record_from_response(response, server.url, agent_id=agent)
     assert again is not None and again['status'] == 'duplicate'  # the call id is the idempotency key
+
+
+def test_a_call_recorded_by_the_callback_and_the_helper_counts_once(litellm_proxy: FakeAPI, server: Server,
+                                                                   api: httpx.Client) -> None:
+    call_id, agent = str(uuid.uuid4()), uid('agent')
+    slo = {'litellm_call_id': call_id, 'status': 'success', 'custom_llm_provider': 'openai', 'model': 'gpt-4o',
+           'prompt_tokens': 1000, 'completion_tokens': 20, 'startTime': time.time(), 'endTime': time.time(),
+           'response_cost': 0.0022, 'metadata': {'requester_metadata': {'agent_id': agent}}}
+    from_callback = litellm_event({'standard_logging_object': slo, 'litellm_call_id': call_id})
+    assert from_callback is not None
+    assert api.post('/usage', json=from_callback).json()['status'] == 'stored'
+    litellm_proxy.route('/chat/completions', Reply(CHAT, headers=proxy_headers('0.0022', call_id, 'openai/gpt-4o')),
+                        method='POST')
+    response = httpx.post(litellm_proxy.url + '/chat/completions', json={'model': 'gpt-4o', 'messages': MESSAGES})
+    helped = record_from_response(response, server.url, agent_id=agent)
+    assert helped is not None and helped['status'] == 'duplicate'
+    assert len(usage(api, agent_id=agent)) == 1
 
 
 async def test_async_helper_with_an_anthropic_messages_response(litellm_proxy: FakeAPI, server: Server,
