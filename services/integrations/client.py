@@ -11,6 +11,7 @@ no cost and SpendGauge prices the tokens itself. A failure to record is logged a
 """
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -117,9 +118,41 @@ def _tokens(usage: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, int]
 def _json(response: Any) -> dict[str, Any]:
     try:
         body = response.json()
-    except Exception:  # a streamed or non-JSON body: the header alone is still worth recording
-        return {}
+    except Exception:  # a streamed (SSE) or non-JSON body
+        try:
+            return _streamed(str(response.text))
+        except Exception:  # not read, or not text: the header alone is still worth recording
+            return {}
     return body if isinstance(body, dict) else {}
+
+
+def _streamed(text: str) -> dict[str, Any]:
+    """A streamed response's body as one JSON answer would have it: id, model and type from the first chunks, usage
+    gathered from every chunk that carries it (OpenAI's last chunk with `stream_options.include_usage`, LiteLLM's
+    `usage.cost`; Anthropic's `message_start` and `message_delta`)."""
+    body: dict[str, Any] = {}
+    usage: dict[str, Any] = {}
+    for line in text.splitlines():
+        data = line[5:].strip() if line.startswith('data:') else ''
+        if not data or data == '[DONE]':
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            continue
+        if not isinstance(chunk, dict):
+            continue
+        part = chunk.get('message') if chunk.get('type') == 'message_start' else chunk
+        if not isinstance(part, dict):
+            continue
+        for key in ('id', 'model', 'type'):
+            if part.get(key) and key not in body:
+                body[key] = part[key]
+        if isinstance(part.get('usage'), dict):
+            usage.update({k: v for k, v in part['usage'].items() if v is not None})
+    if usage:
+        body['usage'] = usage
+    return body
 
 
 def _usd(value: Any, what: str) -> str | None:

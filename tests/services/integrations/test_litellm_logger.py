@@ -9,6 +9,7 @@ os.environ.setdefault('LITELLM_LOCAL_MODEL_COST_MAP', 'True')
 os.environ.setdefault('LITELLM_TELEMETRY', 'False')
 
 import asyncio
+import json
 import logging
 import statistics
 import time
@@ -438,6 +439,38 @@ def test_record_from_response_stores_the_header_cost(litellm_proxy: FakeAPI, ser
                                                                                            812)
     again = record_from_response(response, server.url, agent_id=agent)
     assert again is not None and again['status'] == 'duplicate'  # the call id is the idempotency key
+
+
+def sse(*chunks: dict[str, Any]) -> bytes:
+    return b''.join(f'data: {json.dumps(chunk)}\n\n'.encode() for chunk in chunks) + b'data: [DONE]\n\n'
+
+
+@pytest.mark.parametrize('shape', ['openai', 'anthropic'])
+def test_a_streamed_response_is_recorded_with_its_usage_and_cost(litellm_proxy: FakeAPI, server: Server,
+                                                                 api: httpx.Client, shape: str) -> None:
+    """Found against a real proxy: a streamed response was stored as 0 tokens and $0 although its chunks carry
+    usage (and, with include_cost_in_streaming_usage, LiteLLM's cost)."""
+    call_id, agent = str(uuid.uuid4()), uid('agent')
+    if shape == 'openai':
+        body = sse({'id': 'chatcmpl-9', 'object': 'chat.completion.chunk', 'model': 'gpt-4o',
+                    'choices': [{'index': 0, 'delta': {'content': 'o'}}], 'usage': None},
+                   {'id': 'chatcmpl-9', 'object': 'chat.completion.chunk', 'model': 'gpt-4o', 'choices': [],
+                    'usage': {'prompt_tokens': 1000, 'completion_tokens': 20, 'cost': 0.0027}})
+        headers, expected = {'x-litellm-call-id': call_id, 'x-litellm-model-name': 'openai/gpt-4o'}, (1000, 20, 2700)
+    else:
+        body = sse({'type': 'message_start', 'message': {'id': 'msg_1', 'type': 'message', 'model': 'claude-sonnet-4-5',
+                                                          'usage': {'input_tokens': 100, 'output_tokens': 1}}},
+                   {'type': 'content_block_delta', 'index': 0, 'delta': {'type': 'text_delta', 'text': 'ok'}},
+                   {'type': 'message_delta', 'delta': {'stop_reason': 'end_turn'}, 'usage': {'output_tokens': 40}})
+        headers = {'x-litellm-call-id': call_id, 'x-litellm-model-name': 'anthropic/claude-sonnet-4-5'}
+        expected = (100, 40, 100 * 3 + 40 * 15)  # priced by SpendGauge: $3 and $15 per million tokens
+    litellm_proxy.route('/chat/completions', Reply(raw=body, headers={'content-type': 'text/event-stream', **headers}),
+                        method='POST')
+    response = httpx.post(litellm_proxy.url + '/chat/completions', json={'model': 'x', 'stream': True})
+    stored = record_from_response(response, server.url, agent_id=agent)
+    assert stored is not None and stored['status'] == 'stored'
+    [event] = usage(api, agent_id=agent)
+    assert (event['input_tokens'], event['output_tokens'], event['cost_micros']) == expected
 
 
 def test_a_call_recorded_by_the_callback_and_the_helper_counts_once(litellm_proxy: FakeAPI, server: Server,
