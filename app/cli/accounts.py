@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.cli.backends import CLI_ACTOR, CliError
+from app.cli.backends import CLI_ACTOR, CliError, DirectBackend
 from app.cli.output import table
 from services.accounts import tokens, users
 from services.core.access import Role
-from services.core.settings import load_settings
 
 
 def register(sub: Any) -> None:
@@ -64,15 +63,11 @@ def _password_option(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def _runtime(db: str | None) -> Iterator[Any]:
-    from app import runtime
-
-    owned = runtime.running() is None  # in the server's own process (tests) it is the server's
-    rt = runtime.start(load_settings().with_overrides(database_url=db))
+    backend = DirectBackend(db)  # the database itself; closing tells a running server on it
     try:
-        yield rt
+        yield backend.rt
     finally:
-        if owned:
-            runtime.stop()  # tells a running server on the same database
+        backend.close()
 
 
 def _password(args: argparse.Namespace) -> str:

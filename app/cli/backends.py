@@ -154,7 +154,8 @@ class DirectBackend:
     """Uses the commands and read models on the database itself: no server needed. What it changes is announced
     like any change (the other instances on the same PostgreSQL hear of it before the command exits)."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str | None) -> None:
+        """On `database_url`, or the configured database when None."""
         from app import runtime  # the database layer: only for --db, so --url commands start fast
 
         self._runtime = runtime

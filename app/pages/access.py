@@ -2,6 +2,9 @@
 change their own password here."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from nicegui import run, ui
 
 from app import runtime
@@ -16,6 +19,7 @@ from services.core.errors import DomainError
 TOKEN_ROLES = {Role.INGEST.value: 'ingest: record usage, /check', Role.READ.value: 'read: every GET',
                Role.ADMIN.value: 'admin: everything'}
 USER_ROLES = {Role.READ.value: 'read-only', Role.ADMIN.value: 'admin'}
+T = TypeVar('T')
 
 
 def _load() -> tuple[list[TokenOut], list[UserOut]]:
@@ -109,14 +113,18 @@ async def settings_page() -> None:
         token_list.refresh()
         user_list.refresh()
 
-    async def create_token() -> None:
+    async def attempt(command: Callable[..., T], *args: Any) -> T | None:
+        """The command as this page's user, in a worker thread; None (after saying why) when it was refused or the
+        app is stopping."""
         try:
-            created = await run.io_bound(commands.create_token, page_actor(), Role(token_role.value),
-                                         token_name.value or '')
+            return await run.io_bound(command, page_actor(), *args)
         except DomainError as exc:
             ui.notify(str(exc), type='warning')
-            return
-        if created is None:  # the app is stopping
+            return None
+
+    async def create_token() -> None:
+        created = await attempt(commands.create_token, Role(token_role.value), token_name.value or '')
+        if created is None:
             return
         shown.value = created['token']
         shown.set_visibility(True)
@@ -125,21 +133,14 @@ async def settings_page() -> None:
         await reload()
 
     async def revoke(item: TokenOut) -> None:
-        try:
-            await run.io_bound(commands.revoke_token, page_actor(), item['id'])
-        except DomainError as exc:
-            ui.notify(str(exc), type='warning')
+        if await attempt(commands.revoke_token, item['id']) is None:
             return
         ui.notify(f'Revoked {item["name"]}')
         await reload()
 
     async def add_user() -> None:
-        try:
-            user = await run.io_bound(commands.create_user, page_actor(), user_name.value or '',
-                                      user_password.value or '', Role(user_role.value))
-        except DomainError as exc:
-            ui.notify(str(exc), type='warning')
-            return
+        user = await attempt(commands.create_user, user_name.value or '', user_password.value or '',
+                             Role(user_role.value))
         if user is None:
             return
         user_name.value = user_password.value = ''
@@ -147,10 +148,7 @@ async def settings_page() -> None:
         await reload()
 
     async def delete_user(item: UserOut) -> None:
-        try:
-            await run.io_bound(commands.delete_user, page_actor(), item['name'])
-        except DomainError as exc:
-            ui.notify(str(exc), type='warning')
+        if await attempt(commands.delete_user, item['name']) is None:
             return
         ui.notify(f'Deleted {item["name"]}')
         await reload()

@@ -6,17 +6,8 @@ from services.accounts.tokens import TokenCreated, TokenOut
 from services.accounts.users import UserOut
 from services.commands.base import CommandContext
 from services.core.access import Actor, Role, require
-from services.core.errors import Forbidden, Invalid
+from services.core.errors import Forbidden
 from services.live.topics import AccountsChanged
-
-MAX_NAME = 100
-
-
-def _label(name: str, what: str) -> str:
-    name = name.strip()
-    if not name or len(name) > MAX_NAME or not name.isprintable():
-        raise Invalid(f'{what}: 1 to {MAX_NAME} printable characters')
-    return name
 
 
 class AccountCommands:
@@ -27,7 +18,7 @@ class AccountCommands:
         """A new token with this role; the answer holds the token, which is not stored and not shown again."""
         require(actor, Role.ADMIN, 'creating a token')
         with self.ctx.transaction() as conn:
-            created = tokens.create(conn, _label(name, 'name'), Role(role), actor.name)
+            created = tokens.create(conn, users.checked_name(name), Role(role), actor.name)
         self.ctx.publish(AccountsChanged('token created'))
         return created
 
