@@ -11,7 +11,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine
 
 from services.accounts.directory import Directory
-from services.budget import policies
+from services.budget import limits, policies
 from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
 from services.core.db import create_db_engine, upgrade
@@ -112,15 +112,14 @@ def start(settings: Settings | None = None) -> Runtime:
 
 
 def preload_policies(engine: Engine, settings: Settings) -> None:
-    """Re-sync the policies of origin 'file' (SPENDGAUGE_POLICIES_FILE) and 'env' (DAILY_BUDGET_LIMIT, ...)."""
+    """Re-sync the policies of SPENDGAUGE_POLICIES_FILE and the limits from the environment."""
     try:
         from_file = policies.load_file(settings.policies_file) if settings.policies_file else []
-        from_env = policies.env_policies(settings.env_budget_limits)
     except (OSError, ValueError) as exc:
         raise SettingsError(f'policies: {exc}') from None
     with engine.begin() as conn:
         policies.sync_origin(conn, 'file', from_file)
-        policies.sync_origin(conn, 'env', from_env)
+        limits.sync_environment(conn, settings.env_limits, settings.limit_action)
 
 
 def running() -> Runtime | None:

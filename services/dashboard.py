@@ -12,8 +12,9 @@ from typing_extensions import TypedDict
 
 from services.alerting.alerts import Severity
 from services.alerting.notify import DeliveryOut, last_eco_delivery
-from services.budget import eco, thresholds
+from services.budget import eco, limits, thresholds
 from services.budget.eco import EcoState
+from services.budget.limits import LimitOut
 from services.budget.thresholds import ThresholdsOut
 from services.core.context import BudgetContext
 from services.core.tables import ALERTS
@@ -86,6 +87,7 @@ class DashboardSnapshot:
     reconciliation: list[ReconciledDay]  # the last 30 days per provider, newest first
     sync: list[SourceStatus]
     eco_delivery: DeliveryOut | None  # how the last eco-mode change reached the n8n webhook
+    limit: LimitOut | None  # today's limit: the global policy the gauge, /check and the forecast read
     thresholds: ThresholdsOut
     alerts: AlertCounts
     plan: PlanOut | None  # the pending tasks within what is left today; None without a daily limit
@@ -111,6 +113,7 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
                         for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, zone, now))],
         sync=sync_status(conn, list(config.configured_sources)),
         eco_delivery=last_eco_delivery(conn),
+        limit=limits.describe(limits.limit_policy(conn, 'day')),
         thresholds=thresholds.get_thresholds(conn).as_dict(),
         alerts=alert_counts(conn),
         plan=planner.plan_open_tasks(conn, summary['remaining_micros'], now),

@@ -89,8 +89,9 @@ def ledger(engine: Engine, hub: EventHub) -> Ledger:
 
 @pytest.fixture(scope='session')
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the session; tests use their own agent and session ids, or compare before and after."""
-    srv = start_server(tmp_path_factory.mktemp('server'))
+    """One server for the session; tests use their own agent and session ids, or compare before and after. No daily
+    limit: the spend of every test adds up here, and a global limit would block the later ones."""
+    srv = start_server(tmp_path_factory.mktemp('server'), SPENDGAUGE_DAILY_LIMIT_USD='none')
     yield srv
     srv.stop()
 

@@ -19,6 +19,11 @@ def usd(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def usd_or_none(text: str) -> Decimal | None:
+    """A dollar amount, or `none`."""
+    return None if text.strip().lower() == 'none' else usd(text)
+
+
 def tokens(text: str) -> int:
     try:
         value = int(text.replace(',', '').replace('_', ''))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 
+from services.budget.limits import LimitAction
 from services.core.access import Actor, Role
 from services.core.errors import DomainError, Invalid
 from services.core.money import usd_to_micros
@@ -31,7 +32,7 @@ class Backend(Protocol):
     def record(self, event: dict[str, Any]) -> dict[str, Any]: ...
     def summary(self, period: str) -> dict[str, Any]: ...
     def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
-    def set_limit(self, period: PeriodName, usd: Decimal) -> dict[str, Any]: ...
+    def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]: ...
     def sync(self, source: str) -> dict[str, Any]: ...
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str: ...
     def policies(self) -> list[dict[str, Any]]: ...
@@ -92,8 +93,11 @@ class HttpBackend:
     def breakdown(self, by: str, period: str) -> dict[str, Any]:
         return self.call('GET', f'/budget/by-{by}', params={'period': period})
 
-    def set_limit(self, period: PeriodName, usd: Decimal) -> dict[str, Any]:
-        return self.call('PUT', f'/budget/limits/{period}', json={'limit_usd': str(usd)})
+    def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]:
+        if usd is None:
+            return self.call('DELETE', f'/budget/limits/{period}')
+        body = {'limit_usd': str(usd)} | ({'action': action} if action else {})
+        return self.call('PUT', f'/budget/limits/{period}', json=body)
 
     def sync(self, source: str) -> dict[str, Any]:
         return self.call('POST', f'/sync/{source}', timeout=600)
@@ -189,8 +193,11 @@ class DirectBackend:
         span = budget.resolve_range(period, None, None, self.rt.settings.zone)
         return self._read(budget.spend_breakdown, BREAKDOWNS[by], span)
 
-    def set_limit(self, period: PeriodName, usd: Decimal) -> dict[str, Any]:
-        return dict(self.rt.commands.limits.set(CLI_ACTOR, period, usd_to_micros(usd)))
+    def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]:
+        limits = self.rt.commands.limits
+        if usd is None:
+            return dict(limits.remove(CLI_ACTOR, period))
+        return dict(limits.set(CLI_ACTOR, period, usd_to_micros(usd), cast(LimitAction | None, action)))
 
     def sync(self, source: str) -> dict[str, Any]:
         async def run() -> list[Any]:

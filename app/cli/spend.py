@@ -5,9 +5,10 @@ import argparse
 import json
 from typing import Any
 
-from app.cli.args import PERIODS, client_options, tokens, usd
+from app.cli.args import PERIODS, client_options, tokens, usd, usd_or_none
 from app.cli.backends import BREAKDOWNS, Backend, CliError
 from app.cli.output import table
+from services.budget.limits import LIMIT_ACTIONS
 from services.core.export import csv_text
 from services.core.money import format_usd
 
@@ -48,10 +49,13 @@ def register(sub: Any) -> None:
     usage.add_argument('--format', choices=['table', 'json', 'csv'], default='table')
     usage.set_defaults(run=cmd_get_usage)
 
-    limit = sub.add_parser('set-limit', help='set the day, week or month budget limit')
+    limit = sub.add_parser('set-limit', help='set the day, week or month budget limit',
+                           description='The limit is a global policy of the period: warn at 80 %%, throttle at '
+                                       '95 %%, block at 100 %% (--action caps how far it goes). `none` removes it.')
     client_options(limit)
     limit.add_argument('period', choices=PERIODS)
-    limit.add_argument('usd', type=usd)
+    limit.add_argument('usd', type=usd_or_none, help='USD, or none')
+    limit.add_argument('--action', choices=LIMIT_ACTIONS, help='block (default for a new limit), throttle or warn')
     limit.set_defaults(run=cmd_set_limit)
 
     sync = sub.add_parser('sync', help='pull spend from LiteLLM and the providers now',
@@ -140,9 +144,24 @@ def cmd_get_usage(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_set_limit(args: argparse.Namespace, backend: Backend) -> int:
-    result = backend.set_limit(args.period, args.usd)
-    print(f'{args.period} limit set to {format_usd(result["limit_micros"])}')
+    if args.usd is None and args.action:
+        raise CliError('--action: a removed limit has no action', 2)
+    result = backend.set_limit(args.period, args.usd, args.action)
+    if result['limit_micros'] is None:
+        print(f'{args.period} limit removed')
+    else:
+        print(f'{args.period} limit set to {format_usd(result["limit_micros"])} ({ladder(result)})')
     return 0
+
+
+def ladder(limit: dict[str, Any]) -> str:
+    """`warn at 80%, throttle at 95%, block at 100%`, as far as the action goes."""
+    steps = [f'warn at {limit["soft_percent"]}%']
+    if limit['action'] in ('throttle', 'block'):
+        steps.append(f'throttle at {limit["critical_percent"]}%')
+    if limit['action'] == 'block':
+        steps.append('block at 100%')
+    return ', '.join(steps)
 
 
 def cmd_sync(args: argparse.Namespace, backend: Backend) -> int:

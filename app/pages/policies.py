@@ -9,7 +9,7 @@ from app import runtime
 from app.security.session import can_change, page_actor
 from components.cards import short_usd
 from components.layout import frame, lock
-from services.budget import policies
+from services.budget import limits, policies
 from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES, PolicyOut
 from services.core.access import Actor
 from services.core.errors import DomainError
@@ -69,12 +69,17 @@ async def policies_page() -> None:
                                 ui.badge('pauses the agent', color='orange').props('outline')
                             if not item['enabled']:
                                 ui.badge('disabled', color='red').props('outline')
-                            edit_button = ui.button(icon='edit', on_click=lambda i=item: edit(i)) \
-                                .props('flat dense round').mark(f'edit-{item["id"]}')
-                            delete_button = ui.button(icon='delete', on_click=lambda i=item: remove(i)) \
-                                .props('flat dense round').mark(f'delete-{item["id"]}')
-                            if not editable:
-                                lock(edit_button, delete_button)
+                            if item['origin'] in limits.ORIGINS:  # edited where the gauge's limit is
+                                ui.button(icon='tune', on_click=lambda: ui.navigate.to('/')) \
+                                    .props('flat dense round').mark(f'edit-{item["id"]}') \
+                                    .tooltip('A budget limit: change it in Budget settings (dashboard) or set-limit')
+                            else:
+                                edit_button = ui.button(icon='edit', on_click=lambda i=item: edit(i)) \
+                                    .props('flat dense round').mark(f'edit-{item["id"]}')
+                                delete_button = ui.button(icon='delete', on_click=lambda i=item: remove(i)) \
+                                    .props('flat dense round').mark(f'delete-{item["id"]}')
+                                if not editable:
+                                    lock(edit_button, delete_button)
                     top = f' (highest: {item["top_scope"]})' if item['top_scope'] and not item['scope_value'] else ''
                     ui.label(f'{short_usd(item["spent_micros"])}{top} of {short_usd(item["limit_micros"])} · soft '
                              f'{item["soft_percent"]}% · critical {item["critical_percent"]}%').classes('text-body2')

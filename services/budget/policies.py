@@ -22,7 +22,6 @@ SCOPES = ('global', 'agent', 'session', 'user', 'provider', 'model', 'project', 
 POLICY_PERIODS = ('day', 'week', 'month', 'session', 'custom')
 ACTIONS = ('ignore', 'warn', 'throttle', 'block')
 CHANNELS = ('in_app', 'log', 'webhook', 'email')
-ENV_LIMITS = {'DAILY_BUDGET_LIMIT': 'day', 'WEEKLY_BUDGET_LIMIT': 'week', 'MONTHLY_BUDGET_LIMIT': 'month'}
 Text = Label
 
 
@@ -43,7 +42,7 @@ class PolicyOut(TypedDict):
     auto_eco: bool  # switch eco mode on at the soft threshold
     auto_pause: bool  # pause the agent at the limit
     enabled: bool
-    origin: str  # api, file, env, panel (the Budget settings thresholds)
+    origin: str  # api, file, panel (the Budget settings thresholds), limit or env (the day/week/month limits)
 
 
 class ScopeSpend(TypedDict):
@@ -84,8 +83,9 @@ class PolicyReadOnly(PolicyInvalid):
 def _writable(policy: PolicyRule) -> None:
     if policy.origin == 'file':
         raise PolicyReadOnly(f'policy {policy.id} comes from SPENDGAUGE_POLICIES_FILE: change it there')
-    if policy.origin == 'env':
-        raise PolicyReadOnly(f'policy {policy.id} comes from the environment ({policy.name}): change it there')
+    if policy.origin in ('env', 'limit'):
+        raise PolicyReadOnly(f'policy {policy.id} is the {policy.period} budget limit: change it with `spendgauge '
+                             f'set-limit`, PUT /api/v1/budget/limits/{policy.period} or Budget settings')
     if policy.origin == 'panel':
         raise PolicyReadOnly(f'policy {policy.id} is an agent threshold: change it in Budget settings '
                              '(PUT /api/v1/thresholds)')
@@ -265,21 +265,7 @@ def load_file_text(text: str, path: str = 'policies.yaml') -> list[PolicyIn]:
     return policies
 
 
-def env_policies(environ: dict[str, str]) -> list[PolicyIn]:
-    """Global day/week/month block policies from DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT (USD)."""
-    policies = []
-    for var, period in ENV_LIMITS.items():
-        value = environ.get(var, '').strip()
-        if value:
-            try:
-                policies.append(validate({'name': f'{period} budget ({var})', 'period': period, 'limit_usd': value,
-                                          'action': 'block'}))
-            except PolicyInvalid as exc:
-                raise PolicyInvalid(f'{var}: {exc}') from None
-    return policies
-
-
-def sync_origin(conn: Connection, origin: Literal['file', 'env', 'panel'], policies: list[PolicyIn]) -> int:
+def sync_origin(conn: Connection, origin: Literal['file', 'panel'], policies: list[PolicyIn]) -> int:
     """Make the stored policies of this origin match `policies` (by name); returns how many there are now."""
     existing = {r.name: r.id for r in conn.execute(select(POLICIES.c.id, POLICIES.c.name)
                                                    .where(POLICIES.c.origin == origin))}

@@ -1,5 +1,5 @@
-"""What every budget read needs to know of the settings, in one value: the time zone its periods are counted in,
-and the daily limit to fall back on while none is stored."""
+"""What every budget read needs to know of the settings, in one value: the time zone its periods are counted in.
+(The limits are policies in the database: services/budget/limits.py.)"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +12,6 @@ from services.core.periods import Period, period_containing
 @dataclass(frozen=True)
 class BudgetContext:
     zone: ZoneInfo
-    default_daily_micros: int  # SPENDGAUGE_DAILY_LIMIT_USD until a limit is set at run time
 
     def period(self, name: str, now: datetime) -> Period:
         """The day, week or month that contains `now`, in this time zone."""

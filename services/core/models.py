@@ -256,7 +256,7 @@ class Policy(SQLModel, table=True):
     auto_eco: bool = False  # switch eco mode on when the soft threshold is crossed
     auto_pause: bool = False  # pause the agent (agent scope) when it reaches the limit
     enabled: bool = True
-    origin: str = Field(default='api', max_length=16)  # api, file, env, panel (Budget settings)
+    origin: str = Field(default='api', max_length=16)  # api, file, panel (Budget settings), limit, env (limits)
     created_at: datetime
     updated_at: datetime
 

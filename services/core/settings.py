@@ -26,16 +26,16 @@ from pydantic_settings import (
 )
 
 from services.core.context import BudgetContext
-from services.core.money import parse_usd
+from services.core.money import parse_usd, usd_to_micros
 
 PREFIX = 'SPENDGAUGE_'
 DEFAULT_DATABASE_URL = 'sqlite:///./data/spendgauge.db'
 DEFAULT_STORAGE_SECRET = 'spendgauge-local'
 Demo = Literal['off', 'on', 'auto']
+LimitAction = Literal['warn', 'throttle', 'block']
 LogLevel = Literal['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL']
 DEMO_MODES: tuple[str, ...] = get_args(Demo)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
-BUDGET_LIMIT_VARS = ('DAILY_BUDGET_LIMIT', 'WEEKLY_BUDGET_LIMIT', 'MONTHLY_BUDGET_LIMIT')  # no prefix: the issue's
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]  # `a,b`, not JSON
 
 
@@ -166,7 +166,10 @@ class Settings(_Group):
     host: str = Field('127.0.0.1', description='address to listen on; any but loopback requires API tokens')
     port: int = Field(8080, ge=0, lt=65536, description='port to listen on (0: any free one)')
     tz: str = Field('UTC', description='IANA time zone of budget periods (day, week from Monday, month)')
-    daily_limit_usd: Decimal = Field(Decimal(5), description='daily budget limit in USD (the dashboard gauge)')
+    daily_limit_usd: Decimal | None = Field(Decimal(5), description='daily budget limit in USD, a global policy '
+                                            '(none: no limit); set-limit and Budget settings override it')
+    limit_action: LimitAction = Field('block', description='how far the day/week/month limits from the environment '
+                                      'go: warn (at 80 %), throttle (at 95 %) or block (at 100 %)')
     api_tokens: CommaSeparated = Field((), repr=False,
                                        description='comma-separated admin bearer tokens (more, with roles: '
                                                    '`spendgauge token create`)')
@@ -186,11 +189,11 @@ class Settings(_Group):
                              '(POST /api/v1/usage/batch: at least 32 MiB)')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
     daily_budget_limit: Decimal | None = Field(None, validation_alias='DAILY_BUDGET_LIMIT',
-                                               description='global daily block policy in USD (origin env)')
+                                               description='the daily limit in USD (wins over DAILY_LIMIT_USD)')
     weekly_budget_limit: Decimal | None = Field(None, validation_alias='WEEKLY_BUDGET_LIMIT',
-                                                description='global weekly block policy in USD (origin env)')
+                                                description='the weekly limit in USD')
     monthly_budget_limit: Decimal | None = Field(None, validation_alias='MONTHLY_BUDGET_LIMIT',
-                                                 description='global monthly block policy in USD (origin env)')
+                                                 description='the monthly limit in USD')
     sources: SourceSettings = Field(default_factory=SourceSettings, description='where spend is pulled from')
     notify: NotifySettings = Field(default_factory=NotifySettings, description='where alerts are sent')
 
@@ -210,17 +213,14 @@ class Settings(_Group):
 
     @property
     def budget(self) -> BudgetContext:
-        return BudgetContext(self.zone, self.daily_limit_micros)
+        return BudgetContext(self.zone)
 
     @property
-    def daily_limit_micros(self) -> int:
-        return int(self.daily_limit_usd * 1_000_000)
-
-    @property
-    def env_budget_limits(self) -> dict[str, str]:
-        """The DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT that are set, by variable (as policies.env_policies reads them)."""
-        limits = {var: getattr(self, var.lower()) for var in BUDGET_LIMIT_VARS}
-        return {var: str(limit) for var, limit in limits.items() if limit is not None}
+    def env_limits(self) -> dict[str, int]:
+        """The day, week and month limits the environment sets, in micro-USD (services/budget/limits.py)."""
+        day = self.daily_budget_limit if self.daily_budget_limit is not None else self.daily_limit_usd
+        found = {'day': day, 'week': self.weekly_budget_limit, 'month': self.monthly_budget_limit}
+        return {period: usd_to_micros(usd) for period, usd in found.items() if usd is not None}
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with these changes (command-line flags), validated; None leaves a setting as it is."""
@@ -235,11 +235,19 @@ class Settings(_Group):
             raise ValueError(f'{cls._named(info)} is not a known time zone: {value!r}') from None
         return value
 
-    @field_validator('daily_limit_usd', 'agent_warn_usd', 'agent_alert_usd', 'daily_budget_limit',
-                     'weekly_budget_limit', 'monthly_budget_limit', mode='before')
+    @field_validator('agent_warn_usd', 'agent_alert_usd', mode='before')
     @classmethod
-    def _usd(cls, value: Any, info: ValidationInfo) -> Decimal | None:
-        return None if value is None else parse_usd(value, name=cls._named(info))
+    def _usd(cls, value: Any, info: ValidationInfo) -> Decimal:
+        return parse_usd(value, name=cls._named(info))
+
+    @field_validator('daily_limit_usd', 'daily_budget_limit', 'weekly_budget_limit', 'monthly_budget_limit',
+                     mode='before')
+    @classmethod
+    def _limit(cls, value: Any, info: ValidationInfo) -> Decimal | None:
+        """A dollar amount, or `none` for no limit (empty means the default, as for every setting)."""
+        if value is None or (isinstance(value, str) and value.strip().lower() == 'none'):
+            return None
+        return parse_usd(value, name=cls._named(info))
 
     @field_validator('log_level', 'demo', mode='before')
     @classmethod

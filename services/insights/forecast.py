@@ -451,7 +451,7 @@ def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | Non
     zone = budget.zone
     summaries = {p: period_summary(conn, budget, p, now) for p in PERIODS}
     spent: dict[str, int] = {p: s['spent_micros'] for p, s in summaries.items()}
-    caps: dict[str, int | None] = {p: limits.get_limit(conn, budget, p) for p in PERIODS}
+    caps: dict[str, int | None] = {p: limits.get_limit(conn, p) for p in PERIODS}
     forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps)
     return {'at': now.isoformat(), 'timezone': zone.key, 'day': forecasts['day'].as_dict(zone),
             'week': forecasts['week'].as_dict(zone), 'month': forecasts['month'].as_dict(zone)}

@@ -108,7 +108,7 @@ def period_summary(conn: Connection, budget: BudgetContext, period: str = 'day',
     span = budget.period(period, now)
     channels = channel_totals(reconcile_span(conn, span.start, span.end, zone))
     spent = channels['total']
-    limit = limits.get_limit(conn, budget, period)
+    limit = limits.get_limit(conn, period)
     remaining = None if limit is None else max(0, limit - spent)
     percent = None if limit is None else round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
     seconds_left = span.seconds_left(now)
@@ -200,7 +200,7 @@ def history(conn: Connection, budget: BudgetContext, days: int, now: datetime | 
         points.append({'date': day.isoformat(), 'cost_micros': totals.cost_micros,
                        'cost_usd': micros_to_usd(totals.cost_micros), 'requests': totals.requests,
                        'input_tokens': totals.input_tokens, 'output_tokens': totals.output_tokens})
-    limit = limits.get_limit(conn, budget, 'day')
+    limit = limits.get_limit(conn, 'day')
     return {'days': days, 'timezone': zone.key, 'daily_limit_micros': limit, 'daily_limit_usd': _usd(limit),
             'points': points}
 

@@ -142,6 +142,8 @@ ROUTES = [
     Route('PUT', '/budget/limits/{period}', 'admin',
           lambda d: ('/budget/limits/week', {'json': {'limit_usd': str(10 + len(uid('x')) % 7)}}),
           state='/budget/limits'),
+    Route('DELETE', '/budget/limits/{period}', 'admin', lambda d: ('/budget/limits/week', {}),
+          state='/budget/limits'),
     Route('POST', '/eco', 'admin',
           lambda d: ('/eco', {'json': {'eco_mode': not d.admin.get('/eco').json()['eco_mode']}}), state='/eco'),
     Route('POST', '/agents/{agent_id}/pause', 'admin', lambda d: (f'/agents/{_recorded(d)[0]}/pause', {}),

@@ -12,6 +12,7 @@ from tests.support.api import (
     assert_client_error,
     assert_money,
     at,
+    check,
     event,
     own_day,
     record,
@@ -21,10 +22,13 @@ from tests.support.api import (
     uid,
 )
 from tests.support.servers import Server, start_server
+from tests.support.wait import eventually
 
 # --- summary ----------------------------------------------------------------------------------------------------
 
-def test_summary_shape_and_default_daily_limit(api: httpx.Client) -> None:
+def test_summary_shape_without_a_limit(api: httpx.Client) -> None:
+    """The shared server has no daily limit (SPENDGAUGE_DAILY_LIMIT_USD=none; the default $5 is in
+    test_set_daily_limit)."""
     s = summary(api)
     now = datetime.now(UTC)
     midnight = datetime.combine(now.date(), datetime.min.time(), tzinfo=UTC)
@@ -35,10 +39,8 @@ def test_summary_shape_and_default_daily_limit(api: httpx.Client) -> None:
     assert abs(s['resets_in_s'] - (midnight + timedelta(days=1) - now).total_seconds()) < 10
     assert isinstance(s['resets_in'], str) and s['resets_in']
     spent = assert_money(s, 'spent')
-    limit = assert_money(s, 'limit', 5_000_000)
-    assert s['limit_usd'] == '5.000000'
-    assert_money(s, 'remaining', max(0, limit - spent))
-    assert s['percent'] == round(100 * spent / limit, 1)
+    assert (s['limit_micros'], s['limit_usd'], s['remaining_micros'], s['remaining_usd'], s['percent']) == \
+        (None, None, None, None, None)
     assert set(s['by_channel']) == {'litellm', 'direct'}
     channels = [assert_money(s['by_channel'][c], 'spent') for c in ('litellm', 'direct')]
     assert sum(channels) == spent
@@ -56,8 +58,6 @@ def test_summary_counts_new_spend_by_channel(api: httpx.Client) -> None:
     assert after['requests'] - before['requests'] == 3
     assert after['by_channel']['litellm']['spent_micros'] - before['by_channel']['litellm']['spent_micros'] == 300_000
     assert after['by_channel']['direct']['spent_micros'] - before['by_channel']['direct']['spent_micros'] == 250_000
-    assert before['remaining_micros'] - after['remaining_micros'] == 550_000
-    assert after['percent'] == round(100 * after['spent_micros'] / 5_000_000, 1)
 
 
 def test_events_on_other_days_do_not_count_today(api: httpx.Client) -> None:
@@ -88,16 +88,29 @@ def test_summary_bad_period_is_422(api: httpx.Client) -> None:
 
 # --- limits (on a server of our own, so the shared one keeps its $5) -------------------------------------------------
 
+def limit(micros: int, action: str = 'block', origin: str = 'limit') -> dict[str, Any]:
+    """A limit as GET /budget/limits shows it (the policy id left out)."""
+    return {'limit_micros': micros, 'limit_usd': f'{micros / 1e6:.6f}', 'action': action, 'soft_percent': 80,
+            'critical_percent': 95, 'origin': origin}
+
+
+def without_id(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if item is None else {k: v for k, v in item.items() if k != 'policy_id'}
+
+
 def test_set_daily_limit(tmp_path: Path) -> None:
     srv = start_server(tmp_path)
     try:
         with srv.client() as api:
-            assert api.get('/budget/limits').json() == {
-                'day': {'limit_micros': 5_000_000, 'limit_usd': '5.000000'}, 'week': None, 'month': None}
+            limits = api.get('/budget/limits').json()
+            assert {p: without_id(v) for p, v in limits.items()} == {
+                'day': limit(5_000_000, origin='env'), 'week': None, 'month': None}
             response = api.put('/budget/limits/day', json={'limit_usd': '12.5'})
             assert response.status_code == 200, response.text
-            assert response.json() == {'period': 'day', 'limit_micros': 12_500_000, 'limit_usd': '12.500000'}
-            assert api.get('/budget/limits').json()['day'] == {'limit_micros': 12_500_000, 'limit_usd': '12.500000'}
+            assert response.json() == {'period': 'day', 'limit_micros': 12_500_000, 'limit_usd': '12.500000',
+                                       'action': 'block', 'soft_percent': 80, 'critical_percent': 95,
+                                       'policy_id': limits['day']['policy_id']}, 'the same policy, now set here'
+            assert without_id(api.get('/budget/limits').json()['day']) == limit(12_500_000)
 
             record(api, cost_usd='2.5')
             s = summary(api)
@@ -109,16 +122,58 @@ def test_set_daily_limit(tmp_path: Path) -> None:
             assert_client_error(api.put('/budget/limits/day', json={'limit_usd': 'lots'}), 422, mentions='limit_usd')
             assert_client_error(api.put('/budget/limits/day', json={}), 422, mentions='limit_usd')
             assert_client_error(api.put('/budget/limits/year', json={'limit_usd': '1'}), 422, mentions='period')
+            assert_client_error(api.put('/budget/limits/day', json={'limit_usd': '1', 'action': 'ignore'}), 422,
+                                mentions='action')
+            assert_client_error(api.put('/budget/limits/day', json={'limit_usd': '1', 'soft_percent': 0}), 422,
+                                mentions='soft_percent')
+            assert_client_error(api.put('/budget/limits/day', json={'limit_usd': '1', 'soft_percent': 99}), 422,
+                                mentions='soft_percent')
             assert api.get('/budget/limits').json()['day']['limit_micros'] == 12_500_000
 
-            assert api.put('/budget/limits/week', json={'limit_usd': 50}).status_code == 200
+            assert api.put('/budget/limits/week', json={'limit_usd': 50, 'action': 'warn'}).status_code == 200
+            assert without_id(api.get('/budget/limits').json()['week']) == limit(50_000_000, 'warn')
             week = summary(api, 'week')
             assert (week['limit_micros'], week['remaining_micros'], week['percent']) == (50_000_000, 47_500_000, 5.0)
+            removed = api.delete('/budget/limits/week')
+            assert (removed.status_code, removed.json()['limit_micros']) == (200, None)
+            assert api.get('/budget/limits').json()['week'] is None and summary(api, 'week')['limit_micros'] is None
 
             # a fresh database: 29 zero days, then today's spend
             points = api.get('/budget/history', params={'days': 30}).json()['points']
             assert [p['cost_micros'] for p in points] == [0] * 29 + [2_500_000]
             assert [p['requests'] for p in points] == [0] * 29 + [1]
+    finally:
+        srv.stop()
+
+
+def test_the_daily_limit_is_enforced_with_no_other_policy(tmp_path: Path) -> None:
+    """The issue's case: `set-limit day 1`, then $0.85 spent is a warning and $1.05 a block, with alerts, the policy
+    listed, the gauge and the pipeline check on the same figure."""
+    srv = start_server(tmp_path)
+    try:
+        with srv.client() as api:
+            assert api.put('/budget/limits/day', json={'limit_usd': '1'}).status_code == 200
+            listed = api.get('/policies').json()['items']
+            assert [(p['name'], p['scope'], p['period'], p['limit_micros'], p['action'], p['origin'])
+                    for p in listed] == [('Daily budget', 'global', 'day', 1_000_000, 'block', 'limit')]
+            assert check(api)['decision'] == 'allow'
+            record(api, cost_usd='0.85')
+            warned = check(api)
+            assert (warned['decision'], warned['allowed']) == ('warn', True), warned
+            assert 'Daily budget' in warned['reasons'][0] and 'soft threshold 80%' in warned['reasons'][0]
+            record(api, cost_usd='0.20')
+            blocked = check(api)
+            assert (blocked['decision'], blocked['allowed']) == ('block', False), blocked
+            gauge = summary(api)
+            assert (gauge['spent_micros'], gauge['limit_micros'], gauge['percent']) == (1_050_000, 1_000_000, 105.0)
+            assert blocked['policies'][0]['spent_micros'] == gauge['spent_micros']
+            assert blocked['policies'][0]['percent'] == gauge['percent']
+            eventually(lambda: {'threshold_warning', 'limit_exceeded', 'policy_violation'}
+                       <= {a['type'] for a in api.get('/alerts').json()['items']})
+            exceeded = next(a for a in api.get('/alerts').json()['items'] if a['type'] == 'limit_exceeded')
+            assert exceeded['message'] == 'Daily budget: $1.05 of $1.00 (105.0%) this day'
+            forecast = api.get('/budget/forecast').json()['day']
+            assert (forecast['state'], forecast['limit_micros']) == ('exceeded', 1_000_000)
     finally:
         srv.stop()
 
@@ -259,7 +314,7 @@ def test_history_has_one_point_per_day_ending_today(api: httpx.Client) -> None:
     if after['points'][-1]['date'] != before['points'][-1]['date']:
         pytest.skip('the day rolled over during the test')
     assert (after['days'], after['timezone']) == (30, 'UTC')
-    assert_money(after, 'daily_limit', 5_000_000)
+    assert (after['daily_limit_micros'], after['daily_limit_usd']) == (None, None)
     points = after['points']
     assert len(points) == 30
     assert [date.fromisoformat(p['date']) for p in points] == [today - timedelta(days=n) for n in range(29, -1, -1)]

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from services.alerting import alerts
 from services.alerting.notify import Backoff, Notifier
-from services.budget import eco
+from services.budget import eco, limits
 from services.core.context import BudgetContext
 from services.core.settings import NotifySettings
 from services.dashboard import TOP_AGENTS, DashboardConfig, DashboardSnapshot, load_dashboard
@@ -42,6 +42,7 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
         tasks.create_task(conn, 'Later', 't-later', priority=1, estimated_cost_micros=10**12)
         alerts.raise_alert(conn, 'anomaly', 'warning', 'typed', 'typed:1', {'agent_id': 'agent-0'})
         eco.set_eco(conn, True, 'manual')
+        limits.set_limit(conn, 'day', 50_000_000)
     with FakeAPI() as api:
         api.route('/api/v1/key', json.loads((FIXTURES / 'providers' / 'openrouter_key.json').read_text()))
         api.route('/eco', Reply(status=500), method='POST')
@@ -49,7 +50,7 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
         assert (await sync.run('openrouter_direct'))['status'] == 'ok'
         await sync.aclose()
         notifier = Notifier(engine, NotifySettings(n8n_webhook_url=f'{api.url}/eco'), hub,
-                            BudgetContext(UTC_ZONE, 5_000_000), Backoff(base_s=60))
+                            BudgetContext(UTC_ZONE), Backoff(base_s=60))
         notifier.start()
         try:
             await notifier.notify_eco(EcoChanged(True, 'manual'))
@@ -57,7 +58,7 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
             await notifier.stop()
 
     with engine.connect() as conn:
-        snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE, 50_000_000), ('openrouter_direct',)),
+        snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE), ('openrouter_direct',)),
                                   datetime.now(UTC))
     declared = get_type_hints(DashboardSnapshot)
     for field in fields(DashboardSnapshot):
@@ -71,7 +72,7 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
 
 def test_an_empty_database_gives_an_empty_snapshot(engine: Engine) -> None:
     with engine.connect() as conn:
-        snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE, 0)))
+        snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE)))
     declared = get_type_hints(DashboardSnapshot)
     for field in fields(DashboardSnapshot):
         assert_conforms(declared[field.name], getattr(snapshot, field.name), field.name)

@@ -73,6 +73,13 @@ def record_batch(client: httpx.Client, events: list[Any]) -> dict[str, Any]:  # 
     return response.json()
 
 
+def check(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    """POST /check: the decision for a call described by `body`."""
+    response = client.post('/check', json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def summary(client: httpx.Client, period: str = 'day') -> dict[str, Any]:
     response = client.get('/budget/summary', params={'period': period})
     assert response.status_code == 200, response.text

@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from app.api.deps import PLAN, READ, Admin, ReadConn, RuntimeDep
 from services.budget import limits
-from services.budget.limits import Limits
+from services.budget.limits import LimitAction, Limits
 from services.commands.limits import LimitSet
 from services.core.errors import Invalid
 from services.core.inputs import Input, Label
@@ -97,19 +97,34 @@ def reconciliation(conn: ReadConn, rt: RuntimeDep, days: Annotated[int, Query(ge
 
 
 class LimitIn(Input):
+    model_config = ConfigDict(extra='forbid')
+
     limit_usd: Usd
+    action: LimitAction | None = Field(default=None, description='how far the limit goes: warn, throttle or block '
+                                       '(a new limit: block; unchanged when missing)')
+    soft_percent: int | None = Field(default=None, ge=1, le=100, description='warn from here (a new limit: 80)')
+    critical_percent: int | None = Field(default=None, ge=1, le=100,
+                                         description='throttle from here (a new limit: 95)')
 
 
 @router.get('/limits', dependencies=READ)
 def get_limits(conn: ReadConn, rt: RuntimeDep) -> Limits:
     """The budget limit for each period (null when none is set)."""
-    return limits.get_limits(conn, rt.settings.budget)
+    return limits.get_limits(conn)
 
 
 @router.put('/limits/{period}')
 def set_limit(period: PeriodName, body: LimitIn, rt: RuntimeDep, actor: Admin) -> LimitSet:
-    """Set the day, week or month limit in USD."""
-    return rt.commands.limits.set(actor, period, usd_to_micros(body.limit_usd))
+    """Set the day, week or month limit: a global policy of the period, listed with the others under /policies. It
+    overrides the environment's limit from then on."""
+    return rt.commands.limits.set(actor, period, usd_to_micros(body.limit_usd), body.action, body.soft_percent,
+                                  body.critical_percent)
+
+
+@router.delete('/limits/{period}')
+def remove_limit(period: PeriodName, rt: RuntimeDep, actor: Admin) -> LimitSet:
+    """No limit for the period from now on (the environment's included)."""
+    return rt.commands.limits.remove(actor, period)
 
 
 class ScheduleTaskIn(Input):

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, insert
 
 from services.alerting import alerts, notify
 from services.alerting.notify import Backoff, DeliveryOut, Notifier, eco_delivery_text, list_deliveries, safe_target
-from services.budget import eco
+from services.budget import eco, limits
 from services.core.context import BudgetContext
 from services.core.settings import NotifySettings
 from services.core.tables import POLICIES
@@ -180,7 +180,7 @@ def new_alert(engine: Engine, key: str = 'test:1', message: str = 'agent looped'
 
 def started(engine: Engine, hub: EventHub, backoff: Backoff = NO_WAIT, retry_interval_s: float = 3600,
             **settings: Any) -> Notifier:
-    notifier = Notifier(engine, NotifySettings(**settings), hub, BudgetContext(UTC_ZONE, 5_000_000), backoff,
+    notifier = Notifier(engine, NotifySettings(**settings), hub, BudgetContext(UTC_ZONE), backoff,
                         retry_interval_s)
     notifier.start()
     return notifier
@@ -400,6 +400,7 @@ async def test_an_eco_change_is_posted_once_and_recorded(engine: Engine, hub: Ev
     notifier = started(engine, hub, n8n_webhook_url=f'{api.url}/webhook/eco')
     try:
         with engine.begin() as conn:
+            limits.set_limit(conn, 'day', 5_000_000)
             state = eco.set_eco(conn, True, 'policy daily: 84% of $5.00')
         assert state['reason'] is not None
         hub.publish(EcoChanged(True, state['reason'], 4_200_000, 5_000_000))
@@ -439,7 +440,7 @@ async def test_a_failed_eco_delivery_shows_on_the_dashboard_data(sqlite_engine: 
     from services.dashboard import DashboardConfig, load_dashboard
 
     with sqlite_engine.connect() as conn:
-        data = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE, 5_000_000)))
+        data = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE)))
     assert data.eco_delivery is not None
     assert data.eco_delivery['status'] == 'pending'
     assert eco_delivery_text(data.eco_delivery) == 'webhook failed: HTTP 500, retrying'

@@ -23,7 +23,7 @@ from services.sources.base import PullResult, SnapshotRow
 from services.sources.snapshots import store_snapshots
 from services.spend.rollups import totals_between
 from services.usage.ledger import Ledger
-from tests.support.api import assert_client_error, record, uid
+from tests.support.api import assert_client_error, check, record, uid
 from tests.support.ledger import spend
 
 ZONE = ZoneInfo('Europe/Berlin')
@@ -253,12 +253,6 @@ def test_crossing_thresholds_raises_alerts_once(ledger: Ledger, engine: Engine) 
 
 # --- the API ------------------------------------------------------------------------------------------------------
 
-def check(api: httpx.Client, **body: Any) -> dict[str, Any]:
-    response = api.post('/check', json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def make_policy(api: httpx.Client, **body: Any) -> dict[str, Any]:
     response = api.post('/policies', json={'name': uid('policy'), **body})
     assert response.status_code == 201, response.text
@@ -316,7 +310,7 @@ def test_check_api_rejects_bad_input(api: httpx.Client, body: dict[str, Any], fi
 def test_counters_rebuilt_after_restart_equal_live(tmp_path: Any) -> None:
     from tests.support.servers import start_server
 
-    server = start_server(tmp_path, SPENDGAUGE_TZ='Europe/Berlin')
+    server = start_server(tmp_path, SPENDGAUGE_TZ='Europe/Berlin', SPENDGAUGE_DAILY_LIMIT_USD='none')
     try:
         with server.client() as api:
             make_policy(api, scope='project', limit_usd='10', action='block')
@@ -326,7 +320,8 @@ def test_counters_rebuilt_after_restart_equal_live(tmp_path: Any) -> None:
             live = [check(api, project=f'p{i}')['policies'] for i in range(2)]
     finally:
         server.stop()
-    server = start_server(tmp_path, database_url=server.database_url, SPENDGAUGE_TZ='Europe/Berlin')
+    server = start_server(tmp_path, database_url=server.database_url, SPENDGAUGE_TZ='Europe/Berlin',
+                          SPENDGAUGE_DAILY_LIMIT_USD='none')
     try:
         with server.client() as api:
             assert [check(api, project=f'p{i}')['policies'] for i in range(2)] == live

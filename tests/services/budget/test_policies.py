@@ -3,6 +3,7 @@ the environment, `spendgauge limits list` and the policies page."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from nicegui.testing import User
 from sqlalchemy import Engine
 
 from app import cli, runtime
-from services.budget import policies
+from services.budget import limits, policies
+from services.core.access import SYSTEM
 from services.core.settings import SettingsError, load_settings
 from tests.support.api import assert_client_error, uid
 
@@ -113,13 +115,39 @@ def test_yaml_and_env_preload_on_start(tmp_path: Path, monkeypatch: pytest.Monke
     rt = runtime.start(load_settings())
     with rt.engine.connect() as conn:
         resynced = {(p.origin, p.name): p.limit_micros for p in policies.list_policies(conn)}
-    assert resynced == {('file', 'only'): 3_000_000, ('env', 'day budget (DAILY_BUDGET_LIMIT)'): 6_000_000}
+    assert resynced == {('file', 'only'): 3_000_000, ('env', 'Daily budget'): 6_000_000}
     with rt.engine.begin() as conn:
         for policy in policies.list_policies(conn):
-            with pytest.raises(policies.PolicyReadOnly, match='change it there'):
+            with pytest.raises(policies.PolicyReadOnly, match=r'change it there|set-limit'):
                 policies.update_policy(conn, policy.id, {'limit_usd': '1'})
             with pytest.raises(policies.PolicyReadOnly):
                 policies.delete_policy(conn, policy.id)
+    runtime.stop()
+
+
+def test_a_limit_set_at_run_time_wins_over_the_environment_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('SPENDGAUGE_DAILY_LIMIT_USD', '4')
+    monkeypatch.setenv('SPENDGAUGE_LIMIT_ACTION', 'warn')
+    monkeypatch.setenv('WEEKLY_BUDGET_LIMIT', '20')
+
+    def stored() -> dict[str, tuple[str, int, str, bool]]:
+        with runtime.current().engine.connect() as conn:
+            return {p.period: (p.origin, p.limit_micros, p.action, p.enabled) for p in policies.list_policies(conn)}
+
+    rt = runtime.start(load_settings())
+    day = rt.read(limits.limit_policy, 'day')
+    assert day is not None
+    assert stored() == {'day': ('env', 4_000_000, 'warn', True), 'week': ('env', 20_000_000, 'warn', True)}
+    rt.commands.limits.set(SYSTEM, 'day', 2_000_000)
+    rt.commands.limits.remove(SYSTEM, 'week')
+    runtime.stop()
+    monkeypatch.setenv('SPENDGAUGE_DAILY_LIMIT_USD', '9')
+    rt = runtime.start(load_settings())
+    assert stored() == {'day': ('limit', 2_000_000, 'warn', True), 'week': ('limit', 20_000_000, 'warn', False)}
+    assert rt.read(limits.limit_policy, 'day') == replace(day, origin='limit', limit_micros=2_000_000), \
+        'the same policy (its alerts keep their keys), now set at run time'
+    assert (rt.read(limits.get_limit, 'day'), rt.read(limits.get_limit, 'week')) == (2_000_000, None)
+    runtime.stop()
 
 
 @pytest.mark.parametrize(('content', 'message'), [
@@ -179,7 +207,8 @@ def test_create_api_rejects_bad_fields(api: httpx.Client, body: dict[str, Any], 
 def test_cli_limits_list_and_set_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = f'sqlite:///{tmp_path / "cli.db"}'
     assert cli.main(['limits', 'list', '--db', db]) == 0
-    assert 'no policies' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'Daily budget' in out and '$5.00' in out and 'block' in out and 'env' in out, 'the default daily limit'
     runtime.stop()
     rt = runtime.start(load_settings().with_overrides(database_url=db))
     with rt.engine.begin() as conn:
@@ -190,8 +219,14 @@ def test_cli_limits_list_and_set_limit(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert 'tags' in out and 'tag=nightly' in out and '$12.50' in out and '80/95%' in out and 'block' in out
     runtime.stop()
-    assert cli.main(['set-limit', 'week', '7', '--db', db]) == 0
-    assert 'week limit set to $7.00' in capsys.readouterr().out
+    assert cli.main(['set-limit', 'week', '7', '--action', 'throttle', '--db', db]) == 0
+    assert 'week limit set to $7.00 (warn at 80%, throttle at 95%)' in capsys.readouterr().out
+    runtime.stop()
+    assert cli.main(['limits', 'list', '--db', db]) == 0
+    assert 'Weekly budget' in capsys.readouterr().out
+    runtime.stop()
+    assert cli.main(['set-limit', 'week', 'none', '--db', db]) == 0
+    assert 'week limit removed' in capsys.readouterr().out
 
 
 def test_cli_limits_list_via_server(api: httpx.Client, server: Any, tmp_path: Path) -> None:
@@ -207,15 +242,24 @@ def test_cli_limits_list_via_server(api: httpx.Client, server: Any, tmp_path: Pa
 
 # --- the page -----------------------------------------------------------------------------------------------------
 
+def added_policies() -> list[policies.PolicyRule]:
+    """The policies added on the page (not the default daily limit)."""
+    with runtime.current().engine.connect() as conn:
+        return [p for p in policies.list_policies(conn) if p.origin == 'api']
+
+
 async def test_policies_page_add_edit_delete(user: User) -> None:
     await user.open('/policies')
-    await user.should_see('No policies yet')
+    await user.should_see('Daily budget · global · per day')  # the default daily limit, edited in Budget settings
+    [default] = runtime.current().read(policies.list_policies)
+    await user.should_see(marker=f'edit-{default.id}')
+    assert user.find(marker=f'edit-{default.id}').elements.pop().props['icon'] == 'tune'
+    await user.should_not_see(marker=f'delete-{default.id}')
     user.find(marker='name').type('Daily cap')
     user.find(marker='limit_usd').type('4.5')
     user.find(marker='save-policy').click()
-    await user.should_see('soft 80% · critical 95%')
-    with runtime.current().engine.connect() as conn:
-        [saved] = policies.list_policies(conn)
+    await user.should_see('$0.00 of $4.50 · soft 80% · critical 95%')
+    [saved] = added_policies()
     assert (saved.name, saved.limit_micros, saved.origin) == ('Daily cap', 4_500_000, 'api')
     user.find(marker=f'edit-{saved.id}').click()
     user.find(marker='limit_usd').clear().type('9')
@@ -226,7 +270,8 @@ async def test_policies_page_add_edit_delete(user: User) -> None:
     user.find(marker='save-policy').click()
     await user.should_see('limit_usd')
     user.find(marker=f'delete-{saved.id}').click()
-    await user.should_see('No policies yet')
+    await user.should_not_see(marker=f'policy-{saved.id}')
+    assert added_policies() == []
 
 
 async def test_policies_page_sets_auto_pause_on_agent_policies_only(user: User) -> None:
@@ -239,8 +284,7 @@ async def test_policies_page_sets_auto_pause_on_agent_policies_only(user: User) 
     user.find(kind=ui.select, marker='scope').elements.pop().value = 'agent'
     user.find(marker='save-policy').click()
     await user.should_see('pauses the agent')
-    with runtime.current().engine.connect() as conn:
-        [saved] = policies.list_policies(conn)
+    [saved] = added_policies()
     assert (saved.scope, saved.auto_pause) == ('agent', True)
 
 
@@ -268,7 +312,7 @@ def test_env_policy_on_a_real_server_blocks_and_is_read_only(tmp_path: Path) -> 
             [policy] = api.get('/policies').json()['items']
             assert (policy['origin'], policy['limit_usd'], policy['action']) == ('env', '5.000000', 'block')
             assert_client_error(api.patch(f'/policies/{policy["id"]}', json={'limit_usd': '9'}), 409,
-                                mentions='DAILY_BUDGET_LIMIT')
+                                mentions='/budget/limits/day')
             assert_client_error(api.delete(f'/policies/{policy["id"]}'), 409)
             assert api.post('/check', json={'estimated_cost_usd': '5.01'}).json()['decision'] == 'block'
             assert api.post('/check', json={'estimated_cost_usd': '3.99'}).json()['decision'] == 'allow'

@@ -15,7 +15,6 @@ from app import runtime
 from services.alerting import alerts
 from services.budget import limits, policies, thresholds
 from services.budget.checker import Checker, CheckRequest
-from services.core.context import BudgetContext
 from services.core.tables import AGENTS
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, record, uid
@@ -125,7 +124,7 @@ async def test_the_panel_saves_the_thresholds_and_the_daily_limit(user: User) ->
 
     def stored() -> tuple[thresholds.Thresholds, int | None]:
         with rt.engine.connect() as conn:
-            return thresholds.get_thresholds(conn), limits.get_limit(conn, BudgetContext(ZONE, 0), 'day')
+            return thresholds.get_thresholds(conn), limits.get_limit(conn, 'day')
     await settle(lambda: stored() == (thresholds.Thresholds(1_500_000, 4_000_000, True), 12_500_000))
     await user.should_see('$1.50 per agent and session, $4.00 per agent and day; agents are paused when they cross one')
 

@@ -138,12 +138,19 @@ def policy_named(rt: Runtime, name: str) -> policies.PolicyRule | None:
     return next((p for p in rt.read(policies.list_policies) if p.name == name), None)
 
 
+def _checked_limit(rt: Runtime) -> int | None:
+    """The daily limit a check is held to."""
+    assert rt.checker is not None
+    found = [p['limit_micros'] for p in rt.checker.check(CheckRequest())['policies'] if p['name'] == 'Daily budget']
+    return found[0] if found else None
+
+
 CHANGES = [
-    Change('set the daily limit', Topic.SETTINGS,
+    Change('set the daily limit', Topic.POLICIES, recounts=1,
            api=lambda _: ('PUT', '/api/v1/budget/limits/day', {'limit_usd': '7'}),
            page=page_set_limit, cli=lambda _: ['set-limit', 'day', '7'],
-           done=lambda rt, _: rt.read(limits.get_limit, rt.settings.budget, 'day') == 7_000_000,
-           checker=lambda rt, _: True),  # limits are not budget policies yet
+           done=lambda rt, _: rt.read(limits.get_limit, 'day') == 7_000_000,
+           checker=lambda rt, _: _checked_limit(rt) == 7_000_000),
     Change('set the agent thresholds', Topic.POLICIES, recounts=1,
            api=lambda _: ('PUT', '/api/v1/thresholds', {'session_threshold_usd': '2', 'pause': True}),
            page=page_thresholds, cli=lambda _: ['thresholds', '--session', '2', '--pause'],
@@ -182,7 +189,8 @@ CHANGES = [
            api=lambda p: ('DELETE', f'/api/v1/policies/{p["policy"]}', None),
            page=page_delete_policy,
            done=lambda rt, _: policy_named(rt, 'old cap') is None,
-           checker=lambda rt, _: rt.checker is not None and rt.checker.check(CheckRequest())['policies'] == []),
+           checker=lambda rt, _: rt.checker is not None and
+           all(p['name'] != 'team cap' for p in rt.checker.check(CheckRequest())['policies'])),
     Change('end a session', Topic.SESSIONS, prepare=with_agent,
            api=lambda p: ('POST', f'/api/v1/sessions/{p["session"]}/end', None),
            done=lambda rt, p: read(rt, select(SESSIONS.c.ended_at).where(SESSIONS.c.id == p['session'])) is not None,

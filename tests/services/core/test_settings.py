@@ -101,7 +101,7 @@ def test_empty_environment_gives_the_declared_defaults(clean_env: pytest.MonkeyP
     for name, (group, field) in declared().items():
         assert value_of(loaded, group, field) == default_of(group, field), name
     assert loaded == Settings()
-    assert (loaded.zone.key, loaded.daily_limit_micros, loaded.env_budget_limits) == ('UTC', 5_000_000, {})
+    assert (loaded.zone.key, loaded.env_limits, loaded.limit_action) == ('UTC', {'day': 5_000_000}, 'block')
     assert (loaded.sources.enabled(), loaded.notify.email_enabled) == ([], False)
 
 
@@ -122,7 +122,7 @@ def test_environment_and_renamed_variables(clean_env: pytest.MonkeyPatch) -> Non
     assert (settings.port, settings.zone.key, settings.demo, settings.log_level) == (9000, 'Europe/Berlin', 'auto',
                                                                                     'DEBUG')
     assert settings.host == '127.0.0.1', 'blank means the default'
-    assert settings.daily_limit_usd == Decimal('1250.10') and settings.daily_limit_micros == 1_250_100_000
+    assert settings.daily_limit_usd == Decimal('1250.10')
     assert settings.api_tokens == ('one', 'two', '["three"]'), 'comma-separated, not JSON'
     sources = settings.sources
     assert (sources.litellm_key, sources.litellm_interval_min, sources.providers_interval_min,
@@ -131,7 +131,7 @@ def test_environment_and_renamed_variables(clean_env: pytest.MonkeyPatch) -> Non
     notify = settings.notify
     assert (notify.webhook_url, notify.smtp_to, notify.smtp_starttls, notify.email_enabled) == \
         ('https://hooks.test/a', ('a@x.test', 'b@x.test'), False, True)
-    assert settings.env_budget_limits == {'WEEKLY_BUDGET_LIMIT': '12.50'}
+    assert settings.env_limits == {'day': 1_250_100_000, 'week': 12_500_000}
 
 
 def test_unprefixed_and_field_names_are_not_read(clean_env: pytest.MonkeyPatch) -> None:
@@ -153,7 +153,7 @@ def test_env_file_is_read_and_the_environment_wins(clean_env: pytest.MonkeyPatch
     settings = load_settings()
     assert (settings.port, settings.tz, settings.notify.smtp_host, settings.sources.litellm_key, settings.demo) == \
         (9001, 'Europe/Paris', 'mail', 'from-file', 'off')
-    assert settings.env_budget_limits == {'MONTHLY_BUDGET_LIMIT': '100'}
+    assert settings.env_limits == {'day': 5_000_000, 'month': 100_000_000}
     assert 'SPENDGAUGE_PORT' not in os.environ, 'the file is not copied into the environment'
     clean_env.setenv('SPENDGAUGE_ENV_FILE', str(other))
     assert load_settings().port == 9002
@@ -232,7 +232,7 @@ def test_settings_are_immutable_and_overrides_are_validated(clean_env: pytest.Mo
                                       weekly_budget_limit='7')
     assert (changed.port, changed.host, changed.demo, changed.database_url) == (9100, '127.0.0.1', 'on',
                                                                                 'sqlite:///x.db')
-    assert changed.env_budget_limits == {'WEEKLY_BUDGET_LIMIT': '7'}
+    assert changed.env_limits == {'day': 5_000_000, 'week': 7_000_000}
     assert (settings.port, settings.demo) == (8080, 'off')
     assert changed.sources is settings.sources
     with pytest.raises(SettingsError, match='SPENDGAUGE_DEMO must be one of'):

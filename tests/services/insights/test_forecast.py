@@ -28,7 +28,7 @@ from services.usage.ledger import Ledger
 from tests.support.api import assert_money
 
 UTC_ZONE = ZoneInfo('UTC')
-BUDGET = BudgetContext(UTC_ZONE, 8_000_000)
+BUDGET = BudgetContext(UTC_ZONE)
 HOUR = timedelta(hours=1)
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)  # a Wednesday
 MIDNIGHT = NOW.replace(hour=0)
@@ -200,7 +200,7 @@ def test_a_half_hour_zone_splits_the_boundary_hour(ledger: Ledger) -> None:
     ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '1', 'ts': now.replace(hour=18, minute=45)})
     with ledger.engine.connect() as conn:
         hours = dict(read_hours(conn, now, zone))
-        forecast = budget_forecast(conn, BudgetContext(zone, 5_000_000), now)
+        forecast = budget_forecast(conn, BudgetContext(zone), now)
     assert hours[now.replace(hour=18, minute=0)] == 3_000_000
     assert hours[now.replace(hour=18, minute=30)] == 1_000_000
     day = forecast['day']

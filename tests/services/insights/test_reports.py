@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.periods import Period
 from services.insights import report_formats, reports
@@ -42,7 +43,7 @@ def bill(ledger: Ledger, day: date, micros: int, source: str = 'openai_direct', 
 
 def build(ledger: Ledger, kind: str, zone: ZoneInfo = UTC_ZONE, **params: Any) -> reports.Report:
     with ledger.engine.connect() as conn:
-        return reports.build_report(conn, BudgetContext(zone, LIMIT), kind, now=NOW, **params)
+        return reports.build_report(conn, BudgetContext(zone), kind, now=NOW, **params)
 
 
 def rows_of(report: reports.Report, group: str) -> dict[Any, dict[str, Any]]:
@@ -60,6 +61,8 @@ def month_of_spend(ledger: Ledger) -> Ledger:
     spend(ledger, '2.00', datetime(2026, 3, 3, 9, tzinfo=UTC), agent_id='planner')  # this month, not this week
     spend(ledger, '0.10', datetime(2026, 2, 27, 9, tzinfo=UTC), agent_id='planner')  # last month
     bill(ledger, date(2026, 3, 18), 1_800_000)  # billed: $1.80 for OpenAI today, events say $1.00 via LiteLLM
+    with ledger.engine.begin() as conn:
+        limits.set_limit(conn, 'day', LIMIT)
     return ledger
 
 
@@ -67,7 +70,7 @@ def month_of_spend(ledger: Ledger) -> Ledger:
 def test_summary_total_agrees_with_the_budget_summary(month_of_spend: Ledger, period: str, recorded: int) -> None:
     report = build(month_of_spend, 'summary', period=period)
     with month_of_spend.engine.connect() as conn:
-        expected = budget.period_summary(conn, BudgetContext(UTC_ZONE, LIMIT), period, NOW)
+        expected = budget.period_summary(conn, BudgetContext(UTC_ZONE), period, NOW)
     total = rows_of(report, 'total')['total']
     assert total['cost'] == expected['spent_micros'] == recorded + 800_000  # the bill adds $0.80 direct
     assert report.totals['total'] == expected['spent_micros']
@@ -217,7 +220,7 @@ def test_projection_has_each_period_with_the_summary_spent(month_of_spend: Ledge
     assert [r['period'] for r in report.rows] == ['day', 'week', 'month']
     with month_of_spend.engine.connect() as conn:
         for row in report.rows:
-            expected = budget.period_summary(conn, BudgetContext(UTC_ZONE, LIMIT), row['period'], NOW)
+            expected = budget.period_summary(conn, BudgetContext(UTC_ZONE), row['period'], NOW)
             assert row['spent'] == expected['spent_micros'], row['period']
             assert row['limit'] == expected['limit_micros']
             assert row['projected_low'] <= row['projected'] <= row['projected_high']

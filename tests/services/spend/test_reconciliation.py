@@ -93,7 +93,7 @@ def test_providers_are_reconciled_separately_and_summed(ledger: Ledger) -> None:
     snapshot(ledger, 'litellm', 700_000, provider='openrouter')
     with ledger.engine.connect() as conn:
         totals = channel_totals(reconcile_last_days(conn, 1, UTC_ZONE, NOON))
-        summary = budget.period_summary(conn, BudgetContext(UTC_ZONE, 5_000_000), 'day', NOON)
+        summary = budget.period_summary(conn, BudgetContext(UTC_ZONE), 'day', NOON)
     assert totals['litellm'] == 1_000_000 + 700_000
     assert totals['direct'] == 2_000_000 + 500_000
     assert totals['total'] == 4_200_000

@@ -169,9 +169,9 @@ def test_day_boundaries_follow_a_half_hour_time_zone(ledger: Ledger) -> None:
         event(event_id='next-hour', ts=midnight + timedelta(minutes=31), cost_usd='8.00'),
     ])
     with ledger.engine.connect() as conn:
-        before = budget.period_summary(conn, BudgetContext(kolkata, 0), 'day', now=midnight - timedelta(minutes=1))
-        after = budget.period_summary(conn, BudgetContext(kolkata, 0), 'day', now=midnight + timedelta(hours=3))
-        history = budget.history(conn, BudgetContext(kolkata, 0), 2, now=midnight + timedelta(hours=3))
+        before = budget.period_summary(conn, BudgetContext(kolkata), 'day', now=midnight - timedelta(minutes=1))
+        after = budget.period_summary(conn, BudgetContext(kolkata), 'day', now=midnight + timedelta(hours=3))
+        history = budget.history(conn, BudgetContext(kolkata), 2, now=midnight + timedelta(hours=3))
     assert before['spent_micros'] == 1_000_000
     assert after['spent_micros'] == 14_000_000
     assert [p['cost_micros'] for p in history['points']] == [1_000_000, 14_000_000]
@@ -186,8 +186,8 @@ def test_week_starts_on_monday_and_month_on_the_first_in_local_time(ledger: Ledg
                          event(event_id='mon', ts=monday, cost_usd='2'),
                          event(event_id='feb', ts=datetime(2026, 2, 28, 23, 0, tzinfo=new_york), cost_usd='4')])
     with ledger.engine.connect() as conn:
-        week = budget.period_summary(conn, BudgetContext(new_york, 0), 'week', now=monday)
-        month = budget.period_summary(conn, BudgetContext(new_york, 0), 'month', now=monday)
+        week = budget.period_summary(conn, BudgetContext(new_york), 'week', now=monday)
+        month = budget.period_summary(conn, BudgetContext(new_york), 'month', now=monday)
     assert week['spent_micros'] == 2_000_000
     assert week['start'] == '2026-03-09T04:00:00+00:00'  # local midnight, UTC-4 after the change
     assert month['spent_micros'] == 3_000_000
@@ -197,7 +197,7 @@ def test_history_is_zero_filled_and_ends_today(ledger: Ledger) -> None:
     now = T0 + timedelta(days=5)
     ledger.record(event(ts=T0, cost_usd='0.25'))
     with ledger.engine.connect() as conn:
-        points = budget.history(conn, BudgetContext(ZoneInfo('UTC'), 5_000_000), 30, now=now)['points']
+        points = budget.history(conn, BudgetContext(ZoneInfo('UTC')), 30, now=now)['points']
     assert len(points) == 30 and points[-1]['date'] == now.date().isoformat()
     assert [p['cost_micros'] for p in points if p['cost_micros']] == [250_000]
     assert points[-6]['cost_micros'] == 250_000
