@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -101,7 +102,8 @@ def start(settings: Settings | None = None) -> Runtime:
     runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts)
     runtime.reload_prices()
     preload_policies(engine, settings)
-    runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands)
+    runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands,
+                                                 timedelta(minutes=settings.reservation_minutes))
     runtime.checker.start()
     runtime.leadership = Leadership(engine)
     runtime.bridge = Bridge(engine, hub)

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from typing_extensions import TypedDict
 
 from services.budget import eco
-from services.budget.counters import SESSION_IDLE, Counters, Crossing, PolicyAnswer, live_sessions
+from services.budget.counters import SESSION_IDLE, Counters, Crossing, Key, PolicyAnswer, live_sessions
 from services.budget.policies import PolicyRule
 from services.budget.rules import (
     CROSSING_ALERTS,
@@ -44,6 +44,7 @@ from services.live.topics import LiveEvent, SpendRow, SyncFinished, UsageChanged
 log = logging.getLogger(__name__)
 ALLOW, _, THROTTLE, BLOCK = Step  # module globals: the check below compares every policy's step with these
 PRUNE_EVERY = timedelta(minutes=10)
+HOLD_FOR = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,19 @@ class PolicyDecision(PolicyAnswer):  # id, name, scope, period, action (the furt
     decision: Decision
     spent_micros: int  # in the current period, before this call
     spent_usd: str
-    remaining_micros: int
+    held_micros: int  # what reservations of other allowed calls hold until their usage arrives
+    held_usd: str
+    remaining_micros: int  # the limit less what is spent and held
     remaining_usd: str
     percent: float  # spent of the limit, one place
     resets_at: NotRequired[str]  # when the period ends; session periods have no end
+
+
+class Reservation(TypedDict):
+    event_id: str  # the usage that releases it
+    held_micros: int
+    held_usd: str
+    expires_at: str  # ISO; released then if no usage came
 
 
 class CheckResult(TypedDict):
@@ -80,13 +90,17 @@ class CheckResult(TypedDict):
     estimated_cost_usd: str
     eco_mode: bool
     retry_after_s: NotRequired[int]  # when throttled: seconds until an even pace allows the call
+    reservation: NotRequired[Reservation]  # when asked for and allowed: the estimate held until the usage arrives
 
 
 class Checker:
-    def __init__(self, engine: Engine, hub: EventHub, zone: ZoneInfo, commands: Commands | None = None) -> None:
+    def __init__(self, engine: Engine, hub: EventHub, zone: ZoneInfo, commands: Commands | None = None,
+                 hold_for: timedelta = HOLD_FOR) -> None:
         """`commands` carry out what crossing a threshold does (alerts, pausing, eco mode); by default commands on
-        this engine and hub that keep this checker in step."""
+        this engine and hub that keep this checker in step. `hold_for`: how long a reservation waits for its usage."""
         self.engine = engine
+        self.hold_for = hold_for
+        self._reserving = threading.Lock()  # a reserving check reads and holds as one step
         self.hub = hub
         self.zone = zone
         self.commands = commands or Commands(CommandContext(engine, hub, counters=self))
@@ -239,10 +253,35 @@ class Checker:
     # --- checking -----------------------------------------------------------------------------------------------
 
     def check(self, request: CheckRequest, now: datetime | None = None,
-              deferred: list[Callable[[], None]] | None = None) -> CheckResult:
+              deferred: list[Callable[[], None]] | None = None, reserve: str | None = None) -> CheckResult:
         """The decision for this call. A block raises policy_violation alerts (a database write, once per policy
-        and period): into `deferred` when given, for the caller to run off its event loop."""
+        and period): into `deferred` when given, for the caller to run off its event loop.
+
+        `reserve`: the event id the call's usage will carry. When the call is allowed, its estimate is held on every
+        counter it matched until that usage arrives or `hold_for` passes, and concurrent checks count it."""
         now = now or datetime.now(UTC)
+        if reserve is None:
+            return self._check(request, now, deferred, None)
+        with self._reserving:
+            self.counters.release(reserve)  # a re-check of the same call replaces its hold: not counted twice
+            keys: list[Key] = []
+            result = self._check(request, now, deferred, keys)
+            estimate = request.estimated_cost_micros
+            if result['allowed'] and estimate > 0:
+                expires = now + self.hold_for
+                if self.counters.hold(reserve, tuple(keys), estimate, expires):
+                    result['reservation'] = {'event_id': reserve, 'held_micros': estimate,
+                                             'held_usd': micros_to_usd(estimate), 'expires_at': expires.isoformat()}
+                else:
+                    result['reasons'].append('reservation: too many held at once; the estimate is not held')
+            return result
+
+    def release(self, event_id: str) -> bool:
+        """Let a reservation go (the call did not happen); returns whether one was held."""
+        return self.counters.release(event_id)
+
+    def _check(self, request: CheckRequest, now: datetime, deferred: list[Callable[[], None]] | None,
+               keys: list[Key] | None) -> CheckResult:
         estimate = request.estimated_cost_micros
         paused, matches = self.counters.match(request, now)
         policies: list[PolicyDecision] = []
@@ -250,23 +289,27 @@ class Checker:
         decision = ALLOW
         retry_after: int | None = None
         blocked: list[tuple[PolicyRule, str, Any, int]] = []
-        for rule, scope_key, period_key, spent, span, resets_at in matches:
+        for rule, scope_key, period_key, spent, held, span, resets_at in matches:
             policy = rule.policy
             limit = policy.limit_micros
-            raw = step_for(spent, estimate, policy)
+            counted = spent + held
+            raw = step_for(counted, estimate, policy)
             step = raw if raw < rule.cap else rule.cap
-            remaining = limit - spent if spent < limit else 0
+            remaining = limit - counted if counted < limit else 0
             item: PolicyDecision = {**rule.answer, 'scope_value': scope_key or None,
                                  'decision': DECISIONS[step], 'spent_micros': spent, 'spent_usd': micros_to_usd(spent),
+                                 'held_micros': held, 'held_usd': micros_to_usd(held),
                                  'remaining_micros': remaining, 'remaining_usd': micros_to_usd(remaining),
                                  'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}
             if resets_at is not None:
                 item['resets_at'] = resets_at
             policies.append(item)
+            if keys is not None:
+                keys.append((policy.id, scope_key, period_key))
             if raw:
-                reasons.append(reason(policy, scope_key, raw, spent, estimate, step))
+                reasons.append(reason(policy, scope_key, raw, spent, estimate, step, held))
                 if step == THROTTLE:
-                    wait = pace_wait(spent + estimate, limit, span, now)
+                    wait = pace_wait(counted + estimate, limit, span, now)
                     retry_after = wait if retry_after is None else max(retry_after, wait)
                 elif step == BLOCK:
                     blocked.append((policy, scope_key, period_key, spent))

@@ -7,10 +7,15 @@ a custom range by 'custom'. Global/agent/provider/model scopes are recounted fro
 the events of the current period (or of the live sessions). Global and provider policies also keep the reconciled
 spend (billed, pulled) of their period, which counts when it is higher than the events.
 
+Reservations: an allowed check may hold its estimate on every counter it matched, under the event id its usage will
+carry, until that usage is applied (or found stored by a recount) or the hold expires. Checks count what is held.
+
 Every method takes the lock; the checker (services/budget/checker.py) decides what the numbers mean.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from services.spend.rollups import totals_between
 ROLLUP_DIMENSION = {'global': None, 'agent': 'agent_id', 'provider': 'provider', 'model': 'model'}
 BILLED_SCOPES = ('global', 'provider')  # scopes that provider bills and LiteLLM pulls describe
 SESSION_IDLE = timedelta(hours=24)  # a session without events this long leaves memory (and recounts)
+MAX_HOLDS = 100_000  # reservations held at once (memory stays bounded whatever callers send)
 Key = tuple[int, str, Any]  # (policy id, scope key, period key)
 
 
@@ -81,8 +87,18 @@ class Crossing(NamedTuple):
 
 
 # A policy a check falls under: (rule, scope key, period key, spend (the events, or the reconciled spend when
-# higher), the period (None for a session), its ISO end). A plain tuple: checks build several of these each.
-Match = tuple[Rule, str, Any, int, Period | None, str | None]
+# higher), what reservations hold on it, the period (None for a session), its ISO end). A plain tuple: checks build
+# several of these each.
+Match = tuple[Rule, str, Any, int, int, Period | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation: `amount` held on each of `keys` until `expires`."""
+
+    keys: tuple[Key, ...]
+    amount: int
+    expires: datetime
 
 
 @dataclass(slots=True)
@@ -104,6 +120,10 @@ class Counters:
         self._ends: dict[datetime, str] = {}  # period end -> its ISO text, computed once
         self._unverified: dict[str, int] = {}  # sessions first seen since the last recount -> the cost applied
         self._verifying = False
+        self._held: dict[Key, int] = {}  # what reservations hold per counter
+        self._holds: dict[str, Hold] = {}  # by the event id the usage will carry
+        self._expiring: list[tuple[datetime, int, str, Hold]] = []  # a heap: the next hold to expire first
+        self._order = itertools.count()  # breaks ties between holds expiring at the same time
 
     # --- counting from the database (the caller holds the ledger's write gate) ----------------------------------
 
@@ -120,8 +140,13 @@ class Counters:
         session_rules = any(r.policy.period == 'session' for r in rules)
         seen = _recent_sessions(conn, now) if session_rules else {}
         with self._lock:
+            reserved = list(self._holds)
+        arrived = _stored_event_ids(conn, reserved) if reserved else set()
+        with self._lock:
             self._s = _State(rules, counters, billed, spans, paused, seen, session_rules)
             self._unverified = {}
+            for event_id in arrived:  # counted above: the hold goes
+                self._release(event_id)
 
     def refresh_billed(self, conn: Connection) -> None:
         """Re-read the reconciled spend (after a pull) of the global and provider policies."""
@@ -144,6 +169,8 @@ class Counters:
             s = self._s
             for row in rows:
                 ts = as_utc(row.ts)
+                if self._holds and row.event_id in self._holds:
+                    self._release(row.event_id)
                 if s.session_rules and row.session_id:
                     verify |= self._saw_session(row.session_id, ts, row.cost_micros)
                 for rule in s.rules:
@@ -238,6 +265,9 @@ class Counters:
         spans: dict[str, tuple[Period, str]] = {}
         with self._lock:
             s = self._s
+            if self._expiring and self._expiring[0][0] <= now:
+                self._expire(now)
+            held = self._held
             paused = request.agent_id is not None and request.agent_id in s.paused
             for rule in s.rules:
                 keys = rule.keys(request)
@@ -269,8 +299,54 @@ class Counters:
                         billed = s.billed.get(key, 0)
                         if billed > spent:
                             spent = billed
-                    matches.append((rule, scope_key, period_key, spent, span, resets))
+                    matches.append((rule, scope_key, period_key, spent, held.get(key, 0) if held else 0, span,
+                                    resets))
         return paused, matches
+
+    # --- reservations --------------------------------------------------------------------------------------------
+
+    def hold(self, event_id: str, keys: tuple[Key, ...], amount: int, expires: datetime) -> bool:
+        """Hold `amount` on each counter of `keys` for the call whose usage will carry `event_id` (a second hold
+        for the same id replaces the first). False, holding nothing, when MAX_HOLDS are held already."""
+        hold = Hold(keys, amount, expires)
+        with self._lock:
+            self._release(event_id)
+            if len(self._holds) >= MAX_HOLDS:
+                return False
+            self._holds[event_id] = hold
+            for key in keys:
+                self._held[key] = self._held.get(key, 0) + amount
+            heapq.heappush(self._expiring, (expires, next(self._order), event_id, hold))
+            return True
+
+    def release(self, event_id: str) -> bool:
+        """Let a hold go (the call did not happen); returns whether there was one."""
+        with self._lock:
+            return self._release(event_id)
+
+    def held(self) -> dict[str, Hold]:
+        with self._lock:
+            return dict(self._holds)
+
+    def _release(self, event_id: str) -> bool:
+        """Under the lock."""
+        hold = self._holds.pop(event_id, None)
+        if hold is None:
+            return False
+        for key in hold.keys:
+            left = self._held.get(key, 0) - hold.amount
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)
+        return True
+
+    def _expire(self, now: datetime) -> None:
+        """Under the lock: drop the holds that have expired (a replaced hold's old entry is skipped)."""
+        while self._expiring and self._expiring[0][0] <= now:
+            _, _, event_id, hold = heapq.heappop(self._expiring)
+            if self._holds.get(event_id) is hold:
+                self._release(event_id)
 
     def span(self, name: str, now: datetime) -> Period:
         with self._lock:
@@ -332,6 +408,14 @@ class Counters:
 def live_sessions(now: datetime) -> Any:
     """The sessions session-period policies count: open, with an event within SESSION_IDLE."""
     return and_(SESSIONS.c.ended_at.is_(None), SESSIONS.c.last_event_at >= now - SESSION_IDLE)
+
+
+def _stored_event_ids(conn: Connection, event_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for first in range(0, len(event_ids), 1000):
+        query = select(EVENTS.c.event_id).where(EVENTS.c.event_id.in_(event_ids[first:first + 1000]))
+        found.update(conn.execute(query).scalars())
+    return found
 
 
 def _recent_sessions(conn: Connection, now: datetime) -> dict[str, datetime]:

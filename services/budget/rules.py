@@ -136,13 +136,15 @@ def what(policy: PolicyRule, scope_key: str) -> str:
     return f'{policy.name} ({scope_key if policy.scope_value else f"{policy.scope} {scope_key}"})'
 
 
-def reason(policy: PolicyRule, scope_key: str, raw: Step, spent: int, estimate: int, step: Step) -> str:
+def reason(policy: PolicyRule, scope_key: str, raw: Step, spent: int, estimate: int, step: Step,
+           held: int = 0) -> str:
     level = {Step.WARN: f'soft threshold {policy.soft_percent}%',
              Step.THROTTLE: f'critical threshold {policy.critical_percent}%', Step.BLOCK: 'limit'}[raw]
     capped_at = '' if step == raw else f'; action {policy.action} caps it at {step.decision}'
-    verb = 'would cross the' if raw == Step.BLOCK and spent < policy.limit_micros else 'reaches the'
-    return (f'{what(policy, scope_key)}: {format_usd(spent)} spent + {format_usd(estimate)} estimated {verb} {level} '
-            f'of {format_usd(policy.limit_micros)}{capped_at}')
+    verb = 'would cross the' if raw == Step.BLOCK and spent + held < policy.limit_micros else 'reaches the'
+    held_text = f' + {format_usd(held)} held' if held else ''
+    return (f'{what(policy, scope_key)}: {format_usd(spent)} spent{held_text} + {format_usd(estimate)} estimated '
+            f'{verb} {level} of {format_usd(policy.limit_micros)}{capped_at}')
 
 
 def crossing_message(policy: PolicyRule, scope_key: str, spent: int, paused: bool) -> str:

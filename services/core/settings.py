@@ -168,6 +168,8 @@ class Settings(_Group):
     tz: str = Field('UTC', description='IANA time zone of budget periods (day, week from Monday, month)')
     daily_limit_usd: Decimal | None = Field(Decimal(5), description='daily budget limit in USD, a global policy '
                                             '(none: no limit); set-limit and Budget settings override it')
+    reservation_minutes: float = Field(10, gt=0, le=1440, description='how long a check with `reserve` holds its '
+                                       'estimate when no usage with its event id arrives')
     limit_action: LimitAction = Field('block', description='how far the day/week/month limits from the environment '
                                       'go: warn (at 80 %), throttle (at 95 %) or block (at 100 %)')
     api_tokens: CommaSeparated = Field((), repr=False,

@@ -67,6 +67,7 @@ class SpendRow(NamedTuple):
     tags: tuple[str, ...]
     provider: str
     model: str
+    event_id: str | None = None  # releases the reservation its check made
 
 
 @dataclass(frozen=True)

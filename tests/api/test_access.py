@@ -136,6 +136,7 @@ ROUTES = [
           lambda d: ('/usage/batch', {'json': {'events': [event(agent_id=uid('a'), cost_usd='0.02')]}}),
           state='/budget/summary'),
     Route('POST', '/check', 'ingest', lambda d: ('/check', {'json': {'agent_id': uid('a')}})),
+    Route('DELETE', '/check/reservations/{event_id}', 'ingest', lambda d: (f'/check/reservations/{uid("e")}', {})),
     Route('POST', '/budget/schedule', 'plan',
           lambda d: ('/budget/schedule', {'json': {'tasks': [{'id': 't', 'priority': 1, 'estimated_cost_usd': '1'}],
                                                    'remaining_usd': '5'}})),

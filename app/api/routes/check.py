@@ -5,9 +5,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
 
 from app.api.deps import INGEST, RuntimeDep
 from app.api.errors import refusals
@@ -35,9 +36,14 @@ class CheckIn(Input):
     estimated_input_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     estimated_output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     estimated_cost_usd: Annotated[Usd, Field(le=1_000_000)] | None = None
+    reserve: bool = Field(default=False, description='hold the estimate against every matching policy until the '
+                          "usage with `event_id` arrives (or the hold expires), so concurrent callers can't overshoot")
+    event_id: Id | None = Field(default=None, description="the event id this call's usage will carry")
 
     @model_validator(mode='after')
     def _one_estimate(self) -> CheckIn:
+        if self.reserve and not self.event_id:
+            raise ValueError("event_id: a reservation needs the event id the call's usage will carry")
         tokens = self.estimated_input_tokens is not None or self.estimated_output_tokens is not None
         if tokens and self.estimated_cost_usd is not None:
             raise ValueError('estimated_cost_usd: give either estimated tokens or estimated_cost_usd, not both')
@@ -68,9 +74,24 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     # async: the check is in memory, so it runs on the event loop without a thread hop; alert writes do not
     deferred: list[Callable[[], None]] = []
     result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,
-                                           tuple(body.tags), provider, body.model, estimate), deferred=deferred)
+                                           tuple(body.tags), provider, body.model, estimate), deferred=deferred,
+                              reserve=body.event_id if body.reserve else None)
     for job in deferred:
         await run_in_threadpool(job)
     if note:
         result['reasons'].append(note)
     return Response(orjson.dumps(result), media_type='application/json')  # plain dicts: skip FastAPI's encoder
+
+
+class Released(TypedDict):
+    event_id: str
+    released: bool  # false: nothing was held (the usage arrived, the hold expired, or none was made)
+
+
+@router.delete('/check/reservations/{event_id}', dependencies=INGEST, responses=refusals(
+    e503='Budget checks do not run in this process'))
+def release(event_id: Annotated[Id, Path()], rt: RuntimeDep) -> Released:
+    """Let the estimate a check held go, for a call that did not happen."""
+    if rt.checker is None:
+        raise Unavailable('budget checks are not running')
+    return {'event_id': event_id, 'released': rt.checker.release(event_id)}
