@@ -16,8 +16,10 @@ standard logging object, agent_id / session_id / task_id / user_id / project / t
 
 The hook only appends the event to a bounded in-memory queue (the oldest event is dropped, and counted, when it is
 full); a background thread posts batches to /api/v1/usage/batch, retrying with backoff while SpendGauge is down.
-Nothing here raises into the LLM call or waits on the network. `flush()` waits for delivery; `close()` flushes and
-stops (also run at interpreter exit). litellm itself is optional: without it the class is a plain object.
+Nothing here raises into the LLM call or waits on the network. LiteLLM hands a call to its callbacks after the call
+has returned (on its logging threads, or for an async call on its logging worker): `flush()` first waits for that
+hand-over, then for delivery; `close()` does the same and stops (also run at interpreter exit). In async code use
+`await aflush()` and `await aclose()`. litellm itself is optional: without it the class is a plain object.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from typing import Any, Literal
 
 import httpx
 
-from services.integrations import api_root, split_litellm_model
+from services.integrations import api_root, litellm_handoff, split_litellm_model
 
 try:  # litellm is optional: SpendGauge does not need it, the proxy and SDK users have it
     from litellm.integrations.custom_logger import CustomLogger as _Base
@@ -187,8 +189,20 @@ class SpendGaugeLogger(_Base):
             return {**self.counts, 'queued': len(self._queue), 'in_flight': self._in_flight}
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Send what is queued now and wait until it is delivered; False when the timeout ran out first."""
+        """Wait until LiteLLM has handed this logger the calls made so far (see litellm_handoff), then send what is
+        queued and wait until it is delivered. False when the timeout ran out first. On an event loop, use
+        `await aflush()`: a blocking flush there cannot wait for LiteLLM's async callbacks."""
         deadline = time.monotonic() + timeout
+        handed_over = litellm_handoff.drain(deadline)
+        return self._deliver_queued(deadline) and handed_over
+
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """`flush()` for async code: right after `await litellm.acompletion(...)` the call is still on its way."""
+        deadline = time.monotonic() + timeout
+        handed_over = await litellm_handoff.adrain(deadline)
+        return await asyncio.to_thread(self._deliver_queued, deadline) and handed_over
+
+    def _deliver_queued(self, deadline: float) -> bool:
         with self._cond:
             self._flushing += 1
             self._cond.notify_all()
@@ -206,25 +220,32 @@ class SpendGaugeLogger(_Base):
                 self._flushing -= 1
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Deliver what is queued (retrying for up to `timeout` seconds), then stop. True when nothing was lost."""
+        """Wait for LiteLLM's hand-over as `flush()` does, deliver what is queued (retrying until `timeout` runs
+        out), then stop. True when nothing was lost."""
+        deadline = time.monotonic() + timeout
+        handed_over = litellm_handoff.drain(deadline)
         with self._cond:
             if self._closed:
-                return not self._queue and not self._in_flight
+                return not self._queue and not self._in_flight and handed_over
             self._closed = True
-            self._stop_at = time.monotonic() + timeout
+            self._stop_at = deadline
             self._cond.notify_all()
             thread, discarded = self._thread, self.counts['discarded']
         self._poke.set()
         if thread is not None:
-            thread.join(timeout + self.timeout_s + 1)
+            thread.join(max(deadline - time.monotonic(), 0) + self.timeout_s + 1)
         with self._cond:
-            return not self._queue and not self._in_flight and self.counts['discarded'] == discarded
+            delivered = not self._queue and not self._in_flight and self.counts['discarded'] == discarded
+        return delivered and handed_over
 
     async def aclose(self, timeout: float = 10.0) -> bool:
+        """`close()` for async code: waits for the calls just made (`await litellm.acompletion(...)`) first."""
+        deadline = time.monotonic() + timeout
+        handed_over = await litellm_handoff.adrain(deadline)
         if self._check_client is not None:
             await self._check_client.aclose()
             self._check_client = None
-        return await asyncio.to_thread(self.close, timeout)
+        return await asyncio.to_thread(self.close, max(deadline - time.monotonic(), 0)) and handed_over
 
     # --- sender thread -----------------------------------------------------------------------------------------
 
@@ -506,8 +527,10 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
 
 def _close_at_exit(ref: weakref.ref[SpendGaugeLogger]) -> None:
     logger = ref()
-    if logger is not None and logger._thread is not None:
-        logger.close(logger.exit_timeout_s)
+    if logger is not None:
+        litellm_handoff.run_left_behind()
+        if logger._thread is not None:
+            logger.close(logger.exit_timeout_s)
 
 
 def _after_fork(ref: weakref.ref[SpendGaugeLogger]) -> None:

@@ -365,6 +365,76 @@ def test_full_queue_drops_the_oldest(litellm: ModuleType, make_logger: Any, tmp_
     assert sorted(e['event_id'] for e in events) == sorted([ids[0], *ids[4:]])  # 2, 3 and 4 were dropped
 
 
+# --- flush and close right after a call ---------------------------------------------------------------------------
+
+HAND_OVER_DELAY_S = 0.3  # another callback before ours holds LiteLLM's hand-over up (as a slow exporter would)
+
+
+@pytest.fixture
+def slow_hand_over(litellm: ModuleType, make_logger: Any, server: Server,
+                   monkeypatch: pytest.MonkeyPatch) -> SpendGaugeLogger:
+    """Our logger behind a callback that takes its time, sync and async: LiteLLM calls them one after the other,
+    after the call has returned."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class Slow(CustomLogger):
+        def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            time.sleep(HAND_OVER_DELAY_S)
+
+        async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                          end_time: Any) -> None:
+            await asyncio.sleep(HAND_OVER_DELAY_S)
+
+    logger = make_logger(server.url)
+    monkeypatch.setattr(litellm, 'callbacks', [Slow(), logger])
+    return logger
+
+
+def call_ids(events: list[dict[str, Any]]) -> list[str]:
+    return sorted(e['event_id'] for e in events)
+
+
+def test_flush_right_after_a_call_delivers_it(litellm: ModuleType, slow_hand_over: SpendGaugeLogger,
+                                             api: httpx.Client) -> None:
+    agent = uid('agent')
+    response = litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                                  metadata={'agent_id': agent})
+    assert slow_hand_over.stats()['recorded'] == 0  # LiteLLM has not handed it over yet
+    assert slow_hand_over.flush(10)
+    assert call_ids(usage(api, agent_id=agent)) == [response._hidden_params['litellm_call_id']]
+
+
+def test_close_right_after_a_call_delivers_it(litellm: ModuleType, slow_hand_over: SpendGaugeLogger,
+                                             api: httpx.Client) -> None:
+    agent = uid('agent')
+    response = litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                                  metadata={'agent_id': agent})
+    assert slow_hand_over.close(10)
+    assert call_ids(usage(api, agent_id=agent)) == [response._hidden_params['litellm_call_id']]
+
+
+async def test_aflush_and_aclose_right_after_async_calls_deliver_them(litellm: ModuleType,
+                                                                     slow_hand_over: SpendGaugeLogger,
+                                                                     api: httpx.Client) -> None:
+    agent = uid('agent')
+
+    async def call() -> str:
+        response = await litellm.acompletion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok',
+                                             api_key='sk-fake', metadata={'agent_id': agent})
+        return response._hidden_params['litellm_call_id']
+
+    first = await call()
+    assert slow_hand_over.stats()['recorded'] == 0
+    assert await slow_hand_over.aflush(10)
+    assert call_ids(await asyncio.to_thread(usage, api, agent_id=agent)) == [first]
+    second = await call()
+    assert await asyncio.to_thread(slow_hand_over.flush, 10)  # a blocking flush from another thread waits too
+    third = await call()
+    assert await slow_hand_over.aclose(10)
+    assert call_ids(await asyncio.to_thread(usage, api, agent_id=agent)) == sorted([first, second, third])
+    assert slow_hand_over.stats()['delivered'] == 3
+
+
 def test_close_gives_up_on_a_down_spendgauge_in_time(make_logger: Any) -> None:
     logger = make_logger(closed_port_url())
     logger.enqueue({'model': 'gpt-4o', 'event_id': 'e1'})
