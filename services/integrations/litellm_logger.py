@@ -5,7 +5,7 @@ SDK:
     from services.integrations.litellm_logger import SpendGaugeLogger
     litellm.callbacks = [SpendGaugeLogger(url='http://127.0.0.1:8080', token='...')]
 
-Proxy (config.yaml; SPENDGAUGE_URL and SPENDGAUGE_API_TOKEN in the proxy's environment):
+Proxy (config.yaml; SPENDGAUGE_URL, SPENDGAUGE_API_TOKEN and the ENV_OPTIONS below in the proxy's environment):
     litellm_settings:
       callbacks: services.integrations.litellm_logger.spendgauge_callback
 
@@ -32,6 +32,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -56,6 +57,65 @@ HEADER_PREFIX = 'x-spendgauge-'  # x-spendgauge-agent-id: planner -> agent_id
 Outcome = Literal['ok', 'retry', 'discard']
 
 
+class ConfigError(ValueError):
+    """A SPENDGAUGE_* variable has a value the logger cannot use; the message names the variable."""
+
+
+def _is_duration(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _flag(name: str, text: str) -> bool:
+    value = text.lower()
+    if value in ('1', 'true', 'yes', 'on'):
+        return True
+    if value in ('0', 'false', 'no', 'off'):
+        return False
+    raise ConfigError(f'{name} must be 1, true, yes or on (or 0, false, no, off), got {text!r}')
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not _is_duration(value):
+        raise ConfigError(f'{name} must be a number of seconds above 0, got {text!r}')
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ConfigError(f'{name} must be a whole number from {low} to {high:,}, got {text!r}')
+        return int(text)
+    return parse
+
+
+# Environment variable -> (SpendGaugeLogger option, parser), for the proxy's `spendgauge_callback`.
+ENV_OPTIONS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    'SPENDGAUGE_ENFORCE': ('enforce', _flag),
+    'SPENDGAUGE_REJECT_THROTTLE': ('reject_throttle', _flag),
+    'SPENDGAUGE_CHECK_TIMEOUT_S': ('check_timeout_s', _seconds),
+    'SPENDGAUGE_BATCH_SIZE': ('batch_size', _whole(1, MAX_BATCH)),
+    'SPENDGAUGE_FLUSH_INTERVAL_S': ('flush_interval_s', _seconds),
+    'SPENDGAUGE_MAX_QUEUE': ('max_queue', _whole(1, 10_000_000)),
+    'SPENDGAUGE_SEND_TIMEOUT_S': ('timeout_s', _seconds),
+    'SPENDGAUGE_MAX_BACKOFF_S': ('max_backoff_s', _seconds),
+    'SPENDGAUGE_EXIT_TIMEOUT_S': ('exit_timeout_s', _seconds),
+}
+
+
+def env_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The logger options that `environ` sets (an empty variable counts as unset); ConfigError for a bad value."""
+    found: dict[str, Any] = {}
+    for name, (option, parse) in ENV_OPTIONS.items():
+        text = environ.get(name, '').strip()
+        if text:
+            found[option] = parse(name, text)
+    return found
+
+
 class SpendGaugeLogger(_Base):
     """Register with `litellm.callbacks = [SpendGaugeLogger(url=..., token=...)]`."""
 
@@ -73,6 +133,11 @@ class SpendGaugeLogger(_Base):
         self._check_client: httpx.AsyncClient | None = None
         if not 1 <= batch_size <= MAX_BATCH or max_queue < 1:
             raise ValueError(f'batch_size must be 1..{MAX_BATCH} and max_queue at least 1')
+        for name, seconds in (('flush_interval_s', flush_interval_s), ('timeout_s', timeout_s),
+                              ('backoff_s', backoff_s), ('max_backoff_s', max_backoff_s),
+                              ('exit_timeout_s', exit_timeout_s), ('check_timeout_s', check_timeout_s)):
+            if not _is_duration(seconds):
+                raise ValueError(f'{name} must be a number of seconds above 0, got {seconds!r}')
         self.batch_url = api_root(url) + '/usage/batch'
         self._headers = {'Authorization': f'Bearer {token}'} if token else {}
         self.batch_size = batch_size
@@ -93,11 +158,13 @@ class SpendGaugeLogger(_Base):
 
     @classmethod
     def from_env(cls, **options: Any) -> SpendGaugeLogger:
-        """SPENDGAUGE_URL (default http://127.0.0.1:8080), SPENDGAUGE_API_TOKEN, and SPENDGAUGE_ENFORCE=1 to reject
-        the calls the budget blocks at the proxy."""
-        options.setdefault('enforce', os.environ.get('SPENDGAUGE_ENFORCE', '').strip().lower() in ('1', 'true', 'on'))
-        return cls(os.environ.get('SPENDGAUGE_URL', '').strip() or DEFAULT_URL,
-                   os.environ.get('SPENDGAUGE_API_TOKEN', '').strip() or None, **options)
+        """A logger set up by the environment: SPENDGAUGE_URL (default http://127.0.0.1:8080), SPENDGAUGE_API_TOKEN
+        and the options in ENV_OPTIONS; `options` given here win. A value it cannot use raises ConfigError."""
+        url = os.environ.get('SPENDGAUGE_URL', '').strip() or DEFAULT_URL
+        if not url.lower().startswith(('http://', 'https://')):
+            raise ConfigError(f'SPENDGAUGE_URL must be an http:// or https:// URL, got {url!r}')
+        return cls(url, os.environ.get('SPENDGAUGE_API_TOKEN', '').strip() or None,
+                   **{**env_options(os.environ), **options})
 
     def _reset_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())

@@ -43,7 +43,7 @@ def litellm() -> ModuleType:
     try:
         import litellm
     except ImportError as exc:
-        reason = f"litellm is not installed ({exc}): pip install 'litellm>=1.70,<2' (the dev extra)"
+        reason = f"litellm is not installed ({exc}): pip install -e '.[dev]' (litellm[proxy])"
         if os.environ.get('CI') == 'true':
             pytest.fail(reason)
         pytest.skip(reason)
@@ -463,6 +463,51 @@ def test_proxy_config_form_loads_a_logger_from_the_environment(litellm: ModuleTy
     finally:
         callback.close(timeout=1)
         monkeypatch.delitem(litellm_logger.__dict__, '_instance', raising=False)
+
+
+def test_the_proxy_sets_the_logger_up_through_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {'SPENDGAUGE_URL': 'http://spend.internal:8080/', 'SPENDGAUGE_ENFORCE': 'true',
+                        'SPENDGAUGE_REJECT_THROTTLE': ' 1 ', 'SPENDGAUGE_CHECK_TIMEOUT_S': '0.25',
+                        'SPENDGAUGE_BATCH_SIZE': '50', 'SPENDGAUGE_MAX_QUEUE': '2000',
+                        'SPENDGAUGE_SEND_TIMEOUT_S': '3', 'SPENDGAUGE_FLUSH_INTERVAL_S': '',  # empty: the default
+                        }.items():
+        monkeypatch.setenv(name, value)
+    logger = SpendGaugeLogger.from_env(max_queue=10)  # an option given in code wins
+    try:
+        assert (logger.enforce, logger.reject_throttle, logger.check_timeout_s) == (True, True, 0.25)
+        assert (logger.batch_size, logger.max_queue, logger.timeout_s, logger.flush_interval_s) == (50, 10, 3.0, 1.0)
+        assert logger.check_url == 'http://spend.internal:8080/api/v1/check'
+    finally:
+        logger.close(timeout=0.1)
+
+
+@pytest.mark.parametrize(('name', 'value', 'message'), [
+    ('SPENDGAUGE_REJECT_THROTTLE', 'maybe', "SPENDGAUGE_REJECT_THROTTLE must be 1, true, yes or on (or 0, false, no, "
+                                           "off), got 'maybe'"),
+    ('SPENDGAUGE_ENFORCE', 'enabled', 'SPENDGAUGE_ENFORCE must be 1, true'),
+    ('SPENDGAUGE_CHECK_TIMEOUT_S', '2s', "SPENDGAUGE_CHECK_TIMEOUT_S must be a number of seconds above 0, got '2s'"),
+    ('SPENDGAUGE_CHECK_TIMEOUT_S', '0', 'SPENDGAUGE_CHECK_TIMEOUT_S must be a number of seconds above 0'),
+    ('SPENDGAUGE_SEND_TIMEOUT_S', 'inf', 'SPENDGAUGE_SEND_TIMEOUT_S must be a number of seconds above 0'),
+    ('SPENDGAUGE_BATCH_SIZE', '20000', "SPENDGAUGE_BATCH_SIZE must be a whole number from 1 to 10,000, got '20000'"),
+    ('SPENDGAUGE_MAX_QUEUE', '-5', 'SPENDGAUGE_MAX_QUEUE must be a whole number'),
+    ('SPENDGAUGE_URL', 'spend.internal:8080', 'SPENDGAUGE_URL must be an http:// or https:// URL'),
+])
+def test_a_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                          message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(litellm_logger.ConfigError) as refused:
+        SpendGaugeLogger.from_env()
+    assert str(refused.value).startswith(message)
+
+
+def test_every_environment_option_is_documented() -> None:
+    example = (servers.ROOT / '.env.example').read_text()
+    assert [name for name in litellm_logger.ENV_OPTIONS if f'\n# {name}=' not in example] == []
+
+
+def test_options_in_code_are_checked_too() -> None:
+    with pytest.raises(ValueError, match='check_timeout_s must be a number of seconds above 0, got -1'):
+        SpendGaugeLogger(check_timeout_s=-1)
 
 
 # --- the x-litellm-response-cost helper --------------------------------------------------------------------------
