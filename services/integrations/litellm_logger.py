@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 import httpx
 
-from services.integrations import api_root, litellm_handoff, split_litellm_model
+from services.integrations import CALLBACK_USER_AGENT, api_root, litellm_handoff, split_litellm_model
 
 try:  # litellm is optional: SpendGauge does not need it, the proxy and SDK users have it
     from litellm.integrations.custom_logger import CustomLogger as _Base
@@ -139,7 +139,7 @@ class SpendGaugeLogger(_Base):
             if not _is_duration(seconds):
                 raise ValueError(f'{name} must be a number of seconds above 0, got {seconds!r}')
         self.batch_url = api_root(url) + '/usage/batch'
-        self._headers = {'Authorization': f'Bearer {token}'} if token else {}
+        self._headers = {'User-Agent': CALLBACK_USER_AGENT, **({'Authorization': f'Bearer {token}'} if token else {})}
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_queue = max_queue

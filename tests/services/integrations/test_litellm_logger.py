@@ -324,6 +324,10 @@ def test_a_refused_token_keeps_the_events_until_it_is_accepted(litellm: ModuleTy
         wait_until(lambda: logger.stats()['token_refused'] >= 3)
         assert {k: logger.stats()[k] for k in ('delivered', 'discarded', 'dropped')} == \
             {'delivered': 0, 'discarded': 0, 'dropped': 0}
+        with old.client() as admin:  # the server's side sees it too: its sync status
+            [refused] = admin.get('/sync/status').json()['refused_requests']
+        assert (refused['client'], refused['route'], refused['status']) == \
+            ('litellm_callback', 'POST /api/v1/usage/batch', 401) and refused['count'] >= 3
     finally:
         old.stop()
     refusals = [r for r in caplog.records if 'refused the token' in r.getMessage()]
@@ -459,7 +463,7 @@ def test_proxy_config_form_loads_a_logger_from_the_environment(litellm: ModuleTy
         assert isinstance(callback, SpendGaugeLogger) and isinstance(callback, CustomLogger)
         assert callback is litellm_logger.spendgauge_callback  # one instance
         assert callback.batch_url == server.api + '/usage/batch'
-        assert callback._headers == {'Authorization': f'Bearer {TOKEN}'}
+        assert callback._headers['Authorization'] == f'Bearer {TOKEN}'
     finally:
         callback.close(timeout=1)
         monkeypatch.delitem(litellm_logger.__dict__, '_instance', raising=False)
