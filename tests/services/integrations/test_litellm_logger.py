@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -437,6 +439,31 @@ async def test_aflush_and_aclose_right_after_async_calls_deliver_them(litellm: M
     assert await slow_hand_over.aclose(10)
     assert call_ids(await asyncio.to_thread(usage, api, agent_id=agent)) == sorted([first, second, third])
     assert slow_hand_over.stats()['delivered'] == 3
+
+
+SCRIPT_THAT_JUST_ENDS = """
+import asyncio, sys
+import litellm
+from services.integrations.litellm_logger import SpendGaugeLogger
+
+litellm.callbacks = [SpendGaugeLogger(sys.argv[1])]
+call = dict(model='openai/gpt-4o', messages=[{'role': 'user', 'content': 'hi'}], mock_response='ok',
+            api_key='sk-fake', metadata={'agent_id': sys.argv[2]})
+litellm.completion(**call)
+async def main():
+    await litellm.acompletion(**call)
+asyncio.run(main())
+"""  # no flush, no close
+
+
+def test_a_script_that_just_ends_delivers_its_calls(litellm: ModuleType, server: Server, api: httpx.Client) -> None:
+    """At exit the logger has LiteLLM hand over what it still holds (its async worker's queue is run by LiteLLM's
+    own exit handler only after ours), then delivers it."""
+    agent = uid('agent')
+    done = subprocess.run([sys.executable, '-c', SCRIPT_THAT_JUST_ENDS, server.url, agent], capture_output=True,
+                          text=True, timeout=120, env=servers.clean_env(LITELLM_LOCAL_MODEL_COST_MAP='True'))
+    assert done.returncode == 0, done.stderr
+    assert len(usage(api, agent_id=agent)) == 2
 
 
 def test_close_gives_up_on_a_down_spendgauge_in_time(make_logger: Any) -> None:
