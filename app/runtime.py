@@ -12,6 +12,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine
 
 from services.accounts.directory import Directory
+from services.accounts.refusals import RefusalLog
 from services.budget import limits, policies
 from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
@@ -43,6 +44,7 @@ class Runtime:
     sync: SyncService
     commands: Commands
     accounts: Directory
+    refusals: RefusalLog
     checker: Checker | None = None
     leadership: Leadership | None = None
     bridge: Bridge | None = None
@@ -52,7 +54,7 @@ class Runtime:
         config = DashboardConfig(self.settings.budget, tuple(self.sync.pullers),
                                  sources.reconciliation_tolerance)
         with self.engine.connect() as conn:
-            return load_dashboard(conn, config)
+            return load_dashboard(conn, config, refused=self.refusals.snapshot())
 
     def read(self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a read model on a connection of its own (pages call this in a worker thread)."""
@@ -99,7 +101,7 @@ def start(settings: Settings | None = None) -> Runtime:
         except Invalid as exc:
             raise SettingsError(f'SPENDGAUGE_ADMIN_PASSWORD / SPENDGAUGE_ADMIN_USER: {exc}') from None
     accounts = Directory(engine, settings.api_tokens, hub)
-    runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts)
+    runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts, RefusalLog(hub))
     runtime.reload_prices()
     preload_policies(engine, settings)
     runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands,

@@ -1,16 +1,18 @@
 """Spend sources on the dashboard: each puller's last sync, and the last 30 days reconciled."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from nicegui import ui
 
 from components.cards import short_usd
+from services.accounts.refusals import RefusedRequest
 from services.sources.sync import SourceStatus
 from services.spend.reconciliation import ReconciledDay
 
 SOURCE_LABELS = {'litellm': 'LiteLLM proxy', 'openai_direct': 'OpenAI billing', 'anthropic_direct': 'Anthropic billing',
                  'openrouter_direct': 'OpenRouter'}
+CLIENT_LABELS = {'litellm_callback': 'LiteLLM callback', 'sdk': 'SpendGauge SDK', 'other': 'Other clients'}
 RECONCILIATION_COLUMNS = [
     {'name': 'day', 'label': 'Day', 'field': 'day', 'align': 'left'},
     {'name': 'provider', 'label': 'Provider', 'field': 'provider', 'align': 'left'},
@@ -32,6 +34,35 @@ def source_line(status: SourceStatus) -> str:
     if status['last_error'] and (not success_at or (error_at is not None and error_at > success_at)):
         parts.append(f'last error: {status["last_error"]}')
     return ' · '.join(parts)
+
+
+class RefusalLine(NamedTuple):
+    text: str
+    resolved: bool  # a request of the client passed after its last refusal
+
+
+def refusal_lines(items: list[RefusedRequest]) -> list[RefusalLine]:
+    """One line per client whose requests were refused for their token, the latest refusal's route and reason:
+    'LiteLLM callback: token refused 12 times, last 17:02 UTC (POST /api/v1/usage/batch: the bearer token is not
+    valid ...)', ending in '· accepted again 17:05 UTC' once a request of it passed after that."""
+    latest: dict[str, RefusedRequest] = {}
+    counts: dict[str, int] = {}
+    for item in items:  # the most recently refused first
+        latest.setdefault(item['client'], item)
+        counts[item['client']] = counts.get(item['client'], 0) + item['count']
+    lines = []
+    for client, item in latest.items():
+        times = 'once' if counts[client] == 1 else f'{counts[client]} times'
+        line = (f'{CLIENT_LABELS.get(client, client)}: token refused {times}, last {_utc(item["last_at"])} '
+                f'({item["route"]}: {item["reason"]})')
+        if item['accepted_at']:
+            line += f' · accepted again {_utc(item["accepted_at"])}'
+        lines.append(RefusalLine(line, item['accepted_at'] is not None))
+    return lines
+
+
+def _utc(iso: str) -> str:
+    return f'{iso[:16].replace("T", " ")} UTC'
 
 
 def reconciliation_rows(items: list[ReconciledDay]) -> list[dict[str, Any]]:

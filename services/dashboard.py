@@ -10,6 +10,7 @@ from typing import Literal
 from sqlalchemy import Connection, func, select
 from typing_extensions import TypedDict
 
+from services.accounts.refusals import RefusedRequest
 from services.alerting.alerts import Severity
 from services.alerting.notify import DeliveryOut, last_eco_delivery
 from services.budget import eco, limits, thresholds
@@ -86,6 +87,7 @@ class DashboardSnapshot:
     sessions: list[SessionOut]  # the most recent
     reconciliation: list[ReconciledDay]  # the last 30 days per provider, newest first
     sync: list[SourceStatus]
+    refused: list[RefusedRequest]  # requests refused for their token (services/accounts/refusals.py)
     eco_delivery: DeliveryOut | None  # how the last eco-mode change reached the n8n webhook
     limit: LimitOut | None  # today's limit: the global policy the gauge, /check and the forecast read
     thresholds: ThresholdsOut
@@ -93,7 +95,8 @@ class DashboardSnapshot:
     plan: PlanOut | None  # the pending tasks within what is left today; None without a daily limit
 
 
-def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None) -> DashboardSnapshot:
+def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None,
+                   refused: Sequence[RefusedRequest] = ()) -> DashboardSnapshot:
     now = now or datetime.now(UTC)
     zone = config.budget.zone
     summary = budget.period_summary(conn, config.budget, 'day', now)
@@ -112,6 +115,7 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
         reconciliation=[c.as_dict(config.tolerance)
                         for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, zone, now))],
         sync=sync_status(conn, list(config.configured_sources)),
+        refused=list(refused),
         eco_delivery=last_eco_delivery(conn),
         limit=limits.describe(limits.limit_policy(conn, 'day')),
         thresholds=thresholds.get_thresholds(conn).as_dict(),

@@ -5,6 +5,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 
 from app.api import errors, limits, openapi
+from app.api.deps import API_PREFIX
 from app.api.routes import (
     agents,
     alerts,
@@ -23,7 +24,7 @@ from app.api.routes import (
     usage,
 )
 
-PREFIX = '/api/v1'
+PREFIX = API_PREFIX
 MODULES = (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
            reports, tokens)
 api_router = APIRouter(prefix=PREFIX)

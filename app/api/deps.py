@@ -3,14 +3,15 @@
 Once any token or user exists (or SPENDGAUGE_API_TOKENS is set), every route but /health needs
 `Authorization: Bearer <token>` of a role that may call it: `read` for what GET routes show, `ingest` to record usage
 and ask /check, `admin` for every change. With none (a loopback server, see app/security/exposure.py) the caller is
-trusted. The commands check the role again where the change is carried out.
+trusted. The commands check the role again where the change is carried out. Each refusal (401, 403) is counted in
+memory per client and route (services/accounts/refusals.py) for the sync status and the dashboard.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Path
+from fastapi import Depends, Header, HTTPException, Path, Request
 from sqlalchemy import Connection
 
 from app import runtime as runtime_module
@@ -31,32 +32,44 @@ def read_conn(rt: RuntimeDep) -> Iterator[Connection]:
 
 
 ReadConn = Annotated[Connection, Depends(read_conn)]
+API_PREFIX = '/api/v1'  # where app/api/__init__.py mounts the routes
 TRUSTED = Actor('local', Role.ADMIN)  # no token and no user exists: a loopback server for one developer
 
 
-def authenticate(rt: RuntimeDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-                 ) -> Actor:
+def authenticate(rt: RuntimeDep, request: Request,
+                 authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Actor:
     directory = rt.accounts
     if not directory.secured:
         return TRUSTED
     scheme, _, token = (authorization or '').partition(' ')
     if scheme.lower() != 'bearer' or not token.strip():
-        raise HTTPException(401, 'Authorization: Bearer <token> required', headers={'WWW-Authenticate': 'Bearer'})
+        raise refusal(rt, request, HTTPException(401, 'Authorization: Bearer <token> required',
+                                                 headers={'WWW-Authenticate': 'Bearer'}))
     actor = directory.token_actor(token.strip())
     if actor is None:
-        raise HTTPException(401, 'the bearer token is not valid (revoked, or never issued)',
-                            headers={'WWW-Authenticate': 'Bearer error="invalid_token"'})
+        raise refusal(rt, request, HTTPException(401, 'the bearer token is not valid (revoked, or never issued)',
+                                                 headers={'WWW-Authenticate': 'Bearer error="invalid_token"'}))
     return actor
 
 
 def requires(*roles: Role) -> Callable[..., Actor]:
     """A dependency: the caller, who must hold one of these roles (admin holds them all)."""
-    def check(actor: Annotated[Actor, Depends(authenticate)]) -> Actor:
+    def check(actor: Annotated[Actor, Depends(authenticate)], rt: RuntimeDep, request: Request) -> Actor:
         if not any(actor.may(role) for role in roles):
-            raise HTTPException(403, f'this needs the {" or ".join(roles)} role; the token has {actor.role}')
+            raise refusal(rt, request, HTTPException(
+                403, f'this needs the {" or ".join(roles)} role; the token has {actor.role}'))
+        rt.refusals.accepted(request.headers.get('user-agent'))
         return actor
     check.__name__ = f'requires_{"_or_".join(roles)}'
     return check
+
+
+def refusal(rt: Runtime, request: Request, error: HTTPException) -> HTTPException:
+    """Count the refused request (services/accounts/refusals.py: sync status, dashboard) and hand back the error."""
+    route = getattr(request.scope.get('route'), 'path', None)  # the template, e.g. /agents/{agent_id}
+    where = f'{request.method} {API_PREFIX}{route}' if route else f'{request.method} (no route)'
+    rt.refusals.refused(request.headers.get('user-agent'), where, error.status_code, str(error.detail))
+    return error
 
 
 Reader = Annotated[Actor, Depends(requires(Role.READ))]

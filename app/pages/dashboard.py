@@ -18,7 +18,7 @@ from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
 from components.layout import frame, lock
 from components.plan import plan_panel
-from components.sources import reconciliation_rows, reconciliation_table, source_line
+from components.sources import reconciliation_rows, reconciliation_table, refusal_lines, source_line
 from components.strip import channel_strip_text
 from services.alerting.notify import eco_delivery_text
 from services.core.errors import DomainError
@@ -109,6 +109,9 @@ class DashboardView:
     def sources(self) -> None:
         for status in self.data.sync:
             ui.label(source_line(status)).classes('text-body2' if status['configured'] else 'text-body2 text-grey')
+        for line in refusal_lines(self.data.refused):
+            ui.label(line.text).classes('text-body2 ' + ('text-grey' if line.resolved else 'text-negative')) \
+                .mark('token-refused')
         self.sync_button.set_enabled(any(s['configured'] for s in self.data.sync))
 
     @ui.refreshable_method
@@ -142,7 +145,7 @@ class DashboardView:
             self.agents.refresh()
         if stale or data.tasks != old.tasks:
             self.tasks.refresh()
-        if data.sync != old.sync:
+        if data.sync != old.sync or data.refused != old.refused:
             self.sources.refresh()
         if data.plan != old.plan:
             self.plan.refresh()

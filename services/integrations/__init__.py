@@ -6,6 +6,10 @@ with the LiteLLM puller so that pulled, billed and recorded spend meet under one
 """
 from __future__ import annotations
 
+# What our clients send as User-Agent: the server names them where it reports refused requests.
+CALLBACK_USER_AGENT = 'spendgauge-litellm-callback'
+SDK_USER_AGENT = 'spendgauge-sdk'
+
 # LiteLLM's custom_llm_provider -> ours, where they differ; any other name is kept (lower case).
 _PROVIDERS = {
     'text-completion-openai': 'openai', 'chatgpt': 'openai', 'openai_like': 'openai',

@@ -5,7 +5,7 @@ SDK:
     from services.integrations.litellm_logger import SpendGaugeLogger
     litellm.callbacks = [SpendGaugeLogger(url='http://127.0.0.1:8080', token='...')]
 
-Proxy (config.yaml; SPENDGAUGE_URL and SPENDGAUGE_API_TOKEN in the proxy's environment):
+Proxy (config.yaml; SPENDGAUGE_URL, SPENDGAUGE_API_TOKEN and the ENV_OPTIONS below in the proxy's environment):
     litellm_settings:
       callbacks: services.integrations.litellm_logger.spendgauge_callback
 
@@ -16,8 +16,10 @@ standard logging object, agent_id / session_id / task_id / user_id / project / t
 
 The hook only appends the event to a bounded in-memory queue (the oldest event is dropped, and counted, when it is
 full); a background thread posts batches to /api/v1/usage/batch, retrying with backoff while SpendGauge is down.
-Nothing here raises into the LLM call or waits on the network. `flush()` waits for delivery; `close()` flushes and
-stops (also run at interpreter exit). litellm itself is optional: without it the class is a plain object.
+Nothing here raises into the LLM call or waits on the network. LiteLLM hands a call to its callbacks after the call
+has returned (on its logging threads, or for an async call on its logging worker): `flush()` first waits for that
+hand-over, then for delivery; `close()` does the same and stops (also run at interpreter exit). In async code use
+`await aflush()` and `await aclose()`. litellm itself is optional: without it the class is a plain object.
 """
 from __future__ import annotations
 
@@ -30,13 +32,14 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import httpx
 
-from services.integrations import api_root, split_litellm_model
+from services.integrations import CALLBACK_USER_AGENT, api_root, litellm_handoff, split_litellm_model
 
 try:  # litellm is optional: SpendGauge does not need it, the proxy and SDK users have it
     from litellm.integrations.custom_logger import CustomLogger as _Base
@@ -52,6 +55,65 @@ CLIENT_TAG_PREFIX = 'user-agent:'  # LiteLLM tags every proxy call with its clie
 ALIASES = {'agent': 'agent_id', 'session': 'session_id', 'task': 'task_id', 'user': 'user_id'}
 HEADER_PREFIX = 'x-spendgauge-'  # x-spendgauge-agent-id: planner -> agent_id
 Outcome = Literal['ok', 'retry', 'discard']
+
+
+class ConfigError(ValueError):
+    """A SPENDGAUGE_* variable has a value the logger cannot use; the message names the variable."""
+
+
+def _is_duration(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _flag(name: str, text: str) -> bool:
+    value = text.lower()
+    if value in ('1', 'true', 'yes', 'on'):
+        return True
+    if value in ('0', 'false', 'no', 'off'):
+        return False
+    raise ConfigError(f'{name} must be 1, true, yes or on (or 0, false, no, off), got {text!r}')
+
+
+def _seconds(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not _is_duration(value):
+        raise ConfigError(f'{name} must be a number of seconds above 0, got {text!r}')
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ConfigError(f'{name} must be a whole number from {low} to {high:,}, got {text!r}')
+        return int(text)
+    return parse
+
+
+# Environment variable -> (SpendGaugeLogger option, parser), for the proxy's `spendgauge_callback`.
+ENV_OPTIONS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    'SPENDGAUGE_ENFORCE': ('enforce', _flag),
+    'SPENDGAUGE_REJECT_THROTTLE': ('reject_throttle', _flag),
+    'SPENDGAUGE_CHECK_TIMEOUT_S': ('check_timeout_s', _seconds),
+    'SPENDGAUGE_BATCH_SIZE': ('batch_size', _whole(1, MAX_BATCH)),
+    'SPENDGAUGE_FLUSH_INTERVAL_S': ('flush_interval_s', _seconds),
+    'SPENDGAUGE_MAX_QUEUE': ('max_queue', _whole(1, 10_000_000)),
+    'SPENDGAUGE_SEND_TIMEOUT_S': ('timeout_s', _seconds),
+    'SPENDGAUGE_MAX_BACKOFF_S': ('max_backoff_s', _seconds),
+    'SPENDGAUGE_EXIT_TIMEOUT_S': ('exit_timeout_s', _seconds),
+}
+
+
+def env_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The logger options that `environ` sets (an empty variable counts as unset); ConfigError for a bad value."""
+    found: dict[str, Any] = {}
+    for name, (option, parse) in ENV_OPTIONS.items():
+        text = environ.get(name, '').strip()
+        if text:
+            found[option] = parse(name, text)
+    return found
 
 
 class SpendGaugeLogger(_Base):
@@ -71,8 +133,13 @@ class SpendGaugeLogger(_Base):
         self._check_client: httpx.AsyncClient | None = None
         if not 1 <= batch_size <= MAX_BATCH or max_queue < 1:
             raise ValueError(f'batch_size must be 1..{MAX_BATCH} and max_queue at least 1')
+        for name, seconds in (('flush_interval_s', flush_interval_s), ('timeout_s', timeout_s),
+                              ('backoff_s', backoff_s), ('max_backoff_s', max_backoff_s),
+                              ('exit_timeout_s', exit_timeout_s), ('check_timeout_s', check_timeout_s)):
+            if not _is_duration(seconds):
+                raise ValueError(f'{name} must be a number of seconds above 0, got {seconds!r}')
         self.batch_url = api_root(url) + '/usage/batch'
-        self._headers = {'Authorization': f'Bearer {token}'} if token else {}
+        self._headers = {'User-Agent': CALLBACK_USER_AGENT, **({'Authorization': f'Bearer {token}'} if token else {})}
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_queue = max_queue
@@ -91,11 +158,13 @@ class SpendGaugeLogger(_Base):
 
     @classmethod
     def from_env(cls, **options: Any) -> SpendGaugeLogger:
-        """SPENDGAUGE_URL (default http://127.0.0.1:8080), SPENDGAUGE_API_TOKEN, and SPENDGAUGE_ENFORCE=1 to reject
-        the calls the budget blocks at the proxy."""
-        options.setdefault('enforce', os.environ.get('SPENDGAUGE_ENFORCE', '').strip().lower() in ('1', 'true', 'on'))
-        return cls(os.environ.get('SPENDGAUGE_URL', '').strip() or DEFAULT_URL,
-                   os.environ.get('SPENDGAUGE_API_TOKEN', '').strip() or None, **options)
+        """A logger set up by the environment: SPENDGAUGE_URL (default http://127.0.0.1:8080), SPENDGAUGE_API_TOKEN
+        and the options in ENV_OPTIONS; `options` given here win. A value it cannot use raises ConfigError."""
+        url = os.environ.get('SPENDGAUGE_URL', '').strip() or DEFAULT_URL
+        if not url.lower().startswith(('http://', 'https://')):
+            raise ConfigError(f'SPENDGAUGE_URL must be an http:// or https:// URL, got {url!r}')
+        return cls(url, os.environ.get('SPENDGAUGE_API_TOKEN', '').strip() or None,
+                   **{**env_options(os.environ), **options})
 
     def _reset_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -187,8 +256,20 @@ class SpendGaugeLogger(_Base):
             return {**self.counts, 'queued': len(self._queue), 'in_flight': self._in_flight}
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Send what is queued now and wait until it is delivered; False when the timeout ran out first."""
+        """Wait until LiteLLM has handed this logger the calls made so far (see litellm_handoff), then send what is
+        queued and wait until it is delivered. False when the timeout ran out first. On an event loop, use
+        `await aflush()`: a blocking flush there cannot wait for LiteLLM's async callbacks."""
         deadline = time.monotonic() + timeout
+        handed_over = litellm_handoff.drain(deadline)
+        return self._deliver_queued(deadline) and handed_over
+
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """`flush()` for async code: right after `await litellm.acompletion(...)` the call is still on its way."""
+        deadline = time.monotonic() + timeout
+        handed_over = await litellm_handoff.adrain(deadline)
+        return await asyncio.to_thread(self._deliver_queued, deadline) and handed_over
+
+    def _deliver_queued(self, deadline: float) -> bool:
         with self._cond:
             self._flushing += 1
             self._cond.notify_all()
@@ -206,25 +287,32 @@ class SpendGaugeLogger(_Base):
                 self._flushing -= 1
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Deliver what is queued (retrying for up to `timeout` seconds), then stop. True when nothing was lost."""
+        """Wait for LiteLLM's hand-over as `flush()` does, deliver what is queued (retrying until `timeout` runs
+        out), then stop. True when nothing was lost."""
+        deadline = time.monotonic() + timeout
+        handed_over = litellm_handoff.drain(deadline)
         with self._cond:
             if self._closed:
-                return not self._queue and not self._in_flight
+                return not self._queue and not self._in_flight and handed_over
             self._closed = True
-            self._stop_at = time.monotonic() + timeout
+            self._stop_at = deadline
             self._cond.notify_all()
             thread, discarded = self._thread, self.counts['discarded']
         self._poke.set()
         if thread is not None:
-            thread.join(timeout + self.timeout_s + 1)
+            thread.join(max(deadline - time.monotonic(), 0) + self.timeout_s + 1)
         with self._cond:
-            return not self._queue and not self._in_flight and self.counts['discarded'] == discarded
+            delivered = not self._queue and not self._in_flight and self.counts['discarded'] == discarded
+        return delivered and handed_over
 
     async def aclose(self, timeout: float = 10.0) -> bool:
+        """`close()` for async code: waits for the calls just made (`await litellm.acompletion(...)`) first."""
+        deadline = time.monotonic() + timeout
+        handed_over = await litellm_handoff.adrain(deadline)
         if self._check_client is not None:
             await self._check_client.aclose()
             self._check_client = None
-        return await asyncio.to_thread(self.close, timeout)
+        return await asyncio.to_thread(self.close, max(deadline - time.monotonic(), 0)) and handed_over
 
     # --- sender thread -----------------------------------------------------------------------------------------
 
@@ -506,8 +594,10 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
 
 def _close_at_exit(ref: weakref.ref[SpendGaugeLogger]) -> None:
     logger = ref()
-    if logger is not None and logger._thread is not None:
-        logger.close(logger.exit_timeout_s)
+    if logger is not None:
+        litellm_handoff.run_left_behind()
+        if logger._thread is not None:
+            logger.close(logger.exit_timeout_s)
 
 
 def _after_fork(ref: weakref.ref[SpendGaugeLogger]) -> None:

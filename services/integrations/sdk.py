@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from services.integrations import SDK_USER_AGENT
+
 log = logging.getLogger(__name__)
 T = TypeVar('T')
 ATTRIBUTION = ('agent_id', 'session_id', 'user_id', 'project', 'task_id', 'tags', 'provider', 'model')
@@ -59,7 +61,7 @@ class SpendGauge:
                  fail_open: bool = True, transport: httpx.BaseTransport | None = None) -> None:
         url = url or os.environ.get('SPENDGAUGE_URL', 'http://127.0.0.1:8080')
         token = token or os.environ.get('SPENDGAUGE_API_TOKEN') or None
-        headers = {'Authorization': f'Bearer {token}'} if token else {}
+        headers = {'User-Agent': SDK_USER_AGENT, **({'Authorization': f'Bearer {token}'} if token else {})}
         self.fail_open = fail_open
         self._client = httpx.Client(base_url=url.rstrip('/') + '/api/v1', headers=headers, timeout=timeout,
                                     transport=transport)

@@ -28,6 +28,7 @@ class Topic(StrEnum):
     ALERT_RAISED = 'alert_raised'  # a new alert opened: notify once
     DELIVERIES = 'deliveries'  # a notification was attempted
     ACCOUNTS = 'accounts'  # a token or user was created, revoked or changed
+    REFUSALS = 'refusals'  # requests were refused for their token (services/accounts/refusals.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ ROUTES: dict[Topic, Route] = {
     Topic.ALERT_RAISED: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.DELIVERIES: Route(reloads_dashboard=True, crosses_instances=False),  # each instance delivers its own
     Topic.ACCOUNTS: Route(reloads_dashboard=False, crosses_instances=True),  # every instance re-reads who may call
+    Topic.REFUSALS: Route(reloads_dashboard=True, crosses_instances=False),  # each instance counts its own
 }
 DASHBOARD_TOPICS = frozenset(t for t, r in ROUTES.items() if r.reloads_dashboard)
 BRIDGED_TOPICS = frozenset(t for t, r in ROUTES.items() if r.crosses_instances)
@@ -173,6 +175,14 @@ class AccountsChanged:
     reason: str  # 'token created', 'token revoked', 'user created', 'user deleted', 'password changed'
 
 
+@dataclass(frozen=True)
+class RequestsRefused:
+    """A client's requests were refused for their token, or one is accepted again after that."""
+
+    topic: ClassVar[Topic] = Topic.REFUSALS
+    client: str
+
+
 LiveEvent = (UsageChanged | SettingChanged | PoliciesChanged | PricesChanged | SessionEnded | TaskChanged
              | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged
-             | AccountsChanged)
+             | AccountsChanged | RequestsRefused)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, insert, select, update
 from typing_extensions import TypedDict
 
+from services.accounts.refusals import RefusedRequest
 from services.alerting import alerts
 from services.alerting.alerts import AlertOut
 from services.core.errors import Conflict
@@ -54,6 +55,8 @@ class SourceStatus(TypedDict):
 
 class SyncStatus(TypedDict):
     sources: list[SourceStatus]
+    # requests refused for their token since this instance started (the callback's or SDK's pushes among them)
+    refused_requests: list[RefusedRequest]
 
 
 class SyncRuns(TypedDict):

@@ -199,8 +199,9 @@ def _state(door: Door, route: Route) -> Any:
     response = door.admin.get(route.state)
     assert response.status_code == 200, response.text
     body = response.json()
-    if isinstance(body, dict):  # a clock is not state
-        body = {key: value for key, value in body.items() if not key.startswith('resets_')}
+    if isinstance(body, dict):  # a clock is not state, nor the count of refused requests (this very refusal)
+        body = {key: value for key, value in body.items()
+                if not key.startswith('resets_') and key != 'refused_requests'}
     return body
 
 

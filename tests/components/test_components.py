@@ -161,3 +161,25 @@ async def test_components_render_on_a_page(user: User) -> None:
     await user.should_see('no estimate')
     await user.should_see('actual $0.01')
     await user.should_not_see('high cost')
+
+
+def test_refusal_lines_sum_up_each_client() -> None:
+    from components.sources import refusal_lines
+    from services.accounts.refusals import RefusedRequest
+
+    def item(client: str, route: str, count: int, last_at: str, accepted_at: str | None = None) -> RefusedRequest:
+        return {'client': client, 'route': route, 'status': 401, 'reason': 'the bearer token is not valid',
+                'count': count, 'first_at': '2026-11-29T16:00:00+00:00', 'last_at': last_at,
+                'accepted_at': accepted_at}
+
+    lines = refusal_lines([item('litellm_callback', 'POST /api/v1/check', 2, '2026-11-29T17:02:10+00:00'),
+                           item('litellm_callback', 'POST /api/v1/usage/batch', 10, '2026-11-29T16:59:00+00:00'),
+                           item('sdk', 'POST /api/v1/usage', 1, '2026-11-29T16:30:00+00:00',
+                                '2026-11-29T16:45:00+00:00')])
+    assert [line.text for line in lines] == [
+        'LiteLLM callback: token refused 12 times, last 2026-11-29 17:02 UTC '
+        '(POST /api/v1/check: the bearer token is not valid)',
+        'SpendGauge SDK: token refused once, last 2026-11-29 16:30 UTC (POST /api/v1/usage: the bearer token is not '
+        'valid) · accepted again 2026-11-29 16:45 UTC']
+    assert [line.resolved for line in lines] == [False, True]
+    assert refusal_lines([]) == []

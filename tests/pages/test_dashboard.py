@@ -272,6 +272,21 @@ async def test_spend_sources_and_reconciliation_view(user: User) -> None:
         [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]
 
 
+async def test_a_refused_callback_token_shows_under_spend_sources(user: User) -> None:
+    from services.integrations import CALLBACK_USER_AGENT
+
+    refusals = runtime.current().refusals
+    await user.open('/')
+    for _ in range(12):
+        refusals.refused(CALLBACK_USER_AGENT, 'POST /api/v1/usage/batch', 401, 'the bearer token is not valid')
+    await user.should_see('LiteLLM callback: token refused ', retries=30)  # live: the dashboard heard of it
+    [line] = user.find(marker='token-refused').elements
+    assert isinstance(line, ui.label) and 'refused 12 times' in line.text and \
+        '(POST /api/v1/usage/batch: the bearer token is not valid)' in line.text
+    refusals.accepted(CALLBACK_USER_AGENT)
+    await user.should_see('accepted again', retries=30)
+
+
 async def test_sync_now_pulls_and_shows_the_result(openrouter_source: str, user: User) -> None:
     await user.open('/')
     await user.should_see('OpenRouter: never synced')

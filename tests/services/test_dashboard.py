@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from services.accounts.refusals import RefusalLog
 from services.alerting import alerts
 from services.alerting.notify import Backoff, Notifier
 from services.budget import eco, limits
@@ -57,9 +58,12 @@ async def test_every_field_is_its_declared_type(ledger: Ledger, hub: EventHub) -
         finally:
             await notifier.stop()
 
+    refusals = RefusalLog(hub)
+    refusals.refused('spendgauge-litellm-callback', 'POST /api/v1/usage/batch', 401, 'the token is not valid')
+    refusals.accepted('spendgauge-litellm-callback')
     with engine.connect() as conn:
         snapshot = load_dashboard(conn, DashboardConfig(BudgetContext(UTC_ZONE), ('openrouter_direct',)),
-                                  datetime.now(UTC))
+                                  datetime.now(UTC), refused=refusals.snapshot())
     declared = get_type_hints(DashboardSnapshot)
     for field in fields(DashboardSnapshot):
         value = getattr(snapshot, field.name)

@@ -59,8 +59,9 @@ class Server:
 
 
 def start_server(workdir: Path, database_url: str | None = None, token: str | None = None, timeout: float = 30,
-                 **env: str) -> Server:
-    port = free_port()
+                 port: int | None = None, **env: str) -> Server:
+    """A server on `port` (default: a free one), e.g. the port of one that was stopped, with its database."""
+    port = port or free_port()
     database_url = database_url or f'sqlite:///{workdir / "spendgauge.db"}'
     extra = {'SPENDGAUGE_DATABASE_URL': database_url, 'SPENDGAUGE_PORT': str(port), 'SPENDGAUGE_ENV_FILE': '',
              **env}

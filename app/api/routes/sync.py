@@ -12,8 +12,10 @@ router = APIRouter(prefix='/sync', tags=['sync'])
 
 @router.get('/status', dependencies=READ)
 def status(conn: ReadConn, rt: RuntimeDep) -> SyncStatus:
-    """Per source: configured or not, the last run, the last success and the last error (never a key)."""
-    return {'sources': sync_status(conn, rt.settings.sources.enabled())}
+    """Per source: configured or not, the last run, the last success and the last error (never a key); and the
+    requests this instance refused for their token, per client (LiteLLM callback, SDK, other) and route, with a
+    count, the last time and the reason: a callback whose token is wrong shows here, not only in its own log."""
+    return {'sources': sync_status(conn, rt.settings.sources.enabled()), 'refused_requests': rt.refusals.snapshot()}
 
 
 @router.post('/{source}', responses=refusals(e409='The source is not configured',

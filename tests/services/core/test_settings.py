@@ -15,9 +15,12 @@ from app import cli
 from services.core.settings import Settings, SettingsError, load_settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[3] / '.env.example'
-# Documented in .env.example, read by other programs: the CLI and LiteLLM callback (URL, API_TOKEN, ENFORCE), and
-# load_settings itself (ENV_FILE).
-NOT_SETTINGS = {'SPENDGAUGE_URL', 'SPENDGAUGE_API_TOKEN', 'SPENDGAUGE_ENFORCE', 'SPENDGAUGE_ENV_FILE'}
+# Documented in .env.example, read by other programs: the CLI and LiteLLM callback (URL, API_TOKEN, and the
+# callback's ENV_OPTIONS in services/integrations/litellm_logger.py), and load_settings itself (ENV_FILE).
+NOT_SETTINGS = {'SPENDGAUGE_URL', 'SPENDGAUGE_API_TOKEN', 'SPENDGAUGE_ENV_FILE', 'SPENDGAUGE_ENFORCE',
+                'SPENDGAUGE_REJECT_THROTTLE', 'SPENDGAUGE_CHECK_TIMEOUT_S', 'SPENDGAUGE_BATCH_SIZE',
+                'SPENDGAUGE_FLUSH_INTERVAL_S', 'SPENDGAUGE_SEND_TIMEOUT_S', 'SPENDGAUGE_MAX_QUEUE',
+                'SPENDGAUGE_MAX_BACKOFF_S', 'SPENDGAUGE_EXIT_TIMEOUT_S'}
 SECRETS = {'SPENDGAUGE_DATABASE_URL', 'SPENDGAUGE_API_TOKENS', 'SPENDGAUGE_STORAGE_SECRET',
            'SPENDGAUGE_LITELLM_MASTER_KEY', 'SPENDGAUGE_OPENAI_ADMIN_KEY', 'SPENDGAUGE_ANTHROPIC_ADMIN_KEY',
            'SPENDGAUGE_OPENROUTER_KEY', 'SPENDGAUGE_OPENROUTER_MANAGEMENT_KEY', 'SPENDGAUGE_ALERT_WEBHOOK_URL',

@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,7 +45,7 @@ def litellm() -> ModuleType:
     try:
         import litellm
     except ImportError as exc:
-        reason = f"litellm is not installed ({exc}): pip install 'litellm>=1.70,<2' (the dev extra)"
+        reason = f"litellm is not installed ({exc}): pip install -e '.[dev]' (litellm[proxy])"
         if os.environ.get('CI') == 'true':
             pytest.fail(reason)
         pytest.skip(reason)
@@ -324,6 +326,10 @@ def test_a_refused_token_keeps_the_events_until_it_is_accepted(litellm: ModuleTy
         wait_until(lambda: logger.stats()['token_refused'] >= 3)
         assert {k: logger.stats()[k] for k in ('delivered', 'discarded', 'dropped')} == \
             {'delivered': 0, 'discarded': 0, 'dropped': 0}
+        with old.client() as admin:  # the server's side sees it too: its sync status
+            [refused] = admin.get('/sync/status').json()['refused_requests']
+        assert (refused['client'], refused['route'], refused['status']) == \
+            ('litellm_callback', 'POST /api/v1/usage/batch', 401) and refused['count'] >= 3
     finally:
         old.stop()
     refusals = [r for r in caplog.records if 'refused the token' in r.getMessage()]
@@ -365,6 +371,101 @@ def test_full_queue_drops_the_oldest(litellm: ModuleType, make_logger: Any, tmp_
     assert sorted(e['event_id'] for e in events) == sorted([ids[0], *ids[4:]])  # 2, 3 and 4 were dropped
 
 
+# --- flush and close right after a call ---------------------------------------------------------------------------
+
+HAND_OVER_DELAY_S = 0.3  # another callback before ours holds LiteLLM's hand-over up (as a slow exporter would)
+
+
+@pytest.fixture
+def slow_hand_over(litellm: ModuleType, make_logger: Any, server: Server,
+                   monkeypatch: pytest.MonkeyPatch) -> SpendGaugeLogger:
+    """Our logger behind a callback that takes its time, sync and async: LiteLLM calls them one after the other,
+    after the call has returned."""
+    from litellm.integrations.custom_logger import CustomLogger
+
+    class Slow(CustomLogger):
+        def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+            time.sleep(HAND_OVER_DELAY_S)
+
+        async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any,
+                                          end_time: Any) -> None:
+            await asyncio.sleep(HAND_OVER_DELAY_S)
+
+    logger = make_logger(server.url)
+    monkeypatch.setattr(litellm, 'callbacks', [Slow(), logger])
+    return logger
+
+
+def call_ids(events: list[dict[str, Any]]) -> list[str]:
+    return sorted(e['event_id'] for e in events)
+
+
+def test_flush_right_after_a_call_delivers_it(litellm: ModuleType, slow_hand_over: SpendGaugeLogger,
+                                             api: httpx.Client) -> None:
+    agent = uid('agent')
+    response = litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                                  metadata={'agent_id': agent})
+    assert slow_hand_over.stats()['recorded'] == 0  # LiteLLM has not handed it over yet
+    assert slow_hand_over.flush(10)
+    assert call_ids(usage(api, agent_id=agent)) == [response._hidden_params['litellm_call_id']]
+
+
+def test_close_right_after_a_call_delivers_it(litellm: ModuleType, slow_hand_over: SpendGaugeLogger,
+                                             api: httpx.Client) -> None:
+    agent = uid('agent')
+    response = litellm.completion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok', api_key='sk-fake',
+                                  metadata={'agent_id': agent})
+    assert slow_hand_over.close(10)
+    assert call_ids(usage(api, agent_id=agent)) == [response._hidden_params['litellm_call_id']]
+
+
+async def test_aflush_and_aclose_right_after_async_calls_deliver_them(litellm: ModuleType,
+                                                                     slow_hand_over: SpendGaugeLogger,
+                                                                     api: httpx.Client) -> None:
+    agent = uid('agent')
+
+    async def call() -> str:
+        response = await litellm.acompletion(model='openai/gpt-4o', messages=MESSAGES, mock_response='ok',
+                                             api_key='sk-fake', metadata={'agent_id': agent})
+        return response._hidden_params['litellm_call_id']
+
+    first = await call()
+    assert slow_hand_over.stats()['recorded'] == 0
+    assert await slow_hand_over.aflush(10)
+    assert call_ids(await asyncio.to_thread(usage, api, agent_id=agent)) == [first]
+    second = await call()
+    assert await asyncio.to_thread(slow_hand_over.flush, 10)  # a blocking flush from another thread waits too
+    third = await call()
+    assert await slow_hand_over.aclose(10)
+    assert call_ids(await asyncio.to_thread(usage, api, agent_id=agent)) == sorted([first, second, third])
+    assert slow_hand_over.stats()['delivered'] == 3
+
+
+SCRIPT_THAT_JUST_ENDS = """
+import asyncio, sys
+import litellm
+from services.integrations.litellm_logger import SpendGaugeLogger
+
+litellm.callbacks = [SpendGaugeLogger(sys.argv[1])]
+call = dict(model='openai/gpt-4o', messages=[{'role': 'user', 'content': 'hi'}], mock_response='ok',
+            api_key='sk-fake', metadata={'agent_id': sys.argv[2]})
+litellm.completion(**call)
+async def main():
+    await litellm.acompletion(**call)
+asyncio.run(main())
+"""  # no flush, no close
+
+
+def test_a_script_that_just_ends_delivers_its_calls(litellm: ModuleType, server: Server, api: httpx.Client) -> None:
+    """At exit the logger has LiteLLM hand over what it still holds (its async worker's queue is run by LiteLLM's
+    own exit handler only after ours), then delivers it."""
+    agent = uid('agent')
+    done = subprocess.run([sys.executable, '-c', SCRIPT_THAT_JUST_ENDS, server.url, agent], capture_output=True,
+                          text=True, timeout=120, env=servers.clean_env(LITELLM_LOCAL_MODEL_COST_MAP='True'))
+    assert done.returncode == 0, done.stderr
+    assert len(usage(api, agent_id=agent)) == 2
+
+
 def test_close_gives_up_on_a_down_spendgauge_in_time(make_logger: Any) -> None:
     logger = make_logger(closed_port_url())
     logger.enqueue({'model': 'gpt-4o', 'event_id': 'e1'})
@@ -389,10 +490,55 @@ def test_proxy_config_form_loads_a_logger_from_the_environment(litellm: ModuleTy
         assert isinstance(callback, SpendGaugeLogger) and isinstance(callback, CustomLogger)
         assert callback is litellm_logger.spendgauge_callback  # one instance
         assert callback.batch_url == server.api + '/usage/batch'
-        assert callback._headers == {'Authorization': f'Bearer {TOKEN}'}
+        assert callback._headers['Authorization'] == f'Bearer {TOKEN}'
     finally:
         callback.close(timeout=1)
         monkeypatch.delitem(litellm_logger.__dict__, '_instance', raising=False)
+
+
+def test_the_proxy_sets_the_logger_up_through_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {'SPENDGAUGE_URL': 'http://spend.internal:8080/', 'SPENDGAUGE_ENFORCE': 'true',
+                        'SPENDGAUGE_REJECT_THROTTLE': ' 1 ', 'SPENDGAUGE_CHECK_TIMEOUT_S': '0.25',
+                        'SPENDGAUGE_BATCH_SIZE': '50', 'SPENDGAUGE_MAX_QUEUE': '2000',
+                        'SPENDGAUGE_SEND_TIMEOUT_S': '3', 'SPENDGAUGE_FLUSH_INTERVAL_S': '',  # empty: the default
+                        }.items():
+        monkeypatch.setenv(name, value)
+    logger = SpendGaugeLogger.from_env(max_queue=10)  # an option given in code wins
+    try:
+        assert (logger.enforce, logger.reject_throttle, logger.check_timeout_s) == (True, True, 0.25)
+        assert (logger.batch_size, logger.max_queue, logger.timeout_s, logger.flush_interval_s) == (50, 10, 3.0, 1.0)
+        assert logger.check_url == 'http://spend.internal:8080/api/v1/check'
+    finally:
+        logger.close(timeout=0.1)
+
+
+@pytest.mark.parametrize(('name', 'value', 'message'), [
+    ('SPENDGAUGE_REJECT_THROTTLE', 'maybe', "SPENDGAUGE_REJECT_THROTTLE must be 1, true, yes or on (or 0, false, no, "
+                                           "off), got 'maybe'"),
+    ('SPENDGAUGE_ENFORCE', 'enabled', 'SPENDGAUGE_ENFORCE must be 1, true'),
+    ('SPENDGAUGE_CHECK_TIMEOUT_S', '2s', "SPENDGAUGE_CHECK_TIMEOUT_S must be a number of seconds above 0, got '2s'"),
+    ('SPENDGAUGE_CHECK_TIMEOUT_S', '0', 'SPENDGAUGE_CHECK_TIMEOUT_S must be a number of seconds above 0'),
+    ('SPENDGAUGE_SEND_TIMEOUT_S', 'inf', 'SPENDGAUGE_SEND_TIMEOUT_S must be a number of seconds above 0'),
+    ('SPENDGAUGE_BATCH_SIZE', '20000', "SPENDGAUGE_BATCH_SIZE must be a whole number from 1 to 10,000, got '20000'"),
+    ('SPENDGAUGE_MAX_QUEUE', '-5', 'SPENDGAUGE_MAX_QUEUE must be a whole number'),
+    ('SPENDGAUGE_URL', 'spend.internal:8080', 'SPENDGAUGE_URL must be an http:// or https:// URL'),
+])
+def test_a_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
+                                          message: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(litellm_logger.ConfigError) as refused:
+        SpendGaugeLogger.from_env()
+    assert str(refused.value).startswith(message)
+
+
+def test_every_environment_option_is_documented() -> None:
+    example = (servers.ROOT / '.env.example').read_text()
+    assert [name for name in litellm_logger.ENV_OPTIONS if f'\n# {name}=' not in example] == []
+
+
+def test_options_in_code_are_checked_too() -> None:
+    with pytest.raises(ValueError, match='check_timeout_s must be a number of seconds above 0, got -1'):
+        SpendGaugeLogger(check_timeout_s=-1)
 
 
 # --- the x-litellm-response-cost helper --------------------------------------------------------------------------
