@@ -3,7 +3,8 @@ projected to the end of the day, the week and the month.
 
 The core (`project`) is pure: hourly spend in, forecast out, so the backtest (bench/forecast.py) replays the same
 function the API serves. The DB layer reads the hourly totals with one `totals_between` call over hourly edges
-(the current hour from its rollup so far), never the events.
+(the current hour from its rollup so far); it reads events only to pin an exceeded limit to the call that
+crossed it (`pin_crossing`, one hour's events).
 
 Method, per day:
 - 'none': no spend today and too little history: nothing more is projected.
