@@ -1,24 +1,35 @@
-"""Forecast backtest: the mean absolute error of the projected end-of-day spend at 10:00, 14:00 and 18:00 local,
-beside two naive baselines (linear extrapolation of today so far; yesterday's total).
+"""Forecast backtest, two parts.
 
-    .venv/bin/python bench/forecast.py [--days 31] [--seed 7] [--tz Europe/Berlin] [--db data/spendgauge.db]
+    .venv/bin/python bench/forecast.py [--part all|mae|regimes] [--days 31] [--seed 7] [--tz Europe/Berlin]
+                                       [--db data/spendgauge.db] [--seeds 4] [--step 5]
 
-Generated month (the default): a seeded RNG draws LLM calls hour by hour from a daily profile with a working-hours
-peak and a lunch dip, weekday and weekend levels, multiplicative noise per day and per hour (busy hours cluster:
-AR(1) log-noise), and a few broken
-loops (one to three hours at 6-12x the usual rate). With --db the hourly totals of a recorded SQLite database are
-replayed instead (its rollups, over the days that hold spend).
+MAE: the mean absolute error of the projected end-of-day spend at 10:00, 14:00 and 18:00 local, beside two naive
+baselines (linear extrapolation of today so far; yesterday's total). Generated month (the default): a seeded RNG
+draws LLM calls hour by hour from a daily profile with a working-hours peak and a lunch dip, weekday and weekend
+levels, multiplicative noise per day and per hour (busy hours cluster: AR(1) log-noise), and a few broken loops (one
+to three hours at 6-12x the usual rate). With --db the hourly totals of a recorded SQLite database are replayed
+instead (its rollups, over the days that hold spend). For every day and each check hour, the forecast core the API
+serves (`services.insights.forecast.project`) sees only the hours before that moment. Days with fewer than
+MIN_HISTORY_DAYS past days with spend (no profile yet) are reported separately. Target: below both baselines.
 
-Replay: for every day and each check hour, the forecast core the API serves (`services.forecast.project`) sees
-only the hours before that moment. Days with fewer than MIN_HISTORY_DAYS past days with spend (no profile yet)
-are reported separately. Target: below both baselines at each hour.
+Regime changes: does the day forecast warn before the daily limit is crossed? Per seed, 14 quiet days (the same
+generator without loops), then ordinary weekdays drawn minute by minute, each also replayed running 10-50x hotter
+from a random minute of several hours until midnight, and with a one-hour 10x burst. The limit ($10, 2.5x a usual
+weekday) holds on ordinary days; hot days cross it. Every --step minutes (the alert check runs every 5) `project`
+gets what `read_hours` would serve (whole hours, the current hour so far) and answers with and without its
+recent-rate watch (`watch_recent=False`: the profile alone, as before the watch). Reported: the lead time from the
+first "exhausts" at or after the change to the crossing, beside a perfect warning at the minute of the change;
+crossings less than 15 min after the change apart (no method can warn 15 min ahead of those); and the share of
+days that held but said "exhausts" at some point. Goal: median lead >= 60 min, none under 15.
 """
 from __future__ import annotations
 
 import argparse
 import math
 import random
+import statistics
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,6 +37,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from services.core.money import format_usd  # noqa: E402
 from services.core.periods import hour_floor  # noqa: E402
 from services.insights.forecast import MIN_HISTORY_DAYS, project  # noqa: E402
 
@@ -43,11 +55,12 @@ LOOPS_PER_MONTH = 5
 FIRST_DAY = date(2026, 11, 1)  # a fixed month, so a seed always gives the same figures
 
 
-def generate(days: int, seed: int, zone: ZoneInfo, first: date = FIRST_DAY) -> tuple[date, dict[datetime, int]]:
+def generate(days: int, seed: int, zone: ZoneInfo, first: date = FIRST_DAY,
+             loops_per_month: int = LOOPS_PER_MONTH) -> tuple[date, dict[datetime, int]]:
     """Hourly totals (UTC hour start -> micro-USD) of `days` local days of simulated calls from `first`."""
     rng = random.Random(seed)
     scale = WEEKDAY_DAILY_USD / sum(SHAPE)
-    loops = {rng.randrange(days * 24) for _ in range(LOOPS_PER_MONTH * days // 30)}
+    loops = {rng.randrange(days * 24) for _ in range(loops_per_month * days // 30)}
     hours: dict[datetime, int] = {}
     loop_left, loop_factor = 0, 1.0
     start = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
@@ -66,11 +79,15 @@ def generate(days: int, seed: int, zone: ZoneInfo, first: date = FIRST_DAY) -> t
         if loop_left:
             expected *= loop_factor
             loop_left -= 1
-        calls = _poisson(rng, expected / MEAN_CALL_USD)
-        hours[t] = sum(round(rng.expovariate(1 / MEAN_CALL_USD) * 1_000_000) for _ in range(calls))
+        hours[t] = _calls_cost(rng, expected)
         t += HOUR
         index += 1
     return first, hours
+
+
+def _calls_cost(rng: random.Random, usd: float) -> int:
+    """Micro-USD of the calls drawn for an expected spend of `usd`."""
+    return sum(round(rng.expovariate(1 / MEAN_CALL_USD) * 1_000_000) for _ in range(_poisson(rng, usd / MEAN_CALL_USD)))
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -137,14 +154,159 @@ def replay(first: date, hours: dict[datetime, int], zone: ZoneInfo) -> dict[str,
     return errors
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--days', type=int, default=30)
-    parser.add_argument('--seed', type=int, default=7)
-    parser.add_argument('--tz', default='Europe/Berlin')
-    parser.add_argument('--db', type=Path, help='replay the hourly totals of a recorded SQLite database')
-    args = parser.parse_args()
-    zone = ZoneInfo(args.tz)
+# --- regime changes: does the day forecast warn before the limit is crossed? --------------------------------------
+
+REGIME_FIRST = date(2026, 11, 2)  # a Monday: 14 quiet days of history, then the replayed day, a Monday too
+REGIME_HISTORY_DAYS = 14
+DAY_LIMIT = 10_000_000  # 2.5x a usual weekday: ordinary days hold, a day that runs hot for long enough crosses it
+CHANGE_HOURS = (8, 10, 12, 14, 16)
+MULTIPLIERS = (10, 20, 30, 50)
+BURST_HOURS = (9, 11, 13, 15, 17)
+BURST_MULTIPLIER = 10
+DAY_DRAWS = 3  # ordinary days per seed; each hot or burst day is one of them from its change on
+MINUTES = 24 * 60
+MINUTE = timedelta(minutes=1)
+GOAL_MEDIAN, GOAL_MIN = timedelta(minutes=60), timedelta(minutes=15)
+METHODS = {'baseline': False, 'watch': True}  # project(watch_recent=...): the profile alone, and with the watch
+
+
+@dataclass
+class Day:
+    kind: str  # ordinary, hot, burst
+    history: list[tuple[datetime, int]]
+    midnight: datetime  # UTC
+    minutes: list[int]  # micro-USD spent in each minute of the local day
+    change: int = 0  # the minute the hot spell or burst starts
+    multiplier: float = 1.0
+    said: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # method -> (minute, state) per replay step
+
+    def crossing(self) -> int | None:
+        """The minute (its end) at which the day's spend reached the limit."""
+        total = 0
+        for minute, micros in enumerate(self.minutes):
+            total += micros
+            if total >= DAY_LIMIT:
+                return minute + 1
+        return None
+
+
+def minute_rates(rng: random.Random) -> list[float]:
+    """Expected USD per minute of an ordinary weekday, drawn like `generate` draws its hours (without loops)."""
+    scale = WEEKDAY_DAILY_USD / sum(SHAPE)
+    day_factor, noise, rates = rng.lognormvariate(0, DAY_NOISE), 0.0, []
+    for hour in range(24):
+        noise = PERSISTENCE * noise + math.sqrt(1 - PERSISTENCE ** 2) * rng.gauss(0, HOUR_NOISE)
+        rates += [scale * SHAPE[hour] * day_factor * math.exp(noise - HOUR_NOISE ** 2 / 2) / 60] * 60
+    return rates
+
+
+def regime_days(seeds: int, zone: ZoneInfo) -> list[Day]:
+    """Per seed: a quiet history and DAY_DRAWS ordinary days after it, each also run hot (every change hour and
+    multiplier, until midnight) and with a one-hour burst (every burst hour)."""
+    days = []
+    test_day = REGIME_FIRST + timedelta(days=REGIME_HISTORY_DAYS)
+    midnight = datetime.combine(test_day, time(0), tzinfo=zone).astimezone(UTC)
+    for seed in range(1, seeds + 1):
+        _, hours = generate(REGIME_HISTORY_DAYS, seed, zone, REGIME_FIRST, loops_per_month=0)
+        history = sorted(hours.items())
+        for draw in range(DAY_DRAWS):
+            rng = random.Random(f'{seed}-{draw}')
+            rates = minute_rates(rng)
+            base = [_calls_cost(rng, r) for r in rates]
+            days.append(Day('ordinary', history, midnight, base))
+            variants = [('hot', 60 * h + rng.randrange(60), MINUTES, m) for h in CHANGE_HOURS for m in MULTIPLIERS]
+            variants += [('burst', 60 * h + rng.randrange(60), 60 * h + 60, BURST_MULTIPLIER) for h in BURST_HOURS]
+            for kind, start, end, multiplier in variants:
+                spell = [_calls_cost(rng, r * multiplier) for r in rates[start:end]]
+                days.append(Day(kind, history, midnight, [*base[:start], *spell, *base[end:]], start, multiplier))
+    return days
+
+
+def replay_regime(day: Day, step: int, zone: ZoneInfo, before: Day | None) -> None:
+    """The day forecast every `step` minutes until the limit is crossed or the day ends, with and without the
+    watch. A variant starts from its ordinary day's answers up to its change (the data is the same until then)."""
+    prefix = [0]
+    for micros in day.minutes:
+        prefix.append(prefix[-1] + micros)
+    for method in METHODS:
+        day.said[method] = [(m, s) for m, s in before.said[method] if m <= day.change] if before else []
+    first = step * (day.change // step + 1) if before else step
+    for minute in range(first, MINUTES, step):
+        spent = prefix[minute]
+        if spent >= DAY_LIMIT:
+            return
+        now = day.midnight + timedelta(minutes=minute)
+        today = [(day.midnight + HOUR * h, prefix[min(60 * h + 60, minute)] - prefix[60 * h])
+                 for h in range(minute // 60 + 1)]
+        for method, watch in METHODS.items():
+            forecast = project([*day.history, *today], now, zone, {'day': spent}, {'day': DAY_LIMIT}, ('day',),
+                               watch_recent=watch)['day']
+            day.said[method].append((minute, forecast.state))
+
+
+def _lead(day: Day, method: str, crossing: int) -> int:
+    """Minutes from the first 'exhausts' at or after the change to the crossing; 0 when it never warned. 'perfect'
+    is a method that would know at the very minute of the change."""
+    if method == 'perfect':
+        return crossing - day.change
+    warned = [m for m, state in day.said[method] if state == 'exhausts' and m >= day.change]
+    return crossing - warned[0] if warned else 0
+
+
+def _alarm_share(days: list[Day], method: str) -> str:
+    if method == 'perfect' or not days:
+        return '-'
+    return f'{100 * sum(any(s == "exhausts" for _, s in d.said[method]) for d in days) / len(days):.0f} %'
+
+
+def _spread(values: list[int]) -> str:
+    return f'{statistics.median(values):.0f} / {min(values)} / {max(values)}' if values else '-'
+
+
+def report_regimes(days: list[Day], step: int) -> bool:
+    """Print the lead times and false alarms, beside the profile alone and a perfect warning; True when the
+    goals are met."""
+    columns = ('perfect', *METHODS)
+    crossed = [(d, c) for d in days if (c := d.crossing()) is not None]
+    fast = [(d, c) for d, c in crossed if c - d.change < GOAL_MIN / MINUTE]
+    slow = [(d, c) for d, c in crossed if c - d.change >= GOAL_MIN / MINUTE]
+    held = [d for d in days if d.crossing() is None]
+
+    def leads(group: list[tuple[Day, int]], method: str) -> list[int]:
+        return [_lead(d, method, c) for d, c in group]
+
+    rows = [(f'crossed >= 15 min after the change ({len(slow)}): lead median / min / max',
+             [_spread(leads(slow, m)) for m in columns]),
+            ('  warned >= 60 min ahead', [f'{sum(v >= 60 for v in leads(slow, m))}' for m in columns]),
+            ('  warned < 15 min ahead or not at all', [f'{sum(v < 15 for v in leads(slow, m))}' for m in columns])]
+    for multiplier in MULTIPLIERS:
+        group = [(d, c) for d, c in slow if d.kind == 'hot' and d.multiplier == multiplier]
+        rows.append((f'  {multiplier}x hotter ({len(group)})', [_spread(leads(group, m)) for m in columns]))
+    rows.append((f'crossed < 15 min after the change ({len(fast)})', [_spread(leads(fast, m)) for m in columns]))
+    for kind, label in (('ordinary', 'ordinary days'), ('burst', f'days with a one-hour {BURST_MULTIPLIER}x burst'),
+                        ('hot', 'hot days that still held')):
+        same = [d for d in held if d.kind == kind]
+        rows.append((f'held, {label} ({len(same)}): said "exhausts"', [_alarm_share(same, m) for m in columns]))
+    print(f'\nRegime changes: {len(days)} replayed days ({DAY_DRAWS} ordinary weekdays per seed, each also run hot'
+          f' from {len(CHANGE_HOURS)} hours at {len(MULTIPLIERS)} multipliers and with a one-hour burst at'
+          f' {len(BURST_HOURS)} hours) after 14 quiet days, limit {format_usd(DAY_LIMIT)} a day, the day forecast every'
+          f' {step} min. Lead: minutes from the first "exhausts" at or after the change to the crossing.')
+    width = max(len(label) for label, _ in rows)
+    print(f'\n{"":<{width}}  {"perfect":>15}  {"profile alone":>15}  {"with recent_rate":>16}')
+    for label, values in rows:
+        print(f'{label:<{width}}  {values[0]:>15}  {values[1]:>15}  {values[2]:>16}')
+    late = sorted(c - d.change for d, c in slow if _lead(d, 'watch', c) < 15)
+    if late:
+        print(f'\nwith recent_rate, warned < 15 min ahead on {len(late)} days; they crossed '
+              f'{", ".join(map(str, late))} min after the change')
+    watched = leads(slow, 'watch')
+    ok = bool(watched) and statistics.median(watched) >= 60 and min(watched) >= 15
+    print(f'\ngoal (crossed >= 15 min after the change: median lead >= 60 min, none under 15): '
+          f'{"met" if ok else "MISSED"}')
+    return ok
+
+
+def report_errors(args: argparse.Namespace, zone: ZoneInfo) -> bool:
     first, hours = recorded(args.db, zone) if args.db else generate(args.days, args.seed, zone)
     errors = replay(first, hours, zone)
     source = str(args.db) if args.db else f'generated, {args.days} days, seed {args.seed}'
@@ -167,6 +329,30 @@ def main() -> int:
             if group == 'history':
                 ok &= mae['forecast'] < min(mae['linear'], mae['yesterday'])
     print(f'\ntarget (with history, below both baselines at every hour): {"met" if ok else "MISSED"}')
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--days', type=int, default=30)
+    parser.add_argument('--seed', type=int, default=7)
+    parser.add_argument('--tz', default='Europe/Berlin')
+    parser.add_argument('--db', type=Path, help='replay the hourly totals of a recorded SQLite database')
+    parser.add_argument('--part', choices=('all', 'mae', 'regimes'), default='all')
+    parser.add_argument('--seeds', type=int, default=4, help='regime changes: seeds of quiet history')
+    parser.add_argument('--step', type=int, default=5, help='regime changes: minutes between replayed forecasts')
+    args = parser.parse_args()
+    zone = ZoneInfo(args.tz)
+    ok = True
+    if args.part in ('all', 'mae'):
+        ok &= report_errors(args, zone)
+    if args.part in ('all', 'regimes'):
+        days = regime_days(args.seeds, zone)
+        ordinary: Day | None = None
+        for day in days:
+            ordinary = day if day.kind == 'ordinary' else ordinary
+            replay_regime(day, args.step, zone, None if day is ordinary else ordinary)
+        ok &= report_regimes(days, args.step)
     return 0 if ok else 1
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from services.core.money import format_usd
-from services.insights.forecast import ForecastOut
+from services.insights.forecast import RECENT_METHOD, RECENT_WINDOW, ForecastOut
 
-METHODS = {'trailing_rate': 'trailing rate', 'profile_blend': 'recent rate and 14-day time-of-day profile'}
+METHODS = {'trailing_rate': 'trailing rate', 'profile_blend': 'recent rate and 14-day time-of-day profile',
+           RECENT_METHOD: f'pace of the last {RECENT_WINDOW.seconds // 60} min'}
 
 
 def forecast_caption(forecast: ForecastOut) -> str:

@@ -3,6 +3,10 @@
 Everything it writes is marked: events have source 'demo' and metadata {'demo': true}; agent, session, task and
 event ids start with 'demo-'. On first start it backfills a few days of history and creates a handful of tasks;
 `clear` removes all of it (events, their share of every total, and the tasks) and nothing else.
+
+The backfilled history and the live ticks draw their calls from one rate (`Pace.calls_per_hour`: the same level,
+hour-of-day profile, day-to-day variation and share of fan-out bursts), so the first live hour looks like the
+history: no false anomaly, and a forecast that holds where the swarm does.
 """
 from __future__ import annotations
 
@@ -97,20 +101,23 @@ DEMO_TASKS = (
     DemoTask('demo-task-release-notes', 'Draft release notes for v2.4', 'demo-writer', 'done', 1, 250_000),
     DemoTask('demo-task-api-docs', 'Update the API reference', 'demo-writer', 'pending', 1, 500_000),
 )
-# Share of the busiest hour's calls in each UTC hour: a working day with a quiet night.
-HOURLY = (0.1, 0.08, 0.08, 0.08, 0.1, 0.15, 0.3, 0.55, 0.8, 1.0, 1.0, 0.95, 0.75, 0.85, 1.0, 0.95, 0.9, 0.75, 0.55,
-          0.4, 0.3, 0.25, 0.2, 0.15)
+# Share of the busiest hour's calls in each UTC hour: a working day, with batch jobs through the night.
+HOURLY = (0.3, 0.3, 0.3, 0.3, 0.3, 0.35, 0.45, 0.6, 0.8, 1.0, 1.0, 0.95, 0.75, 0.85, 1.0, 0.95, 0.9, 0.75, 0.6,
+          0.5, 0.45, 0.4, 0.35, 0.3)
 
 
 @dataclass(frozen=True)
 class Pace:
     interval_s: float = 1.0  # between live ticks
-    calls_per_tick: float = 0.6  # on average (about $2.50 an hour); a tick sometimes brings a burst on top
-    burst_chance: float = 0.04
+    peak_calls_per_hour: float = 720  # at the busiest hour of an average weekday, bursts included
+    burst_share: float = 0.25  # of the calls, in fan-outs: one agent firing many calls at once
     burst_calls: tuple[int, int] = (8, 20)
     history_days: int = 7  # backfilled on first start, before the live calls
-    history_peak_calls_per_hour: int = 200
     session_minutes: float = 30  # live sessions rotate after this long
+
+    def calls_per_hour(self, at: datetime) -> float:
+        """The swarm's expected calls an hour at `at`, for the history and the live ticks alike."""
+        return self.peak_calls_per_hour * HOURLY[at.hour] * _day_factor(at.date())
 
 
 @dataclass
@@ -151,12 +158,9 @@ class Simulator:
             self.session_id = f'demo-session-{now:%Y%m%d-%H%M}-{self.rng.getrandbits(16):04x}'
             self.session_started = now
         assert self.session_id is not None
-        jitter = min(self.pace.interval_s, 1.0)
-        agents = [self._agent() for _ in range(_poisson(self.rng, self.pace.calls_per_tick))]
-        if self.rng.random() < self.pace.burst_chance:  # a fan-out: one agent fires many calls at once
-            agents += [self.rng.choice(AGENTS)] * self.rng.randint(*self.pace.burst_calls)
-        events = [self._call(a, now - timedelta(seconds=self.rng.uniform(0, jitter)), self.session_id,
-                             self._task(a, live=True)) for a in agents]
+        span = timedelta(seconds=min(self.pace.interval_s, 1.0))
+        events = [self._call(agent, ts, self.session_id, self._task(agent, live=True))
+                  for ts, agent in self._calls(now - span, now, self.pace.interval_s / 3600)]
         if events:
             self.ledger.record_batch(events)
         return len(events)
@@ -172,14 +176,26 @@ class Simulator:
     def _history(self, now: datetime) -> Iterator[dict[str, Any]]:
         hour = hour_floor(now - timedelta(days=self.pace.history_days))
         while hour < now:
-            expected = self.pace.history_peak_calls_per_hour * HOURLY[hour.hour] * _day_factor(hour.date())
+            end = min(hour + timedelta(hours=1), now)
             session = f'demo-session-{hour:%Y%m%d}-{hour.hour // 6 + 1}'  # four runs a day
             recent = now - hour < timedelta(hours=36)
-            for _ in range(_poisson(self.rng, expected)):
-                ts = min(hour + timedelta(seconds=self.rng.uniform(0, 3600)), now)
-                agent = self._agent()
+            for ts, agent in self._calls(hour, end, (end - hour) / timedelta(hours=1)):
                 yield self._call(agent, ts, session, self._task(agent, live=False) if recent else None)
-            hour += timedelta(hours=1)
+            hour = end
+
+    def _calls(self, start: datetime, end: datetime, hours: float) -> list[tuple[datetime, AgentProfile]]:
+        """The calls of `hours` of the swarm's time at `start`'s rate, spread over [start, end): single calls
+        from any agent, and now and then a fan-out of one agent's calls at one moment."""
+        pace, rng = self.pace, self.rng
+        expected = pace.calls_per_hour(start) * hours
+        spread = (end - start).total_seconds()
+        calls = [(start + timedelta(seconds=rng.uniform(0, spread)), self._agent())
+                 for _ in range(_poisson(rng, expected * (1 - pace.burst_share)))]
+        mean_burst = sum(pace.burst_calls) / 2
+        for _ in range(_poisson(rng, expected * pace.burst_share / mean_burst)):
+            ts, agent = start + timedelta(seconds=rng.uniform(0, spread)), rng.choice(AGENTS)
+            calls += [(ts, agent)] * rng.randint(*pace.burst_calls)
+        return sorted(calls, key=lambda call: call[0])
 
     def _agent(self) -> AgentProfile:
         return self.rng.choices(AGENTS, weights=[a.share for a in AGENTS])[0]
@@ -237,8 +253,8 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def _day_factor(day: date) -> float:
-    """Busier and quieter days, the same for a date on every run; weekends are quiet."""
-    factor = random.Random(day.toordinal()).uniform(0.6, 1.3)
+    """Busier and quieter days (within 20 % of the usual), the same for a date on every run; weekends are quiet."""
+    factor = random.Random(day.toordinal()).uniform(0.8, 1.2)
     return factor * 0.35 if day.weekday() >= 5 else factor
 
 

@@ -75,11 +75,20 @@ def publish_new(hub: EventHub, raised: list[tuple[AlertOut | None, bool]]) -> li
     return new
 
 
-def resolve_key(conn: Connection, dedupe_key: str, now: datetime | None = None) -> int:
-    """Resolve the open alert with this key (the problem went away); returns how many were resolved."""
-    result = conn.execute(update(ALERTS).where(ALERTS.c.dedupe_key == dedupe_key, ALERTS.c.resolved_at.is_(None))
-                          .values(resolved_at=now or datetime.now(UTC)))
-    return result.rowcount
+def resolve_key(conn: Connection, dedupe_key: str, now: datetime | None = None, *, message: str | None = None,
+                data: dict[str, Any] | None = None) -> int:
+    """Resolve the open alert with this key (the problem went away, or another alert took it over: then `message`
+    replaces its message and `data` is merged into its data to say so); returns how many were resolved."""
+    is_open = (ALERTS.c.dedupe_key == dedupe_key, ALERTS.c.resolved_at.is_(None))
+    values: dict[str, Any] = {'resolved_at': now or datetime.now(UTC)}
+    if message is not None:
+        values['message'] = scrub(message, limit=MAX_MESSAGE)
+    if data:
+        row = conn.execute(select(ALERTS.c.data).where(*is_open).limit(1)).first()
+        if row is None:
+            return 0
+        values['data'] = {**(row.data or {}), **data}
+    return conn.execute(update(ALERTS).where(*is_open).values(**values)).rowcount
 
 
 def get_alert(conn: Connection, alert_id: int) -> AlertOut:

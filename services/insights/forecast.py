@@ -3,7 +3,8 @@ projected to the end of the day, the week and the month.
 
 The core (`project`) is pure: hourly spend in, forecast out, so the backtest (bench/forecast.py) replays the same
 function the API serves. The DB layer reads the hourly totals with one `totals_between` call over hourly edges
-(the current hour from its rollup so far), never the events.
+(the current hour from its rollup so far); it reads events only to pin an exceeded limit to the call that
+crossed it (`pin_crossing`, one hour's events).
 
 Method, per day:
 - 'none': no spend today and too little history: nothing more is projected.
@@ -15,10 +16,17 @@ Method, per day:
   mean across days, so a past burst does not shape it), scaled to today's level. The level blends today's
   ratio actual/profile so far (shrunk towards 1 by a prior of PRIOR_WEIGHT x a profile day) with the decayed
   trailing ratio over the last hours (the trailing rate, relative to the profile). Bursts are capped as above.
+- 'recent_rate': a watch over the methods above, for when today changes pace faster than they follow. The recent
+  rate is the spend of the last RECENT_WINDOW (the current hour's spend so far spread over its minutes, plus the
+  part of the hour before that falls inside the window), assumed to go on for RECENT_HORIZON before the usual
+  projection resumes. When that runs a period out sooner than the usual method (or the usual method holds), the
+  period's forecast is the recent-rate one and its text says so.
 The low/high band replays the method on each past day at the same time of day (leave one out) and takes the
 10 % and 90 % quantiles of actual rest of day / predicted rest of day; without history it is 0.5x-1.5x.
 Week and month: spent so far + today's projected rest + a daily level (mean of past days of the same kind) for
 each remaining day, spread over the day by the profile.
+Exceeded: the hourly totals name the interval in which the period's spend reached its limit; the database layer
+then pins it to the call that crossed it.
 """
 from __future__ import annotations
 
@@ -27,10 +35,11 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property, lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, func, select
 from typing_extensions import TypedDict
 
 from services.alerting import alerts
@@ -39,6 +48,7 @@ from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.money import format_usd, micros_to_usd
 from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
+from services.core.tables import EVENTS
 from services.live.hub import EventHub
 from services.live.topics import AlertsChanged
 from services.spend.budget import period_summary
@@ -55,6 +65,10 @@ RECENT_WEIGHT = 0.25
 BAND_QUANTILES = (0.05, 0.95)
 FALLBACK_BAND = (0.5, 1.5)
 MIN_BAND_SAMPLES = 4
+RECENT_WINDOW = timedelta(minutes=30)  # bench/forecast.py: 30 min warns a little sooner than 60, no more false alarms
+RECENT_HORIZON = timedelta(hours=2)  # 3 h gains a few minutes of lead but alarms on a third of one-hour bursts
+RECENT_METHOD = 'recent_rate'
+RECENT_TEXT = f'if the pace of the last {RECENT_WINDOW.seconds // 60} min goes on'
 
 Segment = tuple[datetime, datetime, float]  # projected micro-USD in [start, end)
 State = Literal['no_limit', 'exceeded', 'exhausts', 'holds']
@@ -77,9 +91,10 @@ class ForecastOut(TypedDict):
     projected_high_micros: int
     projected_high_usd: str
     eta: str | None  # when the limit is reached; None when it holds (or there is no limit)
+    exceeded_at: str | None  # exceeded: when (the call that crossed the limit); None when not known or not exceeded
     state: State
     text: str  # 'Budget exhausted at ~16:45', 'Holds until midnight: ~$3.80 of $5.00 projected'
-    method: str  # none, trailing_rate, profile_blend; '+daily_level' for the days after today
+    method: str  # none, trailing_rate, profile_blend, recent_rate; '+daily_level' for the days after today
     rate_per_hour_micros: int  # today's burn rate now
     rate_per_hour_usd: str
 
@@ -102,12 +117,14 @@ class Interval:
 
 @dataclass
 class LocalDay:
+    """One local day's intervals, filled by `split_days` before any total is read (the totals are cached)."""
+
     date: date
     start: datetime
     end: datetime
     intervals: list[Interval] = field(default_factory=list)
 
-    @property
+    @cached_property
     def total(self) -> int:
         return sum(i.micros for i in self.intervals)
 
@@ -115,11 +132,13 @@ class LocalDay:
     def weekend(self) -> bool:
         return self.date.weekday() >= 5
 
-    def by_hour(self) -> list[float]:
+    @cached_property
+    def hourly(self) -> tuple[float, ...]:
+        """Spend per local hour of day."""
         hours = [0.0] * 24
         for interval in self.intervals:
             hours[interval.hour] += interval.micros
-        return hours
+        return tuple(hours)
 
 
 @dataclass
@@ -143,22 +162,31 @@ def split_days(hours: Iterable[tuple[datetime, int]], zone: ZoneInfo, now: datet
         start = as_utc(start)
         if start >= now:
             continue
-        local = start.astimezone(zone)
-        day = days.get(local.date())
+        local_day, local_hour, next_hour = _placed(start, zone)
+        day = days.get(local_day)
         if day is not None:
-            day.intervals.append(Interval(start, min(hour_floor(start) + HOUR, day.end), int(micros), local.hour))
+            day.intervals.append(Interval(start, min(next_hour, day.end), int(micros), local_hour))
     ordered = [days[d] for d, _, _ in spans]
     return ordered[-1], ordered[:-1]
 
 
-def _steps(start: datetime, end: datetime, zone: ZoneInfo) -> list[tuple[datetime, datetime, int]]:
+@lru_cache(maxsize=4096)
+def _placed(start: datetime, zone: ZoneInfo) -> tuple[date, int, datetime]:
+    """The local day and hour of an interval's start, and the next whole UTC hour (cached: every forecast reads
+    the same hours again)."""
+    local = start.astimezone(zone)
+    return local.date(), local.hour, hour_floor(start) + HOUR
+
+
+@lru_cache(maxsize=256)
+def _steps(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[tuple[datetime, datetime, int], ...]:
     """[start, end) in one-hour steps from start (DST-proof: UTC arithmetic), each with its local hour."""
     steps, t = [], start
     while t < end:
         after = min(t + HOUR, end)
         steps.append((t, after, t.astimezone(zone).hour))
         t = after
-    return steps
+    return tuple(steps)
 
 
 def _trimmed_mean(values: Sequence[float]) -> float:
@@ -170,7 +198,7 @@ def _trimmed_mean(values: Sequence[float]) -> float:
 
 def _profile(days: Sequence[LocalDay]) -> list[float]:
     """Typical spend per local hour of day: a trimmed mean across days (plain mean when trimming leaves nothing)."""
-    rows = [d.by_hour() for d in days]
+    rows = [d.hourly for d in days]
     profile = [_trimmed_mean([r[h] for r in rows]) for h in range(24)]
     if sum(profile) <= 0:
         profile = [sum(r[h] for r in rows) / len(rows) for h in range(24)]
@@ -340,6 +368,62 @@ def _walk(spent: int, limit: int, segments: Sequence[Segment]) -> datetime | Non
     return None
 
 
+def recent_rate(intervals: Iterable[Interval], now: datetime, window: timedelta = RECENT_WINDOW) -> float:
+    """Micro-USD an hour over the last `window`. Each interval's spend counts as even over its span so far: the
+    current (partial) hour by the minutes it has run, the hour before by the part of it inside the window."""
+    since = now - window
+    total = 0.0
+    for interval in intervals:
+        end = min(interval.end, now)
+        if end <= since or interval.start >= end:
+            continue
+        total += interval.micros * (end - max(interval.start, since)) / (end - interval.start)
+    return total / _hours(window)
+
+
+def _at_recent_rate(segments: Sequence[Segment], now: datetime, rate: float) -> list[Segment]:
+    """The projection with its first RECENT_HORIZON at `rate`, the usual projection after it."""
+    cutoff = now + RECENT_HORIZON
+    result: list[Segment] = []
+    for start, end, amount in segments:
+        if start >= cutoff:
+            result.append((start, end, amount))
+            continue
+        middle = min(end, cutoff)
+        result.append((start, middle, rate * _hours(middle - start)))
+        if end > cutoff:
+            result.append((cutoff, end, amount * (end - cutoff) / (end - start)))
+    return result
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where the period's spend reached its limit: within [start, end), after `before` micro-USD of the period."""
+
+    start: datetime
+    end: datetime
+    before: int
+
+    @property
+    def exact(self) -> bool:
+        return self.end - self.start <= timedelta(minutes=1)
+
+
+def find_crossing(intervals: Iterable[Interval], span: Period, limit: int, covered_from: datetime,
+                  now: datetime) -> Crossing | None:
+    """The interval (up to now) in which the spend since the period's start reached `limit`; None when the hourly
+    totals start after the period does or never reach the limit (the reconciled spend can run ahead of the
+    recorded calls)."""
+    if covered_from > span.start:
+        return None
+    total = 0
+    for interval in sorted((i for i in intervals if span.start <= i.start < span.end), key=lambda i: i.start):
+        if total + interval.micros >= limit:
+            return Crossing(interval.start, min(interval.end, now), total)
+        total += interval.micros
+    return None
+
+
 @dataclass
 class PeriodForecast:
     period: str
@@ -353,6 +437,7 @@ class PeriodForecast:
     state: State
     method: str
     rate_per_hour: float = 0.0
+    crossing: Crossing | None = None  # exceeded: when the limit was crossed, where known
 
     def as_dict(self, zone: ZoneInfo) -> ForecastOut:
         limit, rate = self.limit, round(self.rate_per_hour)
@@ -363,6 +448,7 @@ class PeriodForecast:
                 'projected_low_micros': self.low, 'projected_low_usd': micros_to_usd(self.low),
                 'projected_high_micros': self.high, 'projected_high_usd': micros_to_usd(self.high),
                 'eta': self.eta.isoformat() if self.eta else None,
+                'exceeded_at': self.crossing.start.isoformat() if self.crossing else None,
                 'state': self.state, 'text': self.text(zone), 'method': self.method,
                 'rate_per_hour_micros': rate, 'rate_per_hour_usd': micros_to_usd(rate)}
 
@@ -374,13 +460,24 @@ class PeriodForecast:
             return f'~{projected} projected by {by}'
         assert self.limit is not None
         if self.state == 'exceeded':
-            return f'{name} exhausted: {format_usd(self.spent)} of {format_usd(self.limit)}'
+            limit_name = 'Limit' if self.period == 'day' else f'{self.period.capitalize()} limit'
+            return f'{limit_name} exceeded{self._when_crossed(zone)}: {format_usd(self.spent)} of ' \
+                   f'{format_usd(self.limit)}'
         if self.state == 'exhausts':
             assert self.eta is not None
             local = self.eta.astimezone(zone)
             when = f'{local:%H:%M}' if self.period == 'day' else f'{local:%a %d %b} ~{local:%H:%M}'
-            return f'{name} exhausted at ~{when}' if self.period == 'day' else f'{name} exhausted on {when}'
+            text = f'{name} exhausted at ~{when}' if self.period == 'day' else f'{name} exhausted on {when}'
+            return f'{text} {RECENT_TEXT}' if self.method.startswith(RECENT_METHOD) else text
         return f'Holds until {by}: ~{projected} of {format_usd(self.limit)} projected'
+
+    def _when_crossed(self, zone: ZoneInfo) -> str:
+        """' at 17:38' (the crossing call), ' between 17:00 and 18:00' (only its hour known), or ''."""
+        if self.crossing is None:
+            return ''
+        start, end = self.crossing.start.astimezone(zone), self.crossing.end.astimezone(zone)
+        on = '' if self.period == 'day' else f' on {start:%a %d %b}'
+        return f'{on} at {start:%H:%M}' if self.crossing.exact else f'{on} between {start:%H:%M} and {end:%H:%M}'
 
 
 def _period(name: str, span: Period, spent: int, limit: int | None, segments: Sequence[Segment],
@@ -403,32 +500,59 @@ def _period(name: str, span: Period, spent: int, limit: int | None, segments: Se
     return PeriodForecast(name, span, spent, limit, projected, low, high, eta, state, method, rate)
 
 
+def _sooner(usual: PeriodForecast, recent: PeriodForecast) -> PeriodForecast:
+    """The recent-rate forecast when it runs the period out before the usual one does (or the usual one holds)."""
+    if recent.eta is not None and (usual.eta is None or recent.eta < usual.eta):
+        return recent
+    return usual
+
+
 def project(hours: Iterable[tuple[datetime, int]], now: datetime, zone: ZoneInfo, spent: dict[str, int],
-            limits: dict[str, int | None], periods: Sequence[str] = PERIODS) -> dict[str, PeriodForecast]:
+            limits: dict[str, int | None], periods: Sequence[str] = PERIODS,
+            watch_recent: bool = True) -> dict[str, PeriodForecast]:
     """The forecast for each period from hourly spend (today so far and the HISTORY_DAYS days before), what was
-    spent in each period so far (the reconciled totals) and the limits."""
+    spent in each period so far (the reconciled totals) and the limits. `watch_recent=False` leaves out the
+    recent-rate watch (the forecast as it was before it, for the backtest's comparison)."""
     now = as_utc(now)
     today, past = split_days(hours, zone, now)
+    intervals = [i for day in (*past, today) for i in day.intervals]
     prediction = predict_day(today, past, now, zone)
     band = day_band(today, past, now, zone) if prediction.method == 'profile_blend' else FALLBACK_BAND
+    rate = recent_rate(intervals, now) if watch_recent else 0.0
     result = {}
     for name in periods:
         span = period_containing(name, now, zone)
-        if name == 'day':
-            result[name] = _period(name, span, spent[name], limits[name], prediction.segments, band,
-                                   prediction.method, prediction.rate_per_hour)
-            continue
-        today_total = spent.get('day', today.total) + prediction.rest
-        future, future_band = _future_days(today.end, span.end, zone, past, today_total)
-        today_rest = prediction.rest
-        future_rest = sum(a for *_, a in future)
-        rest = today_rest + future_rest
-        combined = ((today_rest * band[0] + future_rest * future_band[0]) / rest,
-                    (today_rest * band[1] + future_rest * future_band[1]) / rest) if rest > 0 else band
-        method = prediction.method if future_rest == 0 else f'{prediction.method}+daily_level'
-        result[name] = _period(name, span, spent[name], limits[name], [*prediction.segments, *future], combined,
-                               method)
+        segments, period_band, method = prediction.segments, band, prediction.method
+        if name != 'day':
+            segments, period_band, method = _with_future_days(today, past, now, zone, prediction, band, span,
+                                                              spent.get('day', today.total))
+        forecast = _period(name, span, spent[name], limits[name], segments, period_band, method,
+                           prediction.rate_per_hour if name == 'day' else 0.0)
+        if rate > 0 and forecast.state in ('exhausts', 'holds'):
+            recent_method = method.replace(prediction.method, RECENT_METHOD, 1)
+            recent = _period(name, span, spent[name], limits[name], _at_recent_rate(segments, now, rate),
+                             period_band, recent_method, rate if name == 'day' else 0.0)
+            forecast = _sooner(forecast, recent)
+        if forecast.state == 'exceeded':
+            assert forecast.limit is not None
+            covered_from = past[0].start if past else today.start
+            forecast.crossing = find_crossing(intervals, span, forecast.limit, covered_from, now)
+        result[name] = forecast
     return result
+
+
+def _with_future_days(today: LocalDay, past: Sequence[LocalDay], now: datetime, zone: ZoneInfo,
+                      prediction: Prediction, band: tuple[float, float], span: Period,
+                      spent_today: int) -> tuple[list[Segment], tuple[float, float], str]:
+    """A week's or month's projection: today's rest, then the usual level for each day left; its band and method."""
+    future, future_band = _future_days(today.end, span.end, zone, past, spent_today + prediction.rest)
+    today_rest = prediction.rest
+    future_rest = sum(a for *_, a in future)
+    rest = today_rest + future_rest
+    combined = ((today_rest * band[0] + future_rest * future_band[0]) / rest,
+                (today_rest * band[1] + future_rest * future_band[1]) / rest) if rest > 0 else band
+    method = prediction.method if future_rest == 0 else f'{prediction.method}+daily_level'
+    return [*prediction.segments, *future], combined, method
 
 
 # --- the database layer -----------------------------------------------------------------------------------------
@@ -453,6 +577,8 @@ def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | Non
     spent: dict[str, int] = {p: s['spent_micros'] for p, s in summaries.items()}
     caps: dict[str, int | None] = {p: limits.get_limit(conn, p) for p in PERIODS}
     forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps)
+    for forecast in forecasts.values():
+        pin_crossing(conn, forecast)
     return {'at': now.isoformat(), 'timezone': zone.key, 'day': forecasts['day'].as_dict(zone),
             'week': forecasts['week'].as_dict(zone), 'month': forecasts['month'].as_dict(zone)}
 
@@ -464,7 +590,24 @@ def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, 
     now = as_utc(now or datetime.now(UTC))
     forecast = project(read_hours(conn, now, zone), now, zone, {'day': spent_micros}, {'day': limit_micros},
                        ('day',))['day']
+    pin_crossing(conn, forecast)
     return forecast.as_dict(zone)
+
+
+def pin_crossing(conn: Connection, forecast: PeriodForecast) -> None:
+    """Narrow an exceeded period's crossing from its hour to the recorded call that took the spend to the limit
+    (a running total over that interval's events alone)."""
+    crossing = forecast.crossing
+    if crossing is None or crossing.exact or forecast.limit is None:
+        return
+    running = func.sum(EVENTS.c.cost_micros).over(order_by=(EVENTS.c.ts, EVENTS.c.id)).label('running')
+    calls = (select(EVENTS.c.ts, running)
+             .where(EVENTS.c.ts >= crossing.start, EVENTS.c.ts < crossing.end).subquery())
+    ts = conn.scalar(select(calls.c.ts).where(calls.c.running >= forecast.limit - crossing.before)
+                     .order_by(calls.c.ts).limit(1))
+    if ts is not None:
+        ts = as_utc(ts)
+        forecast.crossing = Crossing(ts, ts, crossing.before)
 
 
 # --- the forecast_exhaustion alert ------------------------------------------------------------------------------
@@ -475,8 +618,9 @@ def check_exhaustion(conn: Connection, budget: BudgetContext,
 
     One alert per period: the dedupe key holds the period start, an open alert is updated in place (count, ETA in
     the message), and the cooldown is the period's length, so an alert resolved within the period (by hand, or here
-    when the forecast holds again) does not reopen before the next one. Alerts of periods that have ended are
-    resolved. Returns what raise_alert returned for each exhausting period."""
+    when the forecast holds again) does not reopen before the next one. Once the limit is crossed the warning has
+    done its work: it is resolved, saying when, and the budget checker's `limit_exceeded` alert takes over. Alerts of
+    periods that have ended are resolved. Returns what raise_alert returned for each exhausting period."""
     now = as_utc(now or datetime.now(UTC))
     for alert in alerts.list_alerts(conn, 'open', 'forecast_exhaustion'):
         end = alert['data'].get('end')
@@ -489,6 +633,8 @@ def check_exhaustion(conn: Connection, budget: BudgetContext,
         key = f'forecast_exhaustion:{period}:{item["start"]}'
         if item['state'] == 'holds':
             alerts.resolve_key(conn, key, now)
+        if item['state'] == 'exceeded':
+            _resolve_as_exceeded(conn, key, item, now)
         if item['state'] != 'exhausts':
             continue
         assert item['limit_micros'] is not None  # only a period with a limit exhausts
@@ -501,6 +647,14 @@ def check_exhaustion(conn: Connection, budget: BudgetContext,
         raised.append(alerts.raise_alert(conn, 'forecast_exhaustion', 'warning', message, key, data,
                                          cooldown=end - start, now=now))
     return raised
+
+
+def _resolve_as_exceeded(conn: Connection, key: str, item: ForecastOut, now: datetime) -> None:
+    message = (f'{item["text"]}. The {item["period"]} limit is crossed: the limit_exceeded alert takes over from '
+               'this forecast')
+    data = {'state': 'exceeded', 'exceeded_at': item['exceeded_at'], 'spent_micros': item['spent_micros'],
+            'limit_micros': item['limit_micros']}
+    alerts.resolve_key(conn, key, now, message=message, data=data)
 
 
 def run_exhaustion_check(engine: Engine, hub: EventHub, budget: BudgetContext,

@@ -132,12 +132,15 @@ def test_forecast_exhausts_holds_and_is_exceeded(ledger: Ledger) -> None:
     assert exhausts['method'] == 'trailing_rate'
     assert exhausts['projected_low_micros'] < 8_000_000 < exhausts['projected_high_micros']
     assert (holds['state'], holds['text']) == ('holds', 'Holds until midnight: ~$8.00 of $10.00 projected')
-    assert exceeded['state'] == 'exceeded' and exceeded['text'] == 'Budget exhausted: $6.00 of $5.00'
+    # the reconciled $6 is over the limit, the recorded calls ($2) are not: when it was crossed is not known
+    assert exceeded['state'] == 'exceeded' and exceeded['text'] == 'Limit exceeded: $6.00 of $5.00'
+    assert exceeded['exceeded_at'] is None
     assert exceeded['eta'] is None
     assert quiet['text'] == 'Holds until midnight: ~$0.00 of $5.00 projected' and quiet['method'] == 'none'
     assert forecast_caption(quiet) == ''
     assert forecast_caption({**exhausts, 'projected_low_micros': 5_000_000, 'projected_high_micros': 11_000_000}) \
         == 'likely $5.00 to $11.00 by midnight (trailing rate)'
+    assert forecast_caption({**exhausts, 'method': 'recent_rate'}).endswith('by midnight (pace of the last 30 min)')
 
 
 async def test_components_render_on_a_page(user: User) -> None:

@@ -59,7 +59,9 @@ async def test_dashboard_shows_todays_spend(user: User) -> None:
     await user.open('/')
     await user.should_see('Via LiteLLM: $1.25 | Direct: $0.50 | Total: $1.75')
     await user.should_see('resets in')
-    await user.should_see('by midnight (trailing rate)')  # the forecast's band caption
+    # the forecast's band caption: the trailing rate, or the pace of the last 30 min (that runs $5 out unless
+    # it is nearly midnight)
+    await user.should_see('by midnight (')
     await user.should_not_see('No spend yet today')
     assert echart(user, 'budget-gauge').options['series'][0]['data'][0] == {'value': 35.0, 'name': '$1.75 / $5.00'}
     bars = echart(user, 'agent-bars').options

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, Table, insert, select
 
 from services import demo
+from services.alerting import anomaly
+from services.core.context import BudgetContext
 from services.core.db import create_db_engine, upgrade
 from services.core.periods import hour_floor
 from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
+from services.insights.forecast import budget_forecast
 from services.live.hub import EventHub
+from services.spend.rollups import totals_between
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
 from tests.support.cli import assert_one_line_error, cli, ok
 from tests.support.servers import start_server
 
-SMALL = demo.Pace(history_days=2, history_peak_calls_per_hour=25, session_minutes=5)
-FAST = demo.Pace(interval_s=0.02, history_days=1, history_peak_calls_per_hour=10)
+SMALL = demo.Pace(history_days=2, peak_calls_per_hour=25, session_minutes=5)
+FAST = demo.Pace(interval_s=0.02, history_days=0, peak_calls_per_hour=360_000)  # a tick every 20 ms, no history
+HOUR = timedelta(hours=1)
 AGGREGATES = (ROLLUPS, SESSIONS, SESSION_AGENTS, AGENTS, TASK_SPEND)
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -162,6 +169,40 @@ def test_past_sessions_are_ended_and_the_live_one_ends_with_finish(sqlite_engine
     simulator.finish()
     with sqlite_engine.connect() as conn:
         assert conn.execute(select(SESSIONS).where(SESSIONS.c.ended_at.is_(None))).all() == []
+
+
+def test_the_first_live_hour_looks_like_the_history(sqlite_engine: Engine) -> None:
+    """A week of history, then an hour of live ticks (every 10 s, at explicit times): the live hour spends what the
+    history spent at that hour, the anomaly detector stays quiet, and the forecast holds near what the swarm spends."""
+    ledger = Ledger(sqlite_engine, Pricer(), EventHub())
+    start = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)  # a Wednesday afternoon, the demo's busiest time
+    simulator = demo.Simulator(ledger, demo.Pace(interval_s=10), seed=11)
+    simulator.prepare(start)
+    for tick in range(1, 361):
+        simulator.tick(start + tick * timedelta(seconds=10))
+    end = start + HOUR
+    with sqlite_engine.begin() as conn:
+        live = totals_between(conn, [start, end]).total(0)
+        same_hour = [totals_between(conn, [start - timedelta(days=d), end - timedelta(days=d)]).total(0)
+                     for d in range(1, 8) if (start - timedelta(days=d)).weekday() < 5]
+        raised = anomaly.check_anomalies(conn, end)
+        expected_day = demo_day_spend(simulator.pace, start, conn)
+        budget = BudgetContext(ZoneInfo('UTC'), round(1.5 * expected_day))
+        forecast = budget_forecast(conn, budget, end)['day']
+    # weekdays differ by up to 1.5x by design (`_day_factor`): the band is half to twice the usual for this hour
+    usual = statistics.median(h.cost_micros for h in same_hour)
+    assert len(same_hour) == 5 and usual / 2 <= live.cost_micros <= 2 * usual, (live.cost_micros, usual)
+    assert raised == [], [a for a, _ in raised]
+    assert (forecast['state'], forecast['method']) == ('holds', 'profile_blend')
+    assert abs(forecast['projected_micros'] - expected_day) <= 0.2 * expected_day
+
+
+def demo_day_spend(pace: demo.Pace, at: datetime, conn: Any) -> int:
+    """What the demo is expected to spend on `at`'s day: its calls an hour times the history's cost a call."""
+    midnight = at.replace(hour=0)
+    history = totals_between(conn, [midnight - timedelta(days=pace.history_days - 1), midnight]).total(0)
+    per_call = history.cost_micros / history.requests
+    return round(sum(pace.calls_per_hour(midnight + h * HOUR) for h in range(24)) * per_call)
 
 
 # --- clear --------------------------------------------------------------------------------------------------------
@@ -314,22 +355,31 @@ def test_help_documents_the_demo_options(tmp_path: Path) -> None:
     assert '--clear' in ok(cli('demo', '--help', cwd=tmp_path)).stdout
 
 
-def test_a_server_with_the_demo_on_shows_rising_spend(tmp_path: Path) -> None:
+def test_a_server_with_the_demo_on_backfills_and_keeps_posting(tmp_path: Path) -> None:
+    """The demo posts at a real swarm's pace (quiet at night), so what rises within seconds at any hour is the
+    count of its calls: the week of history lands batch by batch, then the live ticks follow."""
     server = start_server(tmp_path, SPENDGAUGE_DEMO='on')
+    engine = create_db_engine(server.database_url)
     try:
         with server.client() as client:
+            counts: list[int] = []
             readings: list[int] = []
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and len({r for r in readings if r}) < 3:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(set(counts)) < 3:
+                counts.append(demo.count(engine))
                 response = client.get('/budget/summary')
                 assert response.status_code == 200, response.text
                 readings.append(response.json()['spent_micros'])
-                time.sleep(0.25)
-            agents = {i['agent_id'] for i in client.get('/budget/by-agent', params={'period': 'week'}).json()['items']}
+                time.sleep(0.1)
+            agents: set[str] = set()
+            while time.monotonic() < deadline and not agents >= {a.id for a in demo.AGENTS}:  # the backfill's end
+                items = client.get('/budget/by-agent', params={'period': 'week'}).json()['items']
+                agents = {i['agent_id'] for i in items}
+                time.sleep(0.2)
     finally:
         server.stop()
-    rising = sorted({r for r in readings if r})
-    assert len(rising) >= 3, f'spend should rise at least twice within 20 s: {readings}'
-    assert readings == sorted(readings), 'spend never goes down'
+        engine.dispose()
+    assert len(set(counts)) >= 3, f'the demo calls should keep coming: {counts}'
+    assert counts == sorted(counts) and readings == sorted(readings), 'spend never goes down'
     assert agents >= {a.id for a in demo.AGENTS}
     assert 'Traceback' not in server.log(), server.log()

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from services.alerting import alerts
 from services.budget import limits
 from services.core.context import BudgetContext
+from services.core.money import format_usd
 from services.insights.forecast import (
     PeriodForecast,
     budget_forecast,
@@ -39,10 +40,23 @@ def hourly(start: datetime, end: datetime, micros: int) -> list[tuple[datetime, 
 
 
 def day_only(hours: list[tuple[datetime, int]], now: datetime = NOW, limit: int | None = None,
-             zone: ZoneInfo = UTC_ZONE) -> PeriodForecast:
+             zone: ZoneInfo = UTC_ZONE, watch_recent: bool = True) -> PeriodForecast:
     midnight = datetime.combine(now.astimezone(zone).date(), datetime.min.time(), tzinfo=zone)
     spent = sum(m for s, m in hours if midnight <= s < now)
-    return project(hours, now, zone, {'day': spent}, {'day': limit}, ('day',))['day']
+    return project(hours, now, zone, {'day': spent}, {'day': limit}, ('day',), watch_recent)['day']
+
+
+def working_days(first: datetime, days: int, busy: int, quiet: int) -> list[tuple[datetime, int]]:
+    """`days` days of `busy` micro-USD an hour from 08:00 to 18:00 and `quiet` an hour otherwise."""
+    return [(first + HOUR * n, busy if 8 <= n % 24 < 18 else quiet) for n in range(24 * days)]
+
+
+def so_far(minutes: list[int], midnight: datetime, now: datetime) -> list[tuple[datetime, int]]:
+    """Hourly totals of a per-minute series up to `now`, the current hour as far as it goes (as read_hours reads
+    the rollups)."""
+    elapsed = int((now - midnight) / timedelta(minutes=1))
+    return [(midnight + HOUR * h, sum(minutes[60 * h:min(60 * h + 60, elapsed)])) for h in range(elapsed // 60 + 1)
+            if 60 * h < elapsed]
 
 
 # --- the pure core ----------------------------------------------------------------------------------------------
@@ -83,18 +97,26 @@ def test_a_profile_knows_the_evening_is_quiet() -> None:
 
 
 def test_a_single_burst_does_not_become_the_rate() -> None:
+    """The usual methods cap a burst; the recent-rate watch speaks while it lasts and is quiet once it is over."""
     hours = hourly(MIDNIGHT, NOW, 100_000)
     hours[9] = (hours[9][0], 3_000_000)  # one runaway hour just before now
-    forecast = day_only(hours, limit=10_000_000)
+    forecast = day_only(hours, limit=10_000_000, watch_recent=False)
     assert forecast.method == 'trailing_rate'
     assert forecast.rate_per_hour < 250_000  # the burst is capped at 2.5x the window's median rate
     spent = 9 * 100_000 + 3_000_000
     assert forecast.projected == spent + round(14 * forecast.rate_per_hour)  # the burst counts as spent, once
     assert forecast.state == 'holds'
-    with_history = day_only(hourly(MIDNIGHT - timedelta(days=14), MIDNIGHT, 100_000) + hours, limit=10_000_000)
+    history = hourly(MIDNIGHT - timedelta(days=14), MIDNIGHT, 100_000)
+    with_history = day_only(history + hours, limit=10_000_000, watch_recent=False)
     assert with_history.method == 'profile_blend'
     assert with_history.rate_per_hour < 200_000
     assert with_history.projected < spent + 14 * 200_000
+    # $3.90 spent, two more hours at $3 make $9.90 at 12:00, and the usual pace after that crosses $10
+    watched = day_only(history + hours, limit=10_000_000)
+    assert (watched.method, watched.state, watched.rate_per_hour) == ('recent_rate', 'exhausts', 3_000_000)
+    assert watched.text(UTC_ZONE) == 'Budget exhausted at ~12:50 if the pace of the last 30 min goes on'
+    after = day_only(history + hours + [(NOW, 100_000)], NOW + HOUR, limit=10_000_000)
+    assert (after.method, after.state) == ('profile_blend', 'holds')
 
 
 def test_no_spend_holds_at_zero() -> None:
@@ -105,11 +127,20 @@ def test_no_spend_holds_at_zero() -> None:
     assert day_only([], limit=None).text(UTC_ZONE) == '~$0.00 projected by midnight'
 
 
-def test_a_budget_already_exceeded_has_no_eta() -> None:
+def test_a_budget_already_exceeded_has_no_eta_and_names_the_hour_it_was_crossed() -> None:
     forecast = day_only(hourly(MIDNIGHT, NOW, 1_000_000), limit=5_000_000)
     assert forecast.state == 'exceeded' and forecast.eta is None
     assert forecast.projected == 24_000_000
-    assert forecast.text(UTC_ZONE) == 'Budget exhausted: $10.00 of $5.00'
+    assert forecast.text(UTC_ZONE) == 'Limit exceeded between 04:00 and 05:00: $10.00 of $5.00'
+    assert forecast.as_dict(UTC_ZONE)['exceeded_at'] == NOW.replace(hour=4).isoformat()
+    now = NOW.replace(minute=40)  # crossed in the current hour: up to now
+    current = day_only([*hourly(MIDNIGHT, NOW, 400_000), (NOW, 1_500_000)], now, limit=5_000_000)
+    assert current.text(UTC_ZONE) == 'Limit exceeded between 10:00 and 10:40: $5.50 of $5.00'
+    # the reconciled spend is over the limit but the recorded calls are not: when is not known
+    unknown = project(hourly(MIDNIGHT, NOW, 100_000), NOW, UTC_ZONE, {'day': 6_000_000}, {'day': 5_000_000},
+                      ('day',))['day']
+    assert (unknown.state, unknown.crossing, unknown.text(UTC_ZONE)) == ('exceeded', None,
+                                                                        'Limit exceeded: $6.00 of $5.00')
 
 
 def test_the_day_starts_at_local_midnight() -> None:
@@ -154,6 +185,48 @@ def test_weekends_are_projected_at_their_own_level() -> None:
     spent = {'day': 1_200_000, 'week': 4 * 2_400_000 + 1_200_000, 'month': 3 * 2_400_000 + 1_200_000}
     week = project(hours, now, UTC_ZONE, spent, {'day': None, 'week': None, 'month': None})['week']
     assert week.projected == spent['week'] + 1_200_000 + 2 * 240_000
+
+
+def test_a_hot_afternoon_is_caught_by_the_recent_rate_well_before_the_limit() -> None:
+    """Two quiet weeks ($0.20 an hour at work, $0.02 at night: $2.28 a day); today runs 20x hotter from 14:00.
+    The profile alone keeps saying it holds; the recent rate says it runs out, about half an hour ahead."""
+    history = working_days(MIDNIGHT - timedelta(days=14), 14, 200_000, 20_000)
+    minutes = [m // 60 for _, m in working_days(MIDNIGHT, 1, 200_000, 20_000) for _ in range(60)]
+    minutes[14 * 60:] = [4_000_000 // 60] * (10 * 60)  # $4 an hour from 14:00
+    limit = 5_000_000
+    crossing = next(n + 1 for n in range(len(minutes)) if sum(minutes[:n + 1]) >= limit)
+    crossed_at = MIDNIGHT + timedelta(minutes=crossing)
+    assert crossed_at == MIDNIGHT.replace(hour=14, minute=55)
+    first_warning = profile_warning = None
+    for now in (MIDNIGHT + timedelta(minutes=m) for m in range(5, crossing, 5)):
+        hours = history + so_far(minutes, MIDNIGHT, now)
+        watched = day_only(hours, now, limit)
+        if day_only(hours, now, limit, watch_recent=False).state == 'exhausts' and profile_warning is None:
+            profile_warning = now
+        if watched.state == 'exhausts' and first_warning is None:
+            first_warning = now
+            assert watched.method == 'recent_rate' and watched.eta is not None
+            assert watched.text(UTC_ZONE).endswith('if the pace of the last 30 min goes on')
+            assert watched.rate_per_hour > 5 * 200_000
+        if first_warning is not None:
+            assert watched.state == 'exhausts', f'the warning stays until the crossing ({now:%H:%M})'
+    assert first_warning is not None and crossed_at - first_warning >= timedelta(minutes=40)
+    assert profile_warning is None or profile_warning - first_warning >= timedelta(minutes=20)
+    after = day_only(history + so_far(minutes, MIDNIGHT, crossed_at), crossed_at, limit)
+    assert after.state == 'exceeded'
+    assert after.text(UTC_ZONE) == f'Limit exceeded between 14:00 and 14:55: {format_usd(after.spent)} of $5.00'
+
+
+def test_a_smooth_ordinary_day_never_says_it_runs_out() -> None:
+    """A usual day with some noise from hour to hour, checked every 15 minutes against a limit twice its size."""
+    history = working_days(MIDNIGHT - timedelta(days=14), 14, 200_000, 20_000)
+    wobble = (1.0, 1.3, 0.8, 1.1, 0.7, 1.2)
+    minutes = [round(m * wobble[n // 60 % len(wobble)]) // 60
+               for n, (_, m) in enumerate((s, m) for s, m in working_days(MIDNIGHT, 1, 200_000, 20_000)
+                                          for _ in range(60))]
+    for now in (MIDNIGHT + timedelta(minutes=m) for m in range(15, 24 * 60, 15)):
+        forecast = day_only(history + so_far(minutes, MIDNIGHT, now), now, 4_560_000)
+        assert (forecast.state, forecast.method) == ('holds', 'profile_blend'), f'{now:%H:%M}'
 
 
 # --- through the database ---------------------------------------------------------------------------------------
@@ -207,6 +280,29 @@ def test_a_half_hour_zone_splits_the_boundary_hour(ledger: Ledger) -> None:
     assert day['start'] == '2026-12-01T18:30:00+00:00' and day['spent_micros'] == 1_000_000
     assert day['method'] == 'trailing_rate'  # one past day with spend is no profile yet
     assert day['projected_low_micros'] >= 1_000_000
+
+
+def record_crossing(ledger: Ledger) -> None:
+    """$0.50 an hour until 10:00, then $1 at 11:05, $2.50 at 11:38 and $1 at 11:50: $8 is crossed at 11:38."""
+    record_hourly(ledger, MIDNIGHT, NOW, '0.50')
+    for minute, usd in ((5, '1.00'), (38, '2.50'), (50, '1.00')):
+        ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': usd,
+                       'ts': NOW.replace(hour=11, minute=minute)})
+
+
+def test_an_exceeded_period_names_the_call_that_crossed_its_limit(ledger: Ledger) -> None:
+    record_crossing(ledger)
+    with ledger.engine.begin() as conn:
+        limits.set_limit(conn, 'week', 9_000_000)
+        forecast = budget_forecast(conn, BUDGET, NOW.replace(hour=12))
+        dashboard = day_forecast(conn, 9_500_000, 8_000_000, UTC_ZONE, NOW.replace(hour=12))
+    day, week = forecast['day'], forecast['week']
+    assert (day['state'], day['eta']) == ('exceeded', None)
+    assert day['text'] == 'Limit exceeded at 11:38: $9.50 of $8.00'
+    assert day['exceeded_at'] == NOW.replace(hour=11, minute=38).isoformat()
+    assert dashboard == day
+    assert week['text'] == 'Week limit exceeded on Wed 02 Dec at 11:50: $9.50 of $9.00'
+    assert forecast['month']['exceeded_at'] is None
 
 
 # --- the API ----------------------------------------------------------------------------------------------------
@@ -270,6 +366,25 @@ def test_no_alert_while_the_budget_holds_and_an_ended_period_is_resolved(ledger:
         assert is_new and month is not None and month['data']['period'] == 'month'
         check_exhaustion(conn, BUDGET, datetime(2027, 1, 1, 1, 0, tzinfo=UTC))
         assert alerts.get_alert(conn, month['id'])['open'] is False
+
+
+def test_the_exhaustion_alert_hands_over_to_the_limit_once_it_is_crossed(ledger: Ledger, engine: Engine,
+                                                                          hub: EventHub) -> None:
+    record_hourly(ledger, MIDNIGHT, NOW, '0.50')
+    [warning] = run_exhaustion_check(engine, hub, BUDGET, NOW)  # $8 runs out at ~16:00
+    record_crossing(ledger)
+    later = NOW.replace(hour=12)
+    assert run_exhaustion_check(engine, hub, BUDGET, later) == []
+    with engine.connect() as conn:
+        resolved = alerts.get_alert(conn, warning['id'])
+        assert alerts.list_alerts(conn, 'open', 'forecast_exhaustion') == []
+    assert not resolved['open'] and resolved['resolved_at'] == later.isoformat()
+    assert resolved['message'] == ('Limit exceeded at 11:38: $9.50 of $8.00. The day limit is crossed: the '
+                                   'limit_exceeded alert takes over from this forecast')
+    data = resolved['data']
+    assert (data['state'], data['exceeded_at']) == ('exceeded', NOW.replace(hour=11, minute=38).isoformat())
+    assert (data['spent_micros'], data['limit_micros']) == (9_500_000, 8_000_000)
+    assert data['eta'] == NOW.replace(hour=16).isoformat()  # what it had warned of stays
 
 
 @pytest.mark.parametrize('zone', ['America/New_York', 'Asia/Kolkata'])
