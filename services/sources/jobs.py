@@ -50,18 +50,21 @@ class SyncJobs:
                                minutes=minutes, next_run_time=datetime.now(UTC) + first_run_delay)
 
     def led(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """`func`, run only while this instance leads (None otherwise)."""
-        if inspect.iscoroutinefunction(func):
-            @wraps(func)
-            async def run_async(*args: Any) -> Any:
-                if await asyncio.to_thread(self.is_leader):  # a database round trip: off the loop
-                    return await func(*args)
-                return None
-            return run_async
+        """`func`, run only while this instance leads (None otherwise): a coroutine function on the loop, a plain
+        one in a worker thread. A run that the server's shutdown cancels ends quietly, not as a failed job."""
+        async def call(*args: Any) -> Any:
+            if inspect.iscoroutinefunction(func):
+                return await func(*args)
+            return await asyncio.to_thread(func, *args)
 
         @wraps(func)
-        def run(*args: Any) -> Any:
-            return func(*args) if self.is_leader() else None
+        async def run(*args: Any) -> Any:
+            try:
+                if await asyncio.to_thread(self.is_leader):  # a database round trip: off the loop
+                    return await call(*args)
+            except asyncio.CancelledError:
+                log.info('%s: cancelled by the shutdown', getattr(func, '__name__', func))
+            return None
         return run
 
     def stop(self) -> None:

@@ -6,7 +6,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from app.api.deps import PLAN, READ, Admin, ReadConn, RuntimeDep
 from services.budget import limits
@@ -157,6 +157,16 @@ class ScheduleIn(Input):
     tasks: list[ScheduleTaskIn] = Field(max_length=planner.MAX_TASKS)
     remaining_usd: Usd | None = \
         Field(default=None, description="the budget to plan against; what is left of today's limit when missing")
+
+    @model_validator(mode='after')
+    def _unique_ids(self) -> ScheduleIn:
+        """Checked with the body, before the budget is looked up."""
+        seen: set[str] = set()
+        for index, task in enumerate(self.tasks):
+            if task.id in seen:
+                raise ValueError(f'tasks.{index}.id: duplicate id {task.id!r}')
+            seen.add(task.id)
+        return self
 
 
 def _priority(value: Decimal) -> int | Decimal:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from services.insights.planner import MICROS_PER_CENT, PlanTask, Priority, plan
 from services.spend import tasks
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, assert_money, record, summary, uid
+from tests.support.servers import start_server
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 CENT = MICROS_PER_CENT
@@ -340,16 +342,23 @@ def test_schedule_happy_path(api: httpx.Client) -> None:
     assert answer['exact_limit_cells'] == planner.EXACT_WORK
 
 
-def test_schedule_defaults_to_what_is_left_today(api: httpx.Client) -> None:
-    agent = uid('agent')
-    record(api, agent_id=agent, cost_usd='0.25')
-    before = summary(api)
-    answer = schedule(api, {'tasks': [{'id': 'x', 'priority': 1, 'estimated_cost_usd': '0.01'}]})
-    after = summary(api)
-    if before['remaining_micros'] != after['remaining_micros']:
-        pytest.skip('someone spent in between')
-    assert answer['budget_source'] == 'today'
-    assert_money(answer, 'budget', before['remaining_micros'])
+def test_schedule_defaults_to_what_is_left_today(tmp_path: Path) -> None:
+    server = start_server(tmp_path)  # the default daily limit, $5
+    try:
+        with server.client() as api:
+            record(api, agent_id=uid('agent'), cost_usd='0.25')
+            answer = schedule(api, {'tasks': [{'id': 'x', 'priority': 1, 'estimated_cost_usd': '0.01'}]})
+            assert answer['budget_source'] == 'today'
+            assert_money(answer, 'budget', 4_750_000)
+            assert summary(api)['remaining_micros'] == 4_750_000
+    finally:
+        server.stop()
+
+
+def test_schedule_without_a_daily_limit_asks_for_the_budget(api: httpx.Client) -> None:
+    answer = api.post('/budget/schedule', json={'tasks': [{'id': 'x', 'priority': 1}]})
+    assert (answer.status_code, answer.json()['detail']) == \
+        (422, 'remaining_usd: no daily limit is set, so give the budget to plan against')
 
 
 def test_schedule_estimates_from_the_agents_history(api: httpx.Client) -> None:

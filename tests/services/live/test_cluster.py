@@ -80,9 +80,9 @@ async def test_jobs_run_only_on_the_leader() -> None:
     def check() -> str:
         calls.append('check')
         return 'checked'
-    assert await jobs.led(pull)('litellm') is None and jobs.led(check)() is None
+    assert await jobs.led(pull)('litellm') is None and await jobs.led(check)() is None
     leading['now'] = True
-    assert await jobs.led(pull)('litellm') == 'litellm' and jobs.led(check)() == 'checked'
+    assert await jobs.led(pull)('litellm') == 'litellm' and await jobs.led(check)() == 'checked'
     assert calls == ['litellm', 'check']
 
 
