@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -191,7 +192,10 @@ class SpendGaugeLogger(_Base):
                                   call_type: Any) -> Exception | str | dict[str, Any] | None:
         """At the proxy, with `enforce=True`: ask SpendGauge's `/check` before the call and reject it (HTTP 429)
         when the budget blocks it, or also when it throttles with `reject_throttle=True`. SpendGauge unreachable or
-        slow (`check_timeout_s`): the call goes ahead. Returns None (LiteLLM's type: None leaves the call as it is)."""
+        slow (`check_timeout_s`): the call goes ahead. Returns None (LiteLLM's type: None leaves the call as it is).
+
+        The check reserves its estimate under the LiteLLM call id, which the usage this logger sends carries, so
+        concurrent calls cannot overshoot a limit; a failed call releases it."""
         if not self.enforce:
             return None
         try:
@@ -200,9 +204,7 @@ class SpendGaugeLogger(_Base):
             log.exception('SpendGauge: could not read the request for a budget check')
             return None
         try:
-            if self._check_client is None:
-                self._check_client = httpx.AsyncClient(timeout=self.check_timeout_s, headers=self._headers)
-            response = await self._check_client.post(self.check_url, json=body)
+            response = await self._checks().post(self.check_url, json=body)
             response.raise_for_status()
             answer = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -212,6 +214,22 @@ class SpendGaugeLogger(_Base):
         if decision == 'block' or (decision == 'throttle' and self.reject_throttle):
             raise BudgetRejected(decision, answer)
         return None
+
+    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any,
+                                      end_time: Any) -> None:
+        """The call failed: let the estimate its check reserved go at once rather than when the hold expires."""
+        call_id = _label(kwargs.get('litellm_call_id'))
+        if not self.enforce or not call_id:
+            return
+        try:
+            await self._checks().delete(f'{self.check_url}/reservations/{quote(call_id, safe="")}')
+        except httpx.HTTPError as exc:
+            log.debug('SpendGauge: could not release the reservation of %s (%s)', call_id, type(exc).__name__)
+
+    def _checks(self) -> httpx.AsyncClient:
+        if self._check_client is None:
+            self._check_client = httpx.AsyncClient(timeout=self.check_timeout_s, headers=self._headers)
+        return self._check_client
 
     def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
         try:
@@ -492,6 +510,9 @@ def check_request(data: dict[str, Any]) -> dict[str, Any]:
         text = sum(len(str(m.get('content') or '')) for m in data.get('messages') or [] if isinstance(m, dict))
         body['estimated_input_tokens'] = math.ceil(text / CHARS_PER_TOKEN)
         body['estimated_output_tokens'] = _count(data.get('max_tokens') or data.get('max_completion_tokens'))
+    call_id = _label(data.get('litellm_call_id'))
+    if call_id:  # the id the callback's usage event will carry: the estimate is held until it arrives
+        body.update(reserve=True, event_id=call_id)
     return body
 
 

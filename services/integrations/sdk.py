@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -105,17 +106,31 @@ class SpendGauge:
     @contextmanager
     def guard(self, **request: Any) -> Iterator[Call]:
         """Check before the block (BudgetBlocked when blocked), record the usage given to `call.usage()` after it,
-        also when the block raises (the tokens were spent)."""
-        decision = self.check(**request)
+        also when the block raises (the tokens were spent). The check reserves its estimate under the call's event
+        id until that usage arrives, so guards running at once cannot overshoot a limit; a block that gives no usage
+        lets the reservation go."""
+        event_id = uuid.uuid4().hex
+        decision = self.check(**request, reserve=True, event_id=event_id)
         if decision.get('decision') == 'block':
             raise BudgetBlocked(decision)
-        call = Call(decision)
+        call = Call(decision, event_id)
         try:
             yield call
         finally:
             if call._usage is not None:
                 attribution = {k: v for k, v in request.items() if k in ATTRIBUTION}
                 call.recorded = self.record(event_id=call.event_id, **attribution, **call._usage)
+            elif 'reservation' in decision:
+                self.release(event_id)
+
+    def release(self, event_id: str) -> bool:
+        """Let the estimate a check reserved go (the call did not happen); False when nothing was held."""
+        try:
+            response = self._client.delete(f'/check/reservations/{quote(event_id, safe="")}')
+        except httpx.TransportError as exc:
+            log.warning('SpendGauge unreachable, reservation not released (it expires): %s', type(exc).__name__)
+            return False
+        return response.status_code == 200 and bool(response.json().get('released'))
 
     def guarded(self, usage: Callable[[Any], dict[str, Any]], **request: Any) -> Callable[[Callable[..., T]],
                                                                                         Callable[..., T]]:

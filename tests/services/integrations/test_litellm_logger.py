@@ -30,7 +30,7 @@ from services.integrations import litellm_logger
 from services.integrations.client import SpendGaugeError, arecord_from_response, record_from_response
 from services.integrations.litellm_logger import SpendGaugeLogger, litellm_event
 from tests.support import servers
-from tests.support.api import uid, usage
+from tests.support.api import check, uid, usage
 from tests.support.fake_api import FakeAPI, Reply, closed_port_url
 from tests.support.servers import Server
 
@@ -715,6 +715,35 @@ async def test_the_proxy_rejects_a_call_the_budget_blocks(litellm: ModuleType, s
             off = SpendGaugeLogger(server.url)  # enforce is off by default: the hook never asks
             assert await off.async_pre_call_hook(None, None, proxy_request(agent), 'acompletion') is None
             off.close(timeout=1)
+        finally:
+            await hook.aclose(timeout=1)
+
+
+async def test_the_hook_reserves_under_the_call_id_and_a_failed_call_releases_it(litellm: ModuleType,
+                                                                                  server: Server) -> None:
+    agent = uid('agent')
+    call_id = uid('call')
+    assert litellm_logger.check_request(proxy_request(agent, litellm_call_id=call_id))['event_id'] == call_id
+    with server.client() as api:
+        assert api.post('/policies', json={'name': uid('cap'), 'scope': 'agent', 'scope_value': agent,
+                                           'limit_usd': '1', 'action': 'block'}).status_code == 201
+
+        def held() -> int:
+            return check(api, agent_id=agent)['policies'][0]['held_micros']
+
+        hook = SpendGaugeLogger(server.url, enforce=True)
+        try:
+            assert await hook.async_pre_call_hook(None, None, proxy_request(agent, litellm_call_id=call_id),
+                                                  'acompletion') is None
+            assert held() == 7_500  # 1,000 prompt and 500 output tokens of gpt-4o
+            await hook.async_log_failure_event({'litellm_call_id': call_id}, None, None, None)
+            assert held() == 0
+            second = uid('call')
+            await hook.async_pre_call_hook(None, None, proxy_request(agent, litellm_call_id=second), 'acompletion')
+            assert api.post('/usage', json={'event_id': second, 'agent_id': agent, 'model': 'gpt-4o',
+                                            'provider': 'openai', 'source': 'litellm_callback',
+                                            'cost_usd': '0.002'}).status_code == 201
+            assert held() == 0 and check(api, agent_id=agent)['policies'][0]['spent_micros'] == 2_000
         finally:
             await hook.aclose(timeout=1)
 

@@ -14,8 +14,8 @@ from tests.support.servers import Server, free_port, start_server
 
 @pytest.fixture(scope='module')
 def policed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server where agent 'sdk-agent' may spend $1 a day, then is blocked."""
-    srv = start_server(tmp_path_factory.mktemp('sdk'))
+    """A server where agent 'sdk-agent' may spend $1 a day, then is blocked (and no global limit)."""
+    srv = start_server(tmp_path_factory.mktemp('sdk'), SPENDGAUGE_DAILY_LIMIT_USD='none')
     with srv.client() as api:
         response = api.post('/policies', json={'name': 'sdk agent daily', 'scope': 'agent', 'scope_value': 'sdk-agent',
                                                'limit_usd': '1.00', 'action': 'block'})
@@ -74,3 +74,25 @@ def test_bad_requests_are_errors_not_silent_allows(policed: Server) -> None:
             sg.check(agent_id='a', estimated_cost_usd='1', estimated_input_tokens=5, model='gpt-4o')
         with pytest.raises(ValueError, match='input_tokens'):
             sg.record(model='gpt-4o', input_tokens=-1)
+
+
+def test_guards_at_once_count_each_others_reservations(policed: Server) -> None:
+    """A guard holds its estimate until its usage is recorded: a second guard opened meanwhile sees it; a guard left
+    by an exception without usage lets its hold go."""
+    sg = SpendGauge(policed.url)
+    agent = 'sdk-reserving'
+    with policed.client() as api:
+        assert api.post('/policies', json={'name': 'reserving', 'scope': 'agent', 'scope_value': agent,
+                                           'limit_usd': '1.00', 'action': 'block'}).status_code == 201
+    with sg.guard(agent_id=agent, model='gpt-4o', estimated_cost_usd='0.60') as first:
+        assert first.decision['reservation']['event_id'] == first.event_id
+        with pytest.raises(BudgetBlocked, match=r'\$0.60 held'):
+            with sg.guard(agent_id=agent, model='gpt-4o', estimated_cost_usd='0.50'):
+                pass
+        first.usage(input_tokens=10, cost_usd='0.55')
+    with pytest.raises(RuntimeError, match='the LLM call failed'):
+        with sg.guard(agent_id=agent, model='gpt-4o', estimated_cost_usd='0.30'):
+            raise RuntimeError('the LLM call failed')
+    after = sg.check(agent_id=agent)['policies'][0]
+    assert (after['spent_micros'], after['held_micros']) == (550_000, 0)
+    sg.close()
