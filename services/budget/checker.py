@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 ALLOW, _, THROTTLE, BLOCK = Step  # module globals: the check below compares every policy's step with these
 PRUNE_EVERY = timedelta(minutes=10)
 HOLD_FOR = timedelta(minutes=10)
+NO_USD = micros_to_usd(0)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Checker:
         self.engine = engine
         self.hold_for = hold_for
         self._reserving = threading.Lock()  # a reserving check reads and holds as one step
+        self._expires: tuple[int, datetime, str] = (0, datetime.min.replace(tzinfo=UTC), '')
         self.hub = hub
         self.zone = zone
         self.commands = commands or Commands(CommandContext(engine, hub, counters=self))
@@ -262,23 +264,35 @@ class Checker:
         now = now or datetime.now(UTC)
         if reserve is None:
             return self._check(request, now, deferred, None)
+        jobs: list[Callable[[], None]] = [] if deferred is None else deferred  # no database write under the lock
         with self._reserving:
             self.counters.release(reserve)  # a re-check of the same call replaces its hold: not counted twice
             keys: list[Key] = []
-            result = self._check(request, now, deferred, keys)
+            result = self._check(request, now, jobs, keys)
             estimate = request.estimated_cost_micros
             if result['allowed'] and estimate > 0:
-                expires = now + self.hold_for
+                expires, expires_text = self._expiry(now)
                 if self.counters.hold(reserve, tuple(keys), estimate, expires):
                     result['reservation'] = {'event_id': reserve, 'held_micros': estimate,
-                                             'held_usd': micros_to_usd(estimate), 'expires_at': expires.isoformat()}
+                                             'held_usd': micros_to_usd(estimate), 'expires_at': expires_text}
                 else:
                     result['reasons'].append('reservation: too many held at once; the estimate is not held')
-            return result
+        if deferred is None:
+            for job in jobs:
+                job()
+        return result
 
     def release(self, event_id: str) -> bool:
         """Let a reservation go (the call did not happen); returns whether one was held."""
         return self.counters.release(event_id)
+
+    def _expiry(self, now: datetime) -> tuple[datetime, str]:
+        """When a hold made now expires, to the next whole second, and its ISO text (made once a second)."""
+        second = int(now.timestamp()) + 1
+        if self._expires[0] != second:
+            expires = datetime.fromtimestamp(second, UTC) + self.hold_for
+            self._expires = (second, expires, expires.isoformat())
+        return self._expires[1], self._expires[2]
 
     def _check(self, request: CheckRequest, now: datetime, deferred: list[Callable[[], None]] | None,
                keys: list[Key] | None) -> CheckResult:
@@ -298,7 +312,7 @@ class Checker:
             remaining = limit - counted if counted < limit else 0
             item: PolicyDecision = {**rule.answer, 'scope_value': scope_key or None,
                                  'decision': DECISIONS[step], 'spent_micros': spent, 'spent_usd': micros_to_usd(spent),
-                                 'held_micros': held, 'held_usd': micros_to_usd(held),
+                                 'held_micros': held, 'held_usd': micros_to_usd(held) if held else NO_USD,
                                  'remaining_micros': remaining, 'remaining_usd': micros_to_usd(remaining),
                                  'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}
             if resets_at is not None:

@@ -14,9 +14,8 @@ Every method takes the lock; the checker (services/budget/checker.py) decides wh
 """
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -92,9 +91,8 @@ class Crossing(NamedTuple):
 Match = tuple[Rule, str, Any, int, int, Period | None, str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A reservation: `amount` held on each of `keys` until `expires`."""
+class Hold(NamedTuple):
+    """A reservation: `amount` held on each of `keys` until `expires`. (A tuple: a check may make one.)"""
 
     keys: tuple[Key, ...]
     amount: int
@@ -122,8 +120,7 @@ class Counters:
         self._verifying = False
         self._held: dict[Key, int] = {}  # what reservations hold per counter
         self._holds: dict[str, Hold] = {}  # by the event id the usage will carry
-        self._expiring: list[tuple[datetime, int, str, Hold]] = []  # a heap: the next hold to expire first
-        self._order = itertools.count()  # breaks ties between holds expiring at the same time
+        self._expiring: deque[tuple[str, Hold]] = deque()  # in the order made: the first to expire first
 
     # --- counting from the database (the caller holds the ledger's write gate) ----------------------------------
 
@@ -265,7 +262,7 @@ class Counters:
         spans: dict[str, tuple[Period, str]] = {}
         with self._lock:
             s = self._s
-            if self._expiring and self._expiring[0][0] <= now:
+            if self._expiring and self._expiring[0][1].expires <= now:
                 self._expire(now)
             held = self._held
             paused = request.agent_id is not None and request.agent_id in s.paused
@@ -310,13 +307,17 @@ class Counters:
         for the same id replaces the first). False, holding nothing, when MAX_HOLDS are held already."""
         hold = Hold(keys, amount, expires)
         with self._lock:
-            self._release(event_id)
+            if event_id in self._holds:
+                self._release(event_id)
             if len(self._holds) >= MAX_HOLDS:
                 return False
             self._holds[event_id] = hold
+            held = self._held
             for key in keys:
-                self._held[key] = self._held.get(key, 0) + amount
-            heapq.heappush(self._expiring, (expires, next(self._order), event_id, hold))
+                held[key] = held.get(key, 0) + amount
+            self._expiring.append((event_id, hold))
+            if len(self._expiring) > 2 * len(self._holds) + 1000:  # mostly released ones: keep the live
+                self._expiring = deque((e, h) for e, h in self._expiring if self._holds.get(e) is h)
             return True
 
     def release(self, event_id: str) -> bool:
@@ -342,9 +343,10 @@ class Counters:
         return True
 
     def _expire(self, now: datetime) -> None:
-        """Under the lock: drop the holds that have expired (a replaced hold's old entry is skipped)."""
-        while self._expiring and self._expiring[0][0] <= now:
-            _, _, event_id, hold = heapq.heappop(self._expiring)
+        """Under the lock: drop the holds that have expired (entries of released or replaced holds are skipped).
+        Holds last the same time, so the oldest expires first."""
+        while self._expiring and self._expiring[0][1].expires <= now:
+            event_id, hold = self._expiring.popleft()
             if self._holds.get(event_id) is hold:
                 self._release(event_id)
 
