@@ -160,7 +160,7 @@ def test_sessions_export_csv_downloads_the_recorded_sessions(tab: Tab, live_serv
     assert tab.problems == []
 
 
-@pytest.mark.parametrize('path', ['/', '/sessions'])
+@pytest.mark.parametrize('path', ['/', '/sessions', '/policies', '/alerts', '/reports', '/settings'])
 def test_no_horizontal_overflow_at_390_px(browser: Browser, live_server: Server, seeded: list[str],
                                          path: str) -> None:
     narrow = Tab(browser, 390, 844)
@@ -171,6 +171,28 @@ def test_no_horizontal_overflow_at_390_px(browser: Browser, live_server: Server,
         assert width <= 390 + 1, f'{path} is {width} px wide at a 390 px viewport'
     finally:
         narrow.close()
+
+
+@pytest.mark.parametrize(('width', 'height'), [(390, 844), (1440, 900)])
+def test_budget_settings_fit_and_show_the_limit_and_its_action(browser: Browser, live_server: Server,
+                                                               seeded: list[str], width: int, height: int) -> None:
+    shot = Tab(browser, width, height)
+    try:
+        page = shot.open_dashboard(live_server)
+        page.get_by_text('Budget settings').click()
+        action = page.get_by_label('At the limit')
+        action.wait_for()
+        assert page.get_by_label('Daily limit (USD)').input_value() == '5'
+        page.get_by_text('Block at 100 % (warn 80 %, throttle 95 %)').wait_for()  # the default limit's action
+        page.wait_for_timeout(300)
+        overflow = page.evaluate('document.documentElement.scrollWidth')
+        assert overflow <= width + 1, f'the Budget settings are {overflow} px wide at a {width} px viewport'
+        SCREENSHOTS.mkdir(exist_ok=True)
+        target = SCREENSHOTS / f'budget-settings-{width}x{height}.png'
+        page.screenshot(path=str(target), full_page=True)
+        assert target.stat().st_size > 10_000
+    finally:
+        shot.close()
 
 
 def classes(locator: Locator) -> list[str]:
