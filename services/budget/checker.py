@@ -146,9 +146,11 @@ class Checker:
             self.recounts += 1
 
     def refresh_billed(self) -> None:
-        """Re-read the reconciled spend that global and provider policies count when it is higher than the events."""
+        """Re-read the reconciled spend that global and provider policies count when it is higher than the events,
+        and act on the thresholds it crosses."""
         with self.engine.connect() as conn:
-            self.counters.refresh_billed(conn)
+            crossed = self.counters.refresh_billed(conn)
+        self._act_on(crossed)
 
     # --- what commands tell it (services/commands/base.py BudgetCounters) ----------------------------------------
 
@@ -178,13 +180,16 @@ class Checker:
     def apply(self, rows: Iterable[SpendRow]) -> None:
         """Add stored events to the counters, and act on the thresholds they cross."""
         crossed, verify = self.counters.apply(rows)
+        self._act_on(crossed)
+        if verify:  # it closes the write gate: in this thread once its write is through
+            self.hub.gate.after_passing(self._verify_sessions)
+
+    def _act_on(self, crossed: list[Crossing]) -> None:
         for crossing in crossed:
             try:
                 self._crossed(crossing)
             except Exception:
                 log.exception('could not act on policy %s crossing a threshold', crossing.policy.id)
-        if verify:  # it closes the write gate: in this thread once its write is through
-            self.hub.gate.after_passing(self._verify_sessions)
 
     def _request_billed_refresh(self) -> None:
         """Off the publishing thread (the event loop): one refresher thread, and pulls that finish while it reads

@@ -145,15 +145,26 @@ class Counters:
             for event_id in arrived:  # counted above: the hold goes
                 self._release(event_id)
 
-    def refresh_billed(self, conn: Connection) -> None:
-        """Re-read the reconciled spend (after a pull) of the global and provider policies."""
+    def refresh_billed(self, conn: Connection) -> list[Crossing]:
+        """Re-read the reconciled spend (after a pull) of the global and provider policies. Returns the counters
+        that it takes to a higher step (a bill above the recorded calls crosses thresholds too)."""
         with self._lock:
             state = self._s
             rules, spans = state.rules, dict(state.spans)
         billed = _count_billed(conn, rules, spans, self.zone)
+        crossed: list[Crossing] = []
         with self._lock:
-            if self._s is state:  # else a recount has just counted afresh
-                state.billed = billed
+            if self._s is not state:  # a recount has just counted afresh
+                return crossed
+            policies = {rule.policy.id: rule.policy for rule in rules}
+            for key, amount in billed.items():
+                counted = state.counters.get(key, 0)
+                before, after = max(counted, state.billed.get(key, 0)), max(counted, amount)
+                policy = policies[key[0]]
+                if step_for(after, 0, policy) > step_for(before, 0, policy):
+                    crossed.append(Crossing(policy, key[1], key[2], before, after))
+            state.billed = billed
+        return crossed
 
     # --- following the ledger ------------------------------------------------------------------------------------
 
@@ -181,6 +192,9 @@ class Counters:
                         key = (rule.policy.id, scope_key, period_key)
                         before = s.counters.get(key, 0)
                         after = s.counters[key] = before + row.cost_micros
+                        if rule.billed:  # the reconciled spend counts when higher, for alerts as for checks
+                            billed = s.billed.get(key, 0)
+                            before, after = max(before, billed), max(after, billed)
                         if step_for(after, 0, rule.policy) > step_for(before, 0, rule.policy):
                             crossed.append(Crossing(rule.policy, scope_key, period_key, before, after))
         return crossed, verify

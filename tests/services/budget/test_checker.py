@@ -25,6 +25,7 @@ from services.spend.rollups import totals_between
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, check, record, uid
 from tests.support.ledger import spend
+from tests.support.wait import eventually
 
 ZONE = ZoneInfo('Europe/Berlin')
 
@@ -381,8 +382,18 @@ def test_global_and_provider_policies_count_the_bill_when_it_is_higher(ledger: L
     spent = {p['id']: p['spent_micros'] for p in result['policies']}
     assert spent == {overall.id: 5_000_000, openai.id: 5_000_000}
     assert checker.current_spend(overall.id) == {'': 5_000_000}
+    def raised() -> set[tuple[str, int, int]]:
+        with engine.connect() as conn:
+            return {(a['type'], a['data']['policy_id'], a['data']['spent_micros'])
+                    for a in alerts.list_alerts(conn, 'open')}
+
+    # the bill crossed the overall limit: alerted as if the calls were recorded (by the refreshing thread)
+    eventually(lambda: raised() == {('limit_exceeded', overall.id, 5_000_000),
+                                    ('policy_violation', overall.id, 5_000_000)})
     spend(ledger, '6.00')  # recorded spend overtakes the bill: it counts again
     assert checker.check(CheckRequest(provider='openai'))['policies'][1]['spent_micros'] == 7_000_000
+    with engine.connect() as conn:
+        assert len(alerts.list_alerts(conn, 'open')) == 2, 'crossed once, alerted once'
 
 
 def test_an_ended_session_is_forgotten(ledger: Ledger, engine: Engine) -> None:
