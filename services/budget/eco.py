@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 from typing_extensions import TypedDict
 
-from services.budget.limits import get_value, set_value
 from services.core.errors import Invalid
+from services.core.stored import get_value, set_value
 
 MODE_KEY, CHANGED_AT_KEY, REASON_KEY = 'eco.mode', 'eco.changed_at', 'eco.reason'
 MAX_REASON = 500

@@ -5,29 +5,27 @@ alerts and the forecast use.
 A limit comes from the environment (origin 'env': SPENDGAUGE_DAILY_LIMIT_USD, DAILY_/WEEKLY_/MONTHLY_BUDGET_LIMIT,
 re-synced on every start) until one is set at run time (origin 'limit': `set-limit`, `PUT /budget/limits/{period}`,
 the Budget settings panel), which then wins over the environment for good; a limit removed at run time is kept as
-a disabled policy, so the environment does not bring it back. Other settings changed at run time live in the
-`settings` table.
+a disabled policy, so the environment does not bring it back. (They were `settings` rows before migration 0008.)
 """
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal, get_args
+from typing import get_args
 
 from sqlalchemy import Connection, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from typing_extensions import TypedDict
 
 from services.budget.policies import PolicyRule, validate
 from services.core.errors import Invalid
 from services.core.money import MAX_MICROS, micros_to_usd
 from services.core.periods import PERIODS
-from services.core.tables import POLICIES, SETTINGS
+from services.core.settings import LimitAction
+from services.core.tables import POLICIES
 
 MAX_LIMIT_MICROS = MAX_MICROS
 NAMES = {'day': 'Daily budget', 'week': 'Weekly budget', 'month': 'Monthly budget'}
 RUNTIME, ENVIRONMENT = 'limit', 'env'
 ORIGINS = (RUNTIME, ENVIRONMENT)
-LimitAction = Literal['warn', 'throttle', 'block']
 LIMIT_ACTIONS: tuple[LimitAction, ...] = get_args(LimitAction)
 DEFAULT_ACTION: LimitAction = 'block'
 DEFAULT_SOFT, DEFAULT_CRITICAL = 80, 95
@@ -47,17 +45,6 @@ class Limits(TypedDict):
     day: LimitOut | None  # None: no limit for the period
     week: LimitOut | None
     month: LimitOut | None
-
-
-def get_value(conn: Connection, key: str) -> str | None:
-    return conn.execute(select(SETTINGS.c.value).where(SETTINGS.c.key == key)).scalar_one_or_none()
-
-
-def set_value(conn: Connection, key: str, value: str) -> None:
-    insert_ = postgresql.insert if conn.dialect.name == 'postgresql' else sqlite.insert
-    statement = insert_(SETTINGS).values(key=key, value=value, updated_at=datetime.now(UTC))
-    conn.execute(statement.on_conflict_do_update(index_elements=['key'], set_={
-        'value': statement.excluded.value, 'updated_at': statement.excluded.updated_at}))
 
 
 def is_limit(policy: PolicyRule) -> bool:

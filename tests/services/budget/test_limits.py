@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, insert
 
 from services.budget import limits, policies
+from services.core import stored
 from services.core.db import MIGRATIONS_DIR, create_db_engine, upgrade
 from services.core.errors import Invalid
 from services.core.tables import POLICIES, SETTINGS
@@ -47,7 +48,7 @@ def test_migration_moves_the_stored_limits_into_policies(at_0007: Engine) -> Non
         assert found == {('Daily budget', 'day', 'limit', 2_500_000, 'block', 80, 95),
                          ('Monthly budget', 'month', 'limit', 90_000_000, 'block', 80, 95)}, \
             'the stored daily limit replaces the environment one, as it does at run time'
-        assert limits.get_value(conn, 'limit.day') is None
+        assert stored.get_value(conn, 'limit.day') is None
         assert (limits.get_limit(conn, 'day'), limits.get_limit(conn, 'week')) == (2_500_000, None)
 
 
