@@ -13,14 +13,17 @@ serves (`services.insights.forecast.project`) sees only the hours before that mo
 MIN_HISTORY_DAYS past days with spend (no profile yet) are reported separately. Target: below both baselines.
 
 Regime changes: does the day forecast warn before the daily limit is crossed? Per seed, 14 quiet days (the same
-generator without loops), then ordinary weekdays drawn minute by minute, each also replayed running 10-50x hotter
-from a random minute of several hours until midnight, and with a one-hour 10x burst. The limit ($10, 2.5x a usual
-weekday) holds on ordinary days; hot days cross it. Every --step minutes (the alert check runs every 5) `project`
-gets what `read_hours` would serve (whole hours, the current hour so far) and answers with and without its
-recent-rate watch (`watch_recent=False`: the profile alone, as before the watch). Reported: the lead time from the
-first "exhausts" at or after the change to the crossing, beside a perfect warning at the minute of the change;
-crossings less than 15 min after the change apart (no method can warn 15 min ahead of those); and the share of
-days that held but said "exhausts" at some point. Goal: median lead >= 60 min, none under 15.
+generator without loops), then ordinary weekdays drawn minute by minute (calls and their cost), each also replayed
+running 10-50x hotter from a random minute of several hours until midnight, and with a one-hour 10x burst. The limit
+($10, 2.5x a usual weekday) holds on ordinary days; hot days cross it. Every --step minutes (the alert check runs
+every 5) `project` gets what `read_hours` and `read_recent` would serve (whole hours, the current hour so far; the
+5-minute spend and calls of the last hour) and answers three ways: the profile alone (`watch_recent=False`, as
+before the watch), the watch over whole hours (no 5-minute totals, as before them) and the watch with them.
+Reported: the lead time from the first "exhausts" at or after the change to the crossing, beside a perfect warning
+at the minute of the change and one at the first check after it (the best a forecast fed every 5 minutes can do);
+crossings less than 15 min after the change apart (no method can warn 15 min ahead of those); and the share of days
+that held but said "exhausts" at some point, bursts split by whether their pace, had it gone on until midnight,
+would have crossed the limit. Goal: median lead >= 60 min, none under 15.
 """
 from __future__ import annotations
 
@@ -87,7 +90,13 @@ def generate(days: int, seed: int, zone: ZoneInfo, first: date = FIRST_DAY,
 
 def _calls_cost(rng: random.Random, usd: float) -> int:
     """Micro-USD of the calls drawn for an expected spend of `usd`."""
-    return sum(round(rng.expovariate(1 / MEAN_CALL_USD) * 1_000_000) for _ in range(_poisson(rng, usd / MEAN_CALL_USD)))
+    return _calls(rng, usd)[0]
+
+
+def _calls(rng: random.Random, usd: float) -> tuple[int, int]:
+    """Micro-USD and number of the calls drawn for an expected spend of `usd`."""
+    count = _poisson(rng, usd / MEAN_CALL_USD)
+    return sum(round(rng.expovariate(1 / MEAN_CALL_USD) * 1_000_000) for _ in range(count)), count
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -167,7 +176,10 @@ DAY_DRAWS = 3  # ordinary days per seed; each hot or burst day is one of them fr
 MINUTES = 24 * 60
 MINUTE = timedelta(minutes=1)
 GOAL_MEDIAN, GOAL_MIN = timedelta(minutes=60), timedelta(minutes=15)
-METHODS = {'baseline': False, 'watch': True}  # project(watch_recent=...): the profile alone, and with the watch
+STEP = timedelta(minutes=5)  # RECENT_STEP: the slices read_recent serves
+# project(watch_recent=..., recent=...): the profile alone; the watch over whole hours (as before the slices); the
+# watch with the 5-min slices of the last hour
+METHODS = {'baseline': (False, False), 'hourly': (True, False), 'watch': (True, True)}
 
 
 @dataclass
@@ -176,6 +188,8 @@ class Day:
     history: list[tuple[datetime, int]]
     midnight: datetime  # UTC
     minutes: list[int]  # micro-USD spent in each minute of the local day
+    calls: list[int]  # calls made in each minute
+    rates: list[float]  # the expected USD per minute of the ordinary day
     change: int = 0  # the minute the hot spell or burst starts
     multiplier: float = 1.0
     said: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # method -> (minute, state) per replay step
@@ -188,6 +202,12 @@ class Day:
             if total >= DAY_LIMIT:
                 return minute + 1
         return None
+
+    def would_cross(self) -> bool:
+        """A burst: would the day have crossed the limit had the burst's pace gone on until midnight (expected
+        spend)? Then a warning while it lasts was right about the pace, if not about the day."""
+        expected = sum(self.rates[self.change:]) * self.multiplier * 1_000_000
+        return sum(self.minutes[:self.change]) + expected >= DAY_LIMIT
 
 
 def minute_rates(rng: random.Random) -> list[float]:
@@ -212,22 +232,25 @@ def regime_days(seeds: int, zone: ZoneInfo) -> list[Day]:
         for draw in range(DAY_DRAWS):
             rng = random.Random(f'{seed}-{draw}')
             rates = minute_rates(rng)
-            base = [_calls_cost(rng, r) for r in rates]
-            days.append(Day('ordinary', history, midnight, base))
+            base = [_calls(rng, r) for r in rates]
+            days.append(Day('ordinary', history, midnight, [c for c, _ in base], [n for _, n in base], rates))
             variants = [('hot', 60 * h + rng.randrange(60), MINUTES, m) for h in CHANGE_HOURS for m in MULTIPLIERS]
             variants += [('burst', 60 * h + rng.randrange(60), 60 * h + 60, BURST_MULTIPLIER) for h in BURST_HOURS]
             for kind, start, end, multiplier in variants:
-                spell = [_calls_cost(rng, r * multiplier) for r in rates[start:end]]
-                days.append(Day(kind, history, midnight, [*base[:start], *spell, *base[end:]], start, multiplier))
+                drawn = [*base[:start], *(_calls(rng, r * multiplier) for r in rates[start:end]), *base[end:]]
+                days.append(Day(kind, history, midnight, [c for c, _ in drawn], [n for _, n in drawn], rates, start,
+                                multiplier))
     return days
 
 
 def replay_regime(day: Day, step: int, zone: ZoneInfo, before: Day | None) -> None:
     """The day forecast every `step` minutes until the limit is crossed or the day ends, with and without the
     watch. A variant starts from its ordinary day's answers up to its change (the data is the same until then)."""
-    prefix = [0]
-    for micros in day.minutes:
+    prefix, calls = [0], [0]
+    for micros, count in zip(day.minutes, day.calls, strict=True):
         prefix.append(prefix[-1] + micros)
+        calls.append(calls[-1] + count)
+    step_m = STEP // MINUTE
     for method in METHODS:
         day.said[method] = [(m, s) for m, s in before.said[method] if m <= day.change] if before else []
     first = step * (day.change // step + 1) if before else step
@@ -238,23 +261,30 @@ def replay_regime(day: Day, step: int, zone: ZoneInfo, before: Day | None) -> No
         now = day.midnight + timedelta(minutes=minute)
         today = [(day.midnight + HOUR * h, prefix[min(60 * h + 60, minute)] - prefix[60 * h])
                  for h in range(minute // 60 + 1)]
-        for method, watch in METHODS.items():
+        # what read_recent would serve: the 5-min slices of the last hour ending now (from midnight on: the bench
+        # has no minutes of the day before, and the watch reads the hours where the slices do not reach)
+        recent = [(now - MINUTE * (minute - s), prefix[s + step_m] - prefix[s], calls[s + step_m] - calls[s])
+                  for s in range(minute - 60, minute, step_m) if s >= 0]
+        for method, (watch, fine) in METHODS.items():
             forecast = project([*day.history, *today], now, zone, {'day': spent}, {'day': DAY_LIMIT}, ('day',),
-                               watch_recent=watch)['day']
+                               watch_recent=watch, recent=recent if fine else ())['day']
             day.said[method].append((minute, forecast.state))
 
 
-def _lead(day: Day, method: str, crossing: int) -> int:
+def _lead(day: Day, method: str, crossing: int, step: int) -> int:
     """Minutes from the first 'exhausts' at or after the change to the crossing; 0 when it never warned. 'perfect'
-    is a method that would know at the very minute of the change."""
+    is a method that would know at the very minute of the change, 'next' one that would know at the first check
+    that has seen a minute of it (the best any forecast can do from the data it is given)."""
     if method == 'perfect':
         return crossing - day.change
+    if method == 'next':
+        return crossing - step * (day.change // step + 1)
     warned = [m for m, state in day.said[method] if state == 'exhausts' and m >= day.change]
     return crossing - warned[0] if warned else 0
 
 
 def _alarm_share(days: list[Day], method: str) -> str:
-    if method == 'perfect' or not days:
+    if method in ('perfect', 'next') or not days:
         return '-'
     return f'{100 * sum(any(s == "exhausts" for _, s in d.said[method]) for d in days) / len(days):.0f} %'
 
@@ -266,14 +296,14 @@ def _spread(values: list[int]) -> str:
 def report_regimes(days: list[Day], step: int) -> bool:
     """Print the lead times and false alarms, beside the profile alone and a perfect warning; True when the
     goals are met."""
-    columns = ('perfect', *METHODS)
+    columns = ('perfect', 'next', *METHODS)
     crossed = [(d, c) for d in days if (c := d.crossing()) is not None]
     fast = [(d, c) for d, c in crossed if c - d.change < GOAL_MIN / MINUTE]
     slow = [(d, c) for d, c in crossed if c - d.change >= GOAL_MIN / MINUTE]
     held = [d for d in days if d.crossing() is None]
 
     def leads(group: list[tuple[Day, int]], method: str) -> list[int]:
-        return [_lead(d, method, c) for d, c in group]
+        return [_lead(d, method, c, step) for d, c in group]
 
     rows = [(f'crossed >= 15 min after the change ({len(slow)}): lead median / min / max',
              [_spread(leads(slow, m)) for m in columns]),
@@ -283,22 +313,30 @@ def report_regimes(days: list[Day], step: int) -> bool:
         group = [(d, c) for d, c in slow if d.kind == 'hot' and d.multiplier == multiplier]
         rows.append((f'  {multiplier}x hotter ({len(group)})', [_spread(leads(group, m)) for m in columns]))
     rows.append((f'crossed < 15 min after the change ({len(fast)})', [_spread(leads(fast, m)) for m in columns]))
-    for kind, label in (('ordinary', 'ordinary days'), ('burst', f'days with a one-hour {BURST_MULTIPLIER}x burst'),
-                        ('hot', 'hot days that still held')):
-        same = [d for d in held if d.kind == kind]
-        rows.append((f'held, {label} ({len(same)}): said "exhausts"', [_alarm_share(same, m) for m in columns]))
+    bursts = [d for d in held if d.kind == 'burst']
+    for label, same in (('ordinary days', [d for d in held if d.kind == 'ordinary']),
+                        (f'days with a one-hour {BURST_MULTIPLIER}x burst', bursts),
+                        ('  whose pace, had it gone on, would have crossed', [d for d in bursts if d.would_cross()]),
+                        ('  whose pace would have held too', [d for d in bursts if not d.would_cross()]),
+                        ('hot days that still held', [d for d in held if d.kind == 'hot'])):
+        indent = '' if label.startswith(' ') else 'held, '
+        rows.append((f'{indent}{label} ({len(same)}): said "exhausts"', [_alarm_share(same, m) for m in columns]))
     print(f'\nRegime changes: {len(days)} replayed days ({DAY_DRAWS} ordinary weekdays per seed, each also run hot'
           f' from {len(CHANGE_HOURS)} hours at {len(MULTIPLIERS)} multipliers and with a one-hour burst at'
           f' {len(BURST_HOURS)} hours) after 14 quiet days, limit {format_usd(DAY_LIMIT)} a day, the day forecast every'
-          f' {step} min. Lead: minutes from the first "exhausts" at or after the change to the crossing.')
+          f' {step} min. Lead: minutes from the first "exhausts" at or after the change to the crossing; "perfect"'
+          f' warns at the minute of the change, "next check" at the first check after it.')
     width = max(len(label) for label, _ in rows)
-    print(f'\n{"":<{width}}  {"perfect":>15}  {"profile alone":>15}  {"with recent_rate":>16}')
+    headers = ('perfect', 'next check', 'profile alone', 'hourly watch', '5-min watch')
+    print(f'\n{"":<{width}}' + ''.join(f'  {h:>15}' for h in headers))
     for label, values in rows:
-        print(f'{label:<{width}}  {values[0]:>15}  {values[1]:>15}  {values[2]:>16}')
-    late = sorted(c - d.change for d, c in slow if _lead(d, 'watch', c) < 15)
+        print(f'{label:<{width}}' + ''.join(f'  {v:>15}' for v in values))
+    late = sorted((c - d.change, _lead(d, 'next', c, step)) for d, c in slow
+                  if _lead(d, 'watch', c, step) < 15)
     if late:
-        print(f'\nwith recent_rate, warned < 15 min ahead on {len(late)} days; they crossed '
-              f'{", ".join(map(str, late))} min after the change')
+        print(f'\nwith the 5-min watch, warned < 15 min ahead on {len(late)} days; they crossed '
+              f'{", ".join(str(a) for a, _ in late)} min after the change (a warning at the first check after the '
+              f'change: {", ".join(str(n) for _, n in late)} min ahead)')
     watched = leads(slow, 'watch')
     ok = bool(watched) and statistics.median(watched) >= 60 and min(watched) >= 15
     print(f'\ngoal (crossed >= 15 min after the change: median lead >= 60 min, none under 15): '

@@ -1,10 +1,11 @@
 """When does the budget run out? Today's burn rate blended with the time-of-day profile of the past two weeks,
 projected to the end of the day, the week and the month.
 
-The core (`project`) is pure: hourly spend in, forecast out, so the backtest (bench/forecast.py) replays the same
-function the API serves. The DB layer reads the hourly totals with one `totals_between` call over hourly edges
-(the current hour from its rollup so far); it reads events only to pin an exceeded limit to the call that
-crossed it (`pin_crossing`, one hour's events).
+The core (`project`) is pure: hourly spend and the 5-minute totals of the last hour in, forecast out, so the
+backtest (bench/forecast.py) replays the same function the API serves. The DB layer reads the hourly totals with
+one `totals_between` call over hourly edges (the current hour from its rollup so far), the last hour's 5-minute
+spend and call counts with one query over the events' ts index (`read_recent`: one row back), and events once more
+only to pin an exceeded limit to the call that crossed it (`pin_crossing`, one hour's events).
 
 Method, per day:
 - 'none': no spend today and too little history: nothing more is projected.
@@ -17,8 +18,10 @@ Method, per day:
   ratio actual/profile so far (shrunk towards 1 by a prior of PRIOR_WEIGHT x a profile day) with the decayed
   trailing ratio over the last hours (the trailing rate, relative to the profile). Bursts are capped as above.
 - 'recent_rate': a watch over the methods above, for when today changes pace faster than they follow. The recent
-  rate is the spend of the last RECENT_WINDOW (the current hour's spend so far spread over its minutes, plus the
-  part of the hour before that falls inside the window), assumed to go on for RECENT_HORIZON before the usual
+  rate is the highest pace over the last 10, 15, 20 and 30 minutes (RECENT_WINDOWS) read from the 5-minute
+  totals, counting only windows with at least RECENT_MIN_CALLS calls; without them (or with too few calls), the
+  spend of the last RECENT_WINDOW read from the hours (the current hour's spend so far spread over its minutes,
+  plus the part of the hour before inside the window). It is assumed to go on for RECENT_HORIZON before the usual
   projection resumes. When that runs a period out sooner than the usual method (or the usual method holds), the
   period's forecast is the recent-rate one and its text says so.
 The low/high band replays the method on each past day at the same time of day (leave one out) and takes the
@@ -39,7 +42,7 @@ from functools import cached_property, lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, and_, case, func, select
 from typing_extensions import TypedDict
 
 from services.alerting import alerts
@@ -66,11 +69,17 @@ BAND_QUANTILES = (0.05, 0.95)
 FALLBACK_BAND = (0.5, 1.5)
 MIN_BAND_SAMPLES = 4
 RECENT_WINDOW = timedelta(minutes=30)  # bench/forecast.py: 30 min warns a little sooner than 60, no more false alarms
-RECENT_HORIZON = timedelta(hours=2)  # 3 h gains a few minutes of lead but alarms on a third of one-hour bursts
+RECENT_HORIZON = timedelta(hours=2)  # bench/forecast.py: 90 min alarms on fewer bursts (52 % vs 60 %), at 1 min of lead
+RECENT_STEP = timedelta(minutes=5)  # the DB layer's sub-hour totals of the last RECENT_SPAN, ending at now
+RECENT_SPAN = timedelta(hours=1)
+RECENT_WINDOWS = (timedelta(minutes=10), timedelta(minutes=15), timedelta(minutes=20), RECENT_WINDOW)
+RECENT_MIN_CALLS = 5  # a pace is read from several calls, not from one call that happens to fall in a short window
+# (not kept: a 5-min window too made an ordinary day say "exhausts"; requiring 10 min of the faster pace cost 3 min
+# of median lead for one point fewer burst alarms; see the README's backtest)
 RECENT_METHOD = 'recent_rate'
-RECENT_TEXT = f'if the pace of the last {RECENT_WINDOW.seconds // 60} min goes on'
 
 Segment = tuple[datetime, datetime, float]  # projected micro-USD in [start, end)
+Slice = tuple[datetime, int, int]  # (start, micro-USD, calls) in [start, start + RECENT_STEP), the last up to now
 State = Literal['no_limit', 'exceeded', 'exhausts', 'holds']
 
 
@@ -368,17 +377,39 @@ def _walk(spent: int, limit: int, segments: Sequence[Segment]) -> datetime | Non
     return None
 
 
-def recent_rate(intervals: Iterable[Interval], now: datetime, window: timedelta = RECENT_WINDOW) -> float:
-    """Micro-USD an hour over the last `window`. Each interval's spend counts as even over its span so far: the
-    current (partial) hour by the minutes it has run, the hour before by the part of it inside the window."""
+def recent_rate(intervals: Iterable[Interval], now: datetime, window: timedelta = RECENT_WINDOW,
+                slices: Sequence[Slice] = ()) -> float:
+    """Micro-USD an hour over the last `window`. The sub-hour slices count for the part of the window they cover,
+    the hourly intervals for any part before the first slice. Each one's spend counts as even over its span so far:
+    the current (partial) hour by the minutes it has run, the hour before by the part of it inside the window."""
     since = now - window
+    fine_from = min((start for start, *_ in slices), default=now)
     total = 0.0
+    for start, micros, _ in slices:
+        total += _share(start, min(start + RECENT_STEP, now), micros, since, now)
     for interval in intervals:
-        end = min(interval.end, now)
-        if end <= since or interval.start >= end:
-            continue
-        total += interval.micros * (end - max(interval.start, since)) / (end - interval.start)
+        total += _share(interval.start, min(interval.end, now), interval.micros, since, fine_from)
     return total / _hours(window)
+
+
+def _share(start: datetime, end: datetime, micros: int, low: datetime, high: datetime) -> float:
+    """The part of `micros`, spread evenly over [start, end), that falls within [low, high)."""
+    first, last = max(start, low), min(end, high)
+    return micros * (last - first) / (end - start) if last > first else 0.0
+
+
+def watch_rate(intervals: Sequence[Interval], now: datetime, slices: Sequence[Slice]) -> tuple[float, timedelta]:
+    """The recent rate and the window it was read over. With sub-hour totals: the highest rate over those of
+    RECENT_WINDOWS that the slices cover and that hold at least RECENT_MIN_CALLS calls, so a change shows in the
+    short windows within minutes instead of being diluted over the long one. Otherwise (no slices, or too few
+    calls): the last RECENT_WINDOW, read from the hours."""
+    rates = []
+    fine_from = min((start for start, *_ in slices), default=now)
+    for window in reversed(RECENT_WINDOWS):  # a tie reads over the longer window
+        calls = sum(n for start, _, n in slices if start >= now - window)
+        if now - window >= fine_from and calls >= RECENT_MIN_CALLS:
+            rates.append((recent_rate(intervals, now, window, slices), window))
+    return max(rates, key=lambda rate_window: rate_window[0], default=(recent_rate(intervals, now), RECENT_WINDOW))
 
 
 def _at_recent_rate(segments: Sequence[Segment], now: datetime, rate: float) -> list[Segment]:
@@ -438,6 +469,7 @@ class PeriodForecast:
     method: str
     rate_per_hour: float = 0.0
     crossing: Crossing | None = None  # exceeded: when the limit was crossed, where known
+    recent_window: timedelta = RECENT_WINDOW  # method recent_rate: the window its rate was read over
 
     def as_dict(self, zone: ZoneInfo) -> ForecastOut:
         limit, rate = self.limit, round(self.rate_per_hour)
@@ -468,7 +500,9 @@ class PeriodForecast:
             local = self.eta.astimezone(zone)
             when = f'{local:%H:%M}' if self.period == 'day' else f'{local:%a %d %b} ~{local:%H:%M}'
             text = f'{name} exhausted at ~{when}' if self.period == 'day' else f'{name} exhausted on {when}'
-            return f'{text} {RECENT_TEXT}' if self.method.startswith(RECENT_METHOD) else text
+            if self.method.startswith(RECENT_METHOD):
+                return f'{text} if the pace of the last {self.recent_window.seconds // 60} min goes on'
+            return text
         return f'Holds until {by}: ~{projected} of {format_usd(self.limit)} projected'
 
     def _when_crossed(self, zone: ZoneInfo) -> str:
@@ -508,17 +542,20 @@ def _sooner(usual: PeriodForecast, recent: PeriodForecast) -> PeriodForecast:
 
 
 def project(hours: Iterable[tuple[datetime, int]], now: datetime, zone: ZoneInfo, spent: dict[str, int],
-            limits: dict[str, int | None], periods: Sequence[str] = PERIODS,
-            watch_recent: bool = True) -> dict[str, PeriodForecast]:
+            limits: dict[str, int | None], periods: Sequence[str] = PERIODS, watch_recent: bool = True,
+            recent: Iterable[Slice] = ()) -> dict[str, PeriodForecast]:
     """The forecast for each period from hourly spend (today so far and the HISTORY_DAYS days before), what was
-    spent in each period so far (the reconciled totals) and the limits. `watch_recent=False` leaves out the
-    recent-rate watch (the forecast as it was before it, for the backtest's comparison)."""
+    spent in each period so far (the reconciled totals) and the limits. `recent`: RECENT_STEP totals of the last
+    RECENT_SPAN (`read_recent`), which the recent-rate watch reads instead of the hours where they reach.
+    `watch_recent=False` leaves out the recent-rate watch (the forecast as it was before it, for the backtest's
+    comparison)."""
     now = as_utc(now)
     today, past = split_days(hours, zone, now)
     intervals = [i for day in (*past, today) for i in day.intervals]
     prediction = predict_day(today, past, now, zone)
     band = day_band(today, past, now, zone) if prediction.method == 'profile_blend' else FALLBACK_BAND
-    rate = recent_rate(intervals, now) if watch_recent else 0.0
+    slices = [(as_utc(start), micros, calls) for start, micros, calls in recent if as_utc(start) < now]
+    rate, window = watch_rate(intervals, now, slices) if watch_recent else (0.0, RECENT_WINDOW)
     result = {}
     for name in periods:
         span = period_containing(name, now, zone)
@@ -530,9 +567,10 @@ def project(hours: Iterable[tuple[datetime, int]], now: datetime, zone: ZoneInfo
                            prediction.rate_per_hour if name == 'day' else 0.0)
         if rate > 0 and forecast.state in ('exhausts', 'holds'):
             recent_method = method.replace(prediction.method, RECENT_METHOD, 1)
-            recent = _period(name, span, spent[name], limits[name], _at_recent_rate(segments, now, rate),
-                             period_band, recent_method, rate if name == 'day' else 0.0)
-            forecast = _sooner(forecast, recent)
+            paced = _period(name, span, spent[name], limits[name], _at_recent_rate(segments, now, rate),
+                            period_band, recent_method, rate if name == 'day' else 0.0)
+            paced.recent_window = window
+            forecast = _sooner(forecast, paced)
         if forecast.state == 'exceeded':
             assert forecast.limit is not None
             covered_from = past[0].start if past else today.start
@@ -569,6 +607,20 @@ def read_hours(conn: Connection, now: datetime, zone: ZoneInfo) -> list[tuple[da
     return [(edges[n], buckets.total(n).cost_micros) for n in range(len(edges) - 1)]
 
 
+def read_recent(conn: Connection, now: datetime) -> list[Slice]:
+    """Spend and calls in each RECENT_STEP of the last RECENT_SPAN, ending at `now` (the rollups are hourly): one
+    query over the events' ts index, two conditional sums per slice, one row back however many calls there were."""
+    count = int(RECENT_SPAN / RECENT_STEP)
+    starts = [now - RECENT_SPAN + RECENT_STEP * n for n in range(count)]
+    ts = EVENTS.c.ts
+    sums = []
+    for start in starts:
+        inside = and_(ts >= start, ts < start + RECENT_STEP)
+        sums += [func.sum(case((inside, EVENTS.c.cost_micros), else_=0)), func.sum(case((inside, 1), else_=0))]
+    row = conn.execute(select(*sums).where(ts >= starts[0], ts < now)).one()
+    return [(start, int(row[2 * n] or 0), int(row[2 * n + 1] or 0)) for n, start in enumerate(starts)]
+
+
 def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | None = None) -> BudgetForecast:
     """Day, week and month: spent (reconciled, as `period_summary` reports it), projected, band, ETA, state."""
     now = as_utc(now or datetime.now(UTC))
@@ -576,7 +628,7 @@ def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | Non
     summaries = {p: period_summary(conn, budget, p, now) for p in PERIODS}
     spent: dict[str, int] = {p: s['spent_micros'] for p, s in summaries.items()}
     caps: dict[str, int | None] = {p: limits.get_limit(conn, p) for p in PERIODS}
-    forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps)
+    forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps, recent=read_recent(conn, now))
     for forecast in forecasts.values():
         pin_crossing(conn, forecast)
     return {'at': now.isoformat(), 'timezone': zone.key, 'day': forecasts['day'].as_dict(zone),
@@ -589,7 +641,7 @@ def day_forecast(conn: Connection, spent_micros: int, limit_micros: int | None, 
     reaches the limit, or the projected end-of-day spend when it holds, with its band."""
     now = as_utc(now or datetime.now(UTC))
     forecast = project(read_hours(conn, now, zone), now, zone, {'day': spent_micros}, {'day': limit_micros},
-                       ('day',))['day']
+                       ('day',), recent=read_recent(conn, now))['day']
     pin_crossing(conn, forecast)
     return forecast.as_dict(zone)
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from services.alerting import alerts
 from services.budget import limits
@@ -20,6 +20,7 @@ from services.insights.forecast import (
     day_forecast,
     project,
     read_hours,
+    read_recent,
     run_exhaustion_check,
 )
 from services.live.hub import EventHub, LiveEvent
@@ -49,10 +50,11 @@ def hourly(start: datetime, end: datetime, micros: int) -> list[tuple[datetime, 
 
 
 def day_only(hours: list[tuple[datetime, int]], now: datetime = NOW, limit: int | None = None,
-             zone: ZoneInfo = UTC_ZONE, watch_recent: bool = True) -> PeriodForecast:
+             zone: ZoneInfo = UTC_ZONE, watch_recent: bool = True,
+             recent: list[tuple[datetime, int, int]] | None = None) -> PeriodForecast:
     midnight = datetime.combine(now.astimezone(zone).date(), datetime.min.time(), tzinfo=zone)
     spent = sum(m for s, m in hours if midnight <= s < now)
-    return project(hours, now, zone, {'day': spent}, {'day': limit}, ('day',), watch_recent)['day']
+    return project(hours, now, zone, {'day': spent}, {'day': limit}, ('day',), watch_recent, recent or ())['day']
 
 
 def working_days(first: datetime, days: int, busy: int, quiet: int) -> list[tuple[datetime, int]]:
@@ -66,6 +68,14 @@ def so_far(minutes: list[int], midnight: datetime, now: datetime) -> list[tuple[
     elapsed = int((now - midnight) / timedelta(minutes=1))
     return [(midnight + HOUR * h, sum(minutes[60 * h:min(60 * h + 60, elapsed)])) for h in range(elapsed // 60 + 1)
             if 60 * h < elapsed]
+
+
+def slices(minutes: list[int], calls: list[int], midnight: datetime,
+           now: datetime) -> list[tuple[datetime, int, int]]:
+    """The 5-minute spend and calls of the hour before `now` (as read_recent reads the events)."""
+    elapsed = int((now - midnight) / timedelta(minutes=1))
+    return [(midnight + timedelta(minutes=m), sum(minutes[m:m + 5]), sum(calls[m:m + 5]))
+            for m in range(elapsed - 60, elapsed, 5) if m >= 0]
 
 
 # --- the pure core ----------------------------------------------------------------------------------------------
@@ -224,6 +234,61 @@ def test_a_hot_afternoon_is_caught_by_the_recent_rate_well_before_the_limit() ->
     after = day_only(history + so_far(minutes, MIDNIGHT, crossed_at), crossed_at, limit)
     assert after.state == 'exceeded'
     assert after.text(UTC_ZONE) == f'Limit exceeded between 14:00 and 14:55: {format_usd(after.spent)} of $5.00'
+
+
+def first_warnings(change: datetime, limit: int) -> tuple[datetime | None, datetime | None, PeriodForecast | None]:
+    """Two quiet weeks, then today 20x hotter from `change` ($4 an hour, two calls a minute; one call every 5 minutes
+    before). Checked every 5 minutes: the first 'exhausts' with the 5-minute totals, and without them (whole hours),
+    and the forecast of the first."""
+    history = working_days(MIDNIGHT - timedelta(days=14), 14, 200_000, 20_000)
+    usual = [m for _, m in working_days(MIDNIGHT, 1, 200_000, 20_000)]
+    minutes = [usual[n // 60] // 60 for n in range(24 * 60)]
+    calls = [1 if n % 5 == 0 else 0 for n in range(24 * 60)]
+    at = int((change - MIDNIGHT) / timedelta(minutes=1))
+    minutes[at:] = [4_000_000 // 60] * (24 * 60 - at)
+    calls[at:] = [2] * (24 * 60 - at)
+    fine = hourly = None
+    forecast = None
+    for now in (MIDNIGHT + timedelta(minutes=m) for m in range(5, 24 * 60, 5)):
+        hours = history + so_far(minutes, MIDNIGHT, now)
+        if day_only(hours, now, limit).state == 'exceeded':
+            break
+        with_slices = day_only(hours, now, limit, recent=slices(minutes, calls, MIDNIGHT, now))
+        if with_slices.state == 'exhausts' and fine is None:
+            fine, forecast = now, with_slices
+        if day_only(hours, now, limit).state == 'exhausts' and hourly is None:
+            hourly = now
+    return fine, hourly, forecast
+
+
+def test_a_change_within_the_hour_is_seen_within_minutes() -> None:
+    """A loop makes the afternoon 20x hotter from 14:07 (limit $5: crossed at 15:02). The 5-minute totals show it
+    at the second check after the change (14:15: 8 hot minutes in the last 10), read over the last 10 minutes.
+    Early in an hour the current hour's spend so far is mostly the change, so whole hours see it as soon; from 14:47
+    (crossed at 15:40) they spread it over the hour's minutes and warn 10 minutes later than the 5-minute totals."""
+    fine, hourly, forecast = first_warnings(MIDNIGHT.replace(hour=14, minute=7), 5_000_000)
+    assert fine == hourly == MIDNIGHT.replace(hour=14, minute=15)
+    assert forecast is not None and forecast.method == 'recent_rate'
+    assert forecast.text(UTC_ZONE).endswith('if the pace of the last 10 min goes on')
+    fine, hourly, _ = first_warnings(MIDNIGHT.replace(hour=14, minute=47), 5_000_000)
+    assert (fine, hourly) == (MIDNIGHT.replace(hour=14, minute=55), MIDNIGHT.replace(hour=15, minute=5))
+
+
+def test_one_expensive_call_is_not_a_pace() -> None:
+    """A $2 call at 09:58 is 60x the usual pace over the last 10 minutes, but a pace is read from several calls:
+    the watch reads it from the hours (spread over the half hour) and the day holds. The same $2 over five calls
+    in those minutes is read as a pace."""
+    history = hourly(MIDNIGHT - timedelta(days=14), MIDNIGHT, 100_000)
+    hours = hourly(MIDNIGHT, NOW, 100_000)
+    hours[9] = (hours[9][0], 2_100_000)
+    quiet = [(NOW - timedelta(minutes=60 - 5 * n), 100_000 if n == 6 else 0, 1 if n == 6 else 0) for n in range(11)]
+    one_call = day_only(history + hours, limit=10_000_000, recent=[*quiet, (NOW - timedelta(minutes=5), 2_000_000, 1)])
+    assert (one_call.state, one_call.method) == ('holds', 'profile_blend')  # the hours' pace ($2.10/h) holds too
+    five_calls = day_only(history + hours, limit=10_000_000,
+                          recent=[*quiet, (NOW - timedelta(minutes=5), 2_000_000, 5)])
+    assert (five_calls.state, five_calls.method) == ('exhausts', 'recent_rate')
+    assert round(five_calls.rate_per_hour) == 12_000_000  # $2 in the last 10 min
+    assert five_calls.text(UTC_ZONE) == 'Budget exhausted at ~10:35 if the pace of the last 10 min goes on'
 
 
 def test_a_smooth_ordinary_day_never_says_it_runs_out() -> None:
@@ -404,3 +469,40 @@ def test_read_hours_is_one_hourly_series_up_to_the_current_hour(ledger: Ledger, 
     starts = [s for s, _ in hours]
     assert starts == sorted(starts) and starts[-1] <= now < starts[-1] + HOUR
     assert timedelta(days=14) < now - starts[0] < timedelta(days=15) + HOUR  # 14 whole local days and today
+
+
+def test_read_recent_is_the_last_hours_five_minute_spend_and_calls_in_one_query(ledger: Ledger) -> None:
+    now = NOW + timedelta(minutes=20)
+    for at, usd in ((now - timedelta(minutes=61), '9'), (now - HOUR, '1'), (now - timedelta(minutes=32), '2'),
+                    (now - timedelta(minutes=31), '3'), (now - timedelta(seconds=1), '4'), (now, '8')):
+        ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': usd, 'ts': at})
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(ledger.engine, 'before_cursor_execute', count)
+    try:
+        with ledger.engine.connect() as conn:
+            recent = read_recent(conn, now)
+    finally:
+        event.remove(ledger.engine, 'before_cursor_execute', count)
+    assert len(statements) == 1
+    assert [start for start, *_ in recent] == [now - HOUR + timedelta(minutes=5 * n) for n in range(12)]
+    spend = {start: (micros, calls) for start, micros, calls in recent if calls}
+    assert spend == {now - HOUR: (1_000_000, 1), now - timedelta(minutes=35): (5_000_000, 2),
+                     now - timedelta(minutes=5): (4_000_000, 1)}  # 61 min ago and `now` itself are outside
+
+
+def test_the_dashboard_forecast_reads_a_pace_of_the_last_minutes(ledger: Ledger) -> None:
+    """$0.50 an hour (one call at :30), then six $0.25 calls in the last 10 minutes: $9 an hour, read from the
+    events; the last $1.50 of the $8 limit goes in 10 minutes."""
+    record_hourly(ledger, MIDNIGHT, NOW, '0.50')
+    for n in range(6):  # 09:51, 09:52:30, ..., 09:58:30
+        ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.25',
+                       'ts': NOW - timedelta(minutes=9) + n * timedelta(seconds=90)})
+    with ledger.engine.connect() as conn:
+        day = day_forecast(conn, 6_500_000, DAY_LIMIT, UTC_ZONE, NOW)
+    assert (day['state'], day['method'], day['rate_per_hour_micros']) == ('exhausts', 'recent_rate', 9_000_000)
+    assert day['eta'] == NOW.replace(minute=10).isoformat()
+    assert day['text'] == 'Budget exhausted at ~10:10 if the pace of the last 10 min goes on'
