@@ -395,7 +395,7 @@ def recent_rate(intervals: Iterable[Interval], now: datetime, window: timedelta 
 def _share(start: datetime, end: datetime, micros: int, low: datetime, high: datetime) -> float:
     """The part of `micros`, spread evenly over [start, end), that falls within [low, high)."""
     first, last = max(start, low), min(end, high)
-    return micros * (last - first) / (end - start) if last > first else 0.0
+    return micros * ((last - first) / (end - start)) if last > first else 0.0  # a ratio first: no huge timedelta
 
 
 def watch_rate(intervals: Sequence[Interval], now: datetime, slices: Sequence[Slice]) -> tuple[float, timedelta]:
@@ -423,7 +423,7 @@ def _at_recent_rate(segments: Sequence[Segment], now: datetime, rate: float) -> 
         middle = min(end, cutoff)
         result.append((start, middle, rate * _hours(middle - start)))
         if end > cutoff:
-            result.append((cutoff, end, amount * (end - cutoff) / (end - start)))
+            result.append((cutoff, end, amount * ((end - cutoff) / (end - start))))
     return result
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event
 from services.alerting import alerts
 from services.budget import limits
 from services.core.context import BudgetContext
-from services.core.money import format_usd
+from services.core.money import MAX_MICROS, MAX_USD, format_usd
 from services.insights.forecast import (
     PeriodForecast,
     budget_forecast,
@@ -362,6 +362,17 @@ def record_crossing(ledger: Ledger) -> None:
     for minute, usd in ((5, '1.00'), (38, '2.50'), (50, '1.00')):
         ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': usd,
                        'ts': NOW.replace(hour=11, minute=minute)})
+
+
+def test_the_largest_amounts_are_forecast_without_overflow(ledger: Ledger) -> None:
+    """Calls of the largest cost an event may carry, a few minutes ago (schemathesis found a 500 here)."""
+    now = datetime.now(UTC)
+    for minutes in (3, 7, 11, 40):
+        ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '1000000',  # the most one call may cost
+                       'ts': (now - timedelta(minutes=minutes)).isoformat()})
+    with ledger.engine.connect() as conn:
+        forecast = budget_forecast(conn, BUDGET, now)
+    assert (forecast['day']['state'], forecast['day']['spent_micros']) == ('exceeded', 4 * 10**12)
 
 
 def test_an_exceeded_period_names_the_call_that_crossed_its_limit(ledger: Ledger) -> None:
