@@ -132,9 +132,11 @@ def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 @pytest.fixture
 def openrouter_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An OpenRouter source (a real puller) against a fake API, configured before the app starts."""
+    """An OpenRouter source (a real puller) against a fake API, configured before the app starts. No daily limit:
+    the key's spend today would cross the default one, and raise its alert (tests/services/budget/test_checker.py)."""
     with FakeAPI() as fake:
         fake.route('/api/v1/key', json.loads((FIXTURES / 'providers' / 'openrouter_key.json').read_text()))
+        monkeypatch.setenv('SPENDGAUGE_DAILY_LIMIT_USD', 'none')
         monkeypatch.setenv('SPENDGAUGE_OPENROUTER_KEY', 'sk-or-test')
         monkeypatch.setenv('SPENDGAUGE_OPENROUTER_URL', fake.url)
         monkeypatch.setenv('SPENDGAUGE_PROVIDERS_SYNC_MINUTES', '600')

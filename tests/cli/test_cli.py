@@ -106,8 +106,17 @@ def test_the_same_event_id_twice_is_a_duplicate_counted_once(server: Server, cwd
                      'cost_usd': GPT4O_COST_USD}]
 
 
-def test_status_prints_the_gauge_and_the_channel_split(server: Server, recorded: str, cwd: Path) -> None:
-    result = ok(cli('status', '--url', server.url, cwd=cwd))
+@pytest.fixture(scope='module')
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with the default daily limit ($5; the shared one has none) and one gpt-4o call recorded."""
+    srv = start_server(tmp_path_factory.mktemp('limited'))
+    ok(cli('record', '--url', srv.url, '--agent', agent_id(), *GPT4O_CALL, cwd=tmp_path_factory.mktemp('cwd')))
+    yield srv
+    srv.stop()
+
+
+def test_status_prints_the_gauge_and_the_channel_split(limited: Server, cwd: Path) -> None:
+    result = ok(cli('status', '--url', limited.url, cwd=cwd))
     assert '/ $5.00' in result.stdout
     assert 'resets in' in result.stdout
     spent, limit = parse_gauge(result.stdout)
@@ -115,8 +124,8 @@ def test_status_prints_the_gauge_and_the_channel_split(server: Server, recorded:
     assert spent != '0.00', "the recorded call must show in today's spend"
 
 
-def test_status_json_matches_the_recorded_spend(server: Server, recorded: str, cwd: Path) -> None:
-    summary = json.loads(ok(cli('status', '--json', '--url', server.url, cwd=cwd)).stdout)
+def test_status_json_matches_the_recorded_spend(limited: Server, cwd: Path) -> None:
+    summary = json.loads(ok(cli('status', '--json', '--url', limited.url, cwd=cwd)).stdout)
     assert summary['period'] == 'day'
     assert summary['limit_micros'] == 5_000_000
     assert summary['limit_usd'] == '5.000000'

@@ -131,7 +131,8 @@ async def test_read_only_user_sees_every_control_disabled_and_cannot_change_a_th
     user.find(marker='daily-limit').type('999999')
     user.find(marker='save-budget-settings').click()
     await user.should_see('needs the admin role', retries=50)
-    assert runtime.current().read(policies.list_policies) == []
+    assert [(p.name, p.limit_micros) for p in runtime.current().read(policies.list_policies)] == \
+        [('Daily budget', 5_000_000)], 'the default daily limit, unchanged'
 
 
 async def test_read_only_user_cannot_edit_or_delete_a_policy(user: User) -> None:
@@ -151,7 +152,7 @@ async def test_read_only_user_cannot_edit_or_delete_a_policy(user: User) -> None
     user.find(marker='limit_usd').type('1')
     user.find(marker='save-policy').click()
     await user.should_see('adding a policy needs the admin role', retries=50)
-    assert [p.name for p in runtime.current().read(policies.list_policies)] == ['block']
+    assert [p.name for p in runtime.current().read(policies.list_policies)] == ['Daily budget', 'block']
 
 
 async def test_read_only_user_cannot_acknowledge_alerts(user: User) -> None:
