@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from typing_extensions import TypedDict
 
 from services.budget import eco
-from services.budget.counters import SESSION_IDLE, Counters, Crossing, Key, PolicyAnswer, live_sessions
+from services.budget.counters import SESSION_IDLE, Counters, Crossing, Key, PolicyAnswer, Rule, live_sessions
 from services.budget.policies import PolicyRule
 from services.budget.rules import (
     CROSSING_ALERTS,
@@ -46,6 +46,7 @@ ALLOW, _, THROTTLE, BLOCK = Step  # module globals: the check below compares eve
 PRUNE_EVERY = timedelta(minutes=10)
 HOLD_FOR = timedelta(minutes=10)
 NO_USD = micros_to_usd(0)
+MAX_ANSWERS = 20_000  # policy answers kept for reuse (cleared when full, and on every recount)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Checker:
         self.hold_for = hold_for
         self._reserving = threading.Lock()  # a reserving check reads and holds as one step
         self._expires: tuple[int, datetime, str] = (0, datetime.min.replace(tzinfo=UTC), '')
+        self._answers: dict[tuple[int, str, Any, int], PolicyDecision] = {}  # see _answer
         self.hub = hub
         self.zone = zone
         self.commands = commands or Commands(CommandContext(engine, hub, counters=self))
@@ -142,6 +144,7 @@ class Checker:
         now = now or datetime.now(UTC)
         with self.hub.gate.closed(), self.engine.connect() as conn:
             self.counters.load(conn, now)
+            self._answers = {}  # the policies may have changed
             self.eco_mode = eco.get_eco(conn)['eco_mode']
             self.recounts += 1
 
@@ -287,6 +290,32 @@ class Checker:
                 job()
         return result
 
+    def _answer(self, rule: Rule, scope_key: str, period_key: Any, spent: int, held: int, step: Step,
+                resets_at: str | None) -> PolicyDecision:
+        """A policy's part of an answer. What depends on the spend alone is made once per counter state (the same
+        few thousand times a second under load) and copied; what is held and the decision are filled in."""
+        cache_key = (rule.policy.id, scope_key, period_key, spent)
+        made = self._answers.get(cache_key)
+        if made is None:
+            limit = rule.policy.limit_micros
+            made = {**rule.answer, 'scope_value': scope_key or None, 'decision': 'allow',
+                    'spent_micros': spent, 'spent_usd': micros_to_usd(spent), 'held_micros': 0, 'held_usd': NO_USD,
+                    'remaining_micros': 0, 'remaining_usd': NO_USD,
+                    'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}
+            if resets_at is not None:
+                made['resets_at'] = resets_at
+            if len(self._answers) >= MAX_ANSWERS:
+                self._answers.clear()
+            self._answers[cache_key] = made
+        item = made.copy()
+        item['decision'] = DECISIONS[step]
+        if held:
+            item['held_micros'], item['held_usd'] = held, micros_to_usd(held)
+        counted = spent + held
+        remaining = rule.policy.limit_micros - counted if counted < rule.policy.limit_micros else 0
+        item['remaining_micros'], item['remaining_usd'] = remaining, micros_to_usd(remaining)
+        return item
+
     def release(self, event_id: str) -> bool:
         """Let a reservation go (the call did not happen); returns whether one was held."""
         return self.counters.release(event_id)
@@ -314,15 +343,7 @@ class Checker:
             counted = spent + held
             raw = step_for(counted, estimate, policy)
             step = raw if raw < rule.cap else rule.cap
-            remaining = limit - counted if counted < limit else 0
-            item: PolicyDecision = {**rule.answer, 'scope_value': scope_key or None,
-                                 'decision': DECISIONS[step], 'spent_micros': spent, 'spent_usd': micros_to_usd(spent),
-                                 'held_micros': held, 'held_usd': micros_to_usd(held) if held else NO_USD,
-                                 'remaining_micros': remaining, 'remaining_usd': micros_to_usd(remaining),
-                                 'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}
-            if resets_at is not None:
-                item['resets_at'] = resets_at
-            policies.append(item)
+            policies.append(self._answer(rule, scope_key, period_key, spent, held, step, resets_at))
             if keys is not None:
                 keys.append((policy.id, scope_key, period_key))
             if raw:
