@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live bench-forecast bench-planner clean
+.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ bench-forecast: $(VENV)/.installed-dev
 
 bench-planner: $(VENV)/.installed-dev
 	$(BIN)/python bench/planner.py
+
+bench-check: $(VENV)/.installed-dev
+	$(BIN)/python bench/check.py
+
+bench-overshoot: $(VENV)/.installed-dev
+	$(BIN)/python bench/overshoot.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
