@@ -46,7 +46,7 @@ ALLOW, _, THROTTLE, BLOCK = Step  # module globals: the check below compares eve
 PRUNE_EVERY = timedelta(minutes=10)
 HOLD_FOR = timedelta(minutes=10)
 NO_USD = micros_to_usd(0)
-MAX_ANSWERS = 20_000  # policy answers kept for reuse (cleared when full, and on every recount)
+MAX_ANSWERS = 5_000  # answers a policy keeps for reuse (cleared when full; a recount makes new rules)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,6 @@ class Checker:
         self.hold_for = hold_for
         self._reserving = threading.Lock()  # a reserving check reads and holds as one step
         self._expires: tuple[int, datetime, str] = (0, datetime.min.replace(tzinfo=UTC), '')
-        self._answers: dict[tuple[int, str, Any, int], PolicyDecision] = {}  # see _answer
         self.hub = hub
         self.zone = zone
         self.commands = commands or Commands(CommandContext(engine, hub, counters=self))
@@ -144,7 +143,6 @@ class Checker:
         now = now or datetime.now(UTC)
         with self.hub.gate.closed(), self.engine.connect() as conn:
             self.counters.load(conn, now)
-            self._answers = {}  # the policies may have changed
             self.eco_mode = eco.get_eco(conn)['eco_mode']
             self.recounts += 1
 
@@ -294,8 +292,9 @@ class Checker:
                 resets_at: str | None) -> PolicyDecision:
         """A policy's part of an answer. What depends on the spend alone is made once per counter state (the same
         few thousand times a second under load) and copied; what is held and the decision are filled in."""
-        cache_key = (rule.policy.id, scope_key, period_key, spent)
-        made = self._answers.get(cache_key)
+        answers = rule.answers
+        cache_key = (scope_key, period_key, spent)
+        made: PolicyDecision | None = answers.get(cache_key)
         if made is None:
             limit = rule.policy.limit_micros
             made = {**rule.answer, 'scope_value': scope_key or None, 'decision': 'allow',
@@ -304,9 +303,9 @@ class Checker:
                     'percent': round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)}
             if resets_at is not None:
                 made['resets_at'] = resets_at
-            if len(self._answers) >= MAX_ANSWERS:
-                self._answers.clear()
-            self._answers[cache_key] = made
+            if len(answers) >= MAX_ANSWERS:
+                answers.clear()
+            answers[cache_key] = made
         item = made.copy()
         item['decision'] = DECISIONS[step]
         if held:

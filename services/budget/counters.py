@@ -64,6 +64,9 @@ class Rule:
     cap: Step
     custom: Period | None = None  # the UTC range of a custom period
     billed: bool = False  # counts the reconciled spend when it is higher than the events
+    # answers made for checks, by (scope key, period key, spend): the checker's to fill and bound; a recount makes
+    # new rules, so an edited policy never answers with its old fields
+    answers: dict[tuple[str, Any, int], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, policy: PolicyRule, zone: ZoneInfo) -> Rule:
