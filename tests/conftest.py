@@ -20,6 +20,7 @@ from services.usage.pricing import Pricer
 from tests.support.fake_api import FakeAPI
 from tests.support.fixtures import FIXTURES
 from tests.support.servers import Server, start_server
+from tests.support.unavailable import unavailable
 
 PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
 
@@ -28,10 +29,7 @@ def postgres_url() -> str:
     """The test PostgreSQL URL; skip without one, except in CI, where a skipped PostgreSQL test is a failure."""
     url = os.environ.get(PG_URL_VAR)
     if not url:
-        reason = f'{PG_URL_VAR} is not set: PostgreSQL tests need a server (.ci/run starts one)'
-        if os.environ.get('CI') == 'true':
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f'{PG_URL_VAR} is not set: PostgreSQL tests need a server (.ci/run starts one)')
     return url
 
 

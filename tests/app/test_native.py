@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from tests.support.servers import ROOT, clean_env
+from tests.support.unavailable import unavailable
 
 TIMEOUT_S = 25  # start-up to connected window; about 5 s here
 STOP_TIMEOUT_S = 10
@@ -38,13 +39,8 @@ QT_ENV = {  # no PYWEBVIEW_GUI: app/server.py makes pywebview try Qt first
 }
 QT_PROBE = 'import sys; from PyQt6.QtWidgets import QApplication; QApplication(sys.argv)'
 SCREENSHOT = ROOT / 'screenshots' / 'native-1280x800.png'
+NATIVE_IN_CI = ' (CI installs the native extra, so this is a failure)'
 OUR_FRAME = re.compile(rf'File "{re.escape(str(ROOT))}/(app|components|services)/')
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get('CI') == 'true':
-        pytest.fail(f'{reason} (CI installs the native extra, so this is a failure)')
-    pytest.skip(reason)
 
 
 def require_native_extra() -> None:
@@ -55,7 +51,7 @@ def require_native_extra() -> None:
         pytest.importorskip('PyQt6.QtWebEngineWidgets',
                             reason="PyQt6 QtWebEngine is missing or cannot load: pip install -e '.[native]'")
     except pytest.skip.Exception as exc:
-        unavailable(str(exc))
+        unavailable(str(exc), NATIVE_IN_CI)
 
 
 def qt_starts(env: dict[str, str]) -> str | None:
@@ -118,7 +114,7 @@ def qt_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             yield offscreen
             return
         problems.append(f'offscreen: {problem}')
-        unavailable('no Qt platform starts: ' + '; '.join(problems))
+        unavailable('no Qt platform starts: ' + '; '.join(problems), NATIVE_IN_CI)
     finally:
         if xvfb:
             xvfb[0].terminate()

@@ -5,13 +5,11 @@ Tests that need it are skipped when /usr/bin/chromium or the playwright package 
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.support.servers import Server
+from tests.support.unavailable import unavailable
 
 try:
     from playwright.sync_api import Browser, BrowserContext, Locator, Page, sync_playwright
@@ -32,12 +30,6 @@ GAUGE_NAME_JS = """() => {
     }
     return null;
 }"""
-
-def unavailable(reason: str) -> None:
-    if os.environ.get('CI') == 'true':
-        pytest.fail(reason)
-    pytest.skip(reason)
-
 
 def launch() -> Iterator[Browser]:
     if sync_playwright is None:
@@ -80,5 +72,3 @@ class Tab:
 
     def close(self) -> None:
         self.context.close()
-
-

@@ -1,0 +1,14 @@
+"""A test that cannot run here: skipped on a developer's machine, failed in CI (CI=true), which installs everything."""
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import pytest
+
+
+def unavailable(reason: str, in_ci: str = '') -> NoReturn:
+    """Skip, or in CI fail, with `reason` (and `in_ci` appended in CI)."""
+    if os.environ.get('CI') == 'true':
+        pytest.fail(f'{reason}{in_ci}')
+    pytest.skip(reason)
