@@ -18,7 +18,7 @@ import pytest
 
 from components.cards import short_usd
 from services.core.money import format_usd
-from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Tab, launch
+from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Page, Tab, launch
 from tests.support.servers import ROOT, Server, start_server
 
 SCREENSHOTS = ROOT / 'screenshots'
@@ -187,12 +187,17 @@ def test_budget_settings_fit_and_show_the_limit_and_its_action(browser: Browser,
         page.wait_for_timeout(300)
         overflow = page.evaluate('document.documentElement.scrollWidth')
         assert overflow <= width + 1, f'the Budget settings are {overflow} px wide at a {width} px viewport'
-        SCREENSHOTS.mkdir(exist_ok=True)
-        target = SCREENSHOTS / f'budget-settings-{width}x{height}.png'
-        page.screenshot(path=str(target), full_page=True)
-        assert target.stat().st_size > 10_000
+        save_screenshot(page, f'budget-settings-{width}x{height}')
     finally:
         shot.close()
+
+
+def save_screenshot(page: Page, name: str) -> None:
+    """The whole page into screenshots/<name>.png; an image that small is a blank page."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    target = SCREENSHOTS / f'{name}.png'
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
 
 
 def classes(locator: Locator) -> list[str]:
@@ -229,10 +234,7 @@ def test_screenshots(browser: Browser, live_server: Server, seeded: list[str], n
         if path == '/sessions':
             page.get_by_text(seeded[0]).first.wait_for()
         page.wait_for_timeout(400)  # let the chart animations finish
-        SCREENSHOTS.mkdir(exist_ok=True)
-        target = SCREENSHOTS / f'{name}.png'
-        page.screenshot(path=str(target), full_page=True)
-        assert target.stat().st_size > 10_000
+        save_screenshot(page, name)
     finally:
         shot.close()
 
