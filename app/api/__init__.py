@@ -24,10 +24,9 @@ from app.api.routes import (
     usage,
 )
 
-PREFIX = API_PREFIX
 MODULES = (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
            reports, tokens)
-api_router = APIRouter(prefix=PREFIX)
+api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)
 # Every operation, its path without the prefix (the modules' routers, as declared)
@@ -54,4 +53,4 @@ def install(app: FastAPI) -> None:
     errors.install(app)
     limits.install(app)
     app.include_router(api_router)
-    openapi.install(app, PREFIX, ROUTES)
+    openapi.install(app, API_PREFIX, ROUTES)

@@ -47,10 +47,6 @@ class Limits(TypedDict):
     month: LimitOut | None
 
 
-def is_limit(policy: PolicyRule) -> bool:
-    return policy.origin in ORIGINS and policy.scope == 'global' and policy.period in NAMES
-
-
 def limit_policy(conn: Connection, period: str) -> PolicyRule | None:
     """The policy that holds the period's limit (the run-time one when both exist), enabled or not."""
     rows = conn.execute(select(POLICIES).where(POLICIES.c.origin.in_(ORIGINS), POLICIES.c.scope == 'global',
@@ -106,7 +102,7 @@ def set_limit(conn: Connection, period: str, micros: int, action: str | None = N
                                                          keep.critical_percent) == (
             row['limit_micros'], row['action'], row['soft_percent'], row['critical_percent']):
         return False
-    _store_runtime(conn, period, row)
+    _store_runtime(conn, current, row)
     return True
 
 
@@ -116,16 +112,15 @@ def remove_limit(conn: Connection, period: str) -> bool:
     current = limit_policy(conn, period)
     if current is None or not current.enabled:
         return False
-    _store_runtime(conn, period, {**_row(period, current.limit_micros, current.action, current.soft_percent,
-                                        current.critical_percent), 'enabled': False})
+    _store_runtime(conn, current, {**_row(period, current.limit_micros, current.action, current.soft_percent,
+                                         current.critical_percent), 'enabled': False})
     return True
 
 
-def _store_runtime(conn: Connection, period: str, row: dict[str, object]) -> None:
-    """The period's limit policy, taken over from the environment when it came from there (same id, so its alerts
-    keep their dedupe keys)."""
+def _store_runtime(conn: Connection, current: PolicyRule | None, row: dict[str, object]) -> None:
+    """Store `row` as the period's limit set at run time: into its `current` policy, taken over from the environment
+    when it came from there (same id, so its alerts keep their dedupe keys), or as a new one."""
     now = datetime.now(UTC)
-    current = limit_policy(conn, period)
     if current is None:
         conn.execute(insert(POLICIES).values(**row, origin=RUNTIME, created_at=now, updated_at=now))
     else:

@@ -47,7 +47,6 @@ from typing_extensions import TypedDict
 
 from services.alerting import alerts
 from services.alerting.alerts import AlertOut
-from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.money import format_usd, micros_to_usd
 from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
@@ -555,7 +554,8 @@ def project(hours: Iterable[tuple[datetime, int]], now: datetime, zone: ZoneInfo
     prediction = predict_day(today, past, now, zone)
     band = day_band(today, past, now, zone) if prediction.method == 'profile_blend' else FALLBACK_BAND
     slices = [(as_utc(start), micros, calls) for start, micros, calls in recent if as_utc(start) < now]
-    rate, window = watch_rate(intervals, now, slices) if watch_recent else (0.0, RECENT_WINDOW)
+    recent_hours = [i for i in intervals if i.end > now - RECENT_WINDOW]  # the longest window reads no further back
+    rate, window = watch_rate(recent_hours, now, slices) if watch_recent else (0.0, RECENT_WINDOW)
     result = {}
     for name in periods:
         span = period_containing(name, now, zone)
@@ -627,7 +627,7 @@ def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | Non
     zone = budget.zone
     summaries = {p: period_summary(conn, budget, p, now) for p in PERIODS}
     spent: dict[str, int] = {p: s['spent_micros'] for p, s in summaries.items()}
-    caps: dict[str, int | None] = {p: limits.get_limit(conn, p) for p in PERIODS}
+    caps: dict[str, int | None] = {p: s['limit_micros'] for p, s in summaries.items()}
     forecasts = project(read_hours(conn, now, zone), now, zone, spent, caps, recent=read_recent(conn, now))
     for forecast in forecasts.values():
         pin_crossing(conn, forecast)
