@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.core.money import format_usd  # noqa: E402
+from services.core.display import format_usd  # noqa: E402
 from services.core.periods import hour_floor  # noqa: E402
 from services.insights.forecast import MIN_HISTORY_DAYS, project  # noqa: E402
 

@@ -33,7 +33,7 @@ from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 from app.feed import DashboardFeed  # noqa: E402
-from services.core.money import format_usd  # noqa: E402
+from services.core.display import format_usd  # noqa: E402
 from tests.support.servers import start_server  # noqa: E402
 
 CHROMIUM = '/usr/bin/chromium'

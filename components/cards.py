@@ -3,27 +3,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from nicegui import ui
 
 from components.layout import lock
-from services.core.money import MICROS_PER_USD, format_usd
+from services.core.display import format_usd, format_usd_all, plural
 from services.spend.agents import AgentOut
 from services.spend.tasks import TaskOut
 
 TREND_ARROWS = {'up': '↗', 'down': '↘', 'flat': '→'}
 HIGH_COST_PER_REQUEST_MICROS = 50_000  # $0.05
 STATUS_COLOURS = {'pending': 'grey', 'running': 'blue', 'done': 'green', 'failed': 'red', 'cancelled': 'grey'}
-
-
-def short_usd(micros: int) -> str:
-    """`$0.008`, `$0.0725`, `$0.30`, `$1.25`: cents from a dollar up, up to four places below it."""
-    if abs(micros) >= MICROS_PER_USD:
-        return format_usd(micros)
-    whole, fraction = f'{Decimal(micros) / MICROS_PER_USD:.4f}'.split('.')
-    return f'${whole}.{fraction.rstrip("0").ljust(2, "0")}'
 
 
 def session_cost_level(cost_micros: int, warn_micros: int, alert_micros: int) -> str:
@@ -75,25 +66,26 @@ def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: dateti
                     if not editable:
                         lock(button)
         ui.label(f'Tokens this session: {agent["session_tokens"]:,} | '
-                 f'Cost: {short_usd(agent["session_cost_micros"])}').mark('agent-session')
+                 f'Cost: {format_usd(agent["session_cost_micros"])}').mark('agent-session')
         with ui.row().classes('items-center gap-1'):
-            ui.label(f'Cost/Request: {short_usd(average)} {TREND_ARROWS[agent["trend"]]}').mark('agent-rate')
-            ui.tooltip(f'Avg cost/request: {short_usd(average)} (last {agent["recent_requests"]} requests)')
+            ui.label(f'Cost/Request: {format_usd(average)} {TREND_ARROWS[agent["trend"]]}').mark('agent-rate')
+            ui.tooltip(f'Avg cost/request: {format_usd(average)} (last {plural(agent["recent_requests"], "request")})')
         ui.label(f'last request {ago(agent["last_request_at"], now)}').classes('text-caption text-grey')
     return card
 
 
 def task_card(task: TaskOut) -> ui.card:
     estimate, actual = task.get('estimated_cost_micros'), task['actual_cost_micros']
+    estimate_text, actual_text = format_usd_all([estimate or 0, actual])
     with ui.card().classes('w-full gap-1').mark(f'task-card-{task["id"]}') as card:
         with ui.row().classes('w-full items-center justify-between no-wrap'):
             ui.label(task['title']).classes('text-subtitle1 font-medium ellipsis')
             ui.badge(task['status'], color=STATUS_COLOURS.get(task['status'], 'grey')).props('outline')
         ui.label(task.get('agent_id') or 'unassigned').classes('text-caption text-grey')
         with ui.row().classes('gap-2'):
-            ui.badge(f'est. {short_usd(estimate)}' if estimate is not None else 'no estimate',
+            ui.badge(f'est. {estimate_text}' if estimate is not None else 'no estimate',
                      color='grey').mark('task-estimate')
             over = estimate is not None and actual > estimate
             colour = 'grey' if estimate is None else 'red' if over else 'green'
-            ui.badge(f'actual {short_usd(actual)}', color=colour).mark('task-actual').props(f'data-over={over}')
+            ui.badge(f'actual {actual_text}', color=colour).mark('task-actual').props(f'data-over={over}')
     return card

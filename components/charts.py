@@ -6,6 +6,7 @@ from typing import Any
 from nicegui import ui
 
 from components import theme
+from services.core.display import FORMAT_USD_JS
 from services.core.money import MICROS_PER_USD
 from services.dashboard import AgentBar
 from services.spend.budget import HistoryPoint
@@ -75,7 +76,7 @@ def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | N
 
 
 _SPLIT_LINE = {'lineStyle': {'color': 'rgba(128, 128, 128, 0.2)'}}  # readable in light and dark
-_DOLLARS = '(value) => "$" + Number(value).toFixed(4)'  # a ':'-prefixed key is JavaScript for NiceGUI
+_DOLLARS = FORMAT_USD_JS
 
 
 def chart(options: dict[str, Any], marker: str, height: str = 'h-64') -> ui.echart:

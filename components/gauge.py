@@ -6,7 +6,7 @@ from typing import Any
 from nicegui import ui
 
 from components import theme
-from services.core.money import format_usd
+from services.core.display import format_usd, format_usd_all
 
 
 def gauge_colour(percent: float) -> str:
@@ -19,7 +19,7 @@ def gauge_colour(percent: float) -> str:
 
 def gauge_options(spent_micros: int, limit_micros: int | None) -> dict[str, Any]:
     percent = 100 * spent_micros / limit_micros if limit_micros else 0.0
-    label = f'{format_usd(spent_micros)} / {format_usd(limit_micros)}' if limit_micros else format_usd(spent_micros)
+    label = ' / '.join(format_usd_all([spent_micros, limit_micros])) if limit_micros else format_usd(spent_micros)
     return {
         'series': [{
             'type': 'gauge', 'startAngle': 220, 'endAngle': -40, 'min': 0, 'max': 100,

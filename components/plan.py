@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from nicegui import ui
 
-from components.cards import short_usd
+from services.core.display import format_usd, format_usd_sum, plural
 from services.insights.planner import PlanItem, PlanOut
 
 SHOWN = 8  # items per list; the rest are counted
@@ -14,11 +14,17 @@ REASON_TEXT = {'over_budget': 'over budget', 'lower_value': 'lower value', 'afte
 REASON_COLOURS = {'over_budget': 'red', 'lower_value': 'grey', 'after_deadline': 'orange', 'no_estimate': 'amber'}
 
 
+def plan_amounts(plan: PlanOut) -> tuple[str, str, str]:
+    """Scheduled, left after and the budget, the first two adding up to the budget as displayed."""
+    (scheduled, left), budget = format_usd_sum([plan['scheduled_cost_micros'], plan['remaining_after_micros']])
+    return scheduled, left, budget
+
+
 def plan_summary_text(plan: PlanOut) -> str:
-    count = len(plan['run_now'])
     method = 'optimal' if plan['method'] == 'exact' else f'greedy, ≥ {plan["bound"]:.0%} of optimal'
-    return (f'Run now: {count} task{"" if count == 1 else "s"} for {short_usd(plan["scheduled_cost_micros"])} of '
-            f'{short_usd(plan["budget_micros"])} · total priority {plan["total_priority"]:,} ({method})')
+    scheduled, _, budget = plan_amounts(plan)
+    return (f'Run now: {plural(len(plan["run_now"]), "task")} for {scheduled} of {budget} · '
+            f'total priority {plan["total_priority"]:,} ({method})')
 
 
 def plan_panel(plan: PlanOut | None) -> None:
@@ -30,7 +36,7 @@ def plan_panel(plan: PlanOut | None) -> None:
         ui.label('No pending tasks to plan').classes('text-grey').mark('plan-empty')
         return
     ui.label(plan_summary_text(plan)).classes('text-body1').mark('plan-summary')
-    ui.label(f'Left after: {short_usd(plan["remaining_after_micros"])}').classes('text-subtitle1 font-medium') \
+    ui.label(f'Left after: {plan_amounts(plan)[1]}').classes('text-subtitle1 font-medium') \
         .mark('plan-left')
     with ui.element('div').classes('grid grid-cols-1 md:grid-cols-2 gap-4 w-full'):
         with ui.column().classes('gap-1').mark('plan-run-now'):
@@ -60,7 +66,7 @@ def _item(item: PlanItem) -> ui.row:
 def _cost(item: PlanItem) -> str:
     if item['cost_micros'] is None:
         return 'no estimate'
-    return f'{short_usd(item["cost_micros"])}{" (est.)" if item["estimated"] else ""}'
+    return f'{format_usd(item["cost_micros"])}{" (est.)" if item["estimated"] else ""}'
 
 
 def _more(items: Sequence[PlanItem], empty: str) -> None:

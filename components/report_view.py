@@ -1,12 +1,13 @@
 """A report (`ReportJson`, services/insights/report_formats.to_json) as a table, and the trend as a chart."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from nicegui import ui
 
 from components import theme
-from components.cards import short_usd
+from services.core.display import FORMAT_USD_JS, apportion, format_shares, format_usd, usd_places
 from services.core.money import MICROS_PER_USD
 from services.insights.report_formats import Cell, ReportJson
 
@@ -25,8 +26,67 @@ def report_columns(report: ReportJson) -> list[dict[str, Any]]:
              'align': 'left' if c['type'] == 'text' else 'right'} for c in report['columns']]
 
 
+# Amounts that are a sum or a difference of others in a row or the totals: shown, they are computed from the shown
+# parts, so "Via LiteLLM + Direct = Total" and "This period - Previous = Change" hold on screen too.
+SUMS = (('total', ('litellm', 'direct')), ('total', ('recorded', 'unattributed')))
+DIFFERENCES = (('change', 'current', 'previous'),)
+
+
+def shown_money(report: ReportJson) -> tuple[list[dict[str, int]], dict[str, int], int]:
+    """The micro-USD amounts of the rows and the totals as displayed, and their places (services/core/display.py).
+
+    One table, one number of places. A group's rows (summary, comparison) add up to the total row, a trend's rows to
+    the totals, and a row's parts to its sum, all as displayed.
+    """
+    names = [c['name'] for c in report['columns'] if c['type'] == 'usd']
+    rows = [{n: _micros(r[f'{n}_micros']) for n in names if r[f'{n}_micros'] is not None} for r in report['rows']]
+    totals = {k.removesuffix('_micros'): int(v) for k, v in report['totals'].items() if k.endswith('_micros')}
+    places = usd_places(*(v for r in rows for v in r.values()), *totals.values())
+    unit = 10 ** (6 - places)
+    shown = [{n: apportion([v], unit)[0] for n, v in r.items()} for r in rows]
+    derived = {total for total, parts in SUMS if set(parts) <= set(names)} | {d[0] for d in DIFFERENCES}
+    groups = [r.get('group') for r in report['rows']]
+    for name in (n for n in names if n not in derived):
+        if 'total' in groups:  # each group adds up to the total row
+            total_row = groups.index('total')
+            for group in dict.fromkeys(g for g in groups if g != 'total'):
+                members = [i for i, g in enumerate(groups) if g == group and name in rows[i]]
+                values = [rows[i][name] for i in members]
+                if sum(values) == rows[total_row].get(name):
+                    for i, value in zip(members, apportion(values, unit), strict=True):
+                        shown[i][name] = value
+        elif name in totals and sum(r.get(name, 0) for r in rows) == totals[name]:  # the rows add up to the totals
+            for i, value in enumerate(apportion([r.get(name, 0) for r in rows], unit)):
+                if name in rows[i]:
+                    shown[i][name] = value
+    for exact, displayed in zip(rows, shown, strict=True):
+        _derive(exact, displayed)
+    if 'total' in groups or not rows:
+        shown_totals = {k: apportion([v], unit)[0] for k, v in totals.items()}
+        for total, parts in SUMS:
+            if set(parts) <= set(totals) and sum(totals[p] for p in parts) == totals.get(total):
+                shown_totals.update(zip(parts, apportion([totals[p] for p in parts], unit), strict=True))
+    else:
+        shown_totals = {k: sum(s.get(k, 0) for s in shown) for k in totals}
+    _derive(totals, shown_totals)
+    return shown, shown_totals, places
+
+
+def _derive(exact: dict[str, int], shown: dict[str, int]) -> None:
+    """Sums and differences from their shown parts, where they hold exactly."""
+    for total, parts in SUMS:
+        if total in exact and set(parts) <= set(exact) and sum(exact[p] for p in parts) == exact[total]:
+            shown[total] = sum(shown[p] for p in parts)
+    for difference, a, b in DIFFERENCES:
+        if {difference, a, b} <= set(exact) and exact[a] - exact[b] == exact[difference]:
+            shown[difference] = shown[a] - shown[b]
+
+
 def report_rows(report: ReportJson) -> list[dict[str, Any]]:
-    """Display strings: short dollars, thousands separators, percent signs; `_key` keeps rows apart for the table."""
+    """Display strings: dollars (services/core/display.py), thousands separators, percent signs; `_key` keeps rows
+    apart for the table. A group's shares add up to 100.00%."""
+    money, _, places = shown_money(report)
+    shares = _shares(report)
     rows = []
     for index, item in enumerate(report['rows']):
         row: dict[str, Any] = {'_key': index}
@@ -36,15 +96,39 @@ def report_rows(report: ReportJson) -> list[dict[str, Any]]:
             if value is None:
                 row[name] = c.get('null_text') or ''
             elif kind == 'usd':
-                row[name] = short_usd(_micros(value))
+                row[name] = format_usd(money[index][name], places)
             elif kind == 'int':
                 row[name] = f'{value:,}'
             elif kind == 'percent':
-                row[name] = f'{value:.2f}%'
+                row[name] = shares.get(index) or f'{Decimal(str(value)):.2f}%'
             else:
                 row[name] = str(value)
         rows.append(row)
     return rows
+
+
+def report_totals_text(report: ReportJson) -> str:
+    """`total: $3.19 · litellm: $1.94 · direct: $1.25 ...`, adding up like the table."""
+    _, totals, places = shown_money(report)
+    return ' · '.join(f'{name}: {format_usd(value, places)}' for name, value in totals.items())
+
+
+def _shares(report: ReportJson) -> dict[int, str]:
+    """The summary's shares of the total per group, adding up to 100.00% as displayed, by row index."""
+    rows = report['rows']
+    if not any(c['name'] == 'share_percent' for c in report['columns']) or not rows:
+        return {}
+    groups = [r.get('group') for r in rows]
+    if 'total' not in groups:
+        return {}
+    total = rows[groups.index('total')]['cost_micros']
+    shares: dict[int, str] = {}
+    for group in dict.fromkeys(groups):
+        members = [i for i, g in enumerate(groups) if g == group]
+        costs = [_micros(rows[i]['cost_micros']) for i in members]
+        if sum(costs) == total:
+            shares.update(zip(members, format_shares(costs), strict=True))
+    return shares
 
 
 def trend_chart_options(report: ReportJson) -> dict[str, Any]:
@@ -64,7 +148,7 @@ def trend_chart_options(report: ReportJson) -> dict[str, Any]:
 
     return {
         'grid': {'left': 8, 'right': 16, 'top': 32, 'bottom': 8, 'containLabel': True},
-        'tooltip': {'trigger': 'axis', ':valueFormatter': '(value) => "$" + Number(value).toFixed(4)'},
+        'tooltip': {'trigger': 'axis', ':valueFormatter': FORMAT_USD_JS},
         'legend': {'top': 0, 'textStyle': {'color': theme.TEXT_MUTED}},
         'xAxis': {'type': 'category', 'data': [d[5:] if interval == 'day' else d for d in days]},
         'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'},

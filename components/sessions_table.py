@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
-from components.cards import short_usd
-from services.core.money import format_usd
+from services.core.display import format_usd_all, format_usd_sum
 from services.spend.sessions import SessionDetail, SessionOut
 
 COLUMNS = [
@@ -35,13 +34,19 @@ def local_time(iso: str | None, zone: ZoneInfo) -> str:
 def session_rows(sessions: list[SessionOut], zone: ZoneInfo) -> list[dict[str, Any]]:
     return [{'id': s['id'], 'start': local_time(s['started_at'], zone),
              'end': local_time(s['ended_at'], zone) or f'active, last call {local_time(s["last_event_at"], zone)[5:]}',
-             'tokens': f'{s["tokens"]:,}', 'cost': format_usd(s['cost_micros'], 4), 'agents': ', '.join(s['agents'])}
-            for s in sessions]
+             'tokens': f'{s["tokens"]:,}', 'cost': cost, 'agents': ', '.join(s['agents'])}
+            for s, cost in zip(sessions, format_usd_all([s['cost_micros'] for s in sessions]), strict=True)]
+
+
+def breakdown_costs(session: SessionDetail) -> tuple[list[str], str]:
+    """Each agent's cost and the session's, the agents' adding up to the session's as displayed."""
+    return format_usd_sum([a['cost_micros'] for a in session['by_agent']])
 
 
 def breakdown_rows(session: SessionDetail) -> list[dict[str, Any]]:
-    return [{'agent': a['agent_id'] or '(no agent)', 'requests': a['requests'], 'tokens': f'{a["tokens"]:,}',
-             'cost': short_usd(a['cost_micros'])} for a in session['by_agent']]
+    costs, _ = breakdown_costs(session)
+    return [{'agent': a['agent_id'] or '(no agent)', 'requests': f'{a["requests"]:,}', 'tokens': f'{a["tokens"]:,}',
+             'cost': cost} for a, cost in zip(session['by_agent'], costs, strict=True)]
 
 
 def sessions_table(sessions: list[SessionOut], zone: ZoneInfo, on_select: Callable[[str], Any]) -> ui.table:

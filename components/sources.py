@@ -5,8 +5,8 @@ from typing import Any, NamedTuple
 
 from nicegui import ui
 
-from components.cards import short_usd
 from services.accounts.refusals import RefusedRequest
+from services.core.display import format_usd, format_usd_sum, usd_places
 from services.sources.sync import SourceStatus
 from services.spend.reconciliation import ReconciledDay
 
@@ -66,12 +66,18 @@ def _utc(iso: str) -> str:
 
 
 def reconciliation_rows(items: list[ReconciledDay]) -> list[dict[str, Any]]:
-    return [{'key': f'{i["day"]}/{i["provider"]}', 'day': i['day'], 'provider': i['provider'],
-             'litellm': short_usd(i['litellm_micros']),
-             'billed': short_usd(i['billed_micros']) if i['billed_micros'] is not None else '—',
-             'direct': short_usd(i['direct_micros']), 'total': short_usd(i['total_micros']),
-             'gap': ('⚠ ' if i['gap_alert'] else '') + (short_usd(i['gap_micros']) if i['gap_micros'] else '')}
-            for i in items]
+    """One number of places for the table; each day's via LiteLLM and direct add up to its total as displayed."""
+    places = usd_places(*(i[k] or 0 for i in items for k in ('litellm_micros', 'billed_micros', 'direct_micros',
+                                                             'total_micros', 'gap_micros')))
+    rows = []
+    for i in items:
+        (litellm, direct), total = format_usd_sum([i['litellm_micros'], i['direct_micros']], places=places)
+        billed, gap = i['billed_micros'], i['gap_micros']
+        rows.append({'key': f'{i["day"]}/{i["provider"]}', 'day': i['day'], 'provider': i['provider'],
+                     'litellm': litellm, 'billed': format_usd(billed, places) if billed is not None else '—',
+                     'direct': direct, 'total': total,
+                     'gap': ('⚠ ' if i['gap_alert'] else '') + (format_usd(gap, places) if gap else '')})
+    return rows
 
 
 def reconciliation_table(items: list[ReconciledDay]) -> ui.table:

@@ -9,7 +9,7 @@ from typing import Any
 from app.cli.args import client_options, usd
 from app.cli.backends import Backend
 from app.cli.output import table
-from services.core.money import format_usd
+from services.core.display import format_usd
 
 
 def register(sub: Any) -> None:

@@ -9,8 +9,8 @@ from app.cli.args import PERIODS, client_options, tokens, usd, usd_or_none
 from app.cli.backends import BREAKDOWNS, Backend, CliError
 from app.cli.output import table
 from services.budget.limits import LIMIT_ACTIONS
+from services.core.display import channel_text, format_usd, format_usd_all
 from services.core.export import csv_text
-from services.core.money import format_usd
 
 
 def register(sub: Any) -> None:
@@ -116,13 +116,13 @@ def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
     if limit is not None:
         width = 30
         filled = min(width, round(width * spent / limit)) if limit else (width if spent else 0)
-        print(f'[{"#" * filled}{"." * (width - filled)}] {format_usd(spent)} / {format_usd(limit)} '
+        spent_text, limit_text = format_usd_all([spent, limit])
+        print(f'[{"#" * filled}{"." * (width - filled)}] {spent_text} / {limit_text} '
               f'({s["percent"]}%)  resets in {s["resets_in"]}')
     else:
         print(f'{format_usd(spent)} spent this {args.period}, no limit set')
     channels = s['by_channel']
-    print(f'Via LiteLLM: {format_usd(channels["litellm"]["spent_micros"])} | '
-          f'Direct: {format_usd(channels["direct"]["spent_micros"])} | Total: {format_usd(spent)}')
+    print(channel_text(channels['litellm']['spent_micros'], channels['direct']['spent_micros'], limit))
     return 0
 
 
@@ -185,11 +185,13 @@ def cmd_limits(args: argparse.Namespace, backend: Backend) -> int:
         print('no policies: add one with POST /api/v1/policies, on the Policies page, in SPENDGAUGE_POLICIES_FILE '
               'or with DAILY_BUDGET_LIMIT')
         return 0
+    limits = format_usd_all([p['limit_micros'] for p in items])
     rows = [{'id': p['id'], 'name': p['name'],
              'scope': p['scope'] + (f'={p["scope_value"]}' if p['scope_value'] else ''),
              'period': p['period'] if p['period'] != 'custom' else f'{p["period_start"]}..{p["period_end"]}',
-             'limit': format_usd(p['limit_micros']), 'soft/critical': f'{p["soft_percent"]}/{p["critical_percent"]}%',
-             'action': p['action'], 'origin': p['origin'], 'enabled': 'yes' if p['enabled'] else 'no'} for p in items]
+             'limit': limit, 'soft/critical': f'{p["soft_percent"]}/{p["critical_percent"]}%',
+             'action': p['action'], 'origin': p['origin'], 'enabled': 'yes' if p['enabled'] else 'no'}
+            for p, limit in zip(items, limits, strict=True)]
     print(table(rows, list(rows[0])))
     return 0
 

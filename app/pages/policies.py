@@ -7,11 +7,11 @@ from nicegui import run, ui
 
 from app import runtime
 from app.security.session import can_change, page_actor
-from components.cards import short_usd
 from components.layout import frame, lock
 from services.budget import limits, policies
 from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES, PolicyOut
 from services.core.access import Actor
+from services.core.display import format_usd_all
 from services.core.errors import DomainError
 
 
@@ -81,7 +81,8 @@ async def policies_page() -> None:
                                 if not editable:
                                     lock(edit_button, delete_button)
                     top = f' (highest: {item["top_scope"]})' if item['top_scope'] and not item['scope_value'] else ''
-                    ui.label(f'{short_usd(item["spent_micros"])}{top} of {short_usd(item["limit_micros"])} · soft '
+                    spent, limit = format_usd_all([item['spent_micros'], item['limit_micros']])
+                    ui.label(f'{spent}{top} of {limit} · soft '
                              f'{item["soft_percent"]}% · critical {item["critical_percent"]}%').classes('text-body2')
 
         listing()

@@ -9,7 +9,7 @@ from nicegui import run, ui
 
 from app import native, runtime
 from components.layout import frame
-from components.report_view import report_columns, report_rows, trend_chart_options
+from components.report_view import report_columns, report_rows, report_totals_text, trend_chart_options
 from services.insights import report_formats, reports
 from services.insights.report_formats import ReportJson
 
@@ -109,8 +109,7 @@ async def reports_page() -> None:
             chart.options.clear()
             chart.options.update(trend_chart_options(result))
             chart.update()
-        totals.set_text(' · '.join(f'{name.removesuffix("_usd")}: ${value}'
-                                   for name, value in result['totals'].items() if name.endswith('_usd')))
+        totals.set_text(report_totals_text(result))
 
     async def on_kind(e: Any) -> None:
         state['kind'] = e.value

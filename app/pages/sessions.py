@@ -5,9 +5,9 @@ from nicegui import run, ui
 
 from app import native, runtime
 from app.feed import feed
-from components.cards import short_usd
 from components.layout import frame
-from components.sessions_table import breakdown_table, session_rows, sessions_table
+from components.sessions_table import breakdown_costs, breakdown_table, session_rows, sessions_table
+from services.core.display import plural
 from services.dashboard import DashboardSnapshot
 from services.spend import sessions
 
@@ -27,8 +27,8 @@ async def sessions_page() -> None:
             body.clear()
             with body:
                 ui.label(f'Session {session_id}').classes('text-h6')
-                ui.label(f'{session["requests"]:,} requests · {session["tokens"]:,} tokens · '
-                         f'{short_usd(session["cost_micros"])}').classes('text-grey')
+                ui.label(f'{plural(session["requests"], "request")} · {plural(session["tokens"], "token")} · '
+                         f'{breakdown_costs(session)[1]}').classes('text-grey').mark('session-total')
                 breakdown_table(session)
             dialog.open()
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from services.alerting import alerts
-from services.core.money import format_usd
+from services.core.display import format_usd_all
 from services.core.periods import as_utc, hour_floor
 from services.live.hub import EventHub
 from services.live.topics import AlertsChanged
@@ -79,9 +79,10 @@ def check_anomalies(conn: Connection, now: datetime | None = None) -> list[tuple
             continue
         assert verdict.threshold_micros is not None
         severity: alerts.Severity = 'critical' if verdict.current_micros > 3 * verdict.threshold_micros else 'warning'
-        message = (f'{agent_id} spent {format_usd(verdict.current_micros)} in the last hour; it usually spends '
-                   f'{format_usd(verdict.median_micros)} an hour (threshold {format_usd(verdict.threshold_micros)}). '
-                   'A runaway loop?')
+        spent, usual, threshold = format_usd_all([verdict.current_micros, verdict.median_micros,
+                                                  verdict.threshold_micros])
+        message = (f'{agent_id} spent {spent} in the last hour; it usually spends {usual} an hour '
+                   f'(threshold {threshold}). A runaway loop?')
         raised.append(alerts.raise_alert(conn, 'anomaly', severity, message, key, {
             'agent_id': agent_id, 'last_hour_micros': verdict.current_micros, 'median_micros': verdict.median_micros,
             'mad_micros': verdict.mad_micros, 'threshold_micros': verdict.threshold_micros}, now=now))

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from services.budget.policies import PolicyRule
-from services.core.money import format_usd
+from services.core.display import format_usd_all
 from services.core.periods import Period, clamp_days
 
 log = logging.getLogger(__name__)
@@ -142,17 +142,19 @@ def reason(policy: PolicyRule, scope_key: str, raw: Step, spent: int, estimate: 
              Step.THROTTLE: f'critical threshold {policy.critical_percent}%', Step.BLOCK: 'limit'}[raw]
     capped_at = '' if step == raw else f'; action {policy.action} caps it at {step.decision}'
     verb = 'would cross the' if raw == Step.BLOCK and spent + held < policy.limit_micros else 'reaches the'
-    held_text = f' + {format_usd(held)} held' if held else ''
-    return (f'{what(policy, scope_key)}: {format_usd(spent)} spent{held_text} + {format_usd(estimate)} estimated '
-            f'{verb} {level} of {format_usd(policy.limit_micros)}{capped_at}')
+    spent_text, held_text, estimate_text, limit_text = format_usd_all([spent, held, estimate, policy.limit_micros])
+    held_part = f' + {held_text} held' if held else ''
+    return (f'{what(policy, scope_key)}: {spent_text} spent{held_part} + {estimate_text} estimated '
+            f'{verb} {level} of {limit_text}{capped_at}')
 
 
 def crossing_message(policy: PolicyRule, scope_key: str, spent: int, paused: bool) -> str:
     """`Agent session threshold (agent coder): $1.15 of $1.00 (115.0%) this session; agent paused`."""
-    return (f'{what(policy, scope_key)}: {format_usd(spent)} of {format_usd(policy.limit_micros)} '
+    spent_text, limit_text = format_usd_all([spent, policy.limit_micros])
+    return (f'{what(policy, scope_key)}: {spent_text} of {limit_text} '
             f'({percent(spent, policy.limit_micros)}%) this {policy.period}{"; agent paused" if paused else ""}')
 
 
 def violation_message(policy: PolicyRule, spent: int, estimate: int) -> str:
-    return (f'blocked by {policy.name}: {format_usd(spent)} spent + {format_usd(estimate)} estimated exceeds '
-            f'{format_usd(policy.limit_micros)}')
+    spent_text, estimate_text, limit_text = format_usd_all([spent, estimate, policy.limit_micros])
+    return f'blocked by {policy.name}: {spent_text} spent + {estimate_text} estimated exceeds {limit_text}'

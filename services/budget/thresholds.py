@@ -16,7 +16,8 @@ from sqlalchemy import Connection, select
 from typing_extensions import TypedDict
 
 from services.budget.policies import PolicyInvalid, PolicyRule, sync_origin, validate
-from services.core.money import format_usd, micros_to_usd
+from services.core.display import format_usd
+from services.core.money import micros_to_usd
 from services.core.tables import POLICIES
 
 ORIGIN: Final = 'panel'

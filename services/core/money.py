@@ -36,15 +36,6 @@ def money(name: str, micros: int) -> dict[str, int | str]:
     return {f'{name}_micros': micros, f'{name}_usd': micros_to_usd(micros)}
 
 
-def format_usd(micros: int, places: int = 2) -> str:
-    """Human form for the CLI and the page: `$3.12`, or more places for small amounts."""
-    value = Decimal(micros) / MICROS_PER_USD
-    if micros and abs(value) < Decimal('0.01') and places == 2:
-        places = 4
-    return f'${value:,.{places}f}'
-
-
-
 MAX_USD = Decimal(1_000_000_000)  # the largest limit, estimate or amount anyone may enter
 MAX_MICROS = int(MAX_USD) * MICROS_PER_USD
 Usd = Annotated[Decimal, Field(ge=0, le=MAX_USD, allow_inf_nan=False,

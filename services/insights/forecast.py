@@ -48,7 +48,8 @@ from typing_extensions import TypedDict
 from services.alerting import alerts
 from services.alerting.alerts import AlertOut
 from services.core.context import BudgetContext
-from services.core.money import format_usd, micros_to_usd
+from services.core.display import format_usd_all
+from services.core.money import micros_to_usd
 from services.core.periods import PERIODS, Period, as_utc, hour_floor, local_days, period_containing
 from services.core.tables import EVENTS
 from services.live.hub import EventHub
@@ -484,7 +485,7 @@ class PeriodForecast:
                 'rate_per_hour_micros': rate, 'rate_per_hour_usd': micros_to_usd(rate)}
 
     def text(self, zone: ZoneInfo) -> str:
-        projected = format_usd(self.projected)
+        projected, spent, limit = format_usd_all([self.projected, self.spent, self.limit or 0])
         by, name = {'day': ('midnight', 'Budget'), 'week': ('the end of the week', 'Week budget'),
                     'month': ('the end of the month', 'Month budget')}[self.period]
         if self.state == 'no_limit':
@@ -492,8 +493,7 @@ class PeriodForecast:
         assert self.limit is not None
         if self.state == 'exceeded':
             limit_name = 'Limit' if self.period == 'day' else f'{self.period.capitalize()} limit'
-            return f'{limit_name} exceeded{self._when_crossed(zone)}: {format_usd(self.spent)} of ' \
-                   f'{format_usd(self.limit)}'
+            return f'{limit_name} exceeded{self._when_crossed(zone)}: {spent} of {limit}'
         if self.state == 'exhausts':
             assert self.eta is not None
             local = self.eta.astimezone(zone)
@@ -502,7 +502,7 @@ class PeriodForecast:
             if self.method.startswith(RECENT_METHOD):
                 return f'{text} if the pace of the last {self.recent_window.seconds // 60} min goes on'
             return text
-        return f'Holds until {by}: ~{projected} of {format_usd(self.limit)} projected'
+        return f'Holds until {by}: ~{projected} of {limit} projected'
 
     def _when_crossed(self, zone: ZoneInfo) -> str:
         """' at 17:38' (the crossing call), ' between 17:00 and 18:00' (only its hour known), or ''."""
@@ -691,8 +691,9 @@ def check_exhaustion(conn: Connection, budget: BudgetContext,
             continue
         assert item['limit_micros'] is not None  # only a period with a limit exhausts
         start, end = datetime.fromisoformat(item['start']), datetime.fromisoformat(item['end'])
-        message = (f'{item["text"]}: {format_usd(item["spent_micros"])} spent, ~{format_usd(item["projected_micros"])}'
-                   f' of {format_usd(item["limit_micros"])} projected this {period} (method {item["method"]})')
+        spent, projected, limit = format_usd_all([item['spent_micros'], item['projected_micros'], item['limit_micros']])
+        message = (f'{item["text"]}: {spent} spent, ~{projected} of {limit} projected this {period} '
+                   f'(method {item["method"]})')
         data = {name: item[name] for name in ('period', 'start', 'end', 'eta', 'spent_micros', 'limit_micros',
                                            'projected_micros', 'projected_low_micros', 'projected_high_micros',
                                            'method')}

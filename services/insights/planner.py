@@ -32,8 +32,9 @@ from typing import Any, Literal, NotRequired
 from sqlalchemy import Connection, select
 from typing_extensions import TypedDict
 
+from services.core.display import format_usd
 from services.core.errors import Invalid
-from services.core.money import format_usd, micros_to_usd
+from services.core.money import micros_to_usd
 from services.core.tables import TASK_SPEND, TASKS
 
 MICROS_PER_CENT = 10_000

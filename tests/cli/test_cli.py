@@ -242,7 +242,8 @@ def test_get_usage_exact_totals_on_a_fresh_server(own_server: Server, cwd: Path)
                                    own_server.url, cwd=cwd)).stdout)
     assert {i['channel']: i['cost_usd'] for i in by_channel['items']} == {'direct': '0.007250', 'litellm': '0.006000'}
     status = ok(cli('status', '--url', own_server.url, cwd=cwd)).stdout
-    assert 'Via LiteLLM: $0.0060 | Direct: $0.0072 | Total: $0.01' in status  # two-place rounding of $0.01325
+    # on the places of the gauge line's $5.00 limit, and adding up: $0.006 + $0.00725 = $0.01325
+    assert 'Via LiteLLM: $0.00 | Direct: $0.01 | Total: $0.01' in status
     csv_rows = list(csv.DictReader(io.StringIO(ok(cli('get-usage', 'month', '--by', 'provider', '--format', 'csv',
                                                       '--url', own_server.url, cwd=cwd)).stdout)))
     assert csv_rows == [{'provider': 'openai', 'requests': '2', 'input_tokens': '3000', 'output_tokens': '600',
@@ -342,7 +343,7 @@ def test_direct_zero_limit_is_shown_as_a_limit(db: str, cwd: Path, nowhere: dict
     ok(cli('record', '--db', db, '--model', 'gpt-4o', '--cost', '0.50', cwd=cwd, **nowhere))
     status = ok(cli('status', '--db', db, cwd=cwd, **nowhere)).stdout
     assert 'no limit set' not in status, status
-    assert '$0.50 / $0.00' in status, status
+    assert '$0.5000 / $0.0000' in status, status
 
 
 def test_direct_unusable_sqlite_path_is_one_line(tmp_path: Path, cwd: Path) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.cards import short_usd
-from services.core.money import format_usd
+from services.core.display import channel_text, format_usd, format_usd_all
 from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Page, Tab, launch
 from tests.support.servers import ROOT, Server, start_server
 
@@ -123,10 +122,10 @@ def test_posted_event_shows_on_the_dashboard_within_a_second(tab: Tab, live_serv
     channels = before['by_channel']
     total = before['spent_micros'] + cost_micros
     # the dashboard's own formatters: this test is about liveness, the formats have their own tests
-    strip = (f'Via LiteLLM: {format_usd(channels["litellm"]["spent_micros"])} | '
-             f'Direct: {format_usd(channels["direct"]["spent_micros"] + cost_micros)} | Total: {format_usd(total)}')
-    card = f'Tokens this session: 1,234 | Cost: {short_usd(cost_micros)}'
-    gauge = f'{format_usd(total)} / {format_usd(before["limit_micros"])}'
+    strip = channel_text(channels['litellm']['spent_micros'], channels['direct']['spent_micros'] + cost_micros,
+                         before['limit_micros'])
+    card = f'Tokens this session: 1,234 | Cost: {format_usd(cost_micros)}'
+    gauge = ' / '.join(format_usd_all([total, before['limit_micros']]))
     assert not page.evaluate(LIVE_JS, [strip, card, gauge])
 
     response = api.post('/usage', json={'event_id': uid('live'), 'model': 'gpt-4o', 'channel': 'direct',

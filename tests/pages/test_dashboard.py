@@ -93,14 +93,14 @@ async def test_agent_card_shows_session_tokens_trend_and_high_cost(user: User) -
     record(agent_id='frugal', session_id='s2', cost_usd='0.002', input_tokens=10, output_tokens=5)
     await user.open('/')
     await user.should_see('Tokens this session: 1,500 | Cost: $0.71')
-    await user.should_see('Cost/Request: $0.071 ↗')
-    await user.should_see('Avg cost/request: $0.071 (last 10 requests)')
+    await user.should_see('Cost/Request: $0.0710 ↗')
+    await user.should_see('Avg cost/request: $0.0710 (last 10 requests)')
     spender = user.find(marker='agent-card-spender').elements.pop()
     frugal = user.find(marker='agent-card-frugal').elements.pop()
     assert spender.props['data-level'] == 'green' and frugal.props['data-level'] == 'green'
     assert any(e for e in spender.descendants() if 'high-cost' in e._markers)
     assert not any(e for e in frugal.descendants() if 'high-cost' in e._markers)
-    await user.should_see('Cost/Request: $0.002 →')
+    await user.should_see('Cost/Request: $0.0020 →')
 
 
 async def test_agent_card_colour_follows_session_cost(user: User) -> None:
@@ -130,8 +130,8 @@ async def test_task_cards_compare_actual_with_estimate(user: User) -> None:
     over = user.find(marker='task-card-t-over').elements.pop()
     badge = {card.id: [e for e in card.descendants() if isinstance(e, ui.badge) and 'task-actual' in e._markers].pop()
              for card in (under, over)}
-    assert (badge[under.id].text, badge[under.id].props['color']) == ('actual $0.30', 'green')
-    assert (badge[over.id].text, badge[over.id].props['color']) == ('actual $0.25', 'red')
+    assert (badge[under.id].text, badge[under.id].props['color']) == ('actual $0.3000', 'green')
+    assert (badge[over.id].text, badge[over.id].props['color']) == ('actual $0.2500', 'red')
     await user.should_see('est. $0.50')
 
 
@@ -207,7 +207,7 @@ async def test_sessions_page_lists_sessions_and_shows_a_breakdown(user: User) ->
     user.find(marker='sessions-table').trigger('rowClick', [None, rows['sess-1'], 0])
     await user.should_see('Session sess-1')
     breakdown = user.find(kind=ui.table, marker='session-breakdown').elements.pop()
-    assert [(r['agent'], r['cost']) for r in breakdown.rows] == [('coder', '$0.30'), ('planner', '$0.10')]
+    assert [(r['agent'], r['cost']) for r in breakdown.rows] == [('coder', '$0.3000'), ('planner', '$0.1000')]
 
 
 async def test_sessions_page_exports_csv(user: User) -> None:

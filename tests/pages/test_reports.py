@@ -32,10 +32,10 @@ async def test_summary_by_default_with_every_group_and_the_total(user: User) -> 
     await user.open('/reports')
     await user.should_see('Spend summary')
     rows = {(r['group'], r['name']): r for r in table_rows(user)}
-    assert rows[('agent', 'planner')]['cost'] == '$0.30'
+    assert rows[('agent', 'planner')]['cost'] == '$0.3000'
     assert rows[('provider', 'anthropic')]['share_percent'] == '25.00%'
-    assert rows[('channel', 'litellm')]['cost'] == '$0.30'
-    assert rows[('total', 'total')]['cost'] == '$0.40'
+    assert rows[('channel', 'litellm')]['cost'] == '$0.3000'
+    assert rows[('total', 'total')]['cost'] == '$0.4000'
     assert rows[('total', 'total')]['requests'] == '2'
     await user.should_not_see(marker='report-chart')
 
@@ -50,7 +50,7 @@ async def test_trend_shows_a_chart_and_a_row_per_day(user: User) -> None:
     rows = table_rows(user)
     assert len(rows) >= 28  # the days of this month, zero-filled
     assert sum(s for s in chart.options['series'][1]['data']) == pytest.approx(0.2)
-    assert [r['total'] for r in rows if r['total'] != '$0.00'] == ['$0.20']
+    assert [r['total'] for r in rows if r['total'] != '$0.0000'] == ['$0.2000']
     choose(user, 'report-group-by', 'week')
     await user.should_see('Weekly spend')
     assert 4 <= len(table_rows(user)) <= 6

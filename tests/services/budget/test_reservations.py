@@ -71,7 +71,7 @@ def test_a_hold_counts_for_others_until_its_usage_arrives(budgeted: tuple[Checke
     other = checker.check(CheckRequest(estimated_cost_micros=100_000))
     assert other['decision'] == 'block', 'the hold is counted'
     assert other['policies'][0]['held_micros'] == 700_000 and other['policies'][0]['remaining_micros'] == 70_000
-    assert '$0.00 spent + $0.70 held + $0.10 estimated would cross the limit' in other['reasons'][0]
+    assert '$0.0000 spent + $0.7000 held + $0.1000 estimated would cross the limit of $0.7700' in other['reasons'][0]
     again = checker.check(CheckRequest(estimated_cost_micros=700_000), reserve='big')
     assert again['decision'] == 'warn', 'a re-check of the same call replaces its hold, not adds to it'
     ledger.record({'event_id': 'big', 'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.65'})

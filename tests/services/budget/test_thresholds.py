@@ -62,7 +62,8 @@ def test_a_daily_threshold_without_pausing_only_warns(ledger: Ledger, engine: En
     with engine.connect() as conn:
         raised = alerts.list_alerts(conn)
         assert conn.execute(select(AGENTS.c.paused).where(AGENTS.c.id == 'writer')).scalar() is False
-    assert [a['message'] for a in raised] == ['Agent daily threshold (agent writer): $0.60 of $0.50 (120.0%) this day']
+    assert [a['message'] for a in raised] == \
+        ['Agent daily threshold (agent writer): $0.6000 of $0.5000 (120.0%) this day']
     result = checker.check(CheckRequest(agent_id='writer'))
     assert result['decision'] == 'warn' and result['allowed'] is True
 
@@ -101,7 +102,7 @@ def test_thresholds_api(api: httpx.Client) -> None:
         check = api.post('/check', json={'agent_id': agent, 'session_id': session}).json()
         assert check['decision'] == 'block' and check['reasons'][0] == f'agent {agent} is paused'
         listed = [a for a in api.get('/alerts').json()['items'] if a['data'].get('scope_key') == agent]
-        assert listed and 'agent paused' in listed[0]['message'] and '$0.30 of $0.25' in listed[0]['message']
+        assert listed and 'agent paused' in listed[0]['message'] and '$0.3000 of $0.2500' in listed[0]['message']
         panel = [p for p in api.get('/policies').json()['items'] if p['origin'] == 'panel']
         assert api.patch(f'/policies/{panel[0]["id"]}', json={'limit_usd': '1'}).status_code == 409
         assert_client_error(api.put('/thresholds', json={'day_threshold_usd': '-1'}), mentions='day_threshold_usd')
@@ -144,5 +145,6 @@ async def test_crossing_a_threshold_toasts_on_the_open_page(user: User) -> None:
     await asyncio.to_thread(rt.ledger.record, {'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.75',
                                                'agent_id': 'looper', 'session_id': 's-9'})
     await settle(lambda: user.notify.contains(
-        'limit_exceeded: Agent session threshold (agent looper): $0.75 of $0.50 (150.0%) this session; agent paused'))
+        'limit_exceeded: Agent session threshold (agent looper): $0.7500 of $0.5000 (150.0%) this session; '
+        'agent paused'))
     await user.should_see('Resume')  # the agent card follows the pause

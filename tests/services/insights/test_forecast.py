@@ -12,7 +12,7 @@ from sqlalchemy import Engine, event
 from services.alerting import alerts
 from services.budget import limits
 from services.core.context import BudgetContext
-from services.core.money import format_usd
+from services.core.display import format_usd
 from services.insights.forecast import (
     PeriodForecast,
     budget_forecast,
