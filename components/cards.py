@@ -55,7 +55,7 @@ class Level:
     """How a session-cost level shows on a card: a word on a solid chip, a tinted header and an edge."""
 
     word: str
-    chip: str  # Quasar colour of the chip, and of its text
+    chip: str  # Quasar colours of the chip and of its text
     chip_text: str
     edge: str
     tint: str  # the header's background: translucent, so the text stays readable on light and dark
@@ -141,8 +141,7 @@ class PauseDialog:
             self.text = ui.label().classes('text-body2').mark('pause-text')
             with ui.row().classes('w-full justify-end gap-2'):
                 ui.button('Cancel', on_click=self.dialog.close).props('flat').mark('pause-cancel')
-                self.confirm = ui.button(icon='pause', on_click=self._confirm).props('color=negative') \
-                    .mark('pause-confirm')
+                self.confirm = ui.button(icon='pause', on_click=self._confirm, color='negative').mark('pause-confirm')
 
     def ask(self, agent_id: str) -> None:
         self.agent_id = agent_id
