@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from inspect import isawaitable
 from typing import Any
 
 from nicegui import ui
@@ -39,21 +41,55 @@ def ago(iso: str | None, now: datetime | None = None) -> str:
     return f'{seconds // 86_400} d ago'
 
 
-_LEVEL_CLASSES = {'green': 'border-l-4 border-green-500', 'yellow': 'border-l-4 border-amber-400',
-                  'red': 'border-l-4 border-red-500'}
+@dataclass(frozen=True)
+class Level:
+    """How a session-cost level shows on a card: a word on a solid chip, a tinted header and an edge."""
+
+    word: str
+    chip: str  # Quasar colours of the chip and of its text
+    chip_text: str
+    edge: str
+    tint: str  # the header's background: translucent, so the text stays readable on light and dark
+
+
+LEVELS = {'green': Level('OK', 'green-8', 'white', 'border-green-500', 'bg-green-500/15'),
+          'yellow': Level('Warning', 'amber-5', 'black', 'border-amber-400', 'bg-amber-400/20'),
+          'red': Level('Alert', 'red-8', 'white', 'border-red-500', 'bg-red-500/20')}
+
+
+def level_tip(level: str, cost_micros: int, warn_micros: int, alert_micros: int) -> str:
+    cost, warn, alert = format_usd_all([cost_micros, warn_micros, alert_micros])
+    if level == 'red':
+        return f'Session cost {cost}: over the {alert} alert level'
+    if level == 'yellow':
+        return f'Session cost {cost}: at or over the {warn} warning level (alert above {alert})'
+    return f'Session cost {cost}: under the {warn} warning level'
+
+
+def last_request_text(agent: AgentOut, now: datetime | None = None) -> str:
+    """`last request 2 min ago · gpt-4o · $0.0072`"""
+    parts = [f'last request {ago(agent["last_request_at"], now)}']
+    if agent.get('last_model'):
+        parts += [str(agent['last_model']), format_usd(agent['last_cost_micros'])]
+    return ' · '.join(parts)
 
 
 def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: datetime | None = None,
-               on_pause: Callable[[str, bool], Any] | None = None, editable: bool = True) -> ui.card:
-    """`on_pause(agent_id, paused)` adds a Pause/Resume button (disabled when not `editable`)."""
+               on_pause: Callable[[str, bool], Any] | None = None, editable: bool = True,
+               today_micros: int | None = None) -> ui.card:
+    """`on_pause(agent_id, paused)` adds a Pause/Resume button (disabled when not `editable`); `today_micros` what
+    the agent spent today."""
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
+    style = LEVELS[level]
     average = agent['avg_cost_per_request_micros']
-    with ui.card().classes(f'w-full gap-1 {_LEVEL_CLASSES[level]}').mark(f'agent-card-{agent["id"]}') as card:
+    with ui.card().tight().classes(f'w-full border-l-4 {style.edge}').mark(f'agent-card-{agent["id"]}') as card:
         card.props['data-level'] = level
         card.props['data-agent'] = agent['id']
-        with ui.row().classes('w-full items-center justify-between no-wrap'):
-            ui.label(agent['id']).classes('text-subtitle1 font-medium ellipsis')
+        with ui.row().classes(f'w-full items-center justify-between no-wrap px-3 py-2 gap-2 {style.tint}'):
+            ui.label(agent['id']).classes('text-subtitle1 font-medium ellipsis min-w-0')
             with ui.row().classes('items-center gap-1 no-wrap'):
+                ui.badge(style.word, color=style.chip, text_color=style.chip_text).mark('agent-level') \
+                    .tooltip(level_tip(level, agent['session_cost_micros'], warn_micros, alert_micros))
                 if average > HIGH_COST_PER_REQUEST_MICROS:
                     ui.badge('high cost', color='red').props('outline').mark('high-cost')
                 paused = bool(agent.get('paused'))
@@ -61,17 +97,58 @@ def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: dateti
                     ui.badge('paused', color='orange').mark('agent-paused')
                 if on_pause is not None:
                     button = ui.button('Resume' if paused else 'Pause', icon='play_arrow' if paused else 'pause',
-                                       on_click=lambda: on_pause(agent['id'], not paused)) \
-                        .props('flat dense size=sm').mark(f'pause-{agent["id"]}')
+                                       on_click=lambda: on_pause(agent['id'], not paused), color=None) \
+                        .props('flat dense size=sm').mark(f'pause-{agent["id"]}')  # the text's colour: light or dark
                     if not editable:
                         lock(button)
-        ui.label(f'Tokens this session: {agent["session_tokens"]:,} | '
-                 f'Cost: {format_usd(agent["session_cost_micros"])}').mark('agent-session')
-        with ui.row().classes('items-center gap-1'):
-            ui.label(f'Cost/Request: {format_usd(average)} {TREND_ARROWS[agent["trend"]]}').mark('agent-rate')
-            ui.tooltip(f'Avg cost/request: {format_usd(average)} (last {plural(agent["recent_requests"], "request")})')
-        ui.label(f'last request {ago(agent["last_request_at"], now)}').classes('text-caption text-grey')
+        with ui.column().classes('w-full gap-1 px-3 pb-3 pt-1'):
+            if today_micros is not None:
+                ui.label(f'Today: {format_usd(today_micros)}').mark('agent-today')
+            ui.label(f'Tokens this session: {agent["session_tokens"]:,} | '
+                     f'Cost: {format_usd(agent["session_cost_micros"])}').mark('agent-session')
+            with ui.row().classes('items-center gap-1'):
+                ui.label(f'Cost/Request: {format_usd(average)} {TREND_ARROWS[agent["trend"]]}').mark('agent-rate')
+                recent = plural(agent['recent_requests'], 'request')
+                ui.tooltip(f'Avg cost/request: {format_usd(average)} (last {recent})')
+            ui.label(last_request_text(agent, now)).classes('text-caption opacity-80').mark('agent-last')
     return card
+
+
+def pause_explained(agent_id: str) -> str:
+    """What pausing does (services/commands/agents.py and the checker), and what it does not."""
+    return (f'Every budget check for {agent_id} answers "block" until it is resumed: POST /api/v1/check, the SDK\'s '
+            'guard, and the LiteLLM callback where it enforces. Calls already running, and calls made without a '
+            'check, are not stopped; they are still recorded.')
+
+
+class PauseDialog:
+    """Asks before an agent is paused. One for the page, outside the cards, so a live update that rebuilds the
+    cards neither closes it nor changes which agent it names."""
+
+    def __init__(self, on_confirm: Callable[[str], Any]) -> None:
+        self.on_confirm = on_confirm
+        self.agent_id: str | None = None
+        with ui.dialog().mark('pause-dialog') as self.dialog, ui.card().classes('gap-3 max-w-md'):
+            self.title = ui.label().classes('text-h6').mark('pause-title')
+            self.text = ui.label().classes('text-body2').mark('pause-text')
+            with ui.row().classes('w-full justify-end gap-2'):
+                ui.button('Cancel', on_click=self.dialog.close).props('flat').mark('pause-cancel')
+                self.confirm = ui.button(icon='pause', on_click=self._confirm, color='negative').mark('pause-confirm')
+
+    def ask(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self.title.set_text(f'Pause {agent_id}?')
+        self.text.set_text(pause_explained(agent_id))
+        self.confirm.set_text(f'Pause {agent_id}')
+        self.dialog.open()
+
+    async def _confirm(self) -> None:
+        agent_id, self.agent_id = self.agent_id, None
+        self.dialog.close()
+        if agent_id is not None:
+            result = self.on_confirm(agent_id)
+            if isawaitable(result):
+                await result
 
 
 def task_card(task: TaskOut) -> ui.card:

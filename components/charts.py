@@ -1,4 +1,7 @@
-"""ECharts option builders (plain data in, dict out) for the dashboard's charts, and their thin elements."""
+"""ECharts option builders (plain data in, dict out) for the dashboard's charts, and their thin elements.
+
+`dark` is the page's theme: axis labels, legends and grid lines take its colours (ECharts' own greys are made for a
+white page and are dim on a dark one)."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,34 +20,37 @@ def _usd(micros: int) -> float:
     return round(micros / MICROS_PER_USD, 6)  # chart coordinates only; labels come from exact strings
 
 
-def empty_options(text: str = 'No spend yet today') -> dict[str, Any]:
+def empty_options(text: str = 'No spend yet today', dark: bool = True) -> dict[str, Any]:
     return {'title': {'text': text, 'left': 'center', 'top': 'middle',
-                      'textStyle': {'color': theme.TEXT_MUTED, 'fontSize': 14, 'fontWeight': 'normal'}},
+                      'textStyle': {'color': theme.chart_colours(dark).text, 'fontSize': 14, 'fontWeight': 'normal'}},
             'series': []}
 
 
-def agent_bars_options(items: list[AgentBar]) -> dict[str, Any]:
+def agent_bars_options(items: list[AgentBar], dark: bool = True) -> dict[str, Any]:
     """Horizontal bars, largest on top; items come largest first."""
     if not items:
-        return empty_options()
+        return empty_options(dark=dark)
+    colours = theme.chart_colours(dark)
     ordered = list(reversed(items))
     return {
         'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': _DOLLARS},
-        'xAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}, 'splitLine': _SPLIT_LINE},
-        'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered]},
+        'xAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours)},
+        'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered], **_axis(colours)},
         'series': [{'type': 'bar', 'data': [_usd(i['cost_micros']) for i in ordered],
                     'itemStyle': {'color': theme.GOLD, 'borderRadius': [0, 4, 4, 0]}}],
     }
 
 
-def provider_donut_options(items: list[ProviderSpend]) -> dict[str, Any]:
+def provider_donut_options(items: list[ProviderSpend], dark: bool = True) -> dict[str, Any]:
     """Share of today's spend per provider; the share is in the name, so narrow screens need no outside labels."""
     if not items:
-        return empty_options()
+        return empty_options(dark=dark)
+    colours = theme.chart_colours(dark)
     return {
         'tooltip': {'trigger': 'item', ':valueFormatter': _DOLLARS},
-        'legend': {'bottom': 0, 'type': 'scroll', 'textStyle': {'color': theme.TEXT_MUTED}},
+        'legend': {'bottom': 0, 'type': 'scroll', 'textStyle': {'color': colours.text},
+                   'pageTextStyle': {'color': colours.text}, 'pageIconColor': colours.text},
         'color': theme.PALETTE,
         'series': [{'type': 'pie', 'radius': ['45%', '70%'], 'center': ['50%', '45%'], 'label': {'show': False},
                     'data': [{'name': f'{i["provider"] or "unknown"} {i.get("share_percent", 0):.0f}%',
@@ -52,30 +58,46 @@ def provider_donut_options(items: list[ProviderSpend]) -> dict[str, Any]:
     }
 
 
-def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | None) -> dict[str, Any]:
-    """Daily spend over the last days, with the daily limit as a dashed reference line."""
-    series: dict[str, Any] = {'type': 'line', 'smooth': True, 'symbolSize': 6, 'name': 'spend',
+def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | None,
+                         dark: bool = True) -> dict[str, Any]:
+    """Daily spend over the last days, with the daily limit as a dashed reference line. Straight segments (a smoothed
+    curve overshoots the points: below $0, above the day's spend), drawn once: a live update moves the points
+    without replaying the animation. The limit's label sits at the line's start, where today's point (the last)
+    never is."""
+    colours = theme.chart_colours(dark)
+    series: dict[str, Any] = {'type': 'line', 'smooth': False, 'symbolSize': 6, 'name': 'spend',
                               'data': [_usd(p['cost_micros']) for p in points],
                               'lineStyle': {'color': theme.GOLD, 'width': 2}, 'itemStyle': {'color': theme.GOLD},
                               'areaStyle': {'color': theme.GOLD, 'opacity': 0.12}}
     if daily_limit_micros is not None:
         series['markLine'] = {'symbol': 'none', 'silent': True,
                               'lineStyle': {'color': theme.CRITICAL, 'type': 'dashed'},
-                              'label': {'formatter': 'limit ${c}', 'position': 'insideEndTop', 'color': theme.CRITICAL,
-                                        'textBorderWidth': 0},
+                              'label': {'formatter': 'limit ${c}', 'position': 'insideStartTop',
+                                        'color': colours.accent(theme.CRITICAL), 'textBorderWidth': 0},
                               'data': [{'yAxis': _usd(daily_limit_micros)}]}
     return {
+        'animationDurationUpdate': 0,
         'grid': {'left': 8, 'right': 16, 'top': 24, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', ':valueFormatter': _DOLLARS},
-        'xAxis': {'type': 'category', 'boundaryGap': False, 'data': [p['date'][5:] for p in points]},
-        'yAxis': {'type': 'value', 'axisLabel': {'formatter': '${value}'}, 'splitLine': _SPLIT_LINE,
+        'xAxis': {'type': 'category', 'boundaryGap': False, 'data': [p['date'][5:] for p in points],
+                  **_axis(colours)},
+        'yAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours),
                   **({':max': f'(v) => Math.ceil(Math.max(v.max, {_usd(daily_limit_micros)}) * 1.1)'}
                      if daily_limit_micros is not None else {})},
         'series': [series],
     }
 
 
-_SPLIT_LINE = {'lineStyle': {'color': 'rgba(128, 128, 128, 0.2)'}}  # readable in light and dark
+def _axis(colours: theme.ChartColours, formatter: str | None = None) -> dict[str, Any]:
+    label: dict[str, Any] = {'color': colours.text, **({'formatter': formatter} if formatter else {})}
+    return {'axisLabel': label, 'axisLine': {'lineStyle': {'color': colours.axis}},
+            'axisTick': {'lineStyle': {'color': colours.axis}}}
+
+
+def _split_line(colours: theme.ChartColours) -> dict[str, Any]:
+    return {'lineStyle': {'color': colours.grid}}
+
+
 _DOLLARS = FORMAT_USD_JS
 
 

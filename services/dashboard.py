@@ -24,7 +24,7 @@ from services.insights.forecast import ForecastOut, day_forecast
 from services.insights.planner import PlanOut
 from services.sources.sync import SourceStatus, sync_status
 from services.spend import agents, budget, sessions, tasks
-from services.spend.agents import AgentOut
+from services.spend.agents import AgentToday
 from services.spend.budget import History, PeriodSummary
 from services.spend.reconciliation import ReconciledDay, reconcile_last_days
 from services.spend.rollups import AgentSpend, ProviderSpend, breakdown
@@ -83,7 +83,7 @@ class DashboardSnapshot:
     history: History  # the last 30 days
     eco: EcoState
     tasks: list[TaskOut]  # the most recently updated
-    agents: list[AgentOut]  # the most recently active
+    agents: list[AgentToday]  # the top spenders today, then by name: an order new requests do not shuffle
     sessions: list[SessionOut]  # the most recent
     reconciliation: list[ReconciledDay]  # the last 30 days per provider, newest first
     sync: list[SourceStatus]
@@ -101,16 +101,18 @@ def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | No
     zone = config.budget.zone
     summary = budget.period_summary(conn, config.budget, 'day', now)
     today = config.budget.period('day', now)
+    spend_today = breakdown(conn, today.start, today.end, 'agent_id')
     return DashboardSnapshot(
         at=now.isoformat(),
         summary=summary,
         forecast=day_forecast(conn, summary['spent_micros'], summary['limit_micros'], zone, now),
-        by_agent=top_with_others(breakdown(conn, today.start, today.end, 'agent_id'), 'agent_id', TOP_AGENTS),
+        by_agent=top_with_others(spend_today, 'agent_id', TOP_AGENTS),
         by_provider=breakdown(conn, today.start, today.end, 'provider'),
         history=budget.history(conn, config.budget, 30, now),
         eco=eco.get_eco(conn),
         tasks=tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
-        agents=agents.list_agents(conn, DASHBOARD_AGENTS),
+        agents=agents.top_spenders(conn, {i['agent_id']: i['cost_micros'] for i in spend_today if i['agent_id']},
+                                   DASHBOARD_AGENTS),
         sessions=sessions.list_sessions(conn, RECENT_SESSIONS),
         reconciliation=[c.as_dict(config.tolerance)
                         for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, zone, now))],

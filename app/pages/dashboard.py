@@ -13,7 +13,8 @@ from app.feed import feed
 from app.pages.budget_settings import BudgetSettingsPanel
 from app.security.session import can_change, page_actor
 from components import charts
-from components.cards import agent_card, task_card
+from components.cards import PauseDialog, agent_card, task_card
+from components.eco import eco_caption, eco_tooltip
 from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
 from components.layout import frame, lock
@@ -32,25 +33,33 @@ CARD_CLOCK_S = 30
 async def dashboard_page() -> None:
     data = await feed().current()
     with frame('Dashboard'):
-        view = DashboardView(data)
+        theme = _dark_mode()
+        view = DashboardView(data, dark=theme.value is not False)
+    theme.on_value_change(lambda event: view.set_dark(event.value is not False))
     unsubscribe = feed().subscribe(view.update)
     ui.context.client.on_delete(unsubscribe)
+
+
+def _dark_mode() -> ui.dark_mode:
+    """The page's light/dark switch (the frame's): the charts take its colours."""
+    return next(e for e in ui.context.client.elements.values() if isinstance(e, ui.dark_mode))
 
 
 class DashboardView:
     """The page's elements, built once and updated in place from each new feed snapshot."""
 
-    def __init__(self, data: DashboardSnapshot) -> None:
+    def __init__(self, data: DashboardSnapshot, dark: bool = True) -> None:
         settings = runtime.current().settings
         self.warn_micros = usd_to_micros(settings.agent_warn_usd)
         self.alert_micros = usd_to_micros(settings.agent_alert_usd)
         self.data = data
+        self.dark = dark
         self.editable = can_change()
         self.cards_at = time.monotonic()
         summary = data.summary
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-3 gap-4 w-full'):
             with ui.card().classes('items-center'):
-                self.gauge = budget_gauge(summary['spent_micros'], summary['limit_micros'])
+                self.gauge = budget_gauge(summary['spent_micros'], summary['limit_micros'], dark)
                 self.resets = ui.label().classes('text-caption text-grey').mark('resets-in')
             with ui.card().classes('md:col-span-2 justify-between gap-3'):
                 ui.label("Today's spend").classes('text-overline text-grey')
@@ -58,22 +67,28 @@ class DashboardView:
                 self.forecast = ui.label().classes('text-subtitle1').mark('forecast')
                 self.forecast_band = ui.label().classes('text-caption text-grey').mark('forecast-band')
                 self.empty = ui.label('No spend yet today').classes('text-grey').mark('empty-today')
-                with ui.row().classes('items-center gap-2'):
-                    self.eco = ui.switch('Eco mode', on_change=self._eco_changed).mark('eco-toggle')
-                    self.eco_note = ui.label().classes('text-caption text-grey').mark('eco-note')
+                with ui.column().classes('gap-0'):
+                    with ui.row().classes('items-center gap-2'):
+                        self.eco = ui.switch('Eco mode', on_change=self._eco_changed).mark('eco-toggle')
+                        ui.icon('info_outline', size='xs').classes('text-grey cursor-help') \
+                            .tooltip(eco_tooltip(settings.notify.n8n_webhook_url)).mark('eco-help')
+                        self.eco_note = ui.label().classes('text-caption text-grey').mark('eco-note')
+                    ui.label(eco_caption(settings.notify.n8n_webhook_url)).classes('text-caption text-grey') \
+                        .mark('eco-caption')
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-2 gap-4 w-full'):
             with ui.card():
                 ui.label('Spend by agent today').classes('text-overline text-grey')
-                self.agent_bars = charts.chart(charts.agent_bars_options(data.by_agent), 'agent-bars')
+                self.agent_bars = charts.chart(charts.agent_bars_options(data.by_agent, dark), 'agent-bars')
             with ui.card():
                 ui.label('Spend by provider today').classes('text-overline text-grey')
-                self.provider_donut = charts.chart(charts.provider_donut_options(data.by_provider),
+                self.provider_donut = charts.chart(charts.provider_donut_options(data.by_provider, dark),
                                                    'provider-donut')
         with ui.card().classes('w-full'):
             ui.label('Last 30 days').classes('text-overline text-grey')
             history = data.history
             self.history = charts.chart(charts.history_line_options(history['points'],
-                                                                    history['daily_limit_micros']), 'history-line')
+                                                                    history['daily_limit_micros'], dark),
+                                        'history-line')
         with ui.card().classes('w-full gap-2'):
             with ui.row().classes('w-full items-center justify-between'):
                 ui.label('Spend sources').classes('text-overline text-grey')
@@ -82,7 +97,10 @@ class DashboardView:
             self.sources()
             with ui.expansion('Reconciliation, last 30 days: via LiteLLM, billed, direct').classes('w-full'):
                 self.reconciliation = reconciliation_table(data.reconciliation)
-        ui.label('Agents').classes('text-h6')
+        with ui.row().classes('items-baseline gap-2'):
+            ui.label('Agents').classes('text-h6')
+            ui.label('most spent today first, then by name').classes('text-caption text-grey')
+        self.pause_dialog = PauseDialog(self._pause_confirmed)
         self.agents()
         self.budget_settings = BudgetSettingsPanel(data, self.editable)
         ui.label('Tasks').classes('text-h6')
@@ -102,8 +120,8 @@ class DashboardView:
             return
         with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
             for agent in items:
-                agent_card(agent, self.warn_micros, self.alert_micros, on_pause=self._set_paused,
-                           editable=self.editable)
+                agent_card(agent, self.warn_micros, self.alert_micros, on_pause=self._pause_clicked,
+                           editable=self.editable, today_micros=agent['today_cost_micros'])
 
     @ui.refreshable_method
     def sources(self) -> None:
@@ -132,12 +150,7 @@ class DashboardView:
         """Only what changed is sent to the browser; the cards are rebuilt at least every CARD_CLOCK_S so that
         "last request 3 min ago" moves on."""
         old, self.data = self.data, data
-        summary = data.summary
-        _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros']))
-        _replace(self.agent_bars, charts.agent_bars_options(data.by_agent))
-        _replace(self.provider_donut, charts.provider_donut_options(data.by_provider))
-        history = data.history
-        _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros']))
+        self._draw_charts()
         self._set_text(data)
         self.budget_settings.update(data)
         stale = time.monotonic() - self.cards_at > CARD_CLOCK_S
@@ -155,6 +168,18 @@ class DashboardView:
         if stale:
             self.cards_at = time.monotonic()
 
+    def set_dark(self, dark: bool) -> None:
+        self.dark = dark
+        self._draw_charts()
+
+    def _draw_charts(self) -> None:
+        data, dark = self.data, self.dark
+        summary, history = data.summary, data.history
+        _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros'], dark))
+        _replace(self.agent_bars, charts.agent_bars_options(data.by_agent, dark))
+        _replace(self.provider_donut, charts.provider_donut_options(data.by_provider, dark))
+        _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros'], dark))
+
     def _set_text(self, data: DashboardSnapshot) -> None:
         summary = data.summary
         self.resets.set_text(f'resets in {summary["resets_in"]}')
@@ -170,6 +195,16 @@ class DashboardView:
             else 'never switched'
         delivery = eco_delivery_text(data.eco_delivery)
         self.eco_note.set_text(f'{note} · {delivery}' if delivery else note)
+
+    async def _pause_clicked(self, agent_id: str, paused: bool) -> None:
+        """Pausing asks first, naming the agent; resuming does not."""
+        if paused:
+            self.pause_dialog.ask(agent_id)
+        else:
+            await self._set_paused(agent_id, False)
+
+    async def _pause_confirmed(self, agent_id: str) -> None:
+        await self._set_paused(agent_id, True)
 
     async def _set_paused(self, agent_id: str, paused: bool) -> None:
         agents = runtime.current().commands.agents

@@ -8,13 +8,14 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 from nicegui.testing import User
 
-from components import charts
+from components import charts, theme
 from components.cards import ago, session_cost_level
+from components.eco import eco_caption, eco_tooltip
 from components.forecast import forecast_caption
 from components.gauge import gauge_colour, gauge_options
 from components.sessions_table import breakdown_rows, session_rows
 from components.strip import channel_strip_text
-from services.dashboard import top_with_others
+from services.dashboard import AgentBar, top_with_others
 from services.insights.forecast import day_forecast
 from services.spend.agents import AgentOut
 from services.spend.budget import HistoryPoint, PeriodSummary
@@ -32,7 +33,7 @@ def test_gauge_turns_amber_at_soft_and_red_at_critical() -> None:
     assert gauge_colour(96) == '#ef4444'
     over = gauge_options(7_000_000, 5_000_000)['series'][0]
     assert over['data'][0]['value'] == 100.0 and over['detail']['formatter'] == '140%'
-    assert over['detail']['color'] == '#ef4444'
+    assert over['progress']['itemStyle']['color'] == '#ef4444' and over['detail']['color'] == '#f87171'  # as text
     assert gauge_options(3_120_000, 5_000_000)['series'][0]['data'][0] == {'value': 62.4, 'name': '$3.12 / $5.00'}
     assert gauge_options(0, None)['series'][0]['data'][0]['name'] == '$0.00'
 
@@ -85,6 +86,69 @@ def test_history_line_has_the_limit_as_reference() -> None:
     assert '5.0' in options['yAxis'][':max']
     without = charts.history_line_options(points, None)
     assert 'markLine' not in without['series'][0] and ':max' not in without['yAxis']
+
+
+def test_history_line_is_straight_and_drawn_once_with_the_limit_label_at_its_start() -> None:
+    points = cast(list[HistoryPoint], [{'date': '2026-11-27', 'cost_micros': 0},
+                                       {'date': '2026-11-28', 'cost_micros': 4_000_000},
+                                       {'date': '2026-11-29', 'cost_micros': 6_500_000}])  # today, over the limit
+    options = charts.history_line_options(points, 5_000_000)
+    series = options['series'][0]
+    assert series['smooth'] is False  # a smoothed curve dips below $0 between 0 and 4 and bulges above the points
+    assert options['animationDurationUpdate'] == 0  # a live update moves the points, it does not replay the line
+    # at the start of the line (the left), never at its end, where today's point is
+    assert series['markLine']['label']['position'] == 'insideStartTop'
+
+
+def _luminance(colour: str) -> float:
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(int(colour[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+CARD_BACKGROUND = {True: '#1d1d1d', False: '#ffffff'}  # Quasar's card in dark and in light mode
+
+
+def test_charts_and_gauge_take_the_page_theme() -> None:
+    history = cast(list[HistoryPoint], [{'date': '2026-11-29', 'cost_micros': 1_000_000}])
+    bars = [cast(AgentBar, {'label': 'a', 'agent_id': 'a', 'cost_micros': 1, 'requests': 1})]
+    donut = cast(list[ProviderSpend], [{'provider': 'openai', 'cost_micros': 1, 'share_percent': 100.0}])
+    for dark in (True, False):
+        colours, background = theme.chart_colours(dark), CARD_BACKGROUND[dark]
+        gauge = gauge_options(4_000_000, 5_000_000, dark)['series'][0]
+        track = gauge['axisLine']['lineStyle']['color'][0][1]
+        # the unfilled track is close to the card (not a second segment); the gold progress stands out from it
+        assert contrast(track, background) < 1.5 and contrast(theme.GOLD, track) > 1.8
+        assert gauge['title']['color'] == colours.text
+        assert contrast(gauge['detail']['color'], background) >= 3  # large bold percent
+        for options in (charts.history_line_options(history, 5_000_000, dark), charts.agent_bars_options(bars, dark)):
+            for axis in (options['xAxis'], options['yAxis']):
+                assert axis['axisLabel']['color'] == colours.text
+        assert charts.provider_donut_options(donut, dark)['legend']['textStyle']['color'] == colours.text
+        assert charts.empty_options(dark=dark)['title']['textStyle']['color'] == colours.text
+        label = charts.history_line_options(history, 5_000_000, dark)['series'][0]['markLine']['label']['color']
+        assert contrast(colours.text, background) >= 7 and contrast(label, background) >= 4.5
+    assert theme.DARK.track != theme.LIGHT.track and theme.DARK.text != theme.LIGHT.text
+
+
+def test_eco_switch_names_the_webhook_host_and_no_secret() -> None:
+    url = 'https://hook-user:s3cret@hooks.example.com:8443/webhook/abc-secret-id?token=t0ken#frag'
+    for text in (eco_caption(url), eco_tooltip(url)):
+        assert 'hooks.example.com:8443' in text
+        assert not any(part in text for part in ('hook-user', 's3cret', 'abc-secret-id', 't0ken', 'frag', '/webhook'))
+        assert 'cheaper models' in text
+    assert 'the webhook at hooks.example.com. ' in eco_caption('http://hooks.example.com/x')  # no port: none shown
+    assert 'the webhook at [::1]:5678' in eco_caption('http://[::1]:5678/webhook/id')
+    for text in (eco_caption(''), eco_tooltip('')):
+        assert 'No webhook is configured (SPENDGAUGE_N8N_WEBHOOK_URL)' in text
+    assert 'blocks nothing by itself' in eco_tooltip('') and '/api/v1/eco' in eco_tooltip('')
 
 
 def test_session_cost_colour_thresholds() -> None:
@@ -146,7 +210,8 @@ async def test_components_render_on_a_page(user: User) -> None:
     def page() -> None:
         agent_card(cast(AgentOut, {'id': 'a1', 'session_cost_micros': 120_000, 'avg_cost_per_request_micros': 8_000,
                                    'session_tokens': 4234, 'trend': 'down', 'recent_requests': 10,
-                                   'last_request_at': datetime.now(UTC).isoformat()}), 1_000_000, 5_000_000)
+                                   'last_request_at': datetime.now(UTC).isoformat(), 'last_model': 'gpt-4o',
+                                   'last_cost_micros': 7_200}), 1_000_000, 5_000_000, today_micros=420_000)
         task_card(cast(TaskOut, {'id': 't1', 'title': 'Write docs', 'agent_id': None, 'status': 'done',
                                  'estimated_cost_micros': None, 'actual_cost_micros': 10_000}))
 
@@ -154,7 +219,10 @@ async def test_components_render_on_a_page(user: User) -> None:
     await user.should_see('Tokens this session: 4,234 | Cost: $0.12')
     await user.should_see('Cost/Request: $0.0080 ↘')
     await user.should_see('Avg cost/request: $0.0080 (last 10 requests)')
-    await user.should_see('last request just now')
+    await user.should_see('last request just now · gpt-4o · $0.0072')
+    await user.should_see('Today: $0.4200')
+    await user.should_see('OK')  # the session-cost level as a word, not only as a colour
+    await user.should_see('Session cost $0.12: under the $1.00 warning level')
     await user.should_see('unassigned')
     await user.should_see('no estimate')
     await user.should_see('actual $0.01')

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components import theme
 from services.core.display import channel_text, format_usd, format_usd_all
 from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Page, Tab, launch
 from tests.support.servers import ROOT, Server, start_server
@@ -43,6 +44,19 @@ PIXELS_JS = """(canvas) => {
         if (colours.size < 100) colours.add(data.slice(i, i + 4).join());
     }
     return {total: canvas.width * canvas.height, painted, colours: colours.size};
+}"""
+
+# What the charts drew with, from ECharts itself: the gauge's unfilled track, and every axis label's colour.
+CHART_COLOURS_JS = """() => {
+    let track = null;
+    const labels = [];
+    for (const el of document.querySelectorAll('.nicegui-echart')) {
+        const option = getElement(el)?.chart?.getOption();
+        if (!option) continue;
+        if (option.series?.[0]?.type === 'gauge') track = option.series[0].axisLine.lineStyle.color[0][1];
+        for (const axis of [...(option.xAxis || []), ...(option.yAxis || [])]) labels.push(axis.axisLabel.color);
+    }
+    return {track, labels};
 }"""
 
 
@@ -238,3 +252,29 @@ def test_screenshots(browser: Browser, live_server: Server, seeded: list[str], n
         shot.close()
 
 
+@pytest.mark.parametrize('dark', [True, False], ids=['dark', 'light'])
+def test_dashboard_at_1440_px_in_dark_and_light(browser: Browser, live_server: Server, seeded: list[str],
+                                                dark: bool) -> None:
+    """The charts take the theme (switched live in light), the agent cards' headers are tinted by their level;
+    screenshots dashboard-1440x900-dark.png and dashboard-1440x900-light.png."""
+    shot = Tab(browser, 1440, 900)
+    try:
+        page = shot.open_dashboard(live_server)
+        if not dark:
+            page.get_by_role('button', name='Light or dark').click()
+            page.wait_for_function('document.body.classList.contains("body--light")', timeout=3000)
+            page.mouse.move(720, 880)  # off the button: no tooltip in the screenshot
+        colours = theme.chart_colours(dark)
+        page.wait_for_function(f'({CHART_COLOURS_JS})().track === "{colours.track}"', timeout=3000)
+        drawn = page.evaluate(CHART_COLOURS_JS)
+        assert len(drawn['labels']) == 4 and set(drawn['labels']) == {colours.text}, drawn  # line and bars
+        header = page.locator('[data-agent] > div').first
+        tint = header.evaluate('(el) => getComputedStyle(el).backgroundColor')
+        assert tint not in ('rgba(0, 0, 0, 0)', 'transparent'), tint
+        page.get_by_text('Switching posts to the webhook at', exact=False).or_(
+            page.get_by_text('No webhook is configured', exact=False)).first.wait_for()
+        page.wait_for_timeout(400)  # let the chart animations finish
+        save_screenshot(page, f'dashboard-1440x900-{"dark" if dark else "light"}')
+        assert shot.problems == []
+    finally:
+        shot.close()

@@ -9,14 +9,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nicegui import ui
 from nicegui.testing import User
 from sqlalchemy import Connection, event
 
 from app import runtime
 from app.feed import feed
+from components import theme
 from services.budget import eco
-from services.spend import tasks
+from services.spend import agents, tasks
 from tests.support.pages import settle
 
 
@@ -50,6 +52,9 @@ async def test_empty_dashboard_shows_empty_states(user: User) -> None:
     await user.should_see('No agents yet')
     await user.should_see('No tasks yet')
     await user.should_see('never switched')
+    await user.should_see('No webhook is configured (SPENDGAUGE_N8N_WEBHOOK_URL): switching only changes what '
+                          'agents read. Agents are expected to use cheaper models and put off optional work while it '
+                          'is on.')
     assert echart(user, 'budget-gauge').options['series'][0]['data'][0]['name'] == '$0.00 / $5.00'
 
 
@@ -296,3 +301,119 @@ async def test_sync_now_pulls_and_shows_the_result(openrouter_source: str, user:
     await user.should_see('Synced 1 source(s)', retries=50)
     await user.should_see('OpenRouter: synced', retries=30)
     await user.should_see('Direct: $6.12', retries=30)
+
+
+def card_order(user: User) -> list[str]:
+    """The agents of the cards, as the page lays them out."""
+    assert user.client is not None
+    return [e.props['data-agent'] for e in user.client.layout.descendants() if 'data-agent' in e.props]
+
+
+def paused_agents() -> set[str]:
+    with runtime.current().engine.connect() as conn:
+        return {a['id'] for a in agents.list_agents(conn) if a['paused']}
+
+
+async def test_agent_cards_keep_their_order_across_live_updates(user: User) -> None:
+    now = datetime.now(UTC)
+    # the most recently active first would be charlie, bravo, alpha; the most spent today first is the reverse
+    for seconds_ago, agent, cost in ((30, 'alpha', '0.50'), (20, 'bravo', '0.30'), (10, 'charlie', '0.10')):
+        record(agent_id=agent, cost_usd=cost, ts=(now - timedelta(seconds=seconds_ago)).isoformat())
+    await user.open('/')
+    await user.should_see('Today: $0.10')
+    assert card_order(user) == ['alpha', 'bravo', 'charlie']
+    for agent, today in (('bravo', '$0.31'), ('alpha', '$0.51'), ('bravo', '$0.32'), ('charlie', '$0.11')):
+        await asyncio.to_thread(record, agent_id=agent, cost_usd='0.01')  # now this agent's request is the latest
+        await user.should_see(f'Today: {today}', retries=30)
+        await user.should_see('last request just now · gpt-4o · $0.01')
+        assert card_order(user) == ['alpha', 'bravo', 'charlie'], f'after a request of {agent}'
+    await asyncio.to_thread(record, agent_id='charlie', cost_usd='0.30')  # now it spent more than bravo: it moves up
+    await user.should_see('Today: $0.41', retries=30)
+    assert card_order(user) == ['alpha', 'charlie', 'bravo']
+
+
+async def test_pause_asks_first_naming_the_agent_and_pauses_only_that_one(user: User) -> None:
+    record(agent_id='alpha', cost_usd='0.50')
+    record(agent_id='bravo', cost_usd='0.30')
+    await user.open('/')
+    await user.should_see('Today: $0.30')
+    dialog = user.find(kind=ui.dialog, marker='pause-dialog').elements.pop()
+
+    def shown(marker: str) -> str:
+        element = user.find(marker=marker).elements.pop()
+        assert isinstance(element, (ui.label, ui.button))
+        return element.text
+
+    user.find(marker='pause-bravo').click()
+    await settle(lambda: dialog.value is True)
+    assert shown('pause-title') == 'Pause bravo?' and shown('pause-confirm') == 'Pause bravo'
+    assert shown('pause-text').startswith('Every budget check for bravo ') and 'answers "block"' in shown('pause-text')
+    user.find(marker='pause-cancel').click()
+    await settle(lambda: dialog.value is False)
+    await asyncio.sleep(0.2)
+    assert paused_agents() == set()
+
+    user.find(marker='pause-bravo').click()
+    await settle(lambda: dialog.value is True)
+    # a live update rebuilds the cards under the open dialog, and a new top spender takes the first slot
+    await asyncio.to_thread(record, agent_id='aardvark', cost_usd='2.00')
+    await user.should_see('Today: $2.00', retries=30)
+    assert card_order(user) == ['aardvark', 'alpha', 'bravo'] and dialog.value is True
+    user.find(marker='pause-confirm').click()
+    await settle(lambda: paused_agents() == {'bravo'})
+    await user.should_see('bravo paused: its checks are blocked')
+    assert dialog.value is False
+    answers = {agent: (await user.http_client.post('/api/v1/check', json={'agent_id': agent})).json()['decision']
+               for agent in ('alpha', 'bravo', 'aardvark')}
+    assert answers == {'alpha': 'allow', 'bravo': 'block', 'aardvark': 'allow'}
+    bravo = user.find(marker='agent-card-bravo').elements.pop()
+    assert any('agent-paused' in e._markers for e in bravo.descendants())
+
+    user.find(marker='pause-bravo').click()  # Resume: no question
+    await settle(lambda: paused_agents() == set())
+    assert dialog.value is False
+
+
+def _track(user: User) -> str:
+    return echart(user, 'budget-gauge').options['series'][0]['axisLine']['lineStyle']['color'][0][1]
+
+
+def _axis_label_colours(user: User) -> set[str]:
+    return {echart(user, marker).options[axis]['axisLabel']['color']
+            for marker in ('history-line', 'agent-bars') for axis in ('xAxis', 'yAxis')}
+
+
+async def test_charts_follow_the_light_and_dark_switch(user: User) -> None:
+    record(agent_id='alpha', cost_usd='1.00')
+    await user.open('/')
+    assert (_track(user), _axis_label_colours(user)) == (theme.DARK.track, {theme.DARK.text})
+    user.find(marker='dark-toggle').click()
+    await settle(lambda: _track(user) == theme.LIGHT.track)
+    assert _axis_label_colours(user) == {theme.LIGHT.text}
+    assert echart(user, 'provider-donut').options['legend']['textStyle']['color'] == theme.LIGHT.text
+    await user.open('/')  # the choice is remembered: the page opens light
+    assert (_track(user), _axis_label_colours(user)) == (theme.LIGHT.track, {theme.LIGHT.text})
+    user.find(marker='dark-toggle').click()
+    await settle(lambda: _track(user) == theme.DARK.track)
+
+
+WEBHOOK_SECRETS = ('n8n-user', 'pw-s3cret', '0d5e-secret', 't0k')
+
+
+@pytest.fixture
+def n8n_webhook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An eco-mode webhook with secrets in its user info, path and query; set before the app starts."""
+    monkeypatch.setenv('SPENDGAUGE_N8N_WEBHOOK_URL',
+                       'https://n8n-user:pw-s3cret@n8n.example.com/webhook/0d5e-secret?token=t0k')
+
+
+async def test_eco_switch_says_which_webhook_it_calls_and_no_secret(n8n_webhook: None, user: User) -> None:
+    await user.open('/')
+    await user.should_see('Switching posts to the webhook at n8n.example.com. Agents are expected to use cheaper '
+                          'models and put off optional work while it is on.')
+    assert user.client is not None
+    target = '#' + user.find(marker='eco-help').elements.pop().html_id
+    [tip] = [e for e in user.client.elements.values() if isinstance(e, ui.tooltip) and e.props['target'] == target]
+    assert 'to the webhook at n8n.example.com,' in tip.text and 'blocks nothing by itself' in tip.text
+    shown = [f'{getattr(e, "text", "")} {e.props}' for e in user.client.elements.values()]
+    assert not [text for text in shown if any(secret in text for secret in WEBHOOK_SECRETS)]

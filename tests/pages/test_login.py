@@ -123,6 +123,7 @@ async def test_read_only_user_sees_every_control_disabled_and_cannot_change_a_th
     await user.should_see('switching eco mode needs the admin role', retries=50)
     assert not eco_on()
     user.find(marker='pause-coder').click()
+    user.find(marker='pause-confirm').click()  # Pause asks first
     await user.should_see('pausing an agent needs the admin role', retries=50)
     with runtime.current().engine.connect() as conn:
         assert not any(a['paused'] for a in agents.list_agents(conn))

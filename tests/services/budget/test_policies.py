@@ -294,6 +294,7 @@ async def test_dashboard_pause_button_blocks_checks(user: User) -> None:
     runtime.current().ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'agent_id': 'worker', 'cost_usd': '0.1'})
     await user.open('/')
     user.find(marker='pause-worker').click()
+    user.find(marker='pause-confirm').click()  # Pause asks first
     await user.should_see('paused: its checks are blocked')
     await user.should_see(marker='agent-paused')
     checker = runtime.current().checker

@@ -93,6 +93,7 @@ async def page_pause(user: User, prepared: Prepared) -> None:
     await user.open('/')
     await user.should_see(marker=f'pause-{prepared["agent"]}')  # once the feed has the agent's first call
     user.find(marker=f'pause-{prepared["agent"]}').click()
+    user.find(marker='pause-confirm').click()  # Pause asks first
 
 
 async def page_eco(user: User, _: Prepared) -> None:
