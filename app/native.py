@@ -93,10 +93,13 @@ def missing_libraries(names: list[str] | None = None) -> list[str]:
 
 def _keep_serving_when_the_window_fails() -> None:
     """NiceGUI runs the window in a process of its own and stops the app when that process ends: a thread of
-    nicegui.native.native_mode.activate() calls core.stop_and_exit(). Right for a window that has shown and is closed;
-    a window process that ends before its window showed has failed to open one, and the server keeps serving."""
+    nicegui.native.native_mode.activate() calls core.stop_and_exit(). Right for a window that has shown; a window
+    process that ends before its window showed has failed to open one, and the server keeps serving. A closed window
+    stops the app at once: its process can hang (pywebview's page-loaded hooks wait forever on a window closed right
+    after loading), and the server's exit terminates it."""
     shown = threading.Event()
     app.native.on('shown', shown.set)
+    app.native.on('closed', app.shutdown)
     stop_and_exit = core.stop_and_exit
 
     def window_process_ended() -> None:
