@@ -37,8 +37,8 @@ from components.theme import GOLD
 from tests.support.servers import ROOT, clean_env
 from tests.support.unavailable import running_in_ci, unavailable
 
-TIMEOUT_S = 25  # start-up to connected window; about 5 s here
-STOP_TIMEOUT_S = 10
+TIMEOUT_S = 60  # start-up to connected window: about 5 s here, 30 s and more on a busy machine
+STOP_TIMEOUT_S = 20
 READY_LINE = re.compile(r'NiceGUI ready to go on http://127\.0\.0\.1:(\d+)')
 CONNECTED_LINE = re.compile(r'window connected \(.*QtWebEngine/')
 NO_WINDOW_LINE = re.compile(r'WARNING app\.native: The desktop window cannot open: (.*)')
@@ -217,7 +217,10 @@ class NativeServer:
         return base
 
     def wait_until_gone(self) -> None:
-        self.process.wait(STOP_TIMEOUT_S)
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f'server still running after {STOP_TIMEOUT_S} s:\n{self.log()}')
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while group_members(self.pgid) and time.monotonic() < deadline:
             time.sleep(0.1)
