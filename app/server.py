@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi.middleware.gzip import GZipMiddleware
 from nicegui import app, ui
+from nicegui.native import find_open_port
 from starlette.types import ASGIApp
 
 from app import __version__, runtime
@@ -90,7 +91,7 @@ async def _shutdown() -> None:
     runtime.stop()
 
 
-def run_options(settings: Settings, native: bool = False) -> dict:
+def run_options(settings: Settings, native: bool = False, window: bool = True) -> dict:
     options = {'host': settings.host, 'port': settings.port, 'title': 'SpendGauge', 'reload': False,
                'show': False, 'storage_secret': settings.storage_secret, 'uvicorn_logging_level': 'warning',
                # zlib's default level: Starlette's level 9 spent 30 ms compressing a 10,000-event batch result
@@ -102,10 +103,11 @@ def run_options(settings: Settings, native: bool = False) -> dict:
     if favicon.is_file():
         options['favicon'] = str(favicon)
     if native:
-        # The window always talks to 127.0.0.1 (NiceGUI's default host in native mode); port 0 lets NiceGUI pick a
-        # free one in 8000-8999 (the "NiceGUI ready to go on ..." line names it).
-        options.update(native=True, window_size=(1280, 800), port=settings.port or None)
-        options.pop('host')
+        # The window (or, when none can open, a browser) talks to 127.0.0.1; port 0 picks a free one in 8000-8999 as
+        # NiceGUI's native mode does (the "NiceGUI ready to go on ..." line names it).
+        options.update(host='127.0.0.1', port=settings.port or find_open_port())
+        if window:
+            options.update(native=True, window_size=(1280, 800))
     return options
 
 
@@ -117,7 +119,6 @@ def serve(settings: Settings, native: bool = False) -> None:
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
         handler.addFilter(ScrubLogs(secrets_of(settings)))
-    if native:
-        prepare_native(settings)
     build(settings, native)
-    ui.run(**run_options(settings, native))
+    window = native and prepare_native(settings)  # without a window: serve on 127.0.0.1 and say why
+    ui.run(**run_options(settings, native, window))

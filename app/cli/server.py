@@ -31,7 +31,6 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.native import NativeUnavailable
     from app.security.exposure import UnsafeExposure
     from app.server import serve
 
@@ -41,8 +40,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve(settings, native=args.native)
     except UnsafeExposure as exc:
         raise CliError(str(exc), 2) from None
-    except NativeUnavailable as exc:
-        raise CliError(str(exc)) from None
     return 0
 
 

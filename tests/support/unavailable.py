@@ -7,8 +7,12 @@ from typing import NoReturn
 import pytest
 
 
+def running_in_ci() -> bool:
+    return os.environ.get('CI') == 'true'
+
+
 def unavailable(reason: str, in_ci: str = '') -> NoReturn:
     """Skip, or in CI fail, with `reason` (and `in_ci` appended in CI)."""
-    if os.environ.get('CI') == 'true':
+    if running_in_ci():
         pytest.fail(f'{reason}{in_ci}')
     pytest.skip(reason)
