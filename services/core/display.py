@@ -7,7 +7,7 @@ their total are rounded so that they add up to the total as displayed (largest r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from services.core.money import MICROS_PER_USD
 
@@ -19,9 +19,10 @@ def usd_places(*micros: int) -> int:
 
 
 def format_usd(micros: int, places: int | None = None) -> str:
-    """`$3.12`, `$1,250.00`, `$0.0044`, `-$0.50`: rounded half-even; `places` as `usd_places` chooses by default."""
+    """`$3.12`, `$1,250.00`, `$0.0044`, `-$0.5000`: `places` as `usd_places` chooses by default, rounded half away
+    from zero as browsers do (FORMAT_USD_JS)."""
     places = usd_places(micros) if places is None else places
-    value = (Decimal(abs(micros)) / MICROS_PER_USD).quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN)
+    value = (Decimal(abs(micros)) / MICROS_PER_USD).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
     return f'{"-" if micros < 0 and value else ""}${value:,.{places}f}'
 
 
@@ -43,12 +44,12 @@ def format_usd_sum(parts: Sequence[int], *beside: int, places: int | None = None
 
 
 def apportion(values: Sequence[int], unit: int) -> list[int]:
-    """Round each value to a multiple of `unit` so that they add up to their sum rounded half-even to `unit`.
+    """Round each value to a multiple of `unit` so that they add up to their sum rounded as `format_usd` rounds.
 
     Largest remainder: every value is floored, then the units left over go to the largest remainders (the earlier
     value on a tie), so no value moves by a whole unit or more.
     """
-    target = int((Decimal(sum(values)) / unit).to_integral_value(ROUND_HALF_EVEN))
+    target = int((Decimal(sum(values)) / unit).to_integral_value(ROUND_HALF_UP))
     floors = [v // unit for v in values]
     left = target - sum(floors)
     by_remainder = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i] * unit), i))
