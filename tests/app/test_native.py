@@ -31,7 +31,7 @@ from tests.support.unavailable import unavailable
 
 TIMEOUT_S = 25  # start-up to connected window; about 5 s here
 STOP_TIMEOUT_S = 10
-READY_LINE = re.compile(r'NiceGUI ready to go on http://127\.0\.0\.1:(\d+)')
+READY_LINE = re.compile(r'SpendGauge serving on http://127\.0\.0\.1:(\d+)')
 CONNECTED_LINE = re.compile(r'window connected \(.*QtWebEngine/')
 QT_ENV = {  # no PYWEBVIEW_GUI: app/server.py makes pywebview try Qt first
     'QTWEBENGINE_DISABLE_SANDBOX': '1',  # Chromium's sandbox refuses to run as root and needs user namespaces
