@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import multiprocessing
 import socket
 from functools import partial
 from pathlib import Path
@@ -151,21 +152,27 @@ def claim_port(host: str, port: int) -> int:
         return int(probe.getsockname()[1])
 
 
-_serving: list[asyncio.Task[None]] | None = None  # serve() sets it: holds the task that prints the serving line
+_serving: list[asyncio.Task[None]] | None = None  # run() sets it: holds the task that prints the serving line
 
 
 def serve(settings: Settings, native: bool = False) -> None:
-    global _serving
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
         handler.addFilter(ScrubLogs(secrets_of(settings)))
     if native:
         prepare_native(settings)
     build(settings, native)
+    run(settings, native)
+
+
+def run(settings: Settings, native: bool = False) -> None:
+    """`ui.run` on a port checked first (CannotListen); once it listens, one line says where."""
+    global _serving
     options = run_options(settings, native)
-    if not native:
-        options['port'] = claim_port(settings.host, settings.port)
-    elif settings.port:
-        claim_port('127.0.0.1', settings.port)
-    _serving = []
+    if multiprocessing.current_process().name == 'MainProcess':  # not a native window's process re-importing us
+        if not native:
+            options['port'] = claim_port(settings.host, settings.port)
+        elif settings.port:
+            claim_port('127.0.0.1', settings.port)
+        _serving = []
     ui.run(**options)
