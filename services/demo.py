@@ -308,19 +308,21 @@ class Cleared:
 def clear(ledger: Ledger) -> Cleared:
     """Remove every demo event with its share of the rollups and totals, and the demo tasks; resolve the demo's
     alerts (SPEND_ALERTS)."""
-    with ledger.engine.begin() as conn:
-        alerts = _resolve_demo_alerts(conn)
+    with ledger.engine.connect() as conn:
+        began = conn.scalar(select(func.min(EVENTS.c.created_at)).where(EVENTS.c.source == SOURCE))
     removed = ledger.remove_events(EVENTS.c.source == SOURCE)
     with ledger.engine.begin() as conn:
         conn.execute(delete(TASKS).where(TASKS.c.id.startswith(PREFIX, autoescape=True)))
+        alerts = _resolve_demo_alerts(conn, began)
     if alerts:
         ledger.hub.publish(AlertsChanged(reason='demo cleared'))
     log.info('demo: removed %d events, resolved %d alerts', removed, alerts)
     return Cleared(removed, alerts)
 
 
-def _resolve_demo_alerts(conn: Connection) -> int:
-    began = conn.scalar(select(func.min(EVENTS.c.created_at)).where(EVENTS.c.source == SOURCE))
+def _resolve_demo_alerts(conn: Connection, began: datetime | None) -> int:
+    """Resolve the open SPEND_ALERTS naming a demo id, and those on all spend raised since `began` (the first
+    demo event was stored); returns how many."""
     found = []
     for alert in conn.execute(select(ALERTS.c.id, ALERTS.c.dedupe_key, ALERTS.c.data, ALERTS.c.created_at)
                               .where(ALERTS.c.resolved_at.is_(None), ALERTS.c.type.in_(SPEND_ALERTS))):
