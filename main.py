@@ -1,10 +1,8 @@
 """Entry point for NiceGUI's test fixtures and `python main.py`; the CLI (`spendgauge serve`) does the same."""
 import sys
 
-from nicegui import ui
-
 from app.security.exposure import UnsafeExposure
-from app.server import build, run_options
+from app.server import CannotListen, build, run
 from services.core.settings import get_settings
 
 try:
@@ -13,4 +11,7 @@ except UnsafeExposure as exc:
     sys.exit(f'spendgauge: {exc}')
 
 if __name__ in {'__main__', '__mp_main__'}:
-    ui.run(**run_options(get_settings()))
+    try:
+        run(get_settings())
+    except CannotListen as exc:
+        sys.exit(f'spendgauge: {exc}')

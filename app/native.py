@@ -137,7 +137,7 @@ def diagnose_qt() -> NoWindow:
 
 
 def report_no_window(problem: NoWindow) -> None:
-    url = min(app.urls, default='the address in the "NiceGUI ready to go" line')
+    url = min(app.urls, default='the address in the "SpendGauge serving on" line')
     log.warning('The desktop window cannot open: %s. To fix: %s; or open %s in a browser: SpendGauge keeps serving '
                 'there.', problem.why, problem.fix, url)
 

@@ -16,7 +16,7 @@ from services.accounts.refusals import RefusalLog
 from services.budget import limits, policies
 from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
-from services.core.db import create_db_engine, upgrade
+from services.core.db import create_db_engine, describe, sqlite_file, upgrade
 from services.core.errors import Invalid
 from services.core.scrub import secrets_of
 from services.core.settings import Settings, SettingsError, get_settings
@@ -86,6 +86,8 @@ def start(settings: Settings | None = None) -> Runtime:
     if _current is not None:
         return _current
     settings = settings or get_settings()
+    file = sqlite_file(settings.database_url)
+    new = file is not None and not file.exists()
     engine = create_db_engine(settings.database_url)
     upgrade(engine)
     pricer = Pricer()
@@ -111,7 +113,7 @@ def start(settings: Settings | None = None) -> Runtime:
     runtime.bridge = Bridge(engine, hub)
     runtime.bridge.start()
     _current = runtime
-    log.info('database ready: %s', engine.url.render_as_string(hide_password=True))
+    log.info('%s: %s', 'created the database' if new else 'database ready', describe(settings.database_url))
     return runtime
 
 

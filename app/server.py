@@ -1,13 +1,16 @@
 """Wires the process together: REST API, pages, start-up and shut-down, then `ui.run`."""
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import multiprocessing
+import socket
 from functools import partial
 from pathlib import Path
 
 from fastapi.middleware.gzip import GZipMiddleware
 from nicegui import app, ui
-from nicegui.native import find_open_port
 from starlette.types import ASGIApp
 
 from app import __version__, runtime
@@ -20,8 +23,9 @@ from app.security.session import identity
 from components.layout import use_feed, use_identity
 from services.alerting.anomaly import run_anomaly_check
 from services.alerting.notify import Notifier
+from services.core.db import describe
 from services.core.scrub import ScrubLogs, secrets_of
-from services.core.settings import Settings, get_settings
+from services.core.settings import Settings, get_settings, local_url
 from services.insights.forecast import run_exhaustion_check
 from services.sources.jobs import SyncJobs
 
@@ -53,6 +57,8 @@ FORECAST_MINUTES = 5
 
 def _startup() -> None:
     rt = runtime.start(get_settings())
+    if _serving is not None:  # started by serve(), not by a test fixture
+        _serving.append(asyncio.get_running_loop().create_task(_say_serving(rt.settings)))
     runtime.tune_gc()
     use_feed(start_feed(rt.load_dashboard, rt.hub))
     use_identity(identity)
@@ -91,9 +97,21 @@ async def _shutdown() -> None:
     runtime.stop()
 
 
+async def _say_serving(settings: Settings) -> None:
+    """One line once the server listens (after the migrations): the address to open, and the database."""
+    from nicegui.server import Server
+
+    server = Server.instance
+    while not server.started:
+        await asyncio.sleep(0.05)
+    print(f'SpendGauge serving on {local_url(server.config.host, server.config.port)} '  # noqa: T201 (for people)
+          f'(database {describe(settings.database_url)})', flush=True)
+
+
 def run_options(settings: Settings, native: bool = False, window: bool = True) -> dict:
     options = {'host': settings.host, 'port': settings.port, 'title': 'SpendGauge', 'reload': False,
                'show': False, 'storage_secret': settings.storage_secret, 'uvicorn_logging_level': 'warning',
+               'show_welcome_message': False,  # our own line says where, once it listens (_say_serving)
                # zlib's default level: Starlette's level 9 spent 30 ms compressing a 10,000-event batch result
                'gzip_middleware_factory': _gzip,
                'fastapi_docs': {'title': 'SpendGauge API', 'version': __version__,
@@ -103,9 +121,9 @@ def run_options(settings: Settings, native: bool = False, window: bool = True) -
     if favicon.is_file():
         options['favicon'] = str(favicon)
     if native:
-        # The window (or, when none can open, a browser) talks to 127.0.0.1; port 0 picks a free one in 8000-8999 as
-        # NiceGUI's native mode does (the "NiceGUI ready to go on ..." line names it).
-        options.update(host='127.0.0.1', port=settings.port or find_open_port())
+        # The window (or, when none can open, a browser) talks to 127.0.0.1; port 0: run() claims a free one (the
+        # "SpendGauge serving on ..." line names it).
+        options.update(host='127.0.0.1')
         if window:
             options.update(native=True, window_size=(1280, 800))
     return options
@@ -115,10 +133,43 @@ def _gzip(asgi_app: ASGIApp) -> GZipMiddleware:
     return GZipMiddleware(asgi_app, minimum_size=1000, compresslevel=6)
 
 
+class CannotListen(RuntimeError):
+    """The port is taken, or the address is not this machine's; the message says which."""
+
+
+def claim_port(host: str, port: int) -> int:
+    """Check that host:port is free before anything starts (uvicorn binds only after the start-up hooks: the
+    migrations and the scheduler); port 0: a free one, returned."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CannotListen(f'port {port} on {host} is in use; set SPENDGAUGE_PORT or pass --port') \
+                    from None
+            raise CannotListen(f'cannot listen on {host} port {port}: {exc.strerror}') from None
+        return int(probe.getsockname()[1])
+
+
+_serving: list[asyncio.Task[None]] | None = None  # run() sets it: holds the task that prints the serving line
+
+
 def serve(settings: Settings, native: bool = False) -> None:
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
         handler.addFilter(ScrubLogs(secrets_of(settings)))
     build(settings, native)
     window = native and prepare_native(settings)  # without a window: serve on 127.0.0.1 and say why
-    ui.run(**run_options(settings, native, window))
+    run(settings, native, window)
+
+
+def run(settings: Settings, native: bool = False, window: bool = True) -> None:
+    """`ui.run` on a port checked first (CannotListen); once it listens, one line says where."""
+    global _serving
+    options = run_options(settings, native, window)
+    if multiprocessing.current_process().name == 'MainProcess':  # not a native window's process re-importing us
+        options['port'] = claim_port(options['host'], options['port'])
+        _serving = []
+    ui.run(**options)

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from services.commands import CommandContext, Commands
+from services.core import stored
 from services.core.access import SYSTEM
-from services.core.periods import hour_floor
-from services.core.tables import EVENTS, TASKS
+from services.core.periods import as_utc, hour_floor
+from services.core.tables import ALERTS, EVENTS, SETTINGS, TASKS
+from services.live.topics import AlertsChanged
 from services.spend.tasks import TaskExists
 from services.usage.events import Channel
 from services.usage.ledger import MAX_BATCH, Ledger
@@ -35,6 +37,12 @@ SOURCE = 'demo'
 PREFIX = 'demo-'
 PROJECT = 'demo-swarm'
 STOP_TIMEOUT_S = 10
+HEARTBEAT_KEY = 'demo.heartbeat'  # a running simulator stores the time here every HEARTBEAT
+HEARTBEAT = timedelta(seconds=5)
+# Open alerts of these types are the demo's when they name a demo agent, session or task, or cover all spend and
+# were raised since its first event (clear resolves them).
+SPEND_ALERTS = ('threshold_warning', 'threshold_critical', 'limit_exceeded', 'policy_violation',
+                'forecast_exhaustion', 'anomaly')
 log = logging.getLogger(__name__)
 
 
@@ -128,6 +136,7 @@ class Simulator:
     session_id: str | None = None
     session_started: datetime | None = None
     commands: Commands | None = None  # ends sessions and adds the demo tasks; by default on the ledger's database
+    beat_at: datetime | None = None  # when the heartbeat was last stored
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -163,13 +172,21 @@ class Simulator:
                   for ts, agent in self._calls(now - span, now, self.pace.interval_s / 3600)]
         if events:
             self.ledger.record_batch(events)
+        if self.beat_at is None or now - self.beat_at >= HEARTBEAT:
+            with self.ledger.engine.begin() as conn:
+                stored.set_value(conn, HEARTBEAT_KEY, now.isoformat())
+            self.beat_at = now
         return len(events)
 
     def finish(self, now: datetime | None = None) -> None:
-        """End the live session (a new one starts with the next tick)."""
+        """End the live session (a new one starts with the next tick), and say the simulator is gone."""
         if self.session_id and self.session_started:
             self._end_sessions({self.session_id: now or datetime.now(UTC)})
         self.session_id = self.session_started = None
+        if self.beat_at is not None:
+            with self.ledger.engine.begin() as conn:
+                conn.execute(delete(SETTINGS).where(SETTINGS.c.key == HEARTBEAT_KEY))
+            self.beat_at = None
 
     # --- generation ---------------------------------------------------------------------------------------------
 
@@ -272,14 +289,52 @@ def count(engine: Engine) -> int:
         return conn.scalar(select(func.count()).select_from(EVENTS).where(EVENTS.c.source == SOURCE)) or 0
 
 
-def clear(ledger: Ledger) -> int:
-    """Remove every demo event with its share of the rollups and totals, and the demo tasks. Returns the events
-    removed."""
+def simulator_seen(engine: Engine, now: datetime | None = None) -> timedelta | None:
+    """How long ago a running simulator (of any process) last wrote to this database; None when none runs."""
+    with engine.connect() as conn:
+        beat = stored.get_value(conn, HEARTBEAT_KEY)
+    if beat is None:
+        return None
+    ago = (now or datetime.now(UTC)) - as_utc(datetime.fromisoformat(beat))
+    return ago if ago < 3 * HEARTBEAT else None  # older: its process died without saying so
+
+
+@dataclass(frozen=True)
+class Cleared:
+    events: int
+    alerts: int
+
+
+def clear(ledger: Ledger) -> Cleared:
+    """Remove every demo event with its share of the rollups and totals, and the demo tasks; resolve the demo's
+    alerts (SPEND_ALERTS)."""
+    with ledger.engine.connect() as conn:
+        began = conn.scalar(select(func.min(EVENTS.c.created_at)).where(EVENTS.c.source == SOURCE))
     removed = ledger.remove_events(EVENTS.c.source == SOURCE)
     with ledger.engine.begin() as conn:
         conn.execute(delete(TASKS).where(TASKS.c.id.startswith(PREFIX, autoescape=True)))
-    log.info('demo: removed %d events', removed)
-    return removed
+        alerts = _resolve_demo_alerts(conn, began)
+    if alerts:
+        ledger.hub.publish(AlertsChanged(reason='demo cleared'))
+    log.info('demo: removed %d events, resolved %d alerts', removed, alerts)
+    return Cleared(removed, alerts)
+
+
+def _resolve_demo_alerts(conn: Connection, began: datetime | None) -> int:
+    """Resolve the open SPEND_ALERTS naming a demo id, and those on all spend raised since `began` (the first
+    demo event was stored); returns how many."""
+    found = []
+    for alert in conn.execute(select(ALERTS.c.id, ALERTS.c.dedupe_key, ALERTS.c.data, ALERTS.c.created_at)
+                              .where(ALERTS.c.resolved_at.is_(None), ALERTS.c.type.in_(SPEND_ALERTS))):
+        data = alert.data or {}
+        subjects = [str(data.get(name) or '') for name in ('scope_key', 'agent_id', 'session_id', 'task_id')]
+        if any(s.startswith(PREFIX) for s in subjects) or f':{PREFIX}' in alert.dedupe_key:
+            found.append(alert.id)
+        elif began is not None and not any(subjects) and as_utc(alert.created_at) >= as_utc(began):
+            found.append(alert.id)
+    if found:
+        conn.execute(update(ALERTS).where(ALERTS.c.id.in_(found)).values(resolved_at=datetime.now(UTC)))
+    return len(found)
 
 
 # --- the background task ----------------------------------------------------------------------------------------

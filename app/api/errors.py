@@ -52,11 +52,17 @@ def refusals(**descriptions: str) -> dict[int | str, dict[str, Any]]:
             for status, text in descriptions.items()}
 
 
+NOT_AN_OBJECT = ('model_attributes_type', 'dict_type')  # pydantic's errors for a body that is no JSON object
+OBJECT_HINTS = {'/api/v1/usage': ', or use /api/v1/usage/batch for a list of events ({"events": [...]})'}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         message = describe_validation(errors)
+        if any(tuple(e.get('loc', ())) == ('body',) and e.get('type') in NOT_AN_OBJECT for e in errors):
+            message = f'send a JSON object{OBJECT_HINTS.get(request.url.path, "")}'
         return JSONResponse({'detail': message, 'errors': _plain(errors)}, status_code=422)
 
     @app.exception_handler(BadRequest)

@@ -62,8 +62,8 @@ def _password_option(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def _runtime(db: str | None) -> Iterator[Any]:
-    backend = DirectBackend(db)  # the database itself; closing tells a running server on it
+def _runtime(db: str | None, creates: bool = False) -> Iterator[Any]:
+    backend = DirectBackend(db, creates)  # the database itself; closing tells a running server on it
     try:
         yield backend.rt
     finally:
@@ -82,7 +82,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    with _runtime(args.db) as rt:
+    with _runtime(args.db, creates=True) as rt:
         created = rt.commands.accounts.create_token(CLI_ACTOR, Role(args.role), args.name or args.role)
     print(f'created token {created["id"]} ({created["name"]}, {created["role"]}); it is shown only now:',
           file=sys.stderr)
@@ -109,7 +109,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 def cmd_user_create(args: argparse.Namespace) -> int:
     password = _password(args)
-    with _runtime(args.db) as rt:
+    with _runtime(args.db, creates=True) as rt:
         user = rt.commands.accounts.create_user(CLI_ACTOR, args.name, password, args.role)
     print(f'created {"admin" if user["role"] is Role.ADMIN else "read-only user"} {user["name"]}')
     return 0

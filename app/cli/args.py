@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from decimal import Decimal
 
 from services.core.money import parse_usd
+from services.core.settings import client_setting, load_settings
 
-DEFAULT_URL = 'http://127.0.0.1:8080'
 PERIODS = ('day', 'week', 'month')
 
 
@@ -36,15 +35,22 @@ def tokens(text: str) -> int:
 
 def client_options(parser: argparse.ArgumentParser) -> None:
     """Where the command is carried out: a server (`--url`, the default) or the database itself (`--db`)."""
-    parser.add_argument('--url', default=os.environ.get('SPENDGAUGE_URL', DEFAULT_URL),
-                        help='server to talk to (env SPENDGAUGE_URL)')
+    server_options(parser)
     parser.add_argument('--db', help='use this database directly instead of a server')
 
 
-def token() -> str | None:
-    """The bearer token the CLI sends: SPENDGAUGE_API_TOKEN, else the first of SPENDGAUGE_API_TOKENS."""
-    value = os.environ.get('SPENDGAUGE_API_TOKEN', '').strip()
-    if value:
-        return value
-    configured = os.environ.get('SPENDGAUGE_API_TOKENS', '').split(',')
-    return configured[0].strip() or None
+def server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--url', help='server to talk to (default: SPENDGAUGE_URL, else where `spendgauge serve` '
+                                      'listens with the same settings: SPENDGAUGE_HOST/PORT, .env)')
+    parser.add_argument('--token', help='bearer token to send (default: SPENDGAUGE_API_TOKEN, else the first of '
+                                        'SPENDGAUGE_API_TOKENS)')
+
+
+def server_url(given: str | None) -> str:
+    """--url, else SPENDGAUGE_URL, else where `serve` listens: the same settings (environment, .env, defaults)."""
+    return given or client_setting('SPENDGAUGE_URL') or load_settings().local_url
+
+
+def api_token(given: str | None) -> str | None:
+    """--token, else SPENDGAUGE_API_TOKEN, else the first of SPENDGAUGE_API_TOKENS (environment, then .env)."""
+    return given or client_setting('SPENDGAUGE_API_TOKEN') or next(iter(load_settings().api_tokens), None)

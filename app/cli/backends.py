@@ -9,14 +9,17 @@ from typing import Any, Protocol, cast
 
 import httpx
 
+from app.cli.output import note
 from services.budget.limits import LimitAction
 from services.core.access import Actor, Role
+from services.core.db import sqlite_file
 from services.core.errors import DomainError, Invalid
 from services.core.money import usd_to_micros
 from services.core.periods import PeriodName
 from services.core.settings import load_settings
 
 BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
+CONNECT_TIMEOUT_S = 5
 CLI_ACTOR = Actor('cli', Role.ADMIN)  # --db: whoever can open the database may change it
 
 
@@ -26,6 +29,10 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Unreachable(CliError):
+    """No server answers at the URL (refused, timed out, no such host)."""
 
 
 class Backend(Protocol):
@@ -53,7 +60,8 @@ class HttpBackend:
     def __init__(self, url: str, token: str | None) -> None:
         headers = {'Authorization': f'Bearer {token}'} if token else {}
         self.url = url.rstrip('/')
-        self.client = httpx.Client(base_url=self.url + '/api/v1', headers=headers, timeout=30)
+        self.client = httpx.Client(base_url=self.url + '/api/v1', headers=headers,
+                                   timeout=httpx.Timeout(30, connect=CONNECT_TIMEOUT_S))
 
     def close(self) -> None:
         self.client.close()
@@ -75,7 +83,7 @@ class HttpBackend:
         try:
             return self.client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise CliError(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
+            raise Unreachable(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
                            '`spendgauge serve`, or pass --db to use the database directly') from None
 
     @staticmethod
@@ -158,13 +166,22 @@ class DirectBackend:
     """Uses the commands and read models on the database itself: no server needed. What it changes is announced
     like any change (the other instances on the same PostgreSQL hear of it before the command exits)."""
 
-    def __init__(self, database_url: str | None) -> None:
-        """On `database_url`, or the configured database when None."""
+    def __init__(self, database_url: str | None, creates: bool = True) -> None:
+        """On `database_url`, or the configured database when None. A SQLite file that does not exist yet is
+        created only by a command that `creates` (said on stderr unless --db named it), else refused."""
         from app import runtime  # the database layer: only for --db, so --url commands start fast
 
         self._runtime = runtime
         self._owns_runtime = runtime.running() is None  # in the server's own process (tests) it is the server's
-        self.rt = runtime.start(load_settings().with_overrides(database_url=database_url))
+        settings = load_settings().with_overrides(database_url=database_url)
+        file = sqlite_file(settings.database_url)
+        if self._owns_runtime and file is not None and not file.exists():
+            if not creates:
+                raise CliError(f'no database at {file}' + ('' if database_url else ': pass --db, set '
+                               'SPENDGAUGE_DATABASE_URL, or run this in the folder where `spendgauge serve` runs'))
+            if not database_url:
+                note(f'creating the database {file} (SPENDGAUGE_DATABASE_URL or --db choose another)')
+        self.rt = runtime.start(settings)
 
     def close(self) -> None:
         if self._owns_runtime:

@@ -11,26 +11,52 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli import accounts, operate, pipeline, server, spend
-from app.cli.args import token
+from app.cli.args import api_token, server_url
 from app.cli.backends import Backend, CliError, DirectBackend, HttpBackend, refused
 from services.core.errors import DomainError
 from services.core.settings import SettingsError
 
+GLOBAL_OPTIONS = ('url', 'token', 'db')  # given before the command, or after it where it takes them
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='spendgauge', description='Self-hosted LLM budget tool.')
+    parser = argparse.ArgumentParser(prog='spendgauge', description='Self-hosted LLM budget tool.',
+                                     epilog='--url, --token and --db may also be given before the command.')
+    for name in GLOBAL_OPTIONS:
+        parser.add_argument(f'--{name}', dest=f'global_{name}', help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest='command', required=True)
     for module in (server, spend, pipeline, operate, accounts):
         module.register(sub)
     return parser
 
 
+def command_names() -> frozenset[str]:
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return frozenset(subparsers.choices)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments; a global option given before the command counts as given after it (which wins)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in GLOBAL_OPTIONS:
+        value = vars(args).pop(f'global_{name}')
+        if value is None:
+            continue
+        if not hasattr(args, name):
+            parser.error(f'--{name} does not apply to `{args.command}`')
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         if hasattr(args, 'run_alone'):  # serve, demo, check: they choose their own backend, or none
             return int(args.run_alone(args))
-        backend: Backend = DirectBackend(args.db) if args.db else HttpBackend(args.url, token())
+        backend: Backend = DirectBackend(args.db) if args.db else HttpBackend(server_url(args.url),
+                                                                               api_token(args.token))
         try:
             return int(args.run(args, backend))
         finally:

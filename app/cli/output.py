@@ -1,7 +1,13 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables and notes for the terminal."""
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+
+def note(text: str) -> None:
+    """Where a command got its answer or what it made on the way, on stderr (stdout stays the answer itself)."""
+    print(f'spendgauge: {text}', file=sys.stderr)
 
 
 def table(rows: list[dict[str, Any]], columns: list[str], empty: str = '(no usage)') -> str:

@@ -11,29 +11,31 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli.args import PERIODS, client_options, token, usd
-from app.cli.backends import BREAKDOWNS, Backend, CliError, DirectBackend, HttpBackend
+from app.cli.args import PERIODS, api_token, client_options, server_url, usd
+from app.cli.backends import BREAKDOWNS, Backend, CliError, DirectBackend, HttpBackend, Unreachable
+from app.cli.output import note
 from services.core.money import micros_to_usd, parse_usd
 
 SPEND_FILE = '.swarm/costs/current_spend'
+LOCAL_SOURCES = ('SWARM_CURRENT_SPEND', SPEND_FILE)
 SCOPES = ('agent', 'provider', 'model', 'channel')
 
 
 def register(sub: Any) -> None:
     check = sub.add_parser(
         'check', help='exit 0 within budget, 1 over it, 2 on error (for pipelines)',
-        description='With --url (or SPENDGAUGE_URL) or --db, reads the spend of the scope from SpendGauge and '
-                    "compares it with --max or the server's limit for the period. Otherwise reads SWARM_CURRENT_SPEND "
-                    f'or {SPEND_FILE} and compares it with --max or SWARM_BUDGET_MAX.')
-    check.add_argument('--max', type=usd, help='budget in USD (default: the limit, or SWARM_BUDGET_MAX)')
+        description='Reads the spend of the scope from SpendGauge: --db, --url, or the configured server '
+                    '(SPENDGAUGE_URL, else SPENDGAUGE_HOST/PORT and .env, as `serve` reads them). When no configured '
+                    f'server answers, reads SWARM_CURRENT_SPEND or {SPEND_FILE} (global scope only), and says so on '
+                    'stderr. The budget is --max, else SWARM_BUDGET_MAX, else the limit of the period on the server.')
+    check.add_argument('--max', type=usd, help='budget in USD (default: SWARM_BUDGET_MAX, else the limit)')
     check.add_argument('--scope', default='global', help='global (default) or agent:X, provider:X, model:X, '
                                                          'channel:X')
     check.add_argument('--period', choices=PERIODS, default='day')
     check.add_argument('--on-exceeded', metavar='CMD', help='shell command to run when over budget (it gets '
                                                             'SPENDGAUGE_SPENT_USD, _MAX_USD, _SCOPE, _PERIOD)')
     check.add_argument('--on-exceeded-timeout', type=float, default=60, help=argparse.SUPPRESS)
-    check.add_argument('--url', help='server to ask (env SPENDGAUGE_URL); without it, the local convention')
-    check.add_argument('--db', help='use this database directly')
+    client_options(check)
     check.set_defaults(run_alone=cmd_check)
 
     export = sub.add_parser('export-spend', help=f"write today's spend (USD) to a file, e.g. {SPEND_FILE}")
@@ -47,31 +49,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 within budget, 1 over it (at the limit counts as over), 2 on error; one line on stdout."""
     try:
         kind, value = _scope(args.scope)
-        url = args.url or os.environ.get('SPENDGAUGE_URL', '').strip()
-        if args.db or url:
-            backend: Backend = DirectBackend(args.db) if args.db else HttpBackend(url, token())
-            try:
-                spent, server_limit = _server_spend(backend, kind, value, args.period)
-            finally:
-                backend.close()
-            source = 'server' if not args.db else 'database'
-            limit = args.max if args.max is not None else server_limit
-            if limit is None:
-                raise CliError(f'no {args.period} limit for {args.scope}: pass --max', 2)
-        else:
-            spent, source = _local_spend()
-            limit = args.max
-            if limit is None:
-                budget_env = os.environ.get('SWARM_BUDGET_MAX', '').strip()
-                if not budget_env:
-                    raise CliError('no budget to check against: pass --max or set SWARM_BUDGET_MAX', 2)
-                limit = _amount(budget_env, 'SWARM_BUDGET_MAX')
+        spent, limit, source, asked = _spend_and_limit(args, kind, value)
+        budget = args.max if args.max is not None else _budget_from_env()
+        limit = budget if budget is not None else limit
+        if limit is None:
+            missing = 'no budget to check against' if source in LOCAL_SOURCES else f'no {args.period} limit for ' \
+                f'{args.scope}'
+            raise CliError(f'{missing}: pass --max or set SWARM_BUDGET_MAX', 2)
     except CliError as exc:
         raise CliError(str(exc), 2) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CliError(f'unexpected answer from the server ({type(exc).__name__}: {exc})', 2) from None
     except (OSError, SQLAlchemyError) as exc:
         raise CliError(f'cannot use the database: {first_line(exc)}', 2) from None
+    if asked:
+        note(asked)
     over = spent >= limit
     percent = f'{100 * spent / limit:.1f}%' if limit else ('100%' if spent else '0%')
     scope = args.scope if kind == 'global' else f'{kind} {value}'
@@ -87,6 +79,38 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f'spendgauge: --on-exceeded command timed out after {args.on_exceeded_timeout} s',
                   file=sys.stderr)
     return 1 if over else 0
+
+
+def _spend_and_limit(args: argparse.Namespace, kind: str, value: str | None
+                     ) -> tuple[Decimal, Decimal | None, str, str | None]:
+    """(spent, the server's limit, where the spend came from, which server was asked when none was named): --db,
+    --url, the configured server, or, when no configured server answers, the swarm convention (it has no limit)."""
+    if args.db:
+        return *_ask(DirectBackend(args.db), kind, value, args.period), 'database', None
+    url = server_url(args.url)
+    try:
+        spent, limit = _ask(HttpBackend(url, api_token(args.token)), kind, value, args.period)
+    except Unreachable:
+        if args.url:
+            raise
+        if kind != 'global':
+            raise CliError(f'no server answers at {url}, and the swarm convention has no {kind} spend: start the '
+                           'server, or pass --url or --db', 2) from None
+        spent, source = _local_spend(url)
+        return spent, None, source, f'no server at {url}; using {source}'
+    return spent, limit, 'server', None if args.url else f'asked {url}'
+
+
+def _ask(backend: Backend, kind: str, value: str | None, period: str) -> tuple[Decimal, Decimal | None]:
+    try:
+        return _server_spend(backend, kind, value, period)
+    finally:
+        backend.close()
+
+
+def _budget_from_env() -> Decimal | None:
+    text = os.environ.get('SWARM_BUDGET_MAX', '').strip()
+    return _amount(text, 'SWARM_BUDGET_MAX') if text else None
 
 
 def cmd_export_spend(args: argparse.Namespace, backend: Backend) -> int:
@@ -125,7 +149,7 @@ def _scope(text: str) -> tuple[str, str | None]:
     return kind, value
 
 
-def _local_spend() -> tuple[Decimal, str]:
+def _local_spend(url: str) -> tuple[Decimal, str]:
     """The swarm-budget.sh convention: SWARM_CURRENT_SPEND, else the .swarm/costs/current_spend file."""
     env = os.environ.get('SWARM_CURRENT_SPEND', '').strip()
     if env:
@@ -134,8 +158,8 @@ def _local_spend() -> tuple[Decimal, str]:
         with open(SPEND_FILE) as f:
             text = f.read()
     except FileNotFoundError:
-        raise CliError(f'no spend to check: set SWARM_CURRENT_SPEND, write {SPEND_FILE} '
-                       '(`spendgauge export-spend`), or pass --url', 2) from None
+        raise CliError(f'no server answers at {url}, and no spend to check: start the server, pass --url, set '
+                       f'SWARM_CURRENT_SPEND or write {SPEND_FILE} (`spendgauge export-spend`)', 2) from None
     except OSError as exc:
         raise CliError(f'cannot read {SPEND_FILE}: {exc.strerror}', 2) from None
     return _amount(text, SPEND_FILE), SPEND_FILE

@@ -11,10 +11,12 @@ from app.cli.output import table
 from services.budget.limits import LIMIT_ACTIONS
 from services.core.display import channel_text, format_usd, format_usd_all
 from services.core.export import csv_text
+from services.core.settings import SourceSettings
 
 
 def register(sub: Any) -> None:
-    record = sub.add_parser('record', help='record one LLM call')
+    record = sub.add_parser('record', help='record one LLM call',
+                            description='Give its tokens (the cost is priced from them), its cost, or both.')
     client_options(record)
     record.add_argument('--model', required=True)
     record.add_argument('--provider')
@@ -88,6 +90,9 @@ def register(sub: Any) -> None:
 
 
 def cmd_record(args: argparse.Namespace, backend: Backend) -> int:
+    if args.cost is None and not (args.input or args.output or args.cache_read or args.cache_write):
+        raise CliError('nothing to record: give the tokens of the call (--input, --output, --cache-read, '
+                       '--cache-write) or its cost (--cost USD)', 2)
     event: dict[str, Any] = {
         'model': args.model, 'provider': args.provider, 'agent_id': args.agent, 'session_id': args.session,
         'task_id': args.task, 'user_id': args.user, 'project': args.project, 'channel': args.channel,
@@ -167,8 +172,7 @@ def ladder(limit: dict[str, Any]) -> str:
 def cmd_sync(args: argparse.Namespace, backend: Backend) -> int:
     runs = backend.sync(args.source)['runs']
     if not runs:
-        print('no source is configured: set SPENDGAUGE_LITELLM_URL and SPENDGAUGE_LITELLM_MASTER_KEY, or a '
-              'provider admin key (see .env.example)')
+        print(f'no source is configured: {SourceSettings.how_to_enable()}')
         return 0
     for run in runs:
         outcome = f'ok, {run["rows"]} rows' if run['status'] == 'ok' else f'failed: {run["error"]}'

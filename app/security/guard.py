@@ -16,6 +16,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import runtime
+from app.api.errors import OBJECT_HINTS
 from app.security import session
 from services.core.settings import Settings
 
@@ -59,7 +60,9 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         if path.startswith('/api/') and method not in SAFE_METHODS:
             if _has_body(headers) and _media_type(headers) != 'application/json':
-                return await _refuse(scope, send, 415, 'writes take a JSON body: Content-Type: application/json')
+                hint = OBJECT_HINTS.get(path, '')
+                return await _refuse(scope, send, 415, 'writes take a JSON body: Content-Type: application/json; '
+                                                       f'send a JSON object{hint}')
         elif not path.startswith(OPEN_PREFIXES) and method in SAFE_METHODS and session.login_required() \
                 and session.session_actor() is None:
             target = path + ('?' + scope['query_string'].decode('latin-1') if scope.get('query_string') else '')

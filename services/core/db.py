@@ -46,6 +46,29 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite file URL (relative ones are relative to the working folder); None for any
+    other database, an in-memory one or a URL that does not parse."""
+    try:
+        parsed = make_url(normalise_url(url))
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != 'sqlite' or not parsed.database or parsed.database == ':memory:':
+        return None
+    return Path(parsed.database).expanduser().absolute()
+
+
+def describe(url: str) -> str:
+    """The database for people: a SQLite file's absolute path, else the URL without its password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return str(path)
+    try:
+        return make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for `url`; for a SQLite file the folder is created and WAL mode switched on."""
     url = normalise_url(url)

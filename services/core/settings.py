@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -34,6 +35,7 @@ DEFAULT_STORAGE_SECRET = 'spendgauge-local'
 Demo = Literal['off', 'on', 'auto']
 LimitAction = Literal['warn', 'throttle', 'block']
 LogLevel = Literal['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL']
+WILDCARD_HOSTS = {'0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1'}  # listen everywhere -> ask loopback
 DEMO_MODES: tuple[str, ...] = get_args(Demo)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]  # `a,b`, not JSON
@@ -88,6 +90,12 @@ class _Group(BaseSettings):
             raise SettingsError('; '.join(_problem(cls, error) for error in exc.errors())) from None
 
 
+# Each source is on when all of these settings are set.
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    'litellm': ('litellm_url', 'litellm_key'), 'openai_direct': ('openai_admin_key',),
+    'anthropic_direct': ('anthropic_admin_key',), 'openrouter_direct': ('openrouter_key',)}
+
+
 class SourceSettings(_Group):
     """Where spend is pulled from. A source without its key is off."""
 
@@ -117,14 +125,17 @@ class SourceSettings(_Group):
                                                           'reconciliation_gap alert')
 
     def enabled(self) -> list[str]:
-        names = []
-        if self.litellm_url and self.litellm_key:
-            names.append('litellm')
-        for name, key in (('openai_direct', self.openai_admin_key), ('anthropic_direct', self.anthropic_admin_key),
-                          ('openrouter_direct', self.openrouter_key)):
-            if key:
-                names.append(name)
-        return names
+        return [source for source, fields in SOURCE_KEYS.items() if all(getattr(self, f) for f in fields)]
+
+    @classmethod
+    def how_to_enable(cls, source: str | None = None) -> str:
+        """`set SPENDGAUGE_OPENAI_ADMIN_KEY in .env ...`: what turns on a source, or any source (None)."""
+        names = cls.env_names()
+
+        def keys(name: str) -> str:
+            return ' and '.join(names[field] for field in SOURCE_KEYS[name])
+        wanted = keys(source) if source else '; or '.join(f'{keys(name)} ({name})' for name in SOURCE_KEYS)
+        return f'set {wanted} in .env or the environment where SpendGauge runs (see .env.example)'
 
 
 class NotifySettings(_Group):
@@ -214,6 +225,11 @@ class Settings(_Group):
             return False
 
     @property
+    def local_url(self) -> str:
+        """Where a client on this machine reaches the server."""
+        return local_url(self.host, self.port)
+
+    @property
     def budget(self) -> BudgetContext:
         return BudgetContext(self.zone)
 
@@ -264,13 +280,34 @@ class Settings(_Group):
         return _split(value)
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine opens for a server listening on host:port (a wildcard host: loopback)."""
+    host = WILDCARD_HOSTS.get(host, host)
+    return f'http://{f"[{host}]" if ":" in host else host}:{port}'
+
+
+def settings_file() -> Path | None:
+    """The file settings are read from besides the environment: `.env`, or SPENDGAUGE_ENV_FILE (empty for none);
+    None when there is no such file."""
+    name = os.environ.get(PREFIX + 'ENV_FILE', '.env').strip()
+    return Path(name) if name and Path(name).is_file() else None
+
+
 def load_settings(env_file: str | Path | None = None) -> Settings:
     """Read `.env` (or SPENDGAUGE_ENV_FILE; empty for none) and the environment, which wins over the file."""
-    if env_file is None:
-        env_file = os.environ.get(PREFIX + 'ENV_FILE', '.env').strip()
-    path = Path(env_file) if env_file and Path(env_file).is_file() else None
+    path = settings_file() if env_file is None else Path(env_file) if Path(env_file).is_file() else None
     return Settings.load(_env_file=path, sources=SourceSettings.load(_env_file=path),
                          notify=NotifySettings.load(_env_file=path))
+
+
+def client_setting(name: str) -> str:
+    """A variable only clients read (SPENDGAUGE_URL, SPENDGAUGE_API_TOKEN): the environment, else the settings
+    file, as for the server's settings; empty when neither sets it."""
+    value = os.environ.get(name, '').strip()
+    path = settings_file()
+    if value or path is None:
+        return value
+    return (dotenv_values(path).get(name) or '').strip()
 
 
 _settings: Settings | None = None

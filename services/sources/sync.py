@@ -17,6 +17,7 @@ from services.alerting import alerts
 from services.alerting.alerts import AlertOut
 from services.core.errors import Conflict
 from services.core.scrub import scrub
+from services.core.settings import SourceSettings
 from services.core.tables import SYNC_RUNS
 from services.live.hub import EventHub
 from services.live.topics import SyncFinished
@@ -86,7 +87,8 @@ class SyncService:
         """Pull the last `lookback_days` UTC days from one source and store them. Never raises for a failed pull:
         the failure is recorded in sync_runs (and alerted after FAILURES_BEFORE_ALERT in a row)."""
         if source not in self.pullers:
-            raise UnknownSource(f'{source} is not configured (configured: {", ".join(self.pullers) or "none"})')
+            raise UnknownSource(f'{source} is not configured: {SourceSettings.how_to_enable(source)}; configured: '
+                                f'{", ".join(self.pullers) or "none"}')
         async with self._locks[source]:  # one run per source at a time
             today = today or datetime.now(UTC).date()
             since = today - timedelta(days=self.lookback_days - 1)

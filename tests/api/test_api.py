@@ -233,6 +233,7 @@ def test_conflicts_are_documented_409s(api: httpx.Client) -> None:
     assert_documented(api, taken, 'POST', '/tasks')
     not_configured = api.post('/sync/litellm')
     assert_client_error(not_configured, 409, mentions='not configured')
+    assert 'set SPENDGAUGE_LITELLM_URL and SPENDGAUGE_LITELLM_MASTER_KEY' in not_configured.json()['detail']
     assert_documented(api, not_configured, 'POST', '/sync/{source}')
 
 

@@ -134,16 +134,32 @@ def test_bad_event_is_a_4xx_naming_the_field(api: httpx.Client, recorded: dict[s
     assert usage(api, agent_id=recorded['agent_id']) == [{k: v for k, v in recorded.items() if k != 'status'}]
 
 
+ONE_OBJECT = 'send a JSON object, or use /api/v1/usage/batch for a list of events ({"events": [...]})'
+
+
 @pytest.mark.parametrize(('content', 'mentions'), [
     (b'{"model": "gpt-4o", "input_tokens": ', 'not valid JSON'),
-    (b'[{"model": "gpt-4o"}]', None),
-    (b'"gpt-4o"', None),
+    (b'[{"model": "gpt-4o"}]', ONE_OBJECT),
+    (b'"gpt-4o"', ONE_OBJECT),
 ], ids=['truncated JSON', 'a list', 'a string'])
 def test_unusable_body_is_a_4xx(api: httpx.Client, recorded: dict[str, Any], content: bytes,
-                                mentions: str | None) -> None:
+                                mentions: str) -> None:
     response = api.post('/usage', content=content, headers={'Content-Type': 'application/json'})
     assert_client_error(response, (400, 422), mentions=mentions)
     assert len(usage(api, agent_id=recorded['agent_id'])) == 1
+
+
+def test_a_form_body_is_refused_with_how_to_send_usage(api: httpx.Client, recorded: dict[str, Any]) -> None:
+    response = api.post('/usage', data={'model': 'gpt-4o', 'agent_id': recorded['agent_id'], 'input_tokens': '5'})
+    assert_client_error(response, 415, mentions=ONE_OBJECT)
+    assert response.json()['detail'].startswith('writes take a JSON body: Content-Type: application/json; ')
+    assert len(usage(api, agent_id=recorded['agent_id'])) == 1
+
+
+def test_a_list_sent_to_another_route_is_told_to_send_an_object(api: httpx.Client) -> None:
+    response = api.post('/eco', json=[{'eco_mode': True}])
+    assert_client_error(response, 422, mentions='send a JSON object')
+    assert 'usage/batch' not in response.json()['detail']
 
 
 def test_ts_out_of_range_is_a_4xx(api: httpx.Client) -> None:

@@ -39,7 +39,7 @@ from tests.support.unavailable import running_in_ci, unavailable
 
 TIMEOUT_S = 60  # start-up to connected window: about 5 s here, 30 s and more on a busy machine
 STOP_TIMEOUT_S = 20
-READY_LINE = re.compile(r'NiceGUI ready to go on http://127\.0\.0\.1:(\d+)')
+READY_LINE = re.compile(r'SpendGauge serving on http://127\.0\.0\.1:(\d+)')
 CONNECTED_LINE = re.compile(r'window connected \(.*QtWebEngine/')
 NO_WINDOW_LINE = re.compile(r'WARNING app\.native: The desktop window cannot open: (.*)')
 QT_ENV = {  # no PYWEBVIEW_GUI: app/native.py makes pywebview try Qt first
@@ -210,8 +210,8 @@ class NativeServer:
         pytest.fail(f'no {what} within {TIMEOUT_S} s:\n{self.log()}')
 
     def url(self) -> str:
-        """The address in NiceGUI's "ready to go" line, once it answers."""
-        port = self.wait_for('NiceGUI ready line', lambda: (match := READY_LINE.search(self.log())) and match[1])
+        """The address in the "SpendGauge serving on" line, once it answers."""
+        port = self.wait_for('serving line', lambda: (match := READY_LINE.search(self.log())) and match[1])
         base = f'http://127.0.0.1:{port}'
         self.wait_for('answer from /api/v1/health', lambda: answers(base + '/api/v1/health'))
         return base

@@ -53,3 +53,20 @@ def test_users_are_created_listed_and_kept_with_one_admin(tmp_path: Path) -> Non
     assert 'at least 10 characters' in assert_one_line_error(short, 2)
     assert 'sessions are logged out' in user('password', 'reed', '--password-stdin', stdin='another long one\n')
     assert 'deleted reed' in user('delete', 'reed')
+
+
+def test_only_the_create_commands_make_the_default_database_and_they_say_where(tmp_path: Path) -> None:
+    """The first token or admin may come before the first `serve`; a listing in the wrong folder is refused
+    instead of leaving an empty ./data there."""
+    database = tmp_path / 'data' / 'spendgauge.db'
+    for args in (('token', 'list'), ('user', 'list'), ('token', 'revoke', '1')):
+        line = assert_one_line_error(cli(*args, cwd=tmp_path), 1)
+        assert line.startswith(f'spendgauge: no database at {database}: pass --db, set SPENDGAUGE_DATABASE_URL'), line
+    assert not (tmp_path / 'data').exists()
+
+    created = ok(cli('token', 'create', '--role', 'ingest', cwd=tmp_path))
+    assert created.stderr.splitlines()[0] == (f'spendgauge: creating the database {database} (SPENDGAUGE_DATABASE_URL '
+                                              'or --db choose another)')
+    assert database.is_file()
+    listed = ok(cli('token', 'list', cwd=tmp_path))
+    assert 'ingest' in listed.stdout and listed.stderr == ''

@@ -402,8 +402,8 @@ def test_record_with_token_succeeds(token_server: Server, cwd: Path, variable: s
 
 # --- errors -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('command', [('record', '--model', 'gpt-4o'), ('status',), ('get-usage', 'day'),
-                                     ('set-limit', 'day', '1')])
+@pytest.mark.parametrize('command', [('record', '--model', 'gpt-4o', '--input', '10'), ('status',),
+                                     ('get-usage', 'day'), ('set-limit', 'day', '1')])
 def test_server_not_running(cwd: Path, command: tuple[str, ...]) -> None:
     url = f'http://127.0.0.1:{free_port()}'
     line = assert_one_line_error(cli(*command, '--url', url, cwd=cwd), 1)
@@ -415,6 +415,32 @@ def test_server_not_running_from_spendgauge_url(cwd: Path) -> None:
     url = f'http://127.0.0.1:{free_port()}'
     line = assert_one_line_error(cli('status', cwd=cwd, SPENDGAUGE_URL=url), 1)
     assert f'cannot reach SpendGauge at {url}' in line
+
+
+def test_record_without_tokens_or_cost_is_refused(server: Server, cwd: Path) -> None:
+    agent = agent_id()
+    line = assert_one_line_error(cli('record', '--url', server.url, '--agent', agent, '--model', 'gpt-4o', cwd=cwd), 2)
+    assert line == ('spendgauge: nothing to record: give the tokens of the call (--input, --output, --cache-read, '
+                    '--cache-write) or its cost (--cost USD)')
+    assert_one_line_error(cli('record', '--url', server.url, '--agent', agent, '--model', 'gpt-4o', '--input', '0',
+                              cwd=cwd), 2)
+    cost_only = json.loads(ok(cli('record', '--url', server.url, '--agent', agent, '--model', 'gpt-4o', '--cost',
+                                  '0.25', '--json', cwd=cwd)).stdout)
+    assert (cost_only['cost_micros'], cost_only['cost_source'], cost_only['input_tokens']) == (250_000, 'reported', 0)
+    usage = json.loads(ok(cli('get-usage', 'day', '--by', 'agent', '--format', 'json', '--url', server.url,
+                              cwd=cwd)).stdout)
+    assert [item['requests'] for item in usage['items'] if item['agent'] == agent] == [1], 'only the call with a cost'
+
+
+def test_sync_of_a_source_without_keys_says_which_to_set(server: Server, db: str, cwd: Path) -> None:
+    line = assert_one_line_error(cli('sync', 'litellm', '--url', server.url, cwd=cwd), 1)
+    assert line.startswith('spendgauge: server answered 409: litellm is not configured: set SPENDGAUGE_LITELLM_URL '
+                           'and SPENDGAUGE_LITELLM_MASTER_KEY in .env or the environment'), line
+    direct = assert_one_line_error(cli('sync', 'openai_direct', '--db', db, cwd=cwd), 1)
+    assert 'openai_direct is not configured: set SPENDGAUGE_OPENAI_ADMIN_KEY in .env' in direct
+    every = ok(cli('sync', '--url', server.url, cwd=cwd)).stdout
+    assert every.startswith('no source is configured: set SPENDGAUGE_LITELLM_URL and SPENDGAUGE_LITELLM_MASTER_KEY '
+                            '(litellm); or SPENDGAUGE_OPENAI_ADMIN_KEY (openai_direct); or'), every
 
 
 def test_negative_tokens_are_a_usage_error(cwd: Path) -> None:
@@ -520,7 +546,7 @@ def test_non_json_answer_is_a_failed_request(impostor: str, cwd: Path) -> None:
 
 
 @pytest.mark.parametrize('impostor', [(200, 'application/json', b'{}')], indirect=True)
-@pytest.mark.parametrize('command', [('status',), ('record', '--model', 'gpt-4o')])
+@pytest.mark.parametrize('command', [('status',), ('record', '--model', 'gpt-4o', '--output', '1')])
 def test_unexpected_json_answer_is_one_line(impostor: str, cwd: Path, command: tuple[str, ...]) -> None:
     assert_one_line_error(cli(*command, '--url', impostor, cwd=cwd), 1)
 

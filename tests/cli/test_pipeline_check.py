@@ -1,7 +1,9 @@
-"""`spendgauge check` and `spendgauge export-spend` as pipelines use them: real subprocesses, the swarm-budget.sh
-convention (SWARM_CURRENT_SPEND, .swarm/costs/current_spend, SWARM_BUDGET_MAX), and a real server.
+"""`spendgauge check` and `spendgauge export-spend` as pipelines use them: real subprocesses, a real server, and the
+swarm-budget.sh convention (SWARM_CURRENT_SPEND, .swarm/costs/current_spend, SWARM_BUDGET_MAX) when no configured
+server answers.
 
-Exit codes: 0 within budget, 1 over it (at the limit counts as over), 2 on error; one line of output."""
+Exit codes: 0 within budget, 1 over it (at the limit counts as over), 2 on error; one line of output, and without
+--url one line on stderr naming the server asked, or saying that none answered and what was read instead."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Result, cli
-from tests.support.servers import Server, start_server
+from tests.support.servers import Server, free_port, start_server
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +21,12 @@ def _no_swarm_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+# The configured server of the tests that need none to answer (not 8080: one may run on this machine).
+NO_SERVER_PORT = str(free_port())
+
+
 def check(cwd: Path, *args: str, **env: str) -> Result:
-    return cli('check', *args, cwd=cwd, **env)
+    return cli('check', *args, cwd=cwd, **{'SPENDGAUGE_PORT': NO_SERVER_PORT, **env})
 
 
 def one_line(result: Result, code: int) -> str:
@@ -49,8 +55,11 @@ def test_env_convention(tmp_path: Path) -> None:
 
 def test_file_convention(tmp_path: Path) -> None:
     spend_file(tmp_path, '3.10\n')
-    line = one_line(check(tmp_path, '--max', '5'), 0)
+    result = check(tmp_path, '--max', '5')
+    line = one_line(result, 0)
     assert line == 'within budget: $3.10 of $5.00 (62.0%) this day, global [.swarm/costs/current_spend]'
+    assert result.stderr == f'spendgauge: no server at http://127.0.0.1:{NO_SERVER_PORT}; using ' \
+                            '.swarm/costs/current_spend\n'
     one_line(check(tmp_path, SWARM_BUDGET_MAX='3'), 1)
     one_line(check(tmp_path, '--max', '5', SWARM_CURRENT_SPEND='6'), 1)  # the variable wins over the file
 
@@ -71,6 +80,7 @@ def test_on_exceeded_runs_the_command_only_when_over(tmp_path: Path) -> None:
     (('--max', '1'), {'SWARM_CURRENT_SPEND': 'lots'}, 'SWARM_CURRENT_SPEND is not a dollar amount'),
     ((), {'SWARM_CURRENT_SPEND': '1', 'SWARM_BUDGET_MAX': '-3'}, 'SWARM_BUDGET_MAX must be a non-negative'),
     (('--scope', 'team:x', '--max', '1'), {'SWARM_CURRENT_SPEND': '1'}, '--scope must be global or one of'),
+    (('--scope', 'agent:x', '--max', '1'), {'SWARM_CURRENT_SPEND': '1'}, 'the swarm convention has no agent spend'),
     (('--url', 'http://127.0.0.1:9', '--max', '1'), {}, 'cannot reach SpendGauge'),
 ])
 def test_errors_exit_2_with_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
@@ -110,6 +120,21 @@ def test_against_a_server(tmp_path: Path, spending_server: Server) -> None:
     one_line(check(tmp_path, '--url', url, '--scope', 'agent:nobody', '--max', '0.01'), 0)
     one_line(check(tmp_path, '--url', url, '--scope', 'provider:openai', '--max', '1', '--period', 'month'), 1)
     assert 'pass --max' in one_line(check(tmp_path, '--url', url, '--scope', 'agent:pipe-a'), 2)
+
+
+def test_the_configured_server_is_asked_before_the_swarm_file(tmp_path: Path, spending_server: Server) -> None:
+    """No --url: the server of SPENDGAUGE_PORT answers, so a stale .swarm/costs/current_spend is not read."""
+    spend_file(tmp_path, '99\n')
+    port = spending_server.url.rsplit(':', 1)[1]
+    result = check(tmp_path, SPENDGAUGE_PORT=port)
+    assert one_line(result, 0) == 'within budget: $1.75 of $5.00 (35.0%) this day, global [server]'
+    assert result.stderr == f'spendgauge: asked http://127.0.0.1:{port}\n'
+    line = one_line(check(tmp_path, SPENDGAUGE_PORT=port, SWARM_BUDGET_MAX='1.5'), 1)
+    assert line.startswith('OVER BUDGET: $1.75 of $1.50 '), "SWARM_BUDGET_MAX wins over the server's limit"
+    assert one_line(check(tmp_path, '--scope', 'agent:pipe-b', '--max', '1', SPENDGAUGE_PORT=port), 0) == \
+        'within budget: $0.50 of $1.00 (50.0%) this day, agent pipe-b [server]'
+    assert 'no day limit for agent:pipe-b: pass --max' in one_line(
+        check(tmp_path, '--scope', 'agent:pipe-b', SPENDGAUGE_PORT=port), 2)
 
 
 def test_export_spend_feeds_the_local_check(tmp_path: Path, spending_server: Server) -> None:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, Table, insert, select
 
 from services import demo
-from services.alerting import anomaly
+from services.alerting import alerts, anomaly
 from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.db import create_db_engine, upgrade
@@ -23,11 +23,13 @@ from services.core.periods import hour_floor
 from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.insights.forecast import budget_forecast
 from services.live.hub import EventHub
+from services.live.topics import AlertsChanged
 from services.spend.rollups import totals_between
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
 from tests.support.cli import assert_one_line_error, cli, ok
 from tests.support.servers import start_server
+from tests.support.wait import eventually
 
 SMALL = demo.Pace(history_days=2, peak_calls_per_hour=25, session_minutes=5)
 FAST = demo.Pace(interval_s=0.02, history_days=0, peak_calls_per_hour=360_000)  # a tick every 20 ms, no history
@@ -222,13 +224,58 @@ def test_clear_removes_exactly_the_demo_rows(ledger: Ledger, monkeypatch: pytest
     assert demo_events > 200
     assert snapshot(ledger.engine) != before
 
-    assert demo.clear(ledger) == demo_events
+    assert demo.clear(ledger) == demo.Cleared(events=demo_events, alerts=0)
     assert snapshot(ledger.engine) == before, 'every row is as it was before the demo, and nothing else is left'
     assert_totals_match_events(ledger.engine)
     with ledger.engine.connect() as conn:
         assert len(conn.execute(select(EVENTS)).all()) == len(real)
         assert conn.execute(select(demo.TASKS.c.id)).scalars().all() == ['t1']
-    assert demo.clear(ledger) == 0
+    assert demo.clear(ledger).events == 0
+
+
+def test_clear_resolves_the_alerts_the_demo_raised_and_keeps_the_others(ledger: Ledger) -> None:
+    """The demo's alerts: those naming a demo agent, session or task, and those on all spend raised since its
+    first event. Alerts on real agents, other scopes and other kinds stay open."""
+    def open_alert(type_: str, key: str, data: dict[str, Any], now: datetime | None = None) -> int:
+        with ledger.engine.begin() as conn:
+            alert, _ = alerts.raise_alert(conn, type_, 'warning', key, key, data, now=now)
+        assert alert is not None
+        return alert['id']
+
+    kept = [open_alert('limit_exceeded', 'policy:1::2025-01-01:limit_exceeded', {'scope_key': ''},
+                       now=NOW - timedelta(days=30)),  # on all spend, but before the demo began
+            open_alert('anomaly', 'anomaly:planner', {'agent_id': 'planner'}),
+            open_alert('sync_failure', 'sync_failure:openai_direct', {})]
+    simulate(ledger, ticks=3)
+    demos = [open_alert('anomaly', 'anomaly:demo-coder', {'agent_id': 'demo-coder'}),
+             open_alert('threshold_warning', 'policy:2::day:threshold_warning', {'policy_id': 2, 'scope_key': ''}),
+             open_alert('forecast_exhaustion', 'forecast_exhaustion:day:today', {'period': 'day'}),
+             open_alert('threshold_critical', 'policy:3:demo-session-1:day:threshold_critical',
+                        {'policy_id': 3, 'scope_key': 'demo-session-1'})]
+    kept.append(open_alert('threshold_warning', 'policy:4:openai:day:threshold_warning', {'scope_key': 'openai'}))
+    heard: list[Any] = []
+    ledger.hub.subscribe(heard.append)
+
+    assert demo.clear(ledger).alerts == len(demos)
+    with ledger.engine.connect() as conn:
+        assert sorted(a['id'] for a in alerts.list_alerts(conn, 'open')) == sorted(kept)
+        assert all(alerts.get_alert(conn, i)['resolved_at'] for i in demos)
+    assert AlertsChanged(reason='demo cleared') in heard, 'the bell and the alerts page hear of it'
+    assert demo.clear(ledger).alerts == 0
+
+
+def test_a_running_simulator_is_seen_by_its_heartbeat_until_it_stops(sqlite_engine: Engine) -> None:
+    simulator = demo.Simulator(Ledger(sqlite_engine, Pricer(), EventHub()), FAST, seed=9)
+    assert demo.simulator_seen(sqlite_engine) is None
+    simulator.tick(NOW)
+    assert demo.simulator_seen(sqlite_engine, NOW + timedelta(seconds=2)) == timedelta(seconds=2)
+    assert demo.simulator_seen(sqlite_engine, NOW + 3 * demo.HEARTBEAT) is None, 'a process that died is not seen'
+    simulator.tick(NOW + timedelta(seconds=1))  # within HEARTBEAT: no write
+    assert demo.simulator_seen(sqlite_engine, NOW + timedelta(seconds=2)) == timedelta(seconds=2)
+    simulator.tick(NOW + demo.HEARTBEAT)
+    assert demo.simulator_seen(sqlite_engine, NOW + demo.HEARTBEAT) == timedelta(0)
+    simulator.finish(NOW + demo.HEARTBEAT)
+    assert demo.simulator_seen(sqlite_engine, NOW + demo.HEARTBEAT) is None
 
 
 def test_clear_keeps_real_events_recorded_while_the_demo_ran(ledger: Ledger) -> None:
@@ -327,8 +374,11 @@ def demo_db(tmp_path: Path) -> tuple[str, int]:
 
 def test_cli_demo_clear_removes_the_demo_rows_and_prints_the_count(demo_db: tuple[str, int], tmp_path: Path) -> None:
     url, count = demo_db
-    assert ok(cli('demo', '--db', url, cwd=tmp_path)).stdout.startswith(f'{count:,} demo events; ')
-    assert ok(cli('demo', '--clear', '--db', url, cwd=tmp_path)).stdout == f'removed {count:,} demo events\n'
+    path = url.removeprefix('sqlite:///')
+    assert ok(cli('demo', '--db', url, cwd=tmp_path)).stdout.startswith(f'{count:,} demo events in {path}; ')
+    cleared = ok(cli('demo', '--clear', '--db', url, cwd=tmp_path))
+    assert cleared.stdout == f'removed {count:,} demo events from {path}; resolved 0 demo alerts\n'
+    assert cleared.stderr == '', 'real usage is left: no hint that the demo would start again'
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
@@ -337,13 +387,51 @@ def test_cli_demo_clear_removes_the_demo_rows_and_prints_the_count(demo_db: tupl
             assert conn.execute(select(demo.TASKS)).all() == []
     finally:
         engine.dispose()
-    assert ok(cli('demo', '--clear', '--db', url, cwd=tmp_path)).stdout == 'removed 0 demo events\n'
+    again = ok(cli('demo', '--clear', '--db', url, cwd=tmp_path)).stdout
+    assert again == f'removed 0 demo events from {path}; resolved 0 demo alerts\n'
 
 
 def test_cli_demo_clear_without_db_uses_the_configured_database(demo_db: tuple[str, int], tmp_path: Path) -> None:
     url, count = demo_db
     result = ok(cli('demo', '--clear', cwd=tmp_path, SPENDGAUGE_DATABASE_URL=url))
-    assert result.stdout == f'removed {count:,} demo events\n'
+    assert result.stdout.startswith(f'removed {count:,} demo events from {url.removeprefix("sqlite:///")}; ')
+
+
+def test_cli_demo_never_creates_a_database(tmp_path: Path) -> None:
+    """Run from a folder that is not the server's, the default ./data/spendgauge.db is not there: say so, and
+    leave no empty ./data behind."""
+    folder = tmp_path / 'elsewhere'
+    folder.mkdir()
+    for args in (('demo',), ('demo', '--clear')):
+        line = assert_one_line_error(cli(*args, cwd=folder), 1)
+        assert line == (f'spendgauge: no database at {folder / "data" / "spendgauge.db"}: pass --db, set '
+                        'SPENDGAUGE_DATABASE_URL, or run this in the folder where `spendgauge serve` runs')
+    named = folder / 'named.db'
+    assert assert_one_line_error(cli('demo', '--clear', '--db', f'sqlite:///{named}', cwd=folder), 1) == \
+        f'spendgauge: no database at {named}'
+    assert list(folder.iterdir()) == []
+
+
+def test_cli_demo_clear_is_refused_while_a_server_runs_the_demo(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SPENDGAUGE_DEMO='on')
+    engine = create_db_engine(server.database_url)
+    path = server.database_url.removeprefix('sqlite:///')
+    try:
+        eventually(lambda: demo.simulator_seen(engine) is not None, timeout=30)
+        refused = assert_one_line_error(cli('demo', '--clear', '--db', server.database_url, cwd=tmp_path), 1)
+        assert refused.startswith(f'spendgauge: the demo simulator of a running server is posting to {path} (last ')
+        assert 'stop that server, then clear' in refused
+        assert demo.count(engine) > 0
+        assert 'a running server is adding more' in ok(cli('demo', '--db', server.database_url, cwd=tmp_path)).stdout
+    finally:
+        server.stop()
+    assert demo.simulator_seen(engine) is None, 'a server that stops says its simulator is gone'
+    count = demo.count(engine)
+    cleared = ok(cli('demo', '--clear', '--db', server.database_url, cwd=tmp_path))
+    assert cleared.stdout.startswith(f'removed {count:,} demo events from {path}; resolved ')
+    assert '`make run` (serve --demo auto) would start the demo again' in cleared.stderr
+    assert demo.count(engine) == 0
+    engine.dispose()
 
 
 @pytest.mark.parametrize(('url', 'code'), [('mysql://x/y', 2), ('not a url', 2)])

@@ -27,8 +27,9 @@ class Result:
 
 
 def run(args: list[str], cwd: Path, timeout: float = TIMEOUT, stdin: str | None = None, **env: str) -> Result:
-    """Run a command in a clean environment (no SPENDGAUGE_* variables from outside, no .env file)."""
-    proc = subprocess.run(args, cwd=cwd, env=clean_env(SPENDGAUGE_ENV_FILE='', **env), capture_output=True,
+    """Run a command in a clean environment (no SPENDGAUGE_* variables from outside, no .env file unless
+    SPENDGAUGE_ENV_FILE names one)."""
+    proc = subprocess.run(args, cwd=cwd, env=clean_env(**{'SPENDGAUGE_ENV_FILE': '', **env}), capture_output=True,
                           text=True, timeout=timeout, input=stdin)
     return Result([str(a) for a in args], proc.returncode, proc.stdout, proc.stderr)
 

@@ -59,12 +59,14 @@ class Server:
 
 
 def start_server(workdir: Path, database_url: str | None = None, token: str | None = None, timeout: float = 30,
-                 port: int | None = None, **env: str) -> Server:
-    """A server on `port` (default: a free one), e.g. the port of one that was stopped, with its database."""
+                 port: int | None = None, dotenv: bool = False, **env: str) -> Server:
+    """A server on `port` (default: a free one), e.g. the port of one that was stopped, with its database. With
+    `dotenv`, as a user starts it: settings from `workdir/.env` (naming `port`), `env` and the defaults (the
+    database under `workdir/data`)."""
     port = port or free_port()
-    database_url = database_url or f'sqlite:///{workdir / "spendgauge.db"}'
-    extra = {'SPENDGAUGE_DATABASE_URL': database_url, 'SPENDGAUGE_PORT': str(port), 'SPENDGAUGE_ENV_FILE': '',
-             **env}
+    database_url = database_url or f'sqlite:///{workdir / ("data/spendgauge.db" if dotenv else "spendgauge.db")}'
+    extra = env if dotenv else {'SPENDGAUGE_DATABASE_URL': database_url, 'SPENDGAUGE_PORT': str(port),
+                                'SPENDGAUGE_ENV_FILE': '', **env}
     if token:
         extra['SPENDGAUGE_API_TOKENS'] = token
     log_path = workdir / f'server-{port}.log'
