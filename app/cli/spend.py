@@ -9,7 +9,7 @@ from app.cli.args import PERIODS, client_options, tokens, usd, usd_or_none
 from app.cli.backends import BREAKDOWNS, Backend, CliError
 from app.cli.output import table
 from services.budget.limits import LIMIT_ACTIONS
-from services.core.display import channel_text, format_usd, format_usd_all
+from services.core.display import channel_text, format_usd, format_usd_all, plural
 from services.core.export import csv_text
 from services.core.settings import SourceSettings
 
@@ -175,7 +175,7 @@ def cmd_sync(args: argparse.Namespace, backend: Backend) -> int:
         print(f'no source is configured: {SourceSettings.how_to_enable()}')
         return 0
     for run in runs:
-        outcome = f'ok, {run["rows"]} rows' if run['status'] == 'ok' else f'failed: {run["error"]}'
+        outcome = f'ok, {plural(run["rows"], "row")}' if run['status'] == 'ok' else f'failed: {run["error"]}'
         print(f'{run["source"]}: {outcome}')
     return 0 if all(run['status'] == 'ok' for run in runs) else 1
 
