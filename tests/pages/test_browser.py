@@ -18,10 +18,9 @@ import pytest
 
 from components.cards import short_usd
 from services.core.money import format_usd
-from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Page, Tab, launch
-from tests.support.servers import ROOT, Server, start_server
+from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Tab, launch, save_screenshot
+from tests.support.servers import Server, start_server
 
-SCREENSHOTS = ROOT / 'screenshots'
 LIVE_DEADLINE_S = 1.0
 
 HAS_TEXT_JS = """(text) => {
@@ -190,14 +189,6 @@ def test_budget_settings_fit_and_show_the_limit_and_its_action(browser: Browser,
         save_screenshot(page, f'budget-settings-{width}x{height}')
     finally:
         shot.close()
-
-
-def save_screenshot(page: Page, name: str) -> None:
-    """The whole page into screenshots/<name>.png; an image that small is a blank page."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    target = SCREENSHOTS / f'{name}.png'
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000
 
 
 def classes(locator: Locator) -> list[str]:
