@@ -156,7 +156,7 @@ def task_card(task: TaskOut) -> ui.card:
     estimate_text, actual_text = format_usd_all([estimate or 0, actual])
     with ui.card().classes('w-full gap-1').mark(f'task-card-{task["id"]}') as card:
         with ui.row().classes('w-full items-center justify-between no-wrap'):
-            ui.label(task['title']).classes('text-subtitle1 font-medium ellipsis')
+            ui.label(task['title']).classes('text-subtitle1 font-medium min-w-0 break-words')
             ui.badge(task['status'], color=STATUS_COLOURS.get(task['status'], 'grey')).props('outline')
         ui.label(task.get('agent_id') or 'unassigned').classes('text-caption text-grey')
         with ui.row().classes('gap-2'):

@@ -62,10 +62,10 @@ class AlertBell:
         recent = counts['recent'] if counts else []
         newest = max((a['id'] for a in recent), default=0)
         if toast and self.primed:
-            with self.button:
+            with self.button:  # toasts at the bottom: at the top they would cover the header's buttons
                 for alert in sorted((a for a in recent if a['id'] > self.seen_id), key=lambda a: a['id']):
                     ui.notify(f'{alert["type"]}: {alert["message"]}', type=TOAST_TYPES.get(alert['severity'], 'info'),
-                              position='top-right', timeout=8000)
+                              position='bottom-right', timeout=8000)
         self.seen_id = max(self.seen_id, newest)
         self.primed = True
 
@@ -81,37 +81,56 @@ def lock(*elements: DisableableElement) -> None:
         element.tooltip(READ_ONLY_TIP)
 
 
+def stored_dark_mode() -> ui.dark_mode:
+    """Light or dark as this browser chose last (dark until it chooses)."""
+    return ui.dark_mode(app.storage.user.get('dark', True))
+
+
 @contextmanager
 def frame(title: str) -> Iterator[ui.column]:
     ui.page_title(f'{title} · SpendGauge')
     ui.colors(primary=theme.GOLD)
-    dark = ui.dark_mode(app.storage.user.get('dark', True))
+    dark = stored_dark_mode()
 
     def toggle_dark() -> None:
         dark.value = not dark.value
         app.storage.user['dark'] = dark.value
 
-    with ui.header().classes('items-center justify-between px-4 py-2 bg-[#1f2330]'):
+    identity = _identity() if _identity is not None else None
+    # Quasar's breakpoints: the links fit inline from 1024 px (gt-sm); below that they are in the menu (lt-md).
+    # The bell and the light/dark button stay in the bar at every width.
+    with ui.header().classes('items-center justify-between no-wrap px-2 sm:px-4 py-2 bg-[#1f2330]'):
         with ui.row().classes('items-center gap-2 no-wrap'):
             ui.image('/assets/favicon.svg').classes('w-8 h-8')
             ui.label('SpendGauge').classes('text-h6 text-[#d4a72c]')
         with ui.row().classes('items-center gap-1 no-wrap'):
-            for label, target in NAV:
-                ui.button(label, on_click=lambda t=target: ui.navigate.to(t)).props('flat color=white dense')
+            with ui.row().classes('gt-sm items-center gap-1 no-wrap'):
+                for label, target in NAV:
+                    ui.button(label, on_click=lambda t=target: ui.navigate.to(t)) \
+                        .props(f'flat dense color={"primary" if label == title else "white"}')
+            if identity is not None and identity[1] != 'admin':
+                ui.badge('read-only', color='grey').props('outline').mark('read-only-badge').tooltip(READ_ONLY_TIP)
             if _live is not None:
                 bell = AlertBell(_live.data.alerts if _live.data is not None else None)
                 ui.context.client.on_delete(_live.subscribe(lambda data: bell.update(data.alerts), frame=True))
             ui.button(icon='dark_mode', on_click=toggle_dark) \
                 .props('flat round color=white dense aria-label="Light or dark"') \
                 .tooltip('Light or dark').mark('dark-toggle')
-            identity = _identity() if _identity is not None else None
             if identity is not None:
                 name, role = identity
-                if role != 'admin':
-                    ui.badge('read-only', color='grey').props('outline').mark('read-only-badge') \
-                        .tooltip(READ_ONLY_TIP)
-                ui.button(icon='logout', on_click=lambda: ui.navigate.to('/logout')) \
+                ui.button(icon='logout', on_click=lambda: ui.navigate.to('/logout')).classes('gt-sm') \
                     .props('flat round color=white dense aria-label="Log out"') \
                     .tooltip(f'Log out {name} ({role})').mark('logout')
+            with ui.button(icon='menu').classes('lt-md') \
+                    .props('flat round color=white dense aria-label="Menu"').mark('nav-menu'):
+                with ui.menu().props('anchor="bottom right" self="top right"'):
+                    for label, target in NAV:
+                        item = ui.menu_item(label, on_click=lambda t=target: ui.navigate.to(t))
+                        if label == title:
+                            item.props('active active-class=text-primary')
+                    if identity is not None:
+                        ui.separator()
+                        ui.menu_item(f'Log out {identity[0]} ({identity[1]})',
+                                     on_click=lambda: ui.navigate.to('/logout'))
     with ui.column().classes('w-full max-w-screen-xl mx-auto p-2 sm:p-4 gap-4') as content:
         yield content

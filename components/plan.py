@@ -58,8 +58,8 @@ def plan_panel(plan: PlanOut | None) -> None:
 def _item(item: PlanItem) -> ui.row:
     with ui.row().classes('w-full items-center gap-2 no-wrap').mark('plan-item') as row:
         row.props['data-task'] = item['id']
-        ui.label(item.get('title') or item['id']).classes('ellipsis')
-        ui.label(f'{_cost(item)} · priority {item["priority"]:,}').classes('text-caption text-grey no-wrap')
+        ui.label(item.get('title') or item['id']).classes('min-w-0 break-words')
+        ui.label(f'{_cost(item)} · priority {item["priority"]:,}').classes('text-caption text-grey text-no-wrap')
     return row
 
 

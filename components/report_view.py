@@ -1,4 +1,5 @@
-"""A report (`ReportJson`, services/insights/report_formats.to_json) as a table, and the trend as a chart."""
+"""A report (`ReportJson`, services/insights/report_formats.to_json) as a table (a card per row on a phone), and the
+trend as a chart."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -19,6 +20,19 @@ LABELS = {'group': 'Group', 'name': 'Name', 'requests': 'Requests', 'input_token
           'projected': 'Projected', 'projected_low': 'Low', 'projected_high': 'High',
           'projected_percent': 'Of limit', 'eta': 'Reaches the limit', 'state': 'State', 'text': 'Forecast',
           'method': 'Method'}
+
+# A card per row on a phone: text columns on a line each, numbers three to a line, every one with its label.
+CARD_SLOT = r"""<div class="col-12 q-pb-sm">
+  <q-card flat bordered>
+    <q-card-section class="row q-py-sm q-px-md">
+      <div v-for="col in props.cols" :key="col.name" :class="col.align === 'left' ? 'col-12' : 'col-4 q-pt-xs'">
+        <template v-if="col.align === 'left'"><span class="text-caption text-grey">{{ col.label }}</span>
+          <span>{{ col.value }}</span></template>
+        <template v-else><div class="text-caption text-grey">{{ col.label }}</div><div>{{ col.value }}</div></template>
+      </div>
+    </q-card-section>
+  </q-card>
+</div>"""
 
 
 def report_columns(report: ReportJson) -> list[dict[str, Any]]:
@@ -163,6 +177,9 @@ def _micros(cell: Cell) -> int:
     return cell
 
 
-def report_table(report: ReportJson) -> ui.table:
-    return ui.table(columns=report_columns(report), rows=report_rows(report), row_key='_key') \
-        .props('flat bordered dense wrap-cells').classes('w-full').mark('report-table')
+def report_table() -> ui.table:
+    """Empty: the page sets the columns and rows of the report it shows."""
+    table = ui.table(columns=[], rows=[], row_key='_key') \
+        .props('flat bordered dense wrap-cells :grid="Quasar.Screen.lt.sm"')  # cards below 600 px
+    table.add_slot('item', CARD_SLOT)
+    return table.classes('w-full').mark('report-table')

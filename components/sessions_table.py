@@ -1,4 +1,5 @@
-"""The recent-sessions table and a session's per-agent breakdown."""
+"""The recent sessions (a table on wider screens, a card list on a phone; a row or card opens the session) and a
+session's per-agent breakdown."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,7 +19,34 @@ COLUMNS = [
     {'name': 'tokens', 'label': 'Tokens', 'field': 'tokens', 'align': 'right'},
     {'name': 'cost', 'label': 'Cost', 'field': 'cost', 'align': 'right'},
     {'name': 'agents', 'label': 'Agents', 'field': 'agents', 'align': 'left'},
+    {'name': 'open', 'label': '', 'field': 'id', 'align': 'right'},
 ]
+# A row or card is a button: pointer, hover, a chevron, Tab to reach it and Enter or Space to open it.
+_OPENS = """tabindex="0" role="button" :aria-label="'Open session ' + props.row.id"
+    @click="$parent.$emit('open', props.row.id)" @keydown.enter.space.prevent="$parent.$emit('open', props.row.id)"
+"""
+ROW_SLOT = """<q-tr :props="props" class="cursor-pointer" OPENS>
+  <q-td v-for="col in props.cols" :key="col.name" :props="props">
+    <q-icon v-if="col.name === 'open'" name="chevron_right" size="sm" />
+    <span v-else-if="col.name === 'id'" class="text-primary">{{ col.value }}</span>
+    <template v-else>{{ col.value }}</template>
+  </q-td>
+</q-tr>""".replace('OPENS', _OPENS)
+CARD_SLOT = """<div class="col-12 q-pb-sm">
+  <q-card flat bordered class="cursor-pointer q-hoverable" OPENS>
+    <span class="q-focus-helper"></span>
+    <q-card-section class="row no-wrap items-center q-py-sm q-px-md">
+      <div class="col" style="min-width: 0">
+        <div class="text-primary" style="overflow-wrap: anywhere">{{ props.row.id }}</div>
+        <div>{{ props.row.agents }}</div>
+        <div class="text-caption text-grey">{{ props.row.start }} &ndash; {{ props.row.end }} ·
+          {{ props.row.tokens }} tokens</div>
+      </div>
+      <div class="text-subtitle1 text-weight-medium q-pl-sm">{{ props.row.cost }}</div>
+      <q-icon name="chevron_right" size="sm" />
+    </q-card-section>
+  </q-card>
+</div>""".replace('OPENS', _OPENS)
 BREAKDOWN_COLUMNS = [
     {'name': 'agent', 'label': 'Agent', 'field': 'agent', 'align': 'left'},
     {'name': 'requests', 'label': 'Requests', 'field': 'requests', 'align': 'right'},
@@ -51,8 +79,10 @@ def breakdown_rows(session: SessionDetail) -> list[dict[str, Any]]:
 
 def sessions_table(sessions: list[SessionOut], zone: ZoneInfo, on_select: Callable[[str], Any]) -> ui.table:
     table = ui.table(columns=COLUMNS, rows=session_rows(sessions, zone), row_key='id').classes('w-full')
-    table.props('flat bordered dense wrap-cells')
-    table.on('rowClick', lambda e: on_select(e.args[1]['id']))
+    table.props('flat bordered dense wrap-cells :grid="Quasar.Screen.lt.md"')  # cards below 1024 px
+    table.add_slot('body', ROW_SLOT)
+    table.add_slot('item', CARD_SLOT)
+    table.on('open', lambda e: on_select(e.args))
     return table.mark('sessions-table')
 
 

@@ -8,6 +8,7 @@ from nicegui import run, ui
 from app import runtime
 from app.security import session
 from components import theme
+from components.layout import stored_dark_mode
 from services.accounts.throttle import LoginThrottle
 
 throttle = LoginThrottle()
@@ -25,6 +26,7 @@ def login_page(next: str = '/') -> RedirectResponse | None:
         return RedirectResponse(target)
     ui.page_title('Log in · SpendGauge')
     ui.colors(primary=theme.GOLD)
+    stored_dark_mode()
     directory = runtime.current().accounts
 
     async def attempt() -> None:

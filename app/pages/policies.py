@@ -89,20 +89,24 @@ async def policies_page() -> None:
 
         with ui.card().classes('w-full'):
             title = ui.label('Add a policy').classes('text-subtitle1')
-            with ui.row().classes('w-full gap-2 items-end'):
-                name = ui.input('Name').mark('name')
-                scope = ui.select(list(SCOPES), value='global', label='Scope').mark('scope')
-                scope_value = ui.input('Scope value (empty: each)').mark('scope_value')
-                period = ui.select(list(POLICY_PERIODS), value='day', label='Period').mark('period')
-                start = ui.input('From (YYYY-MM-DD)').mark('period_start')
-                end = ui.input('To (YYYY-MM-DD)').mark('period_end')
-            with ui.row().classes('w-full gap-2 items-end'):
-                limit = ui.input('Limit (USD)').mark('limit_usd')
-                soft = ui.number('Soft %', value=80, min=1, max=100, format='%d').mark('soft_percent')
-                critical = ui.number('Critical %', value=95, min=1, max=100, format='%d').mark('critical_percent')
-                action = ui.select(list(ACTIONS), value='warn', label='Action (highest step)').mark('action')
-                notify = ui.select(list(CHANNELS), multiple=True, value=[], label='Notify').classes('min-w-[160px]') \
+            # a grid of full-width fields: every label fits (one column on a phone, four on a desktop)
+            with ui.element('div').classes('w-full grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-4 gap-x-4 gap-y-2'):
+                name = ui.input('Name').classes('w-full').mark('name')
+                scope = ui.select(list(SCOPES), value='global', label='Scope').classes('w-full').mark('scope')
+                scope_value = ui.input('Scope value (empty: each)').classes('w-full').mark('scope_value')
+                period = ui.select(list(POLICY_PERIODS), value='day', label='Period').classes('w-full').mark('period')
+                start = ui.input('From (YYYY-MM-DD)').classes('w-full').mark('period_start')
+                end = ui.input('To (YYYY-MM-DD)').classes('w-full').mark('period_end')
+                limit = ui.input('Limit (USD)').classes('w-full').mark('limit_usd')
+                soft = ui.number('Soft %', value=80, min=1, max=100, format='%d').classes('w-full') \
+                    .mark('soft_percent')
+                critical = ui.number('Critical %', value=95, min=1, max=100, format='%d').classes('w-full') \
+                    .mark('critical_percent')
+                action = ui.select(list(ACTIONS), value='warn', label='Action (highest step)').classes('w-full') \
+                    .mark('action')
+                notify = ui.select(list(CHANNELS), multiple=True, value=[], label='Notify').classes('w-full') \
                     .mark('notify')
+            with ui.row().classes('w-full gap-x-4 gap-y-0'):
                 auto_eco = ui.checkbox('Eco mode at soft').mark('auto_eco')
                 auto_pause = ui.checkbox('Pause the agent at the limit').mark('auto_pause')
                 enabled = ui.checkbox('Enabled', value=True).mark('enabled')

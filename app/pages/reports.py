@@ -9,7 +9,7 @@ from nicegui import run, ui
 
 from app import native, runtime
 from components.layout import frame
-from components.report_view import report_columns, report_rows, report_totals_text, trend_chart_options
+from components.report_view import report_columns, report_rows, report_table, report_totals_text, trend_chart_options
 from services.insights import report_formats, reports
 from services.insights.report_formats import ReportJson
 
@@ -73,8 +73,7 @@ async def reports_page() -> None:
                               on_click=lambda f=fmt: export(f)).props('outline').mark(f'export-{fmt}')
         error = ui.label('').classes('text-negative').mark('report-error')
         chart = ui.echart({}).classes('w-full h-64').mark('report-chart')
-        table = ui.table(columns=[], rows=[], row_key='_key').props('flat bordered dense wrap-cells') \
-            .classes('w-full').mark('report-table')
+        table = report_table()
         totals = ui.label('').classes('text-grey').mark('report-totals')
 
     def sync_controls() -> None:

@@ -18,10 +18,9 @@ import pytest
 
 from components import theme
 from services.core.display import channel_text, format_usd, format_usd_all
-from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Page, Tab, launch
-from tests.support.servers import ROOT, Server, start_server
+from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Tab, launch, save_screenshot
+from tests.support.servers import Server, start_server
 
-SCREENSHOTS = ROOT / 'screenshots'
 LIVE_DEADLINE_S = 1.0
 
 HAS_TEXT_JS = """(text) => {
@@ -173,19 +172,6 @@ def test_sessions_export_csv_downloads_the_recorded_sessions(tab: Tab, live_serv
     assert tab.problems == []
 
 
-@pytest.mark.parametrize('path', ['/', '/sessions', '/policies', '/alerts', '/reports', '/settings'])
-def test_no_horizontal_overflow_at_390_px(browser: Browser, live_server: Server, seeded: list[str],
-                                         path: str) -> None:
-    narrow = Tab(browser, 390, 844)
-    try:
-        page = narrow.open_dashboard(live_server) if path == '/' else narrow.open(live_server.url + path)
-        page.wait_for_timeout(200)  # charts resize after mounting
-        width = page.evaluate('document.documentElement.scrollWidth')
-        assert width <= 390 + 1, f'{path} is {width} px wide at a 390 px viewport'
-    finally:
-        narrow.close()
-
-
 @pytest.mark.parametrize(('width', 'height'), [(390, 844), (1440, 900)])
 def test_budget_settings_fit_and_show_the_limit_and_its_action(browser: Browser, live_server: Server,
                                                                seeded: list[str], width: int, height: int) -> None:
@@ -203,14 +189,6 @@ def test_budget_settings_fit_and_show_the_limit_and_its_action(browser: Browser,
         save_screenshot(page, f'budget-settings-{width}x{height}')
     finally:
         shot.close()
-
-
-def save_screenshot(page: Page, name: str) -> None:
-    """The whole page into screenshots/<name>.png; an image that small is a blank page."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    target = SCREENSHOTS / f'{name}.png'
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000
 
 
 def classes(locator: Locator) -> list[str]:

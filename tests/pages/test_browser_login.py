@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.browser import Browser, Page, Tab, launch
+from tests.support.browser import Browser, Tab, launch, log_in
 from tests.support.servers import Server, clean_env, start_server
 
 ADMIN_TOKEN = 'a' * 32
@@ -46,17 +46,6 @@ def api(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
-def log_in(tab: Tab, server: Server, name: str, password: str = PASSWORD) -> Page:
-    page = tab.page
-    page.goto(server.url + '/', wait_until='load')
-    page.wait_for_url('**/login?next=*')
-    page.wait_for_function('window.did_handshake === true')
-    page.get_by_label('User').fill(name)
-    page.get_by_label('Password').fill(password)
-    page.get_by_role('button', name='Log in').click()
-    return page
-
-
 def state(api: httpx.Client) -> tuple[bool, bool, list[tuple[str, str]], str | None]:
     eco = api.get('/eco').json()['eco_mode']
     paused = any(a['paused'] for a in api.get('/agents').json()['items'])
@@ -70,7 +59,7 @@ def test_read_only_user_cannot_change_anything(browser: Browser, server: Server,
                                                dark: bool) -> None:
     tab = Tab(browser, width, 900)
     try:
-        page = log_in(tab, server, 'reed')
+        page = log_in(tab, server, 'reed', PASSWORD)
         page.get_by_text('Eco mode').wait_for()
         if not dark:
             page.locator('[aria-label="Light or dark"]').click()

@@ -209,7 +209,7 @@ async def test_sessions_page_lists_sessions_and_shows_a_breakdown(user: User) ->
     assert set(rows) == {'sess-1', 'sess-2'}
     assert (rows['sess-1']['tokens'], rows['sess-1']['cost'], rows['sess-1']['agents']) == \
         ('4,300', '$0.4000', 'coder, planner')
-    user.find(marker='sessions-table').trigger('rowClick', [None, rows['sess-1'], 0])
+    user.find(marker='sessions-table').trigger('open', 'sess-1')  # what a click on the row or card sends
     await user.should_see('Session sess-1')
     breakdown = user.find(kind=ui.table, marker='session-breakdown').elements.pop()
     assert [(r['agent'], r['cost']) for r in breakdown.rows] == [('coder', '$0.3000'), ('planner', '$0.1000')]

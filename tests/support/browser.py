@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.servers import Server
+from tests.support.servers import ROOT, Server
 from tests.support.unavailable import unavailable
 
 try:
@@ -16,8 +16,10 @@ try:
 except ImportError:  # pragma: no cover - a dev dependency
     sync_playwright = None  # type: ignore[assignment]  # the fixture skips the tests then
 
-__all__ = ['CHROMIUM', 'GAUGE_NAME_JS', 'Browser', 'Locator', 'Page', 'Tab', 'launch', 'unavailable']
+__all__ = ['CHROMIUM', 'GAUGE_NAME_JS', 'Browser', 'Locator', 'Page', 'Tab', 'launch', 'log_in', 'save_screenshot',
+           'unavailable']
 CHROMIUM = Path('/usr/bin/chromium')
+SCREENSHOTS = ROOT / 'screenshots'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync', '--no-first-run']
 
@@ -72,3 +74,23 @@ class Tab:
 
     def close(self) -> None:
         self.context.close()
+
+
+def log_in(tab: Tab, server: Server, name: str, password: str) -> Page:
+    """Open the dashboard, which sends a server with users to the login page, and log in there."""
+    page = tab.page
+    page.goto(server.url + '/', wait_until='load')
+    page.wait_for_url('**/login?next=*')
+    page.wait_for_function('window.did_handshake === true')
+    page.get_by_label('User').fill(name)
+    page.get_by_label('Password').fill(password)
+    page.get_by_role('button', name='Log in').click()
+    return page
+
+
+def save_screenshot(page: Page, name: str) -> None:
+    """The whole page into screenshots/<name>.png; an image that small is a blank page."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    target = SCREENSHOTS / f'{name}.png'
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
