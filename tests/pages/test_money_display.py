@@ -61,7 +61,7 @@ async def test_session_breakdown_adds_up_to_the_session(user: User) -> None:
     table = user.find(kind=ui.table, marker='sessions-table').elements.pop()
     assert places(*(r['cost'] for r in table.rows)) == {2}  # one column, one rule: "$3.53" and "$0.00"
     row = next(r for r in table.rows if r['id'] == 's-sum')
-    user.find(marker='sessions-table').trigger('rowClick', [None, row, 0])
+    user.find(marker='sessions-table').trigger('open', row['id'])
     await user.should_see('Session s-sum')
     breakdown = user.find(kind=ui.table, marker='session-breakdown').elements.pop()
     parts = [amounts(r['cost'])[0] for r in breakdown.rows]
