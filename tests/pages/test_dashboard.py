@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nicegui import ui
 from nicegui.testing import User
-from sqlalchemy import Connection, event
 
 from app import runtime
 from app.feed import feed
@@ -20,6 +17,7 @@ from components import theme
 from services.budget import eco
 from services.spend import agents, tasks
 from tests.support.pages import settle
+from tests.support.queries import counting_queries
 
 
 def record(**fields: object) -> None:
@@ -28,20 +26,6 @@ def record(**fields: object) -> None:
 
 def echart(user: User, marker: str) -> ui.echart:
     return user.find(kind=ui.echart, marker=marker).elements.pop()
-
-
-@contextmanager
-def counting_queries() -> Iterator[list[str]]:
-    statements: list[str] = []
-    engine = runtime.current().engine
-
-    def count(_conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-    event.listen(engine, 'before_cursor_execute', count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, 'before_cursor_execute', count)
 
 
 async def test_empty_dashboard_shows_empty_states(user: User) -> None:
@@ -161,7 +145,7 @@ async def test_twenty_tabs_cost_the_database_what_one_tab_does(user: User, creat
 
     async def queries_for_one_event() -> int:
         before = feed().reloads
-        with counting_queries() as statements:
+        with counting_queries(runtime.current().engine) as statements:
             await asyncio.to_thread(record, cost_usd='0.01')
             await settle(lambda: feed().reloads > before)
             await asyncio.sleep(0.5)  # nothing else may query afterwards

@@ -2,16 +2,12 @@
 (on SQLite and PostgreSQL, with real ledger spend)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Connection, Engine, event
 
 from services.spend import agents
 from services.usage.ledger import Ledger
+from tests.support.queries import counting_queries
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -20,20 +16,6 @@ def call(ledger: Ledger, agent: str, cost_usd: str, minutes: int, model: str = '
     status, _ = ledger.record({'model': model, 'provider': 'openai', 'agent_id': agent, 'cost_usd': cost_usd,
                                'ts': T0 + timedelta(minutes=minutes)})
     assert status == 'stored'
-
-
-@contextmanager
-def counting_selects(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith('SELECT'):
-            statements.append(statement)
-    event.listen(engine, 'before_cursor_execute', count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, 'before_cursor_execute', count)
 
 
 def test_the_last_request_says_which_model_and_what_it_cost(ledger: Ledger) -> None:
@@ -56,7 +38,7 @@ def test_the_last_request_says_which_model_and_what_it_cost(ledger: Ledger) -> N
 
 def test_listing_takes_the_same_queries_for_three_agents_as_for_forty(ledger: Ledger) -> None:
     def selects() -> int:
-        with counting_selects(ledger.engine) as statements, ledger.engine.connect() as conn:
+        with counting_queries(ledger.engine, selects_only=True) as statements, ledger.engine.connect() as conn:
             listed = agents.list_agents(conn)
         assert all(a['recent_requests'] > 0 and a['last_model'] == 'gpt-4o' for a in listed)
         return len(statements)
