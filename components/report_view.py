@@ -26,7 +26,7 @@ CARD_SLOT = r"""<div class="col-12 q-pb-sm">
   <q-card flat bordered>
     <q-card-section class="row q-py-sm q-px-md">
       <div v-for="col in props.cols" :key="col.name" :class="col.align === 'left' ? 'col-12' : 'col-4 q-pt-xs'">
-        <template v-if="col.align === 'left'"><span class="text-caption text-grey">{{ col.label }}</span>
+        <template v-if="col.align === 'left'"><span class="text-caption text-grey q-mr-sm">{{ col.label }}</span>
           <span>{{ col.value }}</span></template>
         <template v-else><div class="text-caption text-grey">{{ col.label }}</div><div>{{ col.value }}</div></template>
       </div>
