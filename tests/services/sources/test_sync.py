@@ -138,7 +138,7 @@ def test_sync_through_the_api_and_the_cli(fake: FakeAPI, tmp_path: Path) -> None
                 [(today, 'openrouter', TODAYS_USAGE)]
         cli = subprocess.run([sys.executable, '-m', 'app', 'sync', '--url', srv.url], capture_output=True, text=True,
                              env=clean_env(SPENDGAUGE_ENV_FILE=''), timeout=60)
-        assert cli.returncode == 0 and cli.stdout.strip() == 'openrouter_direct: ok, 1 rows'
+        assert cli.returncode == 0 and cli.stdout.strip() == 'openrouter_direct: ok, 1 row'
     finally:
         srv.stop()
     assert KEY not in srv.log()
