@@ -1,7 +1,8 @@
 """The layers as the README draws them, read from the code: the foundation (services/core) imports nothing above
 it, the domain (services) imports neither the shell (app) nor the widgets (components), the widgets not the shell,
 no module imports itself round a circle, and the client code that runs inside other processes (the LiteLLM callback,
-the SDK, the response helper) needs only httpx and the standard library."""
+the SDK, the response helper) needs only httpx and the standard library; the CLI loads the database layer only for
+--db."""
 from __future__ import annotations
 
 import ast
@@ -175,3 +176,13 @@ print('ok')
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == 'ok'
+
+
+def test_the_cli_loads_without_the_database_layer_or_the_server() -> None:
+    """A command through a server (`status`, `check`, ...) starts in a fraction of a second: the database layer loads
+    only for --db (app/cli/direct.py), the server only for serve."""
+    heavy = ('sqlalchemy', 'sqlmodel', 'alembic', 'nicegui', 'fastapi', 'genai_prices', 'apscheduler')
+    script = (f'import sys, app.cli.main; print(sorted({{m.split(".")[0] for m in sys.modules}} & {set(heavy)!r}))')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[]', f'app.cli.main loads {result.stdout.strip()}'

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.cli.backends import CLI_ACTOR, CliError, DirectBackend
+from app.cli.backends import CLI_ACTOR, CliError
 from app.cli.output import table
-from services.accounts import tokens, users
 from services.core.access import Role
 
 
@@ -63,6 +62,8 @@ def _password_option(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def _runtime(db: str | None, creates: bool = False) -> Iterator[Any]:
+    from app.cli.direct import DirectBackend
+
     backend = DirectBackend(db, creates)  # the database itself; closing tells a running server on it
     try:
         yield backend.rt
@@ -91,6 +92,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
+    from services.accounts import tokens
+
     with _runtime(args.db) as rt:
         items = rt.read(tokens.list_tokens, args.all)
     rows = [{**item, 'prefix': item['prefix'] + '…', 'created_at': item['created_at'][:16].replace('T', ' '),
@@ -116,6 +119,8 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
+    from services.accounts import users
+
     with _runtime(args.db) as rt:
         items = rt.read(users.list_users)
     rows = [{**item, 'created_at': item['created_at'][:16].replace('T', ' ')} for item in items]

@@ -1,22 +1,18 @@
 """Where a CLI command is carried out: a running server through the REST API (`--url`), or the database itself
-through the same commands and read models the server uses (`--db`). Both answer in the API's JSON shapes."""
+through the same commands and read models the server uses (`--db`, app/cli/direct.py, loaded only then). Both answer
+in the API's JSON shapes."""
 from __future__ import annotations
 
-import asyncio
 import json
+import sys
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import httpx
 
-from app.cli.output import note
-from services.budget.limits import LimitAction
 from services.core.access import Actor, Role
-from services.core.db import sqlite_file
 from services.core.errors import DomainError, Invalid
-from services.core.money import usd_to_micros
 from services.core.periods import PeriodName
-from services.core.settings import load_settings
 
 BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
 CONNECT_TIMEOUT_S = 5
@@ -162,115 +158,10 @@ class HttpBackend:
         return response.text
 
 
-class DirectBackend:
-    """Uses the commands and read models on the database itself: no server needed. What it changes is announced
-    like any change (the other instances on the same PostgreSQL hear of it before the command exits)."""
-
-    def __init__(self, database_url: str | None, creates: bool = True) -> None:
-        """On `database_url`, or the configured database when None. A SQLite file that does not exist yet is
-        created only by a command that `creates` (said on stderr unless --db named it), else refused."""
-        from app import runtime  # the database layer: only for --db, so --url commands start fast
-
-        self._runtime = runtime
-        self._owns_runtime = runtime.running() is None  # in the server's own process (tests) it is the server's
-        settings = load_settings().with_overrides(database_url=database_url)
-        file = sqlite_file(settings.database_url)
-        if self._owns_runtime and file is not None and not file.exists():
-            if not creates:
-                raise CliError(f'no database at {file}' + ('' if database_url else ': pass --db, set '
-                               'SPENDGAUGE_DATABASE_URL, or run this in the folder where `spendgauge serve` runs'))
-            if not database_url:
-                note(f'creating the database {file} (SPENDGAUGE_DATABASE_URL or --db choose another)')
-        self.rt = runtime.start(settings)
-
-    def close(self) -> None:
-        if self._owns_runtime:
-            self._runtime.stop()
-
-    def _read(self, query: Any, *args: Any) -> Any:
-        return self.rt.read(query, *args)
-
-    def record(self, event: dict[str, Any]) -> dict[str, Any]:
-        from services.usage.ledger import EventRejected
-
-        try:
-            status, row = self.rt.ledger.record(event)
-        except EventRejected as exc:
-            raise CliError(f'rejected: {exc}') from None
-        return {'status': status, **row}
-
-    def summary(self, period: str) -> dict[str, Any]:
-        from services.spend import budget
-
-        return self._read(budget.period_summary, self.rt.settings.budget, period)
-
-    def breakdown(self, by: str, period: str) -> dict[str, Any]:
-        from services.spend import budget
-
-        span = budget.resolve_range(period, None, None, self.rt.settings.zone)
-        return self._read(budget.spend_breakdown, BREAKDOWNS[by], span)
-
-    def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]:
-        limits = self.rt.commands.limits
-        if usd is None:
-            return dict(limits.remove(CLI_ACTOR, period))
-        return dict(limits.set(CLI_ACTOR, period, usd_to_micros(usd), cast(LimitAction | None, action)))
-
-    def sync(self, source: str) -> dict[str, Any]:
-        async def run() -> list[Any]:
-            try:
-                return await self.rt.commands.sync.now(CLI_ACTOR, source)
-            finally:
-                if self._owns_runtime:  # the pullers' HTTP clients belong to this event loop
-                    await self.rt.sync.aclose()
-        return {'runs': asyncio.run(run())}
-
-    def policies(self) -> list[dict[str, Any]]:
-        from services.budget import policies
-
-        return [p.as_dict() for p in self._read(policies.list_policies)]
-
-    def eco(self) -> dict[str, Any]:
-        from services.budget import eco
-
-        return dict(self._read(eco.get_eco))
-
-    def set_eco(self, on: bool, reason: str) -> dict[str, Any]:
-        return dict(self.rt.commands.eco.switch(CLI_ACTOR, on, reason))
-
-    def set_paused(self, agent_id: str, paused: bool) -> dict[str, Any]:
-        agents = self.rt.commands.agents
-        return dict((agents.pause if paused else agents.resume)(CLI_ACTOR, agent_id, 'cli'))
-
-    def alerts(self, status: str) -> list[dict[str, Any]]:
-        from services.alerting import alerts
-
-        return [dict(a) for a in self._read(alerts.list_alerts, status)]
-
-    def acknowledge(self, alert_id: int, by: str) -> dict[str, Any]:
-        return dict(self.rt.commands.alerts.acknowledge(CLI_ACTOR, alert_id, by))
-
-    def resolve(self, alert_id: int) -> dict[str, Any]:
-        return dict(self.rt.commands.alerts.resolve(CLI_ACTOR, alert_id))
-
-    def thresholds(self) -> dict[str, Any]:
-        from services.budget import thresholds
-
-        return self._read(thresholds.get_thresholds).as_dict()
-
-    def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]:
-        return dict(self.rt.commands.policies.set_thresholds(CLI_ACTOR, session_usd, day_usd, pause).as_dict())
-
-    def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
-        from services.insights import report_formats, reports
-
-        try:
-            report = self._read(reports.build_report, self.rt.settings.budget, kind, params.get('period'),
-                                params.get('from'), params.get('to'), params.get('group_by'))
-        except Invalid as exc:
-            raise CliError(str(exc), 2) from None
-        text = report_formats.render(report, fmt)
-        return text if text.endswith('\n') else text + '\n'
+def database_error(exc: BaseException) -> bool:
+    """Whether `exc` is SQLAlchemy's: the database of --db cannot be opened or used (only --db loads SQLAlchemy)."""
+    errors = sys.modules.get('sqlalchemy.exc')
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
 
 
 def refused(exc: DomainError) -> CliError:

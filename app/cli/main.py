@@ -8,11 +8,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from app.cli import accounts, operate, pipeline, server, spend
 from app.cli.args import api_token, server_url
-from app.cli.backends import Backend, CliError, DirectBackend, HttpBackend, refused
+from app.cli.backends import Backend, CliError, HttpBackend, database_error, refused
 from services.core.errors import DomainError
 from services.core.settings import SettingsError
 
@@ -55,8 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if hasattr(args, 'run_alone'):  # serve, demo, check: they choose their own backend, or none
             return int(args.run_alone(args))
-        backend: Backend = DirectBackend(args.db) if args.db else HttpBackend(server_url(args.url),
-                                                                               api_token(args.token))
+        backend: Backend
+        if args.db:
+            from app.cli.direct import DirectBackend  # the database layer: only for --db, so the rest starts fast
+
+            backend = DirectBackend(args.db)
+        else:
+            backend = HttpBackend(server_url(args.url), api_token(args.token))
         try:
             return int(args.run(args, backend))
         finally:
@@ -68,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error), error.code)
     except (KeyError, TypeError) as exc:  # an answer without the fields we need
         return _fail(f'unexpected answer from the server (missing {exc})', 1)
-    except (OSError, SQLAlchemyError) as exc:  # the database of --db cannot be opened or reached
+    except OSError as exc:  # the database of --db cannot be opened or reached
         return _fail(f'cannot use the database: {pipeline.first_line(exc)}', 1)
     except SettingsError as exc:
         return _fail(str(exc), 2)
@@ -76,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if database_error(exc):  # the same for SQLAlchemy's errors, of --db only
+            return _fail(f'cannot use the database: {pipeline.first_line(exc)}', 1)
+        raise
 
 
 def _fail(message: str, code: int) -> int:

@@ -9,10 +9,8 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from app.cli.args import PERIODS, api_token, client_options, server_url, usd
-from app.cli.backends import BREAKDOWNS, Backend, CliError, DirectBackend, HttpBackend, Unreachable
+from app.cli.backends import BREAKDOWNS, Backend, CliError, HttpBackend, Unreachable, database_error
 from app.cli.output import note
 from services.core.money import micros_to_usd, parse_usd
 
@@ -60,8 +58,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CliError(str(exc), 2) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CliError(f'unexpected answer from the server ({type(exc).__name__}: {exc})', 2) from None
-    except (OSError, SQLAlchemyError) as exc:
-        raise CliError(f'cannot use the database: {first_line(exc)}', 2) from None
+    except Exception as exc:
+        if isinstance(exc, OSError) or database_error(exc):
+            raise CliError(f'cannot use the database: {first_line(exc)}', 2) from None
+        raise
     if asked:
         note(asked)
     over = spent >= limit
@@ -86,6 +86,8 @@ def _spend_and_limit(args: argparse.Namespace, kind: str, value: str | None
     """(spent, the server's limit, where the spend came from, which server was asked when none was named): --db,
     --url, the configured server, or, when no configured server answers, the swarm convention (it has no limit)."""
     if args.db:
+        from app.cli.direct import DirectBackend
+
         return *_ask(DirectBackend(args.db), kind, value, args.period), 'database', None
     url = server_url(args.url)
     try:

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.cli.backends import CliError, DirectBackend
+from app.cli.backends import CliError
 from app.cli.output import note
-from services.core.db import describe
 from services.core.settings import load_settings, use_settings
 
 
@@ -52,7 +51,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Always on the database itself (--db, or the configured one), which it never creates. Clearing while a
     server's simulator still posts there is refused: the rows would come back at once."""
+    from app.cli.direct import DirectBackend
     from services import demo
+    from services.core.db import describe
 
     backend = DirectBackend(args.db, creates=False)
     try:

@@ -8,10 +8,9 @@ from typing import Any
 from app.cli.args import PERIODS, client_options, tokens, usd, usd_or_none
 from app.cli.backends import BREAKDOWNS, Backend, CliError
 from app.cli.output import table
-from services.budget.limits import LIMIT_ACTIONS
 from services.core.display import channel_text, format_usd, format_usd_all, plural
 from services.core.export import csv_text
-from services.core.settings import SourceSettings
+from services.core.settings import LIMIT_ACTIONS, SourceSettings
 
 
 def register(sub: Any) -> None:

@@ -10,7 +10,6 @@ a disabled policy, so the environment does not bring it back. (They were `settin
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import get_args
 
 from sqlalchemy import Connection, delete, insert, select, update
 from typing_extensions import TypedDict
@@ -19,14 +18,13 @@ from services.budget.policies import PolicyRule, validate
 from services.core.errors import Invalid
 from services.core.money import MAX_MICROS, micros_to_usd
 from services.core.periods import PERIODS
-from services.core.settings import LimitAction
+from services.core.settings import LIMIT_ACTIONS, LimitAction
 from services.core.tables import POLICIES
 
 MAX_LIMIT_MICROS = MAX_MICROS
 NAMES = {'day': 'Daily budget', 'week': 'Weekly budget', 'month': 'Monthly budget'}
 RUNTIME, ENVIRONMENT = 'limit', 'env'
 ORIGINS = (RUNTIME, ENVIRONMENT)
-LIMIT_ACTIONS: tuple[LimitAction, ...] = get_args(LimitAction)
 DEFAULT_ACTION: LimitAction = 'block'
 DEFAULT_SOFT, DEFAULT_CRITICAL = 80, 95
 

@@ -34,6 +34,7 @@ DEFAULT_DATABASE_URL = 'sqlite:///./data/spendgauge.db'
 DEFAULT_STORAGE_SECRET = 'spendgauge-local'
 Demo = Literal['off', 'on', 'auto']
 LimitAction = Literal['warn', 'throttle', 'block']
+LIMIT_ACTIONS: tuple[LimitAction, ...] = get_args(LimitAction)
 LogLevel = Literal['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL']
 WILDCARD_HOSTS = {'0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1'}  # listen everywhere -> ask loopback
 DEMO_MODES: tuple[str, ...] = get_args(Demo)
