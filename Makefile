@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot clean
+.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-cli clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-planner: $(VENV)/.installed-dev
 
 bench-check: $(VENV)/.installed-dev
 	$(BIN)/python bench/check.py
+
+bench-cli: $(VENV)/.installed-dev
+	$(BIN)/python bench/cli_start.py
 
 bench-overshoot: $(VENV)/.installed-dev
 	$(BIN)/python bench/overshoot.py
