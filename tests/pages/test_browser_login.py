@@ -3,16 +3,14 @@ read-only user sees the same dashboard with every control disabled and cannot ch
 a policy or sync — checked through the API afterwards. At 1440 px and at 390 px, light and dark."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.browser import Browser, Tab, launch, log_in
-from tests.support.servers import Server, clean_env, start_server
+from tests.support.browser import Browser, Tab, launch, log_in, start_login_server
+from tests.support.servers import Server
 
 ADMIN_TOKEN = 'a' * 32
 PASSWORD = 'correct horse battery'
@@ -25,13 +23,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope='module')
 def server(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp('login')
-    db = f'sqlite:///{workdir / "spendgauge.db"}'
-    for name, role in (('ada', '--admin'), ('reed', '--read-only')):
-        subprocess.run([sys.executable, '-m', 'app', 'user', 'create', name, role, '--password-stdin', '--db', db],
-                       cwd=workdir, input=PASSWORD + '\n', env=clean_env(SPENDGAUGE_ENV_FILE=''), check=True, text=True,
-                       capture_output=True, timeout=60)
-    srv = start_server(workdir, database_url=db, token=ADMIN_TOKEN, SPENDGAUGE_LOG_LEVEL='WARNING')
+    srv = start_login_server(tmp_path_factory.mktemp('login'), {'ada': '--admin', 'reed': '--read-only'}, PASSWORD,
+                             ADMIN_TOKEN)
     with srv.client() as api:
         api.post('/usage', json={'model': 'gpt-4o', 'agent_id': 'coder', 'session_id': 's1', 'input_tokens': 100,
                                  'output_tokens': 10}).raise_for_status()

@@ -7,7 +7,6 @@ Screenshots of every combination land in screenshots/ (git-ignored).
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,9 +17,8 @@ import pytest
 from components.layout import NAV
 from components.report_view import report_rows
 from components.sessions_table import session_rows
-from tests.support.browser import Browser, Locator, Page, Tab, launch, log_in, save_screenshot
-from tests.support.cli import ok, run
-from tests.support.servers import Server, start_server
+from tests.support.browser import Browser, Locator, Page, Tab, launch, log_in, save_screenshot, start_login_server
+from tests.support.servers import Server
 from tests.support.wait import eventually
 
 TOKEN = 'L' * 32
@@ -52,11 +50,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope='module')
 def server(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp('layout')
-    db = f'sqlite:///{workdir / "spendgauge.db"}'
-    ok(run([sys.executable, '-m', 'app', 'user', 'create', USER, '--read-only', '--password-stdin', '--db', db],
-           workdir, stdin=PASSWORD + '\n'))
-    srv = start_server(workdir, database_url=db, token=TOKEN, SPENDGAUGE_LOG_LEVEL='WARNING')
+    srv = start_login_server(tmp_path_factory.mktemp('layout'), {USER: '--read-only'}, PASSWORD, TOKEN)
     try:
         with srv.client() as api:
             seed(api)

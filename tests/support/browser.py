@@ -5,10 +5,12 @@ Tests that need it are skipped when /usr/bin/chromium or the playwright package 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from tests.support.servers import ROOT, Server
+from tests.support.cli import ok, run
+from tests.support.servers import ROOT, Server, start_server
 from tests.support.unavailable import unavailable
 
 try:
@@ -74,6 +76,16 @@ class Tab:
 
     def close(self) -> None:
         self.context.close()
+
+
+def start_login_server(workdir: Path, users: Mapping[str, str], password: str, token: str) -> Server:
+    """A server on a new SQLite file in `workdir` whose pages ask for a login: `users` maps each name to its role
+    option (`--admin` or `--read-only`), all with `password`; `token` is an admin API token."""
+    db = f'sqlite:///{workdir / "spendgauge.db"}'
+    for name, role in users.items():
+        ok(run([sys.executable, '-m', 'app', 'user', 'create', name, role, '--password-stdin', '--db', db], workdir,
+               stdin=password + '\n'))
+    return start_server(workdir, database_url=db, token=token, SPENDGAUGE_LOG_LEVEL='WARNING')
 
 
 def log_in(tab: Tab, server: Server, name: str, password: str) -> Page:
