@@ -18,7 +18,7 @@ import pytest
 
 from components import theme
 from services.core.display import channel_text, format_usd, format_usd_all
-from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Tab, launch, save_screenshot
+from tests.support.browser import GAUGE_NAME_JS, Browser, Locator, Tab, save_screenshot
 from tests.support.servers import Server, start_server
 
 LIVE_DEADLINE_S = 1.0
@@ -61,11 +61,6 @@ CHART_COLOURS_JS = """() => {
 
 def uid(prefix: str) -> str:
     return f'{prefix}-{uuid.uuid4().hex[:10]}'
-
-
-@pytest.fixture(scope='module')
-def browser() -> Iterator[Browser]:
-    yield from launch()
 
 
 @pytest.fixture(scope='module')

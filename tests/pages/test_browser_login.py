@@ -9,16 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.browser import Browser, Tab, launch, log_in, start_login_server
+from tests.support.browser import Browser, Tab, log_in, start_login_server
 from tests.support.servers import Server
 
 ADMIN_TOKEN = 'a' * 32
 PASSWORD = 'correct horse battery'
-
-
-@pytest.fixture(scope='module')
-def browser() -> Iterator[Browser]:
-    yield from launch()
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,7 @@ import pytest
 from components.layout import NAV
 from components.report_view import report_rows
 from components.sessions_table import session_rows
-from tests.support.browser import Browser, Locator, Page, Tab, launch, log_in, save_screenshot, start_login_server
+from tests.support.browser import Browser, Locator, Page, Tab, log_in, save_screenshot, start_login_server
 from tests.support.servers import Server
 from tests.support.wait import eventually
 
@@ -41,11 +41,6 @@ CLIPPED_JS = """(selector) => [...document.querySelectorAll(selector)]
     .map((el) => `<${el.tagName.toLowerCase()} class="${el.className}"> ${JSON.stringify(el.textContent.trim())}`
                  + ` is ${el.scrollWidth} px wide in ${el.clientWidth} px`)"""
 OVERFLOW_JS = '[document.scrollingElement.scrollWidth, document.scrollingElement.clientWidth]'
-
-
-@pytest.fixture(scope='module')
-def browser() -> Iterator[Browser]:
-    yield from launch()
 
 
 @pytest.fixture(scope='module')
