@@ -34,7 +34,7 @@ def agent_bars_options(items: list[AgentBar], dark: bool = True) -> dict[str, An
     ordered = list(reversed(items))
     return {
         'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
-        'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': _DOLLARS},
+        'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': FORMAT_USD_JS},
         'xAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours)},
         'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered], **_axis(colours)},
         'series': [{'type': 'bar', 'data': [_usd(i['cost_micros']) for i in ordered],
@@ -48,7 +48,7 @@ def provider_donut_options(items: list[ProviderSpend], dark: bool = True) -> dic
         return empty_options(dark=dark)
     colours = theme.chart_colours(dark)
     return {
-        'tooltip': {'trigger': 'item', ':valueFormatter': _DOLLARS},
+        'tooltip': {'trigger': 'item', ':valueFormatter': FORMAT_USD_JS},
         'legend': {'bottom': 0, 'type': 'scroll', 'textStyle': {'color': colours.text},
                    'pageTextStyle': {'color': colours.text}, 'pageIconColor': colours.text},
         'color': theme.PALETTE,
@@ -78,7 +78,7 @@ def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | N
     return {
         'animationDurationUpdate': 0,
         'grid': {'left': 8, 'right': 16, 'top': 24, 'bottom': 8, 'containLabel': True},
-        'tooltip': {'trigger': 'axis', ':valueFormatter': _DOLLARS},
+        'tooltip': {'trigger': 'axis', ':valueFormatter': FORMAT_USD_JS},
         'xAxis': {'type': 'category', 'boundaryGap': False, 'data': [p['date'][5:] for p in points],
                   **_axis(colours)},
         'yAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours),
@@ -98,7 +98,6 @@ def _split_line(colours: theme.ChartColours) -> dict[str, Any]:
     return {'lineStyle': {'color': colours.grid}}
 
 
-_DOLLARS = FORMAT_USD_JS
 
 
 def chart(options: dict[str, Any], marker: str, height: str = 'h-64') -> ui.echart:
