@@ -98,7 +98,5 @@ def _split_line(colours: theme.ChartColours) -> dict[str, Any]:
     return {'lineStyle': {'color': colours.grid}}
 
 
-
-
 def chart(options: dict[str, Any], marker: str, height: str = 'h-64') -> ui.echart:
     return ui.echart(options).classes(f'w-full {height}').mark(marker)
