@@ -28,10 +28,11 @@ class UsageEvent(SQLModel, table=True):
     __tablename__ = 'usage_events'
     __table_args__ = (
         UniqueConstraint('source', 'event_id', name='uq_usage_events_source_event_id'),
-        Index('ix_usage_events_ts', 'ts'),
-        Index('ix_usage_events_agent_ts', 'agent_id', 'ts'),
-        Index('ix_usage_events_session_id', 'session_id'),
-        Index('ix_usage_events_task_id', 'task_id'),
+        # the usage listing pages by (ts, id), alone or after one of these filters
+        Index('ix_usage_events_ts_id', 'ts', 'id'),
+        Index('ix_usage_events_agent_ts_id', 'agent_id', 'ts', 'id'),
+        Index('ix_usage_events_session_ts_id', 'session_id', 'ts', 'id'),
+        Index('ix_usage_events_task_ts_id', 'task_id', 'ts', 'id'),
     )
 
     id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
@@ -81,6 +82,7 @@ class SpendSession(SQLModel, table=True):
     """A session starts with its first event; `ended_at` is set by `POST /sessions/{id}/end`."""
 
     __tablename__ = 'sessions'
+    __table_args__ = (Index('ix_sessions_started_at', 'started_at'),)
 
     id: str = Field(primary_key=True, max_length=200)
     started_at: datetime
