@@ -25,6 +25,7 @@ from services.live.cluster import Bridge, Leadership
 from services.live.hub import EventHub, hub
 from services.sources.registry import build_pullers
 from services.sources.sync import SyncService
+from services.spend.day_zone import rekey_days
 from services.usage import price_overrides
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
@@ -90,6 +91,9 @@ def start(settings: Settings | None = None) -> Runtime:
     new = file is not None and not file.exists()
     engine = create_db_engine(settings.database_url)
     upgrade(engine)
+    with engine.begin() as conn:
+        if rekey_days(conn, settings.zone):
+            log.info('daily rollups re-keyed to the days of %s', settings.zone.key)
     pricer = Pricer()
     sources = settings.sources
     sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance,

@@ -3,8 +3,8 @@ database.
 
 A policy without a scope value keeps one counter per value it sees (per agent, per tag, ...); the scope key of a
 global policy is ''. Day/week/month periods are keyed by their start (aware UTC), a session period by the session id,
-a custom range by 'custom'. Global/agent/provider/model scopes are recounted from the hourly rollups, the others from
-the events of the current period (or of the live sessions). Global and provider policies also keep the reconciled
+a custom range by 'custom'. Every scope is recounted from the rollups (services/spend/rollups.py); session periods
+from the live sessions' totals. Global and provider policies also keep the reconciled
 spend (billed, pulled) of their period, which counts when it is higher than the events.
 
 Reservations: an allowed check may hold its estimate on every counter it matched, under the event id its usage will
@@ -33,7 +33,7 @@ from services.core.periods import PERIODS, Period, as_utc, period_containing
 from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS, SESSIONS
 from services.live.topics import SpendRow
 from services.spend.reconciliation import reconcile_span
-from services.spend.rollups import totals_between
+from services.spend.rollups import SCOPE_COLUMNS, scope_spend, totals_between
 
 ROLLUP_DIMENSION = {'global': None, 'agent': 'agent_id', 'provider': 'provider', 'model': 'model'}
 BILLED_SCOPES = ('global', 'provider')  # scopes that provider bills and LiteLLM pulls describe
@@ -448,19 +448,22 @@ def _count(conn: Connection, rule: Rule, spans: dict[str, Period], now: datetime
         return _count_sessions(conn, rule, now)
     span = rule.custom or spans[policy.period]
     key = 'custom' if policy.period == 'custom' else span.start
+    result: dict[tuple[str, Any], int] = {}
     if policy.scope in ROLLUP_DIMENSION:
         dimension = ROLLUP_DIMENSION[policy.scope]
         group = totals_between(conn, [span.start, span.end], (dimension,) if dimension else ()).groups[0]
-        result: dict[tuple[str, Any], int] = {}
-        for group_key, totals in group.items():
-            row = _Values({dimension: group_key[0]}) if dimension else _Values({})
-            for scope_key in rule.keys(row):
-                result[(scope_key, key)] = result.get((scope_key, key), 0) + totals.cost_micros
-        return result
-    query = select(EVENTS.c.ts, EVENTS.c.cost_micros, EVENTS.c.agent_id, EVENTS.c.session_id,
-                   EVENTS.c.user_id, EVENTS.c.project, EVENTS.c.tags, EVENTS.c.provider, EVENTS.c.model) \
-        .where(EVENTS.c.ts >= span.start, EVENTS.c.ts < span.end)
-    return _sum_events(conn.execute(query), rule, lambda _row: key)
+        spent: dict[Any, int] = {key[0] if dimension else None: totals.cost_micros for key, totals in group.items()}
+    else:
+        dimension = SCOPE_COLUMNS[policy.scope]
+        spent = scope_spend(conn, policy.scope, span.start, span.end)
+    for value, cost in spent.items():
+        if not dimension:
+            row = _Values({})
+        else:
+            row = _Values({dimension: (value,) if dimension == 'tags' else value})
+        for scope_key in rule.keys(row):
+            result[(scope_key, key)] = result.get((scope_key, key), 0) + cost
+    return result
 
 
 def _count_sessions(conn: Connection, rule: Rule, now: datetime) -> dict[tuple[str, Any], int]:

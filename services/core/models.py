@@ -1,7 +1,7 @@
 """Database tables. Money is integer micro-USD; timestamps are naive UTC.
 
 The ledger (`services/usage/ledger.py`) is the only writer of `usage_events` and of the spend tables derived from it
-(`spend_rollups`, `sessions`, `session_agents`, `agents`, `task_spend`).
+(`spend_rollups`, `spend_daily`, `spend_scope_rollups`, `sessions`, `session_agents`, `agents`, `task_spend`).
 """
 from __future__ import annotations
 
@@ -76,6 +76,42 @@ class SpendRollup(SQLModel, table=True):
     cost_micros: int = _money()
     requests: int = _count()
     unpriced_requests: int = _count()
+
+
+class SpendDaily(SQLModel, table=True):
+    """Daily totals per (agent, provider, model, channel), by the local day of the zone that the `rollups.day_zone`
+    setting names; '' stands for "no agent". Reads take whole days from here, the edges from the hours."""
+
+    __tablename__ = 'spend_daily'
+
+    day: date = Field(primary_key=True)
+    agent_id: str = Field(primary_key=True, max_length=200)
+    provider: str = Field(primary_key=True, max_length=100)
+    model: str = Field(primary_key=True, max_length=200)
+    channel: str = Field(primary_key=True, max_length=16)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cache_read_tokens: int = _count()
+    cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+
+
+class ScopeRollup(SQLModel, table=True):
+    """Hourly totals per user, project, tag or session (the scopes the agent/provider/model rollups lack): what
+    policies on those scopes count. An event with two tags counts under each."""
+
+    __tablename__ = 'spend_scope_rollups'
+
+    scope: str = Field(primary_key=True, max_length=16)  # user, project, tag, session
+    hour: datetime = Field(primary_key=True)
+    value: str = Field(primary_key=True, max_length=200)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cache_read_tokens: int = _count()
+    cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
 
 
 class SpendSession(SQLModel, table=True):

@@ -52,6 +52,18 @@ def local_days(last_day: date, days: int, zone: ZoneInfo) -> list[tuple[date, da
     return result
 
 
+def midnight_on_or_after(ts: datetime, zone: ZoneInfo) -> datetime:
+    """The first local midnight at or after `ts` (aware), in UTC."""
+    day = ts.astimezone(zone).date()
+    midnight = _local_midnight(day, zone)
+    return midnight if midnight >= ts else _local_midnight(day + timedelta(days=1), zone)
+
+
+def midnight_on_or_before(ts: datetime, zone: ZoneInfo) -> datetime:
+    """The last local midnight at or before `ts` (aware), in UTC."""
+    return _local_midnight(ts.astimezone(zone).date(), zone)
+
+
 def hour_floor(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 

@@ -15,6 +15,8 @@ def _table(model: type[SQLModel]) -> Table:
 
 EVENTS = _table(models.UsageEvent)
 ROLLUPS = _table(models.SpendRollup)
+DAILY = _table(models.SpendDaily)
+SCOPE_ROLLUPS = _table(models.ScopeRollup)
 SESSIONS = _table(models.SpendSession)
 SESSION_AGENTS = _table(models.SessionAgent)
 AGENTS = _table(models.Agent)

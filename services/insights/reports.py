@@ -23,7 +23,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from services.core.context import BudgetContext
-from services.core.periods import PERIODS, Period, PeriodName, period_containing
+from services.core.periods import (
+    PERIODS,
+    Period,
+    PeriodName,
+    midnight_on_or_after,
+    midnight_on_or_before,
+    period_containing,
+)
 from services.insights.forecast import budget_forecast
 from services.insights.report_model import (  # noqa: F401  (the model is part of this module's interface)
     DEFAULT_GROUP_BY,
@@ -66,22 +73,13 @@ def _midnight(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
-def _midnight_on_or_after(ts: datetime, zone: ZoneInfo) -> datetime:
-    midnight = _midnight(ts.astimezone(zone).date(), zone)
-    return midnight if midnight >= ts else _midnight(ts.astimezone(zone).date() + timedelta(days=1), zone)
-
-
-def _midnight_on_or_before(ts: datetime, zone: ZoneInfo) -> datetime:
-    return _midnight(ts.astimezone(zone).date(), zone)
-
-
 def is_day_aligned(span: Period, zone: ZoneInfo) -> bool:
-    return _midnight_on_or_before(span.start, zone) == span.start and _midnight_on_or_before(span.end, zone) == span.end
+    return midnight_on_or_before(span.start, zone) == span.start and midnight_on_or_before(span.end, zone) == span.end
 
 
 def day_spend(conn: Connection, start: datetime, end: datetime, zone: ZoneInfo) -> list[DaySpend]:
     """Via LiteLLM and direct for each local day of [start, end): reconciled for whole days, events for cut ones."""
-    first, last = _midnight_on_or_after(start, zone), _midnight_on_or_before(end, zone)
+    first, last = midnight_on_or_after(start, zone), midnight_on_or_before(end, zone)
     cut = [(start, end)] if first >= last else [(a, b) for a, b in ((start, first), (last, end)) if a < b]
     days: list[DaySpend] = []
     if first < last:

@@ -1,28 +1,31 @@
-"""Spend totals over time ranges, read from the hourly rollups.
-
-An hour that a range boundary cuts in two (a time zone with a half-hour offset, or a range that does not start
-on the hour) is read from the events of that hour alone, so every total is exact and no query scans history.
+"""Spend totals over time ranges, read from the rollups: whole local days from `spend_daily`, the rest of each
+range from the hourly `spend_rollups`, and an hour that a range boundary cuts in two (a range that does not start on
+the hour, a half-hour time zone) from the events of that hour alone. Every total is exact, and a read costs the
+number of days and edge hours it covers, never a scan of history.
 """
 from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast, overload
 
 from sqlalchemy import Connection, and_, func, or_, select
 from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
-from services.core.periods import as_utc, hour_floor
-from services.core.tables import EVENTS, ROLLUPS
+from services.core.periods import as_utc, hour_ceil, hour_floor, midnight_on_or_after, midnight_on_or_before
+from services.core.tables import DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS
+from services.spend.day_zone import day_zone
 
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
 HOUR = timedelta(hours=1)
-SPLIT_HOURS_PER_QUERY = 200  # two parameters each: far below SQLite's and psycopg's limits
+DAY = timedelta(days=1)
+RANGES_PER_QUERY = 200  # two parameters each: far below SQLite's and psycopg's limits
 MEASURES = ('cost_micros', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 Dimension = Literal['agent_id', 'provider', 'model', 'channel']
+SCOPE_COLUMNS = {'user': 'user_id', 'project': 'project', 'tag': 'tags', 'session': 'session_id'}  # scope rollups
 
 
 class SpendTotals(TypedDict):
@@ -65,8 +68,12 @@ class Totals:
     cache_write_tokens: int = 0
 
     def add(self, row: Any) -> None:
-        for name in MEASURES:
-            setattr(self, name, getattr(self, name) + int(getattr(row, name) or 0))
+        self.cost_micros += int(row.cost_micros or 0)
+        self.requests += int(row.requests or 0)
+        self.input_tokens += int(row.input_tokens or 0)
+        self.output_tokens += int(row.output_tokens or 0)
+        self.cache_read_tokens += int(row.cache_read_tokens or 0)
+        self.cache_write_tokens += int(row.cache_write_tokens or 0)
 
     def merge(self, other: Totals) -> None:
         for name in MEASURES:
@@ -101,36 +108,124 @@ def totals_between(conn: Connection, edges: Sequence[datetime], by: Sequence[str
     buckets = Buckets(edges, [{} for _ in range(len(edges) - 1)])
     if len(edges) < 2 or edges[0] >= edges[-1]:
         return buckets
-    split_hours: set[datetime] = set()
-    dims = [ROLLUPS.c[name] for name in by]
-    sums = [func.sum(ROLLUPS.c[name]).label(name) for name in MEASURES]
-    query = (select(ROLLUPS.c.hour, *dims, *sums)
-             .where(ROLLUPS.c.hour >= hour_floor(edges[0]), ROLLUPS.c.hour < edges[-1])
-             .group_by(ROLLUPS.c.hour, *dims))
-    for row in conn.execute(query):
-        hour = as_utc(row.hour)
-        index = _interval(edges, hour)
-        if index is None or index != _interval(edges, hour + HOUR - timedelta(microseconds=1)):
-            split_hours.add(hour)
-            continue
-        _add(buckets.groups[index], _key(row, by), row)
-    if split_hours:
-        _add_split_hours(conn, buckets, sorted(split_hours), by)
+    days, rest = _whole_days(edges, day_zone(conn))
+    if days:
+        _add_days(conn, buckets, days, by)
+    if rest:
+        _add_hours(conn, buckets, rest, by)
     return buckets
 
 
-def _add_split_hours(conn: Connection, buckets: Buckets, hours: list[datetime], by: Sequence[str]) -> None:
+def _whole_days(edges: list[datetime], zone: Any) -> tuple[dict[date, int], list[tuple[datetime, datetime]]]:
+    """The local days (of the daily rollups' zone) that lie whole inside an interval, with the interval's index, and
+    the rest of the range as sorted, disjoint, merged UTC ranges."""
+    days: dict[date, int] = {}
+    rest: list[tuple[datetime, datetime]] = []
+    for index in range(len(edges) - 1):
+        start, end = edges[index], edges[index + 1]
+        first, last = midnight_on_or_after(start, zone), midnight_on_or_before(end, zone)
+        if first < last:
+            day, stop = first.astimezone(zone).date(), last.astimezone(zone).date()
+            while day < stop:
+                days[day] = index
+                day += DAY
+            rest += [(start, first), (last, end)]
+        else:
+            rest.append((start, end))
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in rest:
+        if start >= end:
+            continue
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return days, merged
+
+
+def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str]) -> None:
+    dims = [DAILY.c[name] for name in by]
+    sums = [func.sum(DAILY.c[name]).label(name) for name in MEASURES]
+    in_days = (DAILY.c.day >= min(days), DAILY.c.day <= max(days))
+    intervals = set(days.values())
+    if len(intervals) == 1:  # one interval: its days are consecutive, and SQL adds them up
+        group = buckets.groups[intervals.pop()]
+        for row in conn.execute(select(*dims, *sums).where(*in_days).group_by(*dims)):
+            _add(group, _key(row, by), row)
+        return
+    for row in conn.execute(select(DAILY.c.day, *dims, *sums).where(*in_days).group_by(DAILY.c.day, *dims)):
+        index = days.get(row.day)
+        if index is not None:
+            _add(buckets.groups[index], _key(row, by), row)
+
+
+def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, datetime]], by: Sequence[str]) -> None:
+    """The hourly rollups of the hours that lie whole inside one of `ranges` and one interval; the events for the
+    hours that a range or interval boundary cuts."""
     edges = buckets.edges
+    split_hours: set[datetime] = set()
+    dims = [ROLLUPS.c[name] for name in by]
+    sums = [func.sum(ROLLUPS.c[name]).label(name) for name in MEASURES]
+    for first in range(0, len(ranges), RANGES_PER_QUERY):
+        in_ranges = or_(*(and_(ROLLUPS.c.hour >= hour_floor(start), ROLLUPS.c.hour < end)
+                          for start, end in ranges[first:first + RANGES_PER_QUERY]))
+        for row in conn.execute(select(ROLLUPS.c.hour, *dims, *sums).where(in_ranges).group_by(ROLLUPS.c.hour, *dims)):
+            hour = as_utc(row.hour)
+            index = _interval(edges, hour)
+            if (index is None or index != _interval(edges, hour + HOUR - timedelta(microseconds=1))
+                    or not _inside(ranges, hour, hour + HOUR)):
+                split_hours.add(hour)
+                continue
+            _add(buckets.groups[index], _key(row, by), row)
+    if split_hours:
+        _add_split_hours(conn, buckets, ranges, sorted(split_hours), by)
+
+
+def _inside(ranges: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> bool:
+    """Whether [start, end) lies inside one of the sorted, disjoint `ranges`."""
+    index = bisect.bisect_right(ranges, (start, datetime.max.replace(tzinfo=start.tzinfo))) - 1
+    return index >= 0 and ranges[index][0] <= start and end <= ranges[index][1]
+
+
+def _add_split_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, datetime]],
+                     hours: list[datetime], by: Sequence[str]) -> None:
+    edges = buckets.edges
+    parts = [(max(hour, start), min(hour + HOUR, end)) for hour in hours for start, end in ranges
+             if start < hour + HOUR and hour < end]
     columns = [EVENTS.c.ts, *(EVENTS.c[name] for name in by), *(EVENTS.c[name] for name in MEASURES[2:]),
                EVENTS.c.cost_micros]
     # A long range in a half-hour time zone cuts an hour a day: a bounded number of them per query
-    for first in range(0, len(hours), SPLIT_HOURS_PER_QUERY):
-        ranges = [and_(EVENTS.c.ts >= max(h, edges[0]), EVENTS.c.ts < min(h + HOUR, edges[-1]))
-                  for h in hours[first:first + SPLIT_HOURS_PER_QUERY]]
-        for row in conn.execute(select(*columns).where(or_(*ranges))):
+    for first in range(0, len(parts), RANGES_PER_QUERY):
+        chunk = parts[first:first + RANGES_PER_QUERY]
+        in_parts = or_(*(and_(EVENTS.c.ts >= start, EVENTS.c.ts < end) for start, end in chunk))
+        for row in conn.execute(select(*columns).where(in_parts)):
             index = _interval(edges, as_utc(row.ts))
             if index is not None:
                 _add(buckets.groups[index], _key(row, by), _EventAsRollup(row))
+
+
+def scope_spend(conn: Connection, scope: str, start: datetime, end: datetime) -> dict[str, int]:
+    """Cost in [start, end) per user, project, tag or session: whole hours from the scope rollups, the cut hours at
+    either end from their events. (An event with two tags counts under each.)"""
+    column = SCOPE_COLUMNS[scope]
+    start, end = as_utc(start), as_utc(end)
+    spent: dict[str, int] = {}
+    first, last = hour_ceil(start), hour_floor(end)
+    if first < last:
+        rollups = SCOPE_ROLLUPS.c
+        query = (select(rollups.value, func.sum(rollups.cost_micros))
+                 .where(rollups.scope == scope, rollups.hour >= first, rollups.hour < last).group_by(rollups.value))
+        spent.update((value, int(cost)) for value, cost in conn.execute(query))
+        cut = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
+    else:
+        cut = [(start, end)] if start < end else []
+    if cut:
+        in_cut = or_(*(and_(EVENTS.c.ts >= a, EVENTS.c.ts < b) for a, b in cut))
+        for value, cost in conn.execute(select(EVENTS.c[column], EVENTS.c.cost_micros).where(in_cut)):
+            for key in (dict.fromkeys(value or ()) if scope == 'tag' else (value,)):
+                if key:
+                    spent[key] = spent.get(key, 0) + int(cost)
+    return spent
 
 
 class _EventAsRollup:

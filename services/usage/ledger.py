@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -18,10 +18,11 @@ from typing_extensions import TypedDict
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.core.periods import hour_floor
-from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
+from services.core.tables import AGENTS, DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.live.hub import EventHub
 from services.live.hub import hub as default_hub
 from services.live.topics import SpendRow, UsageChanged
+from services.spend.day_zone import day_zone, local_day
 from services.usage.events import UsageEventIn, describe_errors
 from services.usage.pricing import Pricer, TokenCounts
 
@@ -35,6 +36,9 @@ assert set(EVENT_COLUMNS) == {c.name for c in EVENTS.columns} - {'id'}, 'EVENT_C
 INSERT_CHUNK = 32_000 // len(EVENT_COLUMNS)  # SQLite allows 32,766 bound values per statement
 REMOVE_CHUNK = 5_000
 TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
+SUMS = (*TOKEN_COLUMNS, 'cost_micros', 'requests')  # of the hourly, daily and scope rollups
+ROLLUP_SUMS = (*SUMS, 'unpriced_requests')
+DAY_KEY = ('agent_id', 'provider', 'model', 'channel')
 
 
 class EventOut(TypedDict):
@@ -271,10 +275,12 @@ class Ledger:
         get their first/last times (and an agent its latest session) back from those events. Returns the count."""
         removed, cost, last_id = 0, 0, -1
         hours: set[datetime] = set()
+        days: set[date] = set()
         sessions: set[str] = set()
         agents: set[str] = set()
         tasks: set[str] = set()
         with self._transaction() as conn:
+            zone = day_zone(conn)
             while True:  # in chunks, all in one transaction: a long-running demo leaves hundreds of thousands
                 query = select(EVENTS).where(where, EVENTS.c.id > last_id).order_by(EVENTS.c.id).limit(REMOVE_CHUNK)
                 events = [dict(e) for e in conn.execute(query).mappings()]
@@ -286,19 +292,21 @@ class Ledger:
                                   for e in events], requests=-1)
                 removed, cost = removed + len(events), cost + sum(e['cost_micros'] for e in events)
                 hours.update(hour_floor(e['ts']) for e in events)
+                days.update(local_day(e['ts'], zone) for e in events)
                 sessions.update(e['session_id'] for e in events if e['session_id'])
                 agents.update(e['agent_id'] for e in events if e['agent_id'])
                 tasks.update(e['task_id'] for e in events if e['task_id'])
-            self._prune(conn, sorted(hours), sorted(sessions), sorted(agents), sorted(tasks))
+            self._prune(conn, sorted(hours), sorted(days), sorted(sessions), sorted(agents), sorted(tasks))
         if removed:
             self.hub.publish(UsageChanged(rows=None, count=removed, cost_micros=-cost, agents=tuple(sorted(agents))))
         return removed
 
-    def _prune(self, conn: Connection, hours: list[datetime], sessions: list[str], agents: list[str],
-               tasks: list[str]) -> None:
+    def _prune(self, conn: Connection, hours: list[datetime], days: list[date], sessions: list[str],
+               agents: list[str], tasks: list[str]) -> None:
         """After a negated fold: drop the touched aggregate rows left without requests, then recompute the time
         bounds of the touched rows that remain (the fold can only widen them)."""
-        for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (SESSIONS, SESSIONS.c.id, sessions),
+        for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (DAILY, DAILY.c.day, days),
+                                    (SCOPE_ROLLUPS, SCOPE_ROLLUPS.c.hour, hours), (SESSIONS, SESSIONS.c.id, sessions),
                                     (SESSION_AGENTS, SESSION_AGENTS.c.session_id, sessions),
                                     (AGENTS, AGENTS.c.id, agents), (TASK_SPEND, TASK_SPEND.c.task_id, tasks)):
             for chunk in _chunks(keys, 500):
@@ -373,24 +381,35 @@ class Ledger:
         corrections to events already counted (a new cost for an unpriced event), not new requests; with
         requests=-1 they are negated events being removed."""
         rollups: dict[tuple, dict[str, Any]] = {}
+        daily: dict[tuple, dict[str, Any]] = {}
+        scoped: dict[tuple, dict[str, Any]] = {}
         sessions: dict[str, dict[str, Any]] = {}
         session_agents: dict[tuple[str, str], dict[str, Any]] = {}
         agents: dict[str, dict[str, Any]] = {}
         tasks: dict[str, dict[str, Any]] = {}
+        zone = day_zone(conn)
         for row in rows:
-            ts, cost, agent, session, task = row['ts'], row['cost_micros'], row['agent_id'], row['session_id'], \
-                row['task_id']
-            key = (hour_floor(ts), agent or '', row['provider'], row['model'], row['channel'])
+            ts, agent, session, task = row['ts'], row['agent_id'], row['session_id'], row['task_id']
+            hour = hour_floor(ts)
+            key = (hour, agent or '', row['provider'], row['model'], row['channel'])
             r = rollups.get(key)
             if r is None:
-                r = rollups[key] = dict(zip(('hour', 'agent_id', 'provider', 'model', 'channel'), key, strict=True),
-                                        input_tokens=0, output_tokens=0, cache_read_tokens=0,
-                                        cache_write_tokens=0, cost_micros=0, requests=0, unpriced_requests=0)
-            for column in TOKEN_COLUMNS:
-                r[column] += row[column]
-            r['cost_micros'] += cost
-            r['requests'] += requests
+                r = rollups[key] = dict(zip(('hour', *DAY_KEY), key, strict=True), **_zero(ROLLUP_SUMS))
+            _sum(r, row, requests)
             r['unpriced_requests'] += requests * (row['cost_source'] == 'unpriced') if requests else -1
+            day_key = (local_day(ts, zone), *key[1:])
+            d = daily.get(day_key)
+            if d is None:
+                d = daily[day_key] = dict(zip(('day', *DAY_KEY), day_key, strict=True), **_zero(SUMS))
+            _sum(d, row, requests)
+            for scope, value in (('user', row['user_id']), ('project', row['project']), ('session', session),
+                                 *(('tag', tag) for tag in dict.fromkeys(row['tags'] or ()))):
+                if value:
+                    by_scope = scoped.get((scope, hour, value))
+                    if by_scope is None:
+                        by_scope = scoped[(scope, hour, value)] = {'scope': scope, 'hour': hour, 'value': value,
+                                                                   **_zero(SUMS)}
+                    _sum(by_scope, row, requests)
             if session:
                 _add(sessions, session, {'id': session}, row, requests)
                 if agent:
@@ -405,8 +424,9 @@ class Ledger:
                 _add(tasks, task, {'task_id': task}, row, requests, first='first_ts', last='last_ts')
         cursor = conn.connection.cursor()
         try:
-            self._upsert(cursor, ROLLUPS, list(rollups.values()),
-                         sums=(*TOKEN_COLUMNS, 'cost_micros', 'requests', 'unpriced_requests'))
+            self._upsert(cursor, ROLLUPS, list(rollups.values()), ROLLUP_SUMS)
+            self._upsert(cursor, DAILY, list(daily.values()), SUMS)
+            self._upsert(cursor, SCOPE_ROLLUPS, list(scoped.values()), SUMS)
             sums = ('input_tokens', 'output_tokens', 'cost_micros', 'requests')
             self._upsert(cursor, SESSIONS, list(sessions.values()), sums, first='started_at', last='last_event_at')
             self._upsert(cursor, SESSION_AGENTS, list(session_agents.values()), sums, first='first_ts',
@@ -470,6 +490,18 @@ def _add(into: dict, key: Any, identity: dict[str, Any], row: dict[str, Any], re
     if row['ts'] > total[last]:
         total[last] = row['ts']
     return total
+
+
+def _zero(names: Iterable[str]) -> dict[str, int]:
+    return dict.fromkeys(names, 0)
+
+
+def _sum(into: dict[str, Any], row: dict[str, Any], requests: int) -> None:
+    """Add an event's tokens, cost and request count to a rollup row."""
+    for column in TOKEN_COLUMNS:
+        into[column] += row[column]
+    into['cost_micros'] += row['cost_micros']
+    into['requests'] += requests
 
 
 def _raw_event_id(payload: Any) -> str | None:

@@ -16,7 +16,7 @@ from services.sources.base import PullResult, SnapshotRow
 from services.sources.snapshots import store_snapshots
 from services.spend import budget
 from services.spend.reconciliation import channel_totals, reconcile_span
-from services.spend.rollups import SPLIT_HOURS_PER_QUERY
+from services.spend.rollups import RANGES_PER_QUERY
 from services.usage.ledger import Ledger
 
 ZONE = ZoneInfo('Asia/Kolkata')  # UTC+5:30: every local midnight cuts an hour in two
@@ -29,7 +29,7 @@ def test_ten_years_of_days_reconcile_in_bounded_time(ledger: Ledger) -> None:
     days = [FIRST + timedelta(days=i) for i in range(MAX_SPAN_DAYS)]
     events = [{'event_id': f'e{i}', 'model': 'gpt-4o', 'provider': 'openai', 'channel': 'direct', 'cost_usd': '0.01',
                'ts': datetime(d.year, d.month, d.day, 0, 10, tzinfo=ZONE).isoformat()} for i, d in enumerate(days)]
-    assert len(events) > 10 * SPLIT_HOURS_PER_QUERY
+    assert len(events) > 10 * RANGES_PER_QUERY
     assert all(r.status == 'stored' for r in ledger.record_batch(events))
     with ledger.engine.begin() as conn:
         for day, micros in ((FIRST, 5_000_000), (LAST, 7_000_000), (LAST + timedelta(days=1), 1_000_000_000)):
