@@ -30,7 +30,7 @@ from services.budget.policies import PolicyRule, list_policies
 from services.budget.rules import ACTION_CAP, Step, custom_span, scope_keys, step_for
 from services.core.money import micros_to_usd
 from services.core.periods import PERIODS, Period, as_utc, period_containing
-from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS, SESSIONS
+from services.core.tables import AGENTS, EVENTS, SESSION_AGENTS, SESSION_SCOPES, SESSIONS
 from services.live.topics import SpendRow
 from services.spend.reconciliation import reconcile_span
 from services.spend.rollups import SCOPE_COLUMNS, scope_spend, totals_between
@@ -467,7 +467,8 @@ def _count(conn: Connection, rule: Rule, spans: dict[str, Period], now: datetime
 
 
 def _count_sessions(conn: Connection, rule: Rule, now: datetime) -> dict[tuple[str, Any], int]:
-    """Session periods: the live sessions' totals (agents from session_agents, the rest from their events)."""
+    """Session periods: the live sessions' totals, per agent (session_agents) or per user, project, tag, provider or
+    model (session_scope_spend)."""
     policy = rule.policy
     open_ids = select(SESSIONS.c.id).where(live_sessions(now))
     if policy.scope == 'global' or policy.scope == 'session':
@@ -479,20 +480,11 @@ def _count_sessions(conn: Connection, rule: Rule, now: datetime) -> dict[tuple[s
                                    SESSION_AGENTS.c.cost_micros).where(SESSION_AGENTS.c.session_id.in_(open_ids)))
         return {(scope_key, r.session_id): int(r.cost_micros) for r in rows
                 for scope_key in rule.keys(_Values({'agent_id': r.agent_id}))}
-    query = select(EVENTS.c.ts, EVENTS.c.cost_micros, EVENTS.c.agent_id, EVENTS.c.session_id,
-                   EVENTS.c.user_id, EVENTS.c.project, EVENTS.c.tags, EVENTS.c.provider, EVENTS.c.model) \
-        .where(and_(EVENTS.c.session_id.in_(open_ids)))
-    return _sum_events(conn.execute(query), rule, lambda row: row.session_id)
-
-
-def _sum_events(rows: Iterable[Any], rule: Rule, period_key: Callable[[Any], Any]) -> dict[tuple[str, Any], int]:
-    result: dict[tuple[str, Any], int] = {}
-    for row in rows:
-        values = _Values({**row._mapping, 'tags': tuple(row.tags or ())})
-        key = period_key(values)
-        for scope_key in rule.keys(values):
-            result[(scope_key, key)] = result.get((scope_key, key), 0) + int(values.cost_micros)
-    return result
+    name = SCOPE_COLUMNS.get(policy.scope, policy.scope)  # the request's attribute the policy matches
+    rows = conn.execute(select(SESSION_SCOPES.c.session_id, SESSION_SCOPES.c.value, SESSION_SCOPES.c.cost_micros)
+                        .where(SESSION_SCOPES.c.scope == policy.scope, SESSION_SCOPES.c.session_id.in_(open_ids)))
+    return {(scope_key, r.session_id): int(r.cost_micros) for r in rows
+            for scope_key in rule.keys(_Values({name: (r.value,) if name == 'tags' else r.value}))}
 
 
 def _count_billed(conn: Connection, rules: list[Rule], spans: dict[str, Period], zone: ZoneInfo) -> dict[Key, int]:

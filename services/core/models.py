@@ -1,7 +1,8 @@
 """Database tables. Money is integer micro-USD; timestamps are naive UTC.
 
 The ledger (`services/usage/ledger.py`) is the only writer of `usage_events` and of the spend tables derived from it
-(`spend_rollups`, `spend_daily`, `spend_scope_rollups`, `sessions`, `session_agents`, `agents`, `task_spend`).
+(`spend_rollups`, `spend_daily`, `spend_scope_rollups`, `sessions`, `session_agents`,
+`session_scope_spend`, `agents`, `task_spend`).
 """
 from __future__ import annotations
 
@@ -110,6 +111,21 @@ class ScopeRollup(SQLModel, table=True):
     output_tokens: int = _count()
     cache_read_tokens: int = _count()
     cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+
+
+class SessionScopeSpend(SQLModel, table=True):
+    """Per-session totals by user, project, tag, provider and model: what session-period policies on those scopes
+    count (agents have `session_agents`)."""
+
+    __tablename__ = 'session_scope_spend'
+
+    session_id: str = Field(primary_key=True, max_length=200)
+    scope: str = Field(primary_key=True, max_length=16)  # user, project, tag, provider, model
+    value: str = Field(primary_key=True, max_length=200)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
     cost_micros: int = _money()
     requests: int = _count()
 

@@ -18,7 +18,17 @@ from typing_extensions import TypedDict
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.core.periods import hour_floor
-from services.core.tables import AGENTS, DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
+from services.core.tables import (
+    AGENTS,
+    DAILY,
+    EVENTS,
+    ROLLUPS,
+    SCOPE_ROLLUPS,
+    SESSION_AGENTS,
+    SESSION_SCOPES,
+    SESSIONS,
+    TASK_SPEND,
+)
 from services.live.hub import EventHub
 from services.live.hub import hub as default_hub
 from services.live.topics import SpendRow, UsageChanged
@@ -39,6 +49,7 @@ TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_wr
 SUMS = (*TOKEN_COLUMNS, 'cost_micros', 'requests')  # of the hourly, daily and scope rollups
 ROLLUP_SUMS = (*SUMS, 'unpriced_requests')
 DAY_KEY = ('agent_id', 'provider', 'model', 'channel')
+SESSION_SUMS = ('input_tokens', 'output_tokens', 'cost_micros', 'requests')  # of sessions and their breakdowns
 
 
 class EventOut(TypedDict):
@@ -308,6 +319,7 @@ class Ledger:
         for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (DAILY, DAILY.c.day, days),
                                     (SCOPE_ROLLUPS, SCOPE_ROLLUPS.c.hour, hours), (SESSIONS, SESSIONS.c.id, sessions),
                                     (SESSION_AGENTS, SESSION_AGENTS.c.session_id, sessions),
+                                    (SESSION_SCOPES, SESSION_SCOPES.c.session_id, sessions),
                                     (AGENTS, AGENTS.c.id, agents), (TASK_SPEND, TASK_SPEND.c.task_id, tasks)):
             for chunk in _chunks(keys, 500):
                 conn.execute(delete(table).where(column.in_(chunk), table.c.requests <= 0))
@@ -385,6 +397,7 @@ class Ledger:
         scoped: dict[tuple, dict[str, Any]] = {}
         sessions: dict[str, dict[str, Any]] = {}
         session_agents: dict[tuple[str, str], dict[str, Any]] = {}
+        session_scopes: dict[tuple[str, str, str], dict[str, Any]] = {}
         agents: dict[str, dict[str, Any]] = {}
         tasks: dict[str, dict[str, Any]] = {}
         zone = day_zone(conn)
@@ -415,6 +428,18 @@ class Ledger:
                 if agent:
                     _add(session_agents, (session, agent), {'session_id': session, 'agent_id': agent}, row, requests,
                          first='first_ts', last='last_ts')
+                for scope, value in (('user', row['user_id']), ('project', row['project']),
+                                     ('provider', row['provider']), ('model', row['model']),
+                                     *(('tag', tag) for tag in dict.fromkeys(row['tags'] or ()))):
+                    if value:
+                        total = session_scopes.get((session, scope, value))
+                        if total is None:
+                            total = session_scopes[(session, scope, value)] = {
+                                'session_id': session, 'scope': scope, 'value': value, **_zero(SESSION_SUMS)}
+                        total['input_tokens'] += row['input_tokens']
+                        total['output_tokens'] += row['output_tokens']
+                        total['cost_micros'] += row['cost_micros']
+                        total['requests'] += requests
             if agent:
                 a = _add(agents, agent, {'id': agent, 'last_session_id': None, 'paused': False}, row, requests,
                          first='first_seen_at', last='last_request_at')
@@ -427,10 +452,11 @@ class Ledger:
             self._upsert(cursor, ROLLUPS, list(rollups.values()), ROLLUP_SUMS)
             self._upsert(cursor, DAILY, list(daily.values()), SUMS)
             self._upsert(cursor, SCOPE_ROLLUPS, list(scoped.values()), SUMS)
-            sums = ('input_tokens', 'output_tokens', 'cost_micros', 'requests')
+            sums = SESSION_SUMS
             self._upsert(cursor, SESSIONS, list(sessions.values()), sums, first='started_at', last='last_event_at')
             self._upsert(cursor, SESSION_AGENTS, list(session_agents.values()), sums, first='first_ts',
                          last='last_ts')
+            self._upsert(cursor, SESSION_SCOPES, list(session_scopes.values()), SESSION_SUMS)
             self._upsert(cursor, AGENTS, list(agents.values()), sums, first='first_seen_at', last='last_request_at',
                          follow_last=('last_session_id',))
             self._upsert(cursor, TASK_SPEND, list(tasks.values()), sums, first='first_ts', last='last_ts')

@@ -20,7 +20,17 @@ from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.db import create_db_engine, upgrade
 from services.core.periods import hour_floor
-from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
+from services.core.tables import (
+    AGENTS,
+    DAILY,
+    EVENTS,
+    ROLLUPS,
+    SCOPE_ROLLUPS,
+    SESSION_AGENTS,
+    SESSION_SCOPES,
+    SESSIONS,
+    TASK_SPEND,
+)
 from services.insights.forecast import budget_forecast
 from services.live.hub import EventHub
 from services.live.topics import AlertsChanged
@@ -35,6 +45,7 @@ SMALL = demo.Pace(history_days=2, peak_calls_per_hour=25, session_minutes=5)
 FAST = demo.Pace(interval_s=0.02, history_days=0, peak_calls_per_hour=360_000)  # a tick every 20 ms, no history
 HOUR = timedelta(hours=1)
 AGGREGATES = (ROLLUPS, SESSIONS, SESSION_AGENTS, AGENTS, TASK_SPEND)
+BREAKDOWNS = (DAILY, SCOPE_ROLLUPS, SESSION_SCOPES)  # tests/services/spend/test_rollup_reads.py checks their sums
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -71,7 +82,7 @@ def rows(conn: Any, table: Table) -> list[tuple]:
 
 def snapshot(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
-        return {t.name: rows(conn, t) for t in (EVENTS, *AGGREGATES, demo.TASKS)}
+        return {t.name: rows(conn, t) for t in (EVENTS, *AGGREGATES, *BREAKDOWNS, demo.TASKS)}
 
 
 def totals_from_events(conn: Any) -> dict[str, dict]:
@@ -289,7 +300,7 @@ def test_clear_keeps_real_events_recorded_while_the_demo_ran(ledger: Ledger) -> 
     demo.clear(ledger)
     with ledger.engine.connect() as conn:
         assert sorted(e.event_id for e in conn.execute(select(EVENTS))) == sorted(e['event_id'] for e in real)
-        for table in AGGREGATES:
+        for table in (*AGGREGATES, *BREAKDOWNS):
             for row in conn.execute(select(table)).mappings():
                 assert not any(str(v).startswith('demo-') for v in row.values()), (table.name, row)
     assert_totals_match_events(ledger.engine)
@@ -314,7 +325,7 @@ def test_removing_events_that_share_rows_with_others_leaves_those_rows_as_if_nev
     mixed = snapshot(ledger.engine)
 
     with ledger.engine.begin() as conn:
-        for table in (EVENTS, *AGGREGATES):
+        for table in (EVENTS, *AGGREGATES, *BREAKDOWNS):
             conn.execute(table.delete())
     kept.sort(key=lambda e: e['ts'])
     ledger.record_batch(kept)

@@ -1,5 +1,5 @@
-"""A recount (start-up, a policy or threshold change) counts every scope and period from the rollups: the same
-numbers as the counters that followed the ledger, without reading a single event."""
+"""A recount (start-up, a policy or threshold change) counts every scope and period, sessions too, from the rollups:
+the same numbers as the counters that followed the ledger, without reading a single event."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -28,7 +28,9 @@ def test_user_project_tag_session_and_custom_policies_recount_from_rollups(ledge
                        {'period': 'custom', 'period_start': str(today - timedelta(days=3)),
                         'period_end': str(today + timedelta(days=3))},
                        {'scope': 'tag', 'scope_value': 'eval', 'period': 'custom',
-                        'period_start': str(today - timedelta(days=40)), 'period_end': str(today)}):
+                        'period_start': str(today - timedelta(days=40)), 'period_end': str(today)},
+                       {'scope': 'user', 'period': 'session'}, {'scope': 'tag', 'period': 'session'},
+                       {'scope': 'provider', 'scope_value': 'openai', 'period': 'session'}):
             policies.create_policy(conn, policies.validate({'name': str(fields), 'limit_usd': '1000', **fields}))
     checker = Checker(engine, ledger.hub, ZONE)
     checker.start(now=now)
@@ -38,7 +40,7 @@ def test_user_project_tag_session_and_custom_policies_recount_from_rollups(ledge
                        'user_id': ('ann', 'bob')[n % 2], 'project': ('alpha', 'beta', None)[n % 3],
                        'tags': [['eval'], ['eval', 'prod'], []][n % 3], 'session_id': f's{n % 4}'})
     followed = checker.counters.snapshot()
-    assert len({key[0] for key in followed}) == 6  # every policy counted something
+    assert len({key[0] for key in followed}) == 9  # every policy counted something
     rebuilt = Checker(engine, EventHub(), ZONE)
     with counting_queries(engine, selects_only=True) as statements:
         rebuilt.rebuild(now=now)

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from services.core.db import MIGRATIONS_DIR
 from services.core.periods import local_days
-from services.core.tables import DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS
+from services.core.tables import DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS, SESSION_SCOPES
 from services.spend.day_zone import day_zone, rekey_days
 from services.spend.rollups import scope_spend, totals_between
 from services.usage.ledger import Ledger
@@ -134,7 +134,7 @@ def test_scope_spend_is_what_the_events_add_up_to(ledger: Ledger, engine: Engine
 def _tables(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
         return {table.name: sorted(tuple(row) for row in conn.execute(select(table)))
-                for table in (DAILY, SCOPE_ROLLUPS, ROLLUPS)}
+                for table in (DAILY, SCOPE_ROLLUPS, SESSION_SCOPES, ROLLUPS)}
 
 
 def test_removing_events_takes_them_out_of_every_rollup(ledger: Ledger, engine: Engine, hub: Any) -> None:

@@ -14,7 +14,17 @@ from sqlalchemy import Engine, delete, select
 
 from services.core.context import BudgetContext
 from services.core.periods import hour_floor
-from services.core.tables import AGENTS, EVENTS, ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
+from services.core.tables import (
+    AGENTS,
+    DAILY,
+    EVENTS,
+    ROLLUPS,
+    SCOPE_ROLLUPS,
+    SESSION_AGENTS,
+    SESSION_SCOPES,
+    SESSIONS,
+    TASK_SPEND,
+)
 from services.live.hub import EventHub
 from services.live.topics import LiveEvent, UsageChanged
 from services.spend import budget
@@ -109,7 +119,8 @@ _events = st.lists(st.fixed_dictionaries({
 
 def _wipe(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in (EVENTS, ROLLUPS, SESSIONS, SESSION_AGENTS, AGENTS, TASK_SPEND):
+        for table in (EVENTS, ROLLUPS, DAILY, SCOPE_ROLLUPS, SESSION_SCOPES, SESSIONS, SESSION_AGENTS, AGENTS,
+                      TASK_SPEND):
             conn.execute(delete(table))
 
 
@@ -221,8 +232,11 @@ def test_an_override_prices_events_stored_as_unpriced(ledger: Ledger) -> None:
             ('p1', 'priced'), ('u1', 'priced'), ('u2', 'priced')]
         assert sum(conn.execute(select(ROLLUPS.c.unpriced_requests)).scalars()) == 0
         assert sum(conn.execute(select(ROLLUPS.c.requests)).scalars()) == 3
-        for table in (ROLLUPS, SESSIONS, AGENTS, SESSION_AGENTS):
+        for table in (ROLLUPS, DAILY, SESSIONS, AGENTS, SESSION_AGENTS):
             assert sum(conn.execute(select(table.c.cost_micros)).scalars()) == expected, table.name
+        by_session = select(SCOPE_ROLLUPS.c.cost_micros).where(SCOPE_ROLLUPS.c.scope == 'session')
+        by_provider = select(SESSION_SCOPES.c.cost_micros).where(SESSION_SCOPES.c.scope == 'provider')
+        assert sum(conn.execute(by_session).scalars()) == sum(conn.execute(by_provider).scalars()) == expected
         assert conn.execute(select(SESSIONS.c.requests)).scalar_one() == 3
         assert conn.execute(select(TASK_SPEND.c.cost_micros)).scalar_one() == 2_001_500
 

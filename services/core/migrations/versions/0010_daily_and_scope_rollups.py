@@ -1,5 +1,6 @@
-"""spend_daily (per local day) and spend_scope_rollups (per hour and user, project, tag or session), filled from
-what is recorded, so every total and every policy counter reads rollups, never a scan of events
+"""spend_daily (per local day), spend_scope_rollups (per hour and user, project, tag or session) and
+session_scope_spend (per session and user, project, tag, provider or model), filled from what is recorded, so every
+total and every policy counter reads rollups, never a scan of events
 
 The daily rows are keyed by UTC days here; the server re-keys them when its time zone is another
 (services/spend/day_zone.py).
@@ -48,6 +49,15 @@ def upgrade() -> None:
         *_measures(),
         sa.PrimaryKeyConstraint('scope', 'hour', 'value'),
     )
+    op.create_table(
+        'session_scope_spend',
+        sa.Column('session_id', Text(length=200), nullable=False),
+        sa.Column('scope', Text(length=16), nullable=False),
+        sa.Column('value', Text(length=200), nullable=False),
+        *(sa.Column(name, sa.BigInteger(), nullable=False)
+          for name in ('input_tokens', 'output_tokens', 'cost_micros', 'requests')),
+        sa.PrimaryKeyConstraint('session_id', 'scope', 'value'),
+    )
     sqlite = op.get_bind().dialect.name == 'sqlite'
     sums = ', '.join(f'SUM({name})' for name in MEASURES)
     day = 'date(hour)' if sqlite else 'CAST(hour AS DATE)'
@@ -66,6 +76,15 @@ def upgrade() -> None:
     op.execute(f"INSERT INTO spend_scope_rollups ({columns}) SELECT 'tag', {hour}, tagged.tag, {sums}, COUNT(*) "
                f'FROM usage_events JOIN ({tags}) AS tagged ON tagged.id = usage_events.id '
                f"WHERE tagged.tag <> '' GROUP BY {hour}, tagged.tag")
+    columns = 'session_id, scope, value, input_tokens, output_tokens, cost_micros, requests'
+    sums = 'SUM(input_tokens), SUM(output_tokens), SUM(cost_micros), COUNT(*)'
+    for scope, column in (('user', 'user_id'), ('project', 'project'), ('provider', 'provider'), ('model', 'model')):
+        op.execute(f"INSERT INTO session_scope_spend ({columns}) SELECT session_id, '{scope}', {column}, {sums} "
+                   f"FROM usage_events WHERE session_id IS NOT NULL AND session_id <> '' AND {column} IS NOT NULL "
+                   f"AND {column} <> '' GROUP BY session_id, {column}")
+    op.execute(f"INSERT INTO session_scope_spend ({columns}) SELECT session_id, 'tag', tagged.tag, {sums} "
+               f'FROM usage_events JOIN ({tags}) AS tagged ON tagged.id = usage_events.id '
+               f"WHERE session_id IS NOT NULL AND session_id <> '' AND tagged.tag <> '' GROUP BY session_id, tagged.tag")
     settings = sa.table('settings', sa.column('key', sa.String), sa.column('value', sa.String),
                         sa.column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime))
     op.execute(settings.delete().where(settings.c.key == 'rollups.day_zone'))
@@ -74,5 +93,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM settings WHERE key = 'rollups.day_zone'")
+    op.drop_table('session_scope_spend')
     op.drop_table('spend_scope_rollups')
     op.drop_table('spend_daily')
