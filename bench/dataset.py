@@ -49,11 +49,13 @@ TAGS = ['prod', 'staging', 'batch', 'interactive', 'eval', 'retry', 'tool-call',
 SOURCES = ['api'] * 6 + ['sdk'] * 3 + ['litellm_callback']
 
 
-def events(count: int, seed: int, end: datetime) -> Iterator[dict[str, Any]]:
-    """`count` events over the DAYS ending at `end`, oldest first. Sessions follow one another through the month
-    (each runs for a few hours around its slot); a session keeps to a few agents, one user and a few tasks."""
+def events(count: int, seed: int, end: datetime, span: timedelta = timedelta(days=DAYS), sessions: int = SESSIONS,
+           first_session: int = 0) -> Iterator[dict[str, Any]]:
+    """`count` events over the `span` (DAYS) ending at `end`, oldest first. Sessions follow one another through the
+    span (each runs for a few hours of the month around its slot); a session keeps to a few agents, one user and a few
+    tasks. (bench/ingest_at_size.py draws the next hour's events with new sessions from here.)"""
     rng = random.Random(seed)
-    start = end - timedelta(days=DAYS)
+    start = end - span
     span = (end - start).total_seconds()
     models = [m[:3] for m in MODELS]
     weights = [m[3] for m in MODELS]
@@ -61,8 +63,8 @@ def events(count: int, seed: int, end: datetime) -> Iterator[dict[str, Any]]:
     for i in range(count):
         ts = start + timedelta(seconds=min(span - 1e-3, i * step + rng.random() * step))
         ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)  # milliseconds: equal timestamps do happen
-        slot = i * SESSIONS // count
-        session = min(SESSIONS - 1, max(0, slot + rng.randint(-8, 8)))
+        slot = i * sessions // count
+        session = first_session + min(sessions - 1, max(0, slot + rng.randint(-8, 8)))
         agent = (session * 7 + rng.randint(0, 3)) % AGENTS
         task = (session // 40 + rng.randint(0, 2)) % TASKS
         provider, model, channel = rng.choices(models, weights)[0]
