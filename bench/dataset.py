@@ -56,12 +56,12 @@ def events(count: int, seed: int, end: datetime, span: timedelta = timedelta(day
     tasks. (bench/ingest_at_size.py draws the next hour's events with new sessions from here.)"""
     rng = random.Random(seed)
     start = end - span
-    span = (end - start).total_seconds()
+    seconds = span.total_seconds()
     models = [m[:3] for m in MODELS]
     weights = [m[3] for m in MODELS]
-    step = span / count
+    step = seconds / count
     for i in range(count):
-        ts = start + timedelta(seconds=min(span - 1e-3, i * step + rng.random() * step))
+        ts = start + timedelta(seconds=min(seconds - 1e-3, i * step + rng.random() * step))
         ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)  # milliseconds: equal timestamps do happen
         slot = i * sessions // count
         session = first_session + min(sessions - 1, max(0, slot + rng.randint(-8, 8)))

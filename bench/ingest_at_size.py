@@ -24,10 +24,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from dataset import SESSIONS, events  # noqa: E402  (bench/ is the script's folder: first on sys.path)
 from sqlalchemy import event, func, select  # noqa: E402
 
 from app.runtime import tune_gc  # noqa: E402
-from bench.dataset import SESSIONS, events  # noqa: E402
 from services.core.db import create_db_engine, upgrade  # noqa: E402
 from services.core.periods import as_utc  # noqa: E402
 from services.core.tables import EVENTS  # noqa: E402

@@ -44,7 +44,7 @@ def test_pages_give_every_event_once_in_order_with_equal_timestamps(ledger: Ledg
         seen: list[int] = []
         cursor = None
         for _ in range(100):
-            page = list_usage(conn, UsageQuery(limit=7, cursor=cursor, **filters))
+            page = list_usage(conn, UsageQuery(limit=7, cursor=cursor, **filters))  # type: ignore[arg-type]
             seen += [item['id'] for item in page['items']]
             cursor = page['next_cursor']
             if cursor is None:
@@ -84,7 +84,7 @@ def test_a_page_after_a_cursor_is_one_index_range(ledger: Ledger, filters: dict[
             for setting in ('enable_seqscan', 'enable_bitmapscan', 'enable_sort'):
                 conn.execute(text(f'SET LOCAL {setting} = off'))
         cursor = encode_cursor(T0 - timedelta(seconds=3), 10**6)
-        plan = _plan(engine, conn, UsageQuery(limit=50, cursor=cursor, **filters))
+        plan = _plan(engine, conn, UsageQuery(limit=50, cursor=cursor, **filters))  # type: ignore[arg-type]
     if engine.dialect.name == 'sqlite':
         # 'SEARCH usage_events USING INDEX ix_usage_events_task_ts_id (task_id=? AND ts<?)': a range of the index,
         # read backwards. SQLite bounds it by ts alone because id is the rowid, which it does not take as the second
