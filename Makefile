@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-cli clean
+.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-cli bench-dataset \
+	bench-queries bench-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,19 @@ bench-cli: $(VENV)/.installed-dev
 
 bench-overshoot: $(VENV)/.installed-dev
 	$(BIN)/python bench/overshoot.py
+
+BENCH_DATA ?= /tmp/sg-bench
+
+bench-dataset: $(VENV)/.installed-dev  # the 10k and 5M SQLite histories the read benches use (5M: tens of minutes)
+	$(BIN)/python bench/dataset.py --url sqlite:///$(BENCH_DATA)/sqlite-10k.db --events 10000
+	$(BIN)/python bench/dataset.py --url sqlite:///$(BENCH_DATA)/sqlite-5m.db --events 5000000
+
+bench-queries: $(VENV)/.installed-dev  # needs bench-dataset
+	$(BIN)/python bench/queries.py --url-small sqlite:///$(BENCH_DATA)/sqlite-10k.db \
+		--url-large sqlite:///$(BENCH_DATA)/sqlite-5m.db
+
+bench-all: $(VENV)/.installed-dev  # every bench, one table of figures and targets (the read benches need bench-dataset)
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

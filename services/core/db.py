@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +19,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).parent / 'migrations'
 IN_CHUNK = 500  # values per `IN (...)`: far below SQLite's (32,766) and psycopg's (65,535) parameter limits
+# WAL pages (4 KiB) after which a commit checkpoints inline. SQLite's default, 1,000, has a large history's ingest
+# checkpoint (and fsync) on nearly every batch: each event dirties a page of the random (source, event_id) index.
+# The ledger checkpoints in the background instead (WalCheckpointer); this is the backstop when that lags.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -93,7 +100,47 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.execute('PRAGMA synchronous=NORMAL')
     cursor.execute('PRAGMA busy_timeout=30000')
     cursor.execute('PRAGMA cache_size=-65536')  # 64 MiB: keeps the event indexes in memory while ingesting
+    cursor.execute(f'PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}')
     cursor.close()
+
+
+class WalCheckpointer:
+    """Runs SQLite's WAL checkpoints on a thread of their own, so that a writer's commit does not copy the pages of
+    earlier transactions into the database file and fsync it (what made ingest slow down as the file grew).
+
+    `request()` after a commit asks for a PASSIVE checkpoint (it waits for no reader or writer, and copies what it
+    can); requests while one runs make one more run after it, so checkpoints follow a busy writer back to back and
+    stop when it does. Durability is unchanged: commits are in the WAL either way (synchronous=NORMAL), and the
+    checkpoint fsyncs the WAL before it copies, as an inline one does. The thread ends with the checkpointer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._path = str(engine.url.database)
+        self._connection: sqlite3.Connection | None = None  # its own, on its thread: not one of the pool's
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix='wal-checkpoint')
+        self._lock = threading.Lock()
+        self._requested = False
+
+    @staticmethod
+    def wanted(engine: Engine) -> bool:
+        """For a SQLite file (in memory there is no WAL)."""
+        return engine.dialect.name == 'sqlite' and engine.url.database not in (None, '', ':memory:')
+
+    def request(self) -> None:
+        with self._lock:
+            if self._requested:
+                return
+            self._requested = True
+        self._executor.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            self._requested = False  # commits from now on ask for the next run
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+            self._connection.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchall()
+        except sqlite3.Error:  # a checkpoint that cannot run now is retried after the next commit
+            log.debug('background WAL checkpoint failed', exc_info=True)
 
 
 def upgrade(engine: Engine) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, update
 from typing_extensions import TypedDict
 
+from services.core.db import WalCheckpointer
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.core.periods import hour_floor
@@ -151,6 +152,9 @@ class Ledger:
         self._json_to_db = _sqlite_json if self._dialect == 'sqlite' else _postgres_json
         # SQLite has one writer at a time; taking turns here avoids busy retries between our own threads.
         self._write_lock = threading.Lock() if self._dialect == 'sqlite' else None
+        self._writer: Connection | None = None  # SQLite: the connection all writes go through (_transaction)
+        # SQLite: checkpoints off the ingest path (services/core/db.py)
+        self._checkpointer = WalCheckpointer(engine) if WalCheckpointer.wanted(engine) else None
 
     # --- public API -------------------------------------------------------------------------------------------
 
@@ -240,9 +244,18 @@ class Ledger:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        lock = self._write_lock or nullcontext()
-        with lock, self.engine.begin() as conn:
-            yield conn
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock:
+            # SQLite: always the same connection. Each pooled connection has its own page cache, which SQLite empties
+            # whenever another connection has written since; writing through whichever connection the pool hands
+            # out would read the event indexes afresh for every batch.
+            if self._writer is None or self._writer.closed or self._writer.invalidated:
+                self._writer = self.engine.connect()
+            with self._writer.begin():
+                yield self._writer
 
     def _write(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
         """Insert the new rows and fold them into the rollups, all in one transaction."""
@@ -250,6 +263,8 @@ class Ledger:
             inserted = self._insert_events(conn, rows)
             if inserted:
                 self._fold(conn, [row for row in rows if (row['source'], row['event_id']) in inserted])
+        if inserted and self._checkpointer:
+            self._checkpointer.request()
         return inserted
 
     def reprice_unpriced(self, provider: str, model: str) -> int:

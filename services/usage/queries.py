@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, Select, select, tuple_
 from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
@@ -42,7 +42,9 @@ class UsageQuery:
     cursor: str | None = None
 
 
-def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
+def usage_query(q: UsageQuery) -> Select:
+    """The statement of one page: the filters, the keyset after the cursor, newest first, one row more than the page
+    (to know whether there is a next one)."""
     if not 1 <= q.limit <= MAX_PAGE:
         raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
     query = select(EVENTS)
@@ -56,19 +58,27 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
             query = query.where(EVENTS.c[name] == (value.lower() if name == 'provider' else value))
     if q.cursor:
         ts, pk = decode_cursor(q.cursor)
-        query = query.where(or_(EVENTS.c.ts < ts, and_(EVENTS.c.ts == ts, EVENTS.c.id < pk)))
-    query = query.order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(q.limit + 1)
+        # a row value, not `ts < :ts OR (ts = :ts AND id < :id)`: SQLite and PostgreSQL both read it as one range of
+        # the (ts, id) index (or of (agent_id | session_id | task_id, ts, id) after that filter), so a deep page
+        # costs what the first does
+        query = query.where(tuple_(EVENTS.c.ts, EVENTS.c.id) < tuple_(ts, pk))
+    return query.order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(q.limit + 1)
+
+
+def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
     page: list[EventOut] = []
     size, more = 0, False
     # streamed, and cut at MAX_PAGE_BYTES of metadata: a page of large events costs bounded memory (next_cursor
     # goes on from there)
-    for row in conn.execution_options(stream_results=True, yield_per=100).execute(query).mappings():
-        if len(page) == q.limit or size >= MAX_PAGE_BYTES:
-            more = True
-            break
-        item = event_to_dict(row)
-        size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
-        page.append(item)
+    # (closed when the page is cut: PostgreSQL's server-side cursor is not left open)
+    with conn.execution_options(stream_results=True, yield_per=100).execute(usage_query(q)) as result:
+        for row in result.mappings():
+            if len(page) == q.limit or size >= MAX_PAGE_BYTES:
+                more = True
+                break
+            item = event_to_dict(row)
+            size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
+            page.append(item)
     last = page[-1] if page else None
     next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
     return {'items': page, 'count': len(page), 'next_cursor': next_cursor}

@@ -26,6 +26,7 @@ from services.usage.ledger import Ledger
 from tests.support.fake_api import FakeAPI, Reply
 from tests.support.fixtures import FIXTURES
 from tests.support.ledger import spend
+from tests.support.queries import counting_queries
 from tests.support.typed import assert_conforms
 
 UTC_ZONE = ZoneInfo('UTC')
@@ -81,3 +82,27 @@ def test_an_empty_database_gives_an_empty_snapshot(engine: Engine) -> None:
     for field in fields(DashboardSnapshot):
         assert_conforms(declared[field.name], getattr(snapshot, field.name), field.name)
     assert (snapshot.agents, snapshot.eco_delivery, snapshot.alerts['unacknowledged']) == ([], None, 0)
+
+
+def test_a_load_takes_the_same_queries_for_three_agents_sessions_and_tasks_as_for_forty(ledger: Ledger) -> None:
+    """No read per agent, session or task: the statement count does not grow with what the history holds."""
+    engine = ledger.engine
+    config = DashboardConfig(BudgetContext(UTC_ZONE))
+
+    def selects() -> int:
+        with counting_queries(engine, selects_only=True) as statements, engine.connect() as conn:
+            snapshot = load_dashboard(conn, config)
+        assert snapshot.agents and snapshot.sessions and snapshot.tasks
+        return len(statements)
+
+    def add(prefix: str, count: int) -> None:
+        for n in range(count):
+            spend(ledger, '0.01', agent_id=f'{prefix}-agent-{n}', session_id=f'{prefix}-session-{n}',
+                  task_id=f'{prefix}-task-{n}')
+            with engine.begin() as conn:
+                tasks.create_task(conn, f'Task {n}', f'{prefix}-task-{n}', f'{prefix}-agent-{n}', priority=n)
+
+    add('few', 3)
+    few = selects()
+    add('many', 37)
+    assert selects() <= few  # one fewer: with three agents the cards are filled up with idle ones (one more read)

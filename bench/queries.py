@@ -1,0 +1,213 @@
+"""Read latency on a small and a large history, in one run: each read the API and the dashboard serve, called through
+the same service functions, p50/p95 on each database, the large/small ratio and pass/fail.
+
+    .venv/bin/python bench/queries.py [--url-small sqlite:////tmp/sg-bench/sqlite-10k.db]
+                                      [--url-large sqlite:////tmp/sg-bench/sqlite-5m.db] [--runs 30] [--only usage]
+
+Build the databases with bench/dataset.py (10k and 5M events; the same 30 days). Targets (issue 14): every read p95
+under 50 ms on the large history and large/small p50 ratio under 1.5; one dashboard load under 30 ms. The ratio is
+of p50s (the steadier figure on a noisy machine). "Now" is the end of the large history's data, so "today" and
+"this month" hold spend on both, whenever the bench runs.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import Connection, Engine, func, select  # noqa: E402
+
+from services.core.context import BudgetContext  # noqa: E402
+from services.core.db import create_db_engine, describe  # noqa: E402
+from services.core.periods import as_utc  # noqa: E402
+from services.core.tables import EVENTS, SESSIONS  # noqa: E402
+from services.dashboard import DashboardConfig, load_dashboard  # noqa: E402
+from services.insights import forecast, reports  # noqa: E402
+from services.spend import agents, budget, reconciliation, sessions  # noqa: E402
+from services.usage.queries import UsageQuery, encode_cursor, list_usage  # noqa: E402
+
+READ_TARGET_MS = 50.0
+DASHBOARD_TARGET_MS = 30.0
+RATIO_TARGET = 1.5
+ZONE = ZoneInfo('UTC')
+CTX = BudgetContext(ZONE)
+TOLERANCE = Decimal('0.05')
+
+
+@dataclass
+class Probe:
+    """What a read needs to know of one database: its 'now', a deep cursor and a task to filter on."""
+
+    now: datetime
+    deep_cursor: str  # 80% of the way into the history (page 40,000 of 100 at 5M events)
+    task_id: str
+    task_cursor: str  # 80% of the way into that task's events
+    agent_id: str
+    session_id: str
+
+
+def probe(engine: Engine) -> Probe:
+    with engine.connect() as conn:
+        last = as_utc(conn.execute(select(func.max(EVENTS.c.ts))).scalar_one())
+        first = as_utc(conn.execute(select(func.min(EVENTS.c.ts))).scalar_one())
+        deep = _row_before(conn, last - (last - first) * 0.8)
+        task = conn.execute(select(EVENTS.c.task_id).where(EVENTS.c.ts <= last).order_by(EVENTS.c.ts.desc())
+                            .limit(1)).scalar_one()
+        agent = conn.execute(select(EVENTS.c.agent_id).order_by(EVENTS.c.ts.desc()).limit(1)).scalar_one()
+        session = conn.execute(select(SESSIONS.c.id).order_by(SESSIONS.c.started_at.desc()).limit(1)).scalar_one()
+        # the task's middle: tasks here run for a few days each
+        span = conn.execute(select(func.min(EVENTS.c.ts), func.max(EVENTS.c.ts))
+                            .where(EVENTS.c.task_id == task)).one()
+        t0, t1 = as_utc(span[0]), as_utc(span[1])
+        task_deep = _row_before(conn, t1 - (t1 - t0) * 0.8, EVENTS.c.task_id == task)
+    return Probe(last + timedelta(seconds=1), encode_cursor(*deep), task, encode_cursor(*task_deep), agent, session)
+
+
+def _row_before(conn: Connection, ts: datetime, *where: Any) -> tuple[datetime, int]:
+    row = conn.execute(select(EVENTS.c.ts, EVENTS.c.id).where(EVENTS.c.ts <= ts, *where)
+                       .order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(1)).one()
+    return as_utc(row.ts), row.id
+
+
+Read = Callable[[Connection, Probe], Any]
+
+
+def _days(p: Probe, days: int) -> tuple[str, str]:
+    """The last `days` local days up to the probe's day (inclusive dates, as the API's from/to take them)."""
+    last = p.now.astimezone(ZONE).date()
+    return (last - timedelta(days=days - 1)).isoformat(), last.isoformat()
+
+
+def _by_agent(conn: Connection, p: Probe) -> Any:
+    start, end = _days(p, 30)
+    return budget.spend_breakdown(conn, 'agent_id', budget.resolve_range(None, start, end, ZONE, p.now))
+
+
+def _report(kind: str) -> Read:
+    def read(conn: Connection, p: Probe) -> Any:
+        start, end = _days(p, 30)
+        return reports.build_report(conn, CTX, kind, None, start, end, None, p.now)
+    return read
+
+
+# (name, read, target in ms): the reads of issue 14, then the listings the dashboard and the API also serve
+READS: list[tuple[str, Read, float]] = [
+    ('summary day', lambda c, p: budget.period_summary(c, CTX, 'day', p.now), READ_TARGET_MS),
+    ('summary month', lambda c, p: budget.period_summary(c, CTX, 'month', p.now), READ_TARGET_MS),
+    ('forecast', lambda c, p: forecast.budget_forecast(c, CTX, now=p.now), READ_TARGET_MS),
+    ('by-agent 30 days', _by_agent, READ_TARGET_MS),
+    ('usage first page', lambda c, p: list_usage(c, UsageQuery()), READ_TARGET_MS),
+    ('usage deep cursor page', lambda c, p: list_usage(c, UsageQuery(cursor=p.deep_cursor)), READ_TARGET_MS),
+    ('usage by task', lambda c, p: list_usage(c, UsageQuery(task_id=p.task_id)), READ_TARGET_MS),
+    ('usage by task, deep page', lambda c, p: list_usage(c, UsageQuery(task_id=p.task_id, cursor=p.task_cursor)),
+     READ_TARGET_MS),
+    ('usage by agent', lambda c, p: list_usage(c, UsageQuery(agent_id=p.agent_id)), READ_TARGET_MS),
+    ('usage by session', lambda c, p: list_usage(c, UsageQuery(session_id=p.session_id)), READ_TARGET_MS),
+    ('reports summary 30 days', _report('summary'), READ_TARGET_MS),
+    ('reports comparison 30 days', _report('comparison'), READ_TARGET_MS),
+    ('reconciliation 30 days', lambda c, p: reconciliation.reconciliation(c, 30, ZONE, TOLERANCE, now=p.now),
+     READ_TARGET_MS),
+    ('history 30 days', lambda c, p: budget.history(c, CTX, 30, p.now), READ_TARGET_MS),
+    ('agents list', lambda c, p: agents.list_agents(c), READ_TARGET_MS),
+    ('sessions list', lambda c, p: sessions.list_sessions(c, 30), READ_TARGET_MS),
+    ('dashboard load', lambda c, p: load_dashboard(c, DashboardConfig(CTX), p.now), DASHBOARD_TARGET_MS),
+]
+
+
+@dataclass
+class Figure:
+    name: str
+    small_p50: float
+    small_p95: float
+    large_p50: float
+    large_p95: float
+    target: float
+
+    @property
+    def ratio(self) -> float:
+        return self.large_p50 / self.small_p50 if self.small_p50 else float('inf')
+
+    @property
+    def ok(self) -> bool:
+        return self.large_p95 < self.target and self.ratio < RATIO_TARGET
+
+
+def _time(engine: Engine, read: Read, p: Probe) -> float:
+    start = time.perf_counter()
+    with engine.connect() as conn:  # a connection per read, from the pool, as a request gets one
+        read(conn, p)
+    return (time.perf_counter() - start) * 1000
+
+
+def measure(small: Engine, large: Engine, runs: int, budget_s: float, only: str | None) -> list[Figure]:
+    """Each read alternately on the small and the large database (so both see the same noise)."""
+    probes = {small: probe(small), large: probe(large)}
+    figures = []
+    for name, read, target in READS:
+        if only and only not in name:
+            continue
+        times: dict[Engine, list[float]] = {small: [], large: []}
+        for engine in (small, large):  # warm: caches, the first connection
+            _time(engine, read, probes[engine])
+        deadline = time.perf_counter() + budget_s
+        while len(times[large]) < runs and (len(times[large]) < 5 or time.perf_counter() < deadline):
+            for engine in (small, large):
+                times[engine].append(_time(engine, read, probes[engine]))
+        figures.append(Figure(name, *_p50_p95(times[small]), *_p50_p95(times[large]), target))
+        print(f'  {_line(figures[-1])}   ({len(times[large])} runs)', flush=True)
+    return figures
+
+
+def _p50_p95(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _line(f: Figure) -> str:
+    return (f'{f.name:<28} {f.small_p50:>8.1f} {f.small_p95:>8.1f} {f.large_p50:>9.1f} {f.large_p95:>9.1f} '
+            f'{f.ratio:>7.2f}   target p95<{f.target:.0f} ms, ratio<{RATIO_TARGET}   {"pass" if f.ok else "FAIL"}')
+
+
+HEADER = (f'{"read":<28} {"small":>8} {"":>8} {"large":>9} {"":>9} {"large/":>7}\n'
+          f'{"":<28} {"p50 ms":>8} {"p95 ms":>8} {"p50 ms":>9} {"p95 ms":>9} {"small":>7}   target')
+
+
+def count_events(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(EVENTS)).scalar_one()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--url-small', default='sqlite:////tmp/sg-bench/sqlite-10k.db')
+    parser.add_argument('--url-large', default='sqlite:////tmp/sg-bench/sqlite-5m.db')
+    parser.add_argument('--runs', type=int, default=30, help='runs per read and database (fewer past --seconds)')
+    parser.add_argument('--seconds', type=float, default=15.0, help='time per read before stopping early (min 5 runs)')
+    parser.add_argument('--only', help='only the reads whose name contains this')
+    args = parser.parse_args()
+    small, large = create_db_engine(args.url_small), create_db_engine(args.url_large)
+    counts = count_events(small), count_events(large)
+    print(f'reads: small {describe(args.url_small)} ({counts[0]:,} events), '
+          f'large {describe(args.url_large)} ({counts[1]:,} events)', flush=True)
+    print(HEADER, flush=True)
+    figures = measure(small, large, args.runs, args.seconds, args.only)
+    failed = [f.name for f in figures if not f.ok]
+    print(f'{len(figures) - len(failed)} of {len(figures)} reads meet their targets'
+          + (f'; missed: {", ".join(failed)}' if failed else ''))
+    small.dispose()
+    large.dispose()
+
+
+if __name__ == '__main__':
+    main()
