@@ -1,7 +1,7 @@
 """Database tables. Money is integer micro-USD; timestamps are naive UTC.
 
 The ledger (`services/usage/ledger.py`) is the only writer of `usage_events` and of the spend tables derived from it
-(`spend_rollups`, `spend_daily`, `spend_scope_rollups`, `sessions`, `session_agents`,
+(`spend_rollups`, `spend_hourly`, `spend_daily`, `spend_scope_rollups`, `sessions`, `session_agents`,
 `session_scope_spend`, `agents`, `task_spend`).
 """
 from __future__ import annotations
@@ -77,6 +77,22 @@ class SpendRollup(SQLModel, table=True):
     cost_micros: int = _money()
     requests: int = _count()
     unpriced_requests: int = _count()
+
+
+class SpendHourly(SQLModel, table=True):
+    """Hourly totals per channel alone: what reads of totals over many hours (the forecast's weeks of hours) add up,
+    a row or two an hour instead of one per agent, provider and model."""
+
+    __tablename__ = 'spend_hourly'
+
+    hour: datetime = Field(primary_key=True)
+    channel: str = Field(primary_key=True, max_length=16)
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cache_read_tokens: int = _count()
+    cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
 
 
 class SpendDaily(SQLModel, table=True):

@@ -15,6 +15,7 @@ def _table(model: type[SQLModel]) -> Table:
 
 EVENTS = _table(models.UsageEvent)
 ROLLUPS = _table(models.SpendRollup)
+HOURLY = _table(models.SpendHourly)
 DAILY = _table(models.SpendDaily)
 SCOPE_ROLLUPS = _table(models.ScopeRollup)
 SESSIONS = _table(models.SpendSession)

@@ -1,7 +1,8 @@
-"""Spend totals over time ranges, read from the rollups: whole local days from `spend_daily`, the rest of each
-range from the hourly `spend_rollups`, and an hour that a range boundary cuts in two (a range that does not start on
-the hour, a half-hour time zone) from the events of that hour alone. Every total is exact, and a read costs the
-number of days and edge hours it covers, never a scan of history.
+"""Spend totals over time ranges, read from the rollups: whole local days from `spend_daily`; the rest of each range
+from the hours of `spend_hourly` (totals per channel) or `spend_rollups` (per agent, provider and model); and an hour
+that a range boundary cuts in two (a range that does not start on the hour, a half-hour time zone) from the events of
+that hour alone. Every total is exact, and a read costs the number of days and edge hours it covers, never a scan of
+history.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
 from services.core.periods import as_utc, hour_ceil, hour_floor, midnight_on_or_after, midnight_on_or_before
-from services.core.tables import DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS
+from services.core.tables import DAILY, EVENTS, HOURLY, ROLLUPS, SCOPE_ROLLUPS
 from services.spend.day_zone import day_zone
 
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
@@ -164,12 +165,13 @@ def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, 
     hours that a range or interval boundary cuts."""
     edges = buckets.edges
     split_hours: set[datetime] = set()
-    dims = [ROLLUPS.c[name] for name in by]
-    sums = [func.sum(ROLLUPS.c[name]).label(name) for name in MEASURES]
+    table = HOURLY if set(by) <= {'channel'} else ROLLUPS  # a row or two an hour, when no more is asked
+    dims = [table.c[name] for name in by]
+    sums = [func.sum(table.c[name]).label(name) for name in MEASURES]
     for first in range(0, len(ranges), RANGES_PER_QUERY):
-        in_ranges = or_(*(and_(ROLLUPS.c.hour >= hour_floor(start), ROLLUPS.c.hour < end)
+        in_ranges = or_(*(and_(table.c.hour >= hour_floor(start), table.c.hour < end)
                           for start, end in ranges[first:first + RANGES_PER_QUERY]))
-        for row in conn.execute(select(ROLLUPS.c.hour, *dims, *sums).where(in_ranges).group_by(ROLLUPS.c.hour, *dims)):
+        for row in conn.execute(select(table.c.hour, *dims, *sums).where(in_ranges).group_by(table.c.hour, *dims)):
             hour = as_utc(row.hour)
             index = _interval(edges, hour)
             if (index is None or index != _interval(edges, hour + HOUR - timedelta(microseconds=1))

@@ -23,6 +23,7 @@ from services.core.tables import (
     AGENTS,
     DAILY,
     EVENTS,
+    HOURLY,
     ROLLUPS,
     SCOPE_ROLLUPS,
     SESSION_AGENTS,
@@ -331,7 +332,8 @@ class Ledger:
                agents: list[str], tasks: list[str]) -> None:
         """After a negated fold: drop the touched aggregate rows left without requests, then recompute the time
         bounds of the touched rows that remain (the fold can only widen them)."""
-        for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (DAILY, DAILY.c.day, days),
+        for table, column, keys in ((ROLLUPS, ROLLUPS.c.hour, hours), (HOURLY, HOURLY.c.hour, hours),
+                                    (DAILY, DAILY.c.day, days),
                                     (SCOPE_ROLLUPS, SCOPE_ROLLUPS.c.hour, hours), (SESSIONS, SESSIONS.c.id, sessions),
                                     (SESSION_AGENTS, SESSION_AGENTS.c.session_id, sessions),
                                     (SESSION_SCOPES, SESSION_SCOPES.c.session_id, sessions),
@@ -408,6 +410,7 @@ class Ledger:
         corrections to events already counted (a new cost for an unpriced event), not new requests; with
         requests=-1 they are negated events being removed."""
         rollups: dict[tuple, dict[str, Any]] = {}
+        hourly: dict[tuple, dict[str, Any]] = {}
         daily: dict[tuple, dict[str, Any]] = {}
         scoped: dict[tuple, dict[str, Any]] = {}
         sessions: dict[str, dict[str, Any]] = {}
@@ -425,6 +428,10 @@ class Ledger:
                 r = rollups[key] = dict(zip(('hour', *DAY_KEY), key, strict=True), **_zero(ROLLUP_SUMS))
             _sum(r, row, requests)
             r['unpriced_requests'] += requests * (row['cost_source'] == 'unpriced') if requests else -1
+            h = hourly.get((hour, row['channel']))
+            if h is None:
+                h = hourly[(hour, row['channel'])] = {'hour': hour, 'channel': row['channel'], **_zero(SUMS)}
+            _sum(h, row, requests)
             day_key = (local_day(ts, zone), *key[1:])
             d = daily.get(day_key)
             if d is None:
@@ -465,6 +472,7 @@ class Ledger:
         cursor = conn.connection.cursor()
         try:
             self._upsert(cursor, ROLLUPS, list(rollups.values()), ROLLUP_SUMS)
+            self._upsert(cursor, HOURLY, list(hourly.values()), SUMS)
             self._upsert(cursor, DAILY, list(daily.values()), SUMS)
             self._upsert(cursor, SCOPE_ROLLUPS, list(scoped.values()), SUMS)
             sums = SESSION_SUMS

@@ -24,6 +24,7 @@ from services.core.tables import (
     AGENTS,
     DAILY,
     EVENTS,
+    HOURLY,
     ROLLUPS,
     SCOPE_ROLLUPS,
     SESSION_AGENTS,
@@ -45,7 +46,7 @@ SMALL = demo.Pace(history_days=2, peak_calls_per_hour=25, session_minutes=5)
 FAST = demo.Pace(interval_s=0.02, history_days=0, peak_calls_per_hour=360_000)  # a tick every 20 ms, no history
 HOUR = timedelta(hours=1)
 AGGREGATES = (ROLLUPS, SESSIONS, SESSION_AGENTS, AGENTS, TASK_SPEND)
-BREAKDOWNS = (DAILY, SCOPE_ROLLUPS, SESSION_SCOPES)  # tests/services/spend/test_rollup_reads.py checks their sums
+BREAKDOWNS = (HOURLY, DAILY, SCOPE_ROLLUPS, SESSION_SCOPES)  # their sums: tests/services/spend/test_rollup_reads.py
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 

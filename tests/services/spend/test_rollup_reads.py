@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from services.core.db import MIGRATIONS_DIR
 from services.core.periods import local_days
-from services.core.tables import DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS, SESSION_SCOPES
+from services.core.tables import DAILY, EVENTS, HOURLY, ROLLUPS, SCOPE_ROLLUPS, SESSION_SCOPES
 from services.spend.day_zone import day_zone, rekey_days
 from services.spend.rollups import scope_spend, totals_between
 from services.usage.ledger import Ledger
@@ -57,10 +57,10 @@ def _expected(events: list[dict[str, Any]], edges: list[datetime], key: str) -> 
     return [dict(r) for r in result]
 
 
-def _actual(engine: Engine, edges: list[datetime]) -> list[dict[Any, int]]:
+def _actual(engine: Engine, edges: list[datetime], key: str = 'agent_id') -> list[dict[Any, int]]:
     with engine.connect() as conn:
-        buckets = totals_between(conn, edges, ('agent_id',))
-    return [{agent: t.cost_micros for (agent,), t in group.items() if t.requests} for group in buckets.groups]
+        buckets = totals_between(conn, edges, (key,))
+    return [{value: t.cost_micros for (value,), t in group.items() if t.requests} for group in buckets.groups]
 
 
 def _edge_sets(zone: ZoneInfo) -> list[list[datetime]]:
@@ -83,6 +83,7 @@ def test_totals_are_what_the_events_add_up_to(ledger: Ledger, engine: Engine, da
     events = _history(ledger, seed=len(days_in) + len(read_in))
     for edges in _edge_sets(ZoneInfo(read_in)):
         assert _actual(engine, edges) == _expected(events, edges, 'agent_id')
+        assert _actual(engine, edges, 'channel') == _expected(events, edges, 'channel')  # the per-channel hours
 
 
 def test_rekeying_the_days_keeps_every_total(ledger: Ledger, engine: Engine) -> None:
@@ -134,7 +135,7 @@ def test_scope_spend_is_what_the_events_add_up_to(ledger: Ledger, engine: Engine
 def _tables(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
         return {table.name: sorted(tuple(row) for row in conn.execute(select(table)))
-                for table in (DAILY, SCOPE_ROLLUPS, SESSION_SCOPES, ROLLUPS)}
+                for table in (DAILY, HOURLY, SCOPE_ROLLUPS, SESSION_SCOPES, ROLLUPS)}
 
 
 def test_removing_events_takes_them_out_of_every_rollup(ledger: Ledger, engine: Engine, hub: Any) -> None:

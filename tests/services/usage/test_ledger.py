@@ -18,6 +18,7 @@ from services.core.tables import (
     AGENTS,
     DAILY,
     EVENTS,
+    HOURLY,
     ROLLUPS,
     SCOPE_ROLLUPS,
     SESSION_AGENTS,
@@ -119,7 +120,7 @@ _events = st.lists(st.fixed_dictionaries({
 
 def _wipe(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in (EVENTS, ROLLUPS, DAILY, SCOPE_ROLLUPS, SESSION_SCOPES, SESSIONS, SESSION_AGENTS, AGENTS,
+        for table in (EVENTS, ROLLUPS, HOURLY, DAILY, SCOPE_ROLLUPS, SESSION_SCOPES, SESSIONS, SESSION_AGENTS, AGENTS,
                       TASK_SPEND):
             conn.execute(delete(table))
 

@@ -1,4 +1,4 @@
-"""spend_daily (per local day), spend_scope_rollups (per hour and user, project, tag or session) and
+"""spend_hourly (per hour and channel), spend_daily (per local day), spend_scope_rollups (per hour and user, project, tag or session) and
 session_scope_spend (per session and user, project, tag, provider or model), filled from what is recorded, so every
 total and every policy counter reads rollups, never a scan of events
 
@@ -32,6 +32,13 @@ def _measures() -> list[sa.Column]:
 
 def upgrade() -> None:
     op.create_table(
+        'spend_hourly',
+        sa.Column('hour', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column('channel', Text(length=16), nullable=False),
+        *_measures(),
+        sa.PrimaryKeyConstraint('hour', 'channel'),
+    )
+    op.create_table(
         'spend_daily',
         sa.Column('day', sa.Date(), nullable=False),
         sa.Column('agent_id', Text(length=200), nullable=False),
@@ -64,6 +71,8 @@ def upgrade() -> None:
     keys = 'agent_id, provider, model, channel'
     op.execute(f'INSERT INTO spend_daily (day, {keys}, {", ".join(MEASURES)}, requests) '
                f'SELECT {day}, {keys}, {sums}, SUM(requests) FROM spend_rollups GROUP BY {day}, {keys}')
+    op.execute(f'INSERT INTO spend_hourly (hour, channel, {", ".join(MEASURES)}, requests) '
+               f'SELECT hour, channel, {sums}, SUM(requests) FROM spend_rollups GROUP BY hour, channel')
     hour = "strftime('%Y-%m-%d %H:00:00.000000', ts)" if sqlite else "date_trunc('hour', ts)"
     columns = f'scope, hour, value, {", ".join(MEASURES)}, requests'
     for scope, column in (('user', 'user_id'), ('project', 'project'), ('session', 'session_id')):
@@ -96,3 +105,4 @@ def downgrade() -> None:
     op.drop_table('session_scope_spend')
     op.drop_table('spend_scope_rollups')
     op.drop_table('spend_daily')
+    op.drop_table('spend_hourly')
