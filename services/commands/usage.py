@@ -29,7 +29,7 @@ class UsageCommands:
         with self.ctx.engine.connect() as conn:
             cutoff = retention.cutoff(conn, older_than_days, now)
             zone = day_zone(conn).key
-            count = retention.count_before(conn, cutoff) if dry_run else 0
+            count = retention.count_prunable(conn, cutoff) if dry_run else 0
         if not dry_run:
             if self.ctx.ledger is None:
                 raise Unavailable('events cannot be pruned here: no ledger is running')

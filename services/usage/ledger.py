@@ -305,22 +305,28 @@ class Ledger:
 
     def prune_before(self, before: datetime, chunk: int = PRUNE_CHUNK) -> tuple[datetime, int]:
         """Delete the events older than the local midnight (of the daily rollups' zone) at or before `before`, and
-        nothing else: the rollups and the session, agent and task totals keep what they added up to. Oldest first, in
-        chunks of `chunk`, each its own short transaction (under the write lock on SQLite), so ingest waits for one
-        chunk at most and no more than a chunk's ids are ever in hand. The first chunk that deletes raises the
-        watermark (services/usage/retention.py). Returns the cutoff and how many events were deleted."""
+        nothing else: the rollups and the session, agent and task totals keep what they added up to. (Where a local
+        midnight cuts an hour, that hour's events stay: services/usage/retention.py.) Oldest first, in chunks of
+        `chunk`, each its own short transaction (under the write lock on SQLite), so ingest waits for one chunk at
+        most and no more than a chunk's ids are ever in hand. The first chunk that deletes raises the watermark.
+        Returns the cutoff and how many events were deleted."""
         with self.engine.connect() as conn:
-            cutoff = midnight_on_or_before(as_utc(before), day_zone(conn))
-        oldest = select(EVENTS.c.id).where(EVENTS.c.ts < cutoff).order_by(EVENTS.c.ts, EVENTS.c.id).limit(chunk)
+            zone = day_zone(conn)
+            cutoff = midnight_on_or_before(as_utc(before), zone)
+            oldest = conn.scalar(select(func.min(EVENTS.c.ts)).where(EVENTS.c.ts < cutoff))
         deleted = 0
-        while True:
-            with self._transaction() as conn:
-                count = conn.execute(delete(EVENTS).where(EVENTS.c.id.in_(oldest))).rowcount
-                if count and not deleted:
-                    retention.raise_watermark(conn, cutoff)
-            deleted += count
-            if count < chunk:
-                return cutoff, deleted
+        for start, end in retention.prunable_ranges(oldest, cutoff, zone) if oldest is not None else ():
+            chunk_ids = (select(EVENTS.c.id).where(EVENTS.c.ts >= start, EVENTS.c.ts < end)
+                         .order_by(EVENTS.c.ts, EVENTS.c.id).limit(chunk))
+            while True:
+                with self._transaction() as conn:
+                    count = conn.execute(delete(EVENTS).where(EVENTS.c.id.in_(chunk_ids))).rowcount
+                    if count and not deleted:
+                        retention.raise_watermark(conn, cutoff)
+                deleted += count
+                if count < chunk:
+                    break
+        return cutoff, deleted
 
     def _prune(self, conn: Connection, hours: list[datetime], days: list[date], sessions: list[str],
                agents: list[str], tasks: list[str]) -> None:

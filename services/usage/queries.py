@@ -65,13 +65,14 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
     size, more = 0, False
     # streamed, and cut at MAX_PAGE_BYTES of metadata: a page of large events costs bounded memory (next_cursor
     # goes on from there)
-    for row in conn.execution_options(stream_results=True, yield_per=100).execute(query).mappings():
-        if len(page) == q.limit or size >= MAX_PAGE_BYTES:
-            more = True
-            break
-        item = event_to_dict(row)
-        size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
-        page.append(item)
+    with conn.execution_options(stream_results=True, yield_per=100).execute(query) as result:  # closed at a break
+        for row in result.mappings():
+            if len(page) == q.limit or size >= MAX_PAGE_BYTES:
+                more = True
+                break
+            item = event_to_dict(row)
+            size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
+            page.append(item)
     last = page[-1] if page else None
     next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
     return {'items': page, 'count': len(page), 'next_cursor': next_cursor,
