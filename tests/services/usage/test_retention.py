@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from services.budget import policies
 from services.budget.checker import Checker
@@ -19,6 +19,7 @@ from services.core.access import SYSTEM, Actor, Role
 from services.core.context import BudgetContext
 from services.core.errors import Forbidden, Invalid
 from services.core.periods import as_utc, midnight_on_or_after
+from services.core.settings import Settings, SettingsError
 from services.core.tables import AGENTS, DAILY, EVENTS, ROLLUPS, SCOPE_ROLLUPS, SESSION_AGENTS, SESSIONS, TASK_SPEND
 from services.insights import report_formats, reports
 from services.live.hub import EventHub
@@ -238,11 +239,22 @@ def test_events_go_in_chunks_each_its_own_transaction(ledger: Ledger, engine: En
     ledger.record_batch([{'event_id': f'c{n}', 'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.01',
                           'ts': (old - timedelta(minutes=n)).isoformat()} for n in range(230)])
     ledger.record({'event_id': 'new', 'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.01'})
-    with counting_queries(engine) as statements:
-        _, count = ledger.prune_before(now - timedelta(days=2), chunk=50)
-    deletes = [s for s in statements if s.lstrip().upper().startswith('DELETE')]
+    commits: list[int] = []
+
+    def committed(_conn: Any) -> None:
+        commits.append(len(statements))
+
+    event.listen(engine, 'commit', committed)
+    try:
+        with counting_queries(engine) as statements:
+            _, count = ledger.prune_before(now - timedelta(days=2), chunk=50)
+    finally:
+        event.remove(engine, 'commit', committed)
+    deletes = [n for n, s in enumerate(statements) if s.lstrip().upper().startswith('DELETE')]
     assert count == 230 and len(deletes) == 5  # 50, 50, 50, 50, then 30: the last chunk
-    assert all('LIMIT' in d.upper() for d in deletes)
+    assert all(any(d < c for c in commits) for d in deletes) and len(commits) >= 5  # each committed on its own
+    assert [sum(d < c for d in deletes) for c in commits[-5:]] == [1, 2, 3, 4, 5]
+    assert all('LIMIT' in statements[d].upper() for d in deletes)
     assert not [s for s in statements if any(t.name in s for t in TOTAL_TABLES)]  # the totals are not touched
     with engine.connect() as conn:
         assert [r.event_id for r in conn.execute(select(EVENTS.c.event_id))] == ['new']
@@ -255,3 +267,13 @@ def test_only_an_admin_prunes_and_the_age_is_checked(ledger: Ledger, engine: Eng
     for days in (0, -3, 36_501):
         with pytest.raises(Invalid, match='older_than_days'):
             commands.usage.prune(SYSTEM, days)
+
+
+def test_the_setting_takes_days_or_none() -> None:
+    assert Settings.load().retention_days is None  # keep everything
+    assert Settings.load(retention_days='180d').retention_days == 180
+    assert Settings.load(retention_days='90').retention_days == 90
+    assert Settings.load(retention_days='none').retention_days is None
+    for bad in ('0', '6 months', '40000'):
+        with pytest.raises(SettingsError, match='SPENDGAUGE_RETENTION_DAYS'):
+            Settings.load(retention_days=bad)
