@@ -23,6 +23,7 @@ from app.security.session import identity
 from components.layout import use_feed, use_identity
 from services.alerting.anomaly import run_anomaly_check
 from services.alerting.notify import Notifier
+from services.core.access import SYSTEM
 from services.core.db import describe
 from services.core.scrub import ScrubLogs, secrets_of
 from services.core.settings import Settings, get_settings, local_url
@@ -53,6 +54,7 @@ _jobs: SyncJobs | None = None
 _notifier: Notifier | None = None
 ANOMALY_MINUTES = 5
 FORECAST_MINUTES = 5
+RETENTION_MINUTES = 24 * 60  # SPENDGAUGE_RETENTION_DAYS: prune once a day (and soon after start)
 
 
 def _startup() -> None:
@@ -73,6 +75,9 @@ def _startup() -> None:
     _jobs.add_periodic('anomaly', partial(run_anomaly_check, rt.engine, rt.hub), ANOMALY_MINUTES)
     _jobs.add_periodic('forecast', partial(run_exhaustion_check, rt.engine, rt.hub, rt.settings.budget),
                        FORECAST_MINUTES)
+    if rt.settings.retention_days is not None:
+        _jobs.add_periodic('retention', partial(rt.commands.usage.prune, SYSTEM, rt.settings.retention_days),
+                           RETENTION_MINUTES)
     _jobs.start()
     if rt.settings.demo != 'off':
         from services import demo

@@ -16,6 +16,7 @@ from app.api.routes import (
     policies,
     prices,
     reports,
+    retention,
     sessions,
     sync,
     tasks,
@@ -24,8 +25,8 @@ from app.api.routes import (
     usage,
 )
 
-MODULES = (health, usage, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds, check,
-           reports, tokens)
+MODULES = (health, usage, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds,
+           check, reports, tokens)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

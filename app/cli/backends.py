@@ -47,6 +47,7 @@ class Backend(Protocol):
     def resolve(self, alert_id: int) -> dict[str, Any]: ...
     def thresholds(self) -> dict[str, Any]: ...
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]: ...
+    def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -133,6 +134,10 @@ class HttpBackend:
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]:
         body = {'session_threshold_usd': _text(session_usd), 'day_threshold_usd': _text(day_usd), 'pause': pause}
         return self.call('PUT', '/thresholds', json=body)
+
+    def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]:
+        return self.call('POST', '/usage/prune', json={'older_than_days': older_than_days, 'dry_run': dry_run},
+                         timeout=600)
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""

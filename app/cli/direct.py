@@ -114,6 +114,9 @@ class DirectBackend:
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]:
         return dict(self.rt.commands.policies.set_thresholds(CLI_ACTOR, session_usd, day_usd, pause).as_dict())
 
+    def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]:
+        return dict(self.rt.commands.usage.prune(CLI_ACTOR, older_than_days, dry_run))
+
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports
 

@@ -17,6 +17,7 @@ from services.commands.prices import PriceCommands
 from services.commands.sessions import SessionCommands
 from services.commands.sync import SyncCommands
 from services.commands.tasks import TaskCommands
+from services.commands.usage import UsageCommands
 
 __all__ = ['BudgetCounters', 'CommandContext', 'Commands']
 
@@ -34,3 +35,4 @@ class Commands:
         self.sessions = SessionCommands(ctx)
         self.sync = SyncCommands(ctx)
         self.tasks = TaskCommands(ctx)
+        self.usage = UsageCommands(ctx)

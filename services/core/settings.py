@@ -40,6 +40,8 @@ WILDCARD_HOSTS = {'0.0.0.0': '127.0.0.1', '::': '::1', '': '127.0.0.1'}  # liste
 DEMO_MODES: tuple[str, ...] = get_args(Demo)
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]  # `a,b`, not JSON
+RETENTION_MIN_DAYS = 1  # events younger than a day are never pruned
+RETENTION_MAX_DAYS = 36_500  # a hundred years: anything longer is a typo
 
 
 class SettingsError(ValueError):
@@ -202,6 +204,10 @@ class Settings(_Group):
     max_body_mb: int = Field(8, ge=1, le=1024, description='largest request body in MiB, answered 413 above it '
                              '(POST /api/v1/usage/batch: at least 32 MiB)')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
+    retention_days: int | None = Field(None, ge=RETENTION_MIN_DAYS, le=RETENTION_MAX_DAYS,
+                                       description='a daily job deletes usage events older than this many days '
+                                                   '(whole local days; every total stays in the rollups); empty or '
+                                                   'none: keep every event')
     daily_budget_limit: Decimal | None = Field(None, validation_alias='DAILY_BUDGET_LIMIT',
                                                description='the daily limit in USD (wins over DAILY_LIMIT_USD)')
     weekly_budget_limit: Decimal | None = Field(None, validation_alias='WEEKLY_BUDGET_LIMIT',
@@ -267,6 +273,15 @@ class Settings(_Group):
         if value is None or (isinstance(value, str) and value.strip().lower() == 'none'):
             return None
         return parse_usd(value, name=cls._named(info))
+
+    @field_validator('retention_days', mode='before')
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        """Days as `180` or `180d`; `none` keeps every event."""
+        if isinstance(value, str):
+            text = value.strip().lower()
+            return None if text == 'none' else text.removesuffix('d')
+        return value
 
     @field_validator('log_level', 'demo', mode='before')
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, NamedTuple
 
 class Topic(StrEnum):
     USAGE = 'usage'  # the ledger stored, repriced or removed events (or another instance wrote: recount)
+    RETENTION = 'retention'  # old events were pruned (every total stays: they come from the rollups)
     SETTINGS = 'settings'  # a run-time setting such as a budget limit
     POLICIES = 'policies'  # budget policies, the Budget settings thresholds among them
     PRICES = 'prices'
@@ -39,6 +40,7 @@ class Route:
 
 ROUTES: dict[Topic, Route] = {
     Topic.USAGE: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.RETENTION: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.SETTINGS: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.POLICIES: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.PRICES: Route(reloads_dashboard=True, crosses_instances=True),
@@ -87,6 +89,15 @@ class UsageChanged:
     @property
     def is_correction(self) -> bool:
         return self.rows is None
+
+
+@dataclass(frozen=True)
+class EventsPruned:
+    """The events before `before` were deleted (services/usage/retention.py); the rollups and totals are unchanged."""
+
+    topic: ClassVar[Topic] = Topic.RETENTION
+    before: datetime
+    count: int
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,6 @@ class RequestsRefused:
     client: str
 
 
-LiveEvent = (UsageChanged | SettingChanged | PoliciesChanged | PricesChanged | SessionEnded | TaskChanged
+LiveEvent = (UsageChanged | EventsPruned | SettingChanged | PoliciesChanged | PricesChanged | SessionEnded | TaskChanged
              | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged
              | AccountsChanged | RequestsRefused)

@@ -18,7 +18,7 @@ from typing_extensions import TypedDict
 from services.core.db import WalCheckpointer
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
-from services.core.periods import hour_floor
+from services.core.periods import as_utc, hour_floor, midnight_on_or_before
 from services.core.tables import (
     AGENTS,
     DAILY,
@@ -35,6 +35,7 @@ from services.live.hub import EventHub
 from services.live.hub import hub as default_hub
 from services.live.topics import SpendRow, UsageChanged
 from services.spend.day_zone import day_zone, local_day
+from services.usage import retention
 from services.usage.events import UsageEventIn, describe_errors
 from services.usage.pricing import Pricer, TokenCounts
 
@@ -47,6 +48,7 @@ EVENT_COLUMNS = ('event_id', 'source', 'channel', 'ts', 'provider', 'model', 'ag
 assert set(EVENT_COLUMNS) == {c.name for c in EVENTS.columns} - {'id'}, 'EVENT_COLUMNS is out of date'
 INSERT_CHUNK = 32_000 // len(EVENT_COLUMNS)  # SQLite allows 32,766 bound values per statement
 REMOVE_CHUNK = 5_000
+PRUNE_CHUNK = 5_000
 TOKEN_COLUMNS = ('input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 SUMS = (*TOKEN_COLUMNS, 'cost_micros', 'requests')  # of the hourly, daily and scope rollups
 ROLLUP_SUMS = (*SUMS, 'unpriced_requests')
@@ -327,6 +329,31 @@ class Ledger:
         if removed:
             self.hub.publish(UsageChanged(rows=None, count=removed, cost_micros=-cost, agents=tuple(sorted(agents))))
         return removed
+
+    def prune_before(self, before: datetime, chunk: int = PRUNE_CHUNK) -> tuple[datetime, int]:
+        """Delete the events older than the local midnight (of the daily rollups' zone) at or before `before`, and
+        nothing else: the rollups and the session, agent and task totals keep what they added up to. (Where a local
+        midnight cuts an hour, that hour's events stay: services/usage/retention.py.) Oldest first, in chunks of
+        `chunk`, each its own short transaction (under the write lock on SQLite), so ingest waits for one chunk at
+        most and no more than a chunk's ids are ever in hand. The first chunk that deletes raises the watermark.
+        Returns the cutoff and how many events were deleted."""
+        with self.engine.connect() as conn:
+            zone = day_zone(conn)
+            cutoff = midnight_on_or_before(as_utc(before), zone)
+            oldest = conn.scalar(select(func.min(EVENTS.c.ts)).where(EVENTS.c.ts < cutoff))
+        deleted = 0
+        for start, end in retention.prunable_ranges(oldest, cutoff, zone) if oldest is not None else ():
+            chunk_ids = (select(EVENTS.c.id).where(EVENTS.c.ts >= start, EVENTS.c.ts < end)
+                         .order_by(EVENTS.c.ts, EVENTS.c.id).limit(chunk))
+            while True:
+                with self._transaction() as conn:
+                    count = conn.execute(delete(EVENTS).where(EVENTS.c.id.in_(chunk_ids))).rowcount
+                    if count and not deleted:
+                        retention.raise_watermark(conn, cutoff)
+                deleted += count
+                if count < chunk:
+                    break
+        return cutoff, deleted
 
     def _prune(self, conn: Connection, hours: list[datetime], days: list[date], sessions: list[str],
                agents: list[str], tasks: list[str]) -> None:

@@ -12,6 +12,7 @@ from typing_extensions import TypedDict
 from services.core.errors import Invalid
 from services.core.periods import as_utc, checked_utc
 from services.core.tables import EVENTS
+from services.usage import retention
 from services.usage.ledger import EventOut, event_to_dict
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
@@ -24,6 +25,8 @@ class UsagePage(TypedDict):
     count: int
     next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page. A page may hold
     # fewer than `limit` events when their metadata is large (4 MiB a page)
+    pruned_before: str | None  # ISO UTC: events before it were deleted by retention (`spendgauge prune`) and are not
+    # listed, though every total still counts them; None: nothing was ever pruned
 
 
 @dataclass
@@ -81,7 +84,8 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
             page.append(item)
     last = page[-1] if page else None
     next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
-    return {'items': page, 'count': len(page), 'next_cursor': next_cursor}
+    return {'items': page, 'count': len(page), 'next_cursor': next_cursor,
+            'pruned_before': retention.iso(retention.pruned_before(conn))}
 
 
 def encode_cursor(ts: datetime, pk: int) -> str:

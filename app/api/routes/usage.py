@@ -81,7 +81,8 @@ def get_usage(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> Response:
-    """Recorded events, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Recorded events, newest first; pass `next_cursor` back as `cursor` for the next page. `pruned_before`: events
+    before it were pruned (retention) and are not listed, though every total still counts them."""
     query = UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
                        limit, cursor)
     return json_response(list_usage(conn, query))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from nicegui import ui
 from nicegui.testing import User
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import cli, runtime
 from app.runtime import Runtime
@@ -24,7 +25,7 @@ from services.alerting import alerts
 from services.budget import eco, limits, policies, thresholds
 from services.budget.checker import CheckRequest
 from services.core.access import SYSTEM
-from services.core.tables import AGENTS, PRICE_OVERRIDES, SESSIONS, TASKS
+from services.core.tables import AGENTS, EVENTS, PRICE_OVERRIDES, SESSIONS, TASKS
 from services.live.topics import LiveEvent, Topic
 from tests.support.pages import settle
 
@@ -53,6 +54,12 @@ def with_agent(rt: Runtime) -> Prepared:
     rt.ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.01', 'agent_id': 'coder',
                       'session_id': 's-1'})
     return {'agent': 'coder', 'session': 's-1'}
+
+
+def with_old_event(rt: Runtime) -> Prepared:
+    rt.ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.01',
+                      'ts': (datetime.now(UTC) - timedelta(days=3)).isoformat()})
+    return {}
 
 
 def with_alert(rt: Runtime) -> Prepared:
@@ -208,6 +215,11 @@ CHANGES = [
            page=page_create_token, cli=lambda _: ['token', 'create', '--role', 'read', '--name', 'grafana'],
            done=lambda rt, _: token_roles(rt) == {'grafana': 'read'},
            checker=lambda rt, _: rt.accounts.secured),
+    Change('prune old events', Topic.RETENTION, prepare=with_old_event,
+           api=lambda _: ('POST', '/api/v1/usage/prune', {'older_than_days': 1}),
+           cli=lambda _: ['prune', '--older-than', '1d'],
+           done=lambda rt, _: read(rt, select(func.count()).select_from(EVENTS)) == 0,
+           checker=lambda rt, _: True),
     Change('add a task', Topic.TASKS,
            api=lambda _: ('POST', '/api/v1/tasks', {'id': 'nightly', 'title': 'Nightly run'}),
            done=lambda rt, _: read(rt, select(TASKS.c.title).where(TASKS.c.id == 'nightly')) == 'Nightly run',
