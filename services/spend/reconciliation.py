@@ -25,6 +25,7 @@ from typing_extensions import TypedDict
 from services.core.money import micros_to_usd
 from services.core.periods import local_days
 from services.core.tables import SNAPSHOTS
+from services.spend.reconciled_days import reconciled_days
 from services.spend.rollups import totals_between
 
 BILLING_SOURCES = {'openai_direct': 'openai', 'anthropic_direct': 'anthropic', 'openrouter_direct': 'openrouter'}
@@ -122,9 +123,14 @@ class ProviderDay:
 
 
 def reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> list[ProviderDay]:
-    """Per (day, provider) for the given days, each (date, UTC start, UTC end) of a local day."""
+    """Per (day, provider) for the given consecutive days, each (date, UTC start, UTC end) of a local day; the days
+    already reconciled and unchanged since come from services/spend/reconciled_days.py."""
     if not days:
         return []
+    return reconciled_days.read(conn, days, _reconcile)
+
+
+def _reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> list[ProviderDay]:
     edges = [start for _, start, _ in days] + [days[-1][2]]
     buckets = totals_between(conn, edges, ('provider', 'channel'))
     table: dict[tuple[date, str], ProviderDay] = {}
