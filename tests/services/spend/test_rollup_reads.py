@@ -156,3 +156,21 @@ def test_the_migration_fills_the_new_rollups_from_what_was_recorded(ledger: Ledg
         command.downgrade(config, '0009')
         command.upgrade(config, '0010')
     assert _tables(engine) == folded
+
+
+def test_the_server_keys_the_days_in_its_time_zone(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app import runtime
+    from services.core.settings import load_settings
+
+    url = f'sqlite:///{tmp_path / "zone.db"}'
+    monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', url)
+    monkeypatch.setenv('SPENDGAUGE_TZ', 'UTC')
+    events = _history(runtime.start(load_settings()).ledger, seed=13, count=100)
+    runtime.stop()
+    monkeypatch.setenv('SPENDGAUGE_TZ', 'Asia/Kolkata')
+    engine = runtime.start(load_settings()).engine
+    with engine.connect() as conn:
+        assert day_zone(conn).key == 'Asia/Kolkata'
+    for edges in _edge_sets(ZoneInfo('Asia/Kolkata')):
+        assert _actual(engine, edges) == _expected(events, edges, 'agent_id')
+    runtime.stop()
