@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-cli clean
+.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-concurrency bench-cli clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-cli: $(VENV)/.installed-dev
 
 bench-overshoot: $(VENV)/.installed-dev
 	$(BIN)/python bench/overshoot.py
+
+bench-concurrency: $(VENV)/.installed-dev
+	$(BIN)/python bench/concurrency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
