@@ -2,7 +2,7 @@
 `/api/v1/usage/batch` as fast as they are answered, against the real server.
 
     .venv/bin/python bench/concurrency.py [--seconds 8] [--check-clients 90] [--ingest-clients 10] [--batch 200]
-                                          [--think-ms 100-300] [--processes 1]
+                                          [--think-ms 300-1000] [--processes 1]
 
 The server is `python -m app serve` in its own process (SQLite in a temporary directory, one API token, so every
 request is authenticated) with the 20 policies and the day of usage of bench/check.py. The clients run in other
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument('--check-clients', type=int, default=90)
     parser.add_argument('--ingest-clients', type=int, default=10)
     parser.add_argument('--batch', type=int, default=200, help='events per ingest request')
-    parser.add_argument('--think-ms', default='100-300', help="a check client's pause after each check: LO-HI ms")
+    parser.add_argument('--think-ms', default='300-1000', help="a check client's pause after each check: LO-HI ms")
     parser.add_argument('--processes', type=int, default=1, help='client processes sharing the clients')
     args = parser.parse_args()
     think = tuple(float(v) for v in args.think_ms.split('-'))
