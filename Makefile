@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-cli bench-dataset \
-	bench-queries bench-all clean
+.PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-concurrency \
+	bench-cli bench-dataset bench-queries bench-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-cli: $(VENV)/.installed-dev
 
 bench-overshoot: $(VENV)/.installed-dev
 	$(BIN)/python bench/overshoot.py
+
+bench-concurrency: $(VENV)/.installed-dev
+	$(BIN)/python bench/concurrency.py
 
 BENCH_DATA ?= /tmp/sg-bench
 

@@ -5,22 +5,27 @@ Once any token or user exists (or SPENDGAUGE_API_TOKENS is set), every route but
 and ask /check, `admin` for every change. With none (a loopback server, see app/security/exposure.py) the caller is
 trusted. The commands check the role again where the change is carried out. Each refusal (401, 403) is counted in
 memory per client and route (services/accounts/refusals.py) for the sync status and the dashboard.
+
+The runtime, the caller and the role are `async` dependencies: answered from memory on the event loop, so a route
+that needs no database (`POST /check`) makes no hop to a worker thread. The directory's backstop reload (every 30 s)
+is the one database read on the way; it runs on a worker thread before the lookup.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from app import runtime as runtime_module
 from app.runtime import Runtime
 from services.core.access import Actor, Role
 
 
-def get_runtime() -> Runtime:
-    return runtime_module.current()
+async def get_runtime() -> Runtime:
+    return runtime_module.current()  # started on start-up: in memory
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -36,9 +41,11 @@ API_PREFIX = '/api/v1'  # where app/api/__init__.py mounts the routes
 TRUSTED = Actor('local', Role.ADMIN)  # no token and no user exists: a loopback server for one developer
 
 
-def authenticate(rt: RuntimeDep, request: Request,
-                 authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Actor:
+async def authenticate(rt: RuntimeDep, request: Request,
+                       authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Actor:
     directory = rt.accounts
+    if directory.due:  # the backstop reload reads the database: off the event loop
+        await run_in_threadpool(directory.refresh)
     if not directory.secured:
         return TRUSTED
     scheme, _, token = (authorization or '').partition(' ')
@@ -52,9 +59,9 @@ def authenticate(rt: RuntimeDep, request: Request,
     return actor
 
 
-def requires(*roles: Role) -> Callable[..., Actor]:
+def requires(*roles: Role) -> Callable[..., Awaitable[Actor]]:
     """A dependency: the caller, who must hold one of these roles (admin holds them all)."""
-    def check(actor: Annotated[Actor, Depends(authenticate)], rt: RuntimeDep, request: Request) -> Actor:
+    async def check(actor: Annotated[Actor, Depends(authenticate)], rt: RuntimeDep, request: Request) -> Actor:
         if not any(actor.may(role) for role in roles):
             raise refusal(rt, request, HTTPException(
                 403, f'this needs the {" or ".join(roles)} role; the token has {actor.role}'))

@@ -1,7 +1,9 @@
 """Who is calling: bearer tokens and dashboard users, answered from memory on every request.
 
 The directory reads the tokens and users once and again whenever they change: here (AccountsChanged), in another
-process (the bridge's remote notice) or, as a backstop, every RELOAD_S. A token is recognised by its SHA-256, compared
+process (the bridge's remote notice) or, as a backstop, every RELOAD_S. The API asks it on the event loop
+(app/api/deps.py): a lookup is a SHA-256 and a dict read; only the backstop reload reads the database, and the API
+runs that on a worker thread first (`due`, `refresh`). A token is recognised by its SHA-256, compared
 in constant time by the dict lookup of a hash of a 256-bit secret.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Directory:
         self._users = 0
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
         self.reload()
         self._unsubscribe = hub.subscribe(self._on_event) if hub is not None else None
 
@@ -48,13 +51,26 @@ class Directory:
             self._users = user_count
             self._loaded_at = time.monotonic()
 
-    def _fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > RELOAD_S:
+    @property
+    def due(self) -> bool:
+        """Whether the backstop reload is due: an async caller runs `refresh` off its event loop first, so that
+        `secured` and `token_actor` answer from memory there."""
+        return time.monotonic() - self._loaded_at > RELOAD_S
+
+    def refresh(self) -> None:
+        """Reload when due (a database read)."""
+        with self._refreshing:  # callers that find it due at once: one reads, the others then find it fresh
+            if not self.due:
+                return
             try:
                 self.reload()
             except Exception as exc:  # the database is away: keep answering from what we know
                 log.warning('could not reload tokens and users: %s', type(exc).__name__)
                 self._loaded_at = time.monotonic()
+
+    def _fresh(self) -> None:
+        if self.due:
+            self.refresh()
 
     def _on_event(self, event: LiveEvent) -> None:
         if isinstance(event, AccountsChanged) or (isinstance(event, UsageChanged) and event.remote):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -47,6 +47,7 @@ PRUNE_EVERY = timedelta(minutes=10)
 HOLD_FOR = timedelta(minutes=10)
 NO_USD = micros_to_usd(0)
 MAX_ANSWERS = 5_000  # answers a policy keeps for reuse (cleared when full; a recount makes new rules)
+APPLY_SLICE = 250  # events added to the counters under one hold of their lock
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,15 @@ class Checker:
             self.prune_sessions()
 
     def apply(self, rows: Iterable[SpendRow]) -> None:
-        """Add stored events to the counters, and act on the thresholds they cross."""
-        crossed, verify = self.counters.apply(rows)
-        self._act_on(crossed)
+        """Add stored events to the counters, and act on the thresholds they cross. A slice at a time: the counters'
+        lock is let go between slices, so a check on the event loop (app/api/routes/check.py) waits for at most one
+        slice of a 10,000-event batch, not for all of it (each slice is of committed events, in order)."""
+        rows = rows if isinstance(rows, Sequence) else tuple(rows)
+        verify = False
+        for first in range(0, len(rows), APPLY_SLICE):
+            crossed, more = self.counters.apply(rows[first:first + APPLY_SLICE])
+            verify |= more
+            self._act_on(crossed)
         if verify:  # it closes the write gate: in this thread once its write is through
             self.hub.gate.after_passing(self._verify_sessions)
 

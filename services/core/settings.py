@@ -203,6 +203,10 @@ class Settings(_Group):
     agent_alert_usd: Decimal = Field(Decimal(5), description='agent cards turn red above this session cost in USD')
     max_body_mb: int = Field(8, ge=1, le=1024, description='largest request body in MiB, answered 413 above it '
                              '(POST /api/v1/usage/batch: at least 32 MiB)')
+    ingest_workers: int = Field(2, ge=1, le=32, description='usage requests (POST /api/v1/usage, /usage/batch) '
+                                'carried out at once, on threads of their own')
+    ingest_queue: int = Field(256, ge=0, le=100_000, description='usage requests that may wait for those; beyond '
+                              'this (or 64 MiB of waiting bodies) the server answers 503 with Retry-After')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
     retention_days: int | None = Field(None, ge=RETENTION_MIN_DAYS, le=RETENTION_MAX_DAYS,
                                        description='a daily job deletes usage events older than this many days '

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Path, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ConfigDict, Field, model_validator
+from starlette.background import BackgroundTask
 from typing_extensions import TypedDict
 
 from app.api.deps import INGEST, RuntimeDep
@@ -71,16 +72,22 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
             note = f'estimate: {body.model} has no known price, counted as $0'
     if rt.checker is None:
         raise Unavailable('budget checks are not running')
-    # async: the check is in memory, so it runs on the event loop without a thread hop; alert writes do not
+    # async, like its dependencies (app/api/deps.py): the whole check is in memory and runs on the event loop
+    # without a thread hop. The alert writes a block defers (once per policy and period) run on a worker thread
+    # after the answer has been sent.
     deferred: list[Callable[[], None]] = []
     result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,
                                            tuple(body.tags), provider, body.model, estimate), deferred=deferred,
                               reserve=body.event_id if body.reserve else None)
-    for job in deferred:
-        await run_in_threadpool(job)
     if note:
         result['reasons'].append(note)
-    return Response(orjson.dumps(result), media_type='application/json')  # plain dicts: skip FastAPI's encoder
+    return Response(orjson.dumps(result), media_type='application/json',  # plain dicts: skip FastAPI's encoder
+                    background=BackgroundTask(run_in_threadpool, _run_all, deferred) if deferred else None)
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        job()
 
 
 class Released(TypedDict):
@@ -90,7 +97,7 @@ class Released(TypedDict):
 
 @router.delete('/check/reservations/{event_id}', dependencies=INGEST, responses=refusals(
     e503='Budget checks do not run in this process'))
-def release(event_id: Annotated[Id, Path()], rt: RuntimeDep) -> Released:
+async def release(event_id: Annotated[Id, Path()], rt: RuntimeDep) -> Released:
     """Let the estimate a check held go, for a call that did not happen."""
     if rt.checker is None:
         raise Unavailable('budget checks are not running')

@@ -1,4 +1,5 @@
-"""Recording usage events and reading them back."""
+"""Recording usage events and reading them back. Recording runs in ingest's own lane (app/api/ingest.py):
+SPENDGAUGE_INGEST_WORKERS at a time, the rest waiting their turn up to a bound, beyond it 503 with Retry-After."""
 from __future__ import annotations
 
 import json
@@ -7,12 +8,12 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import INGEST, READ, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
+from app.api.ingest import lane
 from services.usage.events import UsageEventIn
-from services.usage.ledger import MAX_BATCH, BatchOut, RecordedEvent, batch_out
+from services.usage.ledger import MAX_BATCH, BatchOut, Ledger, RecordedEvent, batch_out
 from services.usage.queries import UsagePage, UsageQuery, list_usage
 
 router = APIRouter(prefix='/usage', tags=['usage'])
@@ -48,9 +49,9 @@ def json_response(data: Any, status_code: int = 200) -> Response:
              responses={201: {'model': RecordedEvent, 'description': 'Stored: the event with its cost'},
                         200: {'model': RecordedEvent, 'description': 'Already recorded: the stored event, counted '
                                                                      'once'}})
-def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
+async def record_event(event: UsageEventIn, rt: RuntimeDep, request: Request) -> Response:
     """Record one LLM call. Returns the stored event with `cost_micros` and `cost_source`."""
-    status, row = rt.ledger.record(event)
+    status, row = await lane().run(_size(request), rt.ledger.record, event)
     return json_response({'status': status, **row}, 201 if status == 'stored' else 200)
 
 
@@ -58,15 +59,29 @@ def record_event(event: UsageEventIn, rt: RuntimeDep) -> Response:
              responses={200: {'model': BatchOut, 'description': 'A result for each event, in order'}})
 async def record_batch(request: Request, rt: RuntimeDep) -> Response:
     """Record up to 10,000 events. Each gets a result: stored, duplicate, or rejected with its index and reason."""
+    ingest = lane()
+    ingest.admit(_size(request))  # refused before its body is read
     body = await request.body()  # its size is capped before this runs (app/api/limits.py)
-    payload = await run_in_threadpool(_parse_batch, body)
+    answer = await ingest.run(len(body), _record_batch, rt.ledger, body)
+    return Response(answer, media_type='application/json')
+
+
+def _record_batch(ledger: Ledger, body: bytes) -> bytes:
+    """Parse, record and encode the answer, all on the lane's thread: 10,000 results take milliseconds to build and
+    encode, which checks on the event loop would otherwise wait for."""
+    payload = _parse_batch(body)
     events = payload.get('events') if isinstance(payload, dict) else None
     if not isinstance(events, list):
         raise BadRequest('events: required, a list of usage events')
     if len(events) > MAX_BATCH:
         raise BadRequest(f'events: at most {MAX_BATCH} events per batch, got {len(events)}', 413)
-    results = await run_in_threadpool(rt.ledger.record_batch, events)
-    return json_response(batch_out(results))
+    return orjson.dumps(batch_out(ledger.record_batch(events)))
+
+
+def _size(request: Request) -> int:
+    """The body's declared size (a chunked body has been read whole by then: counted as it is parsed)."""
+    length = request.headers.get('content-length', '')
+    return int(length) if length.isdigit() else 0
 
 
 @router.get('', dependencies=READ,
