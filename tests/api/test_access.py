@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,13 @@ def _provider(door: Door) -> str:
     return provider
 
 
+def _old_event(door: Door) -> int:
+    """Records an event 400 days old; returns an age that prunes it (and raises the watermark)."""
+    ts = datetime.now(UTC) - timedelta(days=400)
+    door.admin.post('/usage', json=event(agent_id=uid('a'), cost_usd='0.01', ts=ts)).raise_for_status()
+    return 365
+
+
 def get(path: str, **params: Any) -> Callable[[Door], tuple[str, dict[str, Any]]]:
     return lambda d: (path, {'params': params} if params else {})
 
@@ -124,7 +132,7 @@ ROUTES = [
         '/agents', '/alerts', '/alerts/deliveries', '/budget/summary', '/budget/forecast', '/budget/by-agent',
         '/budget/by-provider', '/budget/by-model', '/budget/by-channel', '/budget/history', '/budget/reconciliation',
         '/budget/limits', '/eco', '/policies', '/prices', '/prices/unpriced', '/reports', '/sessions',
-        '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage')),
+        '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage', '/usage/retention')),
     Route('GET', '/reports/{kind}', 'read', get('/reports/summary')),
     Route('GET', '/policies/{policy_id}', 'read', lambda d: (f'/policies/{_policy(d)}', {})),
     Route('GET', '/sessions/{session_id}', 'read', lambda d: (f'/sessions/{_recorded(d)[1]}', {})),
@@ -135,6 +143,8 @@ ROUTES = [
     Route('POST', '/usage/batch', 'ingest',
           lambda d: ('/usage/batch', {'json': {'events': [event(agent_id=uid('a'), cost_usd='0.02')]}}),
           state='/budget/summary'),
+    Route('POST', '/usage/prune', 'admin', lambda d: ('/usage/prune', {'json': {'older_than_days': _old_event(d)}}),
+          state='/usage/retention'),
     Route('POST', '/check', 'ingest', lambda d: ('/check', {'json': {'agent_id': uid('a')}})),
     Route('DELETE', '/check/reservations/{event_id}', 'ingest', lambda d: (f'/check/reservations/{uid("e")}', {})),
     Route('POST', '/budget/schedule', 'plan',
