@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 
-from app.api import errors, limits, openapi
+from app.api import errors, limits, metrics, openapi
 from app.api.deps import API_PREFIX
 from app.api.routes import (
     agents,
@@ -52,5 +52,6 @@ def not_found(path: str, request: Request) -> None:
 def install(app: FastAPI) -> None:
     errors.install(app)
     limits.install(app)
+    metrics.install(app)  # GET /metrics, and the HTTP timings
     app.include_router(api_router)
     openapi.install(app, API_PREFIX, ROUTES)

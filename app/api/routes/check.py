@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter
 from typing import Annotated
 
 import orjson
@@ -73,9 +74,11 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
         raise Unavailable('budget checks are not running')
     # async: the check is in memory, so it runs on the event loop without a thread hop; alert writes do not
     deferred: list[Callable[[], None]] = []
+    started = perf_counter()
     result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,
                                            tuple(body.tags), provider, body.model, estimate), deferred=deferred,
                               reserve=body.event_id if body.reserve else None)
+    rt.metrics.checked(result['decision'], perf_counter() - started)
     for job in deferred:
         await run_in_threadpool(job)
     if note:
