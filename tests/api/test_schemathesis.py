@@ -1,7 +1,7 @@
 """Schemathesis against a real server with API tokens: every operation under /api/v1 and /metrics, generated from
 /openapi.json, must never answer 5xx, and must answer only documented statuses and content types with bodies valid
-against their documented schemas. Bounded so the whole run stays well under a minute; what it found is kept as plain regression
-tests next to each route's other tests (see test_openapi.py and the tests/api modules)."""
+against their documented schemas. Bounded so the whole run stays well under a minute; what it found is kept as plain
+regression tests next to each route's other tests (see test_openapi.py and the tests/api modules)."""
 from __future__ import annotations
 
 from collections.abc import Iterator

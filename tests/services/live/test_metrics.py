@@ -2,6 +2,8 @@
 prometheus-client's global registry holds none of ours (tests/api/test_metrics.py scrapes real servers)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import prometheus_client
 import pytest
 from prometheus_client import generate_latest
@@ -66,7 +68,7 @@ def test_bounded_labels_keep_the_first_ones_seen() -> None:
 
 def test_a_failed_dashboard_load_is_counted_and_timed() -> None:
     metrics = Metrics()
-    calls = iter([ValueError('database gone'), 'data'])
+    calls: Iterator[ValueError | str] = iter([ValueError('database gone'), 'data'])
 
     def load() -> str:
         result = next(calls)
