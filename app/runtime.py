@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -23,6 +23,7 @@ from services.core.settings import Settings, SettingsError, get_settings
 from services.dashboard import DashboardConfig, DashboardSnapshot, load_dashboard
 from services.live.cluster import Bridge, Leadership
 from services.live.hub import EventHub, hub
+from services.live.metrics import Metrics
 from services.sources.registry import build_pullers
 from services.sources.sync import SyncService
 from services.spend.day_zone import rekey_days
@@ -50,6 +51,7 @@ class Runtime:
     checker: Checker | None = None
     leadership: Leadership | None = None
     bridge: Bridge | None = None
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics: this runtime's registry
 
     def load_dashboard(self) -> DashboardSnapshot:
         sources = self.settings.sources
@@ -118,6 +120,7 @@ def start(settings: Settings | None = None) -> Runtime:
     runtime.leadership = Leadership(engine)
     runtime.bridge = Bridge(engine, hub)
     runtime.bridge.start()
+    runtime.metrics.follow(hub, sync.pullers)
     _current = runtime
     log.info('%s: %s', 'created the database' if new else 'database ready', describe(settings.database_url))
     return runtime
@@ -155,6 +158,7 @@ def stop() -> None:
         if _current.leadership is not None:
             _current.leadership.release()
         reconciled_days.stop()
+        _current.metrics.close()
         _current.accounts.close()
         _current.engine.dispose()
         _current = None

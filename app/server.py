@@ -62,7 +62,7 @@ def _startup() -> None:
     if _serving is not None:  # started by serve(), not by a test fixture
         _serving.append(asyncio.get_running_loop().create_task(_say_serving(rt.settings)))
     runtime.tune_gc()
-    use_feed(start_feed(rt.load_dashboard, rt.hub))
+    use_feed(start_feed(rt.metrics.timed_load(rt.load_dashboard), rt.hub))  # reloads timed for /metrics
     use_identity(identity)
     global _jobs, _notifier
     if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
+from starlette.convertors import Convertor, register_url_convertor
 
-from app.api import errors, limits, openapi
+from app.api import errors, limits, metrics, openapi
 from app.api.deps import API_PREFIX
 from app.api.routes import (
     agents,
@@ -34,7 +35,23 @@ for module in MODULES:
 ROUTES = tuple(route for module in MODULES for route in module.router.routes if isinstance(route, APIRoute))
 
 
-@api_router.api_route('/{path:path}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'],
+class AnyPath(Convertor[str]):
+    """Starlette's `path` is `.*`, which stops at a newline (`%0A`): such a path would miss the catch-all below
+    and get the page's HTML 404."""
+
+    regex = r'[\s\S]*'
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor('anypath', AnyPath())
+
+
+@api_router.api_route('/{path:anypath}', methods=['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'],
                       include_in_schema=False)
 def not_found(path: str, request: Request) -> None:
     """Unknown paths answer 404 in JSON; a known path asked with a method it does not take answers 405 with the
@@ -53,5 +70,6 @@ def not_found(path: str, request: Request) -> None:
 def install(app: FastAPI) -> None:
     errors.install(app)
     limits.install(app)
+    metrics.install(app)  # GET /metrics, and the HTTP timings
     app.include_router(api_router)
     openapi.install(app, API_PREFIX, ROUTES)

@@ -12,7 +12,7 @@ is the one database read on the way; it runs on a worker thread before the looku
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Path, Request
@@ -73,10 +73,20 @@ def requires(*roles: Role) -> Callable[..., Awaitable[Actor]]:
 
 def refusal(rt: Runtime, request: Request, error: HTTPException) -> HTTPException:
     """Count the refused request (services/accounts/refusals.py: sync status, dashboard) and hand back the error."""
-    route = getattr(request.scope.get('route'), 'path', None)  # the template, e.g. /agents/{agent_id}
-    where = f'{request.method} {API_PREFIX}{route}' if route else f'{request.method} (no route)'
+    route = route_template(request.scope)
+    where = f'{request.method} {route}' if route else f'{request.method} (no route)'
     rt.refusals.refused(request.headers.get('user-agent'), where, error.status_code, str(error.detail))
     return error
+
+
+def route_template(scope: Mapping[str, Any]) -> str | None:
+    """The template of the route that took the request, e.g. /api/v1/agents/{agent_id} (never the raw path)."""
+    template = getattr(scope.get('route'), 'path_format', None)
+    if not isinstance(template, str):
+        return None
+    if scope['path'].startswith(f'{API_PREFIX}/') and not template.startswith(f'{API_PREFIX}/'):
+        return API_PREFIX + template  # the routes of the modules under /api/v1 carry their path without it
+    return template
 
 
 Reader = Annotated[Actor, Depends(requires(Role.READ))]

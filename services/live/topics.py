@@ -72,6 +72,8 @@ class SpendRow(NamedTuple):
     provider: str
     model: str
     event_id: str | None = None  # releases the reservation its check made
+    source: str = ''  # api, sdk, litellm_callback, ... (the metrics count events by source and channel)
+    channel: str = ''
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,8 @@ class Ledger:
             # `rows` lets in-memory budget counters follow the ledger exactly, without reading it back
             self.hub.publish(UsageChanged(
                 rows=tuple(SpendRow(r['ts'], r['cost_micros'], r['agent_id'], r['session_id'], r['user_id'],
-                                    r['project'], tuple(r['tags']), r['provider'], r['model'], r['event_id'])
+                                    r['project'], tuple(r['tags']), r['provider'], r['model'], r['event_id'],
+                                    r['source'], r['channel'])
                            for r in new_rows),
                 count=len(new_rows), cost_micros=sum(r['cost_micros'] for r in new_rows),
                 agents=tuple(sorted({r['agent_id'] for r in new_rows if r['agent_id']}))))

@@ -36,6 +36,12 @@ def test_unknown_endpoint_is_404_json(api: httpx.Client, method: str, path: str)
     assert_client_error(api.request(method, path), 404, mentions=path)
 
 
+@pytest.mark.parametrize(('method', 'path'), [('PATCH', '/tasks/a%0Ab'), ('GET', '/nothing%0Ahere')])
+def test_a_path_with_a_newline_is_404_json(api: httpx.Client, method: str, path: str) -> None:
+    """Found by schemathesis: a newline in the path got the page's HTML 404."""
+    assert_client_error(api.request(method, path, json={}), 404, mentions='no such endpoint')
+
+
 @pytest.mark.parametrize(('method', 'path'), [
     ('GET', '/policies/{}'), ('PATCH', '/policies/{}'), ('DELETE', '/policies/{}'), ('POST', '/alerts/{}/ack'),
     ('POST', '/alerts/{}/resolve')])

@@ -1,7 +1,7 @@
-"""Schemathesis against a real server with API tokens: every operation under /api/v1, generated from /openapi.json,
-must never answer 5xx, and must answer only documented statuses and content types with bodies valid against their
-documented schemas. Bounded so the whole run stays well under a minute; what it found is kept as plain regression
-tests next to each route's other tests (see test_openapi.py and the tests/api modules)."""
+"""Schemathesis against a real server with API tokens: every operation under /api/v1 and /metrics, generated from
+/openapi.json, must never answer 5xx, and must answer only documented statuses and content types with bodies valid
+against their documented schemas. Bounded so the whole run stays well under a minute; what it found is kept as plain
+regression tests next to each route's other tests (see test_openapi.py and the tests/api modules)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -48,14 +48,14 @@ def api_openapi() -> dict[str, Any]:
 
 
 OPENAPI = api_openapi()
-schema = schemathesis.openapi.from_dict(OPENAPI).include(path_regex=r'^/api/v1/')
+schema = schemathesis.openapi.from_dict(OPENAPI).include(path_regex=r'^(/api/v1/|/metrics$)')
 
 
 def test_the_server_serves_the_schema_tested(token_server: Server) -> None:
     response = httpx.get(f'{token_server.url}/openapi.json', timeout=30)
     assert response.status_code == 200, response.text
     served = response.json()
-    assert {p: v for p, v in served['paths'].items() if p.startswith('/api/v1/')} == OPENAPI['paths']
+    assert {p: v for p, v in served['paths'].items() if p.startswith('/api/v1/') or p == '/metrics'} == OPENAPI['paths']
     tested = OPENAPI['components']['schemas']
     assert {name: served['components']['schemas'].get(name) for name in tested} == tested
 

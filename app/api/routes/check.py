@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter
 from typing import Annotated
 
 import orjson
@@ -76,9 +77,11 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     # without a thread hop. The alert writes a block defers (once per policy and period) run on a worker thread
     # after the answer has been sent.
     deferred: list[Callable[[], None]] = []
+    started = perf_counter()
     result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,
                                            tuple(body.tags), provider, body.model, estimate), deferred=deferred,
                               reserve=body.event_id if body.reserve else None)
+    rt.metrics.checked(result['decision'], perf_counter() - started)
     if note:
         result['reasons'].append(note)
     return Response(orjson.dumps(result), media_type='application/json',  # plain dicts: skip FastAPI's encoder
