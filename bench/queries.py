@@ -158,14 +158,19 @@ def measure(small: Engine, large: Engine, runs: int, budget_s: float, only: str 
         if only and only not in name:
             continue
         times: dict[Engine, list[float]] = {small: [], large: []}
-        for engine in (small, large):  # warm: caches, the first connection
-            _time(engine, read, probes[engine])
+        rows = []
+        for engine in (small, large):  # warm: caches, the first connection; and how many rows a listing gives
+            with engine.connect() as conn:
+                result = read(conn, probes[engine])
+            rows.append(str(result['count']) if isinstance(result, dict) and 'count' in result else '')
         deadline = time.perf_counter() + budget_s
         while len(times[large]) < runs and (len(times[large]) < 5 or time.perf_counter() < deadline):
             for engine in (small, large):
                 times[engine].append(_time(engine, read, probes[engine]))
         figures.append(Figure(name, *_p50_p95(times[small]), *_p50_p95(times[large]), target))
-        print(f'  {_line(figures[-1])}   ({len(times[large])} runs)', flush=True)
+        listed = f', {rows[0]}/{rows[1]} rows' if rows[0] else ''  # a listing's page on each (not like for like
+        # when the small history has fewer rows to give: a task or session there holds only a few events)
+        print(f'  {_line(figures[-1])}   ({len(times[large])} runs{listed})', flush=True)
     return figures
 
 
