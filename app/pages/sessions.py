@@ -8,7 +8,7 @@ from app.feed import feed
 from components.layout import frame
 from components.sessions_table import breakdown_costs, breakdown_table, session_rows, sessions_table
 from services.core.display import plural
-from services.dashboard import DashboardSnapshot
+from services.dashboard import DashboardSnapshot, Part
 from services.spend import sessions
 
 
@@ -51,7 +51,7 @@ async def sessions_page() -> None:
         table.update()
         empty.set_visibility(not new.sessions)
 
-    unsubscribe = feed().subscribe(update)
+    unsubscribe = feed().subscribe(update, parts={Part.SESSIONS})
     ui.context.client.on_delete(unsubscribe)
 
 
