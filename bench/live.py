@@ -18,6 +18,8 @@ shows until the burst's total is in: the reloads that reached it (one per reload
 Starts its own server and Debian's chromium, and stops both at the end: on a new SQLite file in a temporary
 directory, or with `--db PATH` on a copy of an existing SQLite database (e.g. the 5M-event history
 bench/dataset.py writes to /tmp/sg-bench/sqlite-5m.db; the copy is made with SQLite's backup, PATH is not changed).
+Without it, `--history N` first writes N events of the last 30 days into the new database (through the ledger, the
+ingest bench's generator, seed 7).
 
 Target: p95 < 300 ms with 20 tabs.
 """
@@ -26,12 +28,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import random
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -43,7 +47,12 @@ from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 from app.feed import DashboardFeed  # noqa: E402
+from bench.ingest import make_events  # noqa: E402
+from services.core.db import create_db_engine, upgrade  # noqa: E402
 from services.core.display import format_usd  # noqa: E402
+from services.live.hub import EventHub  # noqa: E402
+from services.usage.ledger import MAX_BATCH, Ledger  # noqa: E402
+from services.usage.pricing import Pricer  # noqa: E402
 from tests.support.servers import start_server  # noqa: E402
 
 CHROMIUM = '/usr/bin/chromium'
@@ -123,6 +132,21 @@ def post(client: httpx.Client, event_id: str) -> None:
                                            'cost_usd': f'{COST_MICROS / 1e6:.6f}'})
     if response.status_code != 201:
         raise RuntimeError(f'POST /usage answered {response.status_code}: {response.text[:300]}')
+
+
+def write_history(database_url: str, count: int, days: int = 30) -> None:
+    """`count` events spread over the last `days` days, through the ledger (rollups and totals as in use)."""
+    engine = create_db_engine(database_url)
+    upgrade(engine)
+    ledger, rng, now = Ledger(engine, Pricer(), EventHub()), random.Random(7), time.time()
+    started = time.perf_counter()
+    events = make_events(count, 'history')
+    for event in events:
+        event['ts'] = datetime.fromtimestamp(now - rng.random() * days * 86_400, UTC).isoformat()
+    for i in range(0, count, MAX_BATCH):
+        ledger.record_batch(events[i:i + MAX_BATCH])
+    engine.dispose()
+    print(f'wrote a history of {count:,} events over {days} days in {time.perf_counter() - started:.0f} s')
 
 
 def run_scenario(pages: list[Page], client: httpx.Client, channels: list[int], rounds: int, timeout: float,
@@ -233,6 +257,7 @@ def main() -> None:
     parser.add_argument('--tabs', default=f'1,{TARGET_TABS}', help='comma-separated tab counts')
     parser.add_argument('--timeout', type=float, default=5.0, help='seconds a tab may take to show a value')
     parser.add_argument('--db', type=Path, help='run the server on a copy of this SQLite database')
+    parser.add_argument('--history', type=int, default=0, help='without --db: events of history to write first')
     parser.add_argument('--burst', type=int, default=50, help='POSTs in the burst (0: none)')
     coalesce = inspect.signature(DashboardFeed).parameters['coalesce_s'].default
     parser.add_argument('--gap', type=float, default=coalesce + 0.1, help='seconds of quiet before each POST')
@@ -247,6 +272,9 @@ def main() -> None:
                 source.backup(target)
             print(f'on a copy of {args.db}: {copy.stat().st_size / 1e6:,.0f} MB')
             database_url = f'sqlite:///{copy}'
+        elif args.history:
+            database_url = f'sqlite:///{Path(tmp) / "spendgauge.db"}'
+            write_history(database_url, args.history)
         server = start_server(Path(tmp), database_url, timeout=300, SPENDGAUGE_LOG_LEVEL='WARNING',
                               SPENDGAUGE_DAILY_LIMIT_USD='100000')
         try:
