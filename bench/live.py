@@ -109,8 +109,8 @@ def open_tabs(browser: Browser, url: str, count: int) -> list[Page]:
     for page in pages:
         page.goto(url, wait_until='commit')
     for page in pages:
-        page.wait_for_function('window.did_handshake === true', timeout=30_000)
-        page.get_by_text('Via LiteLLM:').wait_for(timeout=30_000)
+        page.wait_for_function('window.did_handshake === true', timeout=120_000)  # a large history loads slower
+        page.get_by_text('Via LiteLLM:').wait_for(timeout=120_000)
     return pages
 
 
