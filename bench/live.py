@@ -43,12 +43,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ingest import make_events  # noqa: E402  (bench/ingest.py: this script's folder is on sys.path)
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 from app.feed import DashboardFeed  # noqa: E402
-from bench.ingest import make_events  # noqa: E402
 from services.core.db import create_db_engine, upgrade  # noqa: E402
 from services.core.display import format_usd  # noqa: E402
 from services.live.hub import EventHub  # noqa: E402
