@@ -46,7 +46,12 @@ async def sessions_page() -> None:
         table = sessions_table(data.sessions, zone, show_breakdown)
         empty.set_visibility(not data.sessions)
 
+    shown = [data.sessions]
+
     def update(new: DashboardSnapshot) -> None:
+        if new.sessions == shown[0]:
+            return
+        shown[0] = new.sessions
         table.rows = session_rows(new.sessions, zone)
         table.update()
         empty.set_visibility(not new.sessions)
