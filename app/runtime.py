@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Concatenate, ParamSpec, TypeVar
@@ -20,7 +20,7 @@ from services.core.db import create_db_engine, describe, sqlite_file, upgrade
 from services.core.errors import Invalid
 from services.core.scrub import secrets_of
 from services.core.settings import Settings, SettingsError, get_settings
-from services.dashboard import DashboardConfig, DashboardSnapshot, load_dashboard
+from services.dashboard import ALL_PARTS, DashboardConfig, DashboardSnapshot, Part, load_dashboard
 from services.live.cluster import Bridge, Leadership
 from services.live.hub import EventHub, hub
 from services.live.metrics import Metrics
@@ -53,12 +53,14 @@ class Runtime:
     bridge: Bridge | None = None
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics: this runtime's registry
 
-    def load_dashboard(self) -> DashboardSnapshot:
+    def load_dashboard(self, previous: DashboardSnapshot | None = None,
+                       parts: Collection[Part] = ALL_PARTS) -> DashboardSnapshot:
+        """Everything, or the `parts` of `previous` (app/feed.py)."""
         sources = self.settings.sources
         config = DashboardConfig(self.settings.budget, tuple(self.sync.pullers),
                                  sources.reconciliation_tolerance)
         with self.engine.connect() as conn:
-            return load_dashboard(conn, config, refused=self.refusals.snapshot())
+            return load_dashboard(conn, config, refused=self.refusals.snapshot(), previous=previous, parts=parts)
 
     def read(self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a read model on a connection of its own (pages call this in a worker thread)."""

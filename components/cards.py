@@ -1,7 +1,7 @@
 """Agent and task cards: plain data in (as the API returns it), cards out."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from inspect import isawaitable
@@ -112,6 +112,34 @@ def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: dateti
                 ui.tooltip(f'Avg cost/request: {format_usd(average)} (last {recent})')
             ui.label(last_request_text(agent, now)).classes('text-caption opacity-80').mark('agent-last')
     return card
+
+
+class CardGrid:
+    """A grid of cards by id. `show` builds only the cards that are new or whose content changed, moves the others
+    into the new order and drops the rest: an unchanged card keeps its element, so nothing of it is sent again."""
+
+    def __init__(self, empty: str) -> None:
+        self.empty = ui.label(empty).classes('text-grey')
+        self.grid = ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full')
+        self.cards: dict[str, tuple[object, ui.element]] = {}  # id -> (the content it was built from, the card)
+
+    def show(self, cards: Sequence[tuple[str, object, Callable[[], ui.element]]]) -> None:
+        """`cards` in order: (id, its content, which compares equal when the card would look the same, and how to
+        build it)."""
+        ids = {card_id for card_id, _, _ in cards}
+        for card_id in [i for i in self.cards if i not in ids]:
+            self.cards.pop(card_id)[1].delete()
+        for index, (card_id, content, build) in enumerate(cards):
+            shown = self.cards.get(card_id)
+            if shown is None or shown[0] != content:
+                if shown is not None:
+                    shown[1].delete()
+                with self.grid:
+                    shown = self.cards[card_id] = (content, build())
+            if list(self.grid).index(shown[1]) != index:
+                shown[1].move(target_index=index)
+        self.empty.set_visibility(not cards)
+        self.grid.set_visibility(bool(cards))
 
 
 def pause_explained(agent_id: str) -> str:

@@ -1,7 +1,7 @@
 """The frame around every page: header, navigation, the alerts bell and the light/dark switch."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Literal, Protocol
 
@@ -9,7 +9,7 @@ from nicegui import app, ui
 from nicegui.elements.mixins.disableable_element import DisableableElement
 
 from components import theme
-from services.dashboard import AlertCounts, DashboardSnapshot
+from services.dashboard import AlertCounts, DashboardSnapshot, Part
 
 NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
        ('Reports', '/reports'), ('Settings', '/settings'),
@@ -23,7 +23,8 @@ class LiveData(Protocol):
 
     data: DashboardSnapshot | None
 
-    def subscribe(self, listener: Callable[[DashboardSnapshot], None], frame: bool = False) -> Callable[[], None]: ...
+    def subscribe(self, listener: Callable[[DashboardSnapshot], None], frame: bool = False,
+                  parts: Collection[Part] = ...) -> Callable[[], None]: ...
 
 
 _live: LiveData | None = None
@@ -112,7 +113,8 @@ def frame(title: str) -> Iterator[ui.column]:
                 ui.badge('read-only', color='grey').props('outline').mark('read-only-badge').tooltip(READ_ONLY_TIP)
             if _live is not None:
                 bell = AlertBell(_live.data.alerts if _live.data is not None else None)
-                ui.context.client.on_delete(_live.subscribe(lambda data: bell.update(data.alerts), frame=True))
+                ui.context.client.on_delete(_live.subscribe(lambda data: bell.update(data.alerts), frame=True,
+                                                            parts={Part.ALERTS}))
             ui.button(icon='dark_mode', on_click=toggle_dark) \
                 .props('flat round color=white dense aria-label="Light or dark"') \
                 .tooltip('Light or dark').mark('dark-toggle')

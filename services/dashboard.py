@@ -1,11 +1,13 @@
-"""Everything the dashboard shows, read in one go: one load serves every open tab."""
+"""Everything the dashboard shows: one load serves every open tab. The snapshot is loaded in named parts (`Part`);
+an event reloads only the parts its topic touches (`TOPIC_PARTS`), and the rest is kept from the previous load."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from enum import StrEnum
+from typing import Any, Literal
 
 from sqlalchemy import Connection, func, select
 from typing_extensions import TypedDict
@@ -22,6 +24,7 @@ from services.core.tables import ALERTS
 from services.insights import planner
 from services.insights.forecast import ForecastOut, day_forecast
 from services.insights.planner import PlanOut
+from services.live.topics import LiveEvent, Topic, UsageChanged
 from services.sources.sync import SourceStatus, sync_status
 from services.spend import agents, budget, sessions, tasks
 from services.spend.agents import AgentToday
@@ -95,35 +98,111 @@ class DashboardSnapshot:
     plan: PlanOut | None  # the pending tasks within what is left today; None without a daily limit
 
 
+class Part(StrEnum):
+    """A named part of the snapshot, loaded on its own: a topic reloads only the parts it touches (TOPIC_PARTS)."""
+
+    TODAY = 'today'  # summary, forecast, by_provider, history: the gauge, the channel strip, the forecast, charts
+    AGENTS = 'agents'  # by_agent, agents: the by-agent chart and the agent cards
+    TASKS = 'tasks'
+    PLAN = 'plan'  # reads TODAY's remaining budget: loaded after it
+    SESSIONS = 'sessions'
+    RECONCILIATION = 'reconciliation'
+    SOURCES = 'sources'  # sync, refused
+    ECO = 'eco'  # eco, eco_delivery
+    BUDGET = 'budget'  # limit, thresholds
+    ALERTS = 'alerts'
+
+
+ALL_PARTS = frozenset(Part)
+_SPEND = frozenset({Part.TODAY, Part.AGENTS, Part.TASKS, Part.PLAN, Part.SESSIONS, Part.RECONCILIATION})
+_LIMITS = frozenset({Part.TODAY, Part.PLAN, Part.BUDGET})
+TOPIC_PARTS: dict[Topic, frozenset[Part]] = {
+    Topic.USAGE: _SPEND,
+    Topic.SETTINGS: _LIMITS,
+    Topic.POLICIES: _LIMITS,
+    Topic.SESSIONS: frozenset({Part.SESSIONS}),
+    Topic.TASKS: frozenset({Part.TASKS, Part.PLAN}),
+    Topic.ECO: frozenset({Part.ECO}),
+    Topic.AGENTS: frozenset({Part.AGENTS}),
+    # pulled spend is in the strip and what is left for the plan; a good pull resolves its sync-failure alert
+    Topic.SYNC: frozenset({Part.TODAY, Part.PLAN, Part.RECONCILIATION, Part.SOURCES, Part.ALERTS}),
+    Topic.ALERTS: frozenset({Part.ALERTS}),
+    Topic.ALERT_RAISED: frozenset({Part.ALERTS}),
+    Topic.DELIVERIES: frozenset({Part.ECO}),  # the eco webhook's delivery (an alert's shows on /alerts)
+    Topic.REFUSALS: frozenset({Part.SOURCES}),
+}
+
+
+def parts_for(event: LiveEvent) -> frozenset[Part]:
+    """What an event makes stale. Another instance's writes come as one `UsageChanged(remote=True)` for all its
+    topics (services/live/cluster.py): everything."""
+    if isinstance(event, UsageChanged) and event.remote:
+        return ALL_PARTS
+    return TOPIC_PARTS.get(event.topic, frozenset())
+
+
+@dataclass
+class _Reading:
+    conn: Connection
+    config: DashboardConfig
+    now: datetime
+    refused: Sequence[RefusedRequest]
+    fields: dict[str, Any]  # the snapshot so far: the previous one's fields, replaced part by part
+
+
+def _today(r: _Reading) -> dict[str, Any]:
+    summary = budget.period_summary(r.conn, r.config.budget, 'day', r.now)
+    today = r.config.budget.period('day', r.now)
+    return {'summary': summary,
+            'forecast': day_forecast(r.conn, summary['spent_micros'], summary['limit_micros'], r.config.budget.zone,
+                                     r.now),
+            'by_provider': breakdown(r.conn, today.start, today.end, 'provider'),
+            'history': budget.history(r.conn, r.config.budget, 30, r.now)}
+
+
+def _agents(r: _Reading) -> dict[str, Any]:
+    today = r.config.budget.period('day', r.now)
+    spend_today = breakdown(r.conn, today.start, today.end, 'agent_id')
+    return {'by_agent': top_with_others(spend_today, 'agent_id', TOP_AGENTS),
+            'agents': agents.top_spenders(r.conn, {i['agent_id']: i['cost_micros'] for i in spend_today
+                                                   if i['agent_id']}, DASHBOARD_AGENTS)}
+
+
+def _plan(r: _Reading) -> dict[str, Any]:
+    return {'plan': planner.plan_open_tasks(r.conn, r.fields['summary']['remaining_micros'], r.now)}
+
+
+def _reconciliation(r: _Reading) -> dict[str, Any]:
+    days = reconcile_last_days(r.conn, RECONCILIATION_DAYS, r.config.budget.zone, r.now)
+    return {'reconciliation': [c.as_dict(r.config.tolerance) for c in reversed(days)]}
+
+
+PARTS: dict[Part, Callable[[_Reading], dict[str, Any]]] = {  # in load order
+    Part.TODAY: _today,
+    Part.AGENTS: _agents,
+    Part.TASKS: lambda r: {'tasks': tasks.list_tasks(r.conn, limit=DASHBOARD_TASKS)},
+    Part.PLAN: _plan,
+    Part.SESSIONS: lambda r: {'sessions': sessions.list_sessions(r.conn, RECENT_SESSIONS)},
+    Part.RECONCILIATION: _reconciliation,
+    Part.SOURCES: lambda r: {'sync': sync_status(r.conn, list(r.config.configured_sources)),
+                             'refused': list(r.refused)},
+    Part.ECO: lambda r: {'eco': eco.get_eco(r.conn), 'eco_delivery': last_eco_delivery(r.conn)},
+    Part.BUDGET: lambda r: {'limit': limits.describe(limits.limit_policy(r.conn, 'day')),
+                            'thresholds': thresholds.get_thresholds(r.conn).as_dict()},
+    Part.ALERTS: lambda r: {'alerts': alert_counts(r.conn)},
+}
+
+
 def load_dashboard(conn: Connection, config: DashboardConfig, now: datetime | None = None,
-                   refused: Sequence[RefusedRequest] = ()) -> DashboardSnapshot:
-    now = now or datetime.now(UTC)
-    zone = config.budget.zone
-    summary = budget.period_summary(conn, config.budget, 'day', now)
-    today = config.budget.period('day', now)
-    spend_today = breakdown(conn, today.start, today.end, 'agent_id')
-    return DashboardSnapshot(
-        at=now.isoformat(),
-        summary=summary,
-        forecast=day_forecast(conn, summary['spent_micros'], summary['limit_micros'], zone, now),
-        by_agent=top_with_others(spend_today, 'agent_id', TOP_AGENTS),
-        by_provider=breakdown(conn, today.start, today.end, 'provider'),
-        history=budget.history(conn, config.budget, 30, now),
-        eco=eco.get_eco(conn),
-        tasks=tasks.list_tasks(conn, limit=DASHBOARD_TASKS),
-        agents=agents.top_spenders(conn, {i['agent_id']: i['cost_micros'] for i in spend_today if i['agent_id']},
-                                   DASHBOARD_AGENTS),
-        sessions=sessions.list_sessions(conn, RECENT_SESSIONS),
-        reconciliation=[c.as_dict(config.tolerance)
-                        for c in reversed(reconcile_last_days(conn, RECONCILIATION_DAYS, zone, now))],
-        sync=sync_status(conn, list(config.configured_sources)),
-        refused=list(refused),
-        eco_delivery=last_eco_delivery(conn),
-        limit=limits.describe(limits.limit_policy(conn, 'day')),
-        thresholds=thresholds.get_thresholds(conn).as_dict(),
-        alerts=alert_counts(conn),
-        plan=planner.plan_open_tasks(conn, summary['remaining_micros'], now),
-    )
+                   refused: Sequence[RefusedRequest] = (), previous: DashboardSnapshot | None = None,
+                   parts: Collection[Part] = ALL_PARTS) -> DashboardSnapshot:
+    """Everything; or, given the `previous` snapshot, only `parts`, the rest kept from it (the very same objects)."""
+    fields = {} if previous is None else {k: v for k, v in vars(previous).items() if k != 'at'}
+    reading = _Reading(conn, config, now or datetime.now(UTC), refused, fields)
+    for part, load in PARTS.items():
+        if previous is None or part in parts:
+            fields.update(load(reading))
+    return DashboardSnapshot(at=reading.now.isoformat(), **fields)
 
 
 def alert_counts(conn: Connection) -> AlertCounts:

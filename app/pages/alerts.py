@@ -17,7 +17,7 @@ from services.alerting.alerts import AlertOut
 from services.alerting.notify import DeliveryOut
 from services.core.access import Actor
 from services.core.errors import DomainError
-from services.dashboard import DashboardSnapshot
+from services.dashboard import DashboardSnapshot, Part
 
 SEVERITY_COLOURS = {'critical': 'red', 'warning': 'orange', 'info': 'blue'}
 LIMIT = 200
@@ -66,7 +66,7 @@ async def alerts_page() -> None:
     view.items = items
     with frame('Alerts'):
         view.build()
-    unsubscribe = feed().subscribe(view.on_feed)
+    unsubscribe = feed().subscribe(view.on_feed, parts={Part.ALERTS})
     ui.context.client.on_delete(unsubscribe)
 
 

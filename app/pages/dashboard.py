@@ -2,8 +2,9 @@
 from the shared dashboard feed."""
 from __future__ import annotations
 
-import time
 from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from nicegui import run, ui
@@ -13,7 +14,7 @@ from app.feed import feed
 from app.pages.budget_settings import BudgetSettingsPanel
 from app.security.session import can_change, page_actor
 from components import charts
-from components.cards import PauseDialog, agent_card, task_card
+from components.cards import CardGrid, PauseDialog, agent_card, last_request_text, task_card
 from components.eco import eco_caption, eco_tooltip
 from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
@@ -25,8 +26,6 @@ from services.alerting.notify import eco_delivery_text
 from services.core.errors import DomainError
 from services.core.money import usd_to_micros
 from services.dashboard import DashboardSnapshot
-
-CARD_CLOCK_S = 30
 
 
 @ui.page('/')
@@ -55,7 +54,6 @@ class DashboardView:
         self.data = data
         self.dark = dark
         self.editable = can_change()
-        self.cards_at = time.monotonic()
         summary = data.summary
         with ui.element('div').classes('grid grid-cols-1 md:grid-cols-3 gap-4 w-full'):
             with ui.card().classes('items-center'):
@@ -101,10 +99,12 @@ class DashboardView:
             ui.label('Agents').classes('text-h6')
             ui.label('most spent today first, then by name').classes('text-caption text-grey')
         self.pause_dialog = PauseDialog(self._pause_confirmed)
-        self.agents()
+        self.agent_cards = CardGrid('No agents yet')
+        self._show_agents()
         self.budget_settings = BudgetSettingsPanel(data, self.editable)
         ui.label('Tasks').classes('text-h6')
-        self.tasks()
+        self.task_cards = CardGrid('No tasks yet')
+        self._show_tasks()
         with ui.card().classes('w-full gap-2').mark('plan-card'):
             ui.label('Plan for open tasks').classes('text-overline text-grey')
             self.plan()
@@ -112,16 +112,14 @@ class DashboardView:
         if not self.editable:
             lock(self.eco, self.sync_button)
 
-    @ui.refreshable_method
-    def agents(self) -> None:
-        items = self.data.agents
-        if not items:
-            ui.label('No agents yet').classes('text-grey')
-            return
-        with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
-            for agent in items:
-                agent_card(agent, self.warn_micros, self.alert_micros, on_pause=self._pause_clicked,
-                           editable=self.editable, today_micros=agent['today_cost_micros'])
+    def _show_agents(self) -> None:
+        """Builds the cards of new agents and of those whose data or "last request ... ago" changed."""
+        now = datetime.now(UTC)
+        self.agent_cards.show([
+            (agent['id'], (agent, last_request_text(agent, now)),
+             partial(agent_card, agent, self.warn_micros, self.alert_micros, now, self._pause_clicked, self.editable,
+                     agent['today_cost_micros']))
+            for agent in self.data.agents])
 
     @ui.refreshable_method
     def sources(self) -> None:
@@ -132,32 +130,24 @@ class DashboardView:
                 .mark('token-refused')
         self.sync_button.set_enabled(any(s['configured'] for s in self.data.sync))
 
-    @ui.refreshable_method
-    def tasks(self) -> None:
-        items = self.data.tasks
-        if not items:
-            ui.label('No tasks yet').classes('text-grey')
-            return
-        with ui.element('div').classes('grid grid-cols-1 sm:grid-cols-2 lg:grid-cols-3 gap-4 w-full'):
-            for task in items:
-                task_card(task)
+    def _show_tasks(self) -> None:
+        self.task_cards.show([(task['id'], task, partial(task_card, task)) for task in self.data.tasks])
 
     @ui.refreshable_method
     def plan(self) -> None:
         plan_panel(self.data.plan)
 
     def update(self, data: DashboardSnapshot) -> None:
-        """Only what changed is sent to the browser; the cards are rebuilt at least every CARD_CLOCK_S so that
-        "last request 3 min ago" moves on."""
+        """Each element is updated only when its data changed (a part the feed did not reload is the very same
+        object, which compares equal at once); an agent card only when its agent did, or "last request ... ago"
+        moved on (the feed reloads every part at least every clock_s)."""
         old, self.data = self.data, data
-        self._draw_charts()
+        self._draw_charts(old)
         self._set_text(data)
         self.budget_settings.update(data)
-        stale = time.monotonic() - self.cards_at > CARD_CLOCK_S
-        if stale or data.agents != old.agents:
-            self.agents.refresh()
-        if stale or data.tasks != old.tasks:
-            self.tasks.refresh()
+        self._show_agents()
+        if data.tasks != old.tasks:
+            self._show_tasks()
         if data.sync != old.sync or data.refused != old.refused:
             self.sources.refresh()
         if data.plan != old.plan:
@@ -165,20 +155,24 @@ class DashboardView:
         if data.reconciliation != old.reconciliation:
             self.reconciliation.rows = reconciliation_rows(data.reconciliation)
             self.reconciliation.update()
-        if stale:
-            self.cards_at = time.monotonic()
 
     def set_dark(self, dark: bool) -> None:
         self.dark = dark
         self._draw_charts()
 
-    def _draw_charts(self) -> None:
+    def _draw_charts(self, old: DashboardSnapshot | None = None) -> None:
+        """The charts whose data changed since `old` (all without it)."""
         data, dark = self.data, self.dark
         summary, history = data.summary, data.history
-        _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros'], dark))
-        _replace(self.agent_bars, charts.agent_bars_options(data.by_agent, dark))
-        _replace(self.provider_donut, charts.provider_donut_options(data.by_provider, dark))
-        _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros'], dark))
+        if old is None or summary != old.summary:
+            _replace(self.gauge, gauge_options(summary['spent_micros'], summary['limit_micros'], dark))
+        if old is None or data.by_agent != old.by_agent:
+            _replace(self.agent_bars, charts.agent_bars_options(data.by_agent, dark))
+        if old is None or data.by_provider != old.by_provider:
+            _replace(self.provider_donut, charts.provider_donut_options(data.by_provider, dark))
+        if old is None or history != old.history:
+            _replace(self.history, charts.history_line_options(history['points'], history['daily_limit_micros'],
+                                                               dark))
 
     def _set_text(self, data: DashboardSnapshot) -> None:
         summary = data.summary
@@ -215,7 +209,7 @@ class DashboardView:
             return
         self.data = replace(self.data, agents=[{**a, 'paused': paused} if a['id'] == agent_id else a
                                                for a in self.data.agents])  # until the feed brings it
-        self.agents.refresh()
+        self._show_agents()
         ui.notify(f'{agent_id} {"paused: its checks are blocked" if paused else "resumed"}')
 
     async def _sync_now(self) -> None:

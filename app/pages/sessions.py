@@ -8,7 +8,7 @@ from app.feed import feed
 from components.layout import frame
 from components.sessions_table import breakdown_costs, breakdown_table, session_rows, sessions_table
 from services.core.display import plural
-from services.dashboard import DashboardSnapshot
+from services.dashboard import DashboardSnapshot, Part
 from services.spend import sessions
 
 
@@ -46,12 +46,17 @@ async def sessions_page() -> None:
         table = sessions_table(data.sessions, zone, show_breakdown)
         empty.set_visibility(not data.sessions)
 
+    shown = [data.sessions]
+
     def update(new: DashboardSnapshot) -> None:
+        if new.sessions == shown[0]:
+            return
+        shown[0] = new.sessions
         table.rows = session_rows(new.sessions, zone)
         table.update()
         empty.set_visibility(not new.sessions)
 
-    unsubscribe = feed().subscribe(update)
+    unsubscribe = feed().subscribe(update, parts={Part.SESSIONS})
     ui.context.client.on_delete(unsubscribe)
 
 

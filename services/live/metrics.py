@@ -17,7 +17,7 @@ from collections import Counter as Tally
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, PlatformCollector, ProcessCollector
 
@@ -25,6 +25,7 @@ from services.live.hub import EventHub
 from services.live.topics import AlertRaised, LiveEvent, SpendRow, SyncFinished, UsageChanged
 
 T = TypeVar('T')
+P = ParamSpec('P')
 
 # Agents and providers are names that callers choose: each gets a label of its own up to these many (the first seen
 # since the process started), later ones share OTHER, so that a scrape stays small whatever callers send.
@@ -162,12 +163,12 @@ class Metrics:
         (counter or self.checks.labels(decision)).inc()
         self.check_seconds.observe(seconds)
 
-    def timed_load(self, load: Callable[[], T]) -> Callable[[], T]:
+    def timed_load(self, load: Callable[P, T]) -> Callable[P, T]:
         """`load` (the dashboard feed's loader), timed and counted on each call."""
-        def timed() -> T:
+        def timed(*args: P.args, **kwargs: P.kwargs) -> T:
             started = perf_counter()
             try:
-                return load()
+                return load(*args, **kwargs)
             except Exception:
                 self.reload_failures.inc()
                 raise

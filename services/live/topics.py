@@ -2,8 +2,9 @@
 
 Every state change publishes exactly one of these after its transaction commits (services/commands, the ledger,
 the pullers). Listeners match on the class: the budget checker follows `UsageChanged`, the notifier `AlertRaised`
-and `EcoChanged`, the dashboard feed reloads on the topics marked `reloads_dashboard`, and the cluster bridge tells
-the other instances of those marked `crosses_instances`.
+and `EcoChanged`, the dashboard feed reloads on the topics marked `reloads_dashboard` (the parts of the snapshot
+that services/dashboard.py's TOPIC_PARTS names), and the cluster bridge tells the other instances of those marked
+`crosses_instances`.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ class Topic(StrEnum):
 
 @dataclass(frozen=True)
 class Route:
-    reloads_dashboard: bool  # the shared dashboard feed reloads (services/dashboard.py shows it)
+    reloads_dashboard: bool  # the shared dashboard feed reloads (services/dashboard.py's TOPIC_PARTS: which parts)
     crosses_instances: bool  # other instances on the same PostgreSQL hear of it (services/live/cluster.py)
 
 
@@ -43,7 +44,7 @@ ROUTES: dict[Topic, Route] = {
     Topic.RETENTION: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.SETTINGS: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.POLICIES: Route(reloads_dashboard=True, crosses_instances=True),
-    Topic.PRICES: Route(reloads_dashboard=True, crosses_instances=True),
+    Topic.PRICES: Route(reloads_dashboard=False, crosses_instances=True),  # a repricing publishes UsageChanged
     Topic.SESSIONS: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.TASKS: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.ECO: Route(reloads_dashboard=True, crosses_instances=True),

@@ -251,3 +251,31 @@ def test_dashboard_at_1440_px_in_dark_and_light(browser: Browser, live_server: S
         assert shot.problems == []
     finally:
         shot.close()
+
+
+KEEP_JS = """(agents) => agents.map((agent) => {
+    const card = document.querySelector(`[data-agent="${agent}"]`);
+    if (card.__kept === undefined) card.__kept = agent;  // lives as long as this DOM node does
+    return card.__kept === agent;
+})"""
+
+
+def test_a_live_update_replaces_only_the_changed_agent_card_in_the_dom(tab: Tab, live_server: Server,
+                                                                      api: httpx.Client) -> None:
+    now = datetime.now(UTC)
+    earlier = max(now - timedelta(minutes=61), now.replace(hour=0, minute=0, second=1, microsecond=0))
+    still, changed = uid('still'), uid('changed')
+    for agent, cost in ((still, '1.00'), (changed, '0.90')):  # the top spenders: their cards are on the page
+        response = api.post('/usage', json={'event_id': uid('keep'), 'model': 'gpt-4o', 'agent_id': agent,
+                                            'cost_usd': cost, 'ts': earlier.isoformat()})
+        assert response.status_code == 201, response.text
+    page = tab.open_dashboard(live_server)
+    page.locator(f'[data-agent="{changed}"]').get_by_text('Today: $0.90').wait_for()
+    assert page.evaluate(KEEP_JS, [still, changed]) == [True, True]
+    response = api.post('/usage', json={'event_id': uid('keep'), 'model': 'gpt-4o', 'agent_id': changed,
+                                        'cost_usd': '0.05'})
+    assert response.status_code == 201, response.text
+    page.locator(f'[data-agent="{changed}"]').get_by_text('Today: $0.95').wait_for(timeout=10_000)
+    assert page.evaluate('(agent) => document.querySelector(`[data-agent="${agent}"]`).__kept', changed) is None
+    assert page.evaluate('(agent) => document.querySelector(`[data-agent="${agent}"]`).__kept', still) == still
+    assert tab.problems == []

@@ -15,6 +15,7 @@ from app import runtime
 from app.feed import feed
 from components import theme
 from services.budget import eco
+from services.core.access import SYSTEM
 from services.spend import agents, tasks
 from tests.support.pages import settle
 from tests.support.queries import counting_queries
@@ -401,3 +402,43 @@ async def test_eco_switch_says_which_webhook_it_calls_and_no_secret(n8n_webhook:
     assert 'to the webhook at n8n.example.com,' in tip.text and 'blocks nothing by itself' in tip.text
     shown = [f'{getattr(e, "text", "")} {e.props}' for e in user.client.elements.values()]
     assert not [text for text in shown if any(secret in text for secret in WEBHOOK_SECRETS)]
+
+
+def element_id(user: User, marker: str) -> int:
+    return user.find(marker=marker).elements.pop().id
+
+
+async def test_only_the_agent_card_whose_data_changed_is_rebuilt(user: User) -> None:
+    now = datetime.now(UTC)
+    earlier = max(now - timedelta(minutes=61), now.replace(hour=0, minute=0, second=1, microsecond=0))
+    record(agent_id='alpha', cost_usd='0.50', ts=earlier.isoformat())  # "last request 1 h ago": stays put a while
+    record(agent_id='bravo', cost_usd='0.30', ts=earlier.isoformat())
+    await user.open('/')
+    await user.should_see('Today: $0.30')
+    cards = {agent: element_id(user, f'agent-card-{agent}') for agent in ('alpha', 'bravo')}
+    await asyncio.to_thread(record, agent_id='bravo', cost_usd='0.01')
+    await user.should_see('Today: $0.31', retries=30)
+    assert element_id(user, 'agent-card-alpha') == cards['alpha'], 'alpha did not change: its card stays'
+    assert element_id(user, 'agent-card-bravo') != cards['bravo']
+    assert card_order(user) == ['alpha', 'bravo']
+    await asyncio.to_thread(record, agent_id='bravo', cost_usd='0.30')  # bravo overtakes alpha: moved, not rebuilt
+    await user.should_see('Today: $0.61', retries=30)
+    assert card_order(user) == ['bravo', 'alpha'] and element_id(user, 'agent-card-alpha') == cards['alpha']
+
+
+async def test_the_plan_panel_is_rebuilt_only_when_the_plan_changes(user: User) -> None:
+    commands = runtime.current().commands
+    commands.tasks.create(SYSTEM, 'Summarise the inbox', 't-1', priority=5, estimated_cost_micros=100_000)
+    record(agent_id='alpha', cost_usd='0.10')
+    await user.open('/')
+    await user.should_see('Run now: 1 task')
+    plan = element_id(user, 'plan-summary')
+    user.find(marker='eco-toggle').click()  # eco mode: the plan's part is not even reloaded
+    await user.should_see('on since', retries=30)
+    await asyncio.to_thread(commands.agents.pause, SYSTEM, 'alpha', 'test')  # nor for a pause
+    await user.should_see(marker='agent-paused', retries=30)
+    assert element_id(user, 'plan-summary') == plan
+    await asyncio.to_thread(commands.tasks.create, SYSTEM, 'Refactor the parser', 't-2', priority=5,
+                            estimated_cost_micros=200_000)
+    await user.should_see('Run now: 2 tasks', retries=30)
+    assert element_id(user, 'plan-summary') != plan
