@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast, overload
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, case, func, or_, select
 from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
@@ -23,6 +23,7 @@ from services.spend.day_zone import day_zone
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+CASE_INTERVALS = 40  # intervals of whole days added up by SQL in one CASE (a comparison, a month of weeks)
 RANGES_PER_QUERY = 200  # two parameters each: far below SQLite's and psycopg's limits
 MEASURES = ('cost_micros', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 Dimension = Literal['agent_id', 'provider', 'model', 'channel']
@@ -145,19 +146,32 @@ def _whole_days(edges: list[datetime], zone: Any) -> tuple[dict[date, int], list
 
 
 def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str]) -> None:
+    """Each interval's whole days, added up by SQL: an interval's days are consecutive, so a CASE on the day names
+    the interval (one row per interval and group back); past CASE_INTERVALS intervals (a trend of many days), one
+    row per day and group."""
     dims = [DAILY.c[name] for name in by]
     sums = [func.sum(DAILY.c[name]).label(name) for name in MEASURES]
     in_days = (DAILY.c.day >= min(days), DAILY.c.day <= max(days))
-    intervals = set(days.values())
-    if len(intervals) == 1:  # one interval: its days are consecutive, and SQL adds them up
-        group = buckets.groups[intervals.pop()]
+    spans: dict[int, tuple[date, date]] = {}
+    for day, index in days.items():
+        first, last = spans.get(index, (day, day))
+        spans[index] = (min(first, day), max(last, day))
+    if len(spans) == 1:
+        ((index, _),) = spans.items()
         for row in conn.execute(select(*dims, *sums).where(*in_days).group_by(*dims)):
-            _add(group, _key(row, by), row)
+            _add(buckets.groups[index], _key(row, by), row)
+        return
+    if len(spans) <= CASE_INTERVALS and any(first != last for first, last in spans.values()):
+        interval = case(*((DAILY.c.day.between(first, last), index) for index, (first, last) in spans.items()),
+                        else_=-1).label('interval')
+        for row in conn.execute(select(interval, *dims, *sums).where(*in_days).group_by(interval, *dims)):
+            if row.interval >= 0:
+                _add(buckets.groups[row.interval], _key(row, by), row)
         return
     for row in conn.execute(select(DAILY.c.day, *dims, *sums).where(*in_days).group_by(DAILY.c.day, *dims)):
-        index = days.get(row.day)
-        if index is not None:
-            _add(buckets.groups[index], _key(row, by), row)
+        day_index = days.get(row.day)
+        if day_index is not None:
+            _add(buckets.groups[day_index], _key(row, by), row)
 
 
 def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, datetime]], by: Sequence[str]) -> None:
