@@ -124,6 +124,7 @@ TOPIC_PARTS: dict[Topic, frozenset[Part]] = {
     Topic.TASKS: frozenset({Part.TASKS, Part.PLAN}),
     Topic.ECO: frozenset({Part.ECO}),
     Topic.AGENTS: frozenset({Part.AGENTS}),
+    Topic.RETENTION: frozenset({Part.AGENTS}),  # totals stay (rollups); an agent's last call may have been pruned
     # pulled spend is in the strip and what is left for the plan; a good pull resolves its sync-failure alert
     Topic.SYNC: frozenset({Part.TODAY, Part.PLAN, Part.RECONCILIATION, Part.SOURCES, Part.ALERTS}),
     Topic.ALERTS: frozenset({Part.ALERTS}),

@@ -10,6 +10,7 @@ from time import perf_counter
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from prometheus_client import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,13 +32,13 @@ _reader = requires(Role.READ)
           'content': {'text/plain': {'schema': {'type': 'string'}}}},
     401: {'model': ErrorOut, 'description': DESCRIPTIONS['401']},
     403: {'model': ErrorOut, 'description': DESCRIPTIONS['403']}})
-def scrape(rt: RuntimeDep, request: Request) -> Response:
+async def scrape(rt: RuntimeDep, request: Request) -> Response:
     """The metrics of this instance, for Prometheus: usage ingested, spend by provider and agent, checks, syncs,
     alerts, dashboard reloads, HTTP latency and the process."""
     # The read routes' dependency, called here: as a route dependency its hidden Authorization header would make
     # FastAPI document a 422 this route cannot answer.
-    _reader(authenticate(rt, request, request.headers.get('authorization')), rt, request)
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE)
+    await _reader(await authenticate(rt, request, request.headers.get('authorization')), rt, request)
+    return Response(await run_in_threadpool(generate_latest, rt.metrics.registry), media_type=CONTENT_TYPE)
 
 
 class RequestMetrics:

@@ -166,6 +166,7 @@ EXAMPLES: dict[Topic, LiveEvent] = {
     Topic.TASKS: topics.TaskChanged('t-1'),
     Topic.ECO: topics.EcoChanged(True, 'manual'),
     Topic.AGENTS: topics.AgentPaused('a', True, 'dashboard'),
+    Topic.RETENTION: topics.EventsPruned(datetime(2026, 6, 1, tzinfo=UTC), 10),
     Topic.SYNC: topics.SyncFinished('openrouter_direct', 'ok'),
     Topic.ALERTS: topics.AlertsChanged(1, 'resolved'),
     Topic.ALERT_RAISED: topics.AlertRaised({'id': 1}),
