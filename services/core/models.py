@@ -60,7 +60,18 @@ class UsageEvent(SQLModel, table=True):
     created_at: datetime
 
 
-class SpendRollup(SQLModel, table=True):
+class SpendMeasures(SQLModel):
+    """What every spend rollup below adds up, per its key: tokens by kind, cost and requests."""
+
+    input_tokens: int = _count()
+    output_tokens: int = _count()
+    cache_read_tokens: int = _count()
+    cache_write_tokens: int = _count()
+    cost_micros: int = _money()
+    requests: int = _count()
+
+
+class SpendRollup(SpendMeasures, table=True):
     """Hourly totals per (agent, provider, model, channel); '' stands for "no agent"."""
 
     __tablename__ = 'spend_rollups'
@@ -70,16 +81,10 @@ class SpendRollup(SQLModel, table=True):
     provider: str = Field(primary_key=True, max_length=100)
     model: str = Field(primary_key=True, max_length=200)
     channel: str = Field(primary_key=True, max_length=16)
-    input_tokens: int = _count()
-    output_tokens: int = _count()
-    cache_read_tokens: int = _count()
-    cache_write_tokens: int = _count()
-    cost_micros: int = _money()
-    requests: int = _count()
     unpriced_requests: int = _count()
 
 
-class SpendHourly(SQLModel, table=True):
+class SpendHourly(SpendMeasures, table=True):
     """Hourly totals per channel alone: what reads of totals over many hours (the forecast's weeks of hours) add up,
     a row or two an hour instead of one per agent, provider and model."""
 
@@ -87,15 +92,9 @@ class SpendHourly(SQLModel, table=True):
 
     hour: datetime = Field(primary_key=True)
     channel: str = Field(primary_key=True, max_length=16)
-    input_tokens: int = _count()
-    output_tokens: int = _count()
-    cache_read_tokens: int = _count()
-    cache_write_tokens: int = _count()
-    cost_micros: int = _money()
-    requests: int = _count()
 
 
-class SpendDaily(SQLModel, table=True):
+class SpendDaily(SpendMeasures, table=True):
     """Daily totals per (agent, provider, model, channel), by the local day of the zone that the `rollups.day_zone`
     setting names; '' stands for "no agent". Reads take whole days from here, the edges from the hours."""
 
@@ -106,15 +105,9 @@ class SpendDaily(SQLModel, table=True):
     provider: str = Field(primary_key=True, max_length=100)
     model: str = Field(primary_key=True, max_length=200)
     channel: str = Field(primary_key=True, max_length=16)
-    input_tokens: int = _count()
-    output_tokens: int = _count()
-    cache_read_tokens: int = _count()
-    cache_write_tokens: int = _count()
-    cost_micros: int = _money()
-    requests: int = _count()
 
 
-class ScopeRollup(SQLModel, table=True):
+class ScopeRollup(SpendMeasures, table=True):
     """Hourly totals per user, project, tag or session (the scopes the agent/provider/model rollups lack): what
     policies on those scopes count. An event with two tags counts under each."""
 
@@ -123,12 +116,6 @@ class ScopeRollup(SQLModel, table=True):
     scope: str = Field(primary_key=True, max_length=16)  # user, project, tag, session
     hour: datetime = Field(primary_key=True)
     value: str = Field(primary_key=True, max_length=200)
-    input_tokens: int = _count()
-    output_tokens: int = _count()
-    cache_read_tokens: int = _count()
-    cache_write_tokens: int = _count()
-    cost_micros: int = _money()
-    requests: int = _count()
 
 
 class SessionScopeSpend(SQLModel, table=True):
