@@ -236,7 +236,9 @@ def test_hook_returns_in_microseconds(litellm: ModuleType, make_logger: Any,
     median, p99 = statistics.median(timings), timings[int(len(timings) * 0.99)]
     logging.getLogger(__name__).info('log_success_event: median %.1f µs, p99 %.1f µs, max %.1f µs', median, p99,
                                      timings[-1])
-    assert median < 200 and p99 < 2000, (median, p99)
+    # the median holds on a busy machine; the p99 there is the scheduler's, so its bound only rules out a send
+    # (bench/ has the figures on a quiet machine)
+    assert median < 200 and p99 < 20_000, (median, p99)
     assert logger.stats()['recorded'] == 3001 and logger.stats()['hook_errors'] == 0
 
 
