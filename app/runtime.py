@@ -27,7 +27,7 @@ from services.live.metrics import Metrics
 from services.sources.registry import build_pullers
 from services.sources.sync import SyncService
 from services.spend.day_zone import rekey_days
-from services.spend.reconciled_days import reconciled_days
+from services.spend.kept import kept
 from services.usage import price_overrides
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
@@ -114,7 +114,7 @@ def start(settings: Settings | None = None) -> Runtime:
     accounts = Directory(engine, settings.api_tokens, hub)
     runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts, RefusalLog(hub))
     runtime.reload_prices()
-    reconciled_days.follow(hub)  # subscribed first: it drops changed days before any other listener reads them
+    kept.follow(hub)  # subscribed first: it drops changed intervals before any other listener reads them
     preload_policies(engine, settings)
     runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands,
                                                  timedelta(minutes=settings.reservation_minutes))
@@ -159,7 +159,7 @@ def stop() -> None:
             _current.bridge.stop()
         if _current.leadership is not None:
             _current.leadership.release()
-        reconciled_days.stop()
+        kept.stop()
         _current.metrics.close()
         _current.accounts.close()
         _current.engine.dispose()

@@ -106,7 +106,9 @@ async def _say_serving(settings: Settings) -> None:
     """One line once the server listens (after the migrations): the address to open, and the database."""
     from nicegui.server import Server
 
-    server = Server.instance
+    server = getattr(Server, 'instance', None)
+    if server is None:  # NiceGUI's test user runs the app without a uvicorn server
+        return
     while not server.started:
         await asyncio.sleep(0.05)
     print(f'SpendGauge serving on {local_url(server.config.host, server.config.port)} '  # noqa: T201 (for people)

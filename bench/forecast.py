@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.core.display import format_usd  # noqa: E402
 from services.core.periods import hour_floor  # noqa: E402
-from services.insights.forecast import MIN_HISTORY_DAYS, project  # noqa: E402
+from services.insights.forecast import MIN_HISTORY_DAYS, RECENT_SPAN, project  # noqa: E402
 
 CHECK_HOURS = (10, 14, 18)
 HOUR = timedelta(hours=1)
@@ -251,6 +251,7 @@ def replay_regime(day: Day, step: int, zone: ZoneInfo, before: Day | None) -> No
         prefix.append(prefix[-1] + micros)
         calls.append(calls[-1] + count)
     step_m = STEP // MINUTE
+    span_m = RECENT_SPAN // MINUTE
     for method in METHODS:
         day.said[method] = [(m, s) for m, s in before.said[method] if m <= day.change] if before else []
     first = step * (day.change // step + 1) if before else step
@@ -261,10 +262,10 @@ def replay_regime(day: Day, step: int, zone: ZoneInfo, before: Day | None) -> No
         now = day.midnight + timedelta(minutes=minute)
         today = [(day.midnight + HOUR * h, prefix[min(60 * h + 60, minute)] - prefix[60 * h])
                  for h in range(minute // 60 + 1)]
-        # what read_recent would serve: the 5-min slices of the last hour ending now (from midnight on: the bench
+        # what read_recent would serve: the 5-min slices of the RECENT_SPAN ending now (from midnight on: the bench
         # has no minutes of the day before, and the watch reads the hours where the slices do not reach)
         recent = [(now - MINUTE * (minute - s), prefix[s + step_m] - prefix[s], calls[s + step_m] - calls[s])
-                  for s in range(minute - 60, minute, step_m) if s >= 0]
+                  for s in range(minute - span_m, minute, step_m) if s >= 0]
         for method, (watch, fine) in METHODS.items():
             forecast = project([*day.history, *today], now, zone, {'day': spent}, {'day': DAY_LIMIT}, ('day',),
                                watch_recent=watch, recent=recent if fine else ())['day']

@@ -22,7 +22,8 @@ class Period:
         return max(0, int((self.end - now).total_seconds()))
 
 
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The local midnight that starts `day` in `zone`, in UTC."""
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
@@ -39,7 +40,7 @@ def period_containing(name: str, now: datetime, zone: ZoneInfo) -> Period:
         after = (first + timedelta(days=32)).replace(day=1)
     else:
         raise Invalid(f'period must be one of {", ".join(PERIODS)}, got {name!r}')
-    return Period(name, _local_midnight(first, zone), _local_midnight(after, zone))
+    return Period(name, local_midnight(first, zone), local_midnight(after, zone))
 
 
 def local_days(last_day: date, days: int, zone: ZoneInfo) -> list[tuple[date, datetime, datetime]]:
@@ -48,20 +49,20 @@ def local_days(last_day: date, days: int, zone: ZoneInfo) -> list[tuple[date, da
     result = []
     for offset in range(days):
         day = first + timedelta(days=offset)
-        result.append((day, _local_midnight(day, zone), _local_midnight(day + timedelta(days=1), zone)))
+        result.append((day, local_midnight(day, zone), local_midnight(day + timedelta(days=1), zone)))
     return result
 
 
 def midnight_on_or_after(ts: datetime, zone: ZoneInfo) -> datetime:
     """The first local midnight at or after `ts` (aware), in UTC."""
     day = ts.astimezone(zone).date()
-    midnight = _local_midnight(day, zone)
-    return midnight if midnight >= ts else _local_midnight(day + timedelta(days=1), zone)
+    midnight = local_midnight(day, zone)
+    return midnight if midnight >= ts else local_midnight(day + timedelta(days=1), zone)
 
 
 def midnight_on_or_before(ts: datetime, zone: ZoneInfo) -> datetime:
     """The last local midnight at or before `ts` (aware), in UTC."""
-    return _local_midnight(ts.astimezone(zone).date(), zone)
+    return local_midnight(ts.astimezone(zone).date(), zone)
 
 
 def hour_floor(ts: datetime) -> datetime:

@@ -71,8 +71,8 @@ MIN_BAND_SAMPLES = 4
 RECENT_WINDOW = timedelta(minutes=30)  # bench/forecast.py: 30 min warns a little sooner than 60, no more false alarms
 RECENT_HORIZON = timedelta(hours=2)  # bench/forecast.py: 90 min alarms on fewer bursts (52 % vs 60 %), at 1 min of lead
 RECENT_STEP = timedelta(minutes=5)  # the DB layer's sub-hour totals of the last RECENT_SPAN, ending at now
-RECENT_SPAN = timedelta(hours=1)
 RECENT_WINDOWS = (timedelta(minutes=10), timedelta(minutes=15), timedelta(minutes=20), RECENT_WINDOW)
+RECENT_SPAN = RECENT_WINDOWS[-1]  # what the longest window reads: an older slice would never count
 RECENT_MIN_CALLS = 5  # a pace is read from several calls, not from one call that happens to fall in a short window
 # (not kept: a 5-min window too made an ordinary day say "exhausts"; requiring 10 min of the faster pace cost 3 min
 # of median lead for one point fewer burst alarms; see the README's backtest)

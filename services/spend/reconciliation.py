@@ -13,6 +13,7 @@ Provider bills are per UTC day; in another time zone a bill is attributed to the
 """
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,7 +26,7 @@ from typing_extensions import TypedDict
 from services.core.money import micros_to_usd
 from services.core.periods import local_days
 from services.core.tables import SNAPSHOTS
-from services.spend.reconciled_days import reconciled_days
+from services.spend.kept import RECONCILED, kept
 from services.spend.rollups import totals_between
 
 BILLING_SOURCES = {'openai_direct': 'openai', 'anthropic_direct': 'anthropic', 'openrouter_direct': 'openrouter'}
@@ -124,10 +125,30 @@ class ProviderDay:
 
 def reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> list[ProviderDay]:
     """Per (day, provider) for the given consecutive days, each (date, UTC start, UTC end) of a local day; the days
-    already reconciled and unchanged since come from services/spend/reconciled_days.py."""
+    already reconciled and unchanged since are kept between reads (services/spend/kept.py)."""
     if not days:
         return []
-    return reconciled_days.read(conn, days, _reconcile)
+    by_range = {(start, end): day for day, start, end in days}
+
+    def compute(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> list[list[ProviderDay]]:
+        cells: dict[date, list[ProviderDay]] = {by_range[r]: [] for r in ranges}
+        for run in _consecutive(ranges):
+            for cell in _reconcile(conn, [(by_range[r], *r) for r in run]):
+                cells[cell.day].append(cell)
+        return [cells[by_range[r]] for r in ranges]
+
+    per_day = kept.read(conn, RECONCILED, list(by_range), compute, len)
+    return [copy.copy(cell) for cells in per_day for cell in cells]  # callers may change theirs
+
+
+def _consecutive(ranges: list[tuple[datetime, datetime]]) -> list[list[tuple[datetime, datetime]]]:
+    runs: list[list[tuple[datetime, datetime]]] = []
+    for r in ranges:
+        if runs and runs[-1][-1][1] == r[0]:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return runs
 
 
 def _reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> list[ProviderDay]:

@@ -11,20 +11,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, cast, overload
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, case, func, or_, select
 from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
-from services.core.periods import as_utc, hour_ceil, hour_floor, midnight_on_or_after, midnight_on_or_before
+from services.core.periods import (
+    as_utc,
+    hour_ceil,
+    hour_floor,
+    local_midnight,
+    midnight_on_or_after,
+    midnight_on_or_before,
+)
 from services.core.tables import DAILY, EVENTS, HOURLY, ROLLUPS, SCOPE_ROLLUPS
 from services.spend.day_zone import day_zone
+from services.spend.kept import kept
 
 DIMENSIONS = ('agent_id', 'provider', 'model', 'channel')
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 CASE_INTERVALS = 40  # intervals of whole days added up by SQL in one CASE (a comparison, a month of weeks)
 RANGES_PER_QUERY = 200  # two parameters each: far below SQLite's and psycopg's limits
+KEPT_DIMENSIONS = 2  # reads grouped by more (reports) add up their days in SQL, never kept
+SHORTEST_DAY = timedelta(hours=23)  # a local day, the clocks going forward
 MEASURES = ('cost_micros', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 Dimension = Literal['agent_id', 'provider', 'model', 'channel']
 SCOPE_COLUMNS = {'user': 'user_id', 'project': 'project', 'tag': 'tags', 'session': 'session_id'}  # scope rollups
@@ -78,8 +89,12 @@ class Totals:
         self.cache_write_tokens += int(row.cache_write_tokens or 0)
 
     def merge(self, other: Totals) -> None:
-        for name in MEASURES:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_micros += other.cost_micros
+        self.requests += other.requests
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
 
     def as_dict(self) -> SpendTotals:
         return {'cost_micros': self.cost_micros, 'cost_usd': micros_to_usd(self.cost_micros),
@@ -110,9 +125,10 @@ def totals_between(conn: Connection, edges: Sequence[datetime], by: Sequence[str
     buckets = Buckets(edges, [{} for _ in range(len(edges) - 1)])
     if len(edges) < 2 or edges[0] >= edges[-1]:
         return buckets
-    days, rest = _whole_days(edges, day_zone(conn))
+    zone = day_zone(conn)
+    days, rest = _whole_days(edges, zone)
     if days:
-        _add_days(conn, buckets, days, by)
+        _add_days(conn, buckets, days, by, zone)
     if rest:
         _add_hours(conn, buckets, rest, by)
     return buckets
@@ -125,6 +141,9 @@ def _whole_days(edges: list[datetime], zone: Any) -> tuple[dict[date, int], list
     rest: list[tuple[datetime, datetime]] = []
     for index in range(len(edges) - 1):
         start, end = edges[index], edges[index + 1]
+        if end - start < SHORTEST_DAY:  # an hour of a forecast, say: no zone conversions
+            rest.append((start, end))
+            continue
         first, last = midnight_on_or_after(start, zone), midnight_on_or_before(end, zone)
         if first < last:
             day, stop = first.astimezone(zone).date(), last.astimezone(zone).date()
@@ -145,10 +164,14 @@ def _whole_days(edges: list[datetime], zone: Any) -> tuple[dict[date, int], list
     return days, merged
 
 
-def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str]) -> None:
-    """Each interval's whole days, added up by SQL: an interval's days are consecutive, so a CASE on the day names
-    the interval (one row per interval and group back); past CASE_INTERVALS intervals (a trend of many days), one
-    row per day and group."""
+def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str], zone: ZoneInfo) -> None:
+    """Each interval's whole days. In a server (services/spend/kept.py), day by day, the days not kept read in one
+    query. Otherwise added up by SQL: an interval's days are consecutive, so a CASE on the day names the interval
+    (one row per interval and group back); past CASE_INTERVALS intervals (a trend of many days), one row per day and
+    group."""
+    if kept.on and len(by) <= KEPT_DIMENSIONS:
+        _add_kept_days(conn, buckets, days, by, zone)
+        return
     dims = [DAILY.c[name] for name in by]
     sums = [func.sum(DAILY.c[name]).label(name) for name in MEASURES]
     in_days = (DAILY.c.day >= min(days), DAILY.c.day <= max(days))
@@ -174,9 +197,32 @@ def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Seq
             _add(buckets.groups[day_index], _key(row, by), row)
 
 
+def _add_kept_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str],
+                   zone: ZoneInfo) -> None:
+    dates = sorted(days)
+    by_range = {(local_midnight(day, zone), local_midnight(day + DAY, zone)): day for day in dates}
+    dims = [DAILY.c[name] for name in by]
+    sums = [func.sum(DAILY.c[name]).label(name) for name in MEASURES]
+
+    def compute(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> list[dict[tuple, Totals]]:
+        wanted: dict[date, dict[tuple, Totals]] = {by_range[r]: {} for r in ranges}
+        query = (select(DAILY.c.day, *dims, *sums).where(DAILY.c.day >= min(wanted), DAILY.c.day <= max(wanted))
+                 .group_by(DAILY.c.day, *dims))
+        for row in conn.execute(query):
+            if row.day in wanted:
+                _add(wanted[row.day], _key(row, by), row)
+        return list(wanted.values())
+
+    for day_range, groups in zip(by_range, kept.read(conn, ('days', *by), list(by_range), compute, len), strict=True):
+        _merge(buckets.groups[days[by_range[day_range]]], groups)
+
+
 def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, datetime]], by: Sequence[str]) -> None:
     """The hourly rollups of the hours that lie whole inside one of `ranges` and one interval; the events for the
     hours that a range or interval boundary cuts."""
+    if kept.on and len(by) <= KEPT_DIMENSIONS:
+        _add_kept_hours(conn, buckets, ranges, by)
+        return
     edges = buckets.edges
     split_hours: set[datetime] = set()
     table = HOURLY if set(by) <= {'channel'} else ROLLUPS  # a row or two an hour, when no more is asked
@@ -195,6 +241,57 @@ def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, 
             _add(buckets.groups[index], _key(row, by), row)
     if split_hours:
         _add_split_hours(conn, buckets, ranges, sorted(split_hours), by)
+
+
+def _add_kept_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, datetime]],
+                    by: Sequence[str]) -> None:
+    """As _add_hours, hour by hour: the whole hours not kept read in one query per RANGES_PER_QUERY runs."""
+    edges = buckets.edges
+    whole: list[tuple[datetime, datetime]] = []
+    indexes: list[int] = []  # the interval of each whole hour
+    split_hours: list[datetime] = []
+    for start, end in ranges:
+        hour = hour_floor(start)
+        while hour < end:
+            index = _interval(edges, hour)
+            if (hour >= start and hour + HOUR <= end and index is not None
+                    and (hour + HOUR <= edges[index + 1])):
+                whole.append((hour, hour + HOUR))
+                indexes.append(index)
+            else:
+                split_hours.append(hour)
+            hour += HOUR
+    table = HOURLY if set(by) <= {'channel'} else ROLLUPS
+    dims = [table.c[name] for name in by]
+    sums = [func.sum(table.c[name]).label(name) for name in MEASURES]
+
+    def compute(conn: Connection, hours: list[tuple[datetime, datetime]]) -> list[dict[tuple, Totals]]:
+        wanted: dict[datetime, dict[tuple, Totals]] = {start: {} for start, _ in hours}
+        runs = _runs(hours)
+        for first in range(0, len(runs), RANGES_PER_QUERY):
+            in_runs = or_(*(and_(table.c.hour >= start, table.c.hour < end)
+                            for start, end in runs[first:first + RANGES_PER_QUERY]))
+            for row in conn.execute(select(table.c.hour, *dims, *sums).where(in_runs).group_by(table.c.hour, *dims)):
+                groups = wanted.get(as_utc(row.hour))
+                if groups is not None:
+                    _add(groups, _key(row, by), row)
+        return list(wanted.values())
+
+    for index, groups in zip(indexes, kept.read(conn, ('hours', table.name, *by), whole, compute, len), strict=True):
+        _merge(buckets.groups[index], groups)
+    if split_hours:
+        _add_split_hours(conn, buckets, ranges, split_hours, by)
+
+
+def _runs(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Sorted intervals, the touching ones merged."""
+    runs: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(intervals):
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
 
 
 def _inside(ranges: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> bool:
@@ -261,6 +358,14 @@ def _interval(edges: list[datetime], ts: datetime) -> int | None:
 
 def _key(row: Any, by: Sequence[str]) -> tuple:
     return tuple((getattr(row, name) or None) for name in by)
+
+
+def _merge(group: dict[tuple, Totals], other: dict[tuple, Totals]) -> None:
+    for key, totals in other.items():
+        mine = group.get(key)
+        if mine is None:
+            mine = group[key] = Totals()
+        mine.merge(totals)
 
 
 def _add(group: dict[tuple, Totals], key: tuple, row: Any) -> None:

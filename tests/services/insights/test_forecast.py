@@ -14,6 +14,7 @@ from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.display import format_usd
 from services.insights.forecast import (
+    RECENT_SPAN,
     PeriodForecast,
     budget_forecast,
     check_exhaustion,
@@ -72,10 +73,10 @@ def so_far(minutes: list[int], midnight: datetime, now: datetime) -> list[tuple[
 
 def slices(minutes: list[int], calls: list[int], midnight: datetime,
            now: datetime) -> list[tuple[datetime, int, int]]:
-    """The 5-minute spend and calls of the hour before `now` (as read_recent reads the events)."""
+    """The 5-minute spend and calls of the RECENT_SPAN before `now` (as read_recent reads the events)."""
     elapsed = int((now - midnight) / timedelta(minutes=1))
     return [(midnight + timedelta(minutes=m), sum(minutes[m:m + 5]), sum(calls[m:m + 5]))
-            for m in range(elapsed - 60, elapsed, 5) if m >= 0]
+            for m in range(elapsed - RECENT_SPAN // timedelta(minutes=1), elapsed, 5) if m >= 0]
 
 
 # --- the pure core ----------------------------------------------------------------------------------------------
@@ -482,10 +483,10 @@ def test_read_hours_is_one_hourly_series_up_to_the_current_hour(ledger: Ledger, 
     assert timedelta(days=14) < now - starts[0] < timedelta(days=15) + HOUR  # 14 whole local days and today
 
 
-def test_read_recent_is_the_last_hours_five_minute_spend_and_calls_in_one_query(ledger: Ledger) -> None:
+def test_read_recent_is_the_last_half_hours_five_minute_spend_and_calls_in_one_query(ledger: Ledger) -> None:
     now = NOW + timedelta(minutes=20)
-    for at, usd in ((now - timedelta(minutes=61), '9'), (now - HOUR, '1'), (now - timedelta(minutes=32), '2'),
-                    (now - timedelta(minutes=31), '3'), (now - timedelta(seconds=1), '4'), (now, '8')):
+    for at, usd in ((now - timedelta(minutes=31), '9'), (now - timedelta(minutes=30), '2'),
+                    (now - timedelta(minutes=26), '3'), (now - timedelta(seconds=1), '4'), (now, '8')):
         ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': usd, 'ts': at})
     statements: list[str] = []
 
@@ -499,10 +500,10 @@ def test_read_recent_is_the_last_hours_five_minute_spend_and_calls_in_one_query(
     finally:
         event.remove(ledger.engine, 'before_cursor_execute', count)
     assert len(statements) == 1
-    assert [start for start, *_ in recent] == [now - HOUR + timedelta(minutes=5 * n) for n in range(12)]
+    assert [start for start, *_ in recent] == [now - timedelta(minutes=30 - 5 * n) for n in range(6)]
     spend = {start: (micros, calls) for start, micros, calls in recent if calls}
-    assert spend == {now - HOUR: (1_000_000, 1), now - timedelta(minutes=35): (5_000_000, 2),
-                     now - timedelta(minutes=5): (4_000_000, 1)}  # 61 min ago and `now` itself are outside
+    assert spend == {now - timedelta(minutes=30): (5_000_000, 2),
+                     now - timedelta(minutes=5): (4_000_000, 1)}  # 31 min ago and `now` itself are outside
 
 
 def test_the_dashboard_forecast_reads_a_pace_of_the_last_minutes(ledger: Ledger) -> None:

@@ -1,5 +1,5 @@
-"""Reconciled days kept between reads: unchanged days are not read again, and a late event, a pull or a correction
-shows at once, exactly as a reconciliation from scratch would."""
+"""Reconciled days kept between reads (services/spend/kept.py): unchanged days are not read again, and a late event,
+a pull or a correction shows at once, exactly as a reconciliation from scratch would."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -15,7 +15,7 @@ from services.live.hub import EventHub
 from services.live.topics import SyncFinished, UsageChanged
 from services.sources.base import PullResult, SnapshotRow
 from services.sources.snapshots import store_snapshots
-from services.spend.reconciled_days import reconciled_days
+from services.spend.kept import RECONCILED, kept
 from services.spend.reconciliation import ProviderDay, _reconcile, reconcile_last_days
 from services.usage.ledger import Ledger
 from tests.support.ledger import spend
@@ -28,9 +28,9 @@ DAYS = local_days(NOW.astimezone(ZONE).date(), 30, ZONE)
 
 @pytest.fixture
 def following(hub: EventHub) -> Iterator[None]:
-    reconciled_days.follow(hub)
+    kept.follow(hub)
     yield
-    reconciled_days.stop()
+    kept.stop()
 
 
 def _read(engine: Engine) -> list[tuple]:
@@ -80,13 +80,14 @@ def test_a_day_read_while_it_changes_is_not_kept(ledger: Ledger, engine: Engine,
     spend(ledger, '0.5', ts=NOW.isoformat())
     calls = []
 
-    def compute_while_an_event_arrives(conn: Connection, days: list) -> list:
-        calls.append(len(days))
+    def compute_while_an_event_arrives(conn: Connection, ranges: list) -> list:
+        calls.append(len(ranges))
         if len(calls) == 1:
             ledger.hub.publish(UsageChanged(rows=None))
-        return _reconcile(conn, days)
+        cells = _reconcile(conn, DAYS)
+        return [[c for c in cells if c.day == day] for day, _, _ in DAYS]
 
     with engine.connect() as conn:
         for _ in range(3):
-            reconciled_days.read(conn, DAYS, compute_while_an_event_arrives)
+            kept.read(conn, RECONCILED, [(start, end) for _, start, end in DAYS], compute_while_an_event_arrives)
     assert calls == [30, 30]  # read again after the change, then kept
