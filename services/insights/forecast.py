@@ -604,7 +604,7 @@ def read_hours(conn: Connection, now: datetime, zone: ZoneInfo) -> list[tuple[da
     if today.start not in edges:
         edges = sorted([*edges, today.start])
     buckets = totals_between(conn, edges)
-    return [(edges[n], buckets.total(n).cost_micros) for n in range(len(edges) - 1)]
+    return [(edges[n], sum(t.cost_micros for t in buckets.groups[n].values())) for n in range(len(edges) - 1)]
 
 
 def read_recent(conn: Connection, now: datetime) -> list[Slice]:

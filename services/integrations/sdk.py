@@ -9,13 +9,15 @@
     def ask(prompt): ...
 
 SpendGauge being unreachable never stops an agent by default (`fail_open=True`): the check then answers allow,
-with the reason, and the record is dropped with a warning.
+with the reason, and the record is dropped with a warning. A server too busy to take usage (503 or 429) gets the
+record again after its Retry-After, up to `busy_retries` times, under the same event id (so it counts once).
 """
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from services.integrations import SDK_USER_AGENT
 log = logging.getLogger(__name__)
 T = TypeVar('T')
 ATTRIBUTION = ('agent_id', 'session_id', 'user_id', 'project', 'task_id', 'tags', 'provider', 'model')
+BUSY = (429, 503)  # the server asks to send it again later
 
 
 class BudgetBlocked(RuntimeError):
@@ -59,11 +62,14 @@ class Call:
 
 class SpendGauge:
     def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 5.0,
-                 fail_open: bool = True, transport: httpx.BaseTransport | None = None) -> None:
+                 fail_open: bool = True, busy_retries: int = 5, max_retry_wait_s: float = 5.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
         url = url or os.environ.get('SPENDGAUGE_URL', 'http://127.0.0.1:8080')
         token = token or os.environ.get('SPENDGAUGE_API_TOKEN') or None
         headers = {'User-Agent': SDK_USER_AGENT, **({'Authorization': f'Bearer {token}'} if token else {})}
         self.fail_open = fail_open
+        self.busy_retries = busy_retries
+        self.max_retry_wait_s = max_retry_wait_s
         self._client = httpx.Client(base_url=url.rstrip('/') + '/api/v1', headers=headers, timeout=timeout,
                                     transport=transport)
 
@@ -90,18 +96,32 @@ class SpendGauge:
         return body
 
     def record(self, **event: Any) -> dict[str, Any] | None:
-        """`POST /api/v1/usage` (source `sdk`): the stored event, or None when SpendGauge could not be reached."""
-        try:
-            response = self._client.post('/usage', json=_clean({'source': 'sdk', **event}))
-        except httpx.TransportError as exc:
+        """`POST /api/v1/usage` (source `sdk`): the stored event, or None when SpendGauge could not be reached or
+        stayed too busy to take it. Bad usage raises ValueError with the server's reason."""
+        body = _clean({'source': 'sdk', **event})
+        body.setdefault('event_id', uuid.uuid4().hex)  # sent again when the server is busy: counted once
+        for attempt in range(self.busy_retries + 1):
+            try:
+                response = self._client.post('/usage', json=body)
+            except httpx.TransportError as exc:
+                if not self.fail_open:
+                    raise
+                log.warning('SpendGauge unreachable, usage not recorded: %s', type(exc).__name__)
+                return None
+            if response.status_code not in BUSY or attempt == self.busy_retries:
+                break
+            wait = _retry_after(response, self.max_retry_wait_s)
+            log.info('SpendGauge busy (HTTP %d), sending the usage again in %.1f s', response.status_code, wait)
+            time.sleep(wait)
+        if response.status_code >= 500 or response.status_code in BUSY:
             if not self.fail_open:
-                raise
-            log.warning('SpendGauge unreachable, usage not recorded: %s', type(exc).__name__)
+                raise RuntimeError(f'SpendGauge could not take the usage (HTTP {response.status_code})')
+            log.warning('SpendGauge could not take the usage (HTTP %d), not recorded', response.status_code)
             return None
-        body = response.json()
+        answer = response.json()
         if response.status_code >= 400:
-            raise ValueError(f'usage refused ({response.status_code}): {body.get("detail")}')
-        return body
+            raise ValueError(f'usage refused ({response.status_code}): {answer.get("detail")}')
+        return answer
 
     @contextmanager
     def guard(self, **request: Any) -> Iterator[Call]:
@@ -151,6 +171,13 @@ class SpendGauge:
         log.warning('SpendGauge unreachable, allowing the call: %s', type(exc).__name__)
         return {'decision': 'allow', 'allowed': True, 'reasons': ['SpendGauge unreachable: allowed (fail open)'],
                 'policies': [], 'eco_mode': False}
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float:
+    try:
+        return min(max(float(response.headers.get('retry-after', '')), 0.0), cap)
+    except ValueError:
+        return min(1.0, cap)
 
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """The Python client against a real server: check before, record after, block before the money is spent."""
 from __future__ import annotations
 
+import itertools
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -96,3 +100,44 @@ def test_guards_at_once_count_each_others_reservations(policed: Server) -> None:
     after = sg.check(agent_id=agent)['policies'][0]
     assert (after['spent_micros'], after['held_micros']) == (550_000, 0)
     sg.close()
+
+
+def test_a_busy_server_gets_the_record_again_and_counts_it_once(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """One ingest worker and no queue: while batches keep it busy, a record is answered 503; the SDK sends it again
+    after the Retry-After, under the same event id, until it is taken."""
+    server = start_server(tmp_path, SPENDGAUGE_DAILY_LIMIT_USD='none', SPENDGAUGE_INGEST_WORKERS='1',
+                          SPENDGAUGE_INGEST_QUEUE='0')
+    stop = threading.Event()
+    busy_from = threading.Event()
+
+    def keep_ingest_busy() -> None:  # back to back until told to stop, and for at least two seconds
+        started = time.monotonic()
+        with httpx.Client(base_url=server.api, timeout=60) as client:
+            for n in itertools.count():
+                events = [{'event_id': f'hog-{n}-{i}', 'model': 'gpt-4o-mini', 'cost_usd': '0.001'}
+                          for i in range(5000)]
+                busy_from.set()
+                assert client.post('/usage/batch', json={'events': events}).status_code in (200, 503)
+                if stop.is_set() and time.monotonic() - started > 2:
+                    return
+
+    hog = threading.Thread(target=keep_ingest_busy)
+    hog.start()
+    try:
+        busy_from.wait(10)
+        time.sleep(0.2)  # the first batch is being stored
+        caplog.set_level(logging.INFO, logger='services.integrations.sdk')
+        with SpendGauge(server.url, busy_retries=30, max_retry_wait_s=0.5) as sg:
+            stop.set()
+            recorded = sg.record(model='gpt-4o', agent_id='patient', input_tokens=10, cost_usd='0.25')
+        hog.join(60)
+        assert recorded is not None and recorded['cost_micros'] == 250_000
+        assert any('SpendGauge busy (HTTP 503)' in r.getMessage() for r in caplog.records), 'it was refused first'
+        with server.client() as api:
+            assert [e['cost_micros'] for e in api.get('/usage', params={'agent_id': 'patient'}).json()['items']] \
+                == [250_000]
+    finally:
+        stop.set()
+        hog.join(60)
+        server.stop()
