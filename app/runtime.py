@@ -162,5 +162,6 @@ def stop() -> None:
         kept.stop()
         _current.metrics.close()
         _current.accounts.close()
+        _current.ledger.close()
         _current.engine.dispose()
         _current = None

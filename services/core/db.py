@@ -119,6 +119,7 @@ class WalCheckpointer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix='wal-checkpoint')
         self._lock = threading.Lock()
         self._requested = False
+        self._closed = False
 
     @staticmethod
     def wanted(engine: Engine) -> bool:
@@ -127,10 +128,19 @@ class WalCheckpointer:
 
     def request(self) -> None:
         with self._lock:
-            if self._requested:
+            if self._requested or self._closed:
                 return
             self._requested = True
         self._executor.submit(self._checkpoint)
+
+    def close(self) -> None:
+        """Wait for a checkpoint under way, end the thread and close its connection; later requests do nothing."""
+        with self._lock:
+            self._closed = True
+        self._executor.shutdown(wait=True)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _checkpoint(self) -> None:
         with self._lock:

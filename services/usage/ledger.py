@@ -161,6 +161,18 @@ class Ledger:
 
     # --- public API -------------------------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Close what the ledger holds of its own (SQLite: the write connection and the checkpoint thread), after the
+        write under way; the engine stays its owner's to dispose of."""
+        if self._write_lock is None:
+            return
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+
     def record(self, payload: dict[str, Any] | UsageEventIn) -> tuple[Literal['stored', 'duplicate'], EventOut]:
         """Record one event; returns ('stored' | 'duplicate', the stored row). Raises EventRejected."""
         result = self.record_batch([payload])[0]

@@ -3,6 +3,7 @@ WAL is checkpointed on a thread of its own rather than inside the commits of ing
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,3 +52,15 @@ def test_the_wal_is_checkpointed_in_the_background(sqlite_engine: Engine) -> Non
     path = sqlite_engine.url.database
     with sqlite3.connect(f'file:{path}?immutable=1', uri=True) as copy:
         assert copy.execute('SELECT count(*) FROM usage_events').fetchone() == (200,)
+
+
+def test_closing_the_ledger_closes_its_connection_and_ends_the_checkpoint_thread(sqlite_engine: Engine) -> None:
+    ledger = Ledger(sqlite_engine, Pricer(), EventHub())
+    ledger.record_batch(_events(0, 10))
+    assert sqlite_engine.pool.checkedout() == 1  # the writer's, held between writes
+    assert any(t.name.startswith('wal-checkpoint') for t in threading.enumerate())
+    ledger.close()
+    assert sqlite_engine.pool.checkedout() == 0
+    assert not any(t.name.startswith('wal-checkpoint') for t in threading.enumerate())
+    assert ledger.record_batch(_events(10, 1))[0].status == 'stored'  # a later write opens it again
+    ledger.close()
