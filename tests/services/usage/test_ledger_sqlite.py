@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, QueuePool, event
 
 from services.core.db import WAL_AUTOCHECKPOINT_PAGES
 from services.live.hub import EventHub
@@ -56,11 +56,13 @@ def test_the_wal_is_checkpointed_in_the_background(sqlite_engine: Engine) -> Non
 
 def test_closing_the_ledger_closes_its_connection_and_ends_the_checkpoint_thread(sqlite_engine: Engine) -> None:
     ledger = Ledger(sqlite_engine, Pricer(), EventHub())
+    pool = sqlite_engine.pool
+    assert isinstance(pool, QueuePool)
     ledger.record_batch(_events(0, 10))
-    assert sqlite_engine.pool.checkedout() == 1  # the writer's, held between writes
+    assert pool.checkedout() == 1  # the writer's, held between writes
     assert any(t.name.startswith('wal-checkpoint') for t in threading.enumerate())
     ledger.close()
-    assert sqlite_engine.pool.checkedout() == 0
+    assert pool.checkedout() == 0
     assert not any(t.name.startswith('wal-checkpoint') for t in threading.enumerate())
     assert ledger.record_batch(_events(10, 1))[0].status == 'stored'  # a later write opens it again
     ledger.close()
