@@ -417,23 +417,29 @@ class Ledger:
         created_at = time_to_db(rows[0]['created_at'])  # one batch, one created_at
         inserted: dict[tuple[str, str], int] = {}
         rows = sorted(rows, key=lambda row: (row['source'], row['event_id']))  # one lock order for all writers
+        columns = ', '.join(EVENT_COLUMNS)
         cursor = conn.connection.cursor()
         try:
-            for chunk in ([rows] if self._arrays else _chunks(rows, INSERT_CHUNK)):
-                values = [(row['event_id'], row['source'], row['channel'], time_to_db(row['ts']), row['provider'],
-                           row['model'], row['agent_id'], row['session_id'], row['user_id'], row['project'],
-                           row['task_id'], json_to_db(row['tags']), row['input_tokens'], row['output_tokens'],
-                           row['cache_read_tokens'], row['cache_write_tokens'], row['cost_micros'],
-                           row['cost_source'], row['latency_ms'], json_to_db(row['metadata']), created_at)
-                          for row in chunk]
-                params: list[Any]
-                if self._arrays:
-                    given, params = _unnest(EVENTS, EVENT_COLUMNS), [list(c) for c in zip(*values, strict=True)]
+            if self._arrays:
+                chunks: Iterable[list[dict[str, Any]]] = [rows]
+            else:
+                chunks = _chunks(rows, INSERT_CHUNK)
+                row_sql = '(' + ', '.join([self._placeholder] * len(EVENT_COLUMNS)) + ')'
+            for chunk in chunks:
+                values: list[Any] = []
+                for row in chunk:
+                    values += [row['event_id'], row['source'], row['channel'], time_to_db(row['ts']), row['provider'],
+                               row['model'], row['agent_id'], row['session_id'], row['user_id'], row['project'],
+                               row['task_id'], json_to_db(row['tags']), row['input_tokens'], row['output_tokens'],
+                               row['cache_read_tokens'], row['cache_write_tokens'], row['cost_micros'],
+                               row['cost_source'], row['latency_ms'], json_to_db(row['metadata']), created_at]
+                if self._arrays:  # the flat list, column by column: one array per column
+                    width = len(EVENT_COLUMNS)
+                    given, values = _unnest(EVENTS, EVENT_COLUMNS), [values[i::width] for i in range(width)]
                 else:
-                    row_sql = '(' + ', '.join([self._placeholder] * len(EVENT_COLUMNS)) + ')'
-                    given, params = 'VALUES ' + ', '.join([row_sql] * len(chunk)), [v for row in values for v in row]
-                cursor.execute(f'INSERT INTO usage_events ({", ".join(EVENT_COLUMNS)}) {given} '
-                               'ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id', params)
+                    given = 'VALUES ' + ', '.join([row_sql] * len(chunk))
+                cursor.execute(f'INSERT INTO usage_events ({columns}) {given} '
+                               'ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id', values)
                 inserted.update(((source, event_id), pk) for pk, source, event_id in cursor.fetchall())
         finally:
             cursor.close()
