@@ -2,6 +2,9 @@
 measuring how ingest holds up as the database grows.
 
     .venv/bin/python bench/dataset.py --url sqlite:////tmp/sg-bench/sqlite-5m.db [--events 5000000] [--seed 1]
+    .venv/bin/python bench/dataset.py --url postgresql+psycopg://postgres@127.0.0.1:55432/sg_bench_5m
+
+(PostgreSQL: the database must exist, e.g. `createdb sg_bench_5m`, and be empty; `make bench-dataset-pg`.)
 
 The history: `--events` LLM calls over the 30 days ending now (or `--end`), time-ordered, from 50 agents in 20,000
 sessions working on 500 tasks, for 40 users in 12 projects, with tags and realistic providers and models; event ids

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select, union_all
+from sqlalchemy import Connection, String, bindparam, func, select, true, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from typing_extensions import TypedDict
 
 from services.core.db import chunked
@@ -102,6 +103,17 @@ def _recent_requests(conn: Connection, agent_ids: list[str]) -> dict[str, list[A
     """Each agent's newest RECENT_REQUESTS events, newest first: one statement per chunk of agents, each of its parts
     an indexed lookup that stops after RECENT_REQUESTS rows (no query per agent, no scan of an agent's history)."""
     recent: dict[str, list[Any]] = {agent: [] for agent in agent_ids}
+    if conn.dialect.name == 'postgresql' and agent_ids:
+        # One LATERAL lookup per element of an array: the same statement text whatever the agents (prepared once),
+        # where a UNION ALL of 50 lookups took PostgreSQL 6 ms to plan on every call, and SQLAlchemy as long to build
+        agents = (func.unnest(bindparam('agents', agent_ids, type_=ARRAY(String))).table_valued('agent_id')
+                  .render_derived(name='a'))
+        lookup = (select(EVENTS.c.agent_id, EVENTS.c.ts, EVENTS.c.id, EVENTS.c.model, EVENTS.c.cost_micros)
+                  .where(EVENTS.c.agent_id == agents.c.agent_id).order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc())
+                  .limit(RECENT_REQUESTS).lateral('recent'))
+        for row in conn.execute(select(lookup).select_from(agents.join(lookup, true()))):
+            recent[row.agent_id].append(row)
+        agent_ids = []  # done
     for chunk in chunked(agent_ids, RECENT_CHUNK):
         lookups = [select(EVENTS.c.agent_id, EVENTS.c.ts, EVENTS.c.id, EVENTS.c.model, EVENTS.c.cost_micros)
                    .where(EVENTS.c.agent_id == agent).order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc())
