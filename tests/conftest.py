@@ -187,13 +187,18 @@ def desktop_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test gets its own SQLite file for the in-process runtime (NiceGUI user tests, the CLI with --db)."""
+def _isolated_runtime(request: pytest.FixtureRequest, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets its own SQLite file for the in-process runtime (NiceGUI user tests, the CLI with --db). For
+    NiceGUI's simulated user it is a migrated, empty one already (the app would migrate it first thing)."""
     for name in list(os.environ):
         if name.startswith('SPENDGAUGE_') and name != PG_URL_VAR:
             monkeypatch.delenv(name)
     monkeypatch.setenv('SPENDGAUGE_ENV_FILE', '')  # a developer's .env must not leak into tests
-    monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', f'sqlite:///{tmp_path / "runtime.db"}')
+    database = tmp_path / 'runtime.db'
+    if 'user' in request.fixturenames:
+        request.getfixturevalue('migrated').sqlite(database)
+    monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', f'sqlite:///{database}')
     monkeypatch.setenv('SPENDGAUGE_ALLOWED_HOSTS', 'test')  # the host name of NiceGUI's simulated user
     runtime.stop()
     use_settings(None)
