@@ -29,11 +29,26 @@ PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
 
 
 def postgres_url() -> str:
-    """The test PostgreSQL URL; skip without one, except in CI, where a skipped PostgreSQL test is a failure."""
+    """The test PostgreSQL URL; skip without one, except in CI, where a skipped PostgreSQL test is a failure. Under
+    pytest-xdist each worker has a database of its own on that server (`<name>_gw0`, ...), made on first use."""
     url = os.environ.get(PG_URL_VAR)
     if not url:
         unavailable(f'{PG_URL_VAR} is not set: PostgreSQL tests need a server (.ci/run starts one)')
+    worker = os.environ.get('PYTEST_XDIST_WORKER')
+    if not worker:
+        return url
+    parsed = make_url(url)
+    url = parsed.set(database=f'{parsed.database}_{worker}').render_as_string(hide_password=False)
+    if url not in _created:
+        with _maintenance(url) as conn:
+            if conn.scalar(text('SELECT 1 FROM pg_database WHERE datname = :name'),
+                           {'name': make_url(url).database}) is None:
+                conn.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
+        _created.add(url)
     return url
+
+
+_created: set[str] = set()  # the workers' databases, made in this process
 
 
 def fresh_postgres_engine(url: str) -> Engine:
