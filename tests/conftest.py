@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from app import runtime
 from services.core.db import create_db_engine, upgrade
@@ -26,11 +29,26 @@ PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
 
 
 def postgres_url() -> str:
-    """The test PostgreSQL URL; skip without one, except in CI, where a skipped PostgreSQL test is a failure."""
+    """The test PostgreSQL URL; skip without one, except in CI, where a skipped PostgreSQL test is a failure. Under
+    pytest-xdist each worker has a database of its own on that server (`<name>_gw0`, ...), made on first use."""
     url = os.environ.get(PG_URL_VAR)
     if not url:
         unavailable(f'{PG_URL_VAR} is not set: PostgreSQL tests need a server (.ci/run starts one)')
+    worker = os.environ.get('PYTEST_XDIST_WORKER')
+    if not worker:
+        return url
+    parsed = make_url(url)
+    url = parsed.set(database=f'{parsed.database}_{worker}').render_as_string(hide_password=False)
+    if url not in _created:
+        with _maintenance(url) as conn:
+            if conn.scalar(text('SELECT 1 FROM pg_database WHERE datname = :name'),
+                           {'name': make_url(url).database}) is None:
+                conn.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
+        _created.add(url)
     return url
+
+
+_created: set[str] = set()  # the workers' databases, made in this process
 
 
 def fresh_postgres_engine(url: str) -> Engine:
@@ -41,36 +59,107 @@ def fresh_postgres_engine(url: str) -> Engine:
     return engine
 
 
+class MigratedTemplates:
+    """Migrated, empty databases made once per session and copied for each test: a SQLite file copied byte for
+    byte, a PostgreSQL database cloned with CREATE DATABASE ... TEMPLATE. A copy is the database `upgrade` makes
+    (tests/services/core/test_migrations.py runs the migrations themselves), in a fraction of the time."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._sqlite: Path | None = None
+        self._postgres: str | None = None  # the template database's name; '' when it cannot be cloned here
+
+    def sqlite(self, path: Path) -> str:
+        """A migrated, empty SQLite database at `path`; its URL."""
+        if self._sqlite is None:
+            template = self._folder / 'migrated.db'
+            engine = create_db_engine(f'sqlite:///{template}')
+            upgrade(engine)
+            engine.dispose()  # the last connection checkpoints the WAL into the file
+            self._sqlite = template
+        for suffix in ('', '-wal'):
+            if Path(f'{self._sqlite}{suffix}').exists():
+                shutil.copyfile(f'{self._sqlite}{suffix}', f'{path}{suffix}')
+        return f'sqlite:///{path}'
+
+    def postgres(self, url: str) -> None:
+        """Make the database of `url` a migrated, empty one: a clone of the template (made on first use), or, where
+        the role may not create databases, an emptied public schema migrated to head."""
+        if self._postgres is None:
+            self._postgres = self._make_postgres_template(url)
+        if not self._postgres:
+            engine = fresh_postgres_engine(url)
+            upgrade(engine)
+            engine.dispose()
+            return
+        name = make_url(url).database
+        with _maintenance(url) as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self._postgres}"'))
+
+    def _make_postgres_template(self, url: str) -> str:
+        name = f'{make_url(url).database}_migrated'
+        try:
+            with _maintenance(url) as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        except DBAPIError:  # no CREATEDB privilege: migrate the test database itself for each test
+            return ''
+        engine = create_db_engine(make_url(url).set(database=name).render_as_string(hide_password=False))
+        upgrade(engine)
+        engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template without connections
+        return name
+
+    def drop(self) -> None:
+        if self._postgres:
+            with _maintenance(postgres_url()) as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self._postgres}" WITH (FORCE)'))
+
+
+@contextmanager
+def _maintenance(url: str) -> Iterator[Connection]:
+    """An autocommit connection to the `postgres` database of the server of `url` (for CREATE and DROP DATABASE)."""
+    admin = create_db_engine(make_url(url).set(database='postgres').render_as_string(hide_password=False))
+    try:
+        with admin.execution_options(isolation_level='AUTOCOMMIT').connect() as conn:
+            yield conn
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope='session')
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp('migrated'))
+    yield templates
+    templates.drop()
+
+
 @pytest.fixture(params=['sqlite', 'postgresql'])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+def engine(request: pytest.FixtureRequest, tmp_path: Path, migrated: MigratedTemplates) -> Iterator[Engine]:
     """A migrated, empty database of each kind."""
     if request.param == 'sqlite':
-        engine = create_db_engine(f'sqlite:///{tmp_path / "test.db"}')
+        engine = create_db_engine(migrated.sqlite(tmp_path / 'test.db'))
     else:
-        engine = fresh_postgres_engine(postgres_url())
-    upgrade(engine)
+        url = postgres_url()
+        migrated.postgres(url)
+        engine = create_db_engine(url)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture(params=['sqlite', 'postgresql'])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated: MigratedTemplates) -> str:
     """The URL of a migrated, empty database of each kind, for a server process (start_server) to use."""
     if request.param == 'sqlite':
-        url = f'sqlite:///{tmp_path / "server.db"}'
-        engine = create_db_engine(url)
-    else:
-        url = postgres_url()
-        engine = fresh_postgres_engine(url)
-    upgrade(engine)
-    engine.dispose()
+        return migrated.sqlite(tmp_path / 'server.db')
+    url = postgres_url()
+    migrated.postgres(url)
     return url
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(f'sqlite:///{tmp_path / "test.db"}')
-    upgrade(engine)
+def sqlite_engine(tmp_path: Path, migrated: MigratedTemplates) -> Iterator[Engine]:
+    engine = create_db_engine(migrated.sqlite(tmp_path / 'test.db'))
     yield engine
     engine.dispose()
 
@@ -113,13 +202,18 @@ def desktop_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test gets its own SQLite file for the in-process runtime (NiceGUI user tests, the CLI with --db)."""
+def _isolated_runtime(request: pytest.FixtureRequest, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test gets its own SQLite file for the in-process runtime (NiceGUI user tests, the CLI with --db). For
+    NiceGUI's simulated user it is a migrated, empty one already (the app would migrate it first thing)."""
     for name in list(os.environ):
         if name.startswith('SPENDGAUGE_') and name != PG_URL_VAR:
             monkeypatch.delenv(name)
     monkeypatch.setenv('SPENDGAUGE_ENV_FILE', '')  # a developer's .env must not leak into tests
-    monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', f'sqlite:///{tmp_path / "runtime.db"}')
+    database = tmp_path / 'runtime.db'
+    if 'user' in request.fixturenames:
+        request.getfixturevalue('migrated').sqlite(database)
+    monkeypatch.setenv('SPENDGAUGE_DATABASE_URL', f'sqlite:///{database}')
     monkeypatch.setenv('SPENDGAUGE_ALLOWED_HOSTS', 'test')  # the host name of NiceGUI's simulated user
     runtime.stop()
     use_settings(None)

@@ -112,7 +112,7 @@ class Directory:
         with self.engine.connect() as conn:
             found = users.credentials(conn, name)
         if found is None:
-            passwords.verify_password(passwords.DUMMY_HASH, password)
+            passwords.verify_password(passwords.dummy_hash(), password)
             return None
         if not passwords.verify_password(found.password_hash, password):
             return None

@@ -1,6 +1,8 @@
 """Password hashing with argon2id (argon2-cffi's defaults, RFC 9106's low-memory profile)."""
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -36,4 +38,8 @@ def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-DUMMY_HASH = _hasher.hash('spendgauge: no such user')  # verified against for unknown names: same time as a real one
+@cache
+def dummy_hash() -> str:
+    """Verified against for unknown names: the same time as a real one. Made on first use, not at import (argon2
+    takes a noticeable part of a second, which every CLI command and server start would pay)."""
+    return _hasher.hash('spendgauge: no such user')
