@@ -1,6 +1,7 @@
 """Budget periods (day, week from Monday, month) in the configured time zone, as UTC half-open ranges."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal, get_args
@@ -137,3 +138,14 @@ def clamp_days(first: date, last: date) -> tuple[date, date]:
     last = min(max(last, FIRST_DAY), LAST_DAY)
     first = min(max(first, FIRST_DAY, last - timedelta(days=MAX_SPAN_DAYS - 1)), last)
     return first, last
+
+
+def consecutive_runs(intervals: Sequence[tuple[datetime, datetime]]) -> list[list[tuple[datetime, datetime]]]:
+    """Intervals, in the order given, in runs where each starts where the one before ends."""
+    runs: list[list[tuple[datetime, datetime]]] = []
+    for interval in intervals:
+        if runs and runs[-1][-1][1] == interval[0]:
+            runs[-1].append(interval)
+        else:
+            runs.append([interval])
+    return runs

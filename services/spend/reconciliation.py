@@ -24,7 +24,7 @@ from sqlalchemy import Connection, func, select
 from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
-from services.core.periods import local_days
+from services.core.periods import consecutive_runs, local_days
 from services.core.tables import SNAPSHOTS
 from services.spend.kept import RECONCILED, kept
 from services.spend.rollups import totals_between
@@ -132,23 +132,13 @@ def reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> 
 
     def compute(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> list[list[ProviderDay]]:
         cells: dict[date, list[ProviderDay]] = {by_range[r]: [] for r in ranges}
-        for run in _consecutive(ranges):
+        for run in consecutive_runs(ranges):
             for cell in _reconcile(conn, [(by_range[r], *r) for r in run]):
                 cells[cell.day].append(cell)
         return [cells[by_range[r]] for r in ranges]
 
     per_day = kept.read(conn, RECONCILED, list(by_range), compute, len)
     return [copy.copy(cell) for cells in per_day for cell in cells]  # callers may change theirs
-
-
-def _consecutive(ranges: list[tuple[datetime, datetime]]) -> list[list[tuple[datetime, datetime]]]:
-    runs: list[list[tuple[datetime, datetime]]] = []
-    for r in ranges:
-        if runs and runs[-1][-1][1] == r[0]:
-            runs[-1].append(r)
-        else:
-            runs.append([r])
-    return runs
 
 
 def _reconcile(conn: Connection, days: list[tuple[date, datetime, datetime]]) -> list[ProviderDay]:

@@ -19,6 +19,7 @@ from typing_extensions import TypedDict
 from services.core.money import micros_to_usd
 from services.core.periods import (
     as_utc,
+    consecutive_runs,
     hour_ceil,
     hour_floor,
     local_midnight,
@@ -267,7 +268,7 @@ def _add_kept_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datet
 
     def compute(conn: Connection, hours: list[tuple[datetime, datetime]]) -> list[dict[tuple, Totals]]:
         wanted: dict[datetime, dict[tuple, Totals]] = {start: {} for start, _ in hours}
-        runs = _runs(hours)
+        runs = [(run[0][0], run[-1][1]) for run in consecutive_runs(sorted(hours))]
         for first in range(0, len(runs), RANGES_PER_QUERY):
             in_runs = or_(*(and_(table.c.hour >= start, table.c.hour < end)
                             for start, end in runs[first:first + RANGES_PER_QUERY]))
@@ -281,17 +282,6 @@ def _add_kept_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datet
         _merge(buckets.groups[index], groups)
     if split_hours:
         _add_split_hours(conn, buckets, ranges, split_hours, by)
-
-
-def _runs(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    """Sorted intervals, the touching ones merged."""
-    runs: list[tuple[datetime, datetime]] = []
-    for start, end in sorted(intervals):
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], end)
-        else:
-            runs.append((start, end))
-    return runs
 
 
 def _inside(ranges: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> bool:
