@@ -67,6 +67,8 @@ class SpendGauge:
         url = url or os.environ.get('SPENDGAUGE_URL', 'http://127.0.0.1:8080')
         token = token or os.environ.get('SPENDGAUGE_API_TOKEN') or None
         headers = {'User-Agent': SDK_USER_AGENT, **({'Authorization': f'Bearer {token}'} if token else {})}
+        if busy_retries < 0 or max_retry_wait_s < 0:
+            raise ValueError('busy_retries and max_retry_wait_s cannot be negative')
         self.fail_open = fail_open
         self.busy_retries = busy_retries
         self.max_retry_wait_s = max_retry_wait_s

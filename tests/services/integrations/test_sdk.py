@@ -70,6 +70,8 @@ def test_an_unreachable_server_fails_open_unless_asked_not_to(tmp_path: Path) ->
         assert sg.record(model='gpt-4o', input_tokens=1) is None
     with SpendGauge(url, timeout=1, fail_open=False) as strict, pytest.raises(httpx.TransportError):
         strict.check(agent_id='a', estimated_cost_usd='1')
+    with pytest.raises(ValueError, match='cannot be negative'):
+        SpendGauge(url, busy_retries=-1)
 
 
 def test_bad_requests_are_errors_not_silent_allows(policed: Server) -> None:
