@@ -5,7 +5,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 from starlette.convertors import Convertor, register_url_convertor
 
-from app.api import errors, limits, metrics, openapi
+from app.api import errors, lane, limits, metrics, openapi
 from app.api.deps import API_PREFIX
 from app.api.routes import (
     agents,
@@ -26,8 +26,9 @@ from app.api.routes import (
     usage,
 )
 
-MODULES = (health, usage, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies, thresholds,
-           check, reports, tokens)
+# The hot routes first: FastAPI walks the included routers in this order to find a request's route.
+MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
+           thresholds, reports, tokens)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)
@@ -69,6 +70,7 @@ def not_found(path: str, request: Request) -> None:
 
 def install(app: FastAPI) -> None:
     errors.install(app)
+    lane.install(app)
     limits.install(app)
     metrics.install(app)  # GET /metrics, and the HTTP timings
     app.include_router(api_router)
