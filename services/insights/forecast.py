@@ -39,10 +39,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, case, func, literal, select
+from sqlalchemy import Connection, Engine, func, literal, select, union_all
 from typing_extensions import TypedDict
 
 from services.alerting import alerts
@@ -609,25 +609,16 @@ def read_hours(conn: Connection, now: datetime, zone: ZoneInfo) -> list[tuple[da
 
 def read_recent(conn: Connection, now: datetime) -> list[Slice]:
     """Spend and calls in each RECENT_STEP of the last RECENT_SPAN, ending at `now` (the rollups are hourly): one
-    query over the events' ts index, grouped by slice, at most one row per slice back."""
+    range of the (ts, id, cost) index per slice, summed from the index alone, in one query. (A CASE that names each
+    event's slice cost SQLite more than the sums themselves: a comparison of stored text with each bound.)"""
     count = int(RECENT_SPAN / RECENT_STEP)
     starts = [now - RECENT_SPAN + RECENT_STEP * n for n in range(count)]
     ts = EVENTS.c.ts
-    slice_no = _slice_of(ts, starts, 0, count).label('slice')
-    rows = conn.execute(select(slice_no, func.sum(EVENTS.c.cost_micros), func.count())
-                        .where(ts >= starts[0], ts < now).group_by(slice_no))
-    spent = {int(n): (int(micros or 0), int(calls)) for n, micros, calls in rows}
+    slices = union_all(*(select(literal(n).label('slice'), func.sum(EVENTS.c.cost_micros), func.count())
+                         .where(ts >= start, ts < end)
+                         for n, (start, end) in enumerate(zip(starts, [*starts[1:], now], strict=True))))
+    spent = {int(n): (int(micros or 0), int(calls)) for n, micros, calls in conn.execute(slices)}
     return [(start, *spent.get(n, (0, 0))) for n, start in enumerate(starts)]
-
-
-def _slice_of(ts: Any, starts: Sequence[datetime], low: int, high: int) -> Any:
-    """The index n in [low, high) with starts[n] <= ts < starts[n + 1], as a CASE that halves the range at each
-    level: four comparisons an event for twelve slices (a CASE per slice costs SQLite 3x the time at 5M events)."""
-    if high - low == 1:
-        return literal(low)
-    middle = (low + high) // 2
-    return case((ts < starts[middle], _slice_of(ts, starts, low, middle)),
-                else_=_slice_of(ts, starts, middle, high))
 
 
 def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | None = None) -> BudgetForecast:

@@ -18,7 +18,7 @@ from services.usage.queries import UsageQuery, encode_cursor, list_usage, usage_
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 FILTERS = [{}, {'agent_id': 'agent-1'}, {'session_id': 'session-2'}, {'task_id': 'task-0'}]
-INDEXES = {'': 'ix_usage_events_ts_id', 'agent_id': 'ix_usage_events_agent_ts_id',
+INDEXES = {'': 'ix_usage_events_ts_id_cost', 'agent_id': 'ix_usage_events_agent_ts_id',
            'session_id': 'ix_usage_events_session_ts_id', 'task_id': 'ix_usage_events_task_ts_id'}
 
 
