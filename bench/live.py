@@ -21,7 +21,11 @@ bench/dataset.py writes to /tmp/sg-bench/sqlite-5m.db; the copy is made with SQL
 Without it, `--history N` first writes N events of the last 30 days into the new database (through the ledger, the
 ingest bench's generator, seed 7).
 
-Target: p95 < 300 ms with 20 tabs.
+With the tabs of each scenario still open, it then asks the server for each read the API serves (READS: summaries,
+the forecast, breakdowns over 30 days, a deep page of the usage listing, every report, reconciliation, history,
+listings) and prints the server's resident memory (VmRSS, and its peak VmHWM, from /proc).
+
+Targets: p95 < 300 ms with 20 tabs; the server's RSS < 300 MB with 20 tabs after the reads.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,7 +55,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 from app.feed import DashboardFeed  # noqa: E402
 from services.core.db import create_db_engine, upgrade  # noqa: E402
-from services.core.display import format_usd  # noqa: E402
+from services.core.display import channel_text  # noqa: E402
 from services.live.hub import EventHub  # noqa: E402
 from services.usage.ledger import MAX_BATCH, Ledger  # noqa: E402
 from services.usage.pricing import Pricer  # noqa: E402
@@ -61,6 +66,17 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backg
                  '--disable-component-update', '--disable-sync', '--no-first-run']
 COST_MICROS = 50_000  # each round adds $0.05 on the direct channel: a new "Total" every round
 TARGET_TABS, TARGET_P95_S = 20, 0.3
+TARGET_RSS_MB = 300
+# Every kind of read the API serves, as GET (path, params); the usage listing's deep page follows cursors (read_all)
+READS: list[tuple[str, dict[str, str]]] = [
+    ('/budget/summary', {'period': 'day'}), ('/budget/summary', {'period': 'month'}), ('/budget/forecast', {}),
+    ('/budget/by-agent', {'period': 'month'}), ('/budget/by-provider', {'period': 'month'}),
+    ('/budget/by-model', {'period': 'month'}), ('/budget/by-channel', {'period': 'month'}),
+    ('/budget/history', {'days': '30'}), ('/budget/reconciliation', {'days': '30'}), ('/agents', {}),
+    ('/sessions', {}), ('/tasks', {}), ('/alerts', {}), ('/usage', {'limit': '500'}),
+    *((f'/reports/{kind}', {'period': 'month'}) for kind in ('summary', 'trend', 'comparison', 'projection')),
+]
+USAGE_PAGES = 20  # pages of the usage listing followed by cursor
 
 ARM_JS = """(expected) => {
     if (window.__sgObserver) window.__sgObserver.disconnect();
@@ -98,11 +114,14 @@ class Scenario:
     burst: int = 0  # POSTs in the burst
     burst_s: float = 0.0  # how long they took
     burst_updates: int = 0  # the new channel-strip texts the first tab showed for them: the reloads that reached it
+    rss_mb: float = 0.0  # the server's resident memory with the tabs open, after every read in READS
+    peak_mb: float = 0.0
+    reads_s: float = 0.0
 
 
-def strip_text(litellm: int, direct: int) -> str:
-    return (f'Via LiteLLM: {format_usd(litellm)} | Direct: {format_usd(direct)} | '
-            f'Total: {format_usd(litellm + direct)}')
+def strip_text(litellm: int, direct: int, limit: int | None) -> str:
+    """The strip as the page shows it: on the places of the gauge line beside it ("$Z / $limit")."""
+    return channel_text(litellm, direct, limit)
 
 
 def open_tabs(browser: Browser, url: str, count: int) -> list[Page]:
@@ -168,7 +187,7 @@ def write_history(database_url: str, count: int, days: int = 30) -> None:
     print(f'wrote a history of {count:,} events over {days} days in {time.perf_counter() - started:.0f} s')
 
 
-def run_scenario(pages: list[Page], client: httpx.Client, channels: list[int], rounds: int, timeout: float,
+def run_scenario(pages: list[Page], client: httpx.Client, channels: list[Any], rounds: int, timeout: float,
                  gap: float, warmup: int = 1) -> Scenario:
     result = Scenario(len(pages))
     for number in range(warmup + rounds):
@@ -204,7 +223,7 @@ def run_scenario(pages: list[Page], client: httpx.Client, channels: list[int], r
     return result
 
 
-def run_burst(result: Scenario, page: Page, client: httpx.Client, channels: list[int], count: int, gap: float,
+def run_burst(result: Scenario, page: Page, client: httpx.Client, channels: list[Any], count: int, gap: float,
               timeout: float) -> None:
     """`count` POSTs back to back; the reloads that reached `page` (its distinct channel-strip texts)."""
     time.sleep(gap)
@@ -221,6 +240,25 @@ def run_burst(result: Scenario, page: Page, client: httpx.Client, channels: list
         result.misses += 1  # the burst's total did not show within --timeout: what came until then is counted
     time.sleep(gap)  # a last reload would come by now
     result.burst_updates = page.evaluate('() => window.__sgTexts.size') - 1
+
+
+def rss_after_reads(client: httpx.Client, pid: int) -> tuple[float, float, float]:
+    """Every read in READS (and USAGE_PAGES pages of the usage listing), then the server's (RSS, peak RSS) in MB and
+    how long the reads took, in s."""
+    started = time.perf_counter()
+    for path, params in READS:
+        response = client.get(path, params=params, timeout=120)
+        if response.status_code != 200:
+            raise RuntimeError(f'GET {path} answered {response.status_code}: {response.text[:300]}')
+    cursor = None
+    for _ in range(USAGE_PAGES):
+        page = client.get('/usage', params={'limit': '500', **({'cursor': cursor} if cursor else {})}).json()
+        cursor = page.get('next_cursor')
+        if not cursor:
+            break
+    took = time.perf_counter() - started
+    status = dict(line.split(':', 1) for line in Path(f'/proc/{pid}/status').read_text().splitlines() if ':' in line)
+    return int(status['VmRSS'].split()[0]) / 1024, int(status['VmHWM'].split()[0]) / 1024, took
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -263,6 +301,14 @@ def report(scenarios: list[Scenario], rounds: int) -> bool:
             windows = max(1.0, s.burst_s / coalesce)
             print(f'  {"":34}burst of {s.burst} POSTs in {s.burst_s * 1000:.0f} ms: {s.burst_updates} reloads reached '
                   f'the first tab ({s.burst_updates / windows:.1f} per {coalesce} s window of the burst)')
+        if s.rss_mb:
+            print(f'  {"":34}server memory after every read ({s.reads_s:.1f} s): RSS {s.rss_mb:.0f} MB, '
+                  f'peak {s.peak_mb:.0f} MB')
+        if s.tabs == TARGET_TABS and s.rss_mb:
+            met = s.rss_mb < TARGET_RSS_MB
+            ok = ok and met
+            print(f'  target: RSS < {TARGET_RSS_MB} MB with {TARGET_TABS} tabs after the reads: '
+                  f'{"met" if met else "MISSED"} ({s.rss_mb:.0f} MB)')
         if s.tabs == TARGET_TABS:
             p95 = percentile(s.latencies, 95)
             met = s.misses == 0 and p95 < TARGET_P95_S
@@ -300,8 +346,10 @@ def main() -> None:
                               SPENDGAUGE_DAILY_LIMIT_USD='100000')
         try:
             with server.client() as client, sync_playwright() as p:
-                summary = client.get('/budget/summary', params={'period': 'day'}).json()['by_channel']
-                channels = [summary['litellm']['spent_micros'], summary['direct']['spent_micros']]
+                summary = client.get('/budget/summary', params={'period': 'day'}).json()
+                by_channel = summary['by_channel']
+                channels = [by_channel['litellm']['spent_micros'], by_channel['direct']['spent_micros'],
+                            summary['limit_micros']]
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
                     for count in tab_counts:
@@ -310,6 +358,8 @@ def main() -> None:
                             scenario = run_scenario(pages, client, channels, args.rounds, args.timeout, args.gap)
                             if args.burst:
                                 run_burst(scenario, pages[0], client, channels, args.burst, args.gap, args.timeout)
+                            scenario.rss_mb, scenario.peak_mb, scenario.reads_s = rss_after_reads(
+                                client, server.process.pid)
                             scenarios.append(scenario)
                         finally:
                             pages[0].context.close()
