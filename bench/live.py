@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 import random
 import sqlite3
 import statistics
@@ -114,6 +115,7 @@ class Scenario:
     burst: int = 0  # POSTs in the burst
     burst_s: float = 0.0  # how long they took
     burst_updates: int = 0  # the new channel-strip texts the first tab showed for them: the reloads that reached it
+    cpu_per_round: float = 0.0  # the server's CPU (all threads) per round, seconds: what the tabs' updates cost it
     rss_mb: float = 0.0  # the server's resident memory with the tabs open, after every read in READS
     peak_mb: float = 0.0
     reads_s: float = 0.0
@@ -261,6 +263,12 @@ def rss_after_reads(client: httpx.Client, pid: int) -> tuple[float, float, float
     return int(status['VmRSS'].split()[0]) / 1024, int(status['VmHWM'].split()[0]) / 1024, took
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process, all its threads, from /proc."""
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank."""
     ordered = sorted(values)
@@ -301,6 +309,8 @@ def report(scenarios: list[Scenario], rounds: int) -> bool:
             windows = max(1.0, s.burst_s / coalesce)
             print(f'  {"":34}burst of {s.burst} POSTs in {s.burst_s * 1000:.0f} ms: {s.burst_updates} reloads reached '
                   f'the first tab ({s.burst_updates / windows:.1f} per {coalesce} s window of the burst)')
+        print(f'  {"":34}server CPU per round (a POST, a reload, {tabs(s.tabs)} updated): '
+              f'{s.cpu_per_round * 1000:.0f} ms')
         if s.rss_mb:
             print(f'  {"":34}server memory after every read ({s.reads_s:.1f} s): RSS {s.rss_mb:.0f} MB, '
                   f'peak {s.peak_mb:.0f} MB')
@@ -355,7 +365,9 @@ def main() -> None:
                     for count in tab_counts:
                         pages = open_tabs(browser, server.url + '/', count)
                         try:
+                            cpu = cpu_seconds(server.process.pid)
                             scenario = run_scenario(pages, client, channels, args.rounds, args.timeout, args.gap)
+                            scenario.cpu_per_round = (cpu_seconds(server.process.pid) - cpu) / (args.rounds + 1)
                             if args.burst:
                                 run_burst(scenario, pages[0], client, channels, args.burst, args.gap, args.timeout)
                             scenario.rss_mb, scenario.peak_mb, scenario.reads_s = rss_after_reads(

@@ -9,6 +9,7 @@ from typing import Any
 from nicegui import ui
 
 from components import theme
+from components.shared import per_snapshot
 from services.core.display import FORMAT_USD_JS
 from services.core.money import MICROS_PER_USD
 from services.dashboard import AgentBar
@@ -26,6 +27,7 @@ def empty_options(text: str = 'No spend yet today', dark: bool = True) -> dict[s
             'series': []}
 
 
+@per_snapshot
 def agent_bars_options(items: list[AgentBar], dark: bool = True) -> dict[str, Any]:
     """Horizontal bars, largest on top; items come largest first."""
     if not items:
@@ -42,6 +44,7 @@ def agent_bars_options(items: list[AgentBar], dark: bool = True) -> dict[str, An
     }
 
 
+@per_snapshot
 def provider_donut_options(items: list[ProviderSpend], dark: bool = True) -> dict[str, Any]:
     """Share of today's spend per provider; the share is in the name, so narrow screens need no outside labels."""
     if not items:
@@ -58,6 +61,7 @@ def provider_donut_options(items: list[ProviderSpend], dark: bool = True) -> dic
     }
 
 
+@per_snapshot
 def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | None,
                          dark: bool = True) -> dict[str, Any]:
     """Daily spend over the last days, with the daily limit as a dashed reference line. Straight segments (a smoothed

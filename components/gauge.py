@@ -6,6 +6,7 @@ from typing import Any
 from nicegui import ui
 
 from components import theme
+from components.shared import per_snapshot
 from services.core.display import format_usd, format_usd_all
 
 
@@ -17,6 +18,7 @@ def gauge_colour(percent: float) -> str:
     return theme.GOLD
 
 
+@per_snapshot
 def gauge_options(spent_micros: int, limit_micros: int | None, dark: bool = True) -> dict[str, Any]:
     """`dark`: the page's theme, for the unfilled track (a dark track on a white page reads as a second segment)
     and the texts."""

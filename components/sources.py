@@ -5,6 +5,7 @@ from typing import Any, NamedTuple
 
 from nicegui import ui
 
+from components.shared import per_snapshot
 from services.accounts.refusals import RefusedRequest
 from services.core.display import format_usd, format_usd_sum, usd_places
 from services.sources.sync import SourceStatus
@@ -65,6 +66,7 @@ def _utc(iso: str) -> str:
     return f'{iso[:16].replace("T", " ")} UTC'
 
 
+@per_snapshot
 def reconciliation_rows(items: list[ReconciledDay]) -> list[dict[str, Any]]:
     """One number of places for the table; each day's via LiteLLM and direct add up to its total as displayed."""
     places = usd_places(*(i[k] or 0 for i in items for k in ('litellm_micros', 'billed_micros', 'direct_micros',

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.core.tables import SETTINGS
 
+_VALUE = select(SETTINGS.c.value).where(SETTINGS.c.key == bindparam('key'))  # read on every live reload: built once
+
 
 def get_value(conn: Connection, key: str) -> str | None:
-    return conn.execute(select(SETTINGS.c.value).where(SETTINGS.c.key == key)).scalar_one_or_none()
+    return conn.execute(_VALUE, {'key': key}).scalar_one_or_none()
 
 
 def set_value(conn: Connection, key: str, value: str) -> None:

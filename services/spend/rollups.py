@@ -10,10 +10,11 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any, Literal, cast, overload
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, Label, Table, and_, case, func, or_, select
 from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
@@ -72,7 +73,7 @@ class ChannelSpend(SpendShare):
     channel: str | None  # litellm or direct
 
 
-@dataclass
+@dataclass(slots=True)
 class Totals:
     cost_micros: int = 0
     requests: int = 0
@@ -88,6 +89,10 @@ class Totals:
         self.output_tokens += int(row.output_tokens or 0)
         self.cache_read_tokens += int(row.cache_read_tokens or 0)
         self.cache_write_tokens += int(row.cache_write_tokens or 0)
+
+    def copy(self) -> Totals:
+        return Totals(self.cost_micros, self.requests, self.input_tokens, self.output_tokens, self.cache_read_tokens,
+                      self.cache_write_tokens)
 
     def merge(self, other: Totals) -> None:
         self.cost_micros += other.cost_micros
@@ -174,7 +179,7 @@ def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Seq
         _add_kept_days(conn, buckets, days, by, zone)
         return
     dims = [DAILY.c[name] for name in by]
-    sums = [func.sum(DAILY.c[name]).label(name) for name in MEASURES]
+    sums = _sums(DAILY)
     in_days = (DAILY.c.day >= min(days), DAILY.c.day <= max(days))
     spans: dict[int, tuple[date, date]] = {}
     for day, index in days.items():
@@ -203,7 +208,7 @@ def _add_kept_days(conn: Connection, buckets: Buckets, days: dict[date, int], by
     dates = sorted(days)
     by_range = {(local_midnight(day, zone), local_midnight(day + DAY, zone)): day for day in dates}
     dims = [DAILY.c[name] for name in by]
-    sums = [func.sum(DAILY.c[name]).label(name) for name in MEASURES]
+    sums = _sums(DAILY)
 
     def compute(conn: Connection, ranges: list[tuple[datetime, datetime]]) -> list[dict[tuple, Totals]]:
         wanted: dict[date, dict[tuple, Totals]] = {by_range[r]: {} for r in ranges}
@@ -228,7 +233,7 @@ def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, 
     split_hours: set[datetime] = set()
     table = HOURLY if set(by) <= {'channel'} else ROLLUPS  # a row or two an hour, when no more is asked
     dims = [table.c[name] for name in by]
-    sums = [func.sum(table.c[name]).label(name) for name in MEASURES]
+    sums = _sums(table)
     for first in range(0, len(ranges), RANGES_PER_QUERY):
         in_ranges = or_(*(and_(table.c.hour >= hour_floor(start), table.c.hour < end)
                           for start, end in ranges[first:first + RANGES_PER_QUERY]))
@@ -264,7 +269,7 @@ def _add_kept_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datet
             hour += HOUR
     table = HOURLY if set(by) <= {'channel'} else ROLLUPS
     dims = [table.c[name] for name in by]
-    sums = [func.sum(table.c[name]).label(name) for name in MEASURES]
+    sums = _sums(table)
 
     def compute(conn: Connection, hours: list[tuple[datetime, datetime]]) -> list[dict[tuple, Totals]]:
         wanted: dict[datetime, dict[tuple, Totals]] = {start: {} for start, _ in hours}
@@ -346,16 +351,25 @@ def _interval(edges: list[datetime], ts: datetime) -> int | None:
     return bisect.bisect_right(edges, ts) - 1
 
 
+@cache
+def _sums(table: Table) -> tuple[Label[Any], ...]:
+    """Each measure summed, under its own name: built once per table (building them cost a live reload more than
+    the queries that use them)."""
+    return tuple(func.sum(table.c[name]).label(name) for name in MEASURES)
+
+
 def _key(row: Any, by: Sequence[str]) -> tuple:
     return tuple((getattr(row, name) or None) for name in by)
 
 
 def _merge(group: dict[tuple, Totals], other: dict[tuple, Totals]) -> None:
+    """Add `other` into `group`; `other` (a kept interval's groups) stays as it was."""
     for key, totals in other.items():
         mine = group.get(key)
         if mine is None:
-            mine = group[key] = Totals()
-        mine.merge(totals)
+            group[key] = totals.copy()
+        else:
+            mine.merge(totals)
 
 
 def _add(group: dict[tuple, Totals], key: tuple, row: Any) -> None:
