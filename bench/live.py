@@ -116,6 +116,7 @@ class Scenario:
     burst_s: float = 0.0  # how long they took
     burst_updates: int = 0  # the new channel-strip texts the first tab showed for them: the reloads that reached it
     cpu_per_round: float = 0.0  # the server's CPU (all threads) per round, seconds: what the tabs' updates cost it
+    browser_cpu_per_round: float = 0.0  # chromium's, every process: the tabs' own work, on the same cores
     rss_mb: float = 0.0  # the server's resident memory with the tabs open, after every read in READS
     peak_mb: float = 0.0
     reads_s: float = 0.0
@@ -269,6 +270,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def chromium_cpu_seconds() -> float:
+    """The CPU of every chromium process on the machine (this bench's browser: nothing else runs one here)."""
+    total = 0.0
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone
+            continue
+        if '(chrom' in text.split(')', 1)[0]:
+            total += sum(int(v) for v in text.rsplit(')', 1)[1].split()[11:13]) / os.sysconf('SC_CLK_TCK')
+    return total
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest rank."""
     ordered = sorted(values)
@@ -309,8 +323,8 @@ def report(scenarios: list[Scenario], rounds: int) -> bool:
             windows = max(1.0, s.burst_s / coalesce)
             print(f'  {"":34}burst of {s.burst} POSTs in {s.burst_s * 1000:.0f} ms: {s.burst_updates} reloads reached '
                   f'the first tab ({s.burst_updates / windows:.1f} per {coalesce} s window of the burst)')
-        print(f'  {"":34}server CPU per round (a POST, a reload, {tabs(s.tabs)} updated): '
-              f'{s.cpu_per_round * 1000:.0f} ms')
+        print(f'  {"":34}CPU per round (a POST, a reload, {tabs(s.tabs)} updated): server '
+              f'{s.cpu_per_round * 1000:.0f} ms, chromium {s.browser_cpu_per_round * 1000:.0f} ms ({os.cpu_count()} CPUs)')
         if s.rss_mb:
             print(f'  {"":34}server memory after every read ({s.reads_s:.1f} s): RSS {s.rss_mb:.0f} MB, '
                   f'peak {s.peak_mb:.0f} MB')
@@ -365,9 +379,10 @@ def main() -> None:
                     for count in tab_counts:
                         pages = open_tabs(browser, server.url + '/', count)
                         try:
-                            cpu = cpu_seconds(server.process.pid)
+                            cpu, browser_cpu = cpu_seconds(server.process.pid), chromium_cpu_seconds()
                             scenario = run_scenario(pages, client, channels, args.rounds, args.timeout, args.gap)
                             scenario.cpu_per_round = (cpu_seconds(server.process.pid) - cpu) / (args.rounds + 1)
+                            scenario.browser_cpu_per_round = (chromium_cpu_seconds() - browser_cpu) / (args.rounds + 1)
                             if args.burst:
                                 run_burst(scenario, pages[0], client, channels, args.burst, args.gap, args.timeout)
                             scenario.rss_mb, scenario.peak_mb, scenario.reads_s = rss_after_reads(

@@ -3,9 +3,10 @@ per request over the last 10."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import Connection, String, bindparam, func, select, true, union_all
+from sqlalchemy import CompoundSelect, Connection, String, bindparam, func, select, true, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from typing_extensions import TypedDict
 
@@ -115,14 +116,21 @@ def _recent_requests(conn: Connection, agent_ids: list[str]) -> dict[str, list[A
             recent[row.agent_id].append(row)
         agent_ids = []  # done
     for chunk in chunked(agent_ids, RECENT_CHUNK):
-        lookups = [select(EVENTS.c.agent_id, EVENTS.c.ts, EVENTS.c.id, EVENTS.c.model, EVENTS.c.cost_micros)
-                   .where(EVENTS.c.agent_id == agent).order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc())
-                   .limit(RECENT_REQUESTS).subquery() for agent in chunk]
-        for row in conn.execute(union_all(*(select(lookup) for lookup in lookups))):
+        for row in conn.execute(_lookups(len(chunk)), {f'agent_{n}': agent for n, agent in enumerate(chunk)}):
             recent[row.agent_id].append(row)
     for rows in recent.values():
         rows.sort(key=lambda r: (r.ts, r.id), reverse=True)
     return recent
+
+
+@lru_cache(maxsize=RECENT_CHUNK)
+def _lookups(count: int) -> CompoundSelect:
+    """`count` agents' newest events as one UNION ALL of LIMIT lookups, the agents bound as agent_0, agent_1...:
+    built once per count (building it took longer than SQLite took to run it)."""
+    lookups = [select(EVENTS.c.agent_id, EVENTS.c.ts, EVENTS.c.id, EVENTS.c.model, EVENTS.c.cost_micros)
+               .where(EVENTS.c.agent_id == bindparam(f'agent_{n}')).order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc())
+               .limit(RECENT_REQUESTS).subquery() for n in range(count)]
+    return union_all(*(select(lookup) for lookup in lookups))
 
 
 def _agent(agent: Any, session: Any, recent_rows: list[Any]) -> AgentOut:
