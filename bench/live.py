@@ -324,7 +324,8 @@ def report(scenarios: list[Scenario], rounds: int) -> bool:
             print(f'  {"":34}burst of {s.burst} POSTs in {s.burst_s * 1000:.0f} ms: {s.burst_updates} reloads reached '
                   f'the first tab ({s.burst_updates / windows:.1f} per {coalesce} s window of the burst)')
         print(f'  {"":34}CPU per round (a POST, a reload, {tabs(s.tabs)} updated): server '
-              f'{s.cpu_per_round * 1000:.0f} ms, chromium {s.browser_cpu_per_round * 1000:.0f} ms ({os.cpu_count()} CPUs)')
+              f'{s.cpu_per_round * 1000:.0f} ms, chromium {s.browser_cpu_per_round * 1000:.0f} ms '
+              f'({os.cpu_count()} CPUs)')
         if s.rss_mb:
             print(f'  {"":34}server memory after every read ({s.reads_s:.1f} s): RSS {s.rss_mb:.0f} MB, '
                   f'peak {s.peak_mb:.0f} MB')
