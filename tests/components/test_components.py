@@ -14,6 +14,7 @@ from components.eco import eco_caption, eco_tooltip
 from components.forecast import forecast_caption
 from components.gauge import gauge_colour, gauge_options
 from components.sessions_table import breakdown_rows, session_rows
+from components.shared import per_snapshot
 from components.strip import channel_strip_text
 from services.dashboard import AgentBar, top_with_others
 from services.insights.forecast import day_forecast
@@ -249,3 +250,23 @@ def test_refusal_lines_sum_up_each_client() -> None:
         'valid) · accepted again 2026-11-29 16:45 UTC']
     assert [line.resolved for line in lines] == [False, True]
     assert refusal_lines([]) == []
+
+
+def test_every_tab_shares_what_a_snapshot_shows() -> None:
+    """The feed hands each tab the same snapshot: the first tab works out a chart's options, the others get them."""
+    calls: list[int] = []
+
+    @per_snapshot
+    def options(items: list[int], dark: bool = True) -> dict[str, int]:
+        calls.append(1)
+        return {'sum': sum(items)}
+
+    part = [1, 2, 3]
+    first = options(part, True)
+    assert all(options(part, True) is first for _ in range(19)) and len(calls) == 1  # 20 tabs, one working out
+    assert options(part, False) is not first and len(calls) == 2  # a tab in the other theme
+    reloaded = [1, 2, 4]  # a reload brings a new object: worked out again
+    assert options(reloaded, True) == {'sum': 7} and len(calls) == 3
+    bars = charts.agent_bars_options(cast(list[AgentBar], [{'label': 'a', 'agent_id': 'a', 'cost_micros': 1,
+                                                            'requests': 1}]), True)
+    assert bars['series'][0]['data'] == [1e-06]
