@@ -40,13 +40,15 @@ def draw(seed: int, count: int) -> list[dict[str, Any]]:
     return events
 
 
-def expected(events: list[dict[str, Any]], edges: list[datetime], key: str) -> list[dict[Any, int]]:
+def expected(events: list[dict[str, Any]], edges: list[datetime], key: str | tuple[str, ...]) -> list[dict[Any, int]]:
+    """Cost per interval and value of `key` (a tuple of names: per tuple of values), from the events themselves."""
     result: list[dict[Any, int]] = [defaultdict(int) for _ in edges[1:]]
     for event in events:
         ts = datetime.fromisoformat(event['ts'])
+        value = tuple(event[k] for k in key) if isinstance(key, tuple) else event[key]
         for index, (start, end) in enumerate(pairwise(edges)):
             if start <= ts < end:
-                result[index][event[key]] += round(float(event['cost_usd']) * 1_000_000)
+                result[index][value] += round(float(event['cost_usd']) * 1_000_000)
     return [dict(r) for r in result]
 
 

@@ -32,10 +32,14 @@ def following(hub: EventHub) -> Iterator[None]:
     kept.stop()
 
 
-def _actual(engine: Engine, edges: list[datetime], key: str) -> list[dict[Any, int]]:
+FULL_KEY = ('agent_id', 'provider', 'model', 'channel')  # a report's: kept in blocks of past days
+
+
+def _actual(engine: Engine, edges: list[datetime], key: str | tuple[str, ...]) -> list[dict[Any, int]]:
     with engine.connect() as conn:
-        buckets = totals_between(conn, edges, (key,))
-    return [{value: t.cost_micros for (value,), t in group.items() if t.requests} for group in buckets.groups]
+        buckets = totals_between(conn, edges, key if isinstance(key, tuple) else (key,))
+    return [{(value if isinstance(key, tuple) else value[0]): t.cost_micros for value, t in group.items() if t.requests}
+            for group in buckets.groups]
 
 
 @pytest.mark.parametrize('zone', ['Europe/Paris', 'Asia/Kolkata'])
@@ -49,12 +53,13 @@ def test_every_read_is_what_the_events_add_up_to_while_they_come(ledger: Ledger,
         recorded += events[first:first + 100]
         ledger.record_batch(events[first:first + 100])
         for edges in edge_sets(ZoneInfo(zone)):
-            for key in ('agent_id', 'channel'):
+            for key in ('agent_id', 'channel', FULL_KEY):
                 assert _actual(engine, edges, key) == expected(recorded, edges, key)
     assert ledger.remove_events(EVENTS.c.agent_id == 'coder') > 0  # a correction: everything is read again
     recorded = [e for e in recorded if e['agent_id'] != 'coder']
     for edges in edge_sets(ZoneInfo(zone)):
-        assert _actual(engine, edges, 'agent_id') == expected(recorded, edges, 'agent_id')
+        for key in ('agent_id', FULL_KEY):
+            assert _actual(engine, edges, key) == expected(recorded, edges, key)
 
 
 def test_a_new_event_has_its_hour_and_day_read_again_and_nothing_else(ledger: Ledger, engine: Engine,
@@ -143,3 +148,23 @@ def test_nothing_is_kept_without_a_server_following_the_changes(ledger: Ledger, 
         with counting_queries(engine, selects_only=True) as statements:
             totals_between(conn, edges)
     assert [s for s in statements if 'spend_' in s]
+
+
+def test_a_report_keeps_its_past_days_in_blocks_that_a_late_event_drops(ledger: Ledger, engine: Engine,
+                                                                        following: None) -> None:
+    events = draw(seed=12, count=300)
+    ledger.record_batch(events)
+    edges = [START, START + timedelta(days=5), START + timedelta(days=10)]  # a comparison's two spans
+    with engine.connect() as conn:
+        totals_between(conn, edges, FULL_KEY)
+        with counting_queries(engine, selects_only=True) as statements:
+            totals_between(conn, edges, FULL_KEY)
+        assert not [s for s in statements if 'spend_' in s or 'usage_events' in s]  # both blocks kept
+
+        late = {'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '2.50', 'channel': 'direct', 'agent_id': 'late',
+                'ts': (START + timedelta(days=7, hours=13, minutes=30)).isoformat(), 'event_id': 'late-1'}
+        ledger.record(late)
+        with counting_queries(engine, selects_only=True) as statements:
+            totals_between(conn, edges, FULL_KEY)
+        assert len([s for s in statements if 'spend_' in s or 'usage_events' in s]) == 1  # its block, not the other
+    assert _actual(engine, edges, FULL_KEY) == expected([*events, late], edges, FULL_KEY)
