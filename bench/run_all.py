@@ -39,6 +39,8 @@ BENCHES = [
     Bench('check', 'check.py', quick=['--checks', '5000', '--requests', '300']),
     Bench('concurrency', 'concurrency.py'),
     Bench('live', 'live.py', quick=['--rounds', '5']),
+    Bench('live at 5M', 'live.py', ['--db', str(LARGE_DB)], quick=['--db', str(LARGE_DB), '--rounds', '5'],
+          needs=(LARGE_DB,)),
     Bench('forecast', 'forecast.py', quick=['--part', 'mae']),
     Bench('planner', 'planner.py', quick=['--repeat', '1']),
     Bench('overshoot', 'overshoot.py'),
