@@ -11,7 +11,7 @@ limits, the HTTP timings, gzip, the error handlers), in the same order, around t
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,11 +31,12 @@ class ApiLane:
         self.pages = pages
         self.api = api
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Hands back the chosen stack's coroutine unawaited: no frame of the lane stays on the stack, so it costs a
+        # request no coroutine of its own and shows in no traceback of the stacks below it
         if scope['type'] == 'http' and scope['path'].startswith(API_PATHS):
-            await self.api(scope, receive, send)
-        else:
-            await self.pages(scope, receive, send)
+            return self.api(scope, receive, send)
+        return self.pages(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
