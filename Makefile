@@ -25,8 +25,16 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Two passes: every test but the `serial` ones on PYTEST_WORKERS pytest-xdist workers (a test file stays on one
+# worker, so its module fixtures start once), then the `serial` ones alone, which time themselves against the CPU.
+# Both passes always run; the target fails if either did.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest
+	@status=0; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m 'not serial' || status=$$?; \
+	$(BIN)/python -m pytest -p no:xdist -m serial || status=$$?; \
+	exit $$status
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/ingest.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -233,3 +234,27 @@ def openrouter_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setenv('SPENDGAUGE_OPENROUTER_URL', fake.url)
         monkeypatch.setenv('SPENDGAUGE_PROVIDERS_SYNC_MINUTES', '600')
         yield fake.url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under a node id of its own. Schemathesis gives each operation's test the function's node id
+    (`test_every_operation_keeps_its_schema`, once per operation); pytest-xdist schedules and reports by node id, so
+    it would run only the first of them. Such a test gets its item name (`...[GET /metrics]`) as its node id, and a
+    node id still shared stops the run rather than leave a test out."""
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        if counts[item.nodeid] > 1 and item.parent is not None:
+            _rename(item, f'{item.parent.nodeid}::{item.name}')
+    shared = sorted(nodeid for nodeid, count in Counter(item.nodeid for item in items).items() if count > 1)
+    if shared:
+        raise pytest.UsageError(f'tests sharing a node id (pytest-xdist would run one of each): {shared[:5]}')
+
+
+def _rename(item: pytest.Item, nodeid: str) -> None:
+    """Give `item` the node id `nodeid` (pytest 9 keeps it as a NodeId in `_id`, pytest 8 as a string in `_nodeid`)."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # pytest 8
+        item._nodeid = nodeid  # type: ignore[attr-defined]
+    else:
+        item._id = coerce_node_id(nodeid)

@@ -122,6 +122,7 @@ def test_gauge_canvas_is_drawn(tab: Tab, live_server: Server, seeded: list[str])
     assert pixels['colours'] > 2, f'the gauge looks like one flat colour: {pixels}'  # arc, progress, text
 
 
+@pytest.mark.serial  # a wall-clock deadline of one second
 def test_posted_event_shows_on_the_dashboard_within_a_second(tab: Tab, live_server: Server, api: httpx.Client,
                                                             seeded: list[str]) -> None:
     page = tab.open_dashboard(live_server)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,10 +16,42 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _port_slice() -> range:
+    """The ports this test process hands out: below the kernel's ephemeral range (where the system picks ports for
+    outgoing connections and for bind(0), e.g. closed_port_url), one slice of it per pytest-xdist worker, so that a
+    server's port can be taken neither by another worker's server nor by a connection while the server starts."""
+    try:
+        ephemeral_low = int(Path('/proc/sys/net/ipv4/ip_local_port_range').read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low, high = 10_000, min(ephemeral_low, 32768)
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1)
+    index = int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0').removeprefix('gw') or 0)
+    size = (high - low) // max(workers, 1)
+    return range(low + index * size, low + (index + 1) * size)
+
+
+_ports = _port_slice()
+_next_port = _ports.start + random.randrange(len(_ports)) if len(_ports) >= 100 else None
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that nothing is bound to: the next one of this process's slice (_port_slice), each used
+    once per round of the slice; a port bound by anything else is passed over."""
+    global _next_port
+    if _next_port is None:  # no room below the ephemeral range: any free port
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            return s.getsockname()[1]
+    for _ in range(len(_ports)):
+        port, _next_port = _next_port, _ports.start + (_next_port + 1 - _ports.start) % len(_ports)
+        with socket.socket() as s:
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f'no free port in {_ports}')
 
 
 def clean_env(**extra: str) -> dict[str, str]:
