@@ -6,6 +6,7 @@ The route table below must cover every operation in /openapi.json: a new route w
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,9 +50,23 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
                     response = admin.post('/tokens', json={'name': f'{role} test', 'role': role})
                     assert response.status_code == 201, response.text
                     tokens[role] = response.json()['token']
+                _first_pull_done(admin)
                 yield Door(srv, tokens, admin)
         finally:
             srv.stop()
+
+
+def _first_pull_done(admin: httpx.Client, timeout: float = 60) -> None:
+    """The scheduler's first OpenRouter pull (5 s after start) adds pulled spend to today: wait for it, so that it
+    cannot land between a test's two reads of the state a refused call must leave unchanged."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sources = admin.get('/sync/status').json()['sources']
+        runs = [s['last_run'] for s in sources if s['source'] == 'openrouter_direct']
+        if runs and runs[0] and runs[0]['finished_at']:
+            return
+        time.sleep(0.2)
+    raise AssertionError('the first OpenRouter pull did not finish')
 
 
 # --- what each route needs, and a call that succeeds for a role allowed to make it ------------------------------
