@@ -82,7 +82,29 @@ def reconciliation_rows(items: list[ReconciledDay]) -> list[dict[str, Any]]:
     return rows
 
 
-def reconciliation_table(items: list[ReconciledDay]) -> ui.table:
-    table = ui.table(columns=RECONCILIATION_COLUMNS, rows=reconciliation_rows(items), row_key='key',
-                     pagination=10).props('flat dense').classes('w-full')
-    return table.mark('reconciliation-table')
+class ReconciliationPanel:
+    """The last 30 days reconciled, in a closed expansion: its table is filled when opened and kept current only
+    while open. A closed panel costs a tab nothing per update (filled, the table is ~30 KB on every new call)."""
+
+    def __init__(self, items: list[ReconciledDay]) -> None:
+        self.items = items
+        self.expansion = ui.expansion('Reconciliation, last 30 days: via LiteLLM, billed, direct',
+                                      on_value_change=self._opened_or_closed).classes('w-full').mark('reconciliation')
+        with self.expansion:
+            self.table = ui.table(columns=RECONCILIATION_COLUMNS, rows=[], row_key='key', pagination=10) \
+                .props('flat dense').classes('w-full').mark('reconciliation-table')
+
+    def show(self, items: list[ReconciledDay]) -> None:
+        self.items = items
+        if self.expansion.value:
+            self._fill()
+
+    def _opened_or_closed(self) -> None:
+        if self.expansion.value:
+            self._fill()
+
+    def _fill(self) -> None:
+        rows = reconciliation_rows(self.items)
+        if self.table.rows is not rows:
+            self.table.rows = rows
+            self.table.update()

@@ -20,7 +20,7 @@ from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
 from components.layout import frame, lock
 from components.plan import plan_panel
-from components.sources import reconciliation_rows, reconciliation_table, refusal_lines, source_line
+from components.sources import ReconciliationPanel, refusal_lines, source_line
 from components.strip import channel_strip_text
 from services.alerting.notify import eco_delivery_text
 from services.core.errors import DomainError
@@ -93,8 +93,7 @@ class DashboardView:
                 self.sync_button = ui.button('Sync now', icon='sync', on_click=self._sync_now) \
                     .props('flat dense').mark('sync-now')
             self.sources()
-            with ui.expansion('Reconciliation, last 30 days: via LiteLLM, billed, direct').classes('w-full'):
-                self.reconciliation = reconciliation_table(data.reconciliation)
+            self.reconciliation = ReconciliationPanel(data.reconciliation)
         with ui.row().classes('items-baseline gap-2'):
             ui.label('Agents').classes('text-h6')
             ui.label('most spent today first, then by name').classes('text-caption text-grey')
@@ -153,8 +152,7 @@ class DashboardView:
         if data.plan != old.plan:
             self.plan.refresh()
         if data.reconciliation != old.reconciliation:
-            self.reconciliation.rows = reconciliation_rows(data.reconciliation)
-            self.reconciliation.update()
+            self.reconciliation.show(data.reconciliation)
 
     def set_dark(self, dark: bool) -> None:
         self.dark = dark

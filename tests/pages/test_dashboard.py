@@ -269,8 +269,28 @@ async def test_spend_sources_and_reconciliation_view(user: User) -> None:
     assert user.find(kind=ui.button, marker='sync-now').elements.pop().enabled is False
     await user.should_see('Via LiteLLM: $1.00 | Direct: $2.00 | Total: $3.00')
     table = user.find(kind=ui.table, marker='reconciliation-table').elements.pop()
+    assert table.rows == []  # closed: nothing sent to the tab on each update
+    user.find(kind=ui.expansion, marker='reconciliation').elements.pop().open()
     assert [(r['provider'], r['litellm'], r['billed'], r['direct'], r['total']) for r in table.rows] == \
         [('openai', '$1.00', '$3.00', '$2.00', '$3.00')]
+
+
+async def test_the_reconciliation_table_is_filled_while_open(user: User) -> None:
+    record(cost_usd='1.00', channel='litellm')
+    await user.open('/')
+    expansion = user.find(kind=ui.expansion, marker='reconciliation').elements.pop()
+    table = user.find(kind=ui.table, marker='reconciliation-table').elements.pop()
+    expansion.open()
+    assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$1.00')]
+    record(cost_usd='2.00', channel='litellm')
+    await user.should_see('Total: $3.00', retries=30)  # the live update came
+    assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$3.00')]
+    expansion.close()
+    record(cost_usd='4.00', channel='litellm')
+    await user.should_see('Total: $7.00', retries=30)
+    assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$3.00')]  # closed: not sent
+    expansion.open()
+    assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$7.00')]
 
 
 async def test_a_refused_callback_token_shows_under_spend_sources(user: User) -> None:

@@ -115,6 +115,7 @@ async def test_reconciliation_rows_add_up(user: User) -> None:
         store_snapshots(conn, 'openai_direct', PullResult([SnapshotRow('openai_direct', today, 'openai', '',
                                                                         3_192_000)], {today}))
     await user.open('/')
+    user.find(kind=ui.expansion, marker='reconciliation').elements.pop().open()
     table = user.find(kind=ui.table, marker='reconciliation-table').elements.pop()
     for r in table.rows:
         assert amounts(r['litellm'])[0] + amounts(r['direct'])[0] == amounts(r['total'])[0], r
