@@ -59,8 +59,8 @@ class SessionNotFound(NotFound):
 
 def list_sessions(conn: Connection, limit: int = 30) -> list[SessionOut]:
     rows = conn.execute(select(SESSIONS).order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id).limit(limit)).all()
-    agents = _agents_of(conn, [r.id for r in rows])
-    return [_session(r, sorted(_named(agents.get(r.id, [])))) for r in rows]
+    agents = _agent_ids_of(conn, [r.id for r in rows])
+    return [_session(r, sorted(agents.get(r.id, []))) for r in rows]
 
 
 def get_session(conn: Connection, session_id: str) -> SessionDetail:
@@ -120,6 +120,17 @@ def _agents_of(conn: Connection, session_ids: list[str]) -> dict[str, list[Sessi
             'input_tokens': r.input_tokens, 'output_tokens': r.output_tokens,
             'tokens': r.input_tokens + r.output_tokens, 'requests': r.requests, 'cost_micros': r.cost_micros,
             'cost_usd': micros_to_usd(r.cost_micros)})
+    return result
+
+
+def _agent_ids_of(conn: Connection, session_ids: list[str]) -> dict[str, list[str]]:
+    """The agents each session names, without their breakdown (a listing shows only the names)."""
+    result: dict[str, list[str]] = {}
+    for chunk in chunked(session_ids):
+        for session_id, agent_id in conn.execute(select(SESSION_AGENTS.c.session_id, SESSION_AGENTS.c.agent_id)
+                                                 .where(SESSION_AGENTS.c.session_id.in_(chunk))):
+            if agent_id is not None:
+                result.setdefault(session_id, []).append(agent_id)
     return result
 
 
