@@ -74,15 +74,22 @@ def last_request_text(agent: AgentOut, now: datetime | None = None) -> str:
     return ' · '.join(parts)
 
 
+class AgentCard(ui.card):
+    """An agent's card. Its "last request ... ago" line moves on in place (`last_request`): a card is rebuilt only
+    when its agent's data changes, not each time a minute passes."""
+
+    last_request: ui.label
+
+
 def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: datetime | None = None,
                on_pause: Callable[[str, bool], Any] | None = None, editable: bool = True,
-               today_micros: int | None = None) -> ui.card:
+               today_micros: int | None = None) -> AgentCard:
     """`on_pause(agent_id, paused)` adds a Pause/Resume button (disabled when not `editable`); `today_micros` what
     the agent spent today."""
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
     style = LEVELS[level]
     average = agent['avg_cost_per_request_micros']
-    with ui.card().tight().classes(f'w-full border-l-4 {style.edge}').mark(f'agent-card-{agent["id"]}') as card:
+    with AgentCard().tight().classes(f'w-full border-l-4 {style.edge}').mark(f'agent-card-{agent["id"]}') as card:
         card.props['data-level'] = level
         card.props['data-agent'] = agent['id']
         with ui.row().classes(f'w-full items-center justify-between no-wrap px-3 py-2 gap-2 {style.tint}'):
@@ -110,7 +117,8 @@ def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: dateti
                 ui.label(f'Cost/Request: {format_usd(average)} {TREND_ARROWS[agent["trend"]]}').mark('agent-rate')
                 recent = plural(agent['recent_requests'], 'request')
                 ui.tooltip(f'Avg cost/request: {format_usd(average)} (last {recent})')
-            ui.label(last_request_text(agent, now)).classes('text-caption opacity-80').mark('agent-last')
+            card.last_request = ui.label(last_request_text(agent, now)).classes('text-caption opacity-80') \
+                .mark('agent-last')
     return card
 
 
@@ -140,6 +148,9 @@ class CardGrid:
                 shown[1].move(target_index=index)
         self.empty.set_visibility(not cards)
         self.grid.set_visibility(bool(cards))
+
+    def card(self, card_id: str) -> ui.element:
+        return self.cards[card_id][1]
 
 
 def pause_explained(agent_id: str) -> str:

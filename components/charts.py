@@ -35,6 +35,7 @@ def agent_bars_options(items: list[AgentBar], dark: bool = True) -> dict[str, An
     colours = theme.chart_colours(dark)
     ordered = list(reversed(items))
     return {
+        'animationDurationUpdate': 0,
         'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': FORMAT_USD_JS},
         'xAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours)},
@@ -51,6 +52,7 @@ def provider_donut_options(items: list[ProviderSpend], dark: bool = True) -> dic
         return empty_options(dark=dark)
     colours = theme.chart_colours(dark)
     return {
+        'animationDurationUpdate': 0,
         'tooltip': {'trigger': 'item', ':valueFormatter': FORMAT_USD_JS},
         'legend': {'bottom': 0, 'type': 'scroll', 'textStyle': {'color': colours.text},
                    'pageTextStyle': {'color': colours.text}, 'pageIconColor': colours.text},

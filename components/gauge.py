@@ -27,6 +27,7 @@ def gauge_options(spent_micros: int, limit_micros: int | None, dark: bool = True
     colour = gauge_colour(percent)
     label = ' / '.join(format_usd_all([spent_micros, limit_micros])) if limit_micros else format_usd(spent_micros)
     return {
+        'animationDurationUpdate': 0,
         'series': [{
             'type': 'gauge', 'startAngle': 220, 'endAngle': -40, 'min': 0, 'max': 100,
             'progress': {'show': True, 'width': 18, 'itemStyle': {'color': colour}},

@@ -14,7 +14,7 @@ from app.feed import feed
 from app.pages.budget_settings import BudgetSettingsPanel
 from app.security.session import can_change, page_actor
 from components import charts
-from components.cards import CardGrid, PauseDialog, agent_card, last_request_text, task_card
+from components.cards import AgentCard, CardGrid, PauseDialog, agent_card, last_request_text, task_card
 from components.eco import eco_caption, eco_tooltip
 from components.forecast import forecast_caption
 from components.gauge import budget_gauge, gauge_options
@@ -112,13 +112,18 @@ class DashboardView:
             lock(self.eco, self.sync_button)
 
     def _show_agents(self) -> None:
-        """Builds the cards of new agents and of those whose data or "last request ... ago" changed."""
+        """Builds the cards of new agents and of those whose data changed; moves "last request ... ago" on in the
+        others."""
         now = datetime.now(UTC)
         self.agent_cards.show([
-            (agent['id'], (agent, last_request_text(agent, now)),
+            (agent['id'], agent,
              partial(agent_card, agent, self.warn_micros, self.alert_micros, now, self._pause_clicked, self.editable,
                      agent['today_cost_micros']))
             for agent in self.data.agents])
+        for agent in self.data.agents:
+            card = self.agent_cards.card(agent['id'])
+            assert isinstance(card, AgentCard)
+            card.last_request.set_text(last_request_text(agent, now))
 
     @ui.refreshable_method
     def sources(self) -> None:

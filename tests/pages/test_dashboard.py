@@ -455,6 +455,22 @@ async def test_only_the_agent_card_whose_data_changed_is_rebuilt(user: User) -> 
     assert card_order(user) == ['bravo', 'alpha'] and element_id(user, 'agent-card-alpha') == cards['alpha']
 
 
+async def test_last_request_ago_moves_on_in_place(user: User) -> None:
+    from components.cards import AgentCard
+
+    record(agent_id='alpha', cost_usd='0.50', ts=(datetime.now(UTC) - timedelta(seconds=20)).isoformat())
+    await user.open('/')
+    [card] = user.find(marker='agent-card-alpha').elements
+    assert isinstance(card, AgentCard)
+    before = card.last_request.text
+    assert before.startswith('last request 2') and ' s ago · ' in before, before
+    await asyncio.sleep(1.1)  # the next reload's "ago" differs
+    await asyncio.to_thread(record, agent_id='bravo', cost_usd='0.01')
+    await user.should_see('Today: $0.01', retries=30)
+    assert card.last_request.text != before and ' s ago · ' in card.last_request.text, card.last_request.text
+    assert user.find(marker='agent-card-alpha').elements == {card}, 'alpha did not change: its card stays'
+
+
 async def test_the_plan_panel_is_rebuilt_only_when_the_plan_changes(user: User) -> None:
     commands = runtime.current().commands
     commands.tasks.create(SYSTEM, 'Summarise the inbox', 't-1', priority=5, estimated_cost_micros=100_000)
