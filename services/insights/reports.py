@@ -12,8 +12,7 @@ the events add up to (a provider billed more than was recorded), each breakdown 
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -44,11 +43,13 @@ from services.insights.report_model import (  # noqa: F401  (the model is part o
     group_by_for,
 )
 from services.spend.budget import resolve_range
+from services.spend.kept import kept
 from services.spend.reconciliation import reconcile_span
 from services.spend.rollups import Totals, totals_between
 
 GROUPS = {'provider': 'provider', 'model': 'model', 'agent': 'agent_id'}
 UNATTRIBUTED = 'unattributed (billed)'
+TotalsBy = dict[str | None, Totals]  # a dimension's value (None: the calls that named none) -> its totals
 CHANNELS = ('litellm', 'direct')
 _CENT = Decimal('0.01')
 
@@ -133,16 +134,41 @@ def _groups(group_by: str) -> list[str]:
     return list(GROUPS) if group_by == 'all' else [group_by]
 
 
-def _by_group(groups: dict[tuple, Totals], dimension: str) -> dict[str | None, Totals]:
-    """Collapse (agent_id, provider, model, channel) totals onto one of them."""
-    index = ('agent_id', 'provider', 'model', 'channel').index(dimension)
-    result: dict[str | None, Totals] = defaultdict(Totals)
+def by_dimension(conn: Connection, edges: list[datetime], dimensions: Iterable[str]) -> list[dict[str, TotalsBy]]:
+    """For each interval between `edges`, each dimension's totals by its value (a report shows no cross product).
+    In a server, each dimension is read on its own, from the days and hours kept for it: a few dozen groups a day,
+    where (agent, provider, model, channel) together are hundreds. A one-off read (a CLI command) reads the cross
+    product once instead of the days once per dimension."""
+    wanted = list(dict.fromkeys([*dimensions, 'channel']))  # the channel's for the recorded total: the fewest groups
+    if kept.on:
+        read = {name: [{key[0]: totals for key, totals in group.items()}
+                       for group in totals_between(conn, edges, (name,)).groups] for name in wanted}
+    else:
+        groups = totals_between(conn, edges, FULL_KEY).groups
+        read = {name: [_collapse(group, FULL_KEY.index(name)) for group in groups] for name in wanted}
+    return [{name: read[name][index] for name in wanted} for index in range(len(edges) - 1)]
+
+
+def _collapse(groups: dict[tuple, Totals], index: int) -> TotalsBy:
+    """(agent_id, provider, model, channel) totals onto one of them."""
+    result: TotalsBy = {}
     for key, totals in groups.items():
-        result[key[index]].merge(totals)
+        mine = result.get(key[index])
+        if mine is None:
+            result[key[index]] = totals.copy()
+        else:
+            mine.merge(totals)
     return result
 
 
 FULL_KEY = ('agent_id', 'provider', 'model', 'channel')
+
+
+def _recorded(dimensions: dict[str, TotalsBy]) -> Totals:
+    recorded = Totals()
+    for totals in dimensions['channel'].values():
+        recorded.merge(totals)
+    return recorded
 
 
 # --- summary ----------------------------------------------------------------------------------------------------
@@ -157,10 +183,8 @@ def summary(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = 'all
     days = day_spend(conn, span.start, span.end, zone)
     litellm, direct = sum(d.litellm for d in days), sum(d.direct for d in days)
     total = litellm + direct
-    events = totals_between(conn, [span.start, span.end], FULL_KEY).groups[0]
-    recorded = Totals()
-    for totals in events.values():
-        recorded.merge(totals)
+    [events] = by_dimension(conn, [span.start, span.end], (GROUPS[group] for group in _groups(group_by)))
+    recorded = _recorded(events)
     rows: list[dict[str, Any]] = []
 
     def row(group: str, name: str | None, t: Totals, cost: int) -> dict[str, Any]:
@@ -168,15 +192,13 @@ def summary(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = 'all
                 'output_tokens': t.output_tokens, 'cost': cost, 'share_percent': _percent(cost, total)}
 
     for group in _groups(group_by):
-        items = _by_group(events, GROUPS[group])
-        for name, t in sorted(items.items(), key=lambda kv: (-kv[1].cost_micros, str(kv[0]))):
+        for name, t in sorted(events[GROUPS[group]].items(), key=lambda kv: (-kv[1].cost_micros, str(kv[0]))):
             rows.append(row(group, name, t, t.cost_micros))
         if total > recorded.cost_micros:
             rows.append(row(group, UNATTRIBUTED, Totals(), total - recorded.cost_micros))
-    by_channel = _by_group(events, 'channel')
     for channel, cost in (('litellm', litellm), ('direct', direct)):
         t = Totals()
-        for name, totals in by_channel.items():
+        for name, totals in events['channel'].items():
             if (name == 'litellm') == (channel == 'litellm'):
                 t.merge(totals)
         rows.append(row('channel', channel, t, cost))
@@ -255,10 +277,9 @@ def comparison(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = '
     before = previous_span(span, zone)
     now_days = day_spend(conn, span.start, span.end, zone)
     then_days = day_spend(conn, before.start, before.end, zone)
-    buckets = totals_between(conn, [before.start, span.start, span.end], FULL_KEY)
-    then_events, now_events = buckets.groups
-    now_recorded = sum(t.cost_micros for t in now_events.values())
-    then_recorded = sum(t.cost_micros for t in then_events.values())
+    then_events, now_events = by_dimension(conn, [before.start, span.start, span.end],
+                                           (GROUPS[group] for group in _groups(group_by)))
+    now_recorded, then_recorded = _recorded(now_events).cost_micros, _recorded(then_events).cost_micros
     now_total, then_total = sum(d.total for d in now_days), sum(d.total for d in then_days)
     rows: list[dict[str, Any]] = []
 
@@ -267,7 +288,7 @@ def comparison(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = '
                 'change_percent': change_percent(current, previous)}
 
     for group in _groups(group_by):
-        now_items, then_items = _by_group(now_events, GROUPS[group]), _by_group(then_events, GROUPS[group])
+        now_items, then_items = now_events[GROUPS[group]], then_events[GROUPS[group]]
         names = set(now_items) | set(then_items)
         pairs = {n: (now_items[n].cost_micros if n in now_items else 0,
                      then_items[n].cost_micros if n in then_items else 0) for n in names}

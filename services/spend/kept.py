@@ -2,8 +2,7 @@
 only with an event of that hour or day, a correction (repriced or removed events, another instance's writes) or, for
 reconciled days, a pull. So a live reload reads the current hour and today again, and keeps the rest.
 
-- Keyed by (database, kind, UTC start, UTC end) for intervals of at most a day and a DST hour (MAX_SPAN), or
-  longer where a read says so (a report's blocks of past days).
+- Keyed by (database, kind, UTC start, UTC end) for intervals of at most a day and a DST hour (MAX_SPAN).
 - `follow(hub)` turns it on (the server's runtime subscribes it first, so it drops changed intervals before any
   other listener reads them); a new event drops every kept interval that holds its time, a correction drops all,
   a finished pull drops the kinds that read pulled spend.
@@ -27,7 +26,6 @@ from services.live.hub import EventHub
 from services.live.topics import LiveEvent, Topic, UsageChanged
 
 HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
 MAX_SPAN = timedelta(hours=25)  # a local day, the day the clocks go back included
 MAX_WEIGHT = 200_000  # groups (an agent's, a provider's totals...) kept at once, for every database and kind
 LOG_SIZE = 1_000
@@ -70,9 +68,9 @@ class Kept:
 
     def read(self, conn: Connection, kind: Hashable, intervals: Sequence[tuple[datetime, datetime]],
              compute: Callable[[Connection, list[tuple[datetime, datetime]]], Sequence[Any]],
-             weigh: Callable[[Any], int] = lambda value: 1, max_span: timedelta = MAX_SPAN) -> list[Any]:
+             weigh: Callable[[Any], int] = lambda value: 1) -> list[Any]:
         """A value for each interval: the kept ones, the others from `compute` (given the missing intervals, it returns
-        their values in order), which are kept if no longer than `max_span`. Values are shared between reads: never
+        their values in order), which are kept if no longer than MAX_SPAN. Values are shared between reads: never
         change one."""
         if not self.on:
             return list(compute(conn, list(intervals)))
@@ -85,7 +83,7 @@ class Kept:
         if missing:
             for n, value in zip(missing, compute(conn, [intervals[n] for n in missing]), strict=True):
                 values[n] = value
-            self.keep(ticket, conn, kind, ((*intervals[n], values[n], weigh(values[n])) for n in missing), max_span)
+            self.keep(ticket, conn, kind, ((*intervals[n], values[n], weigh(values[n])) for n in missing))
         return values
 
     def ticket(self) -> Ticket:
@@ -99,9 +97,8 @@ class Kept:
         return None if kept is None else kept[0]
 
     def keep(self, ticket: Ticket, conn: Connection, kind: Hashable,
-             values: Iterable[tuple[datetime, datetime, Any, int]], max_span: timedelta = MAX_SPAN) -> None:
-        """Keep each (start, end, value, weight) that no change since `ticket` touched. An interval counts a weight
-        of at least one per day it spans: the hour index holds an entry for each of its hours."""
+             values: Iterable[tuple[datetime, datetime, Any, int]]) -> None:
+        """Keep each (start, end, value, weight) that no change since `ticket` touched."""
         if not self.on:
             return
         database = _database(conn)
@@ -111,12 +108,11 @@ class Kept:
                 return
             hours = {hour for change in changes if isinstance(change, frozenset) for hour in change}
             for start, end, value, weight in values:
-                if end - start > max_span or (hours and any(hour in hours for hour in _hours(start, end))):
+                if end - start > MAX_SPAN or (hours and any(hour in hours for hour in _hours(start, end))):
                     continue
                 key = (database, kind, start, end)
                 if key in self._values:
                     continue
-                weight = max(weight, (end - start) // DAY)
                 self._values[key] = (value, weight)
                 self._weight += weight
                 for hour in _hours(start, end):

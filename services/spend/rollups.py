@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, Literal, cast, overload
 from zoneinfo import ZoneInfo
@@ -36,8 +36,7 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 CASE_INTERVALS = 40  # intervals of whole days added up by SQL in one CASE (a comparison, a month of weeks)
 RANGES_PER_QUERY = 200  # two parameters each: far below SQLite's and psycopg's limits
-KEPT_DIMENSIONS = 2  # reads grouped by more (reports) keep blocks of past days (_add_kept_blocks), not single days
-BLOCK_SPAN = timedelta(days=31, hours=1)  # a calendar month of local days, the clocks going back included
+KEPT_DIMENSIONS = 2  # grouped by more, a read has too many groups a day to keep (a report reads one at a time)
 SHORTEST_DAY = timedelta(hours=23)  # a local day, the clocks going forward
 MEASURES = ('cost_micros', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens', 'cache_write_tokens')
 Dimension = Literal['agent_id', 'provider', 'model', 'channel']
@@ -173,11 +172,9 @@ def _whole_days(edges: list[datetime], zone: Any) -> tuple[dict[date, int], list
 
 def _add_days(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str], zone: ZoneInfo) -> None:
     """Each interval's whole days. In a server (services/spend/kept.py): day by day, the days not kept read in one
-    query; grouped by more (a report), in blocks of past days. Otherwise added up by SQL."""
+    query. Otherwise, or grouped by more than KEPT_DIMENSIONS, added up by SQL."""
     if kept.on and len(by) <= KEPT_DIMENSIONS:
         _add_kept_days(conn, buckets, days, by, zone)
-    elif kept.on:
-        _add_kept_blocks(conn, buckets, days, by, zone)
     else:
         _add_days_in_sql(conn, buckets, days, by)
 
@@ -228,42 +225,6 @@ def _add_kept_days(conn: Connection, buckets: Buckets, days: dict[date, int], by
 
     for day_range, groups in zip(by_range, kept.read(conn, ('days', *by), list(by_range), compute, len), strict=True):
         _merge(buckets.groups[days[by_range[day_range]]], groups)
-
-
-def _add_kept_blocks(conn: Connection, buckets: Buckets, days: dict[date, int], by: Sequence[str],
-                     zone: ZoneInfo) -> None:
-    """Reads grouped by more dimensions (a report: agent, provider, model and channel, hundreds of groups a day) keep
-    each interval's past days as blocks of at most a calendar month, each added up by SQL once; today and any later
-    day, which each new call changes, are added up by SQL on every read. A late event drops the block that holds
-    its hour."""
-    today = datetime.now(UTC).astimezone(zone).date()
-    blocks: dict[tuple[int, int, int], tuple[date, date]] = {}  # (interval, year, month) -> its first and last day
-    current: dict[date, int] = {}
-    for day, index in days.items():
-        if day >= today:
-            current[day] = index
-            continue
-        first, last = blocks.get((index, day.year, day.month), (day, day))
-        blocks[(index, day.year, day.month)] = (min(first, day), max(last, day))
-    ranges = {(local_midnight(first, zone), local_midnight(last + DAY, zone)): (index, first, last)
-              for (index, _, _), (first, last) in blocks.items()}
-    dims = [DAILY.c[name] for name in by]
-
-    def compute(conn: Connection, wanted: list[tuple[datetime, datetime]]) -> list[dict[tuple, Totals]]:
-        result = []
-        for span in wanted:
-            _, first, last = ranges[span]
-            groups: dict[tuple, Totals] = {}
-            _add_rows(groups, conn.execute(select(*dims, *_sums(DAILY)).where(DAILY.c.day >= first, DAILY.c.day <= last)
-                                           .group_by(*dims)).all(), len(by))
-            result.append(groups)
-        return result
-
-    spans = list(ranges)
-    for span, groups in zip(spans, kept.read(conn, ('blocks', *by), spans, compute, len, BLOCK_SPAN), strict=True):
-        _merge(buckets.groups[ranges[span][0]], groups)
-    if current:
-        _add_days_in_sql(conn, buckets, current, by)
 
 
 def _add_hours(conn: Connection, buckets: Buckets, ranges: list[tuple[datetime, datetime]], by: Sequence[str]) -> None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Connection, Engine
 
 from services.core.tables import EVENTS
+from services.insights.reports import by_dimension
 from services.live.hub import EventHub
 from services.live.topics import SyncFinished, UsageChanged
 from services.spend import kept as kept_module
@@ -32,7 +33,7 @@ def following(hub: EventHub) -> Iterator[None]:
     kept.stop()
 
 
-FULL_KEY = ('agent_id', 'provider', 'model', 'channel')  # a report's: kept in blocks of past days
+FULL_KEY = ('agent_id', 'provider', 'model', 'channel')  # more than are kept: summed by SQL on every read
 
 
 def _actual(engine: Engine, edges: list[datetime], key: str | tuple[str, ...]) -> list[dict[Any, int]]:
@@ -150,21 +151,29 @@ def test_nothing_is_kept_without_a_server_following_the_changes(ledger: Ledger, 
     assert [s for s in statements if 'spend_' in s]
 
 
-def test_a_report_keeps_its_past_days_in_blocks_that_a_late_event_drops(ledger: Ledger, engine: Engine,
-                                                                        following: None) -> None:
+def test_a_report_reads_each_dimension_from_the_kept_days_and_a_late_event_has_its_day_read_again(
+        ledger: Ledger, engine: Engine, following: None) -> None:
     events = draw(seed=12, count=300)
     ledger.record_batch(events)
     edges = [START, START + timedelta(days=5), START + timedelta(days=10)]  # a comparison's two spans
+    dimensions = ('agent_id', 'provider', 'model')
     with engine.connect() as conn:
-        totals_between(conn, edges, FULL_KEY)
+        by_dimension(conn, edges, dimensions)
         with counting_queries(engine, selects_only=True) as statements:
-            totals_between(conn, edges, FULL_KEY)
-        assert not [s for s in statements if 'spend_' in s or 'usage_events' in s]  # both blocks kept
+            by_dimension(conn, edges, dimensions)
+        assert not [s for s in statements if 'spend_' in s or 'usage_events' in s]  # every day kept
 
         late = {'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '2.50', 'channel': 'direct', 'agent_id': 'late',
                 'ts': (START + timedelta(days=7, hours=13, minutes=30)).isoformat(), 'event_id': 'late-1'}
         ledger.record(late)
         with counting_queries(engine, selects_only=True) as statements:
-            totals_between(conn, edges, FULL_KEY)
-        assert len([s for s in statements if 'spend_' in s or 'usage_events' in s]) == 1  # its block, not the other
-    assert _actual(engine, edges, FULL_KEY) == expected([*events, late], edges, FULL_KEY)
+            kept_read = by_dimension(conn, edges, dimensions)
+        # its day, once for each dimension and the channel (which gives the recorded total); no other day
+        assert len([s for s in statements if 'spend_' in s or 'usage_events' in s]) == 4
+        kept.stop()  # as a CLI command reads: the cross product once, collapsed
+        cold_read = by_dimension(conn, edges, dimensions)
+    for name in (*dimensions, 'channel'):
+        want = expected([*events, late], edges, name)
+        for read in (kept_read, cold_read):
+            assert [{value: t.cost_micros for value, t in interval[name].items() if t.requests} for interval in read] \
+                == want, name
