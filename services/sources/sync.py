@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, ScalarSelect, case, func, insert, literal, select, true, union_all, update
 from typing_extensions import TypedDict
 
 from services.accounts.refusals import RefusedRequest
@@ -29,6 +29,7 @@ FAILURES_BEFORE_ALERT = 3
 LITELLM_SOURCES = ('litellm',)
 PROVIDER_SOURCES = ('openai_direct', 'anthropic_direct', 'openrouter_direct')
 ALL_SOURCES = LITELLM_SOURCES + PROVIDER_SOURCES
+NEWEST = (SYNC_RUNS.c.started_at.desc(), SYNC_RUNS.c.id.desc())  # sync runs, the newest first
 UTC_ZONE = ZoneInfo('UTC')  # provider bills and LiteLLM days are UTC days
 log = logging.getLogger(__name__)
 
@@ -159,33 +160,42 @@ class SyncService:
         return raised
 
 
-def consecutive_failures(conn: Any, source: str, limit: int = 50) -> int:
-    count = 0
-    for (status,) in conn.execute(select(SYNC_RUNS.c.status).where(SYNC_RUNS.c.source == source,
-                                                                    SYNC_RUNS.c.status != 'running')
-                                  .order_by(SYNC_RUNS.c.started_at.desc(), SYNC_RUNS.c.id.desc()).limit(limit)):
-        if status != 'error':
-            break
-        count += 1
-    return count
+def consecutive_failures(conn: Any, source: str) -> int:
+    return int(conn.execute(select(_failures_in_a_row(source))).scalar_one())
 
 
 def sync_status(conn: Any, configured: list[str]) -> list[SourceStatus]:
-    """Per source: configured or not, the last run, the last success and the last error."""
-    result: list[SourceStatus] = []
+    """Per source: configured or not, the last run, the last success and the last error. Two statements for every
+    source (the dashboard reloads this each time a pull ends)."""
+    picks = []
     for source in ALL_SOURCES:
-        runs = select(SYNC_RUNS).where(SYNC_RUNS.c.source == source) \
-            .order_by(SYNC_RUNS.c.started_at.desc(), SYNC_RUNS.c.id.desc())
-        last = conn.execute(runs.limit(1)).first()
-        success = conn.execute(runs.where(SYNC_RUNS.c.status == 'ok').limit(1)).first()
-        failure = conn.execute(runs.where(SYNC_RUNS.c.status == 'error').limit(1)).first()
+        for what, condition in (('last', true()), ('ok', SYNC_RUNS.c.status == 'ok'),
+                                ('error', SYNC_RUNS.c.status == 'error')):
+            picks.append(select(literal(what).label('what'), *SYNC_RUNS.c)
+                         .where(SYNC_RUNS.c.source == source, condition).order_by(*NEWEST).limit(1).subquery())
+    found: dict[tuple[str, str], Any] = {(row.source, row.what): row
+                                         for row in conn.execute(union_all(*(select(pick) for pick in picks)))}
+    failures = conn.execute(select(*(_failures_in_a_row(source).label(f'f{n}')
+                                     for n, source in enumerate(ALL_SOURCES)))).one()
+    result: list[SourceStatus] = []
+    for source, failed in zip(ALL_SOURCES, failures, strict=True):
+        last, success, failure = (found.get((source, what)) for what in ('last', 'ok', 'error'))
         result.append({'source': source, 'configured': source in configured,
                        'last_run': _public(last) if last else None,
                        'last_success_at': success.finished_at.isoformat() if success else None,
                        'last_error': failure.error if failure else None,
                        'last_error_at': failure.finished_at.isoformat() if failure and failure.finished_at else None,
-                       'consecutive_failures': consecutive_failures(conn, source)})
+                       'consecutive_failures': int(failed)})
     return result
+
+
+def _failures_in_a_row(source: str, limit: int = 50) -> ScalarSelect[Any]:
+    """The source's failed runs since its last finished run that did not fail (counted up to `limit`)."""
+    recent = (select(SYNC_RUNS.c.status, func.row_number().over(order_by=NEWEST).label('n'))
+              .where(SYNC_RUNS.c.source == source, SYNC_RUNS.c.status != 'running')
+              .order_by(*NEWEST).limit(limit).subquery())
+    first_other = func.min(case((recent.c.status != 'error', recent.c.n)))
+    return select(func.coalesce(first_other - 1, func.count())).select_from(recent).scalar_subquery()
 
 
 def _run(conn: Any, run_id: int) -> SyncRunOut:

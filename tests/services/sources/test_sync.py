@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -161,3 +162,43 @@ async def test_an_error_is_scrubbed_before_it_is_cut(engine: Engine, fake: FakeA
         assert other[:6] not in run['error'], run['error'][-60:]
     with engine.connect() as conn:
         assert other[:6] not in json.dumps(sync_status(conn, ['openrouter_direct']))
+
+
+@pytest.mark.parametrize('statuses, failures', [
+    ([], 0),
+    (['ok', 'error', 'error'], 2),
+    (['error', 'ok', 'error', 'running'], 1),  # a run still going is not counted, nor does it end the streak
+    (['error'] * 3 + ['ok'], 0),
+    (['error'] * 60, 50),  # counted up to 50
+    (['ok', 'error', 'error', 'error'], 3),
+])
+def test_each_sources_status_in_two_statements(engine: Engine, statuses: list[str], failures: int) -> None:
+    """Oldest first; openrouter_direct gets `statuses`, openai_direct one good run, the others none."""
+    from services.core.tables import SYNC_RUNS
+    from tests.support.queries import counting_queries
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    runs: list[dict[str, Any]] = [
+        {'source': 'openrouter_direct', 'status': status, 'started_at': start + timedelta(minutes=n),
+         'finished_at': None if status == 'running' else start + timedelta(minutes=n, seconds=5),
+         'error': f'error {n}' if status == 'error' else None, 'rows': n, 'details': {}}
+        for n, status in enumerate(statuses)]
+    runs.append({'source': 'openai_direct', 'status': 'ok', 'started_at': start, 'finished_at': start, 'error': None,
+                 'rows': 3, 'details': {}})
+    with engine.begin() as conn:
+        conn.execute(SYNC_RUNS.insert(), runs)
+    with engine.connect() as conn, counting_queries(engine, selects_only=True) as statements:
+        status = {s['source']: s for s in sync_status(conn, ['openrouter_direct'])}
+    assert len(statements) == 2
+    mine = status['openrouter_direct']
+    assert mine['configured'] and not status['openai_direct']['configured']
+    assert mine['consecutive_failures'] == failures
+    last = mine['last_run']
+    assert (last['rows'] if last else None) == (len(statuses) - 1 if statuses else None)
+    errors = [n for n, s in enumerate(statuses) if s == 'error']
+    assert mine['last_error'] == (f'error {errors[-1]}' if errors else None)
+    goods = [n for n, s in enumerate(statuses) if s == 'ok']
+    assert mine['last_success_at'] == ((start + timedelta(minutes=goods[-1], seconds=5)).isoformat() if goods else None)
+    other = status['openai_direct']['last_run']
+    assert status['openai_direct']['consecutive_failures'] == 0 and other is not None and other['rows'] == 3
+    assert status['litellm']['last_run'] is None and status['anthropic_direct']['last_success_at'] is None
