@@ -6,10 +6,24 @@ import asyncio
 import logging
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, ScalarSelect, case, func, insert, literal, select, true, union_all, update
+from sqlalchemy import (
+    CompoundSelect,
+    Engine,
+    ScalarSelect,
+    Select,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    union_all,
+    update,
+)
 from typing_extensions import TypedDict
 
 from services.accounts.refusals import RefusedRequest
@@ -165,18 +179,11 @@ def consecutive_failures(conn: Any, source: str) -> int:
 
 
 def sync_status(conn: Any, configured: list[str]) -> list[SourceStatus]:
-    """Per source: configured or not, the last run, the last success and the last error. Two statements for every
-    source (the dashboard reloads this each time a pull ends)."""
-    picks = []
-    for source in ALL_SOURCES:
-        for what, condition in (('last', true()), ('ok', SYNC_RUNS.c.status == 'ok'),
-                                ('error', SYNC_RUNS.c.status == 'error')):
-            picks.append(select(literal(what).label('what'), *SYNC_RUNS.c)
-                         .where(SYNC_RUNS.c.source == source, condition).order_by(*NEWEST).limit(1).subquery())
-    found: dict[tuple[str, str], Any] = {(row.source, row.what): row
-                                         for row in conn.execute(union_all(*(select(pick) for pick in picks)))}
-    failures = conn.execute(select(*(_failures_in_a_row(source).label(f'f{n}')
-                                     for n, source in enumerate(ALL_SOURCES)))).one()
+    """Per source: configured or not, the last run, the last success and the last error: two statements in all
+    (the dashboard reloads this each time a pull ends)."""
+    latest, in_a_row = _status_statements()
+    found: dict[tuple[str, str], Any] = {(row.source, row.what): row for row in conn.execute(latest)}
+    failures = conn.execute(in_a_row).one()
     result: list[SourceStatus] = []
     for source, failed in zip(ALL_SOURCES, failures, strict=True):
         last, success, failure = (found.get((source, what)) for what in ('last', 'ok', 'error'))
@@ -187,6 +194,20 @@ def sync_status(conn: Any, configured: list[str]) -> list[SourceStatus]:
                        'last_error_at': failure.finished_at.isoformat() if failure and failure.finished_at else None,
                        'consecutive_failures': int(failed)})
     return result
+
+
+@cache
+def _status_statements() -> tuple[CompoundSelect, Select]:
+    """Built once: each source's last, last good and last failed run, as (what, the run's columns) rows; and each
+    source's failures in a row, one column per source."""
+    picks = []
+    for source in ALL_SOURCES:
+        for what, condition in (('last', true()), ('ok', SYNC_RUNS.c.status == 'ok'),
+                                ('error', SYNC_RUNS.c.status == 'error')):
+            picks.append(select(literal(what).label('what'), *SYNC_RUNS.c)
+                         .where(SYNC_RUNS.c.source == source, condition).order_by(*NEWEST).limit(1).subquery())
+    latest = union_all(*(select(pick) for pick in picks))
+    return latest, select(*(_failures_in_a_row(source).label(f'f{n}') for n, source in enumerate(ALL_SOURCES)))
 
 
 def _failures_in_a_row(source: str, limit: int = 50) -> ScalarSelect[Any]:
