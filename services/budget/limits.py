@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from typing_extensions import TypedDict
 
 from services.budget.policies import PolicyRule, validate
@@ -45,10 +45,13 @@ class Limits(TypedDict):
     month: LimitOut | None
 
 
+_LIMIT_POLICIES = select(POLICIES).where(POLICIES.c.origin.in_(ORIGINS), POLICIES.c.scope == 'global',
+                                         POLICIES.c.period == bindparam('period'))  # read on every live reload
+
+
 def limit_policy(conn: Connection, period: str) -> PolicyRule | None:
     """The policy that holds the period's limit (the run-time one when both exist), enabled or not."""
-    rows = conn.execute(select(POLICIES).where(POLICIES.c.origin.in_(ORIGINS), POLICIES.c.scope == 'global',
-                                               POLICIES.c.period == period)).all()
+    rows = conn.execute(_LIMIT_POLICIES, {'period': period}).all()
     found = sorted((PolicyRule.from_row(r) for r in rows), key=lambda p: (p.origin != RUNTIME, p.id))
     return found[0] if found else None
 

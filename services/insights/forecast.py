@@ -38,11 +38,11 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, literal, select, union_all
+from sqlalchemy import CompoundSelect, Connection, Engine, bindparam, func, literal, select, union_all
 from typing_extensions import TypedDict
 
 from services.alerting import alerts
@@ -73,6 +73,7 @@ RECENT_HORIZON = timedelta(hours=2)  # bench/forecast.py: 90 min alarms on fewer
 RECENT_STEP = timedelta(minutes=5)  # the DB layer's sub-hour totals of the last RECENT_SPAN, ending at now
 RECENT_WINDOWS = (timedelta(minutes=10), timedelta(minutes=15), timedelta(minutes=20), RECENT_WINDOW)
 RECENT_SPAN = RECENT_WINDOWS[-1]  # what the longest window reads: an older slice would never count
+RECENT_SLICES = int(RECENT_SPAN / RECENT_STEP)
 RECENT_MIN_CALLS = 5  # a pace is read from several calls, not from one call that happens to fall in a short window
 # (not kept: a 5-min window too made an ordinary day say "exhausts"; requiring 10 min of the faster pace cost 3 min
 # of median lead for one point fewer burst alarms; see the README's backtest)
@@ -611,14 +612,19 @@ def read_recent(conn: Connection, now: datetime) -> list[Slice]:
     """Spend and calls in each RECENT_STEP of the last RECENT_SPAN, ending at `now` (the rollups are hourly): one
     range of the (ts, id, cost) index per slice, summed from the index alone, in one query. (A CASE that names each
     event's slice cost SQLite more than the sums themselves: a comparison of stored text with each bound.)"""
-    count = int(RECENT_SPAN / RECENT_STEP)
-    starts = [now - RECENT_SPAN + RECENT_STEP * n for n in range(count)]
-    ts = EVENTS.c.ts
-    slices = union_all(*(select(literal(n).label('slice'), func.sum(EVENTS.c.cost_micros), func.count())
-                         .where(ts >= start, ts < end)
-                         for n, (start, end) in enumerate(zip(starts, [*starts[1:], now], strict=True))))
-    spent = {int(n): (int(micros or 0), int(calls)) for n, micros, calls in conn.execute(slices)}
+    starts = [now - RECENT_SPAN + RECENT_STEP * n for n in range(RECENT_SLICES)]
+    bounds = {f'b{n}': bound for n, bound in enumerate([*starts, now])}
+    spent = {int(n): (int(micros or 0), int(calls)) for n, micros, calls in conn.execute(_recent_slices(), bounds)}
     return [(start, *spent.get(n, (0, 0))) for n, start in enumerate(starts)]
+
+
+@cache
+def _recent_slices() -> CompoundSelect:
+    """read_recent's statement, built once: slice n is [:b<n>, :b<n+1>)."""
+    ts = EVENTS.c.ts
+    return union_all(*(select(literal(n).label('slice'), func.sum(EVENTS.c.cost_micros), func.count())
+                       .where(ts >= bindparam(f'b{n}', type_=ts.type), ts < bindparam(f'b{n + 1}', type_=ts.type))
+                       for n in range(RECENT_SLICES)))
 
 
 def budget_forecast(conn: Connection, budget: BudgetContext, now: datetime | None = None) -> BudgetForecast:
