@@ -7,7 +7,7 @@ from sqlalchemy import Connection
 from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
-from services.core.stored import get_value, set_value
+from services.core.stored import get_values, set_value
 
 MODE_KEY, CHANGED_AT_KEY, REASON_KEY = 'eco.mode', 'eco.changed_at', 'eco.reason'
 MAX_REASON = 500
@@ -21,8 +21,9 @@ class EcoState(TypedDict):
 
 def get_eco(conn: Connection) -> EcoState:
     """Off, with no changed_at or reason, until it is first switched on."""
-    return {'eco_mode': get_value(conn, MODE_KEY) == 'on', 'changed_at': get_value(conn, CHANGED_AT_KEY),
-            'reason': get_value(conn, REASON_KEY)}
+    stored = get_values(conn, MODE_KEY, CHANGED_AT_KEY, REASON_KEY)
+    return {'eco_mode': stored.get(MODE_KEY) == 'on', 'changed_at': stored.get(CHANGED_AT_KEY),
+            'reason': stored.get(REASON_KEY)}
 
 
 def set_eco(conn: Connection, on: bool, reason: str = 'manual', now: datetime | None = None) -> EcoState:
