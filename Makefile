@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint bench bench-live bench-forecast bench-planner bench-check bench-overshoot bench-concurrency \
-	bench-cli bench-dataset bench-queries bench-dataset-pg bench-queries-pg bench-all clean
+	bench-cli bench-recount bench-dataset bench-queries bench-dataset-pg bench-queries-pg bench-all clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-overshoot: $(VENV)/.installed-dev
 
 bench-concurrency: $(VENV)/.installed-dev
 	$(BIN)/python bench/concurrency.py
+
+bench-recount: $(VENV)/.installed-dev  # needs bench-dataset
+	$(BIN)/python bench/recount.py
 
 BENCH_DATA ?= /tmp/sg-bench
 

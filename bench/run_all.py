@@ -47,6 +47,9 @@ BENCHES = [
     Bench('cli_start', 'cli_start.py', quick=['--runs', '3']),
     Bench('queries', 'queries.py', quick=['--runs', '5', '--seconds', '2'], needs=(SMALL_DB, LARGE_DB)),
     Bench('ingest at 5M', 'ingest_at_size.py', quick=['--events', '10000'], needs=(LARGE_DB,)),
+    Bench('recount at 5M', 'recount.py', ['--small', str(SMALL_DB), '--large', str(LARGE_DB)],
+          quick=['--small', str(SMALL_DB), '--large', str(LARGE_DB), '--runs', '3', '--no-serve'],
+          needs=(SMALL_DB, LARGE_DB)),
 ]
 FAIL = re.compile(r'\b(FAIL|FAILED|MISSED|missed|False)\b')
 PASS = re.compile(r'\b(pass|passed|ok|met|True)\b')

@@ -476,15 +476,27 @@ def _count_sessions(conn: Connection, rule: Rule, now: datetime) -> dict[tuple[s
         return {(scope_key, r.id): int(r.cost_micros) for r in rows
                 for scope_key in rule.keys(_Values({'session_id': r.id}))}
     if policy.scope == 'agent':
-        rows = conn.execute(select(SESSION_AGENTS.c.session_id, SESSION_AGENTS.c.agent_id,
-                                   SESSION_AGENTS.c.cost_micros).where(SESSION_AGENTS.c.session_id.in_(open_ids)))
-        return {(scope_key, r.session_id): int(r.cost_micros) for r in rows
-                for scope_key in rule.keys(_Values({'agent_id': r.agent_id}))}
+        return _per_session(rule, 'agent_id', conn.execute(
+            select(SESSION_AGENTS.c.session_id, SESSION_AGENTS.c.agent_id, SESSION_AGENTS.c.cost_micros)
+            .where(SESSION_AGENTS.c.session_id.in_(open_ids))).tuples())
     name = SCOPE_COLUMNS.get(policy.scope, policy.scope)  # the request's attribute the policy matches
-    rows = conn.execute(select(SESSION_SCOPES.c.session_id, SESSION_SCOPES.c.value, SESSION_SCOPES.c.cost_micros)
-                        .where(SESSION_SCOPES.c.scope == policy.scope, SESSION_SCOPES.c.session_id.in_(open_ids)))
-    return {(scope_key, r.session_id): int(r.cost_micros) for r in rows
-            for scope_key in rule.keys(_Values({name: (r.value,) if name == 'tags' else r.value}))}
+    return _per_session(rule, name, conn.execute(
+        select(SESSION_SCOPES.c.session_id, SESSION_SCOPES.c.value, SESSION_SCOPES.c.cost_micros)
+        .where(SESSION_SCOPES.c.scope == policy.scope, SESSION_SCOPES.c.session_id.in_(open_ids))).tuples())
+
+
+def _per_session(rule: Rule, name: str, rows: Iterable[tuple[str, Any, int]]) -> dict[tuple[str, Any], int]:
+    """(session, value of `name`, cost) rows: the scope keys of each value worked out once (thousands of live
+    sessions share a few dozen agents, users or tags)."""
+    keys: dict[Any, list[str]] = {}
+    result: dict[tuple[str, Any], int] = {}
+    for session_id, value, cost in rows:
+        scope_keys = keys.get(value)
+        if scope_keys is None:
+            scope_keys = keys[value] = list(rule.keys(_Values({name: (value,) if name == 'tags' else value})))
+        for scope_key in scope_keys:
+            result[(scope_key, session_id)] = int(cost)
+    return result
 
 
 def _count_billed(conn: Connection, rules: list[Rule], spans: dict[str, Period], zone: ZoneInfo) -> dict[Key, int]:
