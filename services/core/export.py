@@ -49,9 +49,13 @@ def csv_cell(value: Value) -> str:
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Value]]) -> str:
     """A whole CSV file: the header, then one line per row, every cell through `csv_cell`."""
+    return csv_lines([header, *rows])
+
+
+def csv_lines(rows: Iterable[Sequence[Value]]) -> str:
+    """Rows as CSV lines (a part of a file streamed in parts), every cell through `csv_cell`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
-    writer.writerow([csv_cell(h) for h in header])
     for row in rows:
         writer.writerow([csv_cell(v) for v in row])
     return out.getvalue()

@@ -1,22 +1,33 @@
-"""Reading the ledger back: filtered, newest first, with an opaque cursor for the next page."""
+"""Reading the ledger back: filtered, newest first, with an opaque cursor for the next page; and the same filtered
+set exported, streamed page by page."""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Connection, Select, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Select, exists, func, literal, select, tuple_
 from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
+from services.core.export import csv_lines
 from services.core.periods import as_utc, checked_utc
 from services.core.tables import EVENTS
 from services.usage import retention
 from services.usage.ledger import EventOut, event_to_dict
 
-FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel')
+FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel', 'cost_source')
+COST_SOURCES = ('priced', 'reported', 'unpriced')
+CHANNELS = ('litellm', 'direct')
 MAX_PAGE = 1000
+MAX_EXPORT = 1_000_000  # events in one export: a larger set is cut there (narrow the range for the rest)
+EXPORT_PAGE = 1000
+EXPORT_FORMATS = ('csv', 'jsonl')
+EXPORT_COLUMNS = ('id', 'event_id', 'ts', 'source', 'channel', 'provider', 'model', 'agent_id', 'session_id', 'user_id',
+                  'project', 'task_id', 'tags', 'input_tokens', 'output_tokens', 'cache_read_tokens',
+                  'cache_write_tokens', 'cost_usd', 'cost_source', 'latency_ms')
 MAX_PAGE_BYTES = 4 * 2**20  # of event metadata per page: 1,000 events of 16 KB come in four pages
 
 
@@ -43,13 +54,19 @@ class UsageQuery:
     channel: str | None = None
     limit: int = 100
     cursor: str | None = None
+    tag: str | None = None  # events carrying this tag among theirs
+    cost_source: str | None = None  # priced, reported or unpriced
 
 
-def usage_query(q: UsageQuery) -> Select:
+def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:
     """The statement of one page: the filters, the keyset after the cursor, newest first, one row more than the page
     (to know whether there is a next one)."""
     if not 1 <= q.limit <= MAX_PAGE:
         raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
+    if q.cost_source is not None and q.cost_source not in COST_SOURCES:
+        raise Invalid(f'cost_source: must be one of {", ".join(COST_SOURCES)}')
+    if q.channel is not None and q.channel not in CHANNELS:
+        raise Invalid(f'channel: must be one of {", ".join(CHANNELS)}')
     query = select(EVENTS)
     if q.start:
         query = query.where(EVENTS.c.ts >= checked_utc(q.start, 'from'))
@@ -59,6 +76,8 @@ def usage_query(q: UsageQuery) -> Select:
         value = getattr(q, name)
         if value is not None:
             query = query.where(EVENTS.c[name] == (value.lower() if name == 'provider' else value))
+    if q.tag is not None:
+        query = query.where(_has_tag(q.tag, dialect))
     if q.cursor:
         ts, pk = decode_cursor(q.cursor)
         # a row value, not `ts < :ts OR (ts = :ts AND id < :id)`: SQLite and PostgreSQL both read it as one range of
@@ -74,7 +93,8 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
     # streamed, and cut at MAX_PAGE_BYTES of metadata: a page of large events costs bounded memory (next_cursor
     # goes on from there)
     # (closed when the page is cut: PostgreSQL's server-side cursor is not left open)
-    with conn.execution_options(stream_results=True, yield_per=100).execute(usage_query(q)) as result:
+    with conn.execution_options(stream_results=True, yield_per=100).execute(usage_query(q, conn.dialect.name)) \
+            as result:
         for row in result.mappings():
             if len(page) == q.limit or size >= MAX_PAGE_BYTES:
                 more = True
@@ -86,6 +106,46 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
     next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
     return {'items': page, 'count': len(page), 'next_cursor': next_cursor,
             'pruned_before': retention.iso(retention.pruned_before(conn))}
+
+
+def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
+    """The event's tags (a JSON list) hold `tag`."""
+    elements = func.json_each if dialect == 'sqlite' else func.json_array_elements_text
+    each = elements(EVENTS.c.tags).table_valued('value').alias('tag')
+    return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
+
+
+def export_usage(read_page: Callable[[UsageQuery], UsagePage], q: UsageQuery, kind: str,
+                 most: int = MAX_EXPORT, page: int = EXPORT_PAGE) -> Iterator[str]:
+    """The filtered events as CSV (EXPORT_COLUMNS, through the shared writer) or JSON lines, newest first, at most
+    `most` of them: page after page by the keyset, each page read by `read_page` (a connection of its own), so an
+    export of a million events holds one page in memory and no connection between pages."""
+    if kind not in EXPORT_FORMATS:
+        raise Invalid(f'format: must be one of {", ".join(EXPORT_FORMATS)}')
+    if not 1 <= most <= MAX_EXPORT:
+        raise Invalid(f'limit: must be between 1 and {MAX_EXPORT}')
+    query = replace(q, limit=min(page, most))
+    usage_query(query)  # bad filters fail here, before anything is sent
+    return _export_pages(read_page, query, kind, most, page)
+
+
+def _export_pages(read_page: Callable[[UsageQuery], UsagePage], query: UsageQuery, kind: str, most: int,
+                  page_size: int) -> Iterator[str]:
+    if kind == 'csv':
+        yield csv_lines([EXPORT_COLUMNS])
+    left = most
+    while left > 0:
+        page = read_page(query)
+        items = page['items'][:left]
+        if kind == 'csv':
+            yield csv_lines([' '.join(item['tags']) if name == 'tags' else item[name]  # type: ignore[literal-required]
+                             for name in EXPORT_COLUMNS] for item in items)
+        else:
+            yield ''.join(orjson.dumps(item).decode() + '\n' for item in items)
+        left -= len(items)
+        if not page['next_cursor'] or not items:
+            return
+        query = replace(query, cursor=page['next_cursor'], limit=min(page_size, left))
 
 
 def encode_cursor(ts: datetime, pk: int) -> str:
