@@ -48,7 +48,7 @@ from services.usage.queries import UsagePage
 from tests.support.typed import assert_conforms
 
 API = '/api/v1'
-FILE_TYPES = ('text/csv', 'text/markdown')  # bodies that are files: a string schema is their type
+FILE_TYPES = ('text/csv', 'text/markdown', 'application/x-ndjson')  # bodies that are files: a string schema
 
 
 def api_app() -> FastAPI:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -141,3 +142,46 @@ def test_cursor_with_huge_id_is_422(api: httpx.Client) -> None:
 def test_extreme_from_to_is_not_a_500(api: httpx.Client, params: dict[str, str]) -> None:
     response = api.get('/usage', params={**params, 'agent_id': uid('agent')})
     assert response.status_code in (200, 422), f'{response.status_code}: {response.text}'
+
+
+@pytest.fixture(scope='module')
+def tagged(server: Server) -> dict[str, Any]:
+    """Five events of one agent: tags eval, prod, both, none, eval; the second and fourth with a reported cost."""
+    agent, day = uid('agent'), own_day()
+    tags = [['eval'], ['prod'], ['eval', 'prod'], [], ['eval']]
+    events = [event('gpt-4o', agent_id=agent, ts=at(day, hour + 1), tags=tag, input_tokens=10,
+                    **({'cost_usd': '0.25'} if hour in (1, 3) else {}))
+              for hour, tag in enumerate(tags)]
+    with server.client() as client:
+        assert record_batch(client, events)['stored'] == 5
+    return {'agent': agent}
+
+
+@pytest.mark.parametrize(('filters', 'expected'), [
+    ({'tag': 'eval'}, [5, 3, 1]),
+    ({'tag': 'prod', 'cost_source': 'reported'}, [2]),
+    ({'cost_source': 'priced'}, [5, 3, 1]),
+], ids=str)
+def test_tag_and_cost_source_filters(api: httpx.Client, tagged: dict[str, Any], filters: dict[str, str],
+                                     expected: list[int]) -> None:
+    response = api.get('/usage', params={'agent_id': tagged['agent'], **filters})
+    assert response.status_code == 200, response.text
+    assert hours(response.json()['items']) == expected
+
+
+def test_export_streams_the_filtered_set(api: httpx.Client, tagged: dict[str, Any]) -> None:
+    response = api.get('/usage/export', params={'agent_id': tagged['agent'], 'tag': 'eval'})
+    assert response.status_code == 200, response.text
+    assert response.headers['content-type'].startswith('text/csv')
+    assert 'filename="usage.csv"' in response.headers['content-disposition']
+    lines = response.text.splitlines()
+    assert lines[0].startswith('id,event_id,ts,') and len(lines) == 4
+    jsonl = api.get('/usage/export', params={'agent_id': tagged['agent'], 'format': 'jsonl', 'limit': '2'})
+    assert jsonl.status_code == 200 and jsonl.headers['content-type'].startswith('application/x-ndjson')
+    assert [int(json.loads(line)['ts'][11:13]) for line in jsonl.text.splitlines()] == [5, 4]
+
+
+@pytest.mark.parametrize('params', [{'format': 'xlsx'}, {'cost_source': 'free'}, {'channel': 'pigeon'},
+                                    {'limit': '0'}], ids=str)
+def test_a_bad_export_is_a_clear_4xx(api: httpx.Client, params: dict[str, str]) -> None:
+    assert_client_error(api.get('/usage/export', params=params), (400, 422))

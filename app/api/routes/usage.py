@@ -3,18 +3,20 @@ SPENDGAUGE_INGEST_WORKERS at a time, the rest waiting their turn up to a bound, 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from app.api.deps import INGEST, READ, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from app.api.ingest import lane
 from services.usage.events import UsageEventIn
 from services.usage.ledger import MAX_BATCH, BatchOut, Ledger, RecordedEvent, batch_out
-from services.usage.queries import UsagePage, UsageQuery, list_usage
+from services.usage.queries import EXPORT_COLUMNS, MAX_EXPORT, MAX_PAGE, UsagePage, UsageQuery, export_usage, list_usage
 
 router = APIRouter(prefix='/usage', tags=['usage'])
 
@@ -84,20 +86,42 @@ def _size(request: Request) -> int:
     return int(length) if length.isdigit() else 0
 
 
-@router.get('', dependencies=READ,
-            responses={200: {'model': UsagePage, 'description': 'A page of events, newest first'}})
-def get_usage(
-    conn: ReadConn,
+def usage_filters(
     start: Annotated[datetime | None, Query(alias='from', description='ISO time, inclusive')] = None,
     end: Annotated[datetime | None, Query(alias='to', description='ISO time, exclusive')] = None,
     agent_id: str | None = None, session_id: str | None = None, provider: str | None = None,
     model: str | None = None, task_id: str | None = None, user_id: str | None = None, project: str | None = None,
-    channel: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
-) -> Response:
+    channel: Annotated[str | None, Query(description='litellm or direct')] = None,
+    tag: Annotated[str | None, Query(description='events carrying this tag')] = None,
+    cost_source: Annotated[str | None, Query(description='priced, reported or unpriced')] = None,
+) -> UsageQuery:
+    """The filters the listing and the export share."""
+    return UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
+                      tag=tag, cost_source=cost_source)
+
+
+FiltersDep = Annotated[UsageQuery, Depends(usage_filters)]
+
+
+@router.get('', dependencies=READ,
+            responses={200: {'model': UsagePage, 'description': 'A page of events, newest first'}})
+def get_usage(conn: ReadConn, filters: FiltersDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+              cursor: str | None = None) -> Response:
     """Recorded events, newest first; pass `next_cursor` back as `cursor` for the next page. `pruned_before`: events
     before it were pruned (retention) and are not listed, though every total still counts them."""
-    query = UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
-                       limit, cursor)
-    return json_response(list_usage(conn, query))
+    return json_response(list_usage(conn, replace(filters, limit=limit, cursor=cursor)))
+
+
+@router.get('/export', dependencies=READ, response_class=StreamingResponse, responses={200: {
+    'description': f'The filtered events, newest first: CSV (columns {", ".join(EXPORT_COLUMNS)}) or JSON lines '
+                   '(one event a line, as the listing gives it)',
+    'content': {'text/csv': {'schema': {'type': 'string'}}, 'application/x-ndjson': {'schema': {'type': 'string'}}}}})
+def export(rt: RuntimeDep, filters: FiltersDep,
+           format: Annotated[str, Query(description='csv or jsonl')] = 'csv',
+           limit: Annotated[int, Query(ge=1, le=MAX_EXPORT, description='at most this many events')] = 100_000,
+           ) -> Response:
+    """The events the listing's filters select, streamed page by page (at most `limit`, newest first)."""
+    chunks = export_usage(lambda query: rt.read(list_usage, query), filters, format, limit)
+    media = 'text/csv' if format == 'csv' else 'application/x-ndjson'
+    return StreamingResponse(chunks, media_type=media, headers={
+        'Content-Disposition': f'attachment; filename="usage.{format}"'})
