@@ -17,6 +17,7 @@ from app import __version__, runtime
 from app.api import install as install_api
 from app.feed import start_feed, stop_feed
 from app.native import prepare_native
+from app.pages.downloads import install as install_downloads
 from app.security.exposure import check_exposure
 from app.security.guard import RequestGuard
 from app.security.session import identity
@@ -39,11 +40,12 @@ def build(settings: Settings | None = None, native: bool = False) -> None:
     Every way of starting comes through here."""
     if not native:  # a window listens on 127.0.0.1 whatever the host setting
         check_exposure(settings or get_settings())
-    from app.pages import access, alerts, dashboard, login, policies, sessions  # noqa: F401  (@ui.page)
+    from app.pages import access, alerts, dashboard, login, policies, sessions, usage  # noqa: F401  (@ui.page)
     from app.pages import reports as _reports  # noqa: F401
 
     app.add_middleware(RequestGuard)  # before ui.run: NiceGUI's session middleware, added later, runs first
     install_api(app)
+    install_downloads(app)
     if ASSETS_DIR.is_dir():
         app.add_static_files('/assets', str(ASSETS_DIR))
     app.on_startup(_startup)

@@ -11,9 +11,8 @@ from nicegui.elements.mixins.disableable_element import DisableableElement
 from components import theme
 from services.dashboard import AlertCounts, DashboardSnapshot, Part
 
-NAV = (('Dashboard', '/'), ('Sessions', '/sessions'), ('Policies', '/policies'), ('Alerts', '/alerts'),
-       ('Reports', '/reports'), ('Settings', '/settings'),
-       ('API', '/docs'))
+NAV = (('Dashboard', '/'), ('Usage', '/usage'), ('Sessions', '/sessions'), ('Policies', '/policies'),
+       ('Alerts', '/alerts'), ('Reports', '/reports'), ('Settings', '/settings'), ('API', '/docs'))
 ToastType = Literal['positive', 'negative', 'warning', 'info', 'ongoing']  # ui.notify's `type`
 TOAST_TYPES: dict[str, ToastType] = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
 

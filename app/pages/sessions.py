@@ -34,7 +34,7 @@ async def sessions_page() -> None:
 
         async def export_csv() -> None:
             if not native.active:
-                ui.download('/api/v1/sessions.csv')
+                ui.download('/download/sessions.csv')
                 return
             path = await run.io_bound(_save_csv)  # a desktop window cannot download: save it for the user
             ui.notify(f'Saved {path}', type='positive')

@@ -17,6 +17,7 @@ import pytest
 from components.layout import NAV
 from components.report_view import report_rows
 from components.sessions_table import session_rows
+from components.usage_table import usage_rows
 from tests.support.browser import Browser, Locator, Page, Tab, log_in, save_screenshot, start_login_server
 from tests.support.servers import Server
 from tests.support.wait import eventually
@@ -25,7 +26,7 @@ TOKEN = 'L' * 32
 USER, PASSWORD = 'reed', 'correct horse battery'
 SIZES = {'390x844': (390, 844), '1440x900': (1440, 900)}
 THEMES = ('light', 'dark')
-PAGES = {'dashboard': '/', 'sessions': '/sessions', 'policies': '/policies', 'alerts': '/alerts',
+PAGES = {'dashboard': '/', 'usage': '/usage', 'sessions': '/sessions', 'policies': '/policies', 'alerts': '/alerts',
          'reports': '/reports', 'settings': '/settings'}
 AGENTS = ('planner', 'researcher', 'coder', 'reviewer', 'tester', 'writer')
 MODELS = (('openai', 'gpt-4o'), ('anthropic', 'claude-sonnet-4-5'), ('openrouter', 'openai/gpt-4o-mini'))
@@ -130,7 +131,7 @@ def open_page(tab: Tab, server: Server, path: str) -> Page:
         page.get_by_label('Daily limit (USD)').wait_for()
     elif path == '/sessions':
         page.get_by_text('run-00-', exact=False).locator('visible=true').first.wait_for()
-    elif path == '/reports':
+    elif path in ('/reports', '/usage'):
         page.locator('.q-table tbody tr, .q-table__grid-content > *').first.wait_for()
     elif path == '/alerts':
         page.get_by_text(re.compile('^(threshold_warning|threshold_critical|limit_exceeded)$')).first.wait_for()
@@ -167,6 +168,10 @@ def assert_key_columns_in_view(page: Page, api: httpx.Client, name: str) -> None
         assert_text_in_view(page, first['id'], 'the session id')
         assert_text_in_view(page, first['cost'], 'its cost')
         assert_text_in_view(page, first['agents'], 'its agents')
+    elif name == 'usage':
+        first = usage_rows(api.get('/usage', params={'limit': '1'}).json()['items'], ZoneInfo('UTC'))[0]
+        assert_text_in_view(page, first['agent'], "the newest call's agent")
+        assert_text_in_view(page, first['cost'], 'its cost')
     elif name == 'reports':
         first = report_rows(api.get('/reports/summary').json())[0]
         assert_text_in_view(page, first['cost'], "the first row's cost")

@@ -1,0 +1,62 @@
+"""Files the pages offer for download, served to the logged-in browser session (the API's routes ask for a bearer
+token, which a page does not hold). The guard (app/security/guard.py) sends a browser that is not logged in to the
+login page; the actor is asked again here, where the file is read."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import FastAPI, Query
+from fastapi.responses import Response, StreamingResponse
+
+from app import runtime
+from app.security.session import session_actor
+from services.core.errors import Invalid
+from services.spend import sessions
+from services.usage.queries import EXPORT_FORMATS, MAX_EXPORT, UsageQuery, export_usage, list_usage
+
+MEDIA = {'csv': 'text/csv', 'jsonl': 'application/x-ndjson'}
+
+
+def _refused() -> Response | None:
+    if session_actor() is None:
+        return Response('log in to download', status_code=401, media_type='text/plain')
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Register the download routes (app/server.py's build: on every build, as the API's routes are)."""
+    app.add_api_route('/download/usage.{kind}', usage_file, methods=['GET'], include_in_schema=False)
+    app.add_api_route('/download/sessions.csv', sessions_file, methods=['GET'], include_in_schema=False)
+
+
+def usage_file(kind: str, start: Annotated[datetime | None, Query(alias='from')] = None,
+               end: Annotated[datetime | None, Query(alias='to')] = None, agent_id: str | None = None,
+               session_id: str | None = None, provider: str | None = None, model: str | None = None,
+               task_id: str | None = None, user_id: str | None = None, project: str | None = None,
+               channel: str | None = None, tag: str | None = None, cost_source: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 100_000) -> Response:
+    """The usage explorer's filtered events, as GET /api/v1/usage/export streams them."""
+    refused = _refused()
+    if refused is not None:
+        return refused
+    if kind not in EXPORT_FORMATS:
+        return Response(f'no such file: usage.{kind}', status_code=404, media_type='text/plain')
+    rt = runtime.current()
+    query = UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
+                       tag=tag, cost_source=cost_source)
+    try:
+        chunks = export_usage(lambda q: rt.read(list_usage, q), query, kind, limit)
+    except Invalid as exc:
+        return Response(str(exc), status_code=400, media_type='text/plain')
+    return StreamingResponse(chunks, media_type=MEDIA[kind],
+                             headers={'Content-Disposition': f'attachment; filename="usage.{kind}"'})
+
+
+def sessions_file() -> Response:
+    """The sessions page's CSV: the most recent 1,000 sessions, as GET /api/v1/sessions.csv gives them."""
+    refused = _refused()
+    if refused is not None:
+        return refused
+    return Response(runtime.current().read(sessions.sessions_csv), media_type='text/csv',
+                    headers={'Content-Disposition': 'attachment; filename="sessions.csv"'})
