@@ -14,6 +14,7 @@ from nicegui import background_tasks, run, ui
 from app import native, runtime
 from app.feed import feed
 from components.layout import frame
+from components.sessions_table import local_time
 from components.usage_table import event_details, usage_rows, usage_table
 from services.core.errors import Invalid
 from services.core.periods import local_midnight
@@ -123,6 +124,8 @@ class UsageExplorer:
         self.newer.set_enabled(len(self.cursors) > 1)
         self.older.set_enabled(self.next_cursor is not None)
         where = f'Page {len(self.cursors)} · {page["count"]} events, newest first'
+        if page['searched_to']:
+            where += f' · searched back to {local_time(page["searched_to"], self.zone)}: Older searches on'
         if page['pruned_before']:
             where += f' · events before {page["pruned_before"][:10]} were pruned (their totals stay)'
         self.where.set_text(where)

@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, Connection, Select, exists, func, literal, select, tuple_
@@ -19,6 +20,8 @@ from services.usage import retention
 from services.usage.ledger import EventOut, event_to_dict
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel', 'cost_source')
+INDEXED = ('agent_id', 'session_id', 'task_id')  # each with an index on (it, ts, id)
+SEARCH_SPAN = 20_000  # events a page looks through for the filters no index serves (about 10-20 ms)
 COST_SOURCES = ('priced', 'reported', 'unpriced')
 CHANNELS = ('litellm', 'direct')
 MAX_PAGE = 1000
@@ -36,6 +39,8 @@ class UsagePage(TypedDict):
     count: int
     next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page. A page may hold
     # fewer than `limit` events when their metadata is large (4 MiB a page)
+    searched_to: str | None  # ISO UTC: a filter no index serves was looked for back to this event's time and the
+    # page is short there; `next_cursor` goes on from it. None: the page holds all there is up to its end
     pruned_before: str | None  # ISO UTC: events before it were deleted by retention (`spendgauge prune`) and are not
     # listed, though every total still counts them; None: nothing was ever pruned
 
@@ -60,31 +65,57 @@ class UsageQuery:
 
 def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:
     """The statement of one page: the filters, the keyset after the cursor, newest first, one row more than the page
-    (to know whether there is a next one)."""
+    (to know whether there is a next one). A filter no index serves (provider, model, user, project, channel, tag,
+    cost source) looks at the next SEARCH_SPAN events the indexed part selects, no more: a rare value costs a page
+    what a common one does, and the listing goes on from where the search stopped (`list_usage`)."""
     if not 1 <= q.limit <= MAX_PAGE:
         raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
     if q.cost_source is not None and q.cost_source not in COST_SOURCES:
         raise Invalid(f'cost_source: must be one of {", ".join(COST_SOURCES)}')
     if q.channel is not None and q.channel not in CHANNELS:
         raise Invalid(f'channel: must be one of {", ".join(CHANNELS)}')
+    scanned = _scanned(q)
+    searched = _searched(q)
+    if not searched:
+        return scanned.order_by(*_newest(EVENTS)).limit(q.limit + 1)
+    window = scanned.order_by(*_newest(EVENTS)).limit(SEARCH_SPAN).subquery('window')
+    query = select(window)
+    for name, value in searched.items():
+        query = query.where(_has_tag(value, dialect, window.c.tags) if name == 'tag' else window.c[name] == value)
+    if dialect != 'sqlite':  # PostgreSQL knows the window comes in this order and stops at the page's end;
+        query = query.order_by(*_newest(window))  # SQLite would sort all of it: its co-routine yields in order
+    return query.limit(q.limit + 1)
+
+
+def _scanned(q: UsageQuery) -> Select:
+    """The events in time order that an index serves: the range, an agent, session or task, after the cursor."""
     query = select(EVENTS)
     if q.start:
         query = query.where(EVENTS.c.ts >= checked_utc(q.start, 'from'))
     if q.end:
         query = query.where(EVENTS.c.ts < checked_utc(q.end, 'to'))
-    for name in FILTERS:
+    for name in INDEXED:
         value = getattr(q, name)
         if value is not None:
-            query = query.where(EVENTS.c[name] == (value.lower() if name == 'provider' else value))
-    if q.tag is not None:
-        query = query.where(_has_tag(q.tag, dialect))
+            query = query.where(EVENTS.c[name] == value)
     if q.cursor:
         ts, pk = decode_cursor(q.cursor)
         # a row value, not `ts < :ts OR (ts = :ts AND id < :id)`: SQLite and PostgreSQL both read it as one range of
         # the (ts, id) index (or of (agent_id | session_id | task_id, ts, id) after that filter), so a deep page
         # costs what the first does
         query = query.where(tuple_(EVENTS.c.ts, EVENTS.c.id) < tuple_(ts, pk))
-    return query.order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()).limit(q.limit + 1)
+    return query
+
+
+def _searched(q: UsageQuery) -> dict[str, str]:
+    """The filters no index serves, by column (and `tag`)."""
+    found = {name: getattr(q, name) for name in (*FILTERS, 'tag') if name not in INDEXED}
+    return {name: (value.lower() if name == 'provider' else value) for name, value in found.items()
+            if value is not None}
+
+
+def _newest(table: Any) -> tuple[Any, Any]:
+    return table.c.ts.desc(), table.c.id.desc()
 
 
 def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
@@ -104,14 +135,26 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
             page.append(item)
     last = page[-1] if page else None
     next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
-    return {'items': page, 'count': len(page), 'next_cursor': next_cursor,
+    searched_to = None
+    if not more and _searched(q):  # a short page: did the search stop at its bound, with events beyond it?
+        bound = conn.execute(_bound(q)).all()
+        if len(bound) == 2:  # the last event looked at, and one beyond it
+            next_cursor = encode_cursor(bound[0].ts, bound[0].id)
+            searched_to = as_utc(bound[0].ts).isoformat()
+    return {'items': page, 'count': len(page), 'next_cursor': next_cursor, 'searched_to': searched_to,
             'pruned_before': retention.iso(retention.pruned_before(conn))}
 
 
-def _has_tag(tag: str, dialect: str) -> ColumnElement[bool]:
+def _bound(q: UsageQuery) -> Select:
+    """The last event a search looks at (the SEARCH_SPAN-th the index serves) and the next, if there are so many."""
+    scanned = _scanned(q).with_only_columns(EVENTS.c.ts, EVENTS.c.id)
+    return scanned.order_by(*_newest(EVENTS)).offset(SEARCH_SPAN - 1).limit(2)
+
+
+def _has_tag(tag: str, dialect: str, tags: Any) -> ColumnElement[bool]:
     """The event's tags (a JSON list) hold `tag`."""
     elements = func.json_each if dialect == 'sqlite' else func.json_array_elements_text
-    each = elements(EVENTS.c.tags).table_valued('value').alias('tag')
+    each = elements(tags).table_valued('value').alias('tag')
     return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
 
 
@@ -143,7 +186,7 @@ def _export_pages(read_page: Callable[[UsageQuery], UsagePage], query: UsageQuer
         else:
             yield ''.join(orjson.dumps(item).decode() + '\n' for item in items)
         left -= len(items)
-        if not page['next_cursor'] or not items:
+        if not page['next_cursor']:
             return
         query = replace(query, cursor=page['next_cursor'], limit=min(page_size, left))
 

@@ -106,3 +106,33 @@ def test_a_bad_export_is_refused_before_anything_is_read(ledger: Ledger, kind: s
     with pytest.raises(Invalid):
         export_usage(_reader(ledger.engine, pages), UsageQuery(), kind, most=most)
     assert pages == []
+
+
+def test_a_rare_value_is_searched_for_a_bounded_span_at_a_time(ledger: Ledger,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter no index serves looks through SEARCH_SPAN events a page: a short page says how far it looked and
+    its cursor goes on from there, so following the cursors finds every match, in order, each once."""
+    from services.usage import queries
+
+    events = [{'event_id': f'r-{n}', 'ts': (T0 + timedelta(minutes=n)).isoformat(), 'model': 'gpt-4o',
+               'provider': 'openai', 'input_tokens': 10, 'tags': ['rare'] if n in (1, 2, 17) else []}
+              for n in range(30)]
+    assert all(r.status == 'stored' for r in ledger.record_batch(events))
+    monkeypatch.setattr(queries, 'SEARCH_SPAN', 10)
+    pages = []
+    cursor = None
+    with ledger.engine.connect() as conn:
+        for _ in range(10):
+            page = list_usage(conn, UsageQuery(tag='rare', limit=5, cursor=cursor))
+            pages.append((_numbers_r(page), page['searched_to'] is not None))
+            cursor = page['next_cursor']
+            if cursor is None:
+                break
+    assert pages == [([], True), ([17], True), ([2, 1], False)]  # 29-20, 19-10, then the last ten: all there is
+    assert [number for found, _ in pages for number in found] == [17, 2, 1]
+    text = ''.join(export_usage(_reader(ledger.engine, []), UsageQuery(tag='rare'), 'jsonl', page=5))
+    assert [orjson.loads(line)['event_id'] for line in text.splitlines()] == ['r-17', 'r-2', 'r-1']
+
+
+def _numbers_r(page: UsagePage) -> list[int]:
+    return [int(item['event_id'][2:]) for item in page['items']]
