@@ -147,7 +147,7 @@ ROUTES = [
         '/agents', '/alerts', '/alerts/deliveries', '/budget/summary', '/budget/forecast', '/budget/by-agent',
         '/budget/by-provider', '/budget/by-model', '/budget/by-channel', '/budget/history', '/budget/reconciliation',
         '/budget/limits', '/eco', '/policies', '/prices', '/prices/unpriced', '/reports', '/sessions',
-        '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage', '/usage/retention')),
+        '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage', '/usage/export', '/usage/retention')),
     Route('GET', '/reports/{kind}', 'read', get('/reports/summary')),
     Route('GET', '/policies/{policy_id}', 'read', lambda d: (f'/policies/{_policy(d)}', {})),
     Route('GET', '/sessions/{session_id}', 'read', lambda d: (f'/sessions/{_recorded(d)[1]}', {})),
