@@ -65,6 +65,7 @@ class Probe:
     task_cursor: str  # 80% of the way into that task's events
     agent_id: str
     session_id: str
+    user_id: str
     page: int = 100  # rows per page of a listing (see measure: a filtered listing compares like for like)
 
 
@@ -76,13 +77,16 @@ def probe(engine: Engine) -> Probe:
         task = conn.execute(select(EVENTS.c.task_id).where(EVENTS.c.ts <= last).order_by(EVENTS.c.ts.desc())
                             .limit(1)).scalar_one()
         agent = conn.execute(select(EVENTS.c.agent_id).order_by(EVENTS.c.ts.desc()).limit(1)).scalar_one()
+        user = conn.execute(select(EVENTS.c.user_id).where(EVENTS.c.user_id.is_not(None))
+                            .order_by(EVENTS.c.ts.desc()).limit(1)).scalar_one()
         session = conn.execute(select(SESSIONS.c.id).order_by(SESSIONS.c.started_at.desc()).limit(1)).scalar_one()
         # the task's middle: tasks here run for a few days each
         span = conn.execute(select(func.min(EVENTS.c.ts), func.max(EVENTS.c.ts))
                             .where(EVENTS.c.task_id == task)).one()
         t0, t1 = as_utc(span[0]), as_utc(span[1])
         task_deep = _row_before(conn, t1 - (t1 - t0) * 0.8, EVENTS.c.task_id == task)
-    return Probe(last + timedelta(seconds=1), encode_cursor(*deep), task, encode_cursor(*task_deep), agent, session)
+    return Probe(last + timedelta(seconds=1), encode_cursor(*deep), task, encode_cursor(*task_deep), agent, session,
+                 user)
 
 
 def _row_before(conn: Connection, ts: datetime, *where: Any) -> tuple[datetime, int]:
@@ -137,6 +141,17 @@ READS: list[tuple[str, Read, float]] = [
     ('dashboard load', lambda c, p: load_dashboard(c, DashboardConfig(CTX), p.now), DASHBOARD_TARGET_MS),
     ('dashboard live reload', lambda c, p: _live_reload(c, p), DASHBOARD_TARGET_MS),
 ]
+# The usage explorer's pages with filters no index serves (issue 15: p95 < 100 ms at any depth). They look through
+# SEARCH_SPAN events at most, where a 10k history holds fewer: no ratio target.
+EXPLORER_TARGET_MS = 100.0
+EXPLORER_READS: list[tuple[str, Read, float]] = [
+    ('explorer: tag, deep page', lambda c, p: list_usage(c, UsageQuery(tag='prod', cursor=p.deep_cursor, limit=50)),
+     EXPLORER_TARGET_MS),
+    ('explorer: user, deep page',
+     lambda c, p: list_usage(c, UsageQuery(user_id=p.user_id, cursor=p.deep_cursor, limit=50)), EXPLORER_TARGET_MS),
+    ('explorer: matching nothing', lambda c, p: list_usage(c, UsageQuery(model='no-such-model', limit=50)),
+     EXPLORER_TARGET_MS),
+]
 _snapshots: dict[str, DashboardSnapshot] = {}  # the previous load of each database, as the feed holds it
 
 
@@ -166,6 +181,7 @@ class Figure:
     large_p50: float
     large_p95: float
     target: float
+    ratio_target: float | None = RATIO_TARGET
 
     @property
     def ratio(self) -> float:
@@ -173,7 +189,7 @@ class Figure:
 
     @property
     def ok(self) -> bool:
-        return self.large_p95 < self.target and self.ratio < RATIO_TARGET
+        return self.large_p95 < self.target and (self.ratio_target is None or self.ratio < self.ratio_target)
 
 
 def _time(engine: Engine, read: Read, p: Probe) -> float:
@@ -188,7 +204,7 @@ def measure(small: Engine, large: Engine, runs: int, budget_s: float, only: str 
     """Each read alternately on the small and the large database (so both see the same noise)."""
     probes = {small: probe(small), large: probe(large)}
     figures = []
-    for name, read, target in READS:
+    for name, read, target in [*READS, *EXPLORER_READS]:
         if only and only not in name:
             continue
         times: dict[Engine, list[float]] = {small: [], large: []}
@@ -209,7 +225,8 @@ def measure(small: Engine, large: Engine, runs: int, budget_s: float, only: str 
         while len(times[large]) < runs and (len(times[large]) < least or time.perf_counter() < deadline):
             for engine in (small, large):
                 times[engine].append(_time(engine, read, probes[engine]))
-        figures.append(Figure(name, *_p50_p95(times[small]), *_p50_p95(times[large]), target))
+        figures.append(Figure(name, *_p50_p95(times[small]), *_p50_p95(times[large]), target,
+                              None if target == EXPLORER_TARGET_MS else RATIO_TARGET))
         listed = f', {rows[0]}/{rows[1]} rows a page' if rows[0] else ''
         print(f'  {_line(figures[-1])}   ({len(times[large])} runs{listed})', flush=True)
     return figures
@@ -233,7 +250,8 @@ def _p50_p95(values: list[float]) -> tuple[float, float]:
 
 def _line(f: Figure) -> str:
     return (f'{f.name:<28} {f.small_p50:>8.1f} {f.small_p95:>8.1f} {f.large_p50:>9.1f} {f.large_p95:>9.1f} '
-            f'{f.ratio:>7.2f}   target p95<{f.target:.0f} ms, ratio<{RATIO_TARGET}   {"pass" if f.ok else "FAIL"}')
+            f'{f.ratio:>7.2f}   target p95<{f.target:.0f} ms, '
+            f'{f"ratio<{f.ratio_target}" if f.ratio_target else "no ratio"}   {"pass" if f.ok else "FAIL"}')
 
 
 HEADER = (f'{"read":<28} {"small":>8} {"":>8} {"large":>9} {"":>9} {"large/":>7}\n'
