@@ -337,3 +337,19 @@ def test_history_of_one_day(api: httpx.Client) -> None:
 @pytest.mark.parametrize('days', [0, -1, 367, 1000, 'month'])
 def test_history_bad_days_is_422(api: httpx.Client, days: Any) -> None:
     assert_client_error(api.get('/budget/history', params={'days': days}), 422, mentions='days')
+
+
+def test_token_efficiency_per_agent_and_model(api: httpx.Client) -> None:
+    day, agent = own_day(), uid('agent')
+    record_batch(api, [event('gpt-4o', agent_id=agent, ts=at(day, 10), input_tokens=1000, output_tokens=250,
+                             cache_read_tokens=500, cost_usd='0.010000'),
+                       event('gpt-4o', agent_id=agent, ts=at(day, 11), input_tokens=1000, output_tokens=250,
+                             cost_usd='0.010000')])
+    response = api.get('/budget/efficiency', params={'from': day.isoformat(), 'to': day.isoformat()})
+    assert response.status_code == 200, response.text
+    [mine] = [item for item in response.json()['items'] if item['name'] == agent]
+    assert (mine['requests'], mine['output_per_input'], mine['cache_read_percent']) == (2, 0.25, 25.0)
+    assert mine['cost_per_1k_output_micros'] == 40_000 and [d['day'] for d in mine['trend']] == [day.isoformat()]
+    by_model = api.get('/budget/efficiency', params={'by': 'model', 'from': day.isoformat(), 'to': day.isoformat()})
+    assert 'gpt-4o' in {item['name'] for item in by_model.json()['items']}
+    assert_client_error(api.get('/budget/efficiency', params={'by': 'planet'}))

@@ -17,6 +17,7 @@ from services.core.inputs import Input, Label
 from services.core.money import Usd, usd_to_micros
 from services.core.periods import Period, checked_utc
 from services.insights import forecast, planner
+from services.insights.efficiency import EfficiencyBy, EfficiencyOut, token_efficiency
 from services.insights.forecast import BudgetForecast
 from services.insights.planner import ScheduleOut
 from services.spend import budget
@@ -61,6 +62,14 @@ def by_agent(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, s
              end: ToQ = None) -> AgentBreakdown:
     """Spend per agent for a period (day, week, month) or from/to, largest first."""
     return budget.spend_breakdown(conn, 'agent_id', _span(rt, period, start, end))
+
+
+@router.get('/efficiency', dependencies=READ)
+def efficiency(conn: ReadConn, rt: RuntimeDep, by: EfficiencyBy = 'agent', period: PeriodName | None = None,
+               start: FromQ = None, end: ToQ = None) -> EfficiencyOut:
+    """Token efficiency per agent or model for a period or from/to: output tokens per input token, the cache's
+    share of the input, the cost of 1,000 output tokens, and that cost day by day."""
+    return token_efficiency(conn, _span(rt, period, start, end), rt.settings.zone, by)
 
 
 @router.get('/by-provider', dependencies=READ)
