@@ -101,8 +101,32 @@ def log_in(tab: Tab, server: Server, name: str, password: str) -> Page:
 
 
 def save_screenshot(page: Page, name: str) -> None:
-    """The whole page into screenshots/<name>.png; an image that small is a blank page."""
+    """The whole page into screenshots/<name>.png. It must hold more than a blank page of its size does: a plain
+    dark page of the same width and height, shot in the same browser, compresses to a fraction of any page with
+    text (a fixed floor did not hold: the dark login page at 390 px is 10.2 KB, a blank one 2.7 KB, a blank one at
+    1440 px 5.9 KB)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     target = SCREENSHOTS / f'{name}.png'
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000
+    image = page.screenshot(path=str(target), full_page=True)
+    blank = _blank_png_size(page, *_png_size(image))
+    assert len(image) > 1.5 * blank, f'{name}: {len(image):,} bytes, a blank page of its size {blank:,}'
+
+
+def _png_size(image: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header."""
+    return int.from_bytes(image[16:20], 'big'), int.from_bytes(image[20:24], 'big')
+
+
+_blanks: dict[tuple[int, int], int] = {}
+
+
+def _blank_png_size(page: Page, width: int, height: int) -> int:
+    if (width, height) not in _blanks:
+        blank = page.context.new_page()
+        try:
+            blank.set_viewport_size({'width': width, 'height': height})
+            blank.set_content('<html><body style="margin:0;background:#121212"></body></html>')
+            _blanks[width, height] = len(blank.screenshot())
+        finally:
+            blank.close()
+    return _blanks[width, height]
