@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from app import runtime
 from app.security.session import session_actor
 from services.core.errors import Invalid
+from services.insights import report_formats, reports
 from services.spend import sessions
 from services.usage.queries import EXPORT_FORMATS, MAX_EXPORT, UsageQuery, export_usage, list_usage
 
@@ -28,6 +29,7 @@ def install(app: FastAPI) -> None:
     """Register the download routes (app/server.py's build: on every build, as the API's routes are)."""
     app.add_api_route('/download/usage.{kind}', usage_file, methods=['GET'], include_in_schema=False)
     app.add_api_route('/download/sessions.csv', sessions_file, methods=['GET'], include_in_schema=False)
+    app.add_api_route('/download/reports/{kind}', report_file, methods=['GET'], include_in_schema=False)
 
 
 def usage_file(kind: str, start: Annotated[datetime | None, Query(alias='from')] = None,
@@ -60,3 +62,21 @@ def sessions_file() -> Response:
         return refused
     return Response(runtime.current().read(sessions.sessions_csv), media_type='text/csv',
                     headers={'Content-Disposition': 'attachment; filename="sessions.csv"'})
+
+
+def report_file(kind: str, period: str | None = None, start: Annotated[str | None, Query(alias='from')] = None,
+                end: Annotated[str | None, Query(alias='to')] = None, group_by: str | None = None,
+                fmt: Annotated[str, Query(alias='format')] = 'csv') -> Response:
+    """The reports page's files: a report as CSV, Markdown or JSON, as GET /api/v1/reports/{kind} gives it."""
+    refused = _refused()
+    if refused is not None:
+        return refused
+    if kind not in reports.KINDS or fmt not in report_formats.MEDIA_TYPES:
+        return Response(f'no such report: {kind} as {fmt}', status_code=404, media_type='text/plain')
+    rt = runtime.current()
+    try:
+        report = rt.read(reports.build_report, rt.settings.budget, kind, period, start, end, group_by)
+    except Invalid as exc:
+        return Response(str(exc), status_code=400, media_type='text/plain')
+    return Response(report_formats.render(report, fmt), media_type=report_formats.MEDIA_TYPES[fmt],
+                    headers={'Content-Disposition': f'attachment; filename="{report_formats.filename(report, fmt)}"'})

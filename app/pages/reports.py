@@ -1,5 +1,6 @@
 """Reports page: pick a report, a period or dates and a grouping; see it as a table (the trend also as a chart) and
-export it as CSV, Markdown or JSON, the same files the API serves."""
+export it as CSV, Markdown or JSON, the same files the API serves (app/pages/downloads.py serves them to the
+logged-in browser session)."""
 from __future__ import annotations
 
 from typing import Any
@@ -138,7 +139,7 @@ async def reports_page() -> None:
             return
         stem = reports.filename_stem(state['kind'], current.get('parameters', {}))
         name = f'{stem}.{report_formats.EXTENSIONS[fmt]}'
-        ui.download(f'/api/v1/reports/{state["kind"]}?{urlencode({**params, "format": fmt})}', name)
+        ui.download(f'/download/reports/{state["kind"]}?{urlencode({**params, "format": fmt})}', name)
 
     kind.on_value_change(on_kind)
     period.on_value_change(lambda e: on_change('period', e.value))

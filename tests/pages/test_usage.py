@@ -137,8 +137,13 @@ async def test_a_logged_in_user_downloads_and_a_stranger_does_not(user: User) ->
     user.find(marker='export-csv').click()
     response = await user.download.next()
     assert response.status_code == 200 and response.text.startswith('session_id,')  # it was a 401 from the API
+    await user.open('/reports')
+    await user.should_see('Spend summary')
+    user.find(marker='export-md').click()
+    response = await user.download.next()
+    assert response.status_code == 200 and response.text.startswith('# Spend summary')  # a 401 too
     transport = httpx.ASGITransport(app=user.http_client._transport.app)  # type: ignore[attr-defined]
     async with httpx.AsyncClient(transport=transport, base_url='http://127.0.0.1') as stranger:
-        for path in ('/download/usage.csv', '/download/sessions.csv'):
+        for path in ('/download/usage.csv', '/download/sessions.csv', '/download/reports/summary'):
             refused = await stranger.get(path)
             assert refused.status_code in (302, 303, 307) and refused.headers['location'].startswith('/login')
