@@ -3,20 +3,19 @@ token, which a page does not hold). The guard (app/security/guard.py) sends a br
 login page; the actor is asked again here, where the file is read."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from app import runtime
+from app.api.routes.reports import report_file_response
+from app.api.routes.usage import FiltersDep, usage_file_response
 from app.security.session import session_actor
 from services.core.errors import Invalid
 from services.insights import report_formats, reports
 from services.spend import sessions
-from services.usage.queries import EXPORT_FORMATS, MAX_EXPORT, UsageQuery, export_usage, list_usage
-
-MEDIA = {'csv': 'text/csv', 'jsonl': 'application/x-ndjson'}
+from services.usage.queries import EXPORT_MEDIA, MAX_EXPORT, export_usage, list_usage
 
 
 def _refused() -> Response | None:
@@ -32,27 +31,20 @@ def install(app: FastAPI) -> None:
     app.add_api_route('/download/reports/{kind}', report_file, methods=['GET'], include_in_schema=False)
 
 
-def usage_file(kind: str, start: Annotated[datetime | None, Query(alias='from')] = None,
-               end: Annotated[datetime | None, Query(alias='to')] = None, agent_id: str | None = None,
-               session_id: str | None = None, provider: str | None = None, model: str | None = None,
-               task_id: str | None = None, user_id: str | None = None, project: str | None = None,
-               channel: str | None = None, tag: str | None = None, cost_source: str | None = None,
+def usage_file(kind: str, filters: FiltersDep,
                limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 100_000) -> Response:
     """The usage explorer's filtered events, as GET /api/v1/usage/export streams them."""
     refused = _refused()
     if refused is not None:
         return refused
-    if kind not in EXPORT_FORMATS:
+    if kind not in EXPORT_MEDIA:
         return Response(f'no such file: usage.{kind}', status_code=404, media_type='text/plain')
     rt = runtime.current()
-    query = UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
-                       tag=tag, cost_source=cost_source)
     try:
-        chunks = export_usage(lambda q: rt.read(list_usage, q), query, kind, limit)
+        chunks = export_usage(lambda q: rt.read(list_usage, q), filters, kind, limit)
     except Invalid as exc:
         return Response(str(exc), status_code=400, media_type='text/plain')
-    return StreamingResponse(chunks, media_type=MEDIA[kind],
-                             headers={'Content-Disposition': f'attachment; filename="usage.{kind}"'})
+    return usage_file_response(chunks, kind)
 
 
 def sessions_file() -> Response:
@@ -78,5 +70,4 @@ def report_file(kind: str, period: str | None = None, start: Annotated[str | Non
         report = rt.read(reports.build_report, rt.settings.budget, kind, period, start, end, group_by)
     except Invalid as exc:
         return Response(str(exc), status_code=400, media_type='text/plain')
-    return Response(report_formats.render(report, fmt), media_type=report_formats.MEDIA_TYPES[fmt],
-                    headers={'Content-Disposition': f'attachment; filename="{report_formats.filename(report, fmt)}"'})
+    return report_file_response(report, fmt)

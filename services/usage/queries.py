@@ -27,7 +27,7 @@ CHANNELS = ('litellm', 'direct')
 MAX_PAGE = 1000
 MAX_EXPORT = 1_000_000  # events in one export: a larger set is cut there (narrow the range for the rest)
 EXPORT_PAGE = 1000
-EXPORT_FORMATS = ('csv', 'jsonl')
+EXPORT_MEDIA = {'csv': 'text/csv', 'jsonl': 'application/x-ndjson'}  # the export's formats and media types
 EXPORT_COLUMNS = ('id', 'event_id', 'ts', 'source', 'channel', 'provider', 'model', 'agent_id', 'session_id', 'user_id',
                   'project', 'task_id', 'tags', 'input_tokens', 'output_tokens', 'cache_read_tokens',
                   'cache_write_tokens', 'cost_usd', 'cost_source', 'latency_ms')
@@ -163,8 +163,8 @@ def export_usage(read_page: Callable[[UsageQuery], UsagePage], q: UsageQuery, ki
     """The filtered events as CSV (EXPORT_COLUMNS, through the shared writer) or JSON lines, newest first, at most
     `most` of them: page after page by the keyset, each page read by `read_page` (a connection of its own), so an
     export of a million events holds one page in memory and no connection between pages."""
-    if kind not in EXPORT_FORMATS:
-        raise Invalid(f'format: must be one of {", ".join(EXPORT_FORMATS)}')
+    if kind not in EXPORT_MEDIA:
+        raise Invalid(f'format: must be one of {", ".join(EXPORT_MEDIA)}')
     if not 1 <= most <= MAX_EXPORT:
         raise Invalid(f'limit: must be between 1 and {MAX_EXPORT}')
     query = replace(q, limit=min(page, most))

@@ -55,6 +55,11 @@ def _report(rt: Runtime, kind: str, period: str | None, start: str | None, end: 
         report = reports.build_report(conn, rt.settings.budget, kind, period, start, end, group_by)
     if fmt == 'json':
         return report_formats.to_json(report)
+    return report_file_response(report, fmt)
+
+
+def report_file_response(report: reports.Report, fmt: str) -> Response:
+    """A report as a file download (the API's CSV and Markdown, and the reports page's through
+    app/pages/downloads.py)."""
     return Response(report_formats.render(report, fmt), media_type=report_formats.MEDIA_TYPES[fmt],
-                    headers={'Content-Disposition':
-                             f'attachment; filename="{report_formats.filename(report, fmt)}"'})
+                    headers={'Content-Disposition': f'attachment; filename="{report_formats.filename(report, fmt)}"'})

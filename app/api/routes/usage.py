@@ -3,6 +3,7 @@ SPENDGAUGE_INGEST_WORKERS at a time, the rest waiting their turn up to a bound, 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,7 +17,16 @@ from app.api.errors import BadRequest
 from app.api.ingest import lane
 from services.usage.events import UsageEventIn
 from services.usage.ledger import MAX_BATCH, BatchOut, Ledger, RecordedEvent, batch_out
-from services.usage.queries import EXPORT_COLUMNS, MAX_EXPORT, MAX_PAGE, UsagePage, UsageQuery, export_usage, list_usage
+from services.usage.queries import (
+    EXPORT_COLUMNS,
+    EXPORT_MEDIA,
+    MAX_EXPORT,
+    MAX_PAGE,
+    UsagePage,
+    UsageQuery,
+    export_usage,
+    list_usage,
+)
 
 router = APIRouter(prefix='/usage', tags=['usage'])
 
@@ -121,7 +131,11 @@ def export(rt: RuntimeDep, filters: FiltersDep,
            limit: Annotated[int, Query(ge=1, le=MAX_EXPORT, description='at most this many events')] = 100_000,
            ) -> Response:
     """The events the listing's filters select, streamed page by page (at most `limit`, newest first)."""
-    chunks = export_usage(lambda query: rt.read(list_usage, query), filters, format, limit)
-    media = 'text/csv' if format == 'csv' else 'application/x-ndjson'
-    return StreamingResponse(chunks, media_type=media, headers={
-        'Content-Disposition': f'attachment; filename="usage.{format}"'})
+    return usage_file_response(export_usage(lambda query: rt.read(list_usage, query), filters, format, limit),
+                               format)
+
+
+def usage_file_response(chunks: Iterator[str], kind: str) -> StreamingResponse:
+    """An export as a download (the API's, and the usage explorer's through app/pages/downloads.py)."""
+    return StreamingResponse(chunks, media_type=EXPORT_MEDIA[kind],
+                             headers={'Content-Disposition': f'attachment; filename="usage.{kind}"'})
