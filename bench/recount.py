@@ -20,17 +20,18 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.budget import limits, policies  # noqa: E402
+from services.budget import limits  # noqa: E402
 from services.budget.checker import Checker  # noqa: E402
 from services.core.db import create_db_engine, upgrade  # noqa: E402
 from services.live.hub import EventHub  # noqa: E402
+from tests.support.policies import create_every_kind_of_policy  # noqa: E402
 from tests.support.servers import start_server  # noqa: E402
 
 ZONE = ZoneInfo('UTC')
@@ -38,24 +39,15 @@ TARGET_MS = 100.0
 
 
 def add_policies(url: str) -> int:
-    """The policies of tests/services/budget/test_recount.py and a daily limit; how many."""
+    """The policies of tests/support/policies.py (those of tests/services/budget/test_recount.py) and a daily
+    limit; how many."""
     engine = create_db_engine(url)
     upgrade(engine)
-    today = datetime.now(UTC).date()
-    every = ({'scope': 'user'}, {'scope': 'project', 'scope_value': 'alpha', 'period': 'week'},
-             {'scope': 'tag', 'period': 'month'}, {'scope': 'session'},
-             {'period': 'custom', 'period_start': str(today - timedelta(days=3)),
-              'period_end': str(today + timedelta(days=3))},
-             {'scope': 'tag', 'scope_value': 'eval', 'period': 'custom',
-              'period_start': str(today - timedelta(days=40)), 'period_end': str(today)},
-             {'scope': 'user', 'period': 'session'}, {'scope': 'tag', 'period': 'session'},
-             {'scope': 'provider', 'scope_value': 'openai', 'period': 'session'})
     with engine.begin() as conn:
-        for fields in every:
-            policies.create_policy(conn, policies.validate({'name': str(fields), 'limit_usd': '1000', **fields}))
+        count = create_every_kind_of_policy(conn, datetime.now(UTC).date())
         limits.set_limit(conn, 'day', 100_000_000)
     engine.dispose()
-    return len(every) + 1
+    return count + 1
 
 
 def measure(url: str, runs: int) -> tuple[float, list[float], int]:

@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from services.budget import policies
 from services.budget.checker import Checker
 from services.core.tables import EVENTS
 from services.live.hub import EventHub
 from services.spend.day_zone import rekey_days
 from services.usage.ledger import Ledger
+from tests.support.policies import create_every_kind_of_policy
 from tests.support.queries import counting_queries
 
 ZONE = ZoneInfo('Europe/Berlin')
@@ -23,15 +23,7 @@ def test_user_project_tag_session_and_custom_policies_recount_from_rollups(ledge
     today = now.astimezone(ZONE).date()
     with engine.begin() as conn:
         rekey_days(conn, ZONE)
-        for fields in ({'scope': 'user'}, {'scope': 'project', 'scope_value': 'alpha', 'period': 'week'},
-                       {'scope': 'tag', 'period': 'month'}, {'scope': 'session'},
-                       {'period': 'custom', 'period_start': str(today - timedelta(days=3)),
-                        'period_end': str(today + timedelta(days=3))},
-                       {'scope': 'tag', 'scope_value': 'eval', 'period': 'custom',
-                        'period_start': str(today - timedelta(days=40)), 'period_end': str(today)},
-                       {'scope': 'user', 'period': 'session'}, {'scope': 'tag', 'period': 'session'},
-                       {'scope': 'provider', 'scope_value': 'openai', 'period': 'session'}):
-            policies.create_policy(conn, policies.validate({'name': str(fields), 'limit_usd': '1000', **fields}))
+        create_every_kind_of_policy(conn, today)
     checker = Checker(engine, ledger.hub, ZONE)
     checker.start(now=now)
     for n in range(60):  # over the last five days, at odd minutes
