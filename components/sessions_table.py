@@ -21,10 +21,18 @@ COLUMNS = [
     {'name': 'agents', 'label': 'Agents', 'field': 'agents', 'align': 'left'},
     {'name': 'open', 'label': '', 'field': 'id', 'align': 'right'},
 ]
-# A row or card is a button: pointer, hover, a chevron, Tab to reach it and Enter or Space to open it.
-_OPENS = """tabindex="0" role="button" :aria-label="'Open session ' + props.row.id"
+
+
+def opens(aria_label: str) -> str:
+    """The attributes that make a table row or grid card a button: Tab reaches it, a click, Enter or Space emits the
+    table's `open` event with the row's id; `aria_label` is a JavaScript expression over `props.row`."""
+    return f"""tabindex="0" role="button" :aria-label="{aria_label}"
     @click="$parent.$emit('open', props.row.id)" @keydown.enter.space.prevent="$parent.$emit('open', props.row.id)"
 """
+
+
+# A row or card is a button: pointer, hover, a chevron, Tab to reach it and Enter or Space to open it.
+_OPENS = opens("'Open session ' + props.row.id")
 ROW_SLOT = """<q-tr :props="props" class="cursor-pointer" OPENS>
   <q-td v-for="col in props.cols" :key="col.name" :props="props">
     <q-icon v-if="col.name === 'open'" name="chevron_right" size="sm" />

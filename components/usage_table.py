@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from nicegui import ui
 
-from components.sessions_table import local_time
+from components.sessions_table import local_time, opens
 from services.core.display import format_usd, format_usd_all
 from services.usage.ledger import EventOut
 
@@ -20,9 +20,7 @@ COLUMNS = [
     {'name': 'cost', 'label': 'Cost', 'field': 'cost', 'align': 'right'},
     {'name': 'source', 'label': 'Cost source', 'field': 'source', 'align': 'left'},
 ]
-_OPENS = """tabindex="0" role="button" :aria-label="'Open event ' + props.row.event_id"
-    @click="$parent.$emit('open', props.row.id)" @keydown.enter.space.prevent="$parent.$emit('open', props.row.id)"
-"""
+_OPENS = opens("'Open event ' + props.row.event_id")
 ROW_SLOT = """<q-tr :props="props" class="cursor-pointer" OPENS>
   <q-td v-for="col in props.cols" :key="col.name" :props="props">{{ col.value }}</q-td>
 </q-tr>""".replace('OPENS', _OPENS)
