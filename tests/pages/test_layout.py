@@ -72,16 +72,20 @@ def seed(api: httpx.Client) -> None:
         api.post('/tasks', json={'title': title, 'agent_id': agent, 'priority': 3,
                                  'estimated_cost_usd': estimate}).raise_for_status()
     now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)  # the server's day (UTC)
     events = []
     for i in range(3 * SESSIONS):
         provider, model = MODELS[i % len(MODELS)]
         session = i % SESSIONS
+        ts = now - timedelta(hours=session % 4 * 20, minutes=i)
+        if session % 4 == 0:  # today's stay today, so the policy is crossed whatever the hour (just after midnight)
+            ts = max(ts, midnight)
         events.append({'event_id': f'layout-{i}', 'provider': provider, 'model': model,
                        'channel': 'litellm' if i % 3 else 'direct', 'agent_id': AGENTS[(i + session // 3) % 6],
                        'session_id': f'run-{session:02d}-0b7c2f4e-9d1a-4c4e-8f3b-{session:012d}',
                        'input_tokens': 1000 + 137 * i, 'output_tokens': 200 + 11 * i,
                        'cost_usd': f'{0.05 + 0.013 * (i % 7):.3f}',
-                       'ts': (now - timedelta(hours=session % 4 * 20, minutes=i)).isoformat()})
+                       'ts': ts.isoformat()})
     response = api.post('/usage/batch', json={'events': events})
     assert response.status_code == 200 and response.json()['stored'] == len(events), response.text
     eventually(lambda: bool(api.get('/alerts').json()['items']))  # the crossed policy raises its alerts
