@@ -366,8 +366,10 @@ def record_crossing(ledger: Ledger) -> None:
 
 
 def test_the_largest_amounts_are_forecast_without_overflow(ledger: Ledger) -> None:
-    """Calls of the largest cost an event may carry, a few minutes ago (schemathesis found a 500 here)."""
-    now = datetime.now(UTC)
+    """Calls of the largest cost an event may carry, a few minutes before "now" (schemathesis found a 500 here).
+    "Now" is yesterday's noon, so all four fall on its day whenever the test runs (just after midnight, the 40
+    minutes ago of the real now were the day before)."""
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
     for minutes in (3, 7, 11, 40):
         ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '1000000',  # the most one call may cost
                        'ts': (now - timedelta(minutes=minutes)).isoformat()})
