@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -35,6 +36,8 @@ class Backend(Protocol):
     def record(self, event: dict[str, Any]) -> dict[str, Any]: ...
     def summary(self, period: str) -> dict[str, Any]: ...
     def breakdown(self, by: str, period: str) -> dict[str, Any]: ...
+    def usage(self, params: dict[str, str]) -> dict[str, Any]: ...
+    def export_usage(self, params: dict[str, str], fmt: str, limit: int) -> Iterator[str]: ...
     def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]: ...
     def sync(self, source: str) -> dict[str, Any]: ...
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str: ...
@@ -80,8 +83,11 @@ class HttpBackend:
         try:
             return self.client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise Unreachable(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
-                           '`spendgauge serve`, or pass --db to use the database directly') from None
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        return Unreachable(f'cannot reach SpendGauge at {self.url} ({type(exc).__name__}): start it with '
+                           '`spendgauge serve`, or pass --db to use the database directly')
 
     @staticmethod
     def _refused(status: int, body: Any, bad_input_code: int) -> CliError:
@@ -97,6 +103,32 @@ class HttpBackend:
 
     def breakdown(self, by: str, period: str) -> dict[str, Any]:
         return self.call('GET', f'/budget/by-{by}', params={'period': period})
+
+    def usage(self, params: dict[str, str]) -> dict[str, Any]:
+        """A page of calls; a refused filter is bad usage."""
+        try:
+            return self.call('GET', '/usage', params=params)
+        except CliError as exc:
+            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
+                           else exc.code) from None
+
+    def export_usage(self, params: dict[str, str], fmt: str, limit: int) -> Iterator[str]:
+        """The server's export, streamed through: a refused filter fails before the first chunk."""
+        request = self.client.build_request('GET', '/usage/export',
+                                            params={**params, 'format': fmt, 'limit': str(limit)}, timeout=None)
+        try:
+            response = self.client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code >= 400:
+            response.read()
+            response.close()
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise self._refused(response.status_code, body, 2)
+        return _chunks(response)
 
     def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]:
         if usd is None:
@@ -161,6 +193,16 @@ class HttpBackend:
         if response.headers.get('content-type', '').split(';')[0] != report_formats.MEDIA_TYPES[fmt].split(';')[0]:
             raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
         return response.text
+
+
+def _chunks(response: httpx.Response) -> Iterator[str]:
+    try:
+        yield from response.iter_text()
+    except httpx.TransportError as exc:
+        raise CliError(f'the export stopped before its end ({type(exc).__name__}): what was written is incomplete') \
+            from None
+    finally:
+        response.close()
 
 
 def database_error(exc: BaseException) -> bool:

@@ -3,6 +3,7 @@ uses, answering in the API's JSON shapes. Loaded only for --db (app/cli/backends
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, cast
 
@@ -62,6 +63,21 @@ class DirectBackend:
 
         span = budget.resolve_range(period, None, None, self.rt.settings.zone)
         return self._read(budget.spend_breakdown, BREAKDOWNS[by], span)
+
+    def usage(self, params: dict[str, str]) -> dict[str, Any]:
+        from services.usage.queries import list_usage
+
+        return dict(self._read(list_usage, self._usage_query(params)))
+
+    def export_usage(self, params: dict[str, str], fmt: str, limit: int) -> Iterator[str]:
+        from services.usage.queries import export_usage, list_usage
+
+        return export_usage(lambda query: self._read(list_usage, query), self._usage_query(params), fmt, limit)
+
+    def _usage_query(self, params: dict[str, str]) -> Any:
+        from services.usage.queries import usage_query_from
+
+        return usage_query_from(params, self.rt.settings.zone)
 
     def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]:
         limits = self.rt.commands.limits

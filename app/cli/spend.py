@@ -5,6 +5,7 @@ import argparse
 import json
 from typing import Any
 
+from app.cli import calls
 from app.cli.args import PERIODS, client_options, tokens, usd, usd_or_none
 from app.cli.backends import BREAKDOWNS, Backend, CliError
 from app.cli.output import table
@@ -43,11 +44,14 @@ def register(sub: Any) -> None:
     status.add_argument('--json', action='store_true')
     status.set_defaults(run=cmd_status)
 
-    usage = sub.add_parser('get-usage', help='spend for a period, by model, provider, agent or channel')
+    usage = sub.add_parser('get-usage', help='spend for a period by model, provider, agent or channel; or the calls',
+                           description='A breakdown of the period (default day) by --by; with --events or any '
+                                       'filter, the calls themselves, as the usage explorer lists them.')
     client_options(usage)
-    usage.add_argument('period', choices=PERIODS)
-    usage.add_argument('--by', choices=list(BREAKDOWNS), default='model')
-    usage.add_argument('--format', choices=['table', 'json', 'csv'], default='table')
+    usage.add_argument('period', nargs='?', choices=PERIODS)
+    usage.add_argument('--by', choices=list(BREAKDOWNS), help='the breakdown (default model)')
+    usage.add_argument('--format', choices=['table', 'json', 'csv', 'jsonl'], default='table')
+    calls.add_options(usage)
     usage.set_defaults(run=cmd_get_usage)
 
     limit = sub.add_parser('set-limit', help='set the day, week or month budget limit',
@@ -131,19 +135,24 @@ def cmd_status(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_get_usage(args: argparse.Namespace, backend: Backend) -> int:
-    data = backend.breakdown(args.by, args.period)
-    key = BREAKDOWNS[args.by]
-    columns = [args.by, 'requests', 'input_tokens', 'output_tokens', 'cost_usd']
-    rows = [{args.by: item[key] or '(none)', 'requests': item['requests'], 'input_tokens': item['input_tokens'],
+    if calls.wanted(args):
+        return calls.run(args, backend)
+    if args.format == 'jsonl' or args.limit is not None or args.output:
+        raise CliError('--limit, --output and jsonl apply to the calls: add --events', 2)
+    by, period = args.by or 'model', args.period or 'day'
+    data = backend.breakdown(by, period)
+    key = BREAKDOWNS[by]
+    columns = [by, 'requests', 'input_tokens', 'output_tokens', 'cost_usd']
+    rows = [{by: item[key] or '(none)', 'requests': item['requests'], 'input_tokens': item['input_tokens'],
              'output_tokens': item['output_tokens'], 'cost_usd': item['cost_usd']} for item in data['items']]
     if args.format == 'json':
-        print(json.dumps({'period': args.period, 'start': data['start'], 'end': data['end'],
+        print(json.dumps({'period': period, 'start': data['start'], 'end': data['end'],
                           'total_usd': data['total_usd'], 'items': rows}, indent=2))
     elif args.format == 'csv':
         print(csv_text(columns, ([row[c] for c in columns] for row in rows)), end='')
     else:
         print(table(rows, columns))
-        print(f'total this {args.period}: ${data["total_usd"]}')
+        print(f'total this {period}: ${data["total_usd"]}')
     return 0
 
 

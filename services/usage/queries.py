@@ -3,10 +3,11 @@ set exported, streamed page by page."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import ColumnElement, Connection, Select, exists, func, literal, select, tuple_
@@ -14,7 +15,7 @@ from typing_extensions import TypedDict
 
 from services.core.errors import Invalid
 from services.core.export import csv_lines
-from services.core.periods import as_utc, checked_utc
+from services.core.periods import PERIODS, as_utc, checked_utc, period_containing
 from services.core.tables import EVENTS
 from services.usage import retention
 from services.usage.ledger import EventOut, event_to_dict
@@ -61,6 +62,41 @@ class UsageQuery:
     cursor: str | None = None
     tag: str | None = None  # events carrying this tag among theirs
     cost_source: str | None = None  # priced, reported or unpriced
+
+
+def period_or_range(period: str | None, start: datetime | None, end: datetime | None,
+                    zone: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    """The listing's time range: the day, week or month containing now, or from/to as given."""
+    if period is None:
+        return start, end
+    if start is not None or end is not None:
+        raise Invalid('give a period or from/to, not both')
+    if period not in PERIODS:
+        raise Invalid(f'period: must be one of {", ".join(PERIODS)}')
+    span = period_containing(period, datetime.now(UTC), zone)
+    return span.start, span.end
+
+
+def usage_query_from(params: Mapping[str, str], zone: ZoneInfo) -> UsageQuery:
+    """The query the API would make of these query parameters (the CLI's --db path reads them so)."""
+    def time(name: str) -> datetime | None:
+        text = params.get(name)
+        if text is None:
+            return None
+        try:
+            return datetime.fromisoformat(text.replace('Z', '+00:00'))
+        except ValueError:
+            raise Invalid(f'{name}: not an ISO datetime: {text!r}') from None
+
+    start, end = period_or_range(params.get('period'), time('from'), time('to'), zone)
+    try:
+        limit = int(params.get('limit', '100'))
+    except ValueError:
+        raise Invalid(f'limit: not a whole number: {params["limit"]!r}') from None
+    query = UsageQuery(start, end, limit=limit, cursor=params.get('cursor'), tag=params.get('tag'),
+                       **{name: params.get(name) for name in FILTERS})
+    usage_query(query)  # refuses bad filters now
+    return query
 
 
 def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -185,3 +185,22 @@ def test_export_streams_the_filtered_set(api: httpx.Client, tagged: dict[str, An
                                     {'limit': '0'}], ids=str)
 def test_a_bad_export_is_a_clear_4xx(api: httpx.Client, params: dict[str, str]) -> None:
     assert_client_error(api.get('/usage/export', params=params), (400, 422))
+
+
+def test_a_period_is_the_one_containing_now(api: httpx.Client) -> None:
+    agent = uid('agent')
+    now = datetime.now(UTC)
+    long_ago = (now - timedelta(days=40)).isoformat()
+    with_period = record_batch(api, [event('gpt-4o', agent_id=agent, cost_usd='0.01', ts=now.isoformat()),
+                                     event('gpt-4o', agent_id=agent, cost_usd='0.01', ts=long_ago)])
+    assert with_period['stored'] == 2
+    for period in ('day', 'week', 'month'):
+        listed = api.get('/usage', params={'agent_id': agent, 'period': period}).json()['items']
+        assert [item['ts'][:19] for item in listed] == [now.isoformat()[:19]], period
+    assert len(api.get('/usage', params={'agent_id': agent}).json()['items']) == 2
+
+
+@pytest.mark.parametrize('params', [{'period': 'fortnight'}, {'period': 'day', 'from': '2026-01-01T00:00:00Z'}],
+                         ids=str)
+def test_a_bad_period_is_422(api: httpx.Client, params: dict[str, str]) -> None:
+    assert_client_error(api.get('/usage', params=params), 422, mentions='period')

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from app.api.deps import INGEST, READ, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
 from app.api.ingest import lane
+from services.core.periods import PeriodName
 from services.usage.events import UsageEventIn
 from services.usage.ledger import MAX_BATCH, BatchOut, Ledger, RecordedEvent, batch_out
 from services.usage.queries import (
@@ -26,6 +27,7 @@ from services.usage.queries import (
     UsageQuery,
     export_usage,
     list_usage,
+    period_or_range,
 )
 
 router = APIRouter(prefix='/usage', tags=['usage'])
@@ -97,6 +99,7 @@ def _size(request: Request) -> int:
 
 
 def usage_filters(
+    rt: RuntimeDep,
     start: Annotated[datetime | None, Query(alias='from', description='ISO time, inclusive')] = None,
     end: Annotated[datetime | None, Query(alias='to', description='ISO time, exclusive')] = None,
     agent_id: str | None = None, session_id: str | None = None, provider: str | None = None,
@@ -104,8 +107,11 @@ def usage_filters(
     channel: Annotated[str | None, Query(description='litellm or direct')] = None,
     tag: Annotated[str | None, Query(description='events carrying this tag')] = None,
     cost_source: Annotated[str | None, Query(description='priced, reported or unpriced')] = None,
+    period: Annotated[PeriodName | None, Query(description='the day, week or month containing now (instead of '
+                                                           'from/to)')] = None,
 ) -> UsageQuery:
     """The filters the listing and the export share."""
+    start, end = period_or_range(period, start, end, rt.settings.zone)
     return UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
                       tag=tag, cost_source=cost_source)
 
