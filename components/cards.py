@@ -83,9 +83,9 @@ class AgentCard(ui.card):
 
 def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: datetime | None = None,
                on_pause: Callable[[str, bool], Any] | None = None, editable: bool = True,
-               today_micros: int | None = None) -> AgentCard:
+               today_micros: int | None = None, on_detail: Callable[[str], Any] | None = None) -> AgentCard:
     """`on_pause(agent_id, paused)` adds a Pause/Resume button (disabled when not `editable`); `today_micros` what
-    the agent spent today."""
+    the agent spent today; `on_detail(agent_id)` a button that opens the agent's detail."""
     level = session_cost_level(agent['session_cost_micros'], warn_micros, alert_micros)
     style = LEVELS[level]
     average = agent['avg_cost_per_request_micros']
@@ -102,6 +102,10 @@ def agent_card(agent: AgentOut, warn_micros: int, alert_micros: int, now: dateti
                 paused = bool(agent.get('paused'))
                 if paused:
                     ui.badge('paused', color='orange').mark('agent-paused')
+                if on_detail is not None:
+                    ui.button(icon='insights', on_click=lambda: on_detail(agent['id']), color=None) \
+                        .props('flat dense round size=sm').mark(f'detail-{agent["id"]}') \
+                        .tooltip('Token efficiency by model')
                 if on_pause is not None:
                     button = ui.button('Resume' if paused else 'Pause', icon='play_arrow' if paused else 'pause',
                                        on_click=lambda: on_pause(agent['id'], not paused), color=None) \

@@ -12,6 +12,7 @@ from app.cli.output import table
 from services.core.display import channel_text, format_usd, format_usd_all, plural
 from services.core.export import csv_text
 from services.core.settings import LIMIT_ACTIONS, SourceSettings
+from services.insights import report_model
 
 
 def register(sub: Any) -> None:
@@ -77,16 +78,17 @@ def register(sub: Any) -> None:
     listing.add_argument('--json', action='store_true')
     listing.set_defaults(run=cmd_limits)
 
-    report = sub.add_parser('report', help='summary, trend, comparison or projection as a table, JSON, CSV or '
-                                           'Markdown', description='A period (default month) or --from/--to: ISO '
-                                           'dates (local days, --to inclusive) or datetimes, as the API takes them.')
+    report = sub.add_parser('report', help='summary, trend, comparison, projection or token efficiency as a '
+                                           'table, JSON, CSV or Markdown',
+                            description='A period (default month) or --from/--to: ISO dates (local days, --to '
+                                        'inclusive) or datetimes, as the API takes them.')
     client_options(report)
-    report.add_argument('kind', choices=['summary', 'trend', 'comparison', 'projection'])
+    report.add_argument('kind', choices=list(report_model.KINDS))
     report.add_argument('--period', choices=PERIODS)
     report.add_argument('--from', dest='start', metavar='FROM', help='ISO date (local day) or datetime')
     report.add_argument('--to', dest='end', metavar='TO', help='ISO date (inclusive local day) or datetime')
     report.add_argument('--group-by', help='summary, comparison: all (default), provider, model, agent; '
-                                           'trend: day (default), week')
+                                           'trend: day (default), week; efficiency: agent (default), model')
     report.add_argument('--format', choices=['table', 'json', 'csv', 'md'], default='table')
     report.add_argument('--output', '-o', metavar='FILE', help='write the report to FILE instead of stdout')
     report.set_defaults(run=cmd_report)
@@ -209,8 +211,6 @@ def cmd_limits(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def cmd_report(args: argparse.Namespace, backend: Backend) -> int:
-    from services.insights import report_model
-
     try:
         report_model.group_by_for(args.kind, args.group_by)
     except report_model.ReportError as exc:

@@ -14,6 +14,7 @@ from app.feed import feed
 from app.pages.budget_settings import BudgetSettingsPanel
 from app.security.session import can_change, page_actor
 from components import charts
+from components.agent_detail import DETAIL_DAYS, AgentDetailDialog
 from components.cards import AgentCard, CardGrid, PauseDialog, agent_card, last_request_text, task_card
 from components.eco import eco_caption, eco_tooltip
 from components.forecast import forecast_caption
@@ -26,6 +27,8 @@ from services.alerting.notify import eco_delivery_text
 from services.core.errors import DomainError
 from services.core.money import usd_to_micros
 from services.dashboard import DashboardSnapshot
+from services.insights import efficiency
+from services.insights.efficiency import EfficiencyOut
 
 
 @ui.page('/')
@@ -98,6 +101,7 @@ class DashboardView:
             ui.label('Agents').classes('text-h6')
             ui.label('most spent today first, then by name').classes('text-caption text-grey')
         self.pause_dialog = PauseDialog(self._pause_confirmed)
+        self.agent_detail = AgentDetailDialog(self._agent_efficiency, lambda: self.dark)
         self.agent_cards = CardGrid('No agents yet')
         self._show_agents()
         self.budget_settings = BudgetSettingsPanel(data, self.editable)
@@ -118,12 +122,17 @@ class DashboardView:
         self.agent_cards.show([
             (agent['id'], agent,
              partial(agent_card, agent, self.warn_micros, self.alert_micros, now, self._pause_clicked, self.editable,
-                     agent['today_cost_micros']))
+                     agent['today_cost_micros'], self.agent_detail.show))
             for agent in self.data.agents])
         for agent in self.data.agents:
             card = self.agent_cards.card(agent['id'])
             assert isinstance(card, AgentCard)
             card.last_request.set_text(last_request_text(agent, now))
+
+    @staticmethod
+    async def _agent_efficiency(agent_id: str) -> EfficiencyOut | None:
+        rt = runtime.current()
+        return await run.io_bound(rt.read, efficiency.agent_models, agent_id, rt.settings.zone, DETAIL_DAYS)
 
     @ui.refreshable_method
     def sources(self) -> None:

@@ -14,7 +14,8 @@ from components.report_view import report_columns, report_rows, report_table, re
 from services.insights import report_formats, reports
 from services.insights.report_formats import ReportJson
 
-KIND_LABELS = {'summary': 'Summary', 'trend': 'Trend', 'comparison': 'Comparison', 'projection': 'Projection'}
+KIND_LABELS = {'summary': 'Summary', 'trend': 'Trend', 'comparison': 'Comparison', 'projection': 'Projection',
+               'efficiency': 'Token efficiency'}
 PERIOD_LABELS = {'day': 'Today', 'week': 'This week', 'month': 'This month', 'custom': 'From … to …'}
 GROUP_LABELS = {'all': 'Provider, model and agent', 'provider': 'Provider', 'model': 'Model', 'agent': 'Agent',
                 'day': 'Day', 'week': 'Week'}

@@ -3,12 +3,14 @@ keyset, so a deep page costs what the first does); a row opens the event; the fi
 lines. The first page follows new calls live."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from fastapi import Request
 from nicegui import background_tasks, run, ui
 
 from app import native, runtime
@@ -23,6 +25,7 @@ from services.usage.ledger import EventOut
 from services.usage.queries import UsagePage, UsageQuery, export_usage, list_usage
 
 PAGE = 50
+MAX_TEXT = 200  # the longest id a filter can match
 TEXT_FILTERS = (('agent_id', 'Agent'), ('session_id', 'Session'), ('task_id', 'Task'), ('user_id', 'User'),
                 ('project', 'Project'), ('tag', 'Tag'), ('provider', 'Provider'), ('model', 'Model'))
 CHANNELS = {'': 'Any channel', 'litellm': 'Via LiteLLM', 'direct': 'Direct'}
@@ -31,18 +34,18 @@ EXPORTS = (('csv', 'CSV'), ('jsonl', 'JSON lines'))
 
 
 @ui.page('/usage')
-async def usage_page() -> None:
+async def usage_page(request: Request) -> None:
+    """`/usage?agent_id=coder` opens with that filter filled in (any of TEXT_FILTERS)."""
     with frame('Usage'):
-        explorer = UsageExplorer(runtime.current().settings.zone)
+        explorer = UsageExplorer(runtime.current().settings.zone, request.query_params)
     await explorer.load()
     unsubscribe = feed().subscribe(lambda _: explorer.new_calls(), parts={Part.TODAY})
     ui.context.client.on_delete(unsubscribe)
 
 
 class UsageExplorer:
-    def __init__(self, zone: ZoneInfo) -> None:
+    def __init__(self, zone: ZoneInfo, prefill: Mapping[str, str] | None = None) -> None:
         self.zone = zone
-        self.query = UsageQuery(limit=PAGE)
         self.cursors: list[str | None] = [None]  # the cursor of each page on the way here: the last is this page's
         self.next_cursor: str | None = None
         self.items: dict[int, EventOut] = {}
@@ -50,8 +53,8 @@ class UsageExplorer:
         with ui.element('div').classes('grid grid-cols-2 md:grid-cols-4 lg:grid-cols-6 gap-2 w-full'):
             self.start = ui.input('From').props('type=date stack-label dense').mark('usage-from')
             self.end = ui.input('To (inclusive)').props('type=date stack-label dense').mark('usage-to')
-            self.texts = {name: ui.input(label).props('dense clearable').mark(f'usage-{name}')
-                          for name, label in TEXT_FILTERS}
+            self.texts = {name: ui.input(label, value=(prefill or {}).get(name, '')[:MAX_TEXT])
+                          .props('dense clearable').mark(f'usage-{name}') for name, label in TEXT_FILTERS}
             self.channel = ui.select(CHANNELS, value='', label='Channel').props('dense').mark('usage-channel')
             self.cost_source = ui.select(COST_SOURCES, value='', label='Cost source').props('dense') \
                 .mark('usage-cost_source')
@@ -74,6 +77,7 @@ class UsageExplorer:
         with ui.dialog() as self.dialog, ui.card().classes('min-w-[320px] max-w-[640px] w-full'):
             self.details = ui.column().classes('w-full gap-1').mark('usage-event')
             ui.button('Close', on_click=self.dialog.close).props('flat')
+        self.query = self._query()
 
     async def apply(self) -> None:
         try:

@@ -2,7 +2,7 @@
 buys, how much of the input the cache served, and what 1,000 output tokens cost, with that cost day by day."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from typing_extensions import TypedDict
 
 from services.core.money import micros_to_usd
-from services.core.periods import Period, midnight_on_or_after
+from services.core.periods import Period, local_midnight, midnight_on_or_after
 from services.spend.rollups import Totals, totals_between
 
 EfficiencyBy = Literal['agent', 'model']
@@ -42,26 +42,38 @@ class EfficiencyOut(TypedDict):
     start: str
     end: str
     by: EfficiencyBy
+    agent_id: str | None  # only this agent's calls; None: every call
     items: list[EfficiencyItem]  # the most spent first
 
 
-def token_efficiency(conn: Connection, span: Period, zone: ZoneInfo, by: EfficiencyBy) -> EfficiencyOut:
+def token_efficiency(conn: Connection, span: Period, zone: ZoneInfo, by: EfficiencyBy,
+                     agent_id: str | None = None) -> EfficiencyOut:
+    """`agent_id`: only that agent's calls (by model: the models it used)."""
     edges = _day_edges(span, zone)
-    buckets = totals_between(conn, edges, (COLUMNS[by],))
+    buckets = totals_between(conn, edges, ('agent_id', COLUMNS[by]) if agent_id is not None else (COLUMNS[by],))
     whole: dict[str | None, Totals] = {}
     days: dict[str | None, list[EfficiencyDay]] = {}
     for index, group in enumerate(buckets.groups):
         day = edges[index].astimezone(zone).date().isoformat()
-        for (name,), totals in group.items():
-            if not totals.requests:
+        for key, totals in group.items():
+            if not totals.requests or (agent_id is not None and key[0] != agent_id):
                 continue
+            name = key[-1]
             whole.setdefault(name, Totals()).merge(totals)
             days.setdefault(name, []).append({'day': day, 'requests': totals.requests,
                                               'cost_per_1k_output_micros': _per_1k(totals)})
     items = [_item(name, totals, days[name]) for name, totals in whole.items()]
     items.sort(key=lambda item: (-item['cost_micros'], str(item['name'])))
     return {'period': span.name, 'start': span.start.isoformat(), 'end': span.end.isoformat(), 'by': by,
-            'items': items}
+            'agent_id': agent_id, 'items': items}
+
+
+def agent_models(conn: Connection, agent_id: str, zone: ZoneInfo, days: int = 7,
+                 now: datetime | None = None) -> EfficiencyOut:
+    """One agent's efficiency per model over its last `days` local days, today's part included."""
+    now = now or datetime.now(UTC)
+    first = local_midnight(now.astimezone(zone).date() - timedelta(days=days - 1), zone)
+    return token_efficiency(conn, Period('custom', first, now), zone, 'model', agent_id)
 
 
 def _day_edges(span: Period, zone: ZoneInfo) -> list[datetime]:

@@ -10,10 +10,10 @@ from typing import Any
 
 from services.core.errors import Invalid
 
-KINDS = ('summary', 'trend', 'comparison', 'projection')
+KINDS = ('summary', 'trend', 'comparison', 'projection', 'efficiency')
 GROUP_BY = {'summary': ('all', 'provider', 'model', 'agent'), 'comparison': ('all', 'provider', 'model', 'agent'),
-            'trend': ('day', 'week'), 'projection': ()}
-DEFAULT_GROUP_BY = {'summary': 'all', 'comparison': 'all', 'trend': 'day'}
+            'trend': ('day', 'week'), 'projection': (), 'efficiency': ('agent', 'model')}
+DEFAULT_GROUP_BY = {'summary': 'all', 'comparison': 'all', 'trend': 'day', 'efficiency': 'agent'}
 DEFAULT_PERIOD = 'month'
 
 
@@ -24,7 +24,7 @@ class ReportError(Invalid):
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str = 'text'  # text, int, usd (integer micro-USD), percent (Decimal)
+    kind: str = 'text'  # text, int, usd (integer micro-USD), percent (Decimal), ratio (float)
     null_text: str = ''  # how text formats show None: '(none)' for a missing agent, 'new' for a percent from 0
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
@@ -30,6 +30,7 @@ from services.core.periods import (
     midnight_on_or_before,
     period_containing,
 )
+from services.insights.efficiency import EfficiencyBy, token_efficiency
 from services.insights.forecast import budget_forecast
 from services.insights.report_model import (  # noqa: F401  (the model is part of this module's interface)
     DEFAULT_GROUP_BY,
@@ -346,6 +347,38 @@ def _local_text(iso: str, zone: ZoneInfo) -> str:
 
 # --- building one by name ---------------------------------------------------------------------------------------
 
+# --- efficiency -------------------------------------------------------------------------------------------------
+
+EFFICIENCY_COLUMNS = [Column('name', null_text='(none)'), Column('requests', 'int'), Column('input_tokens', 'int'),
+                      Column('output_tokens', 'int'), Column('cache_read_tokens', 'int'),
+                      Column('output_per_input', 'ratio'), Column('cache_read_percent', 'percent'),
+                      Column('cost', 'usd'), Column('cost_per_1k_output', 'usd'),
+                      Column('first_day_per_1k_output', 'usd'), Column('last_day_per_1k_output', 'usd'),
+                      Column('per_1k_change_percent', 'percent')]
+
+
+def efficiency(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = 'agent') -> Report:
+    """Per agent or model: output tokens per input token, the cache's share of the input, the cost of 1,000 output
+    tokens, and how that cost moved from the first day with output to the last."""
+    out = token_efficiency(conn, span, zone, cast(EfficiencyBy, group_by))
+    rows = []
+    for item in out['items']:
+        per_1k = [day['cost_per_1k_output_micros'] for day in item['trend']
+                  if day['cost_per_1k_output_micros'] is not None]
+        first, last = (per_1k[0], per_1k[-1]) if per_1k else (None, None)
+        rows.append({'name': item['name'], 'requests': item['requests'], 'input_tokens': item['input_tokens'],
+                     'output_tokens': item['output_tokens'], 'cache_read_tokens': item['cache_read_tokens'],
+                     'output_per_input': item['output_per_input'],
+                     'cache_read_percent': _percent(item['cache_read_tokens'], item['input_tokens'])
+                     if item['input_tokens'] else None,
+                     'cost': item['cost_micros'], 'cost_per_1k_output': item['cost_per_1k_output_micros'],
+                     'first_day_per_1k_output': first, 'last_day_per_1k_output': last,
+                     'per_1k_change_percent': None if first is None or last is None else change_percent(last, first)})
+    return Report('efficiency', f'Token efficiency by {group_by}, {_describe(span, zone)}',
+                  _parameters(span, zone, is_day_aligned(span, zone), group_by=group_by), EFFICIENCY_COLUMNS, rows,
+                  {'cost': sum(item['cost_micros'] for item in out['items'])})
+
+
 def build_report(conn: Connection, budget: BudgetContext, kind: str, period: str | None = None,
                  start: str | None = None, end: str | None = None, group_by: str | None = None,
                  now: datetime | None = None) -> Report:
@@ -363,5 +396,6 @@ def build_report(conn: Connection, budget: BudgetContext, kind: str, period: str
     except ValueError as exc:
         message = str(exc)
         raise ReportError(message if message.startswith(('from:', 'to:')) else f'from/to: {message}') from None
-    builder: Callable[..., Report] = {'summary': summary, 'trend': trend, 'comparison': comparison}[kind]
+    builder: Callable[..., Report] = {'summary': summary, 'trend': trend, 'comparison': comparison,
+                                      'efficiency': efficiency}[kind]
     return builder(conn, span, budget.zone, grouping)

@@ -352,4 +352,8 @@ def test_token_efficiency_per_agent_and_model(api: httpx.Client) -> None:
     assert mine['cost_per_1k_output_micros'] == 40_000 and [d['day'] for d in mine['trend']] == [day.isoformat()]
     by_model = api.get('/budget/efficiency', params={'by': 'model', 'from': day.isoformat(), 'to': day.isoformat()})
     assert 'gpt-4o' in {item['name'] for item in by_model.json()['items']}
+    mine_by_model = api.get('/budget/efficiency', params={'by': 'model', 'agent_id': agent, 'from': day.isoformat(),
+                                                          'to': day.isoformat()}).json()
+    assert [(m['name'], m['requests'], m['cost_micros']) for m in mine_by_model['items']] == [('gpt-4o', 2, 20_000)]
     assert_client_error(api.get('/budget/efficiency', params={'by': 'planet'}))
+    assert_client_error(api.get('/budget/efficiency', params={'agent_id': 'x' * 201}))

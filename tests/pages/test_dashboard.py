@@ -487,3 +487,36 @@ async def test_the_plan_panel_is_rebuilt_only_when_the_plan_changes(user: User) 
                             estimated_cost_micros=200_000)
     await user.should_see('Run now: 2 tasks', retries=30)
     assert element_id(user, 'plan-summary') != plan
+
+
+async def test_an_agent_card_opens_its_token_efficiency_by_model(user: User) -> None:
+    now = datetime.now(UTC)
+    yesterday = (now - timedelta(days=1)).isoformat()
+    # today: gpt-4o 1,000 in (400 cache reads) / 250 out for $0.01, and gpt-4o-mini 3,000 in / 250 out for $0.002;
+    # yesterday gpt-4o again, 2,000 in / 500 out for $0.03; another agent's call is not counted
+    record(agent_id='coder', model='gpt-4o', input_tokens=1000, output_tokens=250, cache_read_tokens=400,
+           cost_usd='0.01')
+    record(agent_id='coder', model='gpt-4o-mini', input_tokens=3000, output_tokens=250, cost_usd='0.002')
+    record(agent_id='coder', model='gpt-4o', input_tokens=2000, output_tokens=500, cost_usd='0.03', ts=yesterday)
+    record(agent_id='writer', model='gpt-4o', input_tokens=5, output_tokens=5000, cost_usd='9')
+    await user.open('/')
+    await user.should_see('Tokens this session')
+    user.find(marker='detail-coder').click()
+    await user.should_see('Token efficiency, last 7 days, by model')
+    await user.should_see('2 calls · $0.04')  # gpt-4o: most spent first
+    await user.should_see('0.25 out per in · 13.3% cached · $0.0533 per 1k out')  # 750/3000; 400/3000; $0.04/750
+    await user.should_see('1 calls · $0.0020')
+    await user.should_see('0.083 out per in · 0% cached · $0.0080 per 1k out')
+    trend = echart(user, 'agent-detail-trend').options
+    assert [s['name'] for s in trend['series']] == ['gpt-4o', 'gpt-4o-mini']
+    assert trend['series'][0]['data'] == [0.06, 0.04] and trend['series'][1]['data'] == [None, 0.008]
+    link = user.find(marker='agent-detail-calls').elements.pop()
+    assert link.props['href'] == '/usage?agent_id=coder'
+
+
+async def test_an_agent_without_calls_this_week_says_so(user: User) -> None:
+    record(agent_id='sleeper', cost_usd='0.5', ts=(datetime.now(UTC) - timedelta(days=9)).isoformat())
+    await user.open('/')
+    await user.should_see('Tokens this session')
+    user.find(marker='detail-sleeper').click()
+    await user.should_see('No calls in the last 7 days')

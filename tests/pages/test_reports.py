@@ -56,6 +56,22 @@ async def test_trend_shows_a_chart_and_a_row_per_day(user: User) -> None:
     assert 4 <= len(table_rows(user)) <= 6
 
 
+async def test_token_efficiency_per_agent_then_per_model(user: User) -> None:
+    record(agent_id='coder', input_tokens=2000, cache_read_tokens=500, output_tokens=500, cost_usd='0.02')
+    record(agent_id='reader', model='gpt-4o-mini', input_tokens=4000, cost_usd='0.01')
+    await user.open('/reports')
+    choose(user, 'report-kind', 'efficiency')
+    await user.should_see('Token efficiency by agent')
+    rows = {r['name']: r for r in table_rows(user)}
+    assert (rows['coder']['output_per_input'], rows['coder']['cache_read_percent']) == ('0.25', '25.00%')
+    assert rows['coder']['cost_per_1k_output'] == '$0.0400'  # $0.02 for 500 output tokens
+    assert (rows['reader']['output_per_input'], rows['reader']['cost_per_1k_output']) == ('0.0', '')
+    await user.should_see('cost: $0.0300')
+    choose(user, 'report-group-by', 'model')
+    await user.should_see('Token efficiency by model')
+    assert [r['name'] for r in table_rows(user)] == ['gpt-4o', 'gpt-4o-mini']
+
+
 async def test_custom_dates_and_a_bad_range(user: User) -> None:
     await user.open('/reports')
     choose(user, 'report-period', 'custom')

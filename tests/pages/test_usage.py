@@ -147,3 +147,11 @@ async def test_a_logged_in_user_downloads_and_a_stranger_does_not(user: User) ->
         for path in ('/download/usage.csv', '/download/sessions.csv', '/download/reports/summary'):
             refused = await stranger.get(path)
             assert refused.status_code in (302, 303, 307) and refused.headers['location'].startswith('/login')
+
+
+async def test_a_link_with_a_filter_opens_the_list_filtered(user: User) -> None:
+    record_many(9)
+    await user.open('/usage?agent_id=agent-2&channel=ignored')
+    await user.should_see('Page 1 · 3 events')
+    assert shown(user) == ['ev-2', 'ev-5', 'ev-8']
+    assert user.find(marker='usage-agent_id').elements.pop().value == 'agent-2'  # type: ignore[attr-defined]

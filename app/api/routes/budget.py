@@ -66,10 +66,13 @@ def by_agent(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, s
 
 @router.get('/efficiency', dependencies=READ)
 def efficiency(conn: ReadConn, rt: RuntimeDep, by: EfficiencyBy = 'agent', period: PeriodName | None = None,
-               start: FromQ = None, end: ToQ = None) -> EfficiencyOut:
+               start: FromQ = None, end: ToQ = None,
+               agent_id: Annotated[str | None, Query(max_length=200, description="only this agent's calls")] = None,
+               ) -> EfficiencyOut:
     """Token efficiency per agent or model for a period or from/to: output tokens per input token, the cache's
-    share of the input, the cost of 1,000 output tokens, and that cost day by day."""
-    return token_efficiency(conn, _span(rt, period, start, end), rt.settings.zone, by)
+    share of the input, the cost of 1,000 output tokens, and that cost day by day. With `agent_id` and `by=model`:
+    the models one agent used."""
+    return token_efficiency(conn, _span(rt, period, start, end), rt.settings.zone, by, agent_id)
 
 
 @router.get('/by-provider', dependencies=READ)

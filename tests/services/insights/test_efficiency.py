@@ -29,6 +29,8 @@ def test_ratios_shares_and_cost_per_1k_output(ledger: Ledger) -> None:
     with ledger.engine.connect() as conn:
         by_agent = token_efficiency(conn, span, ZONE, 'agent')
         by_model = token_efficiency(conn, span, ZONE, 'model')
+        coder_models = token_efficiency(conn, span, ZONE, 'model', agent_id='coder')
+        writer_alone = token_efficiency(conn, span, ZONE, 'agent', agent_id='writer')
     coder, writer, unnamed = by_agent['items']
     assert (coder['name'], writer['name'], unnamed['name']) == ('coder', 'writer', None)  # most spent first
     assert coder['requests'] == 3 and coder['cost_micros'] == 42_000 and coder['cost_usd'] == '0.042000'
@@ -41,6 +43,13 @@ def test_ratios_shares_and_cost_per_1k_output(ledger: Ledger) -> None:
     assert unnamed['output_per_input'] == 0.0 and unnamed['cost_per_1k_output_micros'] is None
     assert [(m['name'], m['requests']) for m in by_model['items']] == [('gpt-4o', 4), ('gpt-4o-mini', 1)]
     assert by_model['items'][1]['cost_per_1k_output_micros'] == 8_000
+    # one agent's models: its own calls only
+    assert coder_models['agent_id'] == 'coder'
+    assert [(m['name'], m['requests'], m['cost_micros'], m['output_tokens']) for m in coder_models['items']] == \
+        [('gpt-4o', 2, 40_000, 750), ('gpt-4o-mini', 1, 2_000, 250)]
+    assert [(d['day'], d['cost_per_1k_output_micros']) for d in coder_models['items'][0]['trend']] == \
+        [('2026-03-10', 40_000), ('2026-03-11', 60_000)]
+    assert writer_alone['items'] == [writer]
 
 
 def test_an_empty_period_has_no_items(ledger: Ledger) -> None:

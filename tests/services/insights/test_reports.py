@@ -191,6 +191,34 @@ def test_comparison_against_yesterday(ledger: Ledger) -> None:
     assert (csv_rows['retired']['change_usd'], csv_rows['retired']['change_percent']) == ('-0.400000', '-100.00')
 
 
+def test_efficiency_per_agent_with_its_trend_over_the_week(ledger: Ledger) -> None:
+    monday = datetime(2026, 3, 16, 9, tzinfo=UTC)
+    # coder: Monday 2,000 in (500 cache reads) / 500 out for $0.02, today 1,000 in / 500 out for $0.03;
+    # reader: 4,000 in / 0 out for $0.01 (no output: no cost per 1,000 output tokens)
+    spend(ledger, '0.02', monday, agent_id='coder', input_tokens=2000, cache_read_tokens=500, output_tokens=500)
+    spend(ledger, '0.03', agent_id='coder', input_tokens=1000, output_tokens=500)
+    spend(ledger, '0.01', agent_id='reader', input_tokens=4000)
+    report = build(ledger, 'efficiency', period='week')
+    assert report.title == 'Token efficiency by agent, 2026-03-16 to 2026-03-22'
+    coder, reader = report.rows
+    assert coder == {'name': 'coder', 'requests': 2, 'input_tokens': 3000, 'output_tokens': 1000,
+                     'cache_read_tokens': 500, 'output_per_input': 0.333, 'cache_read_percent': Decimal('16.67'),
+                     'cost': 50_000, 'cost_per_1k_output': 50_000, 'first_day_per_1k_output': 40_000,
+                     'last_day_per_1k_output': 60_000, 'per_1k_change_percent': Decimal('50.00')}
+    assert (reader['output_per_input'], reader['cost_per_1k_output'], reader['per_1k_change_percent']) == \
+        (0.0, None, None)
+    assert report.totals == {'cost': 60_000}
+    by_model = build(ledger, 'efficiency', period='week', group_by='model')
+    assert [(r['name'], r['requests']) for r in by_model.rows] == [('gpt-4o', 3)]
+    rows = {r['name']: r for r in csv.DictReader(io.StringIO(report_formats.render_csv(report)))}
+    assert (rows['coder']['cost_per_1k_output_usd'], rows['coder']['output_per_input']) == ('0.050000', '0.333')
+    assert (rows['reader']['cost_per_1k_output_usd'], rows['reader']['per_1k_change_percent']) == ('', '')
+    back = report_formats.from_json(json.loads(report_formats.render_json(report)))
+    assert report_formats.render(back, 'md') == report_formats.render(report, 'md')
+    with pytest.raises(reports.ReportError, match='group_by: must be one of agent, model'):
+        build(ledger, 'efficiency', group_by='provider')
+
+
 @pytest.mark.parametrize(('span', 'expected'), [
     (Period('month', datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)),
      (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))),
@@ -438,7 +466,8 @@ def test_api_projection(api: httpx.Client) -> None:
 
 def test_api_lists_the_kinds(api: httpx.Client) -> None:
     body = api.get('/reports').json()
-    assert [k['kind'] for k in body['kinds']] == ['summary', 'trend', 'comparison', 'projection']
+    assert [k['kind'] for k in body['kinds']] == ['summary', 'trend', 'comparison', 'projection',
+                                                       'efficiency']
     assert body['formats'] == ['json', 'csv', 'md']
 
 
