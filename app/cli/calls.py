@@ -16,7 +16,7 @@ from services.core.display import format_usd
 # option -> the API's query parameter
 FILTERS = {'agent': 'agent_id', 'session': 'session_id', 'task': 'task_id', 'user': 'user_id', 'project': 'project',
            'tag': 'tag', 'provider': 'provider', 'model': 'model', 'channel': 'channel', 'cost_source': 'cost_source',
-           'start': 'from', 'end': 'to'}
+           'start': 'from', 'end': 'to', 'sort': 'sort'}
 PAGE_FORMATS = ('table', 'json')
 FILE_FORMATS = ('csv', 'jsonl')
 MAX_PAGE = 1000
@@ -33,6 +33,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     calls.add_argument('--cost-source', choices=['priced', 'reported', 'unpriced'])
     calls.add_argument('--from', dest='start', metavar='FROM', help='ISO time (inclusive), instead of PERIOD')
     calls.add_argument('--to', dest='end', metavar='TO', help='ISO time (exclusive)')
+    calls.add_argument('--sort', choices=['time', 'cost'], help='time: newest first (default); cost: dearest first')
     calls.add_argument('--limit', type=int, help=f'calls to give: table/json default 50, at most {MAX_PAGE:,} (a page; '
                                                  f'--cursor goes on); csv/jsonl default 100,000, at most '
                                                  f'{MAX_EXPORT:,}')
@@ -82,6 +83,8 @@ def _table(page: dict[str, Any]) -> str:
     lines = [table(rows, COLUMNS, empty='(no calls)')]
     if page.get('searched_to'):
         lines.append(f'searched back to {page["searched_to"]} (UTC) without filling the page')
+    if page.get('searched_to_cost_micros') is not None:
+        lines.append(f'searched down to {format_usd(page["searched_to_cost_micros"], 6)} without filling the page')
     if page.get('next_cursor'):
         lines.append(f'more: --cursor {page["next_cursor"]}')
     return '\n'.join(lines)

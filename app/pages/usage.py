@@ -1,6 +1,6 @@
-"""The usage explorer at `/usage`: every recorded call, filtered, newest first, a page at a time (the listing's
-keyset, so a deep page costs what the first does); a row opens the event; the filtered set downloads as CSV or JSON
-lines. The first page follows new calls live."""
+"""The usage explorer at `/usage`: every recorded call, filtered, newest or dearest first, a page at a time (the
+listing's keyset, so a deep page costs what the first does); a row opens the event; the filtered set downloads as CSV
+or JSON lines. The first page follows new calls live."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,6 +18,7 @@ from app.feed import feed
 from components.layout import frame
 from components.sessions_table import local_time
 from components.usage_table import event_details, usage_rows, usage_table
+from services.core.display import format_usd
 from services.core.errors import Invalid
 from services.core.periods import local_midnight
 from services.dashboard import Part
@@ -30,6 +31,7 @@ TEXT_FILTERS = (('agent_id', 'Agent'), ('session_id', 'Session'), ('task_id', 'T
                 ('project', 'Project'), ('tag', 'Tag'), ('provider', 'Provider'), ('model', 'Model'))
 CHANNELS = {'': 'Any channel', 'litellm': 'Via LiteLLM', 'direct': 'Direct'}
 COST_SOURCES = {'': 'Any', 'priced': 'Priced', 'reported': 'Reported', 'unpriced': 'Unpriced'}
+SORTS = {'time': 'Newest first', 'cost': 'Dearest first'}
 EXPORTS = (('csv', 'CSV'), ('jsonl', 'JSON lines'))
 
 
@@ -58,6 +60,8 @@ class UsageExplorer:
             self.channel = ui.select(CHANNELS, value='', label='Channel').props('dense').mark('usage-channel')
             self.cost_source = ui.select(COST_SOURCES, value='', label='Cost source').props('dense') \
                 .mark('usage-cost_source')
+            self.sort = ui.select(SORTS, value='cost' if (prefill or {}).get('sort') == 'cost' else 'time',
+                                  label='Sort').props('dense').mark('usage-sort')
         with ui.row().classes('w-full items-center justify-between'):
             with ui.row().classes('gap-2'):
                 ui.button('Apply', icon='filter_alt', on_click=self.apply).mark('usage-apply')
@@ -92,6 +96,7 @@ class UsageExplorer:
         for element in (self.start, self.end, *self.texts.values()):
             element.value = ''
         self.channel.value = self.cost_source.value = ''
+        self.sort.value = 'time'
         await self.apply()
 
     async def older_page(self) -> None:
@@ -127,9 +132,11 @@ class UsageExplorer:
         self.table.update()
         self.newer.set_enabled(len(self.cursors) > 1)
         self.older.set_enabled(self.next_cursor is not None)
-        where = f'Page {len(self.cursors)} · {page["count"]} events, newest first'
+        where = f'Page {len(self.cursors)} · {page["count"]} events, {SORTS[self.query.sort].lower()}'
         if page['searched_to']:
             where += f' · searched back to {local_time(page["searched_to"], self.zone)}: Older searches on'
+        if page['searched_to_cost_micros'] is not None:
+            where += f' · searched down to {format_usd(page["searched_to_cost_micros"], 6)}: Older searches on'
         if page['pruned_before']:
             where += f' · events before {page["pruned_before"][:10]} were pruned (their totals stay)'
         self.where.set_text(where)
@@ -168,7 +175,7 @@ class UsageExplorer:
         return UsageQuery(start=local_midnight(start, self.zone) if start else None,
                           end=local_midnight(end + timedelta(days=1), self.zone) if end else None,
                           channel=self.channel.value or None, cost_source=self.cost_source.value or None,
-                          limit=PAGE, **texts)
+                          limit=PAGE, sort=self.sort.value, **texts)
 
 
 def _day(value: Any, name: str) -> date | None:
@@ -191,6 +198,8 @@ def _params(query: UsageQuery) -> dict[str, str]:
     """The query string /download/usage.* (and GET /api/v1/usage/export) take for these filters."""
     params = {name: value for name in (*(n for n, _ in TEXT_FILTERS), 'channel', 'cost_source')
               if (value := getattr(query, name))}
+    if query.sort != 'time':
+        params['sort'] = query.sort
     for name, moment in (('from', query.start), ('to', query.end)):
         if isinstance(moment, datetime):
             params[name] = moment.isoformat()

@@ -35,6 +35,7 @@ class UsageEvent(SQLModel, table=True):
         Index('ix_usage_events_agent_ts_id', 'agent_id', 'ts', 'id'),
         Index('ix_usage_events_session_ts_id', 'session_id', 'ts', 'id'),
         Index('ix_usage_events_task_ts_id', 'task_id', 'ts', 'id'),
+        Index('ix_usage_events_cost_id', 'cost_micros', 'id'),  # the listing sorted by cost, dearest first
     )
 
     id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)

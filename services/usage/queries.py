@@ -22,6 +22,8 @@ from services.usage.ledger import EventOut, event_to_dict
 
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel', 'cost_source')
 INDEXED = ('agent_id', 'session_id', 'task_id')  # each with an index on (it, ts, id)
+SERVED_BY_TIME = ('from', 'to', *INDEXED)  # the filters the time order's indexes serve
+SORTS = ('time', 'cost')  # newest first, or dearest first (the (cost_micros, id) index)
 SEARCH_SPAN = 20_000  # events a page looks through for the filters no index serves (about 10-20 ms)
 COST_SOURCES = ('priced', 'reported', 'unpriced')
 CHANNELS = ('litellm', 'direct')
@@ -36,12 +38,13 @@ MAX_PAGE_BYTES = 4 * 2**20  # of event metadata per page: 1,000 events of 16 KB 
 
 
 class UsagePage(TypedDict):
-    items: list[EventOut]  # newest first
+    items: list[EventOut]  # newest first (sort=time) or dearest first (sort=cost)
     count: int
     next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page. A page may hold
     # fewer than `limit` events when their metadata is large (4 MiB a page)
     searched_to: str | None  # ISO UTC: a filter no index serves was looked for back to this event's time and the
     # page is short there; `next_cursor` goes on from it. None: the page holds all there is up to its end
+    searched_to_cost_micros: int | None  # the same, sorted by cost: looked for down to this cost
     pruned_before: str | None  # ISO UTC: events before it were deleted by retention (`spendgauge prune`) and are not
     # listed, though every total still counts them; None: nothing was ever pruned
 
@@ -62,6 +65,7 @@ class UsageQuery:
     cursor: str | None = None
     tag: str | None = None  # events carrying this tag among theirs
     cost_source: str | None = None  # priced, reported or unpriced
+    sort: str = 'time'  # time: newest first; cost: dearest first
 
 
 def period_or_range(period: str | None, start: datetime | None, end: datetime | None,
@@ -94,18 +98,21 @@ def usage_query_from(params: Mapping[str, str], zone: ZoneInfo) -> UsageQuery:
     except ValueError:
         raise Invalid(f'limit: not a whole number: {params["limit"]!r}') from None
     query = UsageQuery(start, end, limit=limit, cursor=params.get('cursor'), tag=params.get('tag'),
-                       **{name: params.get(name) for name in FILTERS})
+                       sort=params.get('sort', 'time'), **{name: params.get(name) for name in FILTERS})
     usage_query(query)  # refuses bad filters now
     return query
 
 
 def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:
-    """The statement of one page: the filters, the keyset after the cursor, newest first, one row more than the page
-    (to know whether there is a next one). A filter no index serves (provider, model, user, project, channel, tag,
-    cost source) looks at the next SEARCH_SPAN events the indexed part selects, no more: a rare value costs a page
-    what a common one does, and the listing goes on from where the search stopped (`list_usage`)."""
+    """The statement of one page: the filters, the keyset after the cursor, newest (or dearest) first, one row more
+    than the page (to know whether there is a next one). A filter the sort's index does not serve looks at the next
+    SEARCH_SPAN events that index gives, no more: a rare value costs a page what a common one does, and the listing
+    goes on from where the search stopped (`list_usage`). By time, the (ts, id) index and those on (agent_id |
+    session_id | task_id, ts, id) serve the range and those three; by cost, (cost_micros, id) serves none."""
     if not 1 <= q.limit <= MAX_PAGE:
         raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
+    if q.sort not in SORTS:
+        raise Invalid(f'sort: must be one of {", ".join(SORTS)}')
     if q.cost_source is not None and q.cost_source not in COST_SOURCES:
         raise Invalid(f'cost_source: must be one of {", ".join(COST_SOURCES)}')
     if q.channel is not None and q.channel not in CHANNELS:
@@ -113,45 +120,59 @@ def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:
     scanned = _scanned(q)
     searched = _searched(q)
     if not searched:
-        return scanned.order_by(*_newest(EVENTS)).limit(q.limit + 1)
-    window = scanned.order_by(*_newest(EVENTS)).limit(SEARCH_SPAN).subquery('window')
-    query = select(window)
-    for name, value in searched.items():
-        query = query.where(_has_tag(value, dialect, window.c.tags) if name == 'tag' else window.c[name] == value)
+        return scanned.order_by(*_order(EVENTS, q.sort)).limit(q.limit + 1)
+    window = scanned.order_by(*_order(EVENTS, q.sort)).limit(SEARCH_SPAN).subquery('window')
+    query = select(window).where(*(_matches(name, value, window, dialect) for name, value in searched.items()))
     if dialect != 'sqlite':  # PostgreSQL knows the window comes in this order and stops at the page's end;
-        query = query.order_by(*_newest(window))  # SQLite would sort all of it: its co-routine yields in order
+        query = query.order_by(*_order(window, q.sort))  # SQLite would sort all of it: its co-routine yields in order
     return query.limit(q.limit + 1)
 
 
 def _scanned(q: UsageQuery) -> Select:
-    """The events in time order that an index serves: the range, an agent, session or task, after the cursor."""
+    """The events in the sort's order that its index serves: by time the range, an agent, session or task; after
+    the cursor."""
     query = select(EVENTS)
-    if q.start:
-        query = query.where(EVENTS.c.ts >= checked_utc(q.start, 'from'))
-    if q.end:
-        query = query.where(EVENTS.c.ts < checked_utc(q.end, 'to'))
-    for name in INDEXED:
-        value = getattr(q, name)
-        if value is not None:
-            query = query.where(EVENTS.c[name] == value)
+    if q.sort == 'time':
+        query = query.where(*(_matches(name, value, EVENTS) for name, value in _filters(q).items()
+                              if name in SERVED_BY_TIME))
     if q.cursor:
-        ts, pk = decode_cursor(q.cursor)
+        key, pk = decode_cursor(q.cursor, q.sort)
         # a row value, not `ts < :ts OR (ts = :ts AND id < :id)`: SQLite and PostgreSQL both read it as one range of
-        # the (ts, id) index (or of (agent_id | session_id | task_id, ts, id) after that filter), so a deep page
-        # costs what the first does
-        query = query.where(tuple_(EVENTS.c.ts, EVENTS.c.id) < tuple_(ts, pk))
+        # the index, so a deep page costs what the first does
+        query = query.where(tuple_(_order_key(EVENTS, q.sort), EVENTS.c.id) < tuple_(key, pk))
     return query
 
 
-def _searched(q: UsageQuery) -> dict[str, str]:
-    """The filters no index serves, by column (and `tag`)."""
-    found = {name: getattr(q, name) for name in (*FILTERS, 'tag') if name not in INDEXED}
-    return {name: (value.lower() if name == 'provider' else value) for name, value in found.items()
-            if value is not None}
+def _searched(q: UsageQuery) -> dict[str, Any]:
+    """The filters the sort's index does not serve, by name."""
+    return {name: value for name, value in _filters(q).items() if q.sort == 'cost' or name not in SERVED_BY_TIME}
 
 
-def _newest(table: Any) -> tuple[Any, Any]:
-    return table.c.ts.desc(), table.c.id.desc()
+def _filters(q: UsageQuery) -> dict[str, Any]:
+    """Every filter given: `from` and `to` (UTC), the columns of FILTERS, and `tag`."""
+    found: dict[str, Any] = {'from': q.start and checked_utc(q.start, 'from'), 'to': q.end and checked_utc(q.end, 'to')}
+    found.update((name, getattr(q, name)) for name in (*FILTERS, 'tag'))
+    if found['provider'] is not None:
+        found['provider'] = found['provider'].lower()
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _matches(name: str, value: Any, table: Any, dialect: str = 'sqlite') -> ColumnElement[bool]:
+    if name == 'from':
+        return table.c.ts >= value
+    if name == 'to':
+        return table.c.ts < value
+    if name == 'tag':
+        return _has_tag(value, dialect, table.c.tags)
+    return table.c[name] == value
+
+
+def _order_key(table: Any, sort: str) -> Any:
+    return table.c.cost_micros if sort == 'cost' else table.c.ts
+
+
+def _order(table: Any, sort: str) -> tuple[Any, Any]:
+    return _order_key(table, sort).desc(), table.c.id.desc()
 
 
 def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
@@ -170,21 +191,28 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
             size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
             page.append(item)
     last = page[-1] if page else None
-    next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id']) if more and last else None
-    searched_to = None
+    next_cursor = None
+    if more and last:
+        next_cursor = encode_cursor(last['cost_micros'] if q.sort == 'cost' else datetime.fromisoformat(last['ts']),
+                                    last['id'])
+    searched_to, searched_to_cost = None, None
     if not more and _searched(q):  # a short page: did the search stop at its bound, with events beyond it?
         bound = conn.execute(_bound(q)).all()
         if len(bound) == 2:  # the last event looked at, and one beyond it
-            next_cursor = encode_cursor(bound[0].ts, bound[0].id)
-            searched_to = as_utc(bound[0].ts).isoformat()
+            if q.sort == 'cost':
+                next_cursor = encode_cursor(bound[0].cost_micros, bound[0].id)
+                searched_to_cost = bound[0].cost_micros
+            else:
+                next_cursor = encode_cursor(bound[0].ts, bound[0].id)
+                searched_to = as_utc(bound[0].ts).isoformat()
     return {'items': page, 'count': len(page), 'next_cursor': next_cursor, 'searched_to': searched_to,
-            'pruned_before': retention.iso(retention.pruned_before(conn))}
+            'searched_to_cost_micros': searched_to_cost, 'pruned_before': retention.iso(retention.pruned_before(conn))}
 
 
 def _bound(q: UsageQuery) -> Select:
     """The last event a search looks at (the SEARCH_SPAN-th the index serves) and the next, if there are so many."""
-    scanned = _scanned(q).with_only_columns(EVENTS.c.ts, EVENTS.c.id)
-    return scanned.order_by(*_newest(EVENTS)).offset(SEARCH_SPAN - 1).limit(2)
+    scanned = _scanned(q).with_only_columns(EVENTS.c.ts, EVENTS.c.cost_micros, EVENTS.c.id)
+    return scanned.order_by(*_order(EVENTS, q.sort)).offset(SEARCH_SPAN - 1).limit(2)
 
 
 def _has_tag(tag: str, dialect: str, tags: Any) -> ColumnElement[bool]:
@@ -227,17 +255,30 @@ def _export_pages(read_page: Callable[[UsageQuery], UsagePage], query: UsageQuer
         query = replace(query, cursor=page['next_cursor'], limit=min(page_size, left))
 
 
-def encode_cursor(ts: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f'{as_utc(ts).isoformat()}|{pk}'.encode()).decode().rstrip('=')
+def encode_cursor(key: datetime | int, pk: int) -> str:
+    """A page's cursor: the last event's time (or, sorted by cost, its cost) and id."""
+    text = f'cost:{key}' if isinstance(key, int) else as_utc(key).isoformat()
+    return base64.urlsafe_b64encode(f'{text}|{pk}'.encode()).decode().rstrip('=')
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def decode_cursor(cursor: str, sort: str = 'time') -> tuple[Any, int]:
+    """(time, id), or (cost in micro-USD, id) for a cursor of the listing sorted by cost."""
     try:
         raw = base64.urlsafe_b64decode(cursor + '=' * (-len(cursor) % 4)).decode()
-        ts, pk = raw.rsplit('|', 1)
-        value, number = checked_utc(datetime.fromisoformat(ts), 'cursor'), int(pk)
+        key, pk = raw.rsplit('|', 1)
+        number = int(pk)
         if not 0 < number < 2**63:
             raise ValueError
-        return value, number
     except (ValueError, UnicodeDecodeError):
+        raise Invalid('cursor: not a cursor returned by this API') from None
+    if key.startswith('cost:') != (sort == 'cost'):
+        raise Invalid(f'cursor: it pages the listing sorted by {"time" if sort == "cost" else "cost"}, not by {sort}')
+    try:
+        if sort == 'cost':
+            cost = int(key.removeprefix('cost:'))
+            if not 0 <= cost < 2**63:
+                raise ValueError
+            return cost, number
+        return checked_utc(datetime.fromisoformat(key), 'cursor'), number
+    except ValueError:
         raise Invalid('cursor: not a cursor returned by this API') from None

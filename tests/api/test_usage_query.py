@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -204,3 +205,22 @@ def test_a_period_is_the_one_containing_now(api: httpx.Client) -> None:
                          ids=str)
 def test_a_bad_period_is_422(api: httpx.Client, params: dict[str, str]) -> None:
     assert_client_error(api.get('/usage', params=params), 422, mentions='period')
+
+
+def test_sorted_by_cost_the_dearest_come_first_in_the_listing_and_the_export(api: httpx.Client) -> None:
+    agent = uid('agent')
+    costs = ['0.03', '0.50', '0.01', '0.50', '0.20']
+    result = record_batch(api, [event('gpt-4o', agent_id=agent, cost_usd=cost) for cost in costs])
+    ids = [r['id'] for r in result['results']]
+    first = api.get('/usage', params={'agent_id': agent, 'sort': 'cost', 'limit': 3}).json()
+    rest = api.get('/usage', params={'agent_id': agent, 'sort': 'cost', 'cursor': first['next_cursor']}).json()
+    listed = [(item['id'], item['cost_usd']) for item in first['items'] + rest['items']]
+    # dearest first, ties by id (a batch's ids need not follow its order)
+    assert listed == sorted(((i, f'{Decimal(cost):.6f}') for i, cost in zip(ids, costs, strict=True)),
+                            key=lambda pair: (Decimal(pair[1]), pair[0]), reverse=True)
+    assert [cost for _, cost in listed] == ['0.500000', '0.500000', '0.200000', '0.030000', '0.010000']
+    exported = api.get('/usage/export', params={'agent_id': agent, 'sort': 'cost', 'format': 'jsonl'})
+    assert [json.loads(line)['id'] for line in exported.text.splitlines()] == [i for i, _ in listed]
+    assert_client_error(api.get('/usage', params={'sort': 'price'}), 422, mentions='sort')
+    assert_client_error(api.get('/usage', params={'agent_id': agent, 'cursor': first['next_cursor']}), 422,
+                        mentions='sorted by cost')

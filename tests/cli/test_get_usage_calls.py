@@ -105,6 +105,15 @@ def test_each_filter_selects_its_calls(where: tuple[str, str], cwd: Path) -> Non
     assert ids('--user', 'nobody') == []
 
 
+def test_sorted_by_cost_the_dearest_come_first(where: tuple[str, str], cwd: Path) -> None:
+    dearest = calls(where, cwd, '--agent', 'alpha', '--sort', 'cost', '--limit', '3')
+    assert [item['event_id'] for item in dearest['items']] == ['call-59', 'call-58', 'call-57']  # most input tokens
+    rows = list(csv.DictReader(io.StringIO(ok(cli('get-usage', '--sort', 'cost', '--format', 'csv', *where,
+                                                  cwd=cwd)).stdout)))
+    costs = [row['cost_usd'] for row in rows]
+    assert costs == sorted(costs, key=float, reverse=True) and len(rows) == len(EVENTS)
+
+
 def test_a_table_says_where_the_next_page_starts(where: tuple[str, str], cwd: Path) -> None:
     out = ok(cli('get-usage', '--agent', 'beta', '--limit', '2', *where, cwd=cwd)).stdout.splitlines()
     assert out[0].split() == ['time', 'agent', 'model', 'input', 'output', 'cost', 'source']

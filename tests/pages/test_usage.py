@@ -155,3 +155,15 @@ async def test_a_link_with_a_filter_opens_the_list_filtered(user: User) -> None:
     await user.should_see('Page 1 · 3 events')
     assert shown(user) == ['ev-2', 'ev-5', 'ev-8']
     assert user.find(marker='usage-agent_id').elements.pop().value == 'agent-2'  # type: ignore[attr-defined]
+
+
+async def test_sorted_by_cost_the_dearest_calls_come_first(user: User) -> None:
+    record_many(5)  # 100 to 104 input tokens: the oldest is the dearest
+    record_many(1, 'big', cost_usd='2.50')
+    await user.open('/usage')
+    await apply(user, sort='cost')
+    await user.should_see('Page 1 · 6 events, dearest first')
+    assert shown(user) == ['big-0', 'ev-4', 'ev-3', 'ev-2', 'ev-1', 'ev-0']
+    user.find(marker='usage-export-csv').click()
+    response = await user.download.next()
+    assert [row['event_id'] for row in csv.DictReader(io.StringIO(response.text))] == shown(user)

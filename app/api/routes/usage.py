@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -109,11 +109,12 @@ def usage_filters(
     cost_source: Annotated[str | None, Query(description='priced, reported or unpriced')] = None,
     period: Annotated[PeriodName | None, Query(description='the day, week or month containing now (instead of '
                                                            'from/to)')] = None,
+    sort: Annotated[Literal['time', 'cost'], Query(description='time: newest first; cost: dearest first')] = 'time',
 ) -> UsageQuery:
     """The filters the listing and the export share."""
     start, end = period_or_range(period, start, end, rt.settings.zone)
     return UsageQuery(start, end, agent_id, session_id, provider, model, task_id, user_id, project, channel,
-                      tag=tag, cost_source=cost_source)
+                      tag=tag, cost_source=cost_source, sort=sort)
 
 
 FiltersDep = Annotated[UsageQuery, Depends(usage_filters)]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event, select, text
 
+from services.core.errors import Invalid
 from services.core.tables import EVENTS
 from services.usage.ledger import Ledger
 from services.usage.queries import UsageQuery, encode_cursor, list_usage, usage_query
@@ -102,4 +103,72 @@ def test_a_page_after_a_cursor_is_one_index_range(ledger: Ledger, filters: dict[
         # ROW(...)))': the row value bounds the range (an Index Cond, not a Filter)
         assert f'Index Scan Backward using {index} on usage_events' in plan, plan
         assert 'Index Cond:' in plan and 'ROW(ts, id) < ROW(' in plan.split('Index Cond:', 1)[1], plan
+        assert 'Sort' not in plan and 'Seq Scan' not in plan, plan
+
+
+def _record_costs(ledger: Ledger, count: int) -> None:
+    """`count` reported calls costing one of thirteen amounts (many share one), at three agents, over seven times."""
+    events = [{'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': f'0.{(i * 7) % 13:02d}',
+               'ts': T0 - timedelta(minutes=(i * 5) % 7), 'agent_id': f'agent-{i % 3}', 'event_id': f'c-{i}',
+               'tags': ['even'] if i % 2 == 0 else []} for i in range(count)]
+    assert all(r.status == 'stored' for r in ledger.record_batch(events))
+
+
+@pytest.mark.parametrize('filters', [{}, {'agent_id': 'agent-1'}, {'tag': 'even', 'provider': 'OpenAI'},
+                                     {'start': T0 - timedelta(minutes=4), 'end': T0 - timedelta(minutes=1)}],
+                         ids=['none', 'agent', 'tag-provider', 'range'])
+def test_sorted_by_cost_pages_give_every_event_once_dearest_first(ledger: Ledger, filters: dict[str, Any]) -> None:
+    _record_costs(ledger, 150)
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(EVENTS.c.id, EVENTS.c.cost_micros, EVENTS.c.ts, EVENTS.c.agent_id,
+                                   EVENTS.c.tags)).all()
+        wanted = [r for r in rows
+                  if r.agent_id == filters.get('agent_id', r.agent_id)
+                  and ('tag' not in filters or 'even' in r.tags)
+                  and ('start' not in filters or filters['start'] <= r.ts.replace(tzinfo=UTC) < filters['end'])]
+        expected = [r.id for r in sorted(wanted, key=lambda r: (r.cost_micros, r.id), reverse=True)]
+        seen: list[int] = []
+        cursor = None
+        for _ in range(100):
+            page = list_usage(conn, UsageQuery(limit=9, cursor=cursor, sort='cost', **filters))
+            assert page['searched_to'] is None and page['searched_to_cost_micros'] is None
+            seen += [item['id'] for item in page['items']]
+            cursor = page['next_cursor']
+            if cursor is None:
+                break
+    assert len(expected) > 9 * 3
+    assert seen == expected  # each once, dearest first, ties by id
+
+
+def test_a_cursor_pages_only_the_order_it_came_from(ledger: Ledger) -> None:
+    _record_costs(ledger, 20)
+    with ledger.engine.connect() as conn:
+        by_cost = list_usage(conn, UsageQuery(limit=5, sort='cost'))['next_cursor']
+        by_time = list_usage(conn, UsageQuery(limit=5))['next_cursor']
+        assert by_cost and by_time
+        with pytest.raises(Invalid, match='cursor: it pages the listing sorted by cost, not by time'):
+            list_usage(conn, UsageQuery(limit=5, cursor=by_cost))
+        with pytest.raises(Invalid, match='cursor: it pages the listing sorted by time, not by cost'):
+            list_usage(conn, UsageQuery(limit=5, cursor=by_time, sort='cost'))
+        with pytest.raises(Invalid, match='sort: must be one of time, cost'):
+            list_usage(conn, UsageQuery(sort='price'))
+
+
+def test_a_page_by_cost_after_a_cursor_is_one_range_of_the_cost_index(ledger: Ledger) -> None:
+    _record_costs(ledger, 50)
+    engine = ledger.engine
+    with engine.connect() as conn:
+        if engine.dialect.name == 'postgresql':
+            for setting in ('enable_seqscan', 'enable_bitmapscan', 'enable_sort'):
+                conn.execute(text(f'SET LOCAL {setting} = off'))
+        query = usage_query(UsageQuery(limit=50, cursor=encode_cursor(60_000, 10**6), sort='cost'))
+        assert '(usage_events.cost_micros, usage_events.id) < (' in str(query.compile(dialect=engine.dialect))
+        with explained(engine):
+            plan = '\n'.join(str(row[-1]) for row in conn.execute(query).all())
+    if engine.dialect.name == 'sqlite':
+        assert 'SEARCH usage_events USING INDEX ix_usage_events_cost_id (cost_micros<?)' in plan, plan
+        assert 'SCAN' not in plan and 'TEMP B-TREE' not in plan, plan
+    else:
+        assert 'Index Scan Backward using ix_usage_events_cost_id on usage_events' in plan, plan
+        assert 'ROW(cost_micros, id) < ROW(' in plan.split('Index Cond:', 1)[1], plan
         assert 'Sort' not in plan and 'Seq Scan' not in plan, plan
