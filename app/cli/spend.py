@@ -77,12 +77,13 @@ def register(sub: Any) -> None:
                                            'Markdown', description='A period (default month) or --from/--to: ISO '
                                            'dates (local days, --to inclusive) or datetimes, as the API takes them.')
     client_options(report)
-    report.add_argument('kind', choices=['summary', 'trend', 'comparison', 'projection'])
+    report.add_argument('kind', choices=['summary', 'trend', 'comparison', 'projection', 'chargeback'])
     report.add_argument('--period', choices=PERIODS)
     report.add_argument('--from', dest='start', metavar='FROM', help='ISO date (local day) or datetime')
     report.add_argument('--to', dest='end', metavar='TO', help='ISO date (inclusive local day) or datetime')
     report.add_argument('--group-by', help='summary, comparison: all (default), provider, model, agent; '
-                                           'trend: day (default), week')
+                                           'trend: day (default), week; chargeback: project (default), agent, '
+                                           'user, tag, provider, model or allocation:<id>')
     report.add_argument('--format', choices=['table', 'json', 'csv', 'md'], default='table')
     report.add_argument('--output', '-o', metavar='FILE', help='write the report to FILE instead of stdout')
     report.set_defaults(run=cmd_report)

@@ -32,6 +32,7 @@ from services.core.periods import (
 )
 from services.insights.forecast import budget_forecast
 from services.insights.report_model import (  # noqa: F401  (the model is part of this module's interface)
+    ALLOCATION_GROUP,
     DEFAULT_GROUP_BY,
     DEFAULT_PERIOD,
     GROUP_BY,
@@ -363,5 +364,9 @@ def build_report(conn: Connection, budget: BudgetContext, kind: str, period: str
     except ValueError as exc:
         message = str(exc)
         raise ReportError(message if message.startswith(('from:', 'to:')) else f'from/to: {message}') from None
+    if kind == 'chargeback':
+        from services.insights.chargeback import chargeback  # it builds on this module's pieces
+
+        return chargeback(conn, span, budget.zone, grouping or 'project')
     builder: Callable[..., Report] = {'summary': summary, 'trend': trend, 'comparison': comparison}[kind]
     return builder(conn, span, budget.zone, grouping)
