@@ -97,6 +97,8 @@ def _by_value(conn: Connection, span: Period, scope: str, recorded: int) -> list
 
 def _split(cost: int, parts: int) -> list[int]:
     """`cost` in `parts` whole micro-USD that add up to it; the first ones take the remainder."""
+    if not parts:
+        return []
     base, extra = divmod(cost, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
 

@@ -7,8 +7,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from nicegui.testing import User
 from sqlalchemy import Engine
 
+from app import runtime
 from services.alerting import alerts
 from services.budget import allocations, policies
 from services.budget.checker import Checker, CheckRequest
@@ -180,3 +182,41 @@ def test_a_share_is_enforced_and_alerts_like_any_policy(engine: Engine, ledger: 
         raised = {(a['type'], a['data']['policy_id']) for a in alerts.list_alerts(conn)}
     assert {('threshold_warning', share_a), ('threshold_critical', share_a), ('limit_exceeded', share_a),
             ('threshold_critical', created.total_policy_id)} <= raised
+
+
+# --- the page -----------------------------------------------------------------------------------------------------
+
+async def test_allocations_page_adds_edits_and_deletes(user: User) -> None:
+    await user.open('/allocations')
+    await user.should_see(marker='no-allocations')
+    user.find(marker='allocation-name').type('Eng split')
+    user.find(marker='allocation-limit').type('1000')
+    user.find(marker='share-value-0').type('a')
+    user.find(marker='share-amount-0').type('60%')
+    user.find(marker='share-add').click()
+    await user.should_see(marker='share-value-1')
+    user.find(marker='share-value-1').type('b')
+    user.find(marker='share-amount-1').type('50%')
+    user.find(marker='save-allocation').click()
+    await user.should_see('shares.1 (project=b): takes the shares to 110.00 % of the limit')
+    user.find(marker='share-amount-1').clear().type('$400')
+    user.find(marker='save-allocation').click()
+    await user.should_see('project = b · fixed · $0.00 of $400.00')
+    [saved] = runtime.current().read(allocations.list_allocations)
+    assert [(s.label, s.limit_micros) for s in saved.shares] == [('project=a', 600_000_000),
+                                                                 ('project=b', 400_000_000)]
+    user.find(marker=f'edit-allocation-{saved.id}').click()
+    await user.should_see(marker='share-remove-1')
+    user.find(marker='share-remove-1').click()
+    await user.should_not_see(marker='share-remove-1')
+    user.find(marker='save-allocation').click()
+    await user.should_not_see('project = b')
+    [edited] = runtime.current().read(allocations.list_allocations)
+    assert [s.label for s in edited.shares] == ['project=a'] and edited.id == saved.id
+    await user.open('/policies')  # its policies point at the allocation instead of an editor
+    await user.should_see('Eng split · project=a')
+    assert user.find(marker=f'edit-{edited.shares[0].policy_id}').elements.pop().props['icon'] == 'call_split'
+    await user.open('/allocations')
+    user.find(marker=f'delete-allocation-{saved.id}').click()
+    await user.should_see(marker='no-allocations')
+    assert runtime.current().read(allocations.list_allocations) == []
