@@ -88,7 +88,9 @@ def register(sub: Any) -> None:
     report.add_argument('--from', dest='start', metavar='FROM', help='ISO date (local day) or datetime')
     report.add_argument('--to', dest='end', metavar='TO', help='ISO date (inclusive local day) or datetime')
     report.add_argument('--group-by', help='summary, comparison: all (default), provider, model, agent; '
-                                           'trend: day (default), week; efficiency: agent (default), model')
+                                           'trend: day (default), week; efficiency: agent (default), model; '
+                                           'chargeback: project (default), agent, user, tag, provider, model or '
+                                           'allocation:<id>')
     report.add_argument('--format', choices=['table', 'json', 'csv', 'md'], default='table')
     report.add_argument('--output', '-o', metavar='FILE', help='write the report to FILE instead of stdout')
     report.set_defaults(run=cmd_report)

@@ -8,7 +8,7 @@ from nicegui import run, ui
 from app import runtime
 from app.security.session import can_change, page_actor
 from components.layout import frame, lock
-from services.budget import limits, policies
+from services.budget import allocations, limits, policies
 from services.budget.policies import ACTIONS, CHANNELS, POLICY_PERIODS, SCOPES, PolicyOut
 from services.core.access import Actor
 from services.core.display import format_usd_all
@@ -69,7 +69,11 @@ async def policies_page() -> None:
                                 ui.badge('pauses the agent', color='orange').props('outline')
                             if not item['enabled']:
                                 ui.badge('disabled', color='red').props('outline')
-                            if item['origin'] in limits.ORIGINS:  # edited where the gauge's limit is
+                            if item['origin'] == allocations.ORIGIN:  # edited with its allocation
+                                ui.button(icon='call_split', on_click=lambda: ui.navigate.to('/allocations')) \
+                                    .props('flat dense round').mark(f'edit-{item["id"]}') \
+                                    .tooltip('A share of an allocation: change it on the Allocations page')
+                            elif item['origin'] in limits.ORIGINS:  # edited where the gauge's limit is
                                 ui.button(icon='tune', on_click=lambda: ui.navigate.to('/')) \
                                     .props('flat dense round').mark(f'edit-{item["id"]}') \
                                     .tooltip('A budget limit: change it in Budget settings (dashboard) or set-limit')

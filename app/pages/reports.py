@@ -11,14 +11,15 @@ from nicegui import run, ui
 from app import native, runtime
 from components.layout import frame
 from components.report_view import report_columns, report_rows, report_table, report_totals_text, trend_chart_options
+from services.budget import allocations
 from services.insights import report_formats, reports
 from services.insights.report_formats import ReportJson
 
 KIND_LABELS = {'summary': 'Summary', 'trend': 'Trend', 'comparison': 'Comparison', 'projection': 'Projection',
-               'efficiency': 'Token efficiency'}
+               'efficiency': 'Token efficiency', 'chargeback': 'Chargeback'}
 PERIOD_LABELS = {'day': 'Today', 'week': 'This week', 'month': 'This month', 'custom': 'From … to …'}
 GROUP_LABELS = {'all': 'Provider, model and agent', 'provider': 'Provider', 'model': 'Model', 'agent': 'Agent',
-                'day': 'Day', 'week': 'Week'}
+                'day': 'Day', 'week': 'Week', 'project': 'Project', 'user': 'User', 'tag': 'Tag'}
 EXPORTS = (('csv', 'CSV'), ('md', 'Markdown'), ('json', 'JSON'))
 
 
@@ -53,8 +54,17 @@ def _save(kind: str, params: dict[str, str], fmt: str) -> str:
     return str(native.save_download(report_formats.render(report, fmt), report_formats.filename(report, fmt)))
 
 
+def _allocation_groups() -> dict[str, str]:
+    """The chargeback's groupings by the shares of each allocation."""
+    return {f'{reports.ALLOCATION_GROUP}{a.id}': f'Allocation {a.name}'
+            for a in runtime.current().read(allocations.list_allocations)}
+
+
 @ui.page('/reports')
 async def reports_page() -> None:
+    allocation_groups = await run.io_bound(_allocation_groups)
+    if allocation_groups is None:  # the app is stopping
+        return
     state: dict[str, Any] = {'kind': 'summary', 'period': reports.DEFAULT_PERIOD, 'from': None, 'to': None,
                              'group_by': reports.DEFAULT_GROUP_BY['summary']}
     current: dict[str, Any] = {}
@@ -114,7 +124,7 @@ async def reports_page() -> None:
 
     async def on_kind(e: Any) -> None:
         state['kind'] = e.value
-        options = _group_options(e.value)
+        options = _group_options(e.value, allocation_groups)
         state['group_by'] = reports.DEFAULT_GROUP_BY.get(e.value)
         group.set_options(options, value=state['group_by'])
         await refresh()
@@ -150,5 +160,6 @@ async def reports_page() -> None:
     await refresh()
 
 
-def _group_options(kind: str) -> dict[str, str]:
-    return {g: GROUP_LABELS[g] for g in reports.GROUP_BY[kind]}
+def _group_options(kind: str, allocation_groups: dict[str, str] | None = None) -> dict[str, str]:
+    options = {g: GROUP_LABELS[g] for g in reports.GROUP_BY[kind]}
+    return {**options, **(allocation_groups or {})} if kind == 'chargeback' else options

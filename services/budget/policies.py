@@ -42,7 +42,9 @@ class PolicyOut(TypedDict):
     auto_eco: bool  # switch eco mode on at the soft threshold
     auto_pause: bool  # pause the agent at the limit
     enabled: bool
-    origin: str  # api, file, panel (the Budget settings thresholds), limit or env (the day/week/month limits)
+    origin: str  # api, file, panel (the Budget settings thresholds), limit or env (the day/week/month limits),
+    # allocation (a share or the total of an allocation)
+    allocation_id: int | None  # the allocation an 'allocation' policy belongs to
 
 
 class ScopeSpend(TypedDict):
@@ -89,6 +91,9 @@ def _writable(policy: PolicyRule) -> None:
     if policy.origin == 'panel':
         raise PolicyReadOnly(f'policy {policy.id} is an agent threshold: change it in Budget settings '
                              '(PUT /api/v1/thresholds)')
+    if policy.origin == 'allocation':
+        raise PolicyReadOnly(f'policy {policy.id} belongs to allocation {policy.allocation_id}: change the allocation '
+                             f'(the Allocations page or PUT /api/v1/allocations/{policy.allocation_id})')
 
 
 class PolicyIn(Input):
@@ -160,13 +165,14 @@ class PolicyRule:
     enabled: bool
     origin: str
     auto_pause: bool = False
+    allocation_id: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> PolicyRule:
         return cls(row.id, row.name, row.scope, row.scope_value, row.period, row.period_start, row.period_end,
                    int(row.limit_micros), row.soft_percent, row.critical_percent, row.action,
                    tuple(row.notify or ()), bool(row.auto_eco), bool(row.enabled), row.origin,
-                   bool(row.auto_pause))
+                   bool(row.auto_pause), row.allocation_id)
 
     def as_dict(self) -> PolicyOut:
         return {'id': self.id, 'name': self.name, 'scope': self.scope, 'scope_value': self.scope_value,
@@ -176,7 +182,8 @@ class PolicyRule:
                 'limit_micros': self.limit_micros, 'limit_usd': micros_to_usd(self.limit_micros),
                 'soft_percent': self.soft_percent, 'critical_percent': self.critical_percent,
                 'action': self.action, 'notify': list(self.notify), 'auto_eco': self.auto_eco,
-                'auto_pause': self.auto_pause, 'enabled': self.enabled, 'origin': self.origin}
+                'auto_pause': self.auto_pause, 'enabled': self.enabled, 'origin': self.origin,
+                'allocation_id': self.allocation_id}
 
     def with_spend(self, spend: dict[str, int]) -> PolicyWithSpend:
         """The policy with this period's spend per scope value (scope key -> micro-USD, '' for a global policy)."""
@@ -190,7 +197,7 @@ class PolicyRule:
     def as_input(self) -> dict[str, Any]:
         """The editable fields, as PolicyIn takes them."""
         data: dict[str, Any] = dict(self.as_dict())
-        for name in ('id', 'origin', 'limit_micros'):
+        for name in ('id', 'origin', 'limit_micros', 'allocation_id'):
             data.pop(name)
         return data
 

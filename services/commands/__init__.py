@@ -9,6 +9,7 @@ from __future__ import annotations
 from services.commands.accounts import AccountCommands
 from services.commands.agents import AgentCommands
 from services.commands.alerts import AlertCommands
+from services.commands.allocations import AllocationCommands
 from services.commands.base import BudgetCounters, CommandContext
 from services.commands.eco import EcoCommands
 from services.commands.limits import LimitCommands
@@ -28,6 +29,7 @@ class Commands:
         self.accounts = AccountCommands(ctx)
         self.agents = AgentCommands(ctx)
         self.alerts = AlertCommands(ctx)
+        self.allocations = AllocationCommands(ctx)
         self.eco = EcoCommands(ctx)
         self.limits = LimitCommands(ctx)
         self.policies = PolicyCommands(ctx)

@@ -315,9 +315,45 @@ class Policy(SQLModel, table=True):
     auto_eco: bool = False  # switch eco mode on when the soft threshold is crossed
     auto_pause: bool = False  # pause the agent (agent scope) when it reaches the limit
     enabled: bool = True
-    origin: str = Field(default='api', max_length=16)  # api, file, panel (Budget settings), limit, env (limits)
+    origin: str = Field(default='api', max_length=16)  # api, file, panel (Budget settings), limit, env (limits),
+    # allocation (a share or the total of an allocation: changed only through the allocation)
+    allocation_id: int | None = Field(default=None, sa_type=BigInteger)  # the allocation of origin 'allocation'
     created_at: datetime
     updated_at: datetime
+
+
+class Allocation(SQLModel, table=True):
+    """A parent budget split by percent or amount into shares (services/budget/allocations.py). Each share is enforced
+    by a policy of origin 'allocation' with this allocation's id; so is the whole limit when `enforce_total`."""
+
+    __tablename__ = 'allocations'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    period: str = Field(max_length=16)  # day, week, month
+    limit_micros: int = Field(sa_type=BigInteger)
+    enforce_total: bool = True  # a global policy holds the whole limit too
+    soft_percent: int = 80
+    critical_percent: int = 95
+    action: str = Field(default='warn', max_length=16)
+    notify: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime
+    updated_at: datetime
+
+
+class AllocationShare(SQLModel, table=True):
+    """One share of an allocation: a scope value and either a percent of the limit or an amount."""
+
+    __tablename__ = 'allocation_shares'
+    __table_args__ = (UniqueConstraint('allocation_id', 'scope', 'scope_value', name='uq_allocation_shares_scope'),)
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    allocation_id: int = Field(sa_type=BigInteger)
+    position: int  # the order given
+    scope: str = Field(max_length=16)  # agent, user, project, tag, provider, model
+    scope_value: str = Field(max_length=200)
+    percent_bp: int | None = None  # a percent share in hundredths of a percent (60 % = 6000)
+    amount_micros: int | None = Field(default=None, sa_type=BigInteger)  # an amount share
 
 
 class Delivery(SQLModel, table=True):

@@ -10,10 +10,13 @@ from typing import Any
 
 from services.core.errors import Invalid
 
-KINDS = ('summary', 'trend', 'comparison', 'projection', 'efficiency')
+KINDS = ('summary', 'trend', 'comparison', 'projection', 'efficiency', 'chargeback')
 GROUP_BY = {'summary': ('all', 'provider', 'model', 'agent'), 'comparison': ('all', 'provider', 'model', 'agent'),
-            'trend': ('day', 'week'), 'projection': (), 'efficiency': ('agent', 'model')}
-DEFAULT_GROUP_BY = {'summary': 'all', 'comparison': 'all', 'trend': 'day', 'efficiency': 'agent'}
+            'trend': ('day', 'week'), 'projection': (), 'efficiency': ('agent', 'model'),
+            'chargeback': ('project', 'agent', 'user', 'tag', 'provider', 'model')}  # or allocation:<id>
+DEFAULT_GROUP_BY = {'summary': 'all', 'comparison': 'all', 'trend': 'day', 'efficiency': 'agent',
+                    'chargeback': 'project'}
+ALLOCATION_GROUP = 'allocation:'  # the chargeback by the shares of an allocation: `allocation:3`
 DEFAULT_PERIOD = 'month'
 
 
@@ -60,6 +63,13 @@ def group_by_for(kind: str, group_by: str | None) -> str | None:
         return DEFAULT_GROUP_BY.get(kind)
     if not allowed:
         raise ReportError(f'group_by: the {kind} report takes no group_by')
+    if kind == 'chargeback' and group_by.startswith(ALLOCATION_GROUP):
+        number = group_by.removeprefix(ALLOCATION_GROUP)
+        if not number.isascii() or not number.isdigit() or not 0 < int(number) < 2**63:
+            raise ReportError(f'group_by: allocation:<id> takes an allocation id, got {group_by!r}')
+        return group_by
     if group_by not in allowed:
-        raise ReportError(f'group_by: must be one of {", ".join(allowed)} for the {kind} report, got {group_by!r}')
+        extra = f' or {ALLOCATION_GROUP}<id>' if kind == 'chargeback' else ''
+        raise ReportError(f'group_by: must be one of {", ".join(allowed)}{extra} for the {kind} report, '
+                          f'got {group_by!r}')
     return group_by

@@ -13,8 +13,7 @@ the events add up to (a provider billed more than was recorded), each breakdown 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -26,13 +25,21 @@ from services.core.periods import (
     PERIODS,
     Period,
     PeriodName,
-    midnight_on_or_after,
-    midnight_on_or_before,
     period_containing,
 )
+from services.insights.chargeback import chargeback
 from services.insights.efficiency import EfficiencyBy, token_efficiency
 from services.insights.forecast import budget_forecast
+from services.insights.report_days import (
+    day_spend,
+    describe_span,
+    is_day_aligned,
+    local,
+    midnight,
+    span_parameters,
+)
 from services.insights.report_model import (  # noqa: F401  (the model is part of this module's interface)
+    ALLOCATION_GROUP,
     DEFAULT_GROUP_BY,
     DEFAULT_PERIOD,
     GROUP_BY,
@@ -45,7 +52,6 @@ from services.insights.report_model import (  # noqa: F401  (the model is part o
 )
 from services.spend.budget import resolve_range
 from services.spend.kept import kept
-from services.spend.reconciliation import reconcile_span
 from services.spend.rollups import Totals, totals_between
 
 GROUPS = {'provider': 'provider', 'model': 'model', 'agent': 'agent_id'}
@@ -56,48 +62,6 @@ _CENT = Decimal('0.01')
 
 
 # --- reconciled spend per local day -----------------------------------------------------------------------------
-
-@dataclass
-class DaySpend:
-    """Spend of one local day, or of the part of it inside the range (then from events alone: `reconciled` False)."""
-
-    start: datetime
-    litellm: int = 0
-    direct: int = 0
-    reconciled: bool = True
-
-    @property
-    def total(self) -> int:
-        return self.litellm + self.direct
-
-
-def _midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-
-
-def is_day_aligned(span: Period, zone: ZoneInfo) -> bool:
-    return midnight_on_or_before(span.start, zone) == span.start and midnight_on_or_before(span.end, zone) == span.end
-
-
-def day_spend(conn: Connection, start: datetime, end: datetime, zone: ZoneInfo) -> list[DaySpend]:
-    """Via LiteLLM and direct for each local day of [start, end): reconciled for whole days, events for cut ones."""
-    first, last = midnight_on_or_after(start, zone), midnight_on_or_before(end, zone)
-    cut = [(start, end)] if first >= last else [(a, b) for a, b in ((start, first), (last, end)) if a < b]
-    days: list[DaySpend] = []
-    if first < last:
-        by_day: dict[date, DaySpend] = {}
-        for cell in reconcile_span(conn, first, last, zone):
-            day = by_day.setdefault(cell.day, DaySpend(_midnight(cell.day, zone)))
-            day.litellm += cell.litellm
-            day.direct += cell.direct
-        days += by_day.values()
-    for a, b in cut:
-        group = totals_between(conn, [a, b], ('channel',)).groups[0]
-        litellm = sum(t.cost_micros for (channel,), t in group.items() if channel == 'litellm')
-        direct = sum(t.cost_micros for (channel,), t in group.items() if channel != 'litellm')
-        days.append(DaySpend(a, litellm, direct, reconciled=False))
-    return sorted(days, key=lambda d: d.start)
-
 
 # --- shared pieces ----------------------------------------------------------------------------------------------
 
@@ -110,25 +74,6 @@ def change_percent(current: int, previous: int) -> Decimal | None:
     if previous == 0:
         return Decimal('0.00') if current == 0 else None
     return (Decimal(100 * (current - previous)) / previous).quantize(_CENT, ROUND_HALF_EVEN)
-
-
-def _local(ts: datetime, zone: ZoneInfo) -> datetime:
-    return ts.astimezone(zone)
-
-
-def _parameters(span: Period, zone: ZoneInfo, aligned: bool, **extra: Any) -> dict[str, Any]:
-    last = (span.end - timedelta(microseconds=1)).astimezone(zone).date()
-    return {'period': span.name, 'start': span.start.isoformat(), 'end': span.end.isoformat(),
-            'timezone': zone.key, 'first_day': _local(span.start, zone).date().isoformat(),
-            'last_day': last.isoformat(), 'reconciled': aligned, **extra}
-
-
-def _describe(span: Period, zone: ZoneInfo) -> str:
-    if is_day_aligned(span, zone):
-        first = _local(span.start, zone).date()
-        last = (span.end - timedelta(microseconds=1)).astimezone(zone).date()
-        return first.isoformat() if first == last else f'{first} to {last}'
-    return f'{_local(span.start, zone):%Y-%m-%d %H:%M} to {_local(span.end, zone):%Y-%m-%d %H:%M}'
 
 
 def _groups(group_by: str) -> list[str]:
@@ -205,8 +150,8 @@ def summary(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = 'all
         rows.append(row('channel', channel, t, cost))
     rows.append(row('total', 'total', recorded, total))
     aligned = is_day_aligned(span, zone)
-    return Report('summary', f'Spend summary, {_describe(span, zone)}',
-                  _parameters(span, zone, aligned, group_by=group_by), SUMMARY_COLUMNS, rows,
+    return Report('summary', f'Spend summary, {describe_span(span, zone)}',
+                  span_parameters(span, zone, aligned, group_by=group_by), SUMMARY_COLUMNS, rows,
                   {'total': total, 'litellm': litellm, 'direct': direct, 'recorded': recorded.cost_micros,
                    'unattributed': total - recorded.cost_micros})
 
@@ -215,11 +160,11 @@ def summary(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = 'all
 
 def _bucket_edges(span: Period, zone: ZoneInfo, interval: str) -> list[datetime]:
     edges = [span.start]
-    day = _local(span.start, zone).date() + timedelta(days=1)
+    day = local(span.start, zone).date() + timedelta(days=1)
     if interval == 'week':
         day += timedelta(days=(7 - day.weekday()) % 7)
     step = timedelta(days=7 if interval == 'week' else 1)
-    while (edge := _midnight(day, zone)) < span.end:
+    while (edge := midnight(day, zone)) < span.end:
         edges.append(edge)
         day += step
     return [*edges, span.end]
@@ -242,15 +187,15 @@ def trend(conn: Connection, span: Period, zone: ZoneInfo, interval: str = 'day')
     for i in range(len(edges) - 1):
         t = buckets.total(i)
         litellm, direct = reconciled[i]
-        rows.append({interval: _local(edges[i], zone).date().isoformat(), 'requests': t.requests,
+        rows.append({interval: local(edges[i], zone).date().isoformat(), 'requests': t.requests,
                      'input_tokens': t.input_tokens, 'output_tokens': t.output_tokens, 'recorded': t.cost_micros,
                      'litellm': litellm, 'direct': direct, 'total': litellm + direct})
     columns = [Column(interval), Column('requests', 'int'), Column('input_tokens', 'int'),
                Column('output_tokens', 'int'), Column('recorded', 'usd'), Column('litellm', 'usd'),
                Column('direct', 'usd'), Column('total', 'usd')]
     label = 'Daily' if interval == 'day' else 'Weekly'
-    return Report('trend', f'{label} spend, {_describe(span, zone)}',
-                  _parameters(span, zone, is_day_aligned(span, zone), group_by=interval), columns, rows,
+    return Report('trend', f'{label} spend, {describe_span(span, zone)}',
+                  span_parameters(span, zone, is_day_aligned(span, zone), group_by=interval), columns, rows,
                   {'recorded': sum(r['recorded'] for r in rows), 'litellm': sum(r['litellm'] for r in rows),
                    'direct': sum(r['direct'] for r in rows), 'total': sum(r['total'] for r in rows)})
 
@@ -263,8 +208,8 @@ def previous_span(span: Period, zone: ZoneInfo) -> Period:
     if span.name in ('day', 'week', 'month'):
         return period_containing(span.name, span.start - timedelta(microseconds=1), zone)
     if is_day_aligned(span, zone):
-        first, after = _local(span.start, zone).date(), _local(span.end, zone).date()
-        return Period('previous', _midnight(first - (after - first), zone), span.start)
+        first, after = local(span.start, zone).date(), local(span.end, zone).date()
+        return Period('previous', midnight(first - (after - first), zone), span.start)
     return Period('previous', span.start - (span.end - span.start), span.start)
 
 
@@ -303,9 +248,9 @@ def comparison(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = '
                         sum(getattr(d, channel) for d in then_days)))
     rows.append(row('total', 'total', now_total, then_total))
     aligned = is_day_aligned(span, zone) and is_day_aligned(before, zone)
-    parameters = _parameters(span, zone, aligned, group_by=group_by, previous_start=before.start.isoformat(),
+    parameters = span_parameters(span, zone, aligned, group_by=group_by, previous_start=before.start.isoformat(),
                              previous_end=before.end.isoformat())
-    return Report('comparison', f'Spend {_describe(span, zone)} against {_describe(before, zone)}', parameters,
+    return Report('comparison', f'Spend {describe_span(span, zone)} against {describe_span(before, zone)}', parameters,
                   COMPARISON_COLUMNS, rows,
                   {'current': now_total, 'previous': then_total, 'change': now_total - then_total})
 
@@ -337,7 +282,7 @@ def projection(conn: Connection, budget: BudgetContext, period: PeriodName | Non
                      'eta': _local_text(eta, zone) if eta else None, 'state': f['state'], 'text': f['text'],
                      'method': f['method']})
     at = datetime.fromisoformat(forecast['at'])
-    return Report('projection', f'Projection at {_local(at, zone):%Y-%m-%d %H:%M} ({zone.key})',
+    return Report('projection', f'Projection at {local(at, zone):%Y-%m-%d %H:%M} ({zone.key})',
                   {'at': forecast['at'], 'timezone': zone.key, 'period': period or 'all'}, PROJECTION_COLUMNS, rows)
 
 
@@ -374,8 +319,8 @@ def efficiency(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = '
                      'cost': item['cost_micros'], 'cost_per_1k_output': item['cost_per_1k_output_micros'],
                      'first_day_per_1k_output': first, 'last_day_per_1k_output': last,
                      'per_1k_change_percent': None if first is None or last is None else change_percent(last, first)})
-    return Report('efficiency', f'Token efficiency by {group_by}, {_describe(span, zone)}',
-                  _parameters(span, zone, is_day_aligned(span, zone), group_by=group_by), EFFICIENCY_COLUMNS, rows,
+    return Report('efficiency', f'Token efficiency by {group_by}, {describe_span(span, zone)}',
+                  span_parameters(span, zone, is_day_aligned(span, zone), group_by=group_by), EFFICIENCY_COLUMNS, rows,
                   {'cost': sum(item['cost_micros'] for item in out['items'])})
 
 
@@ -396,6 +341,6 @@ def build_report(conn: Connection, budget: BudgetContext, kind: str, period: str
     except ValueError as exc:
         message = str(exc)
         raise ReportError(message if message.startswith(('from:', 'to:')) else f'from/to: {message}') from None
-    builder: Callable[..., Report] = {'summary': summary, 'trend': trend, 'comparison': comparison,
-                                      'efficiency': efficiency}[kind]
-    return builder(conn, span, budget.zone, grouping)
+    builders: dict[str, Callable[..., Report]] = {'summary': summary, 'trend': trend, 'comparison': comparison,
+                                                  'efficiency': efficiency, 'chargeback': chargeback}
+    return builders[kind](conn, span, budget.zone, grouping)

@@ -112,7 +112,7 @@ class SettingChanged:
 @dataclass(frozen=True)
 class PoliciesChanged:
     topic: ClassVar[Topic] = Topic.POLICIES
-    reason: str  # 'created', 'updated', 'deleted', 'thresholds'
+    reason: str  # 'created', 'updated', 'deleted', 'thresholds', 'allocation' (an allocation and its policies)
     policy_id: int | None = None
 
 

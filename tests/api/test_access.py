@@ -96,6 +96,17 @@ def _policy(door: Door) -> int:
     return int(response.json()['id'])
 
 
+def _allocation(door: Door) -> int:
+    response = door.admin.post('/allocations', json=_allocation_body())
+    assert response.status_code == 201, response.text
+    return int(response.json()['id'])
+
+
+def _allocation_body() -> dict[str, Any]:
+    return {'name': uid('split'), 'limit_usd': '10', 'shares': [{'scope': 'project', 'scope_value': uid('p'),
+                                                                 'percent': 50}]}
+
+
 def _alert(door: Door) -> int:
     """An open alert: a warn policy on a fresh agent, then spend beyond it."""
     agent = uid('agent')
@@ -185,6 +196,14 @@ ROUTES = [
     Route('PATCH', '/policies/{policy_id}', 'admin',
           lambda d: (f'/policies/{_policy(d)}', {'json': {'limit_usd': '4'}}), state='/policies'),
     Route('DELETE', '/policies/{policy_id}', 'admin', lambda d: (f'/policies/{_policy(d)}', {}), state='/policies'),
+    Route('GET', '/allocations', 'read', get('/allocations')),
+    Route('GET', '/allocations/{allocation_id}', 'read', lambda d: (f'/allocations/{_allocation(d)}', {})),
+    Route('POST', '/allocations', 'admin', lambda d: ('/allocations', {'json': _allocation_body()}),
+          state='/allocations', ok=(201,)),
+    Route('PUT', '/allocations/{allocation_id}', 'admin',
+          lambda d: (f'/allocations/{_allocation(d)}', {'json': _allocation_body()}), state='/allocations'),
+    Route('DELETE', '/allocations/{allocation_id}', 'admin', lambda d: (f'/allocations/{_allocation(d)}', {}),
+          state='/allocations'),
     Route('PUT', '/prices', 'admin',
           lambda d: ('/prices', {'json': {'provider': uid('acme'), 'model': 'm', 'input_usd_per_mtok': '1',
                                           'output_usd_per_mtok': '1'}}), state='/prices'),

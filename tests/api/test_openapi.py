@@ -187,6 +187,9 @@ def seed(client: TestClient) -> None:
     ok('POST', '/policies', {'name': 'typed', 'limit_usd': '1', 'action': 'throttle'}, 201)
     ok('POST', '/policies', {'name': 'typed agent', 'scope': 'agent', 'scope_value': 'typed-agent', 'limit_usd': '2',
                              'action': 'block'}, 201)
+    ok('POST', '/allocations', {'name': 'typed split', 'limit_usd': '3', 'shares': [
+        {'scope': 'project', 'scope_value': 'typed', 'percent': '50'},
+        {'scope': 'tag', 'scope_value': 'x', 'amount_usd': '1'}]}, 201)
     assert ok('POST', '/check', {'agent_id': 'typed-agent', 'estimated_cost_usd': '5'})['decision'] == 'block'
     ok('PUT', '/thresholds', {'session_threshold_usd': '2'})
     ok('PUT', '/prices', {'provider': 'openai', 'model': 'typed-priced-model', 'input_usd_per_mtok': '1',
@@ -252,7 +255,8 @@ def test_responses_are_exactly_their_declared_types() -> None:
         get('/reports/comparison', ReportJson, period='day', group_by='agent')
 
 
-PATH_VALUES = {'session_id': 'typed-session', 'task_id': 'typed-task', 'policy_id': 1, 'kind': 'summary'}
+PATH_VALUES = {'session_id': 'typed-session', 'task_id': 'typed-task', 'policy_id': 1, 'allocation_id': 1,
+               'kind': 'summary'}
 
 
 def declared_body(annotation: Any) -> Any:

@@ -26,8 +26,8 @@ TOKEN = 'L' * 32
 USER, PASSWORD = 'reed', 'correct horse battery'
 SIZES = {'390x844': (390, 844), '1440x900': (1440, 900)}
 THEMES = ('light', 'dark')
-PAGES = {'dashboard': '/', 'usage': '/usage', 'sessions': '/sessions', 'policies': '/policies', 'alerts': '/alerts',
-         'reports': '/reports', 'settings': '/settings'}
+PAGES = {'dashboard': '/', 'usage': '/usage', 'sessions': '/sessions', 'policies': '/policies',
+         'allocations': '/allocations', 'alerts': '/alerts', 'reports': '/reports', 'settings': '/settings'}
 AGENTS = ('planner', 'researcher', 'coder', 'reviewer', 'tester', 'writer')
 MODELS = (('openai', 'gpt-4o'), ('anthropic', 'claude-sonnet-4-5'), ('openrouter', 'openai/gpt-4o-mini'))
 SESSIONS = 32  # more than the page lists (30)
@@ -67,6 +67,10 @@ def seed(api: httpx.Client) -> None:
     api.post('/policies', json={'name': 'Researcher crawl budget per day', 'scope': 'agent',
                                 'scope_value': 'researcher', 'period': 'day', 'limit_usd': '0.20',
                                 'action': 'throttle', 'notify': ['in_app', 'log']}).raise_for_status()
+    api.post('/allocations', json={'name': 'Engineering split across the research teams', 'limit_usd': '250',
+                                   'shares': [{'scope': 'agent', 'scope_value': 'researcher', 'percent': '60'},
+                                              {'scope': 'tag', 'scope_value': 'nightly-regression-suite',
+                                               'amount_usd': '75.50'}]}).raise_for_status()
     for title, agent, estimate in (('Crawl the pricing pages of every provider', 'researcher', '0.40'),
                                    ('Review the nightly build', 'reviewer', '1.20')):
         api.post('/tasks', json={'title': title, 'agent_id': agent, 'priority': 3,

@@ -15,7 +15,7 @@ from nicegui.testing import User
 from app import runtime
 from services.accounts import throttle
 from services.alerting import alerts
-from services.budget import eco, policies
+from services.budget import allocations, eco, policies
 from services.core.access import SYSTEM, Role
 from services.spend import agents
 from tests.support.pages import settle
@@ -154,6 +154,28 @@ async def test_read_only_user_cannot_edit_or_delete_a_policy(user: User) -> None
     user.find(marker='save-policy').click()
     await user.should_see('adding a policy needs the admin role', retries=50)
     assert [p.name for p in runtime.current().read(policies.list_policies)] == ['Daily budget', 'block']
+
+
+async def test_read_only_user_sees_allocations_but_cannot_change_them(user: User) -> None:
+    add_user('reed', Role.READ)
+    created = runtime.current().commands.allocations.create(SYSTEM, {
+        'name': 'split', 'limit_usd': '10', 'shares': [{'scope': 'project', 'scope_value': 'web', 'percent': 70}]})
+    await log_in(user, 'reed')
+    await user.open('/allocations')
+    await user.should_see('project = web · 70.00 % · $0.00 of $7.00', retries=50)
+    delete, save = control(user, f'delete-allocation-{created.id}'), control(user, 'save-allocation')
+    assert not delete.enabled and not save.enabled
+    delete.enable()
+    user.find(marker=f'delete-allocation-{created.id}').click()
+    await user.should_see('deleting an allocation needs the admin role', retries=50)
+    save.enable()
+    user.find(marker='allocation-name').type('sneaky')
+    user.find(marker='allocation-limit').type('1')
+    user.find(marker='share-value-0').type('x')
+    user.find(marker='share-amount-0').type('1')
+    user.find(marker='save-allocation').click()
+    await user.should_see('adding an allocation needs the admin role', retries=50)
+    assert [a.name for a in runtime.current().read(allocations.list_allocations)] == ['split']
 
 
 async def test_read_only_user_cannot_acknowledge_alerts(user: User) -> None:

@@ -22,7 +22,7 @@ from app import cli, runtime
 from app.runtime import Runtime
 from services.accounts import tokens
 from services.alerting import alerts
-from services.budget import eco, limits, policies, thresholds
+from services.budget import allocations, eco, limits, policies, thresholds
 from services.budget.checker import CheckRequest
 from services.core.access import SYSTEM
 from services.core.tables import AGENTS, EVENTS, PRICE_OVERRIDES, SESSIONS, TASKS
@@ -131,6 +131,34 @@ async def page_delete_policy(user: User, prepared: Prepared) -> None:
     user.find(marker=f'delete-{prepared["policy"]}').click()
 
 
+SPLIT = {'name': 'split', 'limit_usd': '10', 'shares': [{'scope': 'project', 'scope_value': 'web', 'percent': '70'}]}
+
+
+def with_allocation(rt: Runtime) -> Prepared:
+    return {'allocation': rt.commands.allocations.create(SYSTEM, SPLIT).id}
+
+
+async def page_create_allocation(user: User, _: Prepared) -> None:
+    await user.open('/allocations')
+    user.find(marker='allocation-name').type('split')
+    user.find(marker='allocation-limit').type('10')
+    user.find(marker='share-value-0').type('web')
+    user.find(marker='share-amount-0').type('70%')
+    user.find(marker='save-allocation').click()
+
+
+async def page_delete_allocation(user: User, prepared: Prepared) -> None:
+    await user.open('/allocations')
+    user.find(marker=f'delete-allocation-{prepared["allocation"]}').click()
+
+
+def web_limits(rt: Runtime) -> list[int]:
+    """The limits a check in project web is held to by the allocation's policies."""
+    assert rt.checker is not None
+    return sorted(p['limit_micros'] for p in rt.checker.check(CheckRequest(project='web'))['policies']
+                  if p['name'].startswith('split · '))
+
+
 async def page_create_token(user: User, _: Prepared) -> None:
     await user.open('/settings')
     user.find(marker='token-name').type('grafana')
@@ -199,6 +227,15 @@ CHANGES = [
            done=lambda rt, _: policy_named(rt, 'old cap') is None,
            checker=lambda rt, _: rt.checker is not None and
            all(p['name'] != 'team cap' for p in rt.checker.check(CheckRequest())['policies'])),
+    Change('add an allocation', Topic.POLICIES, recounts=1,
+           api=lambda _: ('POST', '/api/v1/allocations', SPLIT), page=page_create_allocation,
+           done=lambda rt, _: [(a.name, a.shares[0].limit_micros) for a in rt.read(allocations.list_allocations)]
+           == [('split', 7_000_000)],
+           checker=lambda rt, _: web_limits(rt) == [7_000_000, 10_000_000]),
+    Change('delete an allocation', Topic.POLICIES, recounts=1, prepare=with_allocation,
+           api=lambda p: ('DELETE', f'/api/v1/allocations/{p["allocation"]}', None), page=page_delete_allocation,
+           done=lambda rt, _: rt.read(allocations.list_allocations) == [],
+           checker=lambda rt, _: web_limits(rt) == []),
     Change('end a session', Topic.SESSIONS, prepare=with_agent,
            api=lambda p: ('POST', f'/api/v1/sessions/{p["session"]}/end', None),
            done=lambda rt, p: read(rt, select(SESSIONS.c.ended_at).where(SESSIONS.c.id == p['session'])) is not None,

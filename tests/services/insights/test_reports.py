@@ -466,8 +466,8 @@ def test_api_projection(api: httpx.Client) -> None:
 
 def test_api_lists_the_kinds(api: httpx.Client) -> None:
     body = api.get('/reports').json()
-    assert [k['kind'] for k in body['kinds']] == ['summary', 'trend', 'comparison', 'projection',
-                                                       'efficiency']
+    assert [k['kind'] for k in body['kinds']] == ['summary', 'trend', 'comparison', 'projection', 'efficiency',
+                                                       'chargeback']
     assert body['formats'] == ['json', 'csv', 'md']
 
 
