@@ -19,7 +19,8 @@ from genai_prices.types import ModelPrice
 from tests.support.fake_api import FakeAPI, Reply
 
 PATH = '/pydantic/genai-prices/main/prices/data.json'
-Changes = Mapping[tuple[str, str], Mapping[str, Any]]  # (provider id, model id) -> its new `prices` (None: removed)
+# (provider id, model id) -> its new `prices` (None: the model is removed)
+Changes = Mapping[tuple[str, str], Mapping[str, Any] | None]
 
 
 def published(changes: Changes | None = None) -> list[dict[str, Any]]:
@@ -34,7 +35,7 @@ def published(changes: Changes | None = None) -> list[dict[str, Any]]:
             if key in wanted:
                 if wanted.pop(key) is None:
                     continue
-                model['prices'] = dict(changes[key])  # type: ignore[index]
+                model['prices'] = dict(changes[key] or {})  # type: ignore[index]
             kept.append(model)
         provider['models'] = kept
     assert not wanted, f'not in the bundled data: {sorted(wanted)}'
