@@ -147,7 +147,10 @@ class HttpBackend:
 
     def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]:
         body = {'from': start, 'dry_run': dry_run} | ({'to': end} if end else {})
-        return self.call('POST', '/prices/recalculate', json=body, timeout=3600)  # millions of events: minutes
+        try:  # millions of events: minutes
+            return self.call('POST', '/prices/recalculate', json=body, timeout=3600)
+        except CliError as exc:  # a range the server refuses is bad usage, as with --db
+            raise CliError(str(exc), 2 if str(exc).startswith('server answered 422: ') else exc.code) from None
 
     def price_audits(self, limit: int) -> list[dict[str, Any]]:
         return self.call('GET', '/prices/audit', params={'limit': limit})['items']

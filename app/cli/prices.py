@@ -22,8 +22,8 @@ def register(sub: Any) -> None:
                     'checks it, stores it in the database and prices new events with it (a running server too). '
                     'Shows what changed for the models in use, in USD per million tokens. Events already stored '
                     'keep their cost: `prices recalculate` re-prices them.')
-    update.add_argument('--url', dest='data_url', metavar='URL', help="where to fetch the data (default: "
-                                                                       "genai-prices' own)")
+    update.add_argument('--data-url', metavar='URL', help="where to fetch the data (default: genai-prices' own; "
+                                                          '--url names the SpendGauge server)')
     recalculate = actions.add_parser(
         'recalculate', help='re-price the stored events of a range with the current prices',
         description='Re-prices the events from --from to --to with the current prices (overrides first): priced '
