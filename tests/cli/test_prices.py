@@ -53,7 +53,7 @@ def test_update_recalculate_and_audit_through_a_server(tmp_path: Path, database_
             assert spent(api) == before
 
             done = ok(cli('prices', 'recalculate', '--from', day, '--url', server.url, cwd=tmp_path)).stdout
-            assert f're-priced 1 of 2 events' in done and f'(+{(NEW_COST - OLD_COST) / 1e6:.6f})' in done
+            assert 're-priced 1 of 2 events' in done and f'(+{(NEW_COST - OLD_COST) / 1e6:.6f})' in done
             assert spent(api) == before + NEW_COST - OLD_COST
             events = {e['event_id']: e for e in api.get('/usage', params={'limit': 10}).json()['items']}
             assert events[old['event_id']]['cost_micros'] == NEW_COST
