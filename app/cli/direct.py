@@ -118,7 +118,7 @@ class DirectBackend:
         return dict(self.rt.commands.usage.prune(CLI_ACTOR, older_than_days, dry_run))
 
     def update_prices(self, url: str | None) -> dict[str, Any]:
-        return dict(self.rt.commands.prices.update(CLI_ACTOR, url))
+        return dict(self.rt.commands.prices.update(CLI_ACTOR, url or self.rt.settings.price_data_url or None))
 
     def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]:
         return dict(self.rt.commands.prices.recalculate(CLI_ACTOR, start, end, dry_run))

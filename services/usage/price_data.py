@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import Connection, delete, func, insert, select
 from typing_extensions import TypedDict
 
-from services.core.errors import Invalid, Unavailable
+from services.core.errors import Invalid
 from services.core.money import micros_to_usd, usd_to_micros
 from services.core.tables import DAILY, PRICE_DATA
 from services.usage.pricing import BUNDLED, RATE_KINDS, PriceData, Pricer, parse_price_data
@@ -64,16 +64,16 @@ class UpdateOut(TypedDict):
 
 
 def fetch(url: str) -> bytes:
-    """The body at `url` (http or https), at most MAX_BYTES. Unavailable when it cannot be had; Invalid when the URL
-    is not one, or its server refuses it (4xx) or sends too much."""
+    """The body at `url` (http or https), at most MAX_BYTES. Invalid, saying why, when it cannot be had: the URL is
+    not one, nothing answers there in time, or its server refuses (any error status) or sends too much. (A 4xx: the
+    URL the caller gave or configured is what fails, and nothing changes.)"""
     parts = urlsplit(url)
     if parts.scheme not in ('http', 'https') or not parts.netloc or len(url) > MAX_URL:
         raise Invalid(f'url: an http or https URL of at most {MAX_URL} characters, got {url[:100]!r}')
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=True) as client, client.stream('GET', url) as response:
             if response.status_code >= 400:
-                error = Invalid if response.status_code < 500 else Unavailable
-                raise error(f'{url} answered {response.status_code} {response.reason_phrase}')
+                raise Invalid(f'{url} answered {response.status_code} {response.reason_phrase}')
             declared = response.headers.get('content-length')
             if declared and declared.isdigit() and int(declared) > MAX_BYTES:
                 raise Invalid(f'{url}: {int(declared):,} bytes, more than price data can be ({MAX_BYTES:,})')
@@ -84,9 +84,9 @@ def fetch(url: str) -> bytes:
                     raise Invalid(f'{url}: more than {MAX_BYTES:,} bytes, more than price data can be')
             return bytes(body)
     except httpx.TimeoutException:
-        raise Unavailable(f'{url} did not answer within {TIMEOUT.read:.0f} s') from None
+        raise Invalid(f'{url} did not answer within {TIMEOUT.read:.0f} s') from None
     except httpx.HTTPError as exc:
-        raise Unavailable(f'cannot fetch {url} ({type(exc).__name__})') from None
+        raise Invalid(f'cannot fetch {url} ({type(exc).__name__})') from None
 
 
 def parse(raw: bytes, url: str, sha256: str) -> PriceData:

@@ -70,7 +70,8 @@ class UpdateIn(Input):
 
     url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_URL,
                                           pattern=NO_NUL)] | None = Field(
-        None, description="where to fetch genai-prices data (a JSON list of providers); default: genai-prices' own")
+        None, description='where to fetch genai-prices data (a JSON list of providers); default: '
+                          "SPENDGAUGE_PRICE_DATA_URL, else genai-prices' own")
 
 
 class RecalculateIn(Input):
@@ -88,12 +89,12 @@ def get_price_data(conn: ReadConn) -> PriceDataOut:
     return price_data.describe(conn)
 
 
-@router.post('/update', responses=refusals(e503='The data could not be fetched, or no pricer runs in this process'))
+@router.post('/update', responses=refusals(e503='No pricer runs in this process'))
 def update_prices(body: UpdateIn, rt: RuntimeDep, actor: Admin) -> UpdateOut:
     """Fetch genai-prices data, check it with genai-prices' own types, store it and price with it from now on
     (every instance: the others load it when they hear of the change). Lists what changed for the models in use.
     Stored events keep their cost until `POST /prices/recalculate`."""
-    return rt.commands.prices.update(actor, body.url)
+    return rt.commands.prices.update(actor, body.url or rt.settings.price_data_url or None)
 
 
 @router.post('/recalculate', responses=refusals(e503='No ledger runs in this process'))

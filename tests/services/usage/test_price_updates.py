@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 from app import runtime
 from services.commands import CommandContext, Commands
 from services.core.access import SYSTEM, Actor, Role
-from services.core.errors import Forbidden, Invalid, Unavailable
+from services.core.errors import Forbidden, Invalid
 from services.core.settings import load_settings
 from services.core.tables import PRICE_DATA
 from services.live.hub import EventHub
@@ -108,7 +108,7 @@ BAD = {
     'not providers': (Reply([{'id': 'x'}]), Invalid, 'not genai-prices data'),
     'too large': (Reply(raw=b'[' + b' ' * MAX_BYTES + b']'), Invalid, 'more than'),
     'missing': (Reply({'error': 'no'}, status=404), Invalid, 'answered 404'),
-    'failing': (Reply({'error': 'no'}, status=502), Unavailable, 'answered 502'),
+    'failing': (Reply({'error': 'no'}, status=502), Invalid, 'answered 502'),
 }
 
 
@@ -127,7 +127,7 @@ def test_bad_data_is_refused_and_changes_nothing(commands: Commands, engine: Eng
 
 
 def test_unreachable_or_odd_urls_are_refused(commands: Commands) -> None:
-    with pytest.raises(Unavailable, match='cannot fetch'):
+    with pytest.raises(Invalid, match='cannot fetch'):
         commands.prices.update(SYSTEM, closed_port_url() + '/data.json')
     for url in ('file:///etc/passwd', 'ftp://example.com/x', 'http://', 'x' * 3000):
         with pytest.raises(Invalid, match='an http or https URL'):
