@@ -24,13 +24,14 @@ from services.dashboard import ALL_PARTS, DashboardConfig, DashboardSnapshot, Pa
 from services.live.cluster import Bridge, Leadership
 from services.live.hub import EventHub, hub
 from services.live.metrics import Metrics
+from services.live.topics import LiveEvent, UsageChanged
 from services.sources.registry import build_pullers
 from services.sources.sync import SyncService
 from services.spend.day_zone import rekey_days
 from services.spend.kept import kept
-from services.usage import price_overrides
+from services.usage import price_data, price_overrides
 from services.usage.ledger import Ledger
-from services.usage.pricing import Pricer
+from services.usage.pricing import BUNDLED, Pricer
 
 log = logging.getLogger(__name__)
 P = ParamSpec('P')
@@ -52,6 +53,7 @@ class Runtime:
     leadership: Leadership | None = None
     bridge: Bridge | None = None
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics: this runtime's registry
+    unfollow_prices: Callable[[], None] | None = None
 
     def load_dashboard(self, previous: DashboardSnapshot | None = None,
                        parts: Collection[Part] = ALL_PARTS) -> DashboardSnapshot:
@@ -68,8 +70,26 @@ class Runtime:
             return query(conn, *args, **kwargs)
 
     def reload_prices(self) -> None:
+        """The overrides, and the genai-prices data that `prices update` stored (parsed only when it is not the
+        data the pricer has already; the bundled data when none is stored, or when what is stored cannot be read)."""
         with self.engine.connect() as conn:
             self.pricer.set_overrides(price_overrides.load(conn))
+            sha256 = price_data.stored_sha256(conn)
+            wanted = BUNDLED if sha256 is None else price_data.label_of(sha256)
+            if wanted == self.pricer.data_label:
+                return
+            try:
+                loaded = price_data.load(conn)
+            except ValueError as exc:
+                log.error('the stored price data cannot be read (%s): pricing with the data %s', exc, BUNDLED)
+                loaded = None
+        self.pricer.use_data(loaded[1] if loaded else None)
+        log.info('pricing with the genai-prices data %s', self.pricer.data_label)
+
+    def follow_prices(self, event: LiveEvent) -> None:
+        """Another instance changed something (a price update or override among it may be): load what is stored."""
+        if isinstance(event, UsageChanged) and event.remote:
+            self.reload_prices()
 
 
 _current: Runtime | None = None
@@ -114,6 +134,7 @@ def start(settings: Settings | None = None) -> Runtime:
     accounts = Directory(engine, settings.api_tokens, hub)
     runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts, RefusalLog(hub))
     runtime.reload_prices()
+    runtime.unfollow_prices = hub.subscribe(runtime.follow_prices)
     kept.follow(hub)  # subscribed first: it drops changed intervals before any other listener reads them
     preload_policies(engine, settings)
     runtime.checker = context.counters = Checker(engine, hub, settings.zone, runtime.commands,
@@ -153,6 +174,8 @@ def current() -> Runtime:
 def stop() -> None:
     global _current
     if _current is not None:
+        if _current.unfollow_prices is not None:
+            _current.unfollow_prices()
         if _current.checker is not None:
             _current.checker.stop()
         if _current.bridge is not None:

@@ -23,7 +23,7 @@ from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
 from tests.support.fake_api import FakeAPI
 from tests.support.fixtures import FIXTURES
-from tests.support.servers import Server, start_server
+from tests.support.servers import NO_PRICE_DATA_URL, Server, start_server
 from tests.support.unavailable import unavailable
 
 PG_URL_VAR = 'SPENDGAUGE_TEST_DATABASE_URL'
@@ -211,6 +211,7 @@ def _isolated_runtime(request: pytest.FixtureRequest, tmp_path: Path,
         if name.startswith('SPENDGAUGE_') and name != PG_URL_VAR:
             monkeypatch.delenv(name)
     monkeypatch.setenv('SPENDGAUGE_ENV_FILE', '')  # a developer's .env must not leak into tests
+    monkeypatch.setenv('SPENDGAUGE_PRICE_DATA_URL', NO_PRICE_DATA_URL)  # no price update reaches the Internet
     database = tmp_path / 'runtime.db'
     if 'user' in request.fixturenames:
         request.getfixturevalue('migrated').sqlite(database)

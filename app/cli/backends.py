@@ -51,6 +51,9 @@ class Backend(Protocol):
     def thresholds(self) -> dict[str, Any]: ...
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]: ...
     def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]: ...
+    def update_prices(self, url: str | None) -> dict[str, Any]: ...
+    def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]: ...
+    def price_audits(self, limit: int) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -170,6 +173,19 @@ class HttpBackend:
     def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]:
         return self.call('POST', '/usage/prune', json={'older_than_days': older_than_days, 'dry_run': dry_run},
                          timeout=600)
+
+    def update_prices(self, url: str | None) -> dict[str, Any]:
+        return self.call('POST', '/prices/update', json={'url': url} if url else {}, timeout=120)
+
+    def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]:
+        body = {'from': start, 'dry_run': dry_run} | ({'to': end} if end else {})
+        try:  # millions of events: minutes
+            return self.call('POST', '/prices/recalculate', json=body, timeout=3600)
+        except CliError as exc:  # a range the server refuses is bad usage, as with --db
+            raise CliError(str(exc), 2 if str(exc).startswith('server answered 422: ') else exc.code) from None
+
+    def price_audits(self, limit: int) -> list[dict[str, Any]]:
+        return self.call('GET', '/prices/audit', params={'limit': limit})['items']
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""

@@ -133,6 +133,17 @@ class DirectBackend:
     def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]:
         return dict(self.rt.commands.usage.prune(CLI_ACTOR, older_than_days, dry_run))
 
+    def update_prices(self, url: str | None) -> dict[str, Any]:
+        return dict(self.rt.commands.prices.update(CLI_ACTOR, url or self.rt.settings.price_data_url or None))
+
+    def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]:
+        return dict(self.rt.commands.prices.recalculate(CLI_ACTOR, start, end, dry_run))
+
+    def price_audits(self, limit: int) -> list[dict[str, Any]]:
+        from services.usage import repricing
+
+        return [dict(a) for a in self._read(repricing.list_audits, limit)]
+
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 BIGINT_ID = BigInteger().with_variant(Integer, 'sqlite')  # SQLite only auto-increments INTEGER PRIMARY KEY
@@ -413,3 +413,43 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=200)
     created_at: datetime
     password_changed_at: datetime
+
+
+class PriceDataFile(SQLModel, table=True):
+    """genai-prices data fetched by `spendgauge prices update`: the newest row is what every instance prices with
+    (the data bundled with genai-prices when there is none). Older rows are deleted when a newer one is stored."""
+
+    __tablename__ = 'price_data'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    fetched_at: datetime
+    fetched_by: str = Field(max_length=200)
+    url: str = Field(max_length=2000)
+    sha256: str = Field(max_length=64)
+    size_bytes: int = Field(sa_type=BigInteger)
+    models: int  # in the data, all providers
+    data: str = Field(sa_type=Text)  # the JSON as fetched
+
+
+class PriceAudit(SQLModel, table=True):
+    """One re-pricing of stored events (`spendgauge prices recalculate`): who, which range, and what changed by how
+    much. Written when it starts (status running) and brought up to date with every batch it commits."""
+
+    __tablename__ = 'price_audits'
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    started_at: datetime
+    finished_at: datetime | None = None
+    actor: str = Field(max_length=200)
+    range_start: datetime
+    range_end: datetime
+    status: str = Field(max_length=16)  # running, done, failed
+    price_data: str = Field(max_length=200)  # the data it priced with (pricing.Pricer.data_label)
+    events_examined: int = _count()  # priced and unpriced events in the range
+    events_changed: int = _count()
+    events_newly_priced: int = _count()  # unpriced before, priced now
+    events_kept: int = _count()  # priced, but their model has no price now: they keep the one they have
+    before_micros: int = _money()  # of the changed events
+    after_micros: int = _money()
+    by_model: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # per provider/model changed
+    error: str | None = Field(default=None, max_length=2000)

@@ -212,6 +212,9 @@ class Settings(_Group):
                                        description='a daily job deletes usage events older than this many days '
                                                    '(whole local days; every total stays in the rollups); empty or '
                                                    'none: keep every event')
+    price_data_url: str = Field('', max_length=2000,
+                                description='where `spendgauge prices update` fetches genai-prices data when no URL is '
+                                            "given (empty: genai-prices' own); fetched only when asked, never on start")
     daily_budget_limit: Decimal | None = Field(None, validation_alias='DAILY_BUDGET_LIMIT',
                                                description='the daily limit in USD (wins over DAILY_LIMIT_USD)')
     weekly_budget_limit: Decimal | None = Field(None, validation_alias='WEEKLY_BUDGET_LIMIT',

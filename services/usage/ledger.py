@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -307,7 +307,7 @@ class Ledger:
             hours = [h for (h,) in conn.execute(
                 select(ROLLUPS.c.hour).distinct().where(ROLLUPS.c.provider == provider, ROLLUPS.c.model == model,
                                                         ROLLUPS.c.unpriced_requests > 0))]
-            corrections = []
+            corrections: list[tuple[Mapping[str, Any], int]] = []
             for chunk in _chunks(hours, 200):  # the rollups say which hours to look in: no scan of all events
                 in_hours = or_(*(and_(EVENTS.c.ts >= h, EVENTS.c.ts < h + timedelta(hours=1)) for h in chunk))
                 query = select(EVENTS).where(EVENTS.c.provider == provider, EVENTS.c.model == model,
@@ -316,17 +316,32 @@ class Ledger:
                     tokens = TokenCounts(*(event[c] for c in TOKEN_COLUMNS))
                     quote = self.pricer.quote(provider, model, tokens, event['ts'])
                     if quote.cost_source == 'priced':
-                        corrections.append({**event, 'cost_micros': quote.cost_micros,
-                                            **dict.fromkeys(TOKEN_COLUMNS, 0)})
-            if corrections:
-                conn.execute(update(EVENTS).where(EVENTS.c.id == bindparam('pk'))
-                             .values(cost_micros=bindparam('cost'), cost_source='priced'),
-                             [{'pk': c['id'], 'cost': c['cost_micros']} for c in corrections])
-                self._fold(conn, corrections, requests=0)
+                        corrections.append((dict(event), quote.cost_micros))
+            self.correct_costs(conn, corrections)
         if corrections:
             self.hub.publish(UsageChanged(rows=None, count=len(corrections),
-                                          cost_micros=sum(c['cost_micros'] for c in corrections)))
+                                          cost_micros=sum(cost for _, cost in corrections)))
         return len(corrections)
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction of the ledger's (on SQLite under its write lock, on its write connection), for a
+        correction made in steps: read events, then `correct_costs` them in the same transaction."""
+        with self._transaction() as conn:
+            yield conn
+
+    def correct_costs(self, conn: Connection, corrections: Sequence[tuple[Mapping[str, Any], int]]) -> None:
+        """Give stored events a new price: each (event as stored, its new cost) becomes cost_source 'priced' with that
+        cost, and the difference moves into the rollups and the session, agent and task totals. The event mapping
+        needs the columns the rollups are keyed by (see `_fold`), its tokens, cost and cost source. Never for
+        reported events. The caller publishes the correction (UsageChanged with rows=None) after committing."""
+        if not corrections:
+            return
+        conn.execute(update(EVENTS).where(EVENTS.c.id == bindparam('pk'))
+                     .values(cost_micros=bindparam('cost'), cost_source='priced'),
+                     [{'pk': event['id'], 'cost': cost} for event, cost in corrections])
+        self._fold(conn, [{**event, 'cost_micros': cost - event['cost_micros'], **dict.fromkeys(TOKEN_COLUMNS, 0)}
+                          for event, cost in corrections], requests=0)
 
     def remove_events(self, where: ColumnElement[bool]) -> int:
         """Delete the events matching `where` and take them out of the rollups and totals: they are folded in
@@ -474,8 +489,9 @@ class Ledger:
 
     def _fold(self, conn: Connection, rows: list[dict[str, Any]], requests: int = 1) -> None:
         """Add events to the hourly rollups and to the session, agent and task totals. With requests=0 the rows are
-        corrections to events already counted (a new cost for an unpriced event), not new requests; with
-        requests=-1 they are negated events being removed."""
+        corrections to events already counted (the difference of a new price, their cost_source the one they had:
+        an unpriced event is priced now), not new requests; with requests=-1 they are negated events being
+        removed."""
         rollups: dict[tuple, dict[str, Any]] = {}
         hourly: dict[tuple, dict[str, Any]] = {}
         daily: dict[tuple, dict[str, Any]] = {}
@@ -494,7 +510,7 @@ class Ledger:
             if r is None:
                 r = rollups[key] = dict(zip(('hour', *DAY_KEY), key, strict=True), **_zero(ROLLUP_SUMS))
             _sum(r, row, requests)
-            r['unpriced_requests'] += requests * (row['cost_source'] == 'unpriced') if requests else -1
+            r['unpriced_requests'] += (requests if requests else -1) * (row['cost_source'] == 'unpriced')
             h = hourly.get((hour, row['channel']))
             if h is None:
                 h = hourly[(hour, row['channel'])] = {'hour': hour, 'channel': row['channel'], **_zero(SUMS)}

@@ -6,22 +6,33 @@ are priced at their own rates. Price overrides from the database are applied fir
 `calc_price` costs about 60 µs a call, too slow for bulk ingest, so for each (provider, model, price tier) we
 derive the per-token rates once by probing genai-prices itself, then price by four multiplications. Within one
 tier genai-prices is linear in the token counts; models with per-request fees take the slow path every time.
+
+The price data is genai-prices' bundled copy until newer data is given (`use_data`, `spendgauge prices update`):
+parsed and checked here with genai-prices' own types (`parse_price_data`). Its network updater is never started.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 from genai_prices import Usage, data_snapshot
-from genai_prices.types import TieredPrices
+from genai_prices import __version__ as GENAI_PRICES_VERSION
+from genai_prices.types import TieredPrices, _providers_from_raw
+from genai_prices.update_prices import DEFAULT_UPDATE_URL
+from pydantic import ValidationError
 
 from services.core.money import usd_to_micros
 
 CostSource = Literal['priced', 'reported', 'unpriced']
+DEFAULT_PRICE_DATA_URL = DEFAULT_UPDATE_URL  # genai-prices' own: the newest data, in the format this version reads
+BUNDLED = f'bundled with genai-prices {GENAI_PRICES_VERSION}'
+RATE_KINDS = ('input', 'output', 'cache_read', 'cache_write')  # per million tokens
 MTOK = 1_000_000
 PICO_PER_USD = 10**12
 PICO_PER_MICRO = 10**6
@@ -100,18 +111,84 @@ class UnknownModel(LookupError):
     pass
 
 
+class InvalidPriceData(ValueError):
+    """Data that is not genai-prices data this version can read; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class PriceData:
+    """genai-prices data other than the bundled copy, read by genai-prices' own types."""
+
+    providers: list[Any]
+    label: str  # what it is, for people: e.g. the SHA-256 of the file it came from
+
+    @property
+    def model_count(self) -> int:
+        return sum(len(provider.models) for provider in self.providers)
+
+
+def parse_price_data(raw: bytes | str, label: str) -> PriceData:
+    """Read genai-prices' data file (the JSON list of providers it publishes), checked with its own types."""
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPriceData(f'not JSON ({exc})') from None
+    if not isinstance(payload, list) or not payload:
+        raise InvalidPriceData('not a list of providers: genai-prices data is a JSON list of providers')
+    try:
+        providers = _providers_from_raw(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = '.'.join(str(part) for part in first['loc'][:6])
+        raise InvalidPriceData(f'not genai-prices data: {exc.error_count()} errors, the first at {where}: '
+                               f'{first["msg"]}') from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidPriceData(f'not genai-prices data: {exc}') from None
+    data = PriceData(providers, label)
+    if data.model_count == 0:
+        raise InvalidPriceData('no models in it')
+    return data
+
+
+@dataclass
+class _Lookups:
+    """One price data set and what was looked up in it: swapped whole when the data changes, so a call in flight
+    finishes on the data it started with and nothing of the old data stays cached."""
+
+    snapshot: Any
+    label: str
+    models: dict[tuple[str, str], tuple[Any, Any] | None] = field(default_factory=dict)
+    prices: dict[tuple[str, str, date], tuple[Any, tuple[int, ...], bool]] = field(default_factory=dict)
+    rates: dict[tuple[str, str, date, int], _LinearRates] = field(default_factory=dict)
+
+
 class Pricer:
     """Turns (provider, model, tokens) into micro-USD; thread-safe, caches every lookup."""
 
-    def __init__(self, overrides: dict[tuple[str, str], OverrideRates] | None = None) -> None:
+    def __init__(self, overrides: dict[tuple[str, str], OverrideRates] | None = None,
+                 data: PriceData | None = None) -> None:
         self._overrides = dict(overrides or {})
-        self._models: dict[tuple[str, str], tuple[Any, Any] | None] = {}
-        self._prices: dict[tuple[str, str, date], tuple[Any, tuple[int, ...], bool]] = {}
-        self._rates: dict[tuple[str, str, date, int], _LinearRates] = {}
+        self._lookups = _lookups_for(data)
         self._lock = threading.Lock()
 
     def set_overrides(self, overrides: dict[tuple[str, str], OverrideRates]) -> None:
         self._overrides = dict(overrides)
+
+    @property
+    def overrides(self) -> Mapping[tuple[str, str], OverrideRates]:
+        return self._overrides
+
+    def use_data(self, data: PriceData | None) -> None:
+        """Price with `data` from now on (None: the data bundled with genai-prices)."""
+        self._lookups = _lookups_for(data)
+
+    @property
+    def data_label(self) -> str:
+        return self._lookups.label
+
+    def with_data(self, data: PriceData | None) -> Pricer:
+        """Another pricer with these overrides and `data` (to compare prices before switching)."""
+        return Pricer(self._overrides, data)
 
     def quote(self, provider: str, model: str, tokens: TokenCounts, ts: datetime | None = None,
               reported_cost_usd: Decimal | None = None) -> Quote:
@@ -130,9 +207,10 @@ class Pricer:
 
     def genai_price_micros(self, provider: str, model: str, tokens: TokenCounts, ts: datetime | None = None) -> int:
         """The genai-prices cost, rounded half-even to micro-USD. Raises UnknownModel."""
+        lookups = self._lookups
         ts = ts or datetime.now(UTC)
         day = ts.date()
-        model_price, tier_starts, linear = self._model_price(provider, model, day)
+        model_price, tier_starts, linear = self._model_price(lookups, provider, model, day)
         if isinstance(model_price, _TimeOfDayPrices):
             return usd_to_micros(model_price.model_info.get_prices(ts).calc_price(_usage(tokens))['total_price'])
         if not linear:
@@ -140,45 +218,67 @@ class Pricer:
         # tier -1: no input tokens, so only the output rate is known from the probe
         tier = sum(tokens.input_tokens > start for start in tier_starts) if tokens.input_tokens else -1
         key = (provider, model, day, tier)
-        rates = self._rates.get(key)
+        rates = lookups.rates.get(key)
         if rates is None:
             rates = _probe_rates(model_price, tokens.input_tokens)
-            self._rates[key] = rates
+            lookups.rates[key] = rates
         return rates.cost_micros(tokens)
 
-    def _model_price(self, provider: str, model: str, day: date) -> tuple[Any, tuple[int, ...], bool]:
-        cached = self._prices.get((provider, model, day))
+    def rates_per_mtok(self, provider: str, model: str, at: datetime | None = None) -> dict[str, Decimal] | None:
+        """genai-prices' USD per million tokens of each kind (RATE_KINDS) for the model at `at` (the lowest tier's
+        where prices are tiered), or None when it does not know the model. Overrides are not applied."""
+        found = self._find(self._lookups, provider, model)
+        if found is None:
+            return None
+        prices = found[1].get_prices(at or datetime.now(UTC))
+        rates = {}
+        for kind in RATE_KINDS:
+            value = getattr(prices, f'{kind}_mtok', None)
+            value = value.base if isinstance(value, TieredPrices) else value
+            if value is not None:
+                rates[kind] = Decimal(value)
+        return rates
+
+    def _model_price(self, lookups: _Lookups, provider: str, model: str,
+                     day: date) -> tuple[Any, tuple[int, ...], bool]:
+        cached = lookups.prices.get((provider, model, day))
         if cached is not None:
             return cached
-        found = self._find(provider, model)
+        found = self._find(lookups, provider, model)
         if found is None:
             raise UnknownModel(f'no price known for {provider}/{model}')
         _provider, model_info = found
         if _has_time_of_day_prices(model_info):
             result: tuple[Any, tuple[int, ...], bool] = (_TimeOfDayPrices(model_info), (), False)
-            self._prices[(provider, model, day)] = result
+            lookups.prices[(provider, model, day)] = result
             return result
         model_price = model_info.get_prices(datetime.combine(day, datetime.min.time(), tzinfo=UTC))
         prices = {k: v for k, v in model_price.__dict__.items() if not k.startswith('_') and v is not None}
         starts = sorted({tier.start for v in prices.values() if isinstance(v, TieredPrices) for tier in v.tiers})
         linear = set(prices) <= _LINEAR_PRICE_KEYS
         result = (model_price, tuple(starts), linear)
-        self._prices[(provider, model, day)] = result
+        lookups.prices[(provider, model, day)] = result
         return result
 
-    def _find(self, provider: str, model: str) -> tuple[Any, Any] | None:
+    def _find(self, lookups: _Lookups, provider: str, model: str) -> tuple[Any, Any] | None:
         key = (provider, model)
-        if key in self._models:
-            return self._models[key]
+        if key in lookups.models:
+            return lookups.models[key]
         with self._lock:
-            found = _lookup(provider, model)
-            self._models[key] = found
+            found = _lookup(lookups.snapshot, provider, model)
+            lookups.models[key] = found
         return found
 
     def resolve(self, provider: str, model: str) -> str | None:
         """genai-prices' 'provider/model' id for ours, or None when it does not know the model."""
-        found = self._find(provider, model)
+        found = self._find(self._lookups, provider, model)
         return f'{found[0].id}/{found[1].id}' if found else None
+
+
+def _lookups_for(data: PriceData | None) -> _Lookups:
+    if data is None:
+        return _Lookups(data_snapshot.get_snapshot(), BUNDLED)
+    return _Lookups(data_snapshot.DataSnapshot(providers=data.providers, from_auto_update=False), data.label)
 
 
 @dataclass(frozen=True)
@@ -193,8 +293,7 @@ def _has_time_of_day_prices(model_info: Any) -> bool:
     return any(p.constraint is not None and 'TimeOf' in type(p.constraint).__name__ for p in prices)
 
 
-def _lookup(provider: str, model: str) -> tuple[Any, Any] | None:
-    snapshot = data_snapshot.get_snapshot()
+def _lookup(snapshot: Any, provider: str, model: str) -> tuple[Any, Any] | None:
     provider_id = provider.strip().lower() or None
     candidates = [model]
     if '/' in model and provider_id and model.lower().startswith(provider_id + '/'):

@@ -54,9 +54,14 @@ def free_port() -> int:
     raise RuntimeError(f'no free port in {_ports}')
 
 
+NO_PRICE_DATA_URL = 'http://127.0.0.1:9/no-price-data-in-tests'  # a price update without a URL fetches nothing real
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process: no pytest markers (NiceGUI would think it runs a screen test)."""
+    """The environment for a child process: no pytest markers (NiceGUI would think it runs a screen test), and no
+    price update that reaches the Internet."""
     env = {k: v for k, v in os.environ.items() if k != 'PYTEST_CURRENT_TEST' and not k.startswith('SPENDGAUGE_')}
+    env['SPENDGAUGE_PRICE_DATA_URL'] = NO_PRICE_DATA_URL
     env.update(extra)
     return env
 

@@ -1,17 +1,19 @@
-"""Price overrides and the models we could not price."""
+"""Price overrides, the models we could not price, newer genai-prices data and re-pricing stored events."""
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StrictBool, StringConstraints
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from app.api.errors import refusals
 from services.core.inputs import NO_NUL, Input
 from services.core.money import Usd
-from services.usage import price_overrides
+from services.usage import price_data, price_overrides, repricing
+from services.usage.price_data import MAX_URL, PriceDataOut, UpdateOut
 from services.usage.price_overrides import OverrideDeleted, OverrideList, OverrideOut, UnpricedList
+from services.usage.repricing import MAX_AUDITS, AuditList, RecalculateOut
 
 router = APIRouter(prefix='/prices', tags=['prices'])
 UsdPerMtok = Annotated[Usd, Field(le=1_000_000)]
@@ -57,4 +59,54 @@ def delete_override(provider: Annotated[str, Query(min_length=1, max_length=200)
 def unpriced(conn: ReadConn) -> UnpricedList:
     """Models seen without a known price: their calls are stored with cost_source=unpriced, never a silent $0."""
     items = price_overrides.unpriced(conn)
+    return {'items': items, 'count': len(items)}
+
+
+Point = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=NO_NUL)]
+
+
+class UpdateIn(Input):
+    model_config = ConfigDict(extra='forbid')
+
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_URL,
+                                          pattern=NO_NUL)] | None = Field(
+        None, description='where to fetch genai-prices data (a JSON list of providers); default: '
+                          "SPENDGAUGE_PRICE_DATA_URL, else genai-prices' own")
+
+
+class RecalculateIn(Input):
+    model_config = ConfigDict(extra='forbid', populate_by_name=True)
+
+    start: Point = Field(alias='from', description='ISO date (a local day) or datetime: the first event re-priced')
+    end: Point | None = Field(None, alias='to', description='ISO date (inclusive local day) or datetime '
+                                                             '(exclusive); default: now')
+    dry_run: StrictBool = Field(False, description='only say what would change')
+
+
+@router.get('/data', dependencies=READ)
+def get_price_data(conn: ReadConn) -> PriceDataOut:
+    """The genai-prices data prices come from: bundled with genai-prices, or fetched by `POST /prices/update`."""
+    return price_data.describe(conn)
+
+
+@router.post('/update', responses=refusals(e503='No pricer runs in this process'))
+def update_prices(body: UpdateIn, rt: RuntimeDep, actor: Admin) -> UpdateOut:
+    """Fetch genai-prices data, check it with genai-prices' own types, store it and price with it from now on
+    (every instance: the others load it when they hear of the change). Lists what changed for the models in use.
+    Stored events keep their cost until `POST /prices/recalculate`."""
+    return rt.commands.prices.update(actor, body.url or rt.settings.price_data_url or None)
+
+
+@router.post('/recalculate', responses=refusals(e503='No ledger runs in this process'))
+def recalculate(body: RecalculateIn, rt: RuntimeDep, actor: Admin) -> RecalculateOut:
+    """Re-price the events of a range with the current prices (overrides first): priced events take the new price,
+    unpriced ones whose model has a price now are priced, reported ones are never touched. Every rollup, total and
+    budget counter follows; an audit row says what changed (`GET /prices/audit`). `dry_run`: change nothing."""
+    return rt.commands.prices.recalculate(actor, body.start, body.end, body.dry_run)
+
+
+@router.get('/audit', dependencies=READ)
+def audit(conn: ReadConn, limit: Annotated[int, Query(ge=1, le=MAX_AUDITS)] = 50) -> AuditList:
+    """The latest re-pricings, newest first: who, which range, how many events changed and by how much."""
+    items = repricing.list_audits(conn, limit)
     return {'items': items, 'count': len(items)}

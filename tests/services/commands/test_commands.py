@@ -65,6 +65,8 @@ WRITES: dict[str, Callable[[Commands, Actor], Any]] = {
     'end session': lambda c, a: c.sessions.end(a, 's-1'),
     'price': lambda c, a: c.prices.put(a, 'acme', 'm', {'input': Decimal(1), 'output': Decimal(1)}),
     'price removal': lambda c, a: c.prices.remove(a, 'acme', 'm'),
+    'price update': lambda c, a: c.prices.update(a, 'http://127.0.0.1:9/data.json'),
+    'price recalculation': lambda c, a: c.prices.recalculate(a, '2026-01-01'),
     'task': lambda c, a: c.tasks.create(a, 'Nightly'),
     'task update': lambda c, a: c.tasks.update(a, 'task-1', {'status': 'done'}),
     'sync': lambda c, a: asyncio.run(c.sync.now(a)),

@@ -23,10 +23,12 @@ from app.runtime import Runtime
 from services.accounts import tokens
 from services.alerting import alerts
 from services.budget import allocations, eco, limits, policies, thresholds
-from services.budget.checker import CheckRequest
+from services.budget.checker import Checker, CheckRequest
 from services.core.access import SYSTEM
 from services.core.tables import AGENTS, EVENTS, PRICE_OVERRIDES, SESSIONS, TASKS
+from services.live.hub import EventHub
 from services.live.topics import LiveEvent, Topic
+from services.usage.pricing import OverrideRates
 from tests.support.pages import settle
 
 Prepared = dict[str, Any]
@@ -60,6 +62,22 @@ def with_old_event(rt: Runtime) -> Prepared:
     rt.ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '0.01',
                       'ts': (datetime.now(UTC) - timedelta(days=3)).isoformat()})
     return {}
+
+
+def with_new_price(rt: Runtime) -> Prepared:
+    """A call priced yesterday, and a price for its model that is higher now (as after a price update)."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    _, event = rt.ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'input_tokens': 1000, 'output_tokens': 500,
+                                 'ts': yesterday.isoformat()})
+    rt.pricer.set_overrides({('openai', 'gpt-4o'): OverrideRates(input=5_000_000, output=20_000_000)})
+    return {'event': event['id'], 'from': yesterday.date().isoformat()}
+
+
+def recounted(rt: Runtime) -> dict[Any, int]:
+    """The counters as a recount from the database makes them."""
+    fresh = Checker(rt.engine, EventHub(), rt.settings.zone)
+    fresh.rebuild()
+    return fresh.counters.snapshot()
 
 
 def with_alert(rt: Runtime) -> Prepared:
@@ -257,6 +275,11 @@ CHANGES = [
            cli=lambda _: ['prune', '--older-than', '1d'],
            done=lambda rt, _: read(rt, select(func.count()).select_from(EVENTS)) == 0,
            checker=lambda rt, _: True),
+    Change('re-price events', Topic.USAGE, recounts=1, prepare=with_new_price,
+           api=lambda p: ('POST', '/api/v1/prices/recalculate', {'from': p['from']}),
+           cli=lambda p: ['prices', 'recalculate', '--from', p['from']],
+           done=lambda rt, p: read(rt, select(EVENTS.c.cost_micros).where(EVENTS.c.id == p['event'])) == 15_000,
+           checker=lambda rt, _: rt.checker is not None and rt.checker.counters.snapshot() == recounted(rt)),
     Change('add a task', Topic.TASKS,
            api=lambda _: ('POST', '/api/v1/tasks', {'id': 'nightly', 'title': 'Nightly run'}),
            done=lambda rt, _: read(rt, select(TASKS.c.title).where(TASKS.c.id == 'nightly')) == 'Nightly run',

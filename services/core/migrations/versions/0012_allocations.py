@@ -1,7 +1,7 @@
 """allocations and allocation_shares: a parent budget split by percent or amount into shares, each enforced by a
 policy of origin 'allocation' (policies.allocation_id names its allocation)
 
-Revision ID: 0012_allocations
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-04 03:30:00
 """
@@ -12,7 +12,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 
-revision: str = '0012_allocations'
+revision: str = '0012'
 down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -2,7 +2,7 @@
 the keyset, as the time order pages along (ts, id)
 
 Revision ID: 0015
-Revises: 0012_allocations
+Revises: 0013
 Create Date: 2026-12-04 03:40:00
 """
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision: str = '0015'
-down_revision: str | None = '0012_allocations'
+down_revision: str | None = '0013'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
