@@ -68,23 +68,23 @@ def run(args: argparse.Namespace, backend: Backend) -> int:
         return 0
     limit = _limit(args.limit, 50, MAX_PAGE)
     page = backend.usage({**params, 'limit': str(limit), **({'cursor': args.cursor} if args.cursor else {})})
-    text = json.dumps(page, indent=2) if args.format == 'json' else _table(page)
+    text = json.dumps(page, indent=2) if args.format == 'json' else _table(page, args.sort)
     with _destination(args.output) as out:
         out.write(text + '\n')
     _written(args, 'calls')
     return 0
 
 
-def _table(page: dict[str, Any]) -> str:
+def _table(page: dict[str, Any], sort: str | None) -> str:
     rows = [{'time': item['ts'][:19].replace('T', ' '), 'agent': item['agent_id'] or '-',
              'model': f'{item["provider"]}/{item["model"]}', 'input': item['input_tokens'],
              'output': item['output_tokens'], 'cost': format_usd(item['cost_micros'], 6),
              'source': item['cost_source']} for item in page['items']]
     lines = [table(rows, COLUMNS, empty='(no calls)')]
-    if page.get('searched_to'):
+    if page.get('searched_to') and sort == 'cost':
+        lines.append(f'ranks the calls back to {page["searched_to"]} (UTC): --to earlier ranks older ones')
+    elif page.get('searched_to'):
         lines.append(f'searched back to {page["searched_to"]} (UTC) without filling the page')
-    if page.get('searched_to_cost_micros') is not None:
-        lines.append(f'searched down to {format_usd(page["searched_to_cost_micros"], 6)} without filling the page')
     if page.get('next_cursor'):
         lines.append(f'more: --cursor {page["next_cursor"]}')
     return '\n'.join(lines)

@@ -18,7 +18,6 @@ from app.feed import feed
 from components.layout import frame
 from components.sessions_table import local_time
 from components.usage_table import event_details, usage_rows, usage_table
-from services.core.display import format_usd
 from services.core.errors import Invalid
 from services.core.periods import local_midnight
 from services.dashboard import Part
@@ -133,10 +132,11 @@ class UsageExplorer:
         self.newer.set_enabled(len(self.cursors) > 1)
         self.older.set_enabled(self.next_cursor is not None)
         where = f'Page {len(self.cursors)} · {page["count"]} events, {SORTS[self.query.sort].lower()}'
-        if page['searched_to']:
+        if page['searched_to'] and self.query.sort == 'cost':
+            where += f' · ranks the calls back to {local_time(page["searched_to"], self.zone)}: set To earlier for ' \
+                     'older ones'
+        elif page['searched_to']:
             where += f' · searched back to {local_time(page["searched_to"], self.zone)}: Older searches on'
-        if page['searched_to_cost_micros'] is not None:
-            where += f' · searched down to {format_usd(page["searched_to_cost_micros"], 6)}: Older searches on'
         if page['pruned_before']:
             where += f' · events before {page["pruned_before"][:10]} were pruned (their totals stay)'
         self.where.set_text(where)

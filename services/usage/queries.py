@@ -23,7 +23,8 @@ from services.usage.ledger import EventOut, event_to_dict
 FILTERS = ('agent_id', 'session_id', 'provider', 'model', 'task_id', 'user_id', 'project', 'channel', 'cost_source')
 INDEXED = ('agent_id', 'session_id', 'task_id')  # each with an index on (it, ts, id)
 SERVED_BY_TIME = ('from', 'to', *INDEXED)  # the filters the time order's indexes serve
-SORTS = ('time', 'cost')  # newest first, or dearest first (the (cost_micros, id) index)
+SORTS = ('time', 'cost')  # newest first, or dearest first
+COST_SPAN = 200_000  # the newest events ranked by cost, read from the covering indexes (about 40 ms at 5M events)
 SEARCH_SPAN = 20_000  # events a page looks through for the filters no index serves (about 10-20 ms)
 COST_SOURCES = ('priced', 'reported', 'unpriced')
 CHANNELS = ('litellm', 'direct')
@@ -42,9 +43,9 @@ class UsagePage(TypedDict):
     count: int
     next_cursor: str | None  # pass it back as `cursor` for the next page; None on the last page. A page may hold
     # fewer than `limit` events when their metadata is large (4 MiB a page)
-    searched_to: str | None  # ISO UTC: a filter no index serves was looked for back to this event's time and the
-    # page is short there; `next_cursor` goes on from it. None: the page holds all there is up to its end
-    searched_to_cost_micros: int | None  # the same, sorted by cost: looked for down to this cost
+    searched_to: str | None  # ISO UTC. By time: a filter no index serves was looked for back to this event's time and
+    # the page is short there; `next_cursor` goes on from it. By cost: only the calls back to this time are ranked
+    # (the newest 200,000, or 20,000 with such a filter); set `to` earlier to rank older ones. None: nothing was cut
     pruned_before: str | None  # ISO UTC: events before it were deleted by retention (`spendgauge prune`) and are not
     # listed, though every total still counts them; None: nothing was ever pruned
 
@@ -104,11 +105,16 @@ def usage_query_from(params: Mapping[str, str], zone: ZoneInfo) -> UsageQuery:
 
 
 def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:
-    """The statement of one page: the filters, the keyset after the cursor, newest (or dearest) first, one row more
-    than the page (to know whether there is a next one). A filter the sort's index does not serve looks at the next
-    SEARCH_SPAN events that index gives, no more: a rare value costs a page what a common one does, and the listing
-    goes on from where the search stopped (`list_usage`). By time, the (ts, id) index and those on (agent_id |
-    session_id | task_id, ts, id) serve the range and those three; by cost, (cost_micros, id) serves none."""
+    """The statement of one page, one row more than the page (to know whether there is a next one).
+
+    By time: the filters, the keyset after the cursor, newest first. The (ts, id) index and those on (agent_id |
+    session_id | task_id, ts, id) serve the range and those three; another filter looks at the next SEARCH_SPAN events
+    those indexes give, no more: a rare value costs a page what a common one does, and the listing goes on from where
+    the search stopped (`list_usage`).
+
+    By cost: the newest COST_SPAN events of the range (and agent, session or task), read from the covering indexes
+    alone, ranked dearest first; with another filter, the newest SEARCH_SPAN of them. The cursor pins that window to
+    the newest event of the first page, so later pages rank the same calls while new ones arrive."""
     if not 1 <= q.limit <= MAX_PAGE:
         raise Invalid(f'limit: must be between 1 and {MAX_PAGE}')
     if q.sort not in SORTS:
@@ -117,35 +123,57 @@ def usage_query(q: UsageQuery, dialect: str = 'sqlite') -> Select:
         raise Invalid(f'cost_source: must be one of {", ".join(COST_SOURCES)}')
     if q.channel is not None and q.channel not in CHANNELS:
         raise Invalid(f'channel: must be one of {", ".join(CHANNELS)}')
+    if q.sort == 'cost':
+        return _by_cost(q, dialect)
     scanned = _scanned(q)
     searched = _searched(q)
     if not searched:
-        return scanned.order_by(*_order(EVENTS, q.sort)).limit(q.limit + 1)
-    window = scanned.order_by(*_order(EVENTS, q.sort)).limit(SEARCH_SPAN).subquery('window')
+        return scanned.order_by(*_newest(EVENTS)).limit(q.limit + 1)
+    window = scanned.order_by(*_newest(EVENTS)).limit(SEARCH_SPAN).subquery('window')
     query = select(window).where(*(_matches(name, value, window, dialect) for name, value in searched.items()))
     if dialect != 'sqlite':  # PostgreSQL knows the window comes in this order and stops at the page's end;
-        query = query.order_by(*_order(window, q.sort))  # SQLite would sort all of it: its co-routine yields in order
+        query = query.order_by(*_newest(window))  # SQLite would sort all of it: its co-routine yields in order
     return query.limit(q.limit + 1)
 
 
 def _scanned(q: UsageQuery) -> Select:
-    """The events in the sort's order that its index serves: by time the range, an agent, session or task; after
-    the cursor."""
-    query = select(EVENTS)
-    if q.sort == 'time':
-        query = query.where(*(_matches(name, value, EVENTS) for name, value in _filters(q).items()
-                              if name in SERVED_BY_TIME))
-    if q.cursor:
-        key, pk = decode_cursor(q.cursor, q.sort)
+    """The events in time order that an index serves: the range, an agent, session or task; by time, after the
+    cursor; by cost, up to the newest event of the cursor's window."""
+    query = select(EVENTS).where(*(_matches(name, value, EVENTS) for name, value in _filters(q).items()
+                                   if name in SERVED_BY_TIME))
+    if q.cursor and q.sort == 'time':
+        ts, pk = decode_cursor(q.cursor)
         # a row value, not `ts < :ts OR (ts = :ts AND id < :id)`: SQLite and PostgreSQL both read it as one range of
         # the index, so a deep page costs what the first does
-        query = query.where(tuple_(_order_key(EVENTS, q.sort), EVENTS.c.id) < tuple_(key, pk))
+        query = query.where(tuple_(EVENTS.c.ts, EVENTS.c.id) < tuple_(ts, pk))
+    elif q.cursor:
+        top = decode_cost_cursor(q.cursor).top
+        query = query.where(tuple_(EVENTS.c.ts, EVENTS.c.id) <= tuple_(*top))
     return query
 
 
 def _searched(q: UsageQuery) -> dict[str, Any]:
-    """The filters the sort's index does not serve, by name."""
-    return {name: value for name, value in _filters(q).items() if q.sort == 'cost' or name not in SERVED_BY_TIME}
+    """The filters the time order's indexes do not serve, by name."""
+    return {name: value for name, value in _filters(q).items() if name not in SERVED_BY_TIME}
+
+
+def _by_cost(q: UsageQuery, dialect: str) -> Select:
+    cursor = decode_cost_cursor(q.cursor) if q.cursor else None
+    searched = _searched(q)
+    scanned = _scanned(q)
+    if not searched:  # the window's ids and costs come from the index alone; the page's rows are read by id
+        window = scanned.with_only_columns(EVENTS.c.id, EVENTS.c.cost_micros).order_by(*_newest(EVENTS)) \
+            .limit(COST_SPAN).subquery('window')
+        ranked = select(window.c.id, window.c.cost_micros)
+        if cursor is not None:
+            ranked = ranked.where(tuple_(window.c.cost_micros, window.c.id) < tuple_(cursor.cost, cursor.id))
+        page = ranked.order_by(*_dearest(window)).limit(q.limit + 1).subquery('page')
+        return select(EVENTS).join(page, EVENTS.c.id == page.c.id).order_by(*_dearest(page))
+    window = scanned.order_by(*_newest(EVENTS)).limit(SEARCH_SPAN).subquery('window')
+    query = select(window).where(*(_matches(name, value, window, dialect) for name, value in searched.items()))
+    if cursor is not None:
+        query = query.where(tuple_(window.c.cost_micros, window.c.id) < tuple_(cursor.cost, cursor.id))
+    return query.order_by(*_dearest(window)).limit(q.limit + 1)
 
 
 def _filters(q: UsageQuery) -> dict[str, Any]:
@@ -167,22 +195,29 @@ def _matches(name: str, value: Any, table: Any, dialect: str = 'sqlite') -> Colu
     return table.c[name] == value
 
 
-def _order_key(table: Any, sort: str) -> Any:
-    return table.c.cost_micros if sort == 'cost' else table.c.ts
+def _newest(table: Any) -> tuple[Any, Any]:
+    return table.c.ts.desc(), table.c.id.desc()
 
 
-def _order(table: Any, sort: str) -> tuple[Any, Any]:
-    return _order_key(table, sort).desc(), table.c.id.desc()
+def _dearest(table: Any) -> tuple[Any, Any]:
+    return table.c.cost_micros.desc(), table.c.id.desc()
 
 
 def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
+    if q.sort == 'cost' and not q.cursor:  # pin the window to the newest event there is now
+        usage_query(q)  # bad filters fail before the database is asked
+        newest = conn.execute(_scanned(q).with_only_columns(EVENTS.c.ts, EVENTS.c.id).order_by(*_newest(EVENTS))
+                              .limit(1)).first()
+        if newest is not None:
+            q = replace(q, cursor=encode_cost_cursor(CostCursor(2**63 - 1, 2**63 - 1, (newest.ts, newest.id))))
     page: list[EventOut] = []
     size, more = 0, False
     # streamed, and cut at MAX_PAGE_BYTES of metadata: a page of large events costs bounded memory (next_cursor
     # goes on from there)
     # (closed when the page is cut: PostgreSQL's server-side cursor is not left open)
-    with conn.execution_options(stream_results=True, yield_per=100).execute(usage_query(q, conn.dialect.name)) \
-            as result:
+    # (the options on the statement: on the connection they would stay for its later statements)
+    statement = usage_query(q, conn.dialect.name).execution_options(stream_results=True, yield_per=100)
+    with conn.execute(statement) as result:
         for row in result.mappings():
             if len(page) == q.limit or size >= MAX_PAGE_BYTES:
                 more = True
@@ -191,28 +226,31 @@ def list_usage(conn: Connection, q: UsageQuery) -> UsagePage:
             size += len(orjson.dumps(item['metadata'])) if item['metadata'] else 0
             page.append(item)
     last = page[-1] if page else None
-    next_cursor = None
-    if more and last:
-        next_cursor = encode_cursor(last['cost_micros'] if q.sort == 'cost' else datetime.fromisoformat(last['ts']),
-                                    last['id'])
-    searched_to, searched_to_cost = None, None
-    if not more and _searched(q):  # a short page: did the search stop at its bound, with events beyond it?
-        bound = conn.execute(_bound(q)).all()
-        if len(bound) == 2:  # the last event looked at, and one beyond it
-            if q.sort == 'cost':
-                next_cursor = encode_cursor(bound[0].cost_micros, bound[0].id)
-                searched_to_cost = bound[0].cost_micros
-            else:
+    next_cursor, searched_to = None, None
+    if q.sort == 'cost':
+        if more and last and q.cursor:
+            pinned = decode_cost_cursor(q.cursor).top
+            next_cursor = encode_cost_cursor(CostCursor(last['cost_micros'], last['id'], pinned))
+        span = SEARCH_SPAN if _searched(q) else COST_SPAN
+        bound = conn.execute(_bound(q, span)).all()
+        if len(bound) == 2:  # the window was cut: older calls are not ranked
+            searched_to = as_utc(bound[0].ts).isoformat()
+    else:
+        if more and last:
+            next_cursor = encode_cursor(datetime.fromisoformat(last['ts']), last['id'])
+        if not more and _searched(q):  # a short page: did the search stop at its bound, with events beyond it?
+            bound = conn.execute(_bound(q, SEARCH_SPAN)).all()
+            if len(bound) == 2:  # the last event looked at, and one beyond it
                 next_cursor = encode_cursor(bound[0].ts, bound[0].id)
                 searched_to = as_utc(bound[0].ts).isoformat()
     return {'items': page, 'count': len(page), 'next_cursor': next_cursor, 'searched_to': searched_to,
-            'searched_to_cost_micros': searched_to_cost, 'pruned_before': retention.iso(retention.pruned_before(conn))}
+            'pruned_before': retention.iso(retention.pruned_before(conn))}
 
 
-def _bound(q: UsageQuery) -> Select:
-    """The last event a search looks at (the SEARCH_SPAN-th the index serves) and the next, if there are so many."""
-    scanned = _scanned(q).with_only_columns(EVENTS.c.ts, EVENTS.c.cost_micros, EVENTS.c.id)
-    return scanned.order_by(*_order(EVENTS, q.sort)).offset(SEARCH_SPAN - 1).limit(2)
+def _bound(q: UsageQuery, span: int) -> Select:
+    """The last event a search looks at (the span-th the index serves) and the next, if there are so many."""
+    scanned = _scanned(q).with_only_columns(EVENTS.c.ts, EVENTS.c.id)
+    return scanned.order_by(*_newest(EVENTS)).offset(span - 1).limit(2)
 
 
 def _has_tag(tag: str, dialect: str, tags: Any) -> ColumnElement[bool]:
@@ -255,30 +293,61 @@ def _export_pages(read_page: Callable[[UsageQuery], UsagePage], query: UsageQuer
         query = replace(query, cursor=page['next_cursor'], limit=min(page_size, left))
 
 
-def encode_cursor(key: datetime | int, pk: int) -> str:
-    """A page's cursor: the last event's time (or, sorted by cost, its cost) and id."""
-    text = f'cost:{key}' if isinstance(key, int) else as_utc(key).isoformat()
-    return base64.urlsafe_b64encode(f'{text}|{pk}'.encode()).decode().rstrip('=')
+def encode_cursor(ts: datetime, pk: int) -> str:
+    """A page's cursor, by time: the last event's time and id."""
+    return _b64(f'{as_utc(ts).isoformat()}|{pk}')
 
 
-def decode_cursor(cursor: str, sort: str = 'time') -> tuple[Any, int]:
-    """(time, id), or (cost in micro-USD, id) for a cursor of the listing sorted by cost."""
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    parts = _parts(cursor)
+    if parts[0] == 'cost' or len(parts) != 2:
+        raise Invalid('cursor: it pages the listing sorted by cost, not by time' if parts[0] == 'cost' else _BAD)
     try:
-        raw = base64.urlsafe_b64decode(cursor + '=' * (-len(cursor) % 4)).decode()
-        key, pk = raw.rsplit('|', 1)
-        number = int(pk)
-        if not 0 < number < 2**63:
-            raise ValueError
-    except (ValueError, UnicodeDecodeError):
-        raise Invalid('cursor: not a cursor returned by this API') from None
-    if key.startswith('cost:') != (sort == 'cost'):
-        raise Invalid(f'cursor: it pages the listing sorted by {"time" if sort == "cost" else "cost"}, not by {sort}')
-    try:
-        if sort == 'cost':
-            cost = int(key.removeprefix('cost:'))
-            if not 0 <= cost < 2**63:
-                raise ValueError
-            return cost, number
-        return checked_utc(datetime.fromisoformat(key), 'cursor'), number
+        return checked_utc(datetime.fromisoformat(parts[0]), 'cursor'), _id(parts[1])
     except ValueError:
-        raise Invalid('cursor: not a cursor returned by this API') from None
+        raise Invalid(_BAD) from None
+
+
+@dataclass(frozen=True)
+class CostCursor:
+    """A page's cursor, by cost: the last event's cost and id, and the newest event of the window ranked."""
+
+    cost: int
+    id: int
+    top: tuple[datetime, int]
+
+
+def encode_cost_cursor(c: CostCursor) -> str:
+    return _b64(f'cost|{c.cost}|{c.id}|{as_utc(c.top[0]).isoformat()}|{c.top[1]}')
+
+
+def decode_cost_cursor(cursor: str) -> CostCursor:
+    parts = _parts(cursor)
+    if parts[0] != 'cost':
+        raise Invalid('cursor: it pages the listing sorted by time, not by cost' if len(parts) == 2 else _BAD)
+    try:
+        _, cost, pk, ts, top = parts
+        return CostCursor(_id(cost, low=0), _id(pk), (checked_utc(datetime.fromisoformat(ts), 'cursor'), _id(top)))
+    except ValueError:
+        raise Invalid(_BAD) from None
+
+
+_BAD = 'cursor: not a cursor returned by this API'
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip('=')
+
+
+def _parts(cursor: str) -> list[str]:
+    try:
+        return base64.urlsafe_b64decode(cursor + '=' * (-len(cursor) % 4)).decode().split('|')
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid(_BAD) from None
+
+
+def _id(text: str, low: int = 1) -> int:
+    number = int(text)
+    if not low <= number < 2**63:
+        raise ValueError
+    return number
