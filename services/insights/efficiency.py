@@ -46,7 +46,7 @@ class EfficiencyOut(TypedDict):
 
 
 def token_efficiency(conn: Connection, span: Period, zone: ZoneInfo, by: EfficiencyBy) -> EfficiencyOut:
-    edges = _day_edges(span, zone)
+    edges = day_edges(span, zone)
     buckets = totals_between(conn, edges, (COLUMNS[by],))
     whole: dict[str | None, Totals] = {}
     days: dict[str | None, list[EfficiencyDay]] = {}
@@ -64,7 +64,7 @@ def token_efficiency(conn: Connection, span: Period, zone: ZoneInfo, by: Efficie
             'items': items}
 
 
-def _day_edges(span: Period, zone: ZoneInfo) -> list[datetime]:
+def day_edges(span: Period, zone: ZoneInfo) -> list[datetime]:
     """The span's start, each local midnight inside it, its end."""
     edges = [span.start]
     midnight = midnight_on_or_after(span.start + timedelta(microseconds=1), zone)
