@@ -14,6 +14,7 @@ from app.api.routes import (
     check,
     eco,
     health,
+    optimize,
     policies,
     prices,
     reports,
@@ -28,7 +29,7 @@ from app.api.routes import (
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           thresholds, reports, tokens)
+           thresholds, reports, tokens, optimize)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

@@ -48,6 +48,7 @@ class Backend(Protocol):
     def thresholds(self) -> dict[str, Any]: ...
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]: ...
     def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]: ...
+    def optimize(self, params: dict[str, str]) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -138,6 +139,13 @@ class HttpBackend:
     def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]:
         return self.call('POST', '/usage/prune', json={'older_than_days': older_than_days, 'dry_run': dry_run},
                          timeout=600)
+
+    def optimize(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self.call('GET', '/optimize', params=params)
+        except CliError as exc:  # a refused parameter is bad usage
+            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
+                           else exc.code) from None
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""

@@ -454,3 +454,4 @@ def _sum(counts: Iterable[TokenCounts]) -> TokenCounts:
 
 def _tokens(totals: Totals) -> TokenCounts:
     return TokenCounts(totals.input_tokens, totals.output_tokens, totals.cache_read_tokens, totals.cache_write_tokens)
+

@@ -197,9 +197,12 @@ class Pricer:
         return found
 
     def catalogue_entry(self, provider: str, model: str) -> CatalogueModel | None:
-        """Our (provider, model) as genai-prices names it; None when it does not know the model."""
+        """Our (provider, model) as genai-prices names it (as given when only an override prices it); None when
+        neither knows the model."""
         found = self._find(provider, model)
-        return None if found is None else CatalogueModel(found[0].id, found[1].id, found[1].context_window)
+        if found is None:
+            return CatalogueModel(provider, model, None) if (provider, model) in self._overrides else None
+        return CatalogueModel(found[0].id, found[1].id, found[1].context_window)
 
     def provider_models(self, provider: str, model: str, ts: datetime) -> list[CatalogueModel]:
         """The chat models of `model`'s provider besides it, as priced on the day of `ts`: not deprecated, with a
