@@ -166,6 +166,7 @@ _serving: list[asyncio.Task[None]] | None = None  # run() sets it: holds the tas
 
 
 def serve(settings: Settings, native: bool = False) -> None:
+    runtime.check_substitutes(settings)  # before listening: a bad setting stops the start with its message
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
         handler.addFilter(ScrubLogs(secrets_of(settings)))

@@ -146,7 +146,7 @@ ROUTES = [
     *(Route('GET', p, 'read', get(p)) for p in (
         '/agents', '/alerts', '/alerts/deliveries', '/budget/summary', '/budget/forecast', '/budget/by-agent',
         '/budget/by-provider', '/budget/by-model', '/budget/by-channel', '/budget/efficiency', '/budget/history',
-        '/budget/reconciliation',
+        '/budget/reconciliation', '/optimize',
         '/budget/limits', '/eco', '/policies', '/prices', '/prices/unpriced', '/reports', '/sessions',
         '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage', '/usage/export', '/usage/retention')),
     Route('GET', '/reports/{kind}', 'read', get('/reports/summary')),
