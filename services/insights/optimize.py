@@ -2,12 +2,13 @@
 re-priced on the same provider's cheaper models and on the configured substitutes, the saving per day and per 30-day
 month, the share of calls that fit each candidate's context window, and what prompt caching could save.
 
-How a mix is priced: the rollups hold each (agent, provider, model)'s tokens per local day; each day's summed tokens
-are priced on the candidate by the runtime's pricer (overrides first, as ingest prices), at the prices in force at
-the middle of that day, rounded half-even to micro-USD once per day and model. Within a price tier genai-prices is
-linear, so that is the exact sum of the calls' prices rounded once; ingest rounds each call, so the two differ by
-less than half a micro-USD per call. A model whose price depends on each call (tiers by call size, the time of day,
-a fee per request) cannot be priced from a sum: it is not offered, and `excluded` says why.
+How a mix is priced: the rollups hold each (agent, provider, model)'s tokens per local day. They are priced on the
+candidate by the runtime's pricer (overrides first, as ingest prices) at the prices in force at the middle of each
+day, summed over each run of days at the same prices (nearly always the whole period, read as one total) and rounded
+half-even to micro-USD once per run. Within a price tier genai-prices is linear, so that is the exact sum of the
+calls' prices, rounded once; ingest rounds each call, so the two differ by less than half a micro-USD per call. A
+model whose price depends on each call (tiers by call size, the time of day, a fee per request) cannot be priced from
+a sum: it is not offered, and `excluded` says why.
 
 Context windows need each call's size, which the rollups do not keep: the sizes come from the newest SAMPLE_CALLS
 calls of the period (of the agent, when one is asked), and each share says how many calls it rests on.
@@ -16,7 +17,7 @@ Suggestions are about cost only: nothing here knows whether another model does t
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -33,7 +34,7 @@ from services.insights.efficiency import day_edges
 from services.spend.rollups import Totals, totals_between
 from services.usage.pricing import MTOK, CatalogueModel, MixRates, Pricer, TokenCounts, divide_half_even
 
-SAMPLE_CALLS = 20_000  # the newest calls whose sizes tell the context-window fit (one bounded, indexed read)
+SAMPLE_CALLS = 10_000  # the newest calls whose sizes tell the context-window fit (one bounded, indexed read)
 TIER_CANDIDATES = 3  # the same provider's cheapest models offered per agent and model
 AGENT_CANDIDATES = 5  # candidates shown per agent (for all of its calls)
 ASSUMED_CACHE_READ_PERCENT = 50  # the caching what-if: this share of the input read from the provider's cache
@@ -43,9 +44,9 @@ DAY_SECONDS = 86_400
 NOTE = ("Cost only: these figures re-price the period's calls at other models' prices. They say nothing about "
         'quality, speed or whether another model can do the same work; try a candidate before switching.')
 METHOD = ("Each agent's tokens per model and local day (from the rollups), priced on the candidate by the same "
-          'pricer as ingest (price overrides first), rounded to the micro-USD once per day and model (ingest rounds '
-          'each call: under half a micro-USD per call apart). Models priced per call (tiers by call size, time of '
-          'day, request fees) cannot be priced from summed tokens and are not offered.')
+          'pricer as ingest (price overrides first) and rounded to the micro-USD once per run of days at the same '
+          'prices (ingest rounds each call: under half a micro-USD per call apart). Models priced per call (tiers '
+          'by call size, time of day, request fees) cannot be priced from summed tokens and are not offered.')
 CandidateKind = Literal['cheaper_tier', 'substitute']
 
 
@@ -140,7 +141,7 @@ class _Group:
     agent_id: str | None
     provider: str | None
     model: str | None
-    days: list[tuple[datetime, TokenCounts]] = field(default_factory=list)
+    days: list[tuple[datetime, TokenCounts]] = field(default_factory=list)  # read only when prices change
     totals: Totals = field(default_factory=Totals)
     whole: TokenCounts = field(default_factory=TokenCounts)  # the days' tokens summed
     sampled: int = 0  # its calls among the sampled ones
@@ -151,10 +152,12 @@ class _Repricer:
     """Prices groups on models with the pricer's rates for each day of the period, once per (group, model);
     remembers the models it could not price, and why."""
 
-    def __init__(self, pricer: Pricer, days: list[datetime]) -> None:
+    def __init__(self, pricer: Pricer, days: list[datetime], load_days: Callable[[], None]) -> None:
         self.pricer = pricer
         self.days = days  # the middle of each day of the period
         self.excluded: dict[tuple[str, str], str] = {}
+        self._load_days = load_days  # fills each group's `days`: read only when some prices change in the period
+        self._days_loaded = False
         self._rates: dict[tuple[str, str, datetime], MixRates | str] = {}
         self._plans: dict[tuple[str, str], MixRates | dict[datetime, MixRates] | None] = {}
         self._costs: dict[tuple[int, str, str], int | None] = {}
@@ -172,22 +175,25 @@ class _Repricer:
     def cost(self, group: _Group, provider: str, model: str) -> int | None:
         key = (id(group), provider, model)
         if key not in self._costs:
-            self._costs[key] = self.price(group.days, provider, model, group.whole)
+            self._costs[key] = self.price(group, provider, model)
         return self._costs[key]
 
-    def price(self, days: Sequence[tuple[datetime, TokenCounts]], provider: str, model: str,
-              whole: TokenCounts | None = None) -> int | None:
-        """The days' tokens (`whole`: their sum) priced on the model: summed over each run of days at the same
-        prices, each run's exact price rounded once."""
+    def price(self, group: _Group, provider: str, model: str,
+              change: Callable[[TokenCounts], TokenCounts] | None = None) -> int | None:
+        """The group's tokens (`change`d) priced on the model: summed over each run of days at the same prices,
+        each run's exact price rounded once. With the same prices all period (nearly always), one run."""
         plan = self._plan(provider, model)
         if plan is None:
             return None
-        if not isinstance(plan, dict):  # the same prices all period (nearly always)
-            return plan.cost_micros(whole if whole is not None else _sum(tokens for _, tokens in days))
+        if not isinstance(plan, dict):
+            return plan.cost_micros(change(group.whole) if change else group.whole)
+        if not self._days_loaded:
+            self._load_days()
+            self._days_loaded = True
         total = 0
         run: tuple[MixRates, TokenCounts] | None = None
-        for ts, tokens in days:
-            rates = plan[ts]
+        for ts, tokens in group.days:
+            rates, tokens = plan[ts], change(tokens) if change else tokens
             if run is not None and rates == run[0]:
                 run = (rates, _sum((run[1], tokens)))
                 continue
@@ -216,10 +222,10 @@ def optimize(conn: Connection, pricer: Pricer, span: Period, zone: ZoneInfo,
              now: datetime | None = None) -> OptimizeOut:
     """The period's calls (of `agent_id`, or of every agent) re-priced on candidate models; see the module."""
     now = as_utc(now or datetime.now(UTC))
-    groups, days = _groups(conn, span, zone, agent_id)
+    groups = _groups(conn, span, agent_id)
     observed = _observed_seconds(span, now)
     middle = span.start + (min(span.end, max(now, span.start)) - span.start) / 2
-    repricer = _Repricer(pricer, days)
+    repricer = _Repricer(pricer, _day_middles(span, zone), lambda: _load_days(conn, span, zone, groups))
     wanted = [entry for entry in (pricer.catalogue_entry(p, m) for p, m in substitutes) if entry is not None]
     tiers = _cheaper_tiers(list(groups.values()), repricer, middle)
     windows = sorted({m.context_window for m in (*wanted, *(m for found in tiers.values() for m in found))
@@ -237,25 +243,28 @@ def optimize(conn: Connection, pricer: Pricer, span: Period, zone: ZoneInfo,
                          for (p, m), reason in sorted(repricer.excluded.items())]}
 
 
-def _groups(conn: Connection, span: Period, zone: ZoneInfo,
-            agent_id: str | None) -> tuple[dict[tuple, _Group], list[datetime]]:
-    """Each (agent, provider, model)'s tokens per local day, keyed by the middle of the day, and those middles."""
-    edges = day_edges(span, zone)
-    buckets = totals_between(conn, edges, ('agent_id', 'provider', 'model'))
-    groups: dict[tuple, _Group] = {}
-    middles = [start + (end - start) / 2 for start, end in pairwise(edges)]
-    for middle, day in zip(middles, buckets.groups, strict=True):
+def _groups(conn: Connection, span: Period, agent_id: str | None) -> dict[tuple, _Group]:
+    """Each (agent, provider, model)'s totals over the period, from the rollups."""
+    [totals_of] = totals_between(conn, [span.start, span.end], ('agent_id', 'provider', 'model')).groups
+    groups = {}
+    for key, totals in totals_of.items():
+        if totals.requests and (agent_id is None or key[0] == agent_id):
+            groups[key] = _Group(key[0], key[1], key[2], totals=totals, whole=_tokens(totals))
+    return groups
+
+
+def _day_middles(span: Period, zone: ZoneInfo) -> list[datetime]:
+    return [start + (end - start) / 2 for start, end in pairwise(day_edges(span, zone))]
+
+
+def _load_days(conn: Connection, span: Period, zone: ZoneInfo, groups: dict[tuple, _Group]) -> None:
+    """Each group's tokens per local day, keyed by the middle of the day (for prices that change in the period)."""
+    buckets = totals_between(conn, day_edges(span, zone), ('agent_id', 'provider', 'model'))
+    for middle, day in zip(_day_middles(span, zone), buckets.groups, strict=True):
         for key, totals in day.items():
-            if not totals.requests or (agent_id is not None and key[0] != agent_id):
-                continue
             group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group(*key)
-            group.days.append((middle, _tokens(totals)))
-            group.totals.merge(totals)
-    for group in groups.values():
-        group.whole = _tokens(group.totals)
-    return groups, middles
+            if group is not None and totals.requests:
+                group.days.append((middle, _tokens(totals)))
 
 
 def _sample(conn: Connection, span: Period, agent_id: str | None, groups: dict[tuple, _Group],
@@ -377,8 +386,9 @@ def _model(group: _Group, repricer: _Repricer, tiers: list[CatalogueModel], subs
 
 def _caching(group: _Group, repricer: _Repricer, list_cost: int | None, observed: int | None,
              middle: datetime) -> Caching | None:
-    """What the same mix would cost with ASSUMED_CACHE_READ_PERCENT of its input read from the provider's cache,
-    when the cache served less than that and the model reads from it for less than its input price."""
+    """What the same mix would cost with ASSUMED_CACHE_READ_PERCENT of its input read from the provider's cache (of
+    the period's input; of each day's when prices change in the period), when the cache served less than that and
+    the model reads from it for less than its input price."""
     t = group.totals
     provider, model = group.provider or '', group.model or ''
     if list_cost is None or 100 * t.cache_read_tokens >= ASSUMED_CACHE_READ_PERCENT * t.input_tokens:
@@ -386,8 +396,7 @@ def _caching(group: _Group, repricer: _Repricer, list_cost: int | None, observed
     rates = repricer.rates(provider, model, middle)
     if rates is None or rates.cost_micros(TokenCounts(MTOK, 0, MTOK, 0)) >= rates.cost_micros(TokenCounts(MTOK)):
         return None  # the cache reads no cheaper than the input
-    days = [(ts, _with_cache_reads(tokens)) for ts, tokens in group.days]
-    cost = repricer.price(days, provider, model)
+    cost = repricer.price(group, provider, model, _with_cache_reads)
     if cost is None:
         return None
     saving = list_cost - cost

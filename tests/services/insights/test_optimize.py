@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.core.periods import Period
-from services.insights.optimize import ASSUMED_CACHE_READ_PERCENT, NOTE, OptimizeOut, optimize
+from services.insights.optimize import ASSUMED_CACHE_READ_PERCENT, NOTE, SAMPLE_CALLS, OptimizeOut, optimize
 from services.insights.optimize_table import table_rows
 from services.usage.ledger import Ledger
 from services.usage.pricing import OverrideRates, Pricer
@@ -108,7 +108,7 @@ def test_cheaper_tiers_context_fit_and_the_sample(ledger: Ledger) -> None:
         sorted((c['saving_micros'] for c in model['candidates']), reverse=True)
     mini = candidate(model, 'gpt-4o-mini')
     assert (mini['context_window'], mini['fit_sample'], mini['fit_percent']) == (128_000, 4, 75.0)  # 151k does not
-    assert out['sample'] == {'calls': 4, 'limit': 20_000, 'complete': True,
+    assert out['sample'] == {'calls': 4, 'limit': SAMPLE_CALLS, 'complete': True,
                              'oldest': DAY1.isoformat(), 'newest': (DAY1 + timedelta(days=1, minutes=3)).isoformat()}
     with ledger.engine.connect() as conn:
         only = optimize(conn, ledger.pricer, SPAN, ZONE, agent_id='nobody', now=AFTER)
