@@ -41,6 +41,7 @@ def build(settings: Settings | None = None, native: bool = False) -> None:
     if not native:  # a window listens on 127.0.0.1 whatever the host setting
         check_exposure(settings or get_settings())
     from app.pages import access, alerts, dashboard, login, policies, sessions, usage  # noqa: F401  (@ui.page)
+    from app.pages import optimize as _optimize  # noqa: F401
     from app.pages import reports as _reports  # noqa: F401
 
     app.add_middleware(RequestGuard)  # before ui.run: NiceGUI's session middleware, added later, runs first
