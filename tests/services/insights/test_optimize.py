@@ -156,3 +156,25 @@ def test_the_table_rows_carry_every_agent_model_and_candidate(ledger: Ledger) ->
     row = next(r for r in rows if r['agent / model / candidate'].strip().startswith('→ openai/gpt-4o-mini')
                and r['cost'] == f'${Decimal(mini["cost_micros"]) / 10**6:.6f}')
     assert row['fits window'] == '100.0% of 4'
+
+
+def test_a_price_change_inside_the_period_prices_each_side_at_its_own_rates(ledger: Ledger) -> None:
+    """o3 cost $10 / $40 per million input / output tokens until 9 June 2025 and $2 / $8 from 10 June: a period
+    across the change is priced day by day, each side at its own prices, as ingest priced each call."""
+    def on(model: str, agent: str) -> int:
+        results = ledger.record_batch([{'event_id': f'{agent}-{day}', 'agent_id': agent, 'provider': 'openai',
+                                        'model': model, 'ts': f'2025-06-{day:02d}T12:00:00+00:00',
+                                        'input_tokens': 1_000, 'output_tokens': 100} for day in (9, 10)])
+        assert all(r.status == 'stored' for r in results), results
+        return sum(r.cost_micros or 0 for r in results)
+
+    on('gpt-4o', 'before-and-after')
+    charged = on('o3', 'o3-twin')
+    assert charged == 14_000 + 2_800  # $0.0100 + $0.0040, then $0.0020 + $0.0008
+    span = Period('custom', datetime(2025, 6, 9, tzinfo=UTC), datetime(2025, 6, 11, tzinfo=UTC))
+    with ledger.engine.connect() as conn:
+        out = optimize(conn, ledger.pricer, span, ZoneInfo('UTC'), [('openai', 'o3')], now=AFTER)
+    [model] = agent(out, 'before-and-after')['models']
+    assert candidate(model, 'o3')['cost_micros'] == charged
+    [twin] = agent(out, 'o3-twin')['models']
+    assert twin['list_cost_micros'] == twin['actual_cost_micros'] == charged
