@@ -106,6 +106,17 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+def check_substitutes(settings: Settings) -> None:
+    """Every SPENDGAUGE_OPTIMIZE_SUBSTITUTES model must be one genai-prices knows (checked before the server
+    listens, when no database is open yet)."""
+    pricer = Pricer()
+    unknown = [f'{provider}:{model}' for provider, model in settings.substitutes
+               if pricer.catalogue_entry(provider, model) is None]
+    if unknown:
+        raise SettingsError(f'SPENDGAUGE_OPTIMIZE_SUBSTITUTES: no price known for {", ".join(unknown)} (give a '
+                            'provider:model that genai-prices lists)')
+
+
 def start(settings: Settings | None = None) -> Runtime:
     """Open the database, migrate it to the newest schema and build the services (idempotent)."""
     global _current
@@ -134,6 +145,7 @@ def start(settings: Settings | None = None) -> Runtime:
     accounts = Directory(engine, settings.api_tokens, hub)
     runtime = Runtime(settings, engine, pricer, ledger, hub, sync, commands, accounts, RefusalLog(hub))
     runtime.reload_prices()
+    check_substitutes(settings)
     runtime.unfollow_prices = hub.subscribe(runtime.follow_prices)
     kept.follow(hub)  # subscribed first: it drops changed intervals before any other listener reads them
     preload_policies(engine, settings)

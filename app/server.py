@@ -42,6 +42,7 @@ def build(settings: Settings | None = None, native: bool = False) -> None:
         check_exposure(settings or get_settings())
     from app.pages import access, alerts, dashboard, login, policies, sessions, usage  # noqa: F401  (@ui.page)
     from app.pages import allocations as _allocations  # noqa: F401
+    from app.pages import optimize as _optimize  # noqa: F401
     from app.pages import reports as _reports  # noqa: F401
 
     app.add_middleware(RequestGuard)  # before ui.run: NiceGUI's session middleware, added later, runs first
@@ -167,6 +168,7 @@ _serving: list[asyncio.Task[None]] | None = None  # run() sets it: holds the tas
 
 
 def serve(settings: Settings, native: bool = False) -> None:
+    runtime.check_substitutes(settings)  # before listening: a bad setting stops the start with its message
     logging.basicConfig(level=settings.log_level, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     for handler in logging.getLogger().handlers:  # no configured secret, token or key reaches the log
         handler.addFilter(ScrubLogs(secrets_of(settings)))

@@ -12,8 +12,8 @@ from components import theme
 from services.dashboard import AlertCounts, DashboardSnapshot, Part
 
 NAV = (('Dashboard', '/'), ('Usage', '/usage'), ('Sessions', '/sessions'), ('Policies', '/policies'),
-       ('Allocations', '/allocations'), ('Alerts', '/alerts'), ('Reports', '/reports'), ('Settings', '/settings'),
-       ('API', '/docs'))
+       ('Allocations', '/allocations'), ('Alerts', '/alerts'), ('Reports', '/reports'), ('Optimise', '/optimize'),
+       ('Settings', '/settings'), ('API', '/docs'))
 ToastType = Literal['positive', 'negative', 'warning', 'info', 'ongoing']  # ui.notify's `type`
 TOAST_TYPES: dict[str, ToastType] = {'critical': 'negative', 'warning': 'warning', 'info': 'info'}
 

@@ -15,6 +15,7 @@ from app.api.routes import (
     check,
     eco,
     health,
+    optimize,
     policies,
     prices,
     reports,
@@ -29,7 +30,7 @@ from app.api.routes import (
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           allocations, thresholds, reports, tokens)
+           allocations, thresholds, reports, tokens, optimize)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

@@ -54,6 +54,7 @@ class Backend(Protocol):
     def update_prices(self, url: str | None) -> dict[str, Any]: ...
     def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]: ...
     def price_audits(self, limit: int) -> list[dict[str, Any]]: ...
+    def optimize(self, params: dict[str, str]) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -186,6 +187,13 @@ class HttpBackend:
 
     def price_audits(self, limit: int) -> list[dict[str, Any]]:
         return self.call('GET', '/prices/audit', params={'limit': limit})['items']
+
+    def optimize(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self.call('GET', '/optimize', params=params)
+        except CliError as exc:  # a refused parameter is bad usage
+            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
+                           else exc.code) from None
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""

@@ -144,6 +144,18 @@ class DirectBackend:
 
         return [dict(a) for a in self._read(repricing.list_audits, limit)]
 
+    def optimize(self, params: dict[str, str]) -> dict[str, Any]:
+        from services.insights.optimize import optimize
+        from services.spend import budget
+
+        settings = self.rt.settings
+        try:
+            span = budget.resolve_range(params.get('period'), params.get('from'), params.get('to'), settings.zone)
+        except Invalid as exc:
+            raise CliError(str(exc), 2) from None
+        return dict(self._read(optimize, self.rt.pricer, span, settings.zone, settings.substitutes,
+                               params.get('agent_id')))
+
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports
 

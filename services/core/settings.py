@@ -42,6 +42,7 @@ LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]  # `a,b`, not JSON
 RETENTION_MIN_DAYS = 1  # events younger than a day are never pruned
 RETENTION_MAX_DAYS = 36_500  # a hundred years: anything longer is a typo
+MAX_SUBSTITUTES = 10  # the optimiser prices every agent and model on each
 
 
 class SettingsError(ValueError):
@@ -221,6 +222,9 @@ class Settings(_Group):
                                                 description='the weekly limit in USD')
     monthly_budget_limit: Decimal | None = Field(None, validation_alias='MONTHLY_BUDGET_LIMIT',
                                                  description='the monthly limit in USD')
+    optimize_substitutes: CommaSeparated = Field((), description='comma-separated provider:model pairs the optimiser '
+                                                 "re-prices every agent on besides the same provider's cheaper "
+                                                 'models, e.g. openai:gpt-4o-mini,anthropic:claude-3-5-haiku-latest')
     sources: SourceSettings = Field(default_factory=SourceSettings, description='where spend is pulled from')
     notify: NotifySettings = Field(default_factory=NotifySettings, description='where alerts are sent')
 
@@ -297,10 +301,26 @@ class Settings(_Group):
             return value
         return value.strip().upper() if info.field_name == 'log_level' else value.strip().lower()
 
-    @field_validator('api_tokens', 'allowed_hosts', mode='before')
+    @field_validator('api_tokens', 'allowed_hosts', 'optimize_substitutes', mode='before')
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator('optimize_substitutes')
+    @classmethod
+    def _pairs(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        for pair in value:
+            provider, _, model = pair.partition(':')
+            if not (provider.strip() and model.strip()):
+                raise ValueError(f'{cls._named(info)}: {pair!r} is not provider:model (e.g. openai:gpt-4o-mini)')
+        if len(value) > MAX_SUBSTITUTES:
+            raise ValueError(f'{cls._named(info)}: at most {MAX_SUBSTITUTES} substitutes, got {len(value)}')
+        return value
+
+    @property
+    def substitutes(self) -> tuple[tuple[str, str], ...]:
+        """SPENDGAUGE_OPTIMIZE_SUBSTITUTES as (provider, model) pairs."""
+        return tuple((p.strip(), m.strip()) for p, _, m in (pair.partition(':') for pair in self.optimize_substitutes))
 
 
 def local_url(host: str, port: int) -> str:

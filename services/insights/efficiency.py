@@ -49,7 +49,7 @@ class EfficiencyOut(TypedDict):
 def token_efficiency(conn: Connection, span: Period, zone: ZoneInfo, by: EfficiencyBy,
                      agent_id: str | None = None) -> EfficiencyOut:
     """`agent_id`: only that agent's calls (by model: the models it used)."""
-    edges = _day_edges(span, zone)
+    edges = day_edges(span, zone)
     buckets = totals_between(conn, edges, ('agent_id', COLUMNS[by]) if agent_id is not None else (COLUMNS[by],))
     whole: dict[str | None, Totals] = {}
     days: dict[str | None, list[EfficiencyDay]] = {}
@@ -76,7 +76,7 @@ def agent_models(conn: Connection, agent_id: str, zone: ZoneInfo, days: int = 7,
     return token_efficiency(conn, Period('custom', first, now), zone, 'model', agent_id)
 
 
-def _day_edges(span: Period, zone: ZoneInfo) -> list[datetime]:
+def day_edges(span: Period, zone: ZoneInfo) -> list[datetime]:
     """The span's start, each local midnight inside it, its end."""
     edges = [span.start]
     midnight = midnight_on_or_after(span.start + timedelta(microseconds=1), zone)

@@ -70,7 +70,7 @@ class OverrideRates:
         cache_write = self.input if self.cache_write is None else self.cache_write
         numerator = (tokens.uncached_input_tokens * self.input + tokens.cache_read_tokens * cache_read
                      + tokens.cache_write_tokens * cache_write + tokens.output_tokens * self.output)
-        return _divide_half_even(numerator, MTOK)
+        return divide_half_even(numerator, MTOK)
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,31 @@ class _LinearRates:
                                  + self.cache_write * t.cache_write_tokens + self.output * t.output_tokens)
         total = (picos[0] * (t.input_tokens - t.cache_read_tokens - t.cache_write_tokens)
                  + picos[1] * t.cache_read_tokens + picos[2] * t.cache_write_tokens + picos[3] * t.output_tokens)
-        return _divide_half_even(total, PICO_PER_MICRO)
+        return divide_half_even(total, PICO_PER_MICRO)
+
+
+MixRates = OverrideRates | _LinearRates  # each has cost_micros(TokenCounts)
 
 
 class UnknownModel(LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class CatalogueModel:
+    """A model genai-prices knows, by its own ids (which `quote` takes), with its context window (None: unknown)."""
+
+    provider: str
+    model: str
+    context_window: int | None
+
+
+# Specialised models (audio, images, search, embeddings, fine-tunes): priced per text token too, but not a stand-in
+# for a chat model, so never offered as a cheaper tier of one
+SPECIALISED = ('audio', 'realtime', 'transcribe', 'tts', 'image', 'search', 'embedding', 'moderation', 'computer-use',
+               'deep-research', 'ft:', '.ft-')
+_TEXT_PRICE_KEYS = {'input_mtok', 'output_mtok', 'cache_read_mtok', 'cache_write_mtok', 'cache_write_1h_mtok',
+                    'web_searches_kcount', 'storage_searches_kcount'}
 
 
 class InvalidPriceData(ValueError):
@@ -160,6 +180,7 @@ class _Lookups:
     models: dict[tuple[str, str], tuple[Any, Any] | None] = field(default_factory=dict)
     prices: dict[tuple[str, str, date], tuple[Any, tuple[int, ...], bool]] = field(default_factory=dict)
     rates: dict[tuple[str, str, date, int], _LinearRates] = field(default_factory=dict)
+    catalogues: dict[tuple[str, str, date], list[CatalogueModel]] = field(default_factory=dict)
 
 
 class Pricer:
@@ -269,6 +290,66 @@ class Pricer:
             lookups.models[key] = found
         return found
 
+    def catalogue_entry(self, provider: str, model: str) -> CatalogueModel | None:
+        """Our (provider, model) as genai-prices names it (as given when only an override prices it); None when
+        neither knows the model."""
+        found = self._find(self._lookups, provider, model)
+        if found is None:
+            return CatalogueModel(provider, model, None) if (provider, model) in self._overrides else None
+        return CatalogueModel(found[0].id, found[1].id, found[1].context_window)
+
+    def provider_models(self, provider: str, model: str, ts: datetime) -> list[CatalogueModel]:
+        """The chat models of `model`'s provider besides it, as priced on the day of `ts`: not deprecated, with a
+        known context window, prices per input and output token and no others (audio, images), not SPECIALISED."""
+        lookups = self._lookups
+        found = self._find(lookups, provider, model)
+        if found is None:
+            return []
+        provider_info, current = found
+        key = (provider_info.id, current.id, ts.date())
+        cached = lookups.catalogues.get(key)
+        if cached is not None:
+            return cached
+        ts = datetime.combine(ts.date(), datetime.min.time(), tzinfo=UTC)
+        models = []
+        for info in provider_info.models:
+            if info.id == current.id or info.deprecated or not info.context_window:
+                continue
+            if any(word in info.id for word in SPECIALISED):
+                continue
+            prices = info.get_prices(ts)
+            keys = {k for k, v in prices.__dict__.items() if not k.startswith('_') and v is not None}
+            if {'input_mtok', 'output_mtok'} <= keys <= _TEXT_PRICE_KEYS and self.resolve(provider_info.id, info.id) \
+                    == f'{provider_info.id}/{info.id}':
+                models.append(CatalogueModel(provider_info.id, info.id, info.context_window))
+        lookups.catalogues[key] = models
+        return models
+
+    def mix_rates(self, provider: str, model: str, ts: datetime) -> MixRates | str:
+        """The rates that price summed tokens of many calls at `ts` exactly as `quote` prices each call (before its
+        rounding): an override's, or genai-prices' linear ones. Else why not: price tiers by the size of a call,
+        prices by the time of day and per-request fees depend on each call, which a sum no longer tells."""
+        override = self._overrides.get((provider, model))
+        if override is not None:
+            return override
+        day = ts.date()
+        lookups = self._lookups
+        try:
+            model_price, tier_starts, linear = self._model_price(lookups, provider, model, day)
+        except UnknownModel as exc:
+            return str(exc)
+        if isinstance(model_price, _TimeOfDayPrices):
+            return 'priced by the time of day of each call'
+        if not linear:
+            return 'priced per request or by more than tokens'
+        if tier_starts:
+            return 'priced in tiers by the size of each call'
+        key = (provider, model, day, 0)  # the one tier of any call with input tokens, as genai_price_micros keys it
+        rates = lookups.rates.get(key)
+        if rates is None:
+            rates = lookups.rates[key] = _probe_rates(model_price, MTOK)
+        return rates
+
     def resolve(self, provider: str, model: str) -> str | None:
         """genai-prices' 'provider/model' id for ours, or None when it does not know the model."""
         found = self._find(self._lookups, provider, model)
@@ -332,7 +413,7 @@ def _probe_rates(model_price: Any, input_tokens: int) -> _LinearRates:
     )
 
 
-def _divide_half_even(numerator: int, denominator: int) -> int:
+def divide_half_even(numerator: int, denominator: int) -> int:
     quotient, remainder = divmod(numerator, denominator)
     twice = 2 * remainder
     if twice > denominator or (twice == denominator and quotient % 2 == 1):

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.api import event, uid
 from tests.support.fake_api import FakeAPI
-from tests.support.servers import Server, start_server
+from tests.support.servers import NO_PRICE_DATA_URL, Server, start_server
 from tests.support.wait import eventually
 
 ADMIN_TOKEN = 'admin-' + 'x' * 30
@@ -157,8 +157,9 @@ ROUTES = [
     *(Route('GET', p, 'read', get(p)) for p in (
         '/agents', '/alerts', '/alerts/deliveries', '/budget/summary', '/budget/forecast', '/budget/by-agent',
         '/budget/by-provider', '/budget/by-model', '/budget/by-channel', '/budget/efficiency', '/budget/history',
-        '/budget/reconciliation',
-        '/budget/limits', '/eco', '/policies', '/prices', '/prices/unpriced', '/reports', '/sessions',
+        '/budget/reconciliation', '/optimize',
+        '/budget/limits', '/eco', '/policies', '/prices', '/prices/unpriced', '/prices/audit', '/prices/data',
+        '/reports', '/sessions',
         '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage', '/usage/export', '/usage/retention')),
     Route('GET', '/reports/{kind}', 'read', get('/reports/summary')),
     Route('GET', '/policies/{policy_id}', 'read', lambda d: (f'/policies/{_policy(d)}', {})),
@@ -209,6 +210,11 @@ ROUTES = [
                                           'output_usd_per_mtok': '1'}}), state='/prices'),
     Route('DELETE', '/prices', 'admin', lambda d: ('/prices', {'params': {'provider': _provider(d), 'model': 'm'}}),
           state='/prices'),
+    # the role is checked before anything is fetched: an admin's fetch from a closed port is the 422
+    Route('POST', '/prices/update', 'admin', lambda d: ('/prices/update', {'json': {'url': NO_PRICE_DATA_URL}}),
+          ok=(422,)),
+    Route('POST', '/prices/recalculate', 'admin',
+          lambda d: ('/prices/recalculate', {'json': {'from': '2026-01-01', 'to': '2026-01-02', 'dry_run': True}})),
     Route('POST', '/sessions/{session_id}/end', 'admin', lambda d: (f'/sessions/{_recorded(d)[1]}/end', {}),
           state='/sessions?limit=1000'),
     Route('POST', '/sync/{source}', 'admin', lambda d: ('/sync/openrouter_direct', {}), state='/sync/status'),

@@ -27,6 +27,7 @@ from services.budget.limits import Limits
 from services.budget.policies import PolicyList, PolicyWithSpend
 from services.budget.thresholds import ThresholdsOut
 from services.insights.forecast import BudgetForecast
+from services.insights.optimize import OptimizeOut
 from services.insights.planner import ScheduleOut
 from services.insights.report_formats import ReportCatalog, ReportJson
 from services.sources.sync import SyncStatus
@@ -249,7 +250,7 @@ def test_responses_are_exactly_their_declared_types() -> None:
                                ('/prices', OverrideList), ('/prices/unpriced', UnpricedList), ('/eco', EcoState),
                                ('/sync/status', SyncStatus), ('/alerts/deliveries', DeliveryList),
                                ('/reports', ReportCatalog), ('/reports/summary', ReportJson),
-                               ('/reports/projection', ReportJson)):
+                               ('/reports/projection', ReportJson), ('/optimize', OptimizeOut)):
             get(path, declared)
         get('/reports/trend', ReportJson, period='week')
         get('/reports/comparison', ReportJson, period='day', group_by='agent')

@@ -27,7 +27,8 @@ USER, PASSWORD = 'reed', 'correct horse battery'
 SIZES = {'390x844': (390, 844), '1440x900': (1440, 900)}
 THEMES = ('light', 'dark')
 PAGES = {'dashboard': '/', 'usage': '/usage', 'sessions': '/sessions', 'policies': '/policies',
-         'allocations': '/allocations', 'alerts': '/alerts', 'reports': '/reports', 'settings': '/settings'}
+         'allocations': '/allocations', 'alerts': '/alerts', 'reports': '/reports', 'optimise': '/optimize',
+         'settings': '/settings'}
 AGENTS = ('planner', 'researcher', 'coder', 'reviewer', 'tester', 'writer')
 MODELS = (('openai', 'gpt-4o'), ('anthropic', 'claude-sonnet-4-5'), ('openrouter', 'openai/gpt-4o-mini'))
 SESSIONS = 32  # more than the page lists (30)

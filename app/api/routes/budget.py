@@ -49,7 +49,7 @@ def budget_forecast(conn: ReadConn, rt: RuntimeDep) -> BudgetForecast:
     return forecast.budget_forecast(conn, rt.settings.budget)
 
 
-def _span(rt: RuntimeDep, period: PeriodName | None, start: str | None, end: str | None) -> Period:
+def span_of(rt: RuntimeDep, period: PeriodName | None, start: str | None, end: str | None) -> Period:
     return budget.resolve_range(period, start, end, rt.settings.zone)
 
 
@@ -61,7 +61,7 @@ ToQ = Annotated[str | None, Query(alias='to', description='ISO date (inclusive l
 def by_agent(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
              end: ToQ = None) -> AgentBreakdown:
     """Spend per agent for a period (day, week, month) or from/to, largest first."""
-    return budget.spend_breakdown(conn, 'agent_id', _span(rt, period, start, end))
+    return budget.spend_breakdown(conn, 'agent_id', span_of(rt, period, start, end))
 
 
 @router.get('/efficiency', dependencies=READ)
@@ -72,28 +72,28 @@ def efficiency(conn: ReadConn, rt: RuntimeDep, by: EfficiencyBy = 'agent', perio
     """Token efficiency per agent or model for a period or from/to: output tokens per input token, the cache's
     share of the input, the cost of 1,000 output tokens, and that cost day by day. With `agent_id` and `by=model`:
     the models one agent used."""
-    return token_efficiency(conn, _span(rt, period, start, end), rt.settings.zone, by, agent_id)
+    return token_efficiency(conn, span_of(rt, period, start, end), rt.settings.zone, by, agent_id)
 
 
 @router.get('/by-provider', dependencies=READ)
 def by_provider(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
                 end: ToQ = None) -> ProviderBreakdown:
     """Spend per provider for a period or from/to."""
-    return budget.spend_breakdown(conn, 'provider', _span(rt, period, start, end))
+    return budget.spend_breakdown(conn, 'provider', span_of(rt, period, start, end))
 
 
 @router.get('/by-model', dependencies=READ)
 def by_model(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
              end: ToQ = None) -> ModelBreakdown:
     """Spend per model for a period or from/to."""
-    return budget.spend_breakdown(conn, 'model', _span(rt, period, start, end))
+    return budget.spend_breakdown(conn, 'model', span_of(rt, period, start, end))
 
 
 @router.get('/by-channel', dependencies=READ)
 def by_channel(conn: ReadConn, rt: RuntimeDep, period: PeriodName | None = None, start: FromQ = None,
                end: ToQ = None) -> ChannelBreakdown:
     """Spend via LiteLLM and direct for a period or from/to."""
-    return budget.spend_breakdown(conn, 'channel', _span(rt, period, start, end))
+    return budget.spend_breakdown(conn, 'channel', span_of(rt, period, start, end))
 
 
 @router.get('/history', dependencies=READ)
