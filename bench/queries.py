@@ -47,7 +47,14 @@ from services.live.topics import SpendRow, Topic, UsageChanged  # noqa: E402
 from services.spend import agents, budget, reconciliation, sessions  # noqa: E402
 from services.spend.kept import kept  # noqa: E402
 from services.usage.pricing import Pricer  # noqa: E402
-from services.usage.queries import UsageQuery, encode_cursor, list_usage  # noqa: E402
+from services.usage.queries import (  # noqa: E402
+    COST_SPAN,
+    CostCursor,
+    UsageQuery,
+    encode_cost_cursor,
+    encode_cursor,
+    list_usage,
+)
 
 READ_TARGET_MS = 50.0
 DASHBOARD_TARGET_MS = 30.0
@@ -68,6 +75,7 @@ class Probe:
     agent_id: str
     session_id: str
     user_id: str
+    cost_cursor: str  # sorted by cost: 80% of the way into the ranked window
     page: int = 100  # rows per page of a listing (see measure: a filtered listing compares like for like)
 
 
@@ -87,8 +95,17 @@ def probe(engine: Engine) -> Probe:
                             .where(EVENTS.c.task_id == task)).one()
         t0, t1 = as_utc(span[0]), as_utc(span[1])
         task_deep = _row_before(conn, t1 - (t1 - t0) * 0.8, EVENTS.c.task_id == task)
+        newest = conn.execute(select(EVENTS.c.ts, EVENTS.c.id).order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc())
+                              .limit(1)).one()
+        window = select(EVENTS.c.id, EVENTS.c.cost_micros).order_by(EVENTS.c.ts.desc(), EVENTS.c.id.desc()) \
+            .limit(COST_SPAN).subquery()
+        ranked = conn.execute(select(window.c.cost_micros, window.c.id)
+                              .order_by(window.c.cost_micros.desc(), window.c.id.desc())
+                              .offset(int(min(COST_SPAN, conn.execute(select(func.count()).select_from(EVENTS))
+                                              .scalar_one()) * 0.8)).limit(1)).one()
+        cost_cursor = encode_cost_cursor(CostCursor(ranked.cost_micros, ranked.id, (as_utc(newest.ts), newest.id)))
     return Probe(last + timedelta(seconds=1), encode_cursor(*deep), task, encode_cursor(*task_deep), agent, session,
-                 user)
+                 user, cost_cursor)
 
 
 def _row_before(conn: Connection, ts: datetime, *where: Any) -> tuple[datetime, int]:
@@ -152,6 +169,14 @@ EXPLORER_READS: list[tuple[str, Read, float]] = [
     ('explorer: user, deep page',
      lambda c, p: list_usage(c, UsageQuery(user_id=p.user_id, cursor=p.deep_cursor, limit=50)), EXPLORER_TARGET_MS),
     ('explorer: matching nothing', lambda c, p: list_usage(c, UsageQuery(model='no-such-model', limit=50)),
+     EXPLORER_TARGET_MS),
+    ('explorer: by cost, first page', lambda c, p: list_usage(c, UsageQuery(sort='cost', limit=50)),
+     EXPLORER_TARGET_MS),
+    ('explorer: by cost, deep page',
+     lambda c, p: list_usage(c, UsageQuery(sort='cost', cursor=p.cost_cursor, limit=50)), EXPLORER_TARGET_MS),
+    ('explorer: by cost, an agent', lambda c, p: list_usage(c, UsageQuery(sort='cost', agent_id=p.agent_id, limit=50)),
+     EXPLORER_TARGET_MS),
+    ('explorer: by cost, a model', lambda c, p: list_usage(c, UsageQuery(sort='cost', model='gpt-4o-mini', limit=50)),
      EXPLORER_TARGET_MS),
 ]
 # The optimiser (GET /api/v1/optimize): every agent's calls re-priced on candidate models with the runtime's pricer
