@@ -894,3 +894,30 @@ def test_odd_units_in_a_payload_are_left_out() -> None:
                                   {'duration': float('nan')})
     assert transcription is not None and 'audio_seconds' not in transcription
     assert transcription['kind'] == 'audio_transcription'
+
+
+def test_the_response_helper_reads_the_units_of_image_and_transcription_calls(litellm_proxy: FakeAPI, server: Server,
+                                                                              api: httpx.Client) -> None:
+    agent = uid('agent')
+    image_call, transcription_call = str(uuid.uuid4()), str(uuid.uuid4())
+    # LiteLLM could not price the DALL-E 3 call: no cost header
+    litellm_proxy.route('/images/generations', Reply(openai_shape('openai_image_generation_dall_e_3.json'),
+                                                     headers={'x-litellm-call-id': image_call,
+                                                              'x-litellm-model-name': 'openai/dall-e-3'}),
+                        method='POST')
+    litellm_proxy.route('/audio/transcriptions', Reply(openai_shape('openai_audio_transcription_verbose.json'),
+                                                       headers=proxy_headers('0.000847', transcription_call,
+                                                                             'openai/whisper-1')), method='POST')
+    drawn = httpx.post(litellm_proxy.url + '/images/generations',
+                       json={'model': 'dall-e-3', 'prompt': 'a lighthouse', 'n': 2, 'size': '1024x1792',
+                             'quality': 'hd'})
+    heard = httpx.post(litellm_proxy.url + '/audio/transcriptions', files={'file': ('a.wav', b'RIFF')},
+                       data={'model': 'whisper-1', 'response_format': 'verbose_json'})
+    assert record_from_response(drawn, server.url, agent_id=agent) is not None
+    assert record_from_response(heard, server.url, agent_id=agent) is not None
+    events = {e['event_id']: e for e in usage(api, agent_id=agent)}
+    image, transcription = events[image_call], events[transcription_call]
+    assert (image['kind'], image['units'], image['cost_source']) == \
+        ('image', {'images': {'count': 2, 'size': '1024x1792', 'quality': 'hd'}}, 'unpriced')
+    assert (transcription['kind'], transcription['units'], transcription['cost_micros']) == \
+        ('audio_transcription', {'audio_seconds': 8.47}, 847)
