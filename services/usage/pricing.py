@@ -81,7 +81,10 @@ class OverrideRates:
         numerator = (tokens.uncached_input_tokens * self.input + tokens.cache_read_tokens * cache_read
                      + tokens.cache_write_tokens * cache_write + tokens.output_tokens * self.output)
         if units is None:
-            return _divide_half_even(numerator, MTOK) + self.request
+            cost = _divide_half_even(numerator, MTOK) + self.request
+            if cost == 0:
+                self._check_reported(units)
+            return cost
         unrated = []
         audio_ms = int(units.audio_seconds * 1000) if units.audio_seconds else 0
         if audio_ms and self.audio_minute is None:
@@ -98,7 +101,20 @@ class OverrideRates:
         cost = _divide_half_even(numerator, MTOK * MS_PER_MINUTE) + fixed
         if cost == 0 and unrated:
             raise NoRate(f'the price override has no rate for {" or ".join(unrated)}')
+        if cost == 0:
+            self._check_reported(units)
         return cost
+
+    def _check_reported(self, units: CallUnits | None) -> None:
+        """For a call priced at 0 by an override made only of per-image or per-minute prices: NoRate when the call
+        reports neither images nor audio seconds (a DALL-E 3 call sent without its images)."""
+        if self.input or self.output or self.cache_read or self.cache_write or self.request:
+            return
+        wanted = [name for name, rated in (('images', self.images), ('audio_seconds', self.audio_minute)) if rated]
+        reported = units is not None and ((units.images is not None and units.images.count) or units.audio_seconds)
+        if wanted and not reported:
+            raise NoRate(f'the price override prices this model by {" or ".join(wanted)}, which the call does not '
+                         'report')
 
     def image_price(self, size: str | None, quality: str | None) -> int:
         """Micro-USD per image of this size and quality: the exact pair first, then either one with ANY."""

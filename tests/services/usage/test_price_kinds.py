@@ -276,3 +276,16 @@ def test_the_budget_check_counts_the_stored_cost_of_every_kind(ledger: Ledger, e
     rebuilt = Checker(engine, ledger.hub, ZoneInfo('UTC'))  # counters rebuilt from the rollups agree
     rebuilt.start()
     assert rebuilt.check(CheckRequest())['policies'][0]['spent_micros'] == stored
+
+
+def test_a_call_without_the_units_its_override_prices_by_is_unpriced_not_free() -> None:
+    p = Pricer({('openai', 'dall-e-3'): dall_e_3_override(),
+                ('acme', 'listener'): OverrideRates(input=0, output=0, audio_minute=4_300)})
+    for model, units in (('dall-e-3', None), ('dall-e-3', CallUnits(characters=5)), ('listener', None)):
+        provider = 'acme' if model == 'listener' else 'openai'
+        quote = p.quote(provider, model, TokenCounts(input_tokens=100), units=units)
+        assert (quote.cost_source, quote.cost_micros) == ('unpriced', 0), (model, units)
+    assert 'images' in p.quote('openai', 'dall-e-3', TokenCounts()).reason
+    # a zero price given for what the call reports is a price: $0, priced
+    free = Pricer({('acme', 'free'): OverrideRates(input=0, output=0, images={(ANY, ANY): 0})})
+    assert free.quote('acme', 'free', TokenCounts(), units=CallUnits(images=Images(1))).cost_source == 'priced'
