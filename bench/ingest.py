@@ -1,7 +1,9 @@
 """Ingest throughput: POST /api/v1/usage/batch over HTTP and the ledger in process, each beside raw
 `sqlite3.executemany` of the same rows into the same schema, measured in the same run.
 
-    .venv/bin/python bench/ingest.py [--events 100000] [--batch 10000]
+    .venv/bin/python bench/ingest.py [--events 100000] [--batch 10000] [--kinds]
+
+`--kinds`: every other event is an embedding, an image, a transcription or a speech call carrying its units.
 
 Targets: at least 20,000 events/s over HTTP with SQLite; in-process at least a quarter of the raw rate.
 """
@@ -58,8 +60,33 @@ def raw_rows(events: list[dict]) -> list[tuple]:
     """The rows the ledger would store, ready for executemany (costs and times precomputed)."""
     now = '2026-11-29 12:00:00.000000'
     defaults = {'source': 'api', 'ts': now, 'user_id': None, 'project': None, 'cache_write_tokens': 0,
-                'cost_micros': 1234, 'cost_source': 'priced', 'metadata': '{}', 'created_at': now}
-    return [tuple({**defaults, **e, 'tags': '["bench"]'}[c] for c in EVENT_COLUMNS) for e in events]
+                'cost_micros': 1234, 'cost_source': 'priced', 'metadata': '{}', 'created_at': now, 'kind': None,
+                'units': None}
+    return [tuple({**defaults, **e, 'tags': '["bench"]',
+                   'units': orjson.dumps(units).decode() if (units := _units(e)) else None}[c]
+                  for c in EVENT_COLUMNS) for e in events]
+
+
+KINDS: list[tuple[str, str, dict]] = [  # (provider, model, the fields of the call), for --kinds
+    ('openai', 'text-embedding-3-small', {'kind': 'embedding', 'output_tokens': 0}),
+    ('openai', 'gpt-image-1', {'kind': 'image', 'images': {'count': 1, 'size': '1024x1024', 'quality': 'high'}}),
+    ('openai', 'whisper-1', {'kind': 'audio_transcription', 'input_tokens': 0, 'cache_read_tokens': 0,
+                             'output_tokens': 0, 'audio_seconds': 42.5}),
+    ('openai', 'tts-1', {'kind': 'audio_speech', 'input_tokens': 0, 'cache_read_tokens': 0, 'output_tokens': 0,
+                         'characters': 800}),
+]
+UNIT_FIELDS = ('audio_seconds', 'characters', 'images')
+
+
+def with_kinds(events: list[dict]) -> list[dict]:
+    for i, event in enumerate(events[::2]):
+        event['provider'], event['model'], fields = KINDS[i % len(KINDS)]
+        event.update(fields)
+    return events
+
+
+def _units(event: dict) -> dict | None:
+    return {k: event[k] for k in UNIT_FIELDS if k in event} or None
 
 
 def bench_raw(path: Path, rows: list[tuple], batch: int) -> float:
@@ -131,16 +158,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--events', type=int, default=100_000)
     parser.add_argument('--batch', type=int, default=10_000)
+    parser.add_argument('--kinds', action='store_true', help='half the events of other kinds, with their units')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         events = make_events(args.events, 'e')
+        if args.kinds:
+            events = with_kinds(events)
         raw = bench_raw(work / 'raw.db', raw_rows(events), args.batch)
         ledger = bench_ledger(work / 'ledger.db', events, args.batch)
         http = bench_http(work, events, args.batch)
         raw_again = bench_raw(work / 'raw2.db', raw_rows(events), args.batch)
     baseline = (raw + raw_again) / 2
-    print(f'ingest of {args.events:,} events in batches of {args.batch:,} (SQLite, WAL)')
+    kinds = ', half of them embeddings, images, transcriptions and speech' if args.kinds else ''
+    print(f'ingest of {args.events:,} events in batches of {args.batch:,} (SQLite, WAL){kinds}')
     print(f'  raw sqlite3.executemany  {baseline:>10,.0f} events/s   (baseline; runs: {raw:,.0f} and {raw_again:,.0f})')
     print(f'  ledger in process        {ledger:>10,.0f} events/s   {ledger / baseline:.2f}x raw   (target >= 0.25x)')
     print(f'  HTTP POST /usage/batch   {http:>10,.0f} events/s   {http / baseline:.2f}x raw   '

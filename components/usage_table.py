@@ -70,8 +70,31 @@ def event_details(item: EventOut, zone: ZoneInfo) -> list[tuple[str, str]]:
              ('User', item['user_id'] or ''), ('Project', item['project'] or ''), ('Tags', ', '.join(item['tags'])),
              ('Input tokens', f'{item["input_tokens"]:,}'), ('Output tokens', f'{item["output_tokens"]:,}'),
              ('Cache read tokens', f'{item["cache_read_tokens"]:,}'),
-             ('Cache write tokens', f'{item["cache_write_tokens"]:,}'), ('Cost', f'{cost} ({how})'),
+             ('Cache write tokens', f'{item["cache_write_tokens"]:,}'), ('Kind', item['kind'] or ''),
+             ('Used', units_text(item['units'])), ('Cost', f'{cost} ({how})'),
              ('Latency', f'{item["latency_ms"]:,} ms' if item['latency_ms'] is not None else '')]
     if item['metadata']:
         pairs.append(('Metadata', orjson.dumps(item['metadata'], option=orjson.OPT_INDENT_2).decode()))
     return [(label, value) for label, value in pairs if value]
+
+
+def units_text(units: dict[str, Any] | None) -> str:
+    """What a call used beyond text tokens, in words: '2 images (1024x1792, hd); 8.47 s of audio; 1,234 characters;
+    audio tokens: 10,000 in, 6,000 out'."""
+    if not units:
+        return ''
+    parts = []
+    if images := units.get('images'):
+        detail = ', '.join(str(images[k]) for k in ('size', 'quality') if images.get(k))
+        parts.append(f'{images["count"]:,} image{"s" if images["count"] != 1 else ""}' + (f' ({detail})' if detail
+                                                                                            else ''))
+    if units.get('audio_seconds') is not None:
+        parts.append(f'{units["audio_seconds"]:,} s of audio')
+    if units.get('characters'):
+        parts.append(f'{units["characters"]:,} characters')
+    for what in ('audio', 'image'):
+        sides = [f'{units[f"{what}_{side}_tokens"]:,} {label}' for side, label in (('input', 'in'), ('output', 'out'))
+                 if units.get(f'{what}_{side}_tokens')]
+        if sides:
+            parts.append(f'{what} tokens: {", ".join(sides)}')
+    return '; '.join(parts)

@@ -13,7 +13,7 @@ from services.core.errors import NotFound, Unavailable
 from services.live.topics import PricesChanged, UsageChanged
 from services.usage import price_data, price_overrides, repricing
 from services.usage.price_data import UpdateOut
-from services.usage.price_overrides import OverrideOut
+from services.usage.price_overrides import OverrideOut, UnitPrices
 from services.usage.pricing import DEFAULT_PRICE_DATA_URL, Pricer
 from services.usage.repricing import RecalculateOut, Recalculation
 
@@ -24,13 +24,15 @@ class PriceCommands:
     def __init__(self, ctx: CommandContext) -> None:
         self.ctx = ctx
 
-    def put(self, actor: Actor, provider: str, model: str, usd_per_mtok: dict[str, Decimal | None]) -> OverrideOut:
+    def put(self, actor: Actor, provider: str, model: str, usd_per_mtok: dict[str, Decimal | None],
+            units: UnitPrices | None = None) -> OverrideOut:
         """Create or replace the override (USD per million tokens by kind: input, output, cache_read,
-        cache_write); the events stored as unpriced for that model are priced with it (`repriced_events`)."""
+        cache_write; and per call, per minute of audio, per image by size and quality); the events stored as
+        unpriced for that model are priced with it (`repriced_events`)."""
         require(actor, Role.ADMIN, 'setting a price')
         provider = provider.lower()
         with self.ctx.transaction() as conn:
-            result = price_overrides.put(conn, provider, model, usd_per_mtok)
+            result = price_overrides.put(conn, provider, model, usd_per_mtok, units)
         self._reload()
         ledger = self.ctx.ledger
         result['repriced_events'] = ledger.reprice_unpriced(provider, model) if ledger is not None else 0

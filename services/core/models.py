@@ -60,6 +60,10 @@ class UsageEvent(SQLModel, table=True):
     latency_ms: int | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column('metadata', JSON, nullable=False))
     created_at: datetime
+    # chat, embedding, image, audio_transcription, audio_speech; null when the caller did not say
+    kind: str | None = Field(default=None, max_length=24)
+    # what the call used beyond text tokens (services/usage/units.py); null when nothing
+    units: dict[str, Any] | None = Field(default=None, sa_column=Column('units', JSON, nullable=True))
 
 
 class SpendMeasures(SQLModel):
@@ -223,7 +227,8 @@ class AppSetting(SQLModel, table=True):
 
 
 class PriceOverride(SQLModel, table=True):
-    """Our own price for a provider/model, applied before genai-prices. Micro-USD per million tokens."""
+    """Our own price for a provider/model, applied before genai-prices. Micro-USD per million tokens, per call, per
+    minute of audio, and per image by size and quality (`image_micros`: {"size/quality": micros}, '*' for any)."""
 
     __tablename__ = 'price_overrides'
 
@@ -234,6 +239,9 @@ class PriceOverride(SQLModel, table=True):
     cache_read_micros_per_mtok: int | None = Field(default=None, sa_type=BigInteger)
     cache_write_micros_per_mtok: int | None = Field(default=None, sa_type=BigInteger)
     updated_at: datetime
+    request_micros: int | None = Field(default=None, sa_type=BigInteger)
+    audio_micros_per_minute: int | None = Field(default=None, sa_type=BigInteger)
+    image_micros: dict[str, int] | None = Field(default=None, sa_column=Column('image_micros', JSON, nullable=True))
 
 
 class BudgetSnapshot(SQLModel, table=True):

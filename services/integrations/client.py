@@ -6,7 +6,9 @@ the cost LiteLLM charged is in the `x-litellm-response-cost` header, the tokens 
 
 Works with httpx and requests responses (anything with `.headers` and `.json()`), and with the OpenAI SDK's
 `with_raw_response` results. Without the header (streamed responses, a model LiteLLM cannot price) the event carries
-no cost and SpendGauge prices the tokens itself. A failure to record is logged and returns None, unless
+no cost and SpendGauge prices the tokens itself. Embedding, image, transcription and speech calls carry their kind and
+units (images made with the size and quality asked for, a verbose transcription's duration, the characters spoken),
+read from the request path and JSON body and from the answer. A failure to record is logged and returns None, unless
 `raise_errors=True`; the helper never retries, so it costs the caller one short request at most.
 """
 from __future__ import annotations
@@ -17,10 +19,16 @@ import uuid
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from services.integrations import api_root, split_litellm_model
+from services.integrations.litellm_units import call_units
+from services.integrations.litellm_units import count as _count
+
+CALL_TYPES = {'/embeddings': 'embedding', '/images/generations': 'image_generation', '/images/edits': 'image_edit',
+              '/audio/transcriptions': 'transcription', '/audio/speech': 'speech'}  # by the request path's end
 
 log = logging.getLogger(__name__)
 COST_HEADER = 'x-litellm-response-cost'
@@ -50,7 +58,7 @@ def event_from_response(response: Any, *, body: Mapping[str, Any] | None = None,
         'provider': provider or None, 'channel': 'litellm', 'source': 'litellm_callback' if call_id else 'sdk',
         'agent_id': agent_id, 'session_id': session_id, 'task_id': task_id, 'user_id': user_id, 'project': project,
         'tags': list(tags or []), 'latency_ms': _latency(headers.get('x-litellm-response-duration-ms')),
-        **_tokens(usage, body),
+        **_units(response, usage, body),
         'metadata': {**{k: v for k, v in (('model_group', headers.get('x-litellm-model-group')),
                                           ('model_id', headers.get('x-litellm-model-id')),
                                           ('response_id', body.get('id'))) if v}, **(metadata or {})},
@@ -115,6 +123,33 @@ def _tokens(usage: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, int]
             'cache_read_tokens': cache_read, 'cache_write_tokens': cache_write}
 
 
+def _units(response: Any, usage: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """The tokens, and for an embedding, image, transcription or speech call its kind and units."""
+    tokens = _tokens(usage, body)
+    request = getattr(response, 'request', None)
+    try:
+        path = urlsplit(str(request.url)).path.rstrip('/') if request is not None else ''
+    except Exception:  # a request without a URL: no kind to tell
+        path = ''
+    call_type = next((t for end, t in CALL_TYPES.items() if path.endswith(end)), None)
+    if call_type is None:
+        return tokens
+    asked = _request_json(request)
+    units = call_units({'call_type': call_type, 'optional_params': asked, 'input': asked.get('input')}, {}, usage,
+                       body, tokens['input_tokens'], tokens['output_tokens'])
+    return {**tokens, **units}
+
+
+def _request_json(request: Any) -> dict[str, Any]:
+    """The request's JSON body (httpx: `content`, requests: `body`); {} for any other (a transcription's form)."""
+    try:  # httpx raises for a streamed request body it has not read
+        content = request.content if hasattr(request, 'content') else getattr(request, 'body', None)
+        found = json.loads(content) if content else {}
+    except Exception:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _json(response: Any) -> dict[str, Any]:
     try:
         body = response.json()
@@ -166,13 +201,6 @@ def _usd(value: Any, what: str) -> str | None:
         log.warning('ignoring %s: not a cost: %r', what, str(value)[:40])
         return None
     return str(amount)
-
-
-def _count(value: Any) -> int:
-    try:
-        return max(int(value or 0), 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _latency(value: str | None) -> int | None:

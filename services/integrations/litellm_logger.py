@@ -10,9 +10,11 @@ Proxy (config.yaml; SPENDGAUGE_URL, SPENDGAUGE_API_TOKEN and the ENV_OPTIONS bel
       callbacks: services.integrations.litellm_logger.spendgauge_callback
 
 Each call becomes one usage event: event_id = LiteLLM's call id, cost = LiteLLM's `response_cost` (so SpendGauge
-stores what LiteLLM charged; without one SpendGauge prices the tokens itself), tokens and cache tokens from the
-standard logging object, agent_id / session_id / task_id / user_id / project / tags from the request metadata
-(SDK `metadata={...}`, the proxy's request `metadata`, or `x-spendgauge-agent-id`-style headers at the proxy).
+stores what LiteLLM charged; without one, or when LiteLLM could not price the call, SpendGauge prices it), tokens
+and cache tokens from the standard logging object, the kind of call and its units beyond text tokens (audio and image
+tokens, images generated, a transcription's seconds, a speech call's characters: litellm_units.py), agent_id /
+session_id / task_id / user_id / project / tags from the request metadata (SDK `metadata={...}`, the proxy's request
+`metadata`, or `x-spendgauge-agent-id`-style headers at the proxy).
 
 The hook only appends the event to a bounded in-memory queue (the oldest event is dropped, and counted, when it is
 full); a background thread posts batches to /api/v1/usage/batch, retrying with backoff while SpendGauge is down.
@@ -41,6 +43,8 @@ from urllib.parse import quote
 import httpx
 
 from services.integrations import CALLBACK_USER_AGENT, api_root, litellm_handoff, split_litellm_model
+from services.integrations.litellm_units import call_units
+from services.integrations.litellm_units import count as _count
 
 try:  # litellm is optional: SpendGauge does not need it, the proxy and SDK users have it
     from litellm.integrations.custom_logger import CustomLogger as _Base
@@ -446,20 +450,25 @@ def litellm_event(kwargs: Any, response_obj: Any = None, start_time: Any = None,
         return None
     slo_meta = slo.get('metadata') or {}
     usage = _usage(slo_meta, slo.get('hidden_params') or {}, response_obj)
-    input_tokens = _count(slo.get('prompt_tokens')) or _count(usage.get('prompt_tokens'))
-    output_tokens = _count(slo.get('completion_tokens')) or _count(usage.get('completion_tokens'))
+    # image calls count input_tokens / output_tokens (the Images API's usage), all others prompt / completion
+    input_tokens = (_count(slo.get('prompt_tokens')) or _count(usage.get('prompt_tokens'))
+                    or _count(usage.get('input_tokens')))
+    output_tokens = (_count(slo.get('completion_tokens')) or _count(usage.get('completion_tokens'))
+                     or _count(usage.get('output_tokens')))
     details = usage.get('prompt_tokens_details') or {}
     cache_read = _count(usage.get('cache_read_input_tokens')) or _count(details.get('cached_tokens'))
     cache_write = (_count(usage.get('cache_creation_input_tokens')) or _count(details.get('cache_creation_tokens'))
                    or _count(details.get('cache_write_tokens')))
     if cache_read + cache_write > input_tokens:  # a provider whose prompt count leaves the cache out
         input_tokens += cache_read + cache_write
+    units = call_units(kwargs, slo, usage, response_obj, input_tokens, output_tokens)
+    input_tokens, output_tokens = units.pop('input_tokens'), units.pop('output_tokens')
     call_id = kwargs.get('litellm_call_id') or slo.get('litellm_call_id') or slo.get('id')
     event: dict[str, Any] = {
         'event_id': _label(call_id), 'ts': _iso(slo.get('startTime'), start_time), 'provider': provider or None,
         'model': model[:200], 'channel': 'litellm', 'source': 'litellm_callback',
         'input_tokens': input_tokens, 'output_tokens': output_tokens,
-        'cache_read_tokens': cache_read, 'cache_write_tokens': cache_write,
+        'cache_read_tokens': cache_read, 'cache_write_tokens': cache_write, **units,
         'latency_ms': _latency_ms(slo, start_time, end_time),
         'metadata': {k: v for k, v in (
             ('call_type', slo.get('call_type') or kwargs.get('call_type')), ('model_group', slo.get('model_group')),
@@ -467,7 +476,9 @@ def litellm_event(kwargs: Any, response_obj: Any = None, start_time: Any = None,
             ('key_alias', slo_meta.get('user_api_key_alias')), ('team', slo_meta.get('user_api_key_team_alias')),
         ) if v not in (None, '')},
     }
-    cost = _usd(kwargs.get('response_cost', slo.get('response_cost')))
+    # LiteLLM logs a cost of 0 for a call it could not price (DALL-E 3 in HD at 1024x1792, say): SpendGauge prices it
+    failed = slo.get('response_cost_failure_debug_info')
+    cost = None if failed else _usd(kwargs.get('response_cost', slo.get('response_cost')))
     if cost is not None:
         event['cost_usd'] = cost
     event.update(_attribution(kwargs, slo, slo_meta))
@@ -556,13 +567,6 @@ def _usage(slo_meta: dict[str, Any], hidden: dict[str, Any], response_obj: Any) 
     if usage is not None and not isinstance(usage, dict):
         usage = usage.model_dump() if hasattr(usage, 'model_dump') else dict(getattr(usage, '__dict__', {}))
     return usage or {}
-
-
-def _count(value: Any) -> int:
-    try:
-        return max(int(value or 0), 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _usd(value: Any) -> str | None:

@@ -54,10 +54,19 @@ class Call:
     _usage: dict[str, Any] | None = None
 
     def usage(self, input_tokens: int = 0, output_tokens: int = 0, cache_read_tokens: int = 0,
-              cache_write_tokens: int = 0, cost_usd: Decimal | str | float | None = None, **extra: Any) -> None:
+              cache_write_tokens: int = 0, cost_usd: Decimal | str | float | None = None, *,
+              kind: str | None = None, audio_seconds: Decimal | str | float | None = None, characters: int = 0,
+              images: dict[str, Any] | None = None, **extra: Any) -> None:
+        """What the call used. Beyond text tokens: `kind` (chat, embedding, image, audio_transcription,
+        audio_speech), `audio_seconds`, `characters` spoken, `images` ({'count': 2, 'size': '1024x1024',
+        'quality': 'hd'}), and in `extra` the audio and image parts of the tokens (audio_input_tokens,
+        audio_output_tokens, image_input_tokens, image_output_tokens) or any other event field."""
+        units = {'kind': kind, 'audio_seconds': None if audio_seconds is None else str(audio_seconds),
+                 'characters': characters or None, 'images': images}
         self._usage = {'input_tokens': input_tokens, 'output_tokens': output_tokens,
                        'cache_read_tokens': cache_read_tokens, 'cache_write_tokens': cache_write_tokens,
-                       **({'cost_usd': str(cost_usd)} if cost_usd is not None else {}), **extra}
+                       **({'cost_usd': str(cost_usd)} if cost_usd is not None else {}),
+                       **{k: v for k, v in units.items() if v is not None}, **extra}
 
 
 class SpendGauge:

@@ -53,13 +53,15 @@ from services.spend.day_zone import day_zone, local_day
 from services.usage import retention
 from services.usage.events import UsageEventIn, describe_errors
 from services.usage.pricing import Pricer, TokenCounts
+from services.usage.units import CallUnits
 
 MAX_BATCH = 10_000
 Status = Literal['stored', 'duplicate', 'rejected']
 # NOTE: _insert_events builds each row's values in exactly this order.
 EVENT_COLUMNS = ('event_id', 'source', 'channel', 'ts', 'provider', 'model', 'agent_id', 'session_id', 'user_id',
                  'project', 'task_id', 'tags', 'input_tokens', 'output_tokens', 'cache_read_tokens',
-                 'cache_write_tokens', 'cost_micros', 'cost_source', 'latency_ms', 'metadata', 'created_at')
+                 'cache_write_tokens', 'cost_micros', 'cost_source', 'latency_ms', 'metadata', 'created_at', 'kind',
+                 'units')
 assert set(EVENT_COLUMNS) == {c.name for c in EVENTS.columns} - {'id'}, 'EVENT_COLUMNS is out of date'
 INSERT_CHUNK = 32_000 // len(EVENT_COLUMNS)  # SQLite allows 32,766 bound values per statement
 REMOVE_CHUNK = 5_000
@@ -97,6 +99,10 @@ class EventOut(TypedDict):
     latency_ms: int | None
     metadata: dict[str, Any]
     created_at: str
+    kind: str | None  # chat, embedding, image, audio_transcription, audio_speech; None when not said
+    # audio/image tokens (parts of input/output tokens), audio_seconds, characters, images {count, size, quality};
+    # None when the call reported none
+    units: dict[str, Any] | None
 
 
 class RecordedEvent(EventOut):
@@ -259,7 +265,8 @@ class Ledger:
         provider = (event.provider or '').strip().lower() or self._infer_provider(event.model)
         tokens = TokenCounts(event.input_tokens, event.output_tokens, event.cache_read_tokens,
                              event.cache_write_tokens)
-        quote = self.pricer.quote(provider, event.model, tokens, ts, event.cost_usd)
+        units = event.call_units()
+        quote = self.pricer.quote(provider, event.model, tokens, ts, event.cost_usd, units)
         return {
             'event_id': event.event_id or uuid.uuid4().hex, 'source': event.source, 'channel': event.channel,
             'ts': ts, 'provider': provider, 'model': event.model, 'agent_id': event.agent_id,
@@ -268,7 +275,7 @@ class Ledger:
             'output_tokens': event.output_tokens, 'cache_read_tokens': event.cache_read_tokens,
             'cache_write_tokens': event.cache_write_tokens, 'cost_micros': quote.cost_micros,
             'cost_source': quote.cost_source, 'latency_ms': event.latency_ms, 'metadata': event.metadata,
-            'created_at': now,
+            'created_at': now, 'kind': event.kind, 'units': units.as_json() if units is not None else None,
         }
 
     def _infer_provider(self, model: str) -> str:
@@ -314,7 +321,8 @@ class Ledger:
                                              EVENTS.c.cost_source == 'unpriced', in_hours)
                 for event in conn.execute(query).mappings():
                     tokens = TokenCounts(*(event[c] for c in TOKEN_COLUMNS))
-                    quote = self.pricer.quote(provider, model, tokens, event['ts'])
+                    quote = self.pricer.quote(provider, model, tokens, event['ts'],
+                                              units=CallUnits.from_json(event['units']))
                     if quote.cost_source == 'priced':
                         corrections.append((dict(event), quote.cost_micros))
             self.correct_costs(conn, corrections)
@@ -459,7 +467,8 @@ class Ledger:
                                row['model'], row['agent_id'], row['session_id'], row['user_id'], row['project'],
                                row['task_id'], json_to_db(row['tags']), row['input_tokens'], row['output_tokens'],
                                row['cache_read_tokens'], row['cache_write_tokens'], row['cost_micros'],
-                               row['cost_source'], row['latency_ms'], json_to_db(row['metadata']), created_at]
+                               row['cost_source'], row['latency_ms'], json_to_db(row['metadata']), created_at,
+                               row['kind'], _units_to_db(row['units'])]
                 if self._arrays:  # the flat list, column by column: one array per column
                     width = len(EVENT_COLUMNS)
                     given, values = _unnest(EVENTS, EVENT_COLUMNS), [values[i::width] for i in range(width)]
@@ -677,6 +686,11 @@ def _sqlite_json(value: Any) -> str:
     return orjson.dumps(value).decode() if value else ('[]' if isinstance(value, list) else '{}')
 
 
+def _units_to_db(value: dict[str, Any] | None) -> str | None:
+    """A nullable JSON column: SQL NULL when there is nothing (a chat call), not JSON 'null'."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
 def _postgres_json(value: Any) -> str:
     """JSON text, for a `text[]::json[]` array (_unnest); the same text psycopg's Json(value) sent before."""
     return orjson.dumps(value).decode()
@@ -696,4 +710,4 @@ def event_to_dict(row: Any) -> EventOut:
             'cache_read_tokens': row['cache_read_tokens'], 'cache_write_tokens': row['cache_write_tokens'],
             'cost_micros': row['cost_micros'], 'cost_usd': micros_to_usd(row['cost_micros']),
             'cost_source': row['cost_source'], 'latency_ms': row['latency_ms'], 'metadata': row['metadata'] or {},
-            'created_at': row['created_at'].isoformat()}
+            'created_at': row['created_at'].isoformat(), 'kind': row['kind'], 'units': row['units']}

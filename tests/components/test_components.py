@@ -16,6 +16,7 @@ from components.gauge import gauge_colour, gauge_options
 from components.sessions_table import breakdown_rows, session_rows
 from components.shared import per_snapshot
 from components.strip import channel_strip_text
+from components.usage_table import units_text
 from services.dashboard import AgentBar, top_with_others
 from services.insights.forecast import day_forecast
 from services.spend.agents import AgentOut
@@ -270,3 +271,12 @@ def test_every_tab_shares_what_a_snapshot_shows() -> None:
     bars = charts.agent_bars_options(cast(list[AgentBar], [{'label': 'a', 'agent_id': 'a', 'cost_micros': 1,
                                                             'requests': 1}]), True)
     assert bars['series'][0]['data'] == [1e-06]
+
+
+def test_what_a_call_used_beyond_text_tokens_in_words() -> None:
+    assert units_text(None) == ''
+    assert units_text({'images': {'count': 2, 'size': '1024x1792', 'quality': 'hd'}}) == '2 images (1024x1792, hd)'
+    assert units_text({'images': {'count': 1}, 'audio_seconds': 8.47}) == '1 image; 8.47 s of audio'
+    assert units_text({'characters': 1234, 'audio_input_tokens': 10_000, 'audio_output_tokens': 6_000,
+                       'image_output_tokens': 4160}) == \
+        '1,234 characters; audio tokens: 10,000 in, 6,000 out; image tokens: 4,160 out'

@@ -96,6 +96,17 @@ async def test_a_row_opens_the_event(user: User) -> None:
     await user.should_see('"prompt": "summarise"')
 
 
+async def test_an_image_call_shows_what_it_used(user: User) -> None:
+    runtime.current().ledger.record({'model': 'dall-e-3', 'provider': 'openai', 'kind': 'image', 'cost_usd': '0.24',
+                                     'images': {'count': 2, 'size': '1024x1792', 'quality': 'hd'},
+                                     'event_id': 'the-image'})
+    await user.open('/usage')
+    [row] = table(user).rows
+    user.find(marker='usage-table').trigger('open', row['id'])
+    await user.should_see('Used')
+    await user.should_see('2 images (1024x1792, hd)')
+
+
 async def test_the_first_page_shows_new_calls_live(user: User) -> None:
     record_many(3)
     await user.open('/usage')

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from app.api.errors import refusals
@@ -12,12 +12,29 @@ from services.core.inputs import NO_NUL, Input
 from services.core.money import Usd
 from services.usage import price_data, price_overrides, repricing
 from services.usage.price_data import MAX_URL, PriceDataOut, UpdateOut
-from services.usage.price_overrides import OverrideDeleted, OverrideList, OverrideOut, UnpricedList
+from services.usage.price_overrides import (
+    MAX_IMAGE_PRICES,
+    OverrideDeleted,
+    OverrideList,
+    OverrideOut,
+    UnitPrices,
+    UnpricedList,
+)
 from services.usage.repricing import MAX_AUDITS, AuditList, RecalculateOut
+from services.usage.units import ANY
 
 router = APIRouter(prefix='/prices', tags=['prices'])
 UsdPerMtok = Annotated[Usd, Field(le=1_000_000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+# as a usage event's images name them (services/usage/events.py), or '*' for any
+ImageKey = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32,
+                                            pattern=r'^(\*|[A-Za-z0-9][A-Za-z0-9_.:-]*)$')]
+
+
+class ImagePriceIn(Input):
+    size: ImageKey = Field(default=ANY, description="'1024x1024', '1792x1024', ...; '*' (the default): any size")
+    quality: ImageKey = Field(default=ANY, description="'standard', 'hd', ...; '*' (the default): any quality")
+    usd: Annotated[Usd, Field(le=1_000)] = Field(description='per image')
 
 
 class OverrideIn(Input):
@@ -27,6 +44,22 @@ class OverrideIn(Input):
     output_usd_per_mtok: UsdPerMtok
     cache_read_usd_per_mtok: UsdPerMtok | None = Field(default=None, description='defaults to the input price')
     cache_write_usd_per_mtok: UsdPerMtok | None = Field(default=None, description='defaults to the input price')
+    request_usd: Annotated[Usd, Field(le=1_000)] | None = Field(default=None, description='per call, on top')
+    audio_usd_per_minute: Annotated[Usd, Field(le=1_000)] | None = Field(
+        default=None, description="for the calls' audio_seconds (transcription, speech)")
+    image_prices: list[ImagePriceIn] = Field(
+        default_factory=list, max_length=MAX_IMAGE_PRICES,
+        description="per image generated, by size and quality; the exact pair wins over '*'")
+
+    @model_validator(mode='after')
+    def _one_price_per_image_kind(self) -> OverrideIn:
+        seen: set[tuple[str, str]] = set()
+        for price in self.image_prices:
+            key = (price.size, price.quality)
+            if key in seen:
+                raise ValueError(f'image_prices: size {key[0]}, quality {key[1]} is priced twice')
+            seen.add(key)
+        return self
 
 
 @router.get('', dependencies=READ)
@@ -38,11 +71,14 @@ def list_overrides(conn: ReadConn) -> OverrideList:
 
 @router.put('', responses=refusals(e503='No pricer runs in this process'))
 def put_override(body: OverrideIn, rt: RuntimeDep, actor: Admin) -> OverrideOut:
-    """Create or replace the price of a provider/model (USD per million tokens). Events already stored as
-    unpriced for that model are priced with it (`repriced_events`)."""
+    """Create or replace the price of a provider/model: USD per million tokens, and optionally per call, per minute
+    of audio and per image by size and quality. Events already stored as unpriced for that model are priced with it
+    (`repriced_events`)."""
+    units = UnitPrices(body.request_usd, body.audio_usd_per_minute,
+                       {(p.size, p.quality): p.usd for p in body.image_prices})
     return rt.commands.prices.put(actor, body.provider, body.model, {
         'input': body.input_usd_per_mtok, 'output': body.output_usd_per_mtok,
-        'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok})
+        'cache_read': body.cache_read_usd_per_mtok, 'cache_write': body.cache_write_usd_per_mtok}, units)
 
 
 @router.delete('', responses=refusals(e404='No override for that provider/model',

@@ -9,6 +9,7 @@ os.environ.setdefault('LITELLM_LOCAL_MODEL_COST_MAP', 'True')
 os.environ.setdefault('LITELLM_TELEMETRY', 'False')
 
 import asyncio
+import io
 import json
 import logging
 import statistics
@@ -32,6 +33,7 @@ from services.integrations.litellm_logger import SpendGaugeLogger, litellm_event
 from tests.support import servers
 from tests.support.api import check, uid, usage
 from tests.support.fake_api import FakeAPI, Reply, closed_port_url
+from tests.support.fixtures import FIXTURES
 from tests.support.servers import Server
 from tests.support.unavailable import unavailable
 
@@ -755,3 +757,167 @@ async def test_the_proxy_lets_calls_through_when_spendgauge_is_down(litellm: Mod
         assert await hook.async_pre_call_hook(None, None, proxy_request('a'), 'acompletion') is None
     finally:
         await hook.aclose(timeout=0.5)
+
+
+# --- every kind of call: embeddings, images, transcription, speech -----------------------------------------------
+
+def openai_shape(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / 'litellm' / name).read_text())
+
+
+@pytest.fixture
+def openai_api() -> Iterator[FakeAPI]:
+    """A stand-in OpenAI API answering each kind of call with its recorded shape (DALL-E 3 first, then gpt-image-1)."""
+    with FakeAPI() as fake:
+        fake.route('/v1/embeddings', openai_shape('openai_embedding.json'), method='POST')
+        fake.route('/v1/audio/transcriptions', openai_shape('openai_audio_transcription_verbose.json'), method='POST')
+        fake.route('/v1/audio/speech', Reply(raw=b'ID3\x04\x00fake-mp3', headers={'content-type': 'audio/mpeg'}),
+                   method='POST')
+        fake.route('/v1/images/generations', openai_shape('openai_image_generation_dall_e_3.json'),
+                   openai_shape('openai_image_generation_gpt_image_1.json'), method='POST')
+        yield fake
+
+
+# OpenAI's published prices (platform.openai.com/docs/pricing), in micro-USD: per million tokens, per minute of audio,
+# per DALL-E 3 image in HD at 1024x1792 (genai-prices has no per-image price, LiteLLM's price map lacks this one)
+EMBEDDING_3_SMALL_PER_MTOK = Decimal('0.02') * 10**6
+GPT_IMAGE_1_PER_MTOK = {'input': 5 * 10**6, 'output': 40 * 10**6}
+WHISPER_1_PER_MINUTE = 6_000
+DALL_E_3_HD_TALL = '0.120'
+
+
+def test_embedding_image_and_audio_calls_are_recorded_with_their_units(litellm: ModuleType, make_logger: Any,
+                                                                       openai_api: FakeAPI, server: Server,
+                                                                       api: httpx.Client) -> None:
+    logger = make_logger(server.url)
+    agent = uid('agent')
+    call = {'api_key': 'sk-fake', 'api_base': openai_api.url + '/v1', 'metadata': {'agent_id': agent}}
+    override = {'provider': 'openai', 'model': 'dall-e-3', 'input_usd_per_mtok': '0', 'output_usd_per_mtok': '0',
+                'image_prices': [{'size': '1024x1792', 'quality': 'hd', 'usd': DALL_E_3_HD_TALL}]}
+    assert api.put('/prices', json=override).status_code == 200
+    try:
+        embedded = litellm.embedding(model='openai/text-embedding-3-small', input=['a beach'], **call)
+        audio = io.BytesIO(b'RIFF\x00\x00\x00\x00WAVEfmt ')
+        audio.name = 'beach.wav'
+        transcribed = litellm.transcription(model='openai/whisper-1', file=audio, response_format='verbose_json',
+                                            **call)
+        text = 'The beach was a popular spot on a hot summer day.'
+        spoken = litellm.speech(model='openai/tts-1', input=text, voice='alloy', **call)
+        litellm.image_generation(model='openai/dall-e-3', prompt='a lighthouse', size='1024x1792', quality='hd', n=2,
+                                 **call)
+        drawn = litellm.image_generation(model='openai/gpt-image-1', prompt='a lighthouse', size='1024x1024',
+                                         quality='high', **call)
+        recorded(logger, 5)
+        assert logger.flush(10)
+    finally:
+        assert api.delete('/prices', params={'provider': 'openai', 'model': 'dall-e-3'}).status_code == 200
+    events = {(e['kind'], e['model']): e for e in usage(api, agent_id=agent)}
+    assert len(events) == 5
+
+    embedding = events[('embedding', 'text-embedding-3-small')]
+    assert (embedding['input_tokens'], embedding['output_tokens'], embedding['units']) == (1234, 0, None)
+    assert embedding['cost_micros'] == cost_micros(embedded) == round(1234 * EMBEDDING_3_SMALL_PER_MTOK / 10**6)
+
+    transcription = events[('audio_transcription', 'whisper-1')]
+    assert transcription['units'] == {'audio_seconds': 8.47}  # the response's 8.470000267 s, to the millisecond
+    assert transcription['cost_micros'] == cost_micros(transcribed) == round(Decimal('8.47') * WHISPER_1_PER_MINUTE
+                                                                             / 60)
+    speech = events[('audio_speech', 'tts-1')]
+    assert speech['units'] == {'characters': len(text)}
+    assert (speech['cost_source'], speech['cost_micros']) == ('reported', cost_micros(spoken))
+
+    # LiteLLM logged $0 with a pricing failure: SpendGauge priced the images itself, by the override
+    dall_e = events[('image', 'dall-e-3')]
+    assert dall_e['units'] == {'images': {'count': 2, 'size': '1024x1792', 'quality': 'hd'}}
+    assert (dall_e['cost_source'], dall_e['cost_micros']) == ('priced', 2 * usd_to_micros(DALL_E_3_HD_TALL))
+
+    gpt_image = events[('image', 'gpt-image-1')]
+    assert (gpt_image['input_tokens'], gpt_image['output_tokens']) == (50, 4160)
+    assert gpt_image['units'] == {'image_output_tokens': 4160,
+                                  'images': {'count': 1, 'size': '1024x1024', 'quality': 'high'}}
+    assert gpt_image['cost_micros'] == cost_micros(drawn) == (50 * GPT_IMAGE_1_PER_MTOK['input']
+                                                              + 4160 * GPT_IMAGE_1_PER_MTOK['output']) // 10**6
+
+
+RECORDED_KINDS = openai_shape('callback_kwargs_by_kind.json')['calls']
+
+
+def test_recorded_payloads_of_every_kind_become_their_events(server: Server, api: httpx.Client) -> None:
+    """The kwargs LiteLLM handed its callbacks for each kind of call, as recorded, through litellm_event into a real
+    server: without LiteLLM's cost for the DALL-E 3 call (it failed to price it) and without an override, that call
+    is stored as unpriced, never as a reported $0."""
+    agent = uid('agent')
+    events = {}
+    for name, recorded_call in RECORDED_KINDS.items():
+        kwargs = json.loads(json.dumps(recorded_call['kwargs']))
+        kwargs['litellm_call_id'] = uid(name)
+        kwargs['standard_logging_object']['metadata']['requester_metadata'] = {'agent_id': agent}
+        response = openai_shape(recorded_call['response']) if recorded_call['response'] else None
+        event = litellm_event(kwargs, response)
+        assert event is not None
+        events[name] = event
+    assert {name: (e['kind'], e['input_tokens'], e['output_tokens']) for name, e in events.items()} == {
+        'transcription': ('audio_transcription', 0, 0), 'speech': ('audio_speech', 0, 0),
+        'embedding': ('embedding', 1234, 0), 'image_generation_dall_e_3': ('image', 0, 0),
+        'image_generation_gpt_image_1': ('image', 50, 4160)}
+    assert events['transcription']['audio_seconds'] == 8.47
+    assert events['speech']['characters'] == len(RECORDED_KINDS['speech']['kwargs']['input']) == 49
+    assert events['image_generation_dall_e_3']['images'] == {'count': 2, 'size': '1024x1792', 'quality': 'hd'}
+    assert 'cost_usd' not in events['image_generation_dall_e_3']
+    assert events['image_generation_gpt_image_1']['image_output_tokens'] == 4160
+
+    answer = api.post('/usage/batch', json={'events': list(events.values())})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()['stored'] == len(events)
+    stored = {e['event_id']: e for e in usage(api, agent_id=agent)}
+    by_name = {name: stored[event['event_id']] for name, event in events.items()}
+    assert {name: e['cost_source'] for name, e in by_name.items()} == {
+        'transcription': 'reported', 'speech': 'reported', 'embedding': 'reported',
+        'image_generation_dall_e_3': 'unpriced', 'image_generation_gpt_image_1': 'reported'}
+    assert by_name['image_generation_dall_e_3']['cost_micros'] == 0
+    assert by_name['transcription']['cost_micros'] == 847  # 8.47 s at $0.006 a minute
+    unpriced = api.get('/prices/unpriced').json()['items']
+    assert any((i['provider'], i['model']) == ('openai', 'dall-e-3') for i in unpriced)
+
+
+def test_odd_units_in_a_payload_are_left_out() -> None:
+    slo = {'call_type': 'aimage_generation', 'model': 'dall-e-3', 'custom_llm_provider': 'openai',
+           'prompt_tokens': 5, 'metadata': {'usage_object': {'prompt_tokens_details': {'audio_tokens': 9,
+                                                                                       'image_tokens': 'many'}}}}
+    event = litellm_event({'standard_logging_object': slo, 'optional_params': {'size': '1024 x 1024', 'n': 'two',
+                                                                               'quality': None}})
+    assert event is not None
+    # audio tokens above the prompt count raise it; what cannot be read is left out
+    assert (event['kind'], event['input_tokens'], event['audio_input_tokens']) == ('image', 9, 9)
+    assert event['images'] == {'count': 1} and 'image_input_tokens' not in event
+    transcription = litellm_event({'standard_logging_object': {'call_type': 'atranscription', 'model': 'whisper-1'}},
+                                  {'duration': float('nan')})
+    assert transcription is not None and 'audio_seconds' not in transcription
+    assert transcription['kind'] == 'audio_transcription'
+
+
+def test_the_response_helper_reads_the_units_of_image_and_transcription_calls(litellm_proxy: FakeAPI, server: Server,
+                                                                              api: httpx.Client) -> None:
+    agent = uid('agent')
+    image_call, transcription_call = str(uuid.uuid4()), str(uuid.uuid4())
+    # LiteLLM could not price the DALL-E 3 call: no cost header
+    litellm_proxy.route('/images/generations', Reply(openai_shape('openai_image_generation_dall_e_3.json'),
+                                                     headers={'x-litellm-call-id': image_call,
+                                                              'x-litellm-model-name': 'openai/dall-e-3'}),
+                        method='POST')
+    litellm_proxy.route('/audio/transcriptions', Reply(openai_shape('openai_audio_transcription_verbose.json'),
+                                                       headers=proxy_headers('0.000847', transcription_call,
+                                                                             'openai/whisper-1')), method='POST')
+    drawn = httpx.post(litellm_proxy.url + '/images/generations',
+                       json={'model': 'dall-e-3', 'prompt': 'a lighthouse', 'n': 2, 'size': '1024x1792',
+                             'quality': 'hd'})
+    heard = httpx.post(litellm_proxy.url + '/audio/transcriptions', files={'file': ('a.wav', b'RIFF')},
+                       data={'model': 'whisper-1', 'response_format': 'verbose_json'})
+    assert record_from_response(drawn, server.url, agent_id=agent) is not None
+    assert record_from_response(heard, server.url, agent_id=agent) is not None
+    events = {e['event_id']: e for e in usage(api, agent_id=agent)}
+    image, transcription = events[image_call], events[transcription_call]
+    assert (image['kind'], image['units'], image['cost_source']) == \
+        ('image', {'images': {'count': 2, 'size': '1024x1792', 'quality': 'hd'}}, 'unpriced')
+    assert (transcription['kind'], transcription['units'], transcription['cost_micros']) == \
+        ('audio_transcription', {'audio_seconds': 8.47}, 847)

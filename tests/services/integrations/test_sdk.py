@@ -143,3 +143,19 @@ def test_a_busy_server_gets_the_record_again_and_counts_it_once(tmp_path: Path,
         stop.set()
         hog.join(60)
         server.stop()
+
+
+def test_calls_of_other_kinds_carry_their_units(policed: Server) -> None:
+    with SpendGauge(policed.url) as sg:
+        with sg.guard(agent_id='sdk-kinds', model='whisper-1', provider='openai') as call:
+            call.usage(kind='audio_transcription', audio_seconds=12.5)
+        assert call.recorded is not None
+        # whisper-1 at $0.006 a minute (OpenAI's published price): 12.5 s = $0.00125
+        assert (call.recorded['kind'], call.recorded['units'], call.recorded['cost_micros']) == \
+            ('audio_transcription', {'audio_seconds': 12.5}, 1_250)
+        # tts-1 at $15 per million characters
+        spoken = sg.record(model='tts-1', provider='openai', agent_id='sdk-kinds', kind='audio_speech',
+                           characters=1_234)
+        assert spoken is not None and (spoken['units'], spoken['cost_micros']) == ({'characters': 1_234}, 18_510)
+        with pytest.raises(ValueError, match=r'images\.count'):
+            sg.record(model='dall-e-3', provider='openai', images={'count': 0})
