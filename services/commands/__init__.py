@@ -10,6 +10,7 @@ from services.commands.accounts import AccountCommands
 from services.commands.agents import AgentCommands
 from services.commands.alerts import AlertCommands
 from services.commands.base import BudgetCounters, CommandContext
+from services.commands.digest import DigestCommands
 from services.commands.eco import EcoCommands
 from services.commands.limits import LimitCommands
 from services.commands.policies import PolicyCommands
@@ -28,6 +29,7 @@ class Commands:
         self.accounts = AccountCommands(ctx)
         self.agents = AgentCommands(ctx)
         self.alerts = AlertCommands(ctx)
+        self.digest = DigestCommands(ctx)
         self.eco = EcoCommands(ctx)
         self.limits = LimitCommands(ctx)
         self.policies = PolicyCommands(ctx)
