@@ -49,6 +49,8 @@ class Backend(Protocol):
     def set_thresholds(self, session_usd: Decimal | None, day_usd: Decimal | None, pause: bool) -> dict[str, Any]: ...
     def prune(self, older_than_days: int, dry_run: bool) -> dict[str, Any]: ...
     def optimize(self, params: dict[str, str]) -> dict[str, Any]: ...
+    def digest(self, day: str | None, fmt: str) -> str: ...
+    def send_digest(self, day: str | None) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -144,6 +146,35 @@ class HttpBackend:
         try:
             return self.call('GET', '/optimize', params=params)
         except CliError as exc:  # a refused parameter is bad usage
+            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
+                           else exc.code) from None
+
+    def digest(self, day: str | None, fmt: str) -> str:
+        """The server's preview: its JSON, or its text or HTML. A refused day is bad usage."""
+        params = {'format': fmt} | ({'day': day} if day else {})
+        if fmt == 'json':
+            return json.dumps(self._usage(lambda: self.call('GET', '/digest', params=params)), indent=2) + '\n'
+        response = self._send('GET', '/digest', params=params)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise self._refused(response.status_code, body, 2)
+        if not response.headers.get('content-type', '').startswith(f'text/{"plain" if fmt == "text" else fmt}'):
+            raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
+        return response.text
+
+    def send_digest(self, day: str | None) -> list[dict[str, Any]]:
+        body = {'day': day} if day else {}
+        return self._usage(lambda: self.call('POST', '/digest/send', json=body, timeout=60))['items']
+
+    @staticmethod
+    def _usage(request: Any) -> Any:
+        """`request()`; a refused parameter (400, 422) is bad usage."""
+        try:
+            return request()
+        except CliError as exc:
             raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
                            else exc.code) from None
 

@@ -129,6 +129,45 @@ class DirectBackend:
         return dict(self._read(optimize, self.rt.pricer, span, settings.zone, settings.substitutes,
                                params.get('agent_id')))
 
+    def _digest_day(self, day: str | None) -> Any:
+        from datetime import UTC, datetime
+
+        from services.insights.digest import parse_day
+
+        try:
+            return parse_day(day, datetime.now(UTC), self.rt.settings.zone)
+        except Invalid as exc:
+            raise CliError(str(exc), 2) from None
+
+    def digest(self, day: str | None, fmt: str) -> str:
+        import json
+
+        from services.insights.digest_render import digest_html, digest_text
+
+        found = self.rt.commands.digest.build(self._digest_day(day))
+        return json.dumps(found, indent=2) if fmt == 'json' else digest_html(found) if fmt == 'html' \
+            else digest_text(found)
+
+    def send_digest(self, day: str | None) -> list[dict[str, Any]]:
+        """Queue the deliveries, then attempt each here with a notifier of this process (what fails stays pending:
+        a server on the same database retries it)."""
+        from services.alerting.notify import Notifier, get_deliveries
+        from services.core.scrub import secrets_of
+
+        rt = self.rt
+        ids = [row['id'] for row in rt.commands.digest.send_now(CLI_ACTOR, self._digest_day(day))]
+
+        async def attempt() -> None:
+            notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget,
+                                secrets=secrets_of(rt.settings))
+            notifier.start()
+            try:
+                await notifier.attempt_all(ids)
+            finally:
+                await notifier.stop()
+        asyncio.run(attempt())
+        return [dict(row) for row in rt.read(get_deliveries, ids)]
+
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports
 
