@@ -3,6 +3,7 @@ uses, answering in the API's JSON shapes. Loaded only for --db (app/cli/backends
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 from typing import Any, cast
 
@@ -158,6 +159,7 @@ class DirectBackend:
         ids = [row['id'] for row in rt.commands.digest.send_now(CLI_ACTOR, self._digest_day(day))]
 
         async def attempt() -> None:
+            logging.getLogger('services.alerting.notify').setLevel(logging.ERROR)  # stdout reports each outcome
             notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget,
                                 secrets=secrets_of(rt.settings))
             notifier.start()
