@@ -154,16 +154,7 @@ class HttpBackend:
         params = {'format': fmt} | ({'day': day} if day else {})
         if fmt == 'json':
             return json.dumps(self._usage(lambda: self.call('GET', '/digest', params=params)), indent=2) + '\n'
-        response = self._send('GET', '/digest', params=params)
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            raise self._refused(response.status_code, body, 2)
-        if not response.headers.get('content-type', '').startswith(f'text/{"plain" if fmt == "text" else fmt}'):
-            raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
-        return response.text
+        return self._text('/digest', params, 'text/plain' if fmt == 'text' else 'text/html')
 
     def send_digest(self, day: str | None) -> list[dict[str, Any]]:
         body = {'day': day} if day else {}
@@ -190,14 +181,18 @@ class HttpBackend:
             if fmt == 'json':
                 return json.dumps(body, indent=2) + '\n'
             return report_formats.render(report_formats.from_json(body), 'table')
-        response = self._send('GET', f'/reports/{kind}', params={**params, 'format': fmt})
+        return self._text(f'/reports/{kind}', {**params, 'format': fmt}, report_formats.MEDIA_TYPES[fmt])
+
+    def _text(self, path: str, params: dict[str, str], media_type: str) -> str:
+        """A GET answered with a file or text of `media_type`; a refused parameter is bad usage."""
+        response = self._send('GET', path, params=params)
         if response.status_code >= 400:
             try:
                 body = response.json()
             except ValueError:
                 body = None
             raise self._refused(response.status_code, body, 2)
-        if response.headers.get('content-type', '').split(';')[0] != report_formats.MEDIA_TYPES[fmt].split(';')[0]:
+        if response.headers.get('content-type', '').split(';')[0] != media_type.split(';')[0]:
             raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
         return response.text
 
