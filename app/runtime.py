@@ -135,7 +135,7 @@ def start(settings: Settings | None = None) -> Runtime:
     sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance,
                        secrets_of(settings))
     ledger = Ledger(engine, pricer, hub)
-    context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync)
+    context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync, settings=settings)
     commands = Commands(context)
     if settings.admin_password:
         try:

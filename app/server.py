@@ -79,6 +79,8 @@ def _startup() -> None:
     _jobs.add_periodic('anomaly', partial(run_anomaly_check, rt.engine, rt.hub), ANOMALY_MINUTES)
     _jobs.add_periodic('forecast', partial(run_exhaustion_check, rt.engine, rt.hub, rt.settings.budget),
                        FORECAST_MINUTES)
+    if (at := rt.settings.digest_time) is not None:
+        _jobs.add_daily('digest', partial(rt.commands.digest.send_scheduled, SYSTEM), *at, rt.settings.zone)
     if rt.settings.retention_days is not None:
         _jobs.add_periodic('retention', partial(rt.commands.usage.prune, SYSTEM, rt.settings.retention_days),
                            RETENTION_MINUTES)

@@ -13,6 +13,7 @@ from app.api.routes import (
     allocations,
     budget,
     check,
+    digest,
     eco,
     health,
     optimize,
@@ -30,7 +31,7 @@ from app.api.routes import (
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           allocations, thresholds, reports, tokens, optimize)
+           allocations, thresholds, reports, tokens, optimize, digest)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

@@ -55,6 +55,8 @@ class Backend(Protocol):
     def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]: ...
     def price_audits(self, limit: int) -> list[dict[str, Any]]: ...
     def optimize(self, params: dict[str, str]) -> dict[str, Any]: ...
+    def digest(self, day: str | None, fmt: str) -> str: ...
+    def send_digest(self, day: str | None) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -195,6 +197,26 @@ class HttpBackend:
             raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
                            else exc.code) from None
 
+    def digest(self, day: str | None, fmt: str) -> str:
+        """The server's preview: its JSON, or its text or HTML. A refused day is bad usage."""
+        params = {'format': fmt} | ({'day': day} if day else {})
+        if fmt == 'json':
+            return json.dumps(self._usage(lambda: self.call('GET', '/digest', params=params)), indent=2) + '\n'
+        return self._text('/digest', params, 'text/plain' if fmt == 'text' else 'text/html')
+
+    def send_digest(self, day: str | None) -> list[dict[str, Any]]:
+        body = {'day': day} if day else {}
+        return self._usage(lambda: self.call('POST', '/digest/send', json=body, timeout=60))['items']
+
+    @staticmethod
+    def _usage(request: Any) -> Any:
+        """`request()`; a refused parameter (400, 422) is bad usage."""
+        try:
+            return request()
+        except CliError as exc:
+            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
+                           else exc.code) from None
+
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""
         from services.insights import report_formats
@@ -207,14 +229,18 @@ class HttpBackend:
             if fmt == 'json':
                 return json.dumps(body, indent=2) + '\n'
             return report_formats.render(report_formats.from_json(body), 'table')
-        response = self._send('GET', f'/reports/{kind}', params={**params, 'format': fmt})
+        return self._text(f'/reports/{kind}', {**params, 'format': fmt}, report_formats.MEDIA_TYPES[fmt])
+
+    def _text(self, path: str, params: dict[str, str], media_type: str) -> str:
+        """A GET answered with a file or text of `media_type`; a refused parameter is bad usage."""
+        response = self._send('GET', path, params=params)
         if response.status_code >= 400:
             try:
                 body = response.json()
             except ValueError:
                 body = None
             raise self._refused(response.status_code, body, 2)
-        if response.headers.get('content-type', '').split(';')[0] != report_formats.MEDIA_TYPES[fmt].split(';')[0]:
+        if response.headers.get('content-type', '').split(';')[0] != media_type.split(';')[0]:
             raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
         return response.text
 

@@ -3,6 +3,7 @@ uses, answering in the API's JSON shapes. Loaded only for --db (app/cli/backends
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, cast
@@ -155,6 +156,46 @@ class DirectBackend:
             raise CliError(str(exc), 2) from None
         return dict(self._read(optimize, self.rt.pricer, span, settings.zone, settings.substitutes,
                                params.get('agent_id')))
+
+    def _digest_day(self, day: str | None) -> Any:
+        from datetime import UTC, datetime
+
+        from services.insights.digest import parse_day
+
+        try:
+            return parse_day(day, datetime.now(UTC), self.rt.settings.zone)
+        except Invalid as exc:
+            raise CliError(str(exc), 2) from None
+
+    def digest(self, day: str | None, fmt: str) -> str:
+        import json
+
+        from services.insights.digest_render import digest_html, digest_text
+
+        found = self.rt.commands.digest.build(self._digest_day(day))
+        return json.dumps(found, indent=2) if fmt == 'json' else digest_html(found) if fmt == 'html' \
+            else digest_text(found)
+
+    def send_digest(self, day: str | None) -> list[dict[str, Any]]:
+        """Queue the deliveries, then attempt each here with a notifier of this process (what fails stays pending:
+        a server on the same database retries it)."""
+        from services.alerting.notify import Notifier, get_deliveries
+        from services.core.scrub import secrets_of
+
+        rt = self.rt
+        ids = [row['id'] for row in rt.commands.digest.send_now(CLI_ACTOR, self._digest_day(day))]
+
+        async def attempt() -> None:
+            logging.getLogger('services.alerting.notify').setLevel(logging.ERROR)  # stdout reports each outcome
+            notifier = Notifier(rt.engine, rt.settings.notify, rt.hub, rt.settings.budget,
+                                secrets=secrets_of(rt.settings))
+            notifier.start()
+            try:
+                await notifier.attempt_all(ids)
+            finally:
+                await notifier.stop()
+        asyncio.run(attempt())
+        return [dict(row) for row in rt.read(get_deliveries, ids)]
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports

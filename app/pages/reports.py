@@ -1,18 +1,23 @@
 """Reports page: pick a report, a period or dates and a grouping; see it as a table (the trend also as a chart) and
 export it as CSV, Markdown or JSON, the same files the API serves (app/pages/downloads.py serves them to the
-logged-in browser session)."""
+logged-in browser session). Below them, the daily digest of a day: its preview, and "Send now" (admins)."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from nicegui import run, ui
 
 from app import native, runtime
+from app.security.session import can_change, page_actor
+from components.digest_card import DigestCard
 from components.layout import frame
 from components.report_view import report_columns, report_rows, report_table, report_totals_text, trend_chart_options
 from services.budget import allocations
+from services.core.errors import DomainError, Invalid
 from services.insights import report_formats, reports
+from services.insights.digest import DigestOut, default_day, parse_day
 from services.insights.report_formats import ReportJson
 
 KIND_LABELS = {'summary': 'Summary', 'trend': 'Trend', 'comparison': 'Comparison', 'projection': 'Projection',
@@ -58,6 +63,29 @@ def _allocation_groups() -> dict[str, str]:
     """The chargeback's groupings by the shares of each allocation."""
     return {f'{reports.ALLOCATION_GROUP}{a.id}': f'Allocation {a.name}'
             for a in runtime.current().read(allocations.list_allocations)}
+def _digest(day: str) -> DigestOut | str:
+    rt = runtime.current()
+    try:
+        return rt.commands.digest.build(parse_day(day or None, datetime.now(UTC), rt.settings.zone))
+    except Invalid as exc:
+        return str(exc)
+
+
+async def _load_digest(day: str) -> DigestOut | str | None:
+    return await run.io_bound(_digest, day)
+
+
+async def _send_digest(day: str) -> None:
+    """Through the command, as the page's user: a read-only user's click (the button forced on) is refused there."""
+    rt = runtime.current()
+    try:
+        parsed = parse_day(day or None, datetime.now(UTC), rt.settings.zone)
+        rows = await run.io_bound(rt.commands.digest.send_now, page_actor(), parsed)
+    except DomainError as exc:
+        ui.notify(str(exc), type='warning')
+        return
+    if rows is not None:
+        ui.notify(f'Digest of {parsed} sent to {", ".join(r["channel"] for r in rows)}', type='positive')
 
 
 @ui.page('/reports')
@@ -87,6 +115,8 @@ async def reports_page() -> None:
         chart = ui.echart({}).classes('w-full h-64').mark('report-chart')
         table = report_table()
         totals = ui.label('').classes('text-grey').mark('report-totals')
+        DigestCard(default_day(datetime.now(UTC), runtime.current().settings.zone), _load_digest,
+                            _send_digest, can_change())
 
     def sync_controls() -> None:
         is_projection = state['kind'] == 'projection'

@@ -1,6 +1,8 @@
 """Alert and eco-mode notifications: log, webhook (generic JSON or Slack), e-mail, and the n8n eco webhook.
 
-Listens on the hub for 'alert_raised' (new alerts only) and 'eco'. Every send is a `deliveries` row written before
+Listens on the hub for 'alert_raised' (new alerts only), 'eco' and 'digest' (the daily digest's deliveries, queued
+by services/commands/digest.py with their rendered text, HTML and blocks: a retry sends what the first attempt did).
+Every send is a `deliveries` row written before
 the first attempt; attempts run as tasks on the app's event loop (SMTP in a worker thread), a failure is recorded
 and retried with exponential backoff until MAX_ATTEMPTS, then kept with status 'failed'. Nothing is dropped
 silently, and no URL secret, user name or password is stored in a row or written to the log.
@@ -12,7 +14,7 @@ import logging
 import re
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -31,7 +33,7 @@ from services.core.scrub import scrub, secrets_of
 from services.core.settings import NotifySettings
 from services.core.tables import DELIVERIES, POLICIES
 from services.live.hub import EventHub
-from services.live.topics import AlertRaised, DeliveryChanged, EcoChanged, LiveEvent
+from services.live.topics import AlertRaised, DeliveryChanged, DigestQueued, EcoChanged, LiveEvent
 from services.spend import budget
 
 ALERT_CHANNELS = ('log', 'webhook', 'email')
@@ -52,11 +54,11 @@ class DeliveryOut(TypedDict):
     """One notification sent (or being sent) through one channel."""
 
     id: int
-    kind: str  # alert, eco
-    ref_id: int | None  # the alert's id; None for eco-mode changes
+    kind: str  # alert, eco, digest
+    ref_id: int | None  # the alert's id; the digest's day as YYYYMMDD; None for eco-mode changes
     channel: str  # log, webhook, slack, email, n8n
     target: str  # where to, without secrets
-    payload: dict[str, Any]  # what is sent: the alert, or the eco-mode change
+    payload: dict[str, Any]  # what is sent: the alert, the eco-mode change, or the digest as rendered
     status: str  # pending, delivered, failed (gave up)
     attempts: int
     last_error: str | None
@@ -130,6 +132,32 @@ def eco_payload(state: EcoState, spent_micros: int | None, limit_micros: int | N
             'at': state.get('changed_at')}
 
 
+def digest_channels(settings: NotifySettings) -> list[tuple[str, str]]:
+    """(channel, target) the digest goes to: the log always (so it is built and recorded with nothing configured),
+    the alert webhook (Slack blocks for hooks.slack.com) and e-mail when configured, as for alerts."""
+    channels = [('log', 'log')]
+    if settings.webhook_url:
+        channels.append(('slack' if is_slack(settings.webhook_url) else 'webhook', safe_target(settings.webhook_url)))
+    if settings.email_enabled:
+        channels.append(('email', ', '.join(settings.smtp_to)))
+    return channels
+
+
+def queue_digest(conn: Connection, settings: NotifySettings, day_key: int, payloads: dict[str, dict[str, Any]],
+                 now: datetime | None = None) -> list[int]:
+    """Write a pending `deliveries` row per digest channel, each with the payload it sends (`payloads` by channel:
+    log, webhook, slack, email); the caller publishes DigestQueued after its commit."""
+    now = now or datetime.now(UTC)
+    return [Notifier._insert(conn, 'digest', day_key, channel, target, payloads[channel], now)
+            for channel, target in digest_channels(settings)]
+
+
+def digest_queued(conn: Connection, day_key: int) -> bool:
+    """Whether the digest of this day (YYYYMMDD) has deliveries already (sent, being sent, or given up)."""
+    return conn.execute(select(DELIVERIES.c.id).where(DELIVERIES.c.kind == 'digest', DELIVERIES.c.ref_id == day_key)
+                        .limit(1)).first() is not None
+
+
 def last_eco_delivery(conn: Connection) -> DeliveryOut | None:
     row = conn.execute(select(DELIVERIES).where(DELIVERIES.c.kind == 'eco')
                        .order_by(DELIVERIES.c.id.desc()).limit(1)).first()
@@ -162,6 +190,15 @@ def list_deliveries(conn: Connection, kind: str | None = None, limit: int = 100,
     if ref_ids is not None:
         query = query.where(DELIVERIES.c.ref_id.in_(ref_ids))
     return [public(r) for r in conn.execute(query)]
+
+
+def get_deliveries(conn: Connection, ids: Iterable[int]) -> list[DeliveryOut]:
+    """These deliveries, oldest first (one query)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return [public(r) for r in conn.execute(select(DELIVERIES).where(DELIVERIES.c.id.in_(wanted))
+                                            .order_by(DELIVERIES.c.id))]
 
 
 def public(row: Any) -> DeliveryOut:
@@ -234,6 +271,8 @@ class Notifier:
             loop.call_soon_threadsafe(self._spawn, self.notify_alert(dict(event.alert)))
         elif isinstance(event, EcoChanged) and self.settings.n8n_webhook_url:
             loop.call_soon_threadsafe(self._spawn, self.notify_eco(event))
+        elif isinstance(event, DigestQueued):
+            loop.call_soon_threadsafe(self._spawn, self.attempt_all(event.delivery_ids))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -259,6 +298,10 @@ class Notifier:
         ids = await asyncio.to_thread(self._queue_eco, change)
         await asyncio.gather(*(self.attempt(i) for i in ids))
         return ids
+
+    async def attempt_all(self, ids: tuple[int, ...] | list[int]) -> list[DeliveryOut | None]:
+        """The first attempt of deliveries queued elsewhere (the digest command)."""
+        return list(await asyncio.gather(*(self.attempt(i) for i in ids)))
 
     async def run_due(self, now: datetime | None = None) -> int:
         """Attempt every pending delivery whose time has come; returns how many were attempted."""
@@ -370,7 +413,9 @@ class Notifier:
 
     async def _send(self, row: DeliveryOut) -> None:
         channel, payload = row['channel'], row['payload']
-        if channel == 'log':
+        if row['kind'] == 'digest':
+            await self._send_digest(channel, payload)
+        elif channel == 'log':
             log.warning('alert [%s] %s: %s', payload.get('severity'), payload.get('type'), payload.get('message'))
         elif channel == 'webhook':
             await self._post(self.settings.webhook_url, {'source': 'spendgauge', 'kind': 'alert', 'alert': payload})
@@ -391,17 +436,36 @@ class Notifier:
         if response.status_code >= 300:
             raise DeliveryError(f'HTTP {response.status_code}')
 
+    async def _send_digest(self, channel: str, payload: dict[str, Any]) -> None:
+        """The digest as it was rendered when queued (services/alerting/notify.py digest_payloads)."""
+        if channel == 'log':
+            log.info('%s\n%s', payload.get('subject'), payload.get('text'))
+        elif channel in ('webhook', 'slack'):
+            await self._post(self.settings.webhook_url, payload['body'])
+        elif channel == 'email':
+            message = EmailMessage()
+            message['Subject'] = payload['subject']
+            message.set_content(payload['text'])
+            message.add_alternative(payload['html'], subtype='html')
+            await asyncio.to_thread(self._mail, message)
+        else:
+            raise DeliveryError(f'unknown channel {channel!r}')
+
     def _send_mail(self, alert: dict[str, Any]) -> None:
-        s = self.settings
-        if not s.email_enabled:
-            raise DeliveryError('SMTP is not configured any more')
         message = EmailMessage()
         message['Subject'] = f'[SpendGauge] {alert.get("severity", "")} {alert.get("type", "alert")}'
-        message['From'] = s.smtp_from
-        message['To'] = ', '.join(s.smtp_to)
         message.set_content(f'{alert.get("message", "")}\n\nType: {alert.get("type")}\nSeverity: '
                             f'{alert.get("severity")}\nFirst seen: {alert.get("created_at")}\n'
                             f'Occurrences: {alert.get("count", 1)}\n')
+        self._mail(message)
+
+    def _mail(self, message: EmailMessage) -> None:
+        """Send `message` from SMTP_FROM to SMTP_TO (a worker thread)."""
+        s = self.settings
+        if not s.email_enabled:
+            raise DeliveryError('SMTP is not configured any more')
+        message['From'] = s.smtp_from
+        message['To'] = ', '.join(s.smtp_to)
         with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT_S) as smtp:
             if s.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())

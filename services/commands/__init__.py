@@ -11,6 +11,7 @@ from services.commands.agents import AgentCommands
 from services.commands.alerts import AlertCommands
 from services.commands.allocations import AllocationCommands
 from services.commands.base import BudgetCounters, CommandContext
+from services.commands.digest import DigestCommands
 from services.commands.eco import EcoCommands
 from services.commands.limits import LimitCommands
 from services.commands.policies import PolicyCommands
@@ -30,6 +31,7 @@ class Commands:
         self.agents = AgentCommands(ctx)
         self.alerts = AlertCommands(ctx)
         self.allocations = AllocationCommands(ctx)
+        self.digest = DigestCommands(ctx)
         self.eco = EcoCommands(ctx)
         self.limits = LimitCommands(ctx)
         self.policies = PolicyCommands(ctx)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
+from services.core.settings import Settings
 from services.live.hub import EventHub
 from services.live.topics import LiveEvent
 from services.sources.sync import SyncService
@@ -32,6 +33,7 @@ class CommandContext:
     pricer: Pricer | None = None
     ledger: Ledger | None = None
     sync: SyncService | None = None
+    settings: Settings | None = None  # what commands that send read (the digest: zone, channels, substitutes)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

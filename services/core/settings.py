@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
@@ -43,6 +44,7 @@ CommaSeparated = Annotated[tuple[str, ...], NoDecode]  # `a,b`, not JSON
 RETENTION_MIN_DAYS = 1  # events younger than a day are never pruned
 RETENTION_MAX_DAYS = 36_500  # a hundred years: anything longer is a typo
 MAX_SUBSTITUTES = 10  # the optimiser prices every agent and model on each
+DIGEST_AT = re.compile(r'([01]?\d|2[0-3]):[0-5]\d')
 
 
 class SettingsError(ValueError):
@@ -225,6 +227,8 @@ class Settings(_Group):
     optimize_substitutes: CommaSeparated = Field((), description='comma-separated provider:model pairs the optimiser '
                                                  "re-prices every agent on besides the same provider's cheaper "
                                                  'models, e.g. openai:gpt-4o-mini,anthropic:claude-3-5-haiku-latest')
+    digest_at: str = Field('', description="local time HH:MM (in SPENDGAUGE_TZ) to send yesterday's digest to the "
+                           'alert webhook and e-mail (only logged when neither is set); empty: off')
     sources: SourceSettings = Field(default_factory=SourceSettings, description='where spend is pulled from')
     notify: NotifySettings = Field(default_factory=NotifySettings, description='where alerts are sent')
 
@@ -270,6 +274,21 @@ class Settings(_Group):
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f'{cls._named(info)} is not a known time zone: {value!r}') from None
         return value
+
+    @field_validator('digest_at')
+    @classmethod
+    def _clock_time(cls, value: str, info: ValidationInfo) -> str:
+        if value and not DIGEST_AT.fullmatch(value):
+            raise ValueError(f'{cls._named(info)}: {value!r} is not a local time HH:MM (00:00 to 23:59), e.g. 08:00')
+        return value
+
+    @property
+    def digest_time(self) -> tuple[int, int] | None:
+        """SPENDGAUGE_DIGEST_AT as (hour, minute); None: no scheduled digest."""
+        if not self.digest_at:
+            return None
+        hour, minute = self.digest_at.split(':')
+        return int(hour), int(minute)
 
     @field_validator('agent_warn_usd', 'agent_alert_usd', mode='before')
     @classmethod

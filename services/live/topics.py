@@ -29,6 +29,7 @@ class Topic(StrEnum):
     ALERTS = 'alerts'  # acknowledged, resolved, or counted again
     ALERT_RAISED = 'alert_raised'  # a new alert opened: notify once
     DELIVERIES = 'deliveries'  # a notification was attempted
+    DIGEST = 'digest'  # the daily digest's deliveries were queued: attempt them now
     ACCOUNTS = 'accounts'  # a token or user was created, revoked or changed
     REFUSALS = 'refusals'  # requests were refused for their token (services/accounts/refusals.py)
 
@@ -53,6 +54,7 @@ ROUTES: dict[Topic, Route] = {
     Topic.ALERTS: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.ALERT_RAISED: Route(reloads_dashboard=True, crosses_instances=True),
     Topic.DELIVERIES: Route(reloads_dashboard=True, crosses_instances=False),  # each instance delivers its own
+    Topic.DIGEST: Route(reloads_dashboard=False, crosses_instances=False),  # others retry what is left pending
     Topic.ACCOUNTS: Route(reloads_dashboard=False, crosses_instances=True),  # every instance re-reads who may call
     Topic.REFUSALS: Route(reloads_dashboard=True, crosses_instances=False),  # each instance counts its own
 }
@@ -184,6 +186,15 @@ class DeliveryChanged:
 
 
 @dataclass(frozen=True)
+class DigestQueued:
+    """The daily digest of `day` was queued as these deliveries (the notifier attempts them at once)."""
+
+    topic: ClassVar[Topic] = Topic.DIGEST
+    day: str
+    delivery_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class AccountsChanged:
     topic: ClassVar[Topic] = Topic.ACCOUNTS
     reason: str  # 'token created', 'token revoked', 'user created', 'user deleted', 'password changed'
@@ -198,5 +209,5 @@ class RequestsRefused:
 
 
 LiveEvent = (UsageChanged | EventsPruned | SettingChanged | PoliciesChanged | PricesChanged | SessionEnded | TaskChanged
-             | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged
+             | EcoChanged | AgentPaused | SyncFinished | AlertsChanged | AlertRaised | DeliveryChanged | DigestQueued
              | AccountsChanged | RequestsRefused)

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from services.sources.sync import LITELLM_SOURCES, PROVIDER_SOURCES, SyncService
 
@@ -48,6 +50,14 @@ class SyncJobs:
         runs in the scheduler's worker threads, a coroutine function on the loop."""
         self.scheduler.add_job(self.led(func), 'interval', id=job_id, name=job_id, replace_existing=True,
                                minutes=minutes, next_run_time=datetime.now(UTC) + first_run_delay)
+
+    def add_daily(self, job_id: str, func: Callable[[], object], hour: int, minute: int, zone: ZoneInfo,
+                  misfire_grace: timedelta = timedelta(hours=1)) -> None:
+        """A job once a day at a local time of `zone` (daylight saving as the zone has it), led like the others. A
+        run missed by up to `misfire_grace` (the server was restarting) still runs."""
+        self.scheduler.add_job(self.led(func), CronTrigger(hour=hour, minute=minute, timezone=zone), id=job_id,
+                               name=job_id, replace_existing=True,
+                               misfire_grace_time=int(misfire_grace.total_seconds()))
 
     def led(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """`func`, run only while this instance leads (None otherwise): a coroutine function on the loop, a plain

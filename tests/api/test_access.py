@@ -157,7 +157,7 @@ ROUTES = [
     *(Route('GET', p, 'read', get(p)) for p in (
         '/agents', '/alerts', '/alerts/deliveries', '/budget/summary', '/budget/forecast', '/budget/by-agent',
         '/budget/by-provider', '/budget/by-model', '/budget/by-channel', '/budget/efficiency', '/budget/history',
-        '/budget/reconciliation', '/optimize',
+        '/budget/reconciliation', '/optimize', '/digest',
         '/budget/limits', '/eco', '/policies', '/prices', '/prices/unpriced', '/prices/audit', '/prices/data',
         '/reports', '/sessions',
         '/sessions.csv', '/sync/status', '/tasks', '/thresholds', '/usage', '/usage/export', '/usage/retention')),
@@ -213,6 +213,7 @@ ROUTES = [
     # the role is checked before anything is fetched: an admin's fetch from a closed port is the 422
     Route('POST', '/prices/update', 'admin', lambda d: ('/prices/update', {'json': {'url': NO_PRICE_DATA_URL}}),
           ok=(422,)),
+    Route('POST', '/digest/send', 'admin', lambda d: ('/digest/send', {'json': {}})),
     Route('POST', '/prices/recalculate', 'admin',
           lambda d: ('/prices/recalculate', {'json': {'from': '2026-01-01', 'to': '2026-01-02', 'dry_run': True}})),
     Route('POST', '/sessions/{session_id}/end', 'admin', lambda d: (f'/sessions/{_recorded(d)[1]}/end', {}),

@@ -49,7 +49,7 @@ from services.usage.queries import UsagePage
 from tests.support.typed import assert_conforms
 
 API = '/api/v1'
-FILE_TYPES = ('text/csv', 'text/markdown', 'application/x-ndjson')  # bodies that are files: a string schema
+FILE_TYPES = ('text/csv', 'text/markdown', 'application/x-ndjson', 'text/plain', 'text/html')  # string bodies
 
 
 def api_app() -> FastAPI:

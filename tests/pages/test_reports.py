@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nicegui import ui
@@ -126,3 +127,56 @@ async def test_the_navigation_links_to_reports(user: User) -> None:
     user.find('Reports').click()
     await user.should_see('Spend summary')
     assert user.find(kind=ui.table, marker='report-table').elements
+
+
+# --- the daily digest card ----------------------------------------------------------------------------------------
+
+def _digest_rows() -> list[Any]:
+    from services.alerting.notify import list_deliveries
+
+    return runtime.current().read(list_deliveries, 'digest')
+
+
+def _yesterday_noon() -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0).isoformat()
+
+
+async def _open_digest(user: User) -> None:
+    await user.open('/reports')
+    user.find(kind=ui.expansion, marker='digest-card').elements.pop().value = True
+    await user.should_see('SpendGauge daily digest for', retries=50)
+
+
+async def test_the_digest_card_previews_a_day_and_sends_it(user: User) -> None:
+    record(agent_id='<b>planner</b>', cost_usd='1.25', ts=_yesterday_noon())
+    await _open_digest(user)
+    preview = user.find(kind=ui.label, marker='digest-preview').elements.pop()
+    row = next(line for line in preview.text.splitlines() if 'planner' in line)
+    assert row.split() == ['<b>planner</b>', '$1.25', '1', 'request']  # plain text in a label, never parsed as HTML
+    await user.should_see('Spent: $1.25')
+    choose(user, 'digest-day', '2099-01-01')
+    await user.should_see('is in the future', retries=50)
+    choose(user, 'digest-day', '2001-01-01')
+    await user.should_see('SpendGauge daily digest for 2001-01-01', retries=50)
+    user.find(marker='digest-send').click()
+    await user.should_see('Digest of 2001-01-01 sent to log', retries=50)
+    assert [(r['ref_id'], r['channel']) for r in _digest_rows()] == [(20010101, 'log')]
+
+
+async def test_a_read_only_user_cannot_send_the_digest(user: User) -> None:
+    from nicegui.elements.mixins.disableable_element import DisableableElement
+
+    from services.core.access import SYSTEM, Role
+    from tests.pages.test_login import PASSWORD, log_in
+
+    runtime.current().commands.accounts.create_user(SYSTEM, 'reed', PASSWORD, Role.READ)
+    await log_in(user, 'reed')
+    await _open_digest(user)
+    button = user.find(marker='digest-send').elements.pop()
+    assert isinstance(button, DisableableElement) and not button.enabled
+    button.enable()  # tampering: the command refuses it all the same
+    user.find(marker='digest-send').click()
+    await user.should_see('sending the daily digest needs the admin role', retries=50)
+    assert _digest_rows() == []
