@@ -98,14 +98,15 @@ def frame(title: str) -> Iterator[ui.column]:
         app.storage.user['dark'] = dark.value
 
     identity = _identity() if _identity is not None else None
-    # Quasar's breakpoints: the links fit inline from 1024 px (gt-sm); below that they are in the menu (lt-md).
+    # Quasar's breakpoints: the links fit inline from 1440 px (gt-md), with a user's badge and log-out button too;
+    # below that they are in the menu (lt-lg).
     # The bell and the light/dark button stay in the bar at every width.
     with ui.header().classes('items-center justify-between no-wrap px-2 sm:px-4 py-2 bg-[#1f2330]'):
         with ui.row().classes('items-center gap-2 no-wrap'):
             ui.image('/assets/favicon.svg').classes('w-8 h-8')
             ui.label('SpendGauge').classes('text-h6 text-[#d4a72c]')
         with ui.row().classes('items-center gap-1 no-wrap'):
-            with ui.row().classes('gt-sm items-center gap-1 no-wrap'):
+            with ui.row().classes('gt-md items-center gap-1 no-wrap'):
                 for label, target in NAV:
                     ui.button(label, on_click=lambda t=target: ui.navigate.to(t)) \
                         .props(f'flat dense color={"primary" if label == title else "white"}')
@@ -120,10 +121,10 @@ def frame(title: str) -> Iterator[ui.column]:
                 .tooltip('Light or dark').mark('dark-toggle')
             if identity is not None:
                 name, role = identity
-                ui.button(icon='logout', on_click=lambda: ui.navigate.to('/logout')).classes('gt-sm') \
+                ui.button(icon='logout', on_click=lambda: ui.navigate.to('/logout')).classes('gt-md') \
                     .props('flat round color=white dense aria-label="Log out"') \
                     .tooltip(f'Log out {name} ({role})').mark('logout')
-            with ui.button(icon='menu').classes('lt-md') \
+            with ui.button(icon='menu').classes('lt-lg') \
                     .props('flat round color=white dense aria-label="Menu"').mark('nav-menu'):
                 with ui.menu().props('anchor="bottom right" self="top right"'):
                     for label, target in NAV:
