@@ -7,6 +7,7 @@ from typing import Any
 from nicegui import run, ui
 
 from app import runtime
+from app.pages.live_refresh import ThrottledRefresh
 from app.security.session import can_change, page_actor
 from components.layout import frame, lock
 from services.budget import allocations
@@ -15,6 +16,9 @@ from services.budget.policies import ACTIONS, CHANNELS
 from services.core.access import Actor
 from services.core.display import format_usd, format_usd_all
 from services.core.errors import DomainError
+from services.dashboard import Part
+
+LIVE_REFRESH_S = 2.0  # new calls and policy changes show at most this often (the spend is the checker's, in memory)
 
 
 def _load() -> list[AllocationOut]:
@@ -155,6 +159,8 @@ async def allocations_page() -> None:
             return
         items[:] = fresh
         listing.refresh()
+
+    ThrottledRefresh(refresh, LIVE_REFRESH_S).follow({Part.TODAY, Part.BUDGET})  # the shares' spend and limits
 
     async def save() -> None:
         try:

@@ -2,6 +2,7 @@
 that it is about cost only, and what the context-window fit rests on."""
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from nicegui import ui
@@ -41,3 +42,16 @@ async def test_the_table_re_prices_each_agent_and_says_it_is_about_cost_only(use
     user.find(kind=ValueElement, marker='optimize-period').elements.pop().value = 'month'
     await user.should_see('Context-window fit from the newest 1 call of the period')
     assert rows(user)[0]['cost'] != ''
+
+
+async def test_new_calls_show_without_reloading_the_page(user: User) -> None:
+    record('planner', 'gpt-4o', 20_000, 1_000)
+    await user.open('/optimize')
+    await user.should_see('Cost only')
+    assert 'latecomer: all models' not in [row['what'] for row in rows(user)]
+    record('latecomer', 'gpt-4o', 50_000, 2_000)  # the dearest now: first
+    for _ in range(50):
+        if rows(user)[0]['what'] == 'latecomer: all models':
+            break
+        await asyncio.sleep(0.1)
+    assert rows(user)[0]['what'] == 'latecomer: all models'

@@ -220,3 +220,13 @@ async def test_allocations_page_adds_edits_and_deletes(user: User) -> None:
     user.find(marker=f'delete-allocation-{saved.id}').click()
     await user.should_see(marker='no-allocations')
     assert runtime.current().read(allocations.list_allocations) == []
+
+
+async def test_allocations_page_follows_new_spend(user: User) -> None:
+    rt = runtime.current()
+    rt.commands.allocations.create(SYSTEM, body(name='Live split', limit_usd='10',
+                                                 shares=[{'scope': 'project', 'scope_value': 'a', 'percent': 50}]))
+    await user.open('/allocations')
+    await user.should_see('project = a · 50.00 % · $0.00 of $5.00')
+    spend(rt.ledger, '1.25', project='a')
+    await user.should_see('project = a · 50.00 % · $1.25 of $5.00', retries=50)
