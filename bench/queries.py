@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Connection, Engine, func, select  # noqa: E402
 
+from app.runtime import tune_gc  # noqa: E402
 from services.core.context import BudgetContext  # noqa: E402
 from services.core.db import create_db_engine, describe, upgrade  # noqa: E402
 from services.core.periods import as_utc, period_containing  # noqa: E402
@@ -325,6 +326,8 @@ def main() -> None:
     if not args.cold:
         kept.follow(HUB)
     small, large = create_db_engine(args.url_small), create_db_engine(args.url_large)
+    if not args.cold:
+        tune_gc()  # the garbage collector as the server sets it at start-up (a CLI command leaves it as it is)
     for engine in (small, large):  # a history built by an older revision is migrated (once) to this code's tables
         upgrade(engine)
     counts = count_events(small), count_events(large)
