@@ -31,9 +31,9 @@ class UsageEvent(SQLModel, table=True):
         UniqueConstraint('source', 'event_id', name='uq_usage_events_source_event_id'),
         # the usage listing pages by (ts, id), alone or after one of these filters; the recent spend (the forecast)
         # sums cost_micros over a range of ts from the first index alone, and the listing sorted by cost ranks the
-        # newest events (of an agent) from the first two alone
+        # newest events from it alone
         Index('ix_usage_events_ts_id_cost', 'ts', 'id', 'cost_micros'),
-        Index('ix_usage_events_agent_ts_id_cost', 'agent_id', 'ts', 'id', 'cost_micros'),
+        Index('ix_usage_events_agent_ts_id', 'agent_id', 'ts', 'id'),
         Index('ix_usage_events_session_ts_id', 'session_id', 'ts', 'id'),
         Index('ix_usage_events_task_ts_id', 'task_id', 'ts', 'id'),
     )
