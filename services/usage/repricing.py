@@ -31,14 +31,16 @@ from services.spend.budget import resolve_range
 from services.spend.day_zone import day_zone
 from services.usage.ledger import TOKEN_COLUMNS, Ledger
 from services.usage.pricing import TokenCounts
+from services.usage.units import CallUnits
 
 BATCH = 2_000
 MAX_AUDITS = 500  # listed at once
 REPRICED_SOURCES = ('priced', 'unpriced')
-# what the rollups are keyed by and sum, as Ledger.correct_costs needs them (not the metadata: it may be large)
+# what the rollups are keyed by and sum, as Ledger.correct_costs needs them, and the units the price needs (not the
+# metadata: it may be large)
 _COLUMNS = [EVENTS.c[name] for name in ('id', 'ts', 'provider', 'model', 'channel', 'agent_id', 'session_id',
                                         'user_id', 'project', 'task_id', 'tags', *TOKEN_COLUMNS, 'cost_micros',
-                                        'cost_source')]
+                                        'cost_source', 'units')]
 
 
 class ModelDelta(TypedDict):
@@ -113,7 +115,8 @@ class _Tally:
         for event in events:
             self.examined += 1
             tokens = TokenCounts(*(event[c] for c in TOKEN_COLUMNS))
-            quote = ledger.pricer.quote(event['provider'], event['model'], tokens, event['ts'])
+            quote = ledger.pricer.quote(event['provider'], event['model'], tokens, event['ts'],
+                                        units=CallUnits.from_json(event['units']))
             was_unpriced = event['cost_source'] == 'unpriced'
             if quote.cost_source != 'priced':
                 self.kept += not was_unpriced

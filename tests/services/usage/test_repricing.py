@@ -212,3 +212,29 @@ def test_only_an_admin_recalculates(setup: tuple[Commands, Checker, datetime]) -
     for role in (Role.READ, Role.INGEST):
         with pytest.raises(Forbidden, match='needs the admin role'):
             setup[0].prices.recalculate(Actor('someone', role), '2026-01-01', dry_run=True)
+
+
+def test_events_are_re_priced_with_the_units_they_were_stored_with(engine: Engine) -> None:
+    """Audio tokens (priced at their own rate), a transcription by its seconds and an image override's images: the
+    same prices give the same costs, so nothing changes; without the stored units they would all come out wrong."""
+    pricer = Pricer({('openai', 'dall-e-3'): OverrideRates(0, 0, images={('1024x1024', 'standard'): 40_000})})
+    ledger = Ledger(engine, pricer, EventHub())
+    ts = datetime(2026, 5, 4, 12, tzinfo=UTC)
+    results = ledger.record_batch([
+        {'event_id': 'audio', 'provider': 'openai', 'model': 'gpt-audio', 'ts': ts.isoformat(), 'input_tokens': 12_345,
+         'audio_input_tokens': 10_000, 'output_tokens': 7_000, 'audio_output_tokens': 6_000},
+        {'event_id': 'whisper', 'provider': 'openai', 'model': 'whisper-1', 'ts': ts.isoformat(), 'kind':
+         'audio_transcription', 'audio_seconds': 61.234},
+        {'event_id': 'image', 'provider': 'openai', 'model': 'dall-e-3', 'ts': ts.isoformat(), 'kind': 'image',
+         'images': {'count': 2, 'size': '1024x1024', 'quality': 'standard'}},
+    ])
+    assert [(r.status, r.cost_source) for r in results] == [('stored', 'priced')] * 3
+    assert results[2].cost_micros == 80_000
+    with engine.connect() as conn:
+        before = everything(conn)
+    result = Recalculation(ledger, ts - timedelta(hours=1), ts + timedelta(hours=1), 'test').apply()
+    assert (result['events_examined'], result['events_changed'], result['events_kept']) == (3, 0, 0)
+    with engine.connect() as conn:
+        after = everything(conn)
+    assert len(after.pop(PRICE_AUDITS.name)) == 1 + len(before.pop(PRICE_AUDITS.name))  # the run's audit row
+    assert after == before
