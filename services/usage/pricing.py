@@ -403,9 +403,12 @@ class Pricer:
     def mix_rates(self, provider: str, model: str, ts: datetime) -> MixRates | str:
         """The rates that price summed tokens of many calls at `ts` exactly as `quote` prices each call (before its
         rounding): an override's, or genai-prices' linear ones. Else why not: price tiers by the size of a call,
-        prices by the time of day and per-request fees depend on each call, which a sum no longer tells."""
+        prices by the time of day, per-request fees and an override's prices per image or minute depend on each
+        call, which a sum no longer tells."""
         override = self._overrides.get((provider, model))
         if override is not None:
+            if override.request or override.audio_minute is not None or override.images:
+                return 'priced by its override per image, minute of audio or call'
             return override
         day = ts.date()
         lookups = self._lookups

@@ -178,3 +178,24 @@ def test_a_price_change_inside_the_period_prices_each_side_at_its_own_rates(ledg
     assert candidate(model, 'o3')['cost_micros'] == charged
     [twin] = agent(out, 'o3-twin')['models']
     assert twin['list_cost_micros'] == twin['actual_cost_micros'] == charged
+
+
+def test_an_override_priced_per_image_minute_or_call_is_not_re_priced_from_tokens(ledger: Ledger) -> None:
+    """An image model priced by its override per image: its calls cannot be priced from summed tokens (the images are
+    not in the rollups), so it is excluded, with the reason, and the optimiser still answers for everyone else."""
+    per_image = OverrideRates(0, 0, images={('1024x1024', 'standard'): 40_000})
+    per_call = OverrideRates(input=100_000, output=400_000, request=1_000)
+    pricer = Pricer({('openai', 'dall-e-3'): per_image, ('openai', 'gpt-4o-mini'): per_call})
+    ledger.pricer = pricer
+    ledger.record_batch([{'event_id': 'img', 'agent_id': 'artist', 'provider': 'openai', 'model': 'dall-e-3',
+                          'ts': DAY1.isoformat(), 'kind': 'image',
+                          'images': {'count': 1, 'size': '1024x1024', 'quality': 'standard'}}])
+    record(ledger, 'writer', 'gpt-4o', [(0, 100_000, 1_000, 0)])
+    with ledger.engine.connect() as conn:
+        out = optimize(conn, pricer, SPAN, ZONE, [('openai', 'gpt-4o-mini')], now=AFTER)
+    [artist_model] = agent(out, 'artist')['models']
+    assert artist_model['actual_cost_micros'] == 40_000 and artist_model['list_cost_micros'] is None
+    assert not any(c['model'] == 'gpt-4o-mini' for c in agent(out, 'writer')['candidates'])
+    excluded = {(e['provider'], e['model']): e['reason'] for e in out['excluded']}
+    assert excluded[('openai', 'dall-e-3')] == 'priced by its override per image, minute of audio or call'
+    assert excluded[('openai', 'gpt-4o-mini')] == 'priced by its override per image, minute of audio or call'
