@@ -132,9 +132,9 @@ def eco_payload(state: EcoState, spent_micros: int | None, limit_micros: int | N
             'at': state.get('changed_at')}
 
 
-def digest_channels(settings: NotifySettings) -> list[tuple[str, str]]:
-    """(channel, target) the digest goes to: the log always (so it is built and recorded with nothing configured),
-    the alert webhook (Slack blocks for hooks.slack.com) and e-mail when configured, as for alerts."""
+def configured_channels(settings: NotifySettings) -> list[tuple[str, str]]:
+    """(channel, target) of every configured channel: the log always, the alert webhook (`slack` for
+    hooks.slack.com) and e-mail when configured. Alerts go to those their policy allows, the digest to all."""
     channels = [('log', 'log')]
     if settings.webhook_url:
         channels.append(('slack' if is_slack(settings.webhook_url) else 'webhook', safe_target(settings.webhook_url)))
@@ -149,7 +149,7 @@ def queue_digest(conn: Connection, settings: NotifySettings, day_key: int, paylo
     log, webhook, slack, email); the caller publishes DigestQueued after its commit."""
     now = now or datetime.now(UTC)
     return [Notifier._insert(conn, 'digest', day_key, channel, target, payloads[channel], now)
-            for channel, target in digest_channels(settings)]
+            for channel, target in configured_channels(settings)]
 
 
 def digest_queued(conn: Connection, day_key: int) -> bool:
@@ -325,15 +325,8 @@ class Notifier:
             wanted = conn.execute(select(POLICIES.c.notify).where(POLICIES.c.id == data['policy_id'])).scalar()
             if wanted:
                 allowed &= set(wanted)
-        channels: list[tuple[str, str]] = []
-        if 'log' in allowed:
-            channels.append(('log', 'log'))
-        url = self.settings.webhook_url
-        if url and 'webhook' in allowed:
-            channels.append(('slack' if is_slack(url) else 'webhook', safe_target(url)))
-        if self.settings.email_enabled and 'email' in allowed:
-            channels.append(('email', ', '.join(self.settings.smtp_to)))
-        return channels
+        return [(channel, target) for channel, target in configured_channels(self.settings)
+                if ('webhook' if channel == 'slack' else channel) in allowed]
 
     def _queue_alert(self, alert: dict[str, Any]) -> list[int]:
         now = datetime.now(UTC)
@@ -437,7 +430,7 @@ class Notifier:
             raise DeliveryError(f'HTTP {response.status_code}')
 
     async def _send_digest(self, channel: str, payload: dict[str, Any]) -> None:
-        """The digest as it was rendered when queued (services/alerting/notify.py digest_payloads)."""
+        """The digest as it was rendered when queued (services/insights/digest_render.py digest_payloads)."""
         if channel == 'log':
             log.info('%s\n%s', payload.get('subject'), payload.get('text'))
         elif channel in ('webhook', 'slack'):
