@@ -9,7 +9,7 @@ from urllib.parse import quote
 from nicegui import ui
 
 from components import theme
-from components.charts import FORMAT_USD_JS
+from components.charts import FORMAT_USD_JS, axis_style, chart_usd, split_line
 from services.core.display import format_usd
 from services.insights.efficiency import EfficiencyItem, EfficiencyOut
 
@@ -34,19 +34,15 @@ def trend_options(items: list[EfficiencyItem], dark: bool) -> dict[str, Any]:
     series = []
     for item in items:
         by_day = {day['day']: day['cost_per_1k_output_micros'] for day in item['trend']}
+        points = [by_day.get(day) for day in days]
         series.append({'type': 'line', 'name': item['name'] or '(no model)', 'connectNulls': True,
-                       'data': [_usd(by_day.get(day)) for day in days]})
-    axis = {'axisLabel': {'color': colours.text}, 'axisLine': {'lineStyle': {'color': colours.axis}}}
+                       'data': [None if micros is None else chart_usd(micros) for micros in points]})
     return {'animation': False, 'grid': {'left': 8, 'right': 16, 'top': 32, 'bottom': 8, 'containLabel': True},
             'legend': {'type': 'scroll', 'textStyle': {'color': colours.text}},
             'tooltip': {'trigger': 'axis', ':valueFormatter': FORMAT_USD_JS},
-            'xAxis': {'type': 'category', 'data': [day[5:] for day in days], **axis},
-            'yAxis': {'type': 'value', **axis, 'splitLine': {'lineStyle': {'color': colours.grid}}},
+            'xAxis': {'type': 'category', 'data': [day[5:] for day in days], **axis_style(colours)},
+            'yAxis': {'type': 'value', **axis_style(colours, '${value}'), 'splitLine': split_line(colours)},
             'series': series}
-
-
-def _usd(micros: int | None) -> float | None:
-    return None if micros is None else micros / 1e6
 
 
 class AgentDetailDialog:

@@ -17,7 +17,7 @@ from services.spend.budget import HistoryPoint
 from services.spend.rollups import ProviderSpend
 
 
-def _usd(micros: int) -> float:
+def chart_usd(micros: int) -> float:
     return round(micros / MICROS_PER_USD, 6)  # chart coordinates only; labels come from exact strings
 
 
@@ -38,9 +38,9 @@ def agent_bars_options(items: list[AgentBar], dark: bool = True) -> dict[str, An
         'animationDurationUpdate': 0,
         'grid': {'left': 8, 'right': 24, 'top': 8, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', 'axisPointer': {'type': 'shadow'}, ':valueFormatter': FORMAT_USD_JS},
-        'xAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours)},
-        'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered], **_axis(colours)},
-        'series': [{'type': 'bar', 'data': [_usd(i['cost_micros']) for i in ordered],
+        'xAxis': {'type': 'value', **axis_style(colours, '${value}'), 'splitLine': split_line(colours)},
+        'yAxis': {'type': 'category', 'data': [i['label'] for i in ordered], **axis_style(colours)},
+        'series': [{'type': 'bar', 'data': [chart_usd(i['cost_micros']) for i in ordered],
                     'itemStyle': {'color': theme.GOLD, 'borderRadius': [0, 4, 4, 0]}}],
     }
 
@@ -59,7 +59,7 @@ def provider_donut_options(items: list[ProviderSpend], dark: bool = True) -> dic
         'color': theme.PALETTE,
         'series': [{'type': 'pie', 'radius': ['45%', '70%'], 'center': ['50%', '45%'], 'label': {'show': False},
                     'data': [{'name': f'{i["provider"] or "unknown"} {i.get("share_percent", 0):.0f}%',
-                              'value': _usd(i['cost_micros'])} for i in items]}],
+                              'value': chart_usd(i['cost_micros'])} for i in items]}],
     }
 
 
@@ -72,7 +72,7 @@ def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | N
     never is."""
     colours = theme.chart_colours(dark)
     series: dict[str, Any] = {'type': 'line', 'smooth': False, 'symbolSize': 6, 'name': 'spend',
-                              'data': [_usd(p['cost_micros']) for p in points],
+                              'data': [chart_usd(p['cost_micros']) for p in points],
                               'lineStyle': {'color': theme.GOLD, 'width': 2}, 'itemStyle': {'color': theme.GOLD},
                               'areaStyle': {'color': theme.GOLD, 'opacity': 0.12}}
     if daily_limit_micros is not None:
@@ -80,27 +80,27 @@ def history_line_options(points: list[HistoryPoint], daily_limit_micros: int | N
                               'lineStyle': {'color': theme.CRITICAL, 'type': 'dashed'},
                               'label': {'formatter': 'limit ${c}', 'position': 'insideStartTop',
                                         'color': colours.accent(theme.CRITICAL), 'textBorderWidth': 0},
-                              'data': [{'yAxis': _usd(daily_limit_micros)}]}
+                              'data': [{'yAxis': chart_usd(daily_limit_micros)}]}
     return {
         'animationDurationUpdate': 0,
         'grid': {'left': 8, 'right': 16, 'top': 24, 'bottom': 8, 'containLabel': True},
         'tooltip': {'trigger': 'axis', ':valueFormatter': FORMAT_USD_JS},
         'xAxis': {'type': 'category', 'boundaryGap': False, 'data': [p['date'][5:] for p in points],
-                  **_axis(colours)},
-        'yAxis': {'type': 'value', **_axis(colours, '${value}'), 'splitLine': _split_line(colours),
-                  **({':max': f'(v) => Math.ceil(Math.max(v.max, {_usd(daily_limit_micros)}) * 1.1)'}
+                  **axis_style(colours)},
+        'yAxis': {'type': 'value', **axis_style(colours, '${value}'), 'splitLine': split_line(colours),
+                  **({':max': f'(v) => Math.ceil(Math.max(v.max, {chart_usd(daily_limit_micros)}) * 1.1)'}
                      if daily_limit_micros is not None else {})},
         'series': [series],
     }
 
 
-def _axis(colours: theme.ChartColours, formatter: str | None = None) -> dict[str, Any]:
+def axis_style(colours: theme.ChartColours, formatter: str | None = None) -> dict[str, Any]:
     label: dict[str, Any] = {'color': colours.text, **({'formatter': formatter} if formatter else {})}
     return {'axisLabel': label, 'axisLine': {'lineStyle': {'color': colours.axis}},
             'axisTick': {'lineStyle': {'color': colours.axis}}}
 
 
-def _split_line(colours: theme.ChartColours) -> dict[str, Any]:
+def split_line(colours: theme.ChartColours) -> dict[str, Any]:
     return {'lineStyle': {'color': colours.grid}}
 
 

@@ -67,7 +67,7 @@ def chargeback(conn: Connection, span: Period, zone: ZoneInfo, group_by: str) ->
                  'cost': bill, 'share_percent': Decimal('100.00') if bill else Decimal('0.00')})
     what = f'allocation {allocation.name}' if allocation else group_by
     parameters = span_parameters(span, zone, is_day_aligned(span, zone), group_by=group_by,
-                             allocation=allocation.name if allocation else None)
+                                 allocation=allocation.name if allocation else None)
     return Report('chargeback', f'Chargeback by {what}, {describe_span(span, zone)}', parameters, COLUMNS, rows,
                   {'bill': bill, 'recorded': recorded, 'unattributed': bill - recorded})
 

@@ -249,7 +249,7 @@ def comparison(conn: Connection, span: Period, zone: ZoneInfo, group_by: str = '
     rows.append(row('total', 'total', now_total, then_total))
     aligned = is_day_aligned(span, zone) and is_day_aligned(before, zone)
     parameters = span_parameters(span, zone, aligned, group_by=group_by, previous_start=before.start.isoformat(),
-                             previous_end=before.end.isoformat())
+                                 previous_end=before.end.isoformat())
     return Report('comparison', f'Spend {describe_span(span, zone)} against {describe_span(before, zone)}', parameters,
                   COMPARISON_COLUMNS, rows,
                   {'current': now_total, 'previous': then_total, 'change': now_total - then_total})
