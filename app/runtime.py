@@ -64,6 +64,13 @@ class Runtime:
         with self.engine.connect() as conn:
             return load_dashboard(conn, config, refused=self.refusals.snapshot(), previous=previous, parts=parts)
 
+    def policy_spend(self, policy_id: int) -> int:
+        """A policy's spend in its current period, from the checker's counters (its costliest scope key: one for
+        a policy of one value); 0 before the checker runs."""
+        if self.checker is None:
+            return 0
+        return max(self.checker.current_spend(policy_id).values(), default=0)
+
     def read(self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a read model on a connection of its own (pages call this in a worker thread)."""
         with self.engine.connect() as conn:

@@ -23,9 +23,7 @@ LIVE_REFRESH_S = 2.0  # new calls and policy changes show at most this often (th
 
 def _load() -> list[AllocationOut]:
     rt = runtime.current()
-    checker = rt.checker
-    return [a.as_dict(lambda pid: max(checker.current_spend(pid).values(), default=0) if checker else 0)
-            for a in rt.read(allocations.list_allocations)]
+    return [a.as_dict(rt.policy_spend) for a in rt.read(allocations.list_allocations)]
 
 
 def _save(actor: Actor, allocation_id: int | None, data: dict[str, Any]) -> AllocationOut:

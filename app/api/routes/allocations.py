@@ -14,8 +14,7 @@ TAKEN = refusals(e409='Another allocation has this name')
 
 def _out(allocation: allocations.AllocationRule, rt: RuntimeDep) -> AllocationOut:
     """The allocation with each share's spend in the current period, from the in-memory counters."""
-    checker = rt.checker
-    return allocation.as_dict(lambda pid: max(checker.current_spend(pid).values(), default=0) if checker else 0)
+    return allocation.as_dict(rt.policy_spend)
 
 
 @router.get('', dependencies=READ)
