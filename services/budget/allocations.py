@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError, mode
 from sqlalchemy import Connection, delete, insert, select, update
 from typing_extensions import TypedDict
 
+from services.budget.policies import Ladder
 from services.core.errors import Conflict, Invalid, NotFound
 from services.core.inputs import NO_NUL, Input, Label
 from services.core.money import Usd, micros_to_usd, usd_to_micros
@@ -84,8 +85,9 @@ class ShareIn(Input):
         return None if self.amount_usd is None else usd_to_micros(self.amount_usd)
 
 
-class AllocationIn(Input):
-    """An allocation as the API and the page give it; money in USD (decimal string or number)."""
+class AllocationIn(Ladder):
+    """An allocation as the API and the page give it; money in USD (decimal string or number). Its ladder is every
+    share's."""
 
     model_config = ConfigDict(extra='forbid')
 
@@ -94,15 +96,9 @@ class AllocationIn(Input):
     limit_usd: Usd
     shares: list[ShareIn] = Field(min_length=1, max_length=MAX_SHARES)
     enforce_total: bool = True
-    soft_percent: int = Field(default=80, ge=1, le=100)
-    critical_percent: int = Field(default=95, ge=1, le=100)
-    action: Literal['ignore', 'warn', 'throttle', 'block'] = 'warn'
-    notify: list[Literal['in_app', 'log', 'webhook', 'email']] = Field(default_factory=list, max_length=4)
 
     @model_validator(mode='after')
     def _consistent(self) -> AllocationIn:
-        if self.soft_percent > self.critical_percent:
-            raise ValueError('soft_percent: must not exceed critical_percent')
         limit = self.limit_micros
         if limit <= 0:
             raise ValueError('limit_usd: must be more than $0')

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Connection, delete, insert, select, update
@@ -96,7 +96,23 @@ def _writable(policy: PolicyRule) -> None:
                              f'(the Allocations page or PUT /api/v1/allocations/{policy.allocation_id})')
 
 
-class PolicyIn(Input):
+class Ladder(Input):
+    """The ladder a policy climbs (warn at soft, throttle at critical, block at the limit, never beyond `action`) and
+    where its alerts go; an allocation gives its shares one."""
+
+    soft_percent: int = Field(default=80, ge=1, le=100)
+    critical_percent: int = Field(default=95, ge=1, le=100)
+    action: Literal['ignore', 'warn', 'throttle', 'block'] = 'warn'
+    notify: list[Literal['in_app', 'log', 'webhook', 'email']] = Field(default_factory=list, max_length=4)
+
+    @model_validator(mode='after')
+    def _ordered(self) -> Self:
+        if self.soft_percent > self.critical_percent:
+            raise ValueError('soft_percent: must not exceed critical_percent')
+        return self
+
+
+class PolicyIn(Ladder):
     """A policy as the API, the file and the page give it; money in USD (decimal string or number)."""
 
     model_config = ConfigDict(extra='forbid')
@@ -108,10 +124,6 @@ class PolicyIn(Input):
     period_start: date | None = None
     period_end: date | None = None
     limit_usd: Usd
-    soft_percent: int = Field(default=80, ge=1, le=100)
-    critical_percent: int = Field(default=95, ge=1, le=100)
-    action: Literal['ignore', 'warn', 'throttle', 'block'] = 'warn'
-    notify: list[Literal['in_app', 'log', 'webhook', 'email']] = Field(default_factory=list, max_length=4)
     auto_eco: bool = False
     auto_pause: bool = False
     enabled: bool = True
@@ -122,8 +134,6 @@ class PolicyIn(Input):
             raise ValueError('scope_value: a global policy has no scope value')
         if self.auto_pause and self.scope != 'agent':
             raise ValueError('auto_pause: only an agent policy can pause its agent')
-        if self.soft_percent > self.critical_percent:
-            raise ValueError('soft_percent: must not exceed critical_percent')
         if self.period == 'custom':
             if self.period_start is None or self.period_end is None:
                 raise ValueError('period_start: a custom period needs period_start and period_end')
