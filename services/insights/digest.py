@@ -25,7 +25,7 @@ from services.core.tables import ALERTS
 from services.insights.forecast import day_forecast
 from services.insights.optimize import optimize
 from services.insights.reports import day_spend
-from services.spend.budget import period_summary
+from services.spend.budget import limit_percent, period_summary
 from services.spend.rollups import Totals, totals_between
 from services.usage.pricing import Pricer
 
@@ -150,20 +150,13 @@ def build_digest(conn: Connection, budget: BudgetContext, pricer: Pricer, substi
         'generated_at': now.isoformat(),
         'spent_micros': spent, 'spent_usd': micros_to_usd(spent), 'requests': requests,
         'limit_micros': limit, 'limit_usd': None if limit is None else micros_to_usd(limit),
-        'percent': _percent(spent, limit),
+        'percent': limit_percent(spent, limit),
         'top_agents': by_agent, 'top_models': by_model,
         'alerts': alert_rows, 'alerts_count': alerts_count, 'anomalies': anomaly_rows,
         'anomalies_count': anomalies_count,
         'forecast': _forecast(conn, budget, now),
         'saving': _saving(conn, pricer, span, zone, substitutes, now),
     }
-
-
-def _percent(spent: int, limit: int | None) -> float | None:
-    """As the gauge says it (services/spend/budget.py period_summary)."""
-    if limit is None:
-        return None
-    return round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
 
 
 def _spend(name: str | None, totals: Totals) -> DigestSpend:

@@ -99,6 +99,14 @@ class History(TypedDict):
     points: list[HistoryPoint]  # oldest first, today last
 
 
+def limit_percent(spent: int, limit: int | None) -> float | None:
+    """Spent as a percent of the limit, one place, as the gauge shows it; None without a limit (100 for any spend
+    against a limit of $0)."""
+    if limit is None:
+        return None
+    return round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
+
+
 def period_summary(conn: Connection, budget: BudgetContext, period: str = 'day',
                    now: datetime | None = None) -> PeriodSummary:
     """Spent, limit, remaining and percent for the current day, week or month, split into via LiteLLM and direct
@@ -110,7 +118,7 @@ def period_summary(conn: Connection, budget: BudgetContext, period: str = 'day',
     spent = channels['total']
     limit = limits.get_limit(conn, period)
     remaining = None if limit is None else max(0, limit - spent)
-    percent = None if limit is None else round(100 * spent / limit, 1) if limit else (100.0 if spent else 0.0)
+    percent = limit_percent(spent, limit)
     seconds_left = span.seconds_left(now)
     return {
         'period': period,
