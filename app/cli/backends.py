@@ -18,6 +18,7 @@ from services.core.periods import PeriodName
 BREAKDOWNS = {'agent': 'agent_id', 'provider': 'provider', 'model': 'model', 'channel': 'channel'}
 CONNECT_TIMEOUT_S = 5
 CLI_ACTOR = Actor('cli', Role.ADMIN)  # --db: whoever can open the database may change it
+BAD_PARAMETERS = (400, 422)  # the statuses of a refused parameter: the command's arguments were bad (exit 2)
 
 
 class CliError(Exception):
@@ -72,15 +73,16 @@ class HttpBackend:
     def close(self) -> None:
         self.client.close()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON answer; a refused request is a CliError with the server's reason (2 when it names bad input)."""
+    def call(self, method: str, path: str, bad_usage: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        """The JSON answer; a refused request is a CliError with the server's reason, exit code 2 (bad usage) when
+        its status is one of `bad_usage` (the parameters the command was given were refused)."""
         response = self._send(method, path, **kwargs)
         try:
             body = response.json()
         except ValueError:
             body = None
         if response.status_code >= 400:
-            raise self._refused(response.status_code, body, 1)
+            raise self._refused(response.status_code, body, bad_usage)
         if not isinstance(body, dict | list):
             raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
         return body
@@ -96,10 +98,10 @@ class HttpBackend:
                            '`spendgauge serve`, or pass --db to use the database directly')
 
     @staticmethod
-    def _refused(status: int, body: Any, bad_input_code: int) -> CliError:
+    def _refused(status: int, body: Any, bad_usage: tuple[int, ...]) -> CliError:
         detail = body.get('detail') if isinstance(body, dict) else None
         return CliError(f'server answered {status}: {detail or "not a SpendGauge API answer (is --url right?)"}',
-                        bad_input_code if status == 422 and detail else 1)
+                        2 if status in bad_usage and detail else 1)
 
     def record(self, event: dict[str, Any]) -> dict[str, Any]:
         return self.call('POST', '/usage', json=event)
@@ -112,11 +114,7 @@ class HttpBackend:
 
     def usage(self, params: dict[str, str]) -> dict[str, Any]:
         """A page of calls; a refused filter is bad usage."""
-        try:
-            return self.call('GET', '/usage', params=params)
-        except CliError as exc:
-            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
-                           else exc.code) from None
+        return self.call('GET', '/usage', BAD_PARAMETERS, params=params)
 
     def export_usage(self, params: dict[str, str], fmt: str, limit: int) -> Iterator[str]:
         """The server's export, streamed through: a refused filter fails before the first chunk."""
@@ -133,7 +131,7 @@ class HttpBackend:
                 body = response.json()
             except ValueError:
                 body = None
-            raise self._refused(response.status_code, body, 2)
+            raise self._refused(response.status_code, body, (422,))
         return _chunks(response)
 
     def set_limit(self, period: PeriodName, usd: Decimal | None, action: str | None) -> dict[str, Any]:
@@ -182,50 +180,32 @@ class HttpBackend:
 
     def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]:
         body = {'from': start, 'dry_run': dry_run} | ({'to': end} if end else {})
-        try:  # millions of events: minutes
-            return self.call('POST', '/prices/recalculate', json=body, timeout=3600)
-        except CliError as exc:  # a range the server refuses is bad usage, as with --db
-            raise CliError(str(exc), 2 if str(exc).startswith('server answered 422: ') else exc.code) from None
+        # millions of events: minutes; a range the server refuses is bad usage, as with --db
+        return self.call('POST', '/prices/recalculate', (422,), json=body, timeout=3600)
 
     def price_audits(self, limit: int) -> list[dict[str, Any]]:
         return self.call('GET', '/prices/audit', params={'limit': limit})['items']
 
     def optimize(self, params: dict[str, str]) -> dict[str, Any]:
-        try:
-            return self.call('GET', '/optimize', params=params)
-        except CliError as exc:  # a refused parameter is bad usage
-            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
-                           else exc.code) from None
+        return self.call('GET', '/optimize', BAD_PARAMETERS, params=params)
 
     def digest(self, day: str | None, fmt: str) -> str:
         """The server's preview: its JSON, or its text or HTML. A refused day is bad usage."""
         params = {'format': fmt} | ({'day': day} if day else {})
         if fmt == 'json':
-            return json.dumps(self._usage(lambda: self.call('GET', '/digest', params=params)), indent=2) + '\n'
+            return json.dumps(self.call('GET', '/digest', BAD_PARAMETERS, params=params), indent=2) + '\n'
         return self._text('/digest', params, 'text/plain' if fmt == 'text' else 'text/html')
 
     def send_digest(self, day: str | None) -> list[dict[str, Any]]:
         body = {'day': day} if day else {}
-        return self._usage(lambda: self.call('POST', '/digest/send', json=body, timeout=60))['items']
-
-    @staticmethod
-    def _usage(request: Any) -> Any:
-        """`request()`; a refused parameter (400, 422) is bad usage."""
-        try:
-            return request()
-        except CliError as exc:
-            raise CliError(str(exc), 2 if str(exc).startswith(('server answered 422: ', 'server answered 400: '))
-                           else exc.code) from None
+        return self.call('POST', '/digest/send', BAD_PARAMETERS, json=body, timeout=60)['items']
 
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         """The server's own CSV or Markdown; the table is drawn here from its JSON. A refused parameter is bad usage."""
         from services.insights import report_formats
 
         if fmt in ('json', 'table'):
-            try:
-                body = self.call('GET', f'/reports/{kind}', params={**params, 'format': 'json'})
-            except CliError as exc:
-                raise CliError(str(exc), 2 if str(exc).startswith('server answered 422: ') else exc.code) from None
+            body = self.call('GET', f'/reports/{kind}', (422,), params={**params, 'format': 'json'})
             if fmt == 'json':
                 return json.dumps(body, indent=2) + '\n'
             return report_formats.render(report_formats.from_json(body), 'table')
@@ -239,7 +219,7 @@ class HttpBackend:
                 body = response.json()
             except ValueError:
                 body = None
-            raise self._refused(response.status_code, body, 2)
+            raise self._refused(response.status_code, body, (422,))
         if response.headers.get('content-type', '').split(';')[0] != media_type.split(';')[0]:
             raise CliError(f'{self.url} did not answer like a SpendGauge server (is --url right?)')
         return response.text
