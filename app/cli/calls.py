@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import IO, Any
+from typing import Any
 
 from app.cli.backends import Backend, CliError
-from app.cli.output import table
+from app.cli.output import table, write_out
 from services.core.display import format_usd
 
 # option -> the API's query parameter
@@ -58,20 +55,12 @@ def run(args: argparse.Namespace, backend: Backend) -> int:
         if args.cursor:
             raise CliError('--cursor pages a table or JSON; csv and jsonl give every call up to --limit', 2)
         limit = _limit(args.limit, 100_000, MAX_EXPORT)
-        chunks = iter(backend.export_usage(params, args.format, limit))
-        first = next(chunks, '')  # a refused export fails here, before a file is made
-        with _destination(args.output) as out:
-            out.write(first)
-            for chunk in chunks:
-                out.write(chunk)
-        _written(args, 'calls')
+        write_out(backend.export_usage(params, args.format, limit), args.output, f'calls ({args.format})')
         return 0
     limit = _limit(args.limit, 50, MAX_PAGE)
     page = backend.usage({**params, 'limit': str(limit), **({'cursor': args.cursor} if args.cursor else {})})
     text = json.dumps(page, indent=2) if args.format == 'json' else _table(page, args.sort)
-    with _destination(args.output) as out:
-        out.write(text + '\n')
-    _written(args, 'calls')
+    write_out([text + '\n'], args.output, f'calls ({args.format})')
     return 0
 
 
@@ -96,20 +85,3 @@ def _limit(given: int | None, default: int, most: int) -> int:
     if not 1 <= given <= most:
         raise CliError(f'--limit: must be between 1 and {most:,} for this format', 2)
     return given
-
-
-@contextmanager
-def _destination(path: str | None) -> Iterator[IO[str]]:
-    if not path:
-        yield sys.stdout
-        return
-    try:
-        with open(path, 'w', newline='') as f:
-            yield f
-    except OSError as exc:
-        raise CliError(f'cannot write {path}: {exc.strerror}') from None
-
-
-def _written(args: argparse.Namespace, what: str) -> None:
-    if args.output:
-        print(f'{what} ({args.format}) written to {args.output}')

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import Any
+
+from app.cli.backends import CliError
 
 
 def note(text: str) -> None:
@@ -20,3 +23,21 @@ def table(rows: list[dict[str, Any]], columns: list[str], empty: str = '(no usag
     lines += ['  '.join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
               for row in cells]
     return '\n'.join(lines)
+
+
+def write_out(chunks: Iterable[str], path: str | None, what: str) -> None:
+    """The chunks to stdout, or into the file `path` and then `<what> written to <path>`; a file that cannot be
+    written is a CliError. The first chunk comes before the file is made, so a refused request makes none."""
+    parts = iter(chunks)
+    first = next(parts, '')
+    if not path:
+        sys.stdout.write(first)
+        sys.stdout.writelines(parts)
+        return
+    try:
+        with open(path, 'w', newline='') as f:
+            f.write(first)
+            f.writelines(parts)
+    except OSError as exc:
+        raise CliError(f'cannot write {path}: {exc.strerror}') from None
+    print(f'{what} written to {path}')

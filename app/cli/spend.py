@@ -8,7 +8,7 @@ from typing import Any
 from app.cli import calls
 from app.cli.args import PERIODS, client_options, tokens, usd, usd_or_none
 from app.cli.backends import BREAKDOWNS, Backend, CliError
-from app.cli.output import table
+from app.cli.output import table, write_out
 from services.core.display import channel_text, format_usd, format_usd_all, plural
 from services.core.export import csv_text
 from services.core.settings import LIMIT_ACTIONS, SourceSettings
@@ -221,14 +221,5 @@ def cmd_report(args: argparse.Namespace, backend: Backend) -> int:
         raise CliError('give both --from and --to, or neither', 2)
     params = {name: value for name, value in (('period', args.period), ('from', args.start), ('to', args.end),
                                               ('group_by', args.group_by)) if value}
-    text = backend.report(args.kind, params, args.format)
-    if not args.output:
-        print(text, end='')
-        return 0
-    try:
-        with open(args.output, 'w', newline='') as f:
-            f.write(text)
-    except OSError as exc:
-        raise CliError(f'cannot write {args.output}: {exc.strerror}') from None
-    print(f'{args.kind} report ({args.format}) written to {args.output}')
+    write_out([backend.report(args.kind, params, args.format)], args.output, f'{args.kind} report ({args.format})')
     return 0
