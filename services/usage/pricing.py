@@ -349,7 +349,7 @@ class Pricer:
             lookups.prices[(provider, model, day)] = result
             return result
         model_price = model_info.get_prices(datetime.combine(day, datetime.min.time(), tzinfo=UTC))
-        prices = {k: v for k, v in model_price.__dict__.items() if not k.startswith('_') and v is not None}
+        prices = _given_prices(model_price)
         starts = sorted({tier.start for v in prices.values() if isinstance(v, TieredPrices) for tier in v.tiers})
         linear = set(prices) <= _LINEAR_PRICE_KEYS
         result = (model_price, tuple(starts), linear)
@@ -393,8 +393,8 @@ class Pricer:
             if any(word in info.id for word in SPECIALISED):
                 continue
             prices = info.get_prices(ts)
-            keys = {k for k, v in prices.__dict__.items() if not k.startswith('_') and v is not None}
-            if {'input_mtok', 'output_mtok'} <= keys <= _TEXT_PRICE_KEYS and self.resolve(provider_info.id, info.id) \
+            keys = set(_given_prices(prices))
+            if _TOKEN_PRICE_KEYS <= keys <= _TEXT_PRICE_KEYS and self.resolve(provider_info.id, info.id) \
                     == f'{provider_info.id}/{info.id}':
                 models.append(CatalogueModel(provider_info.id, info.id, info.context_window))
         lookups.catalogues[key] = models
@@ -452,6 +452,11 @@ def _has_time_of_day_prices(model_info: Any) -> bool:
     return any(p.constraint is not None and 'TimeOf' in type(p.constraint).__name__ for p in prices)
 
 
+def _given_prices(model_price: Any) -> dict[str, Any]:
+    """The prices a genai-prices ModelPrice gives, by field name (input_mtok, requests_kcount, ...)."""
+    return {k: v for k, v in model_price.__dict__.items() if not k.startswith('_') and v is not None}
+
+
 def _lookup(snapshot: Any, provider: str, model: str) -> tuple[Any, Any] | None:
     provider_id = provider.strip().lower() or None
     candidates = [model]
@@ -482,7 +487,7 @@ def _usage(tokens: TokenCounts, units: CallUnits | None = None) -> Usage:
 def _check_rated(model_price: Any, tokens: TokenCounts, units: CallUnits | None) -> None:
     """For a call genai-prices priced at 0: NoRate when it reports units the price has no rate for, or reports none
     of the units a price without token rates is made of."""
-    keys = {k for k, v in model_price.__dict__.items() if not k.startswith('_') and v is not None}
+    keys = set(_given_prices(model_price))
     unrated = []
     if units is not None:
         if units.images is not None and units.images.count:
