@@ -11,7 +11,6 @@ from typing import Any, cast
 from app.cli.backends import BREAKDOWNS, CLI_ACTOR, CliError
 from app.cli.output import note
 from services.core.db import sqlite_file
-from services.core.errors import Invalid
 from services.core.money import usd_to_micros
 from services.core.periods import PeriodName
 from services.core.settings import LimitAction, load_settings
@@ -150,22 +149,17 @@ class DirectBackend:
         from services.spend import budget
 
         settings = self.rt.settings
-        try:
-            span = budget.resolve_range(params.get('period'), params.get('from'), params.get('to'), settings.zone)
-        except Invalid as exc:
-            raise CliError(str(exc), 2) from None
+        span = budget.resolve_range(params.get('period'), params.get('from'), params.get('to'), settings.zone)
         return dict(self._read(optimize, self.rt.pricer, span, settings.zone, settings.substitutes,
                                params.get('agent_id')))
 
     def _digest_day(self, day: str | None) -> Any:
+        """The day, checked (a bad one is Invalid: bad usage, as app/cli/main.py reports a refusal)."""
         from datetime import UTC, datetime
 
         from services.insights.digest import parse_day
 
-        try:
-            return parse_day(day, datetime.now(UTC), self.rt.settings.zone)
-        except Invalid as exc:
-            raise CliError(str(exc), 2) from None
+        return parse_day(day, datetime.now(UTC), self.rt.settings.zone)
 
     def digest(self, day: str | None, fmt: str) -> str:
         import json
@@ -200,10 +194,7 @@ class DirectBackend:
     def report(self, kind: str, params: dict[str, str], fmt: str) -> str:
         from services.insights import report_formats, reports
 
-        try:
-            report = self._read(reports.build_report, self.rt.settings.budget, kind, params.get('period'),
-                                params.get('from'), params.get('to'), params.get('group_by'))
-        except Invalid as exc:
-            raise CliError(str(exc), 2) from None
+        report = self._read(reports.build_report, self.rt.settings.budget, kind, params.get('period'),
+                            params.get('from'), params.get('to'), params.get('group_by'))
         text = report_formats.render(report, fmt)
         return text if text.endswith('\n') else text + '\n'
