@@ -15,7 +15,7 @@ from services.alerting import alerts
 from services.alerting.notify import Notifier, list_deliveries
 from services.core.tables import DELIVERIES
 from services.live.topics import AlertRaised, AlertsChanged, DeliveryChanged
-from tests.support.pages import settle
+from tests.support.pages import PATIENT, settle
 
 
 def raise_alert(key: str, message: str, severity: alerts.Severity = 'warning', type: str = 'anomaly',
@@ -58,12 +58,12 @@ async def test_the_page_lists_open_alerts_and_acknowledges_and_resolves(user: Us
 
     user.find(marker=f'resolve-{sync["id"]}').click()
     await settle(lambda: not stored(sync['id'])['open'])
-    await user.should_not_see('litellm: 3 syncs in a row failed', retries=20)
+    await user.should_not_see('litellm: 3 syncs in a row failed', retries=PATIENT)
 
     user.find(marker=f'resolve-{looped["id"]}').click()
-    await user.should_see('No open alerts', retries=20)
+    await user.should_see('No open alerts', retries=PATIENT)
     user.find(kind=ui.toggle, marker='alerts-filter').elements.pop().value = 'all'
-    await user.should_see('litellm: 3 syncs in a row failed', retries=20)
+    await user.should_see('litellm: 3 syncs in a row failed', retries=PATIENT)
     await user.should_see('resolved')
 
 
@@ -104,7 +104,7 @@ async def test_the_alerts_page_updates_live_and_the_bell_is_on_every_page(user: 
     listeners = feed().listeners
     await asyncio.to_thread(raise_alert, 'reconciliation_gap:openai:2026-03-10', 'openai billed less',
                             'warning', 'reconciliation_gap')
-    await user.should_see('openai billed less', retries=30)
+    await user.should_see('openai billed less', retries=PATIENT)
     await settle(lambda: badge(other).text == '1')
     with runtime.current().engine.connect() as conn:
         assert [r['channel'] for r in list_deliveries(conn)] == ['log'], 'one notifier: one delivery per channel'
@@ -134,7 +134,7 @@ async def test_the_eco_note_shows_whether_the_webhook_got_the_last_change(user: 
         conn.execute(update(DELIVERIES).where(DELIVERIES.c.id == delivery_id).values(
             status='delivered', attempts=2, updated_at=now))
     rt.hub.publish(DeliveryChanged(delivery_id))
-    await user.should_see('webhook delivered 10:32', retries=30)
+    await user.should_see('webhook delivered 10:32', retries=PATIENT)
 
 
 async def test_each_alert_shows_where_it_was_sent(user: User) -> None:

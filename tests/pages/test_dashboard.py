@@ -19,7 +19,7 @@ from components import theme
 from services.budget import eco
 from services.core.access import SYSTEM
 from services.spend import agents, tasks
-from tests.support.pages import settle
+from tests.support.pages import PATIENT, settle
 from tests.support.queries import counting_queries
 
 
@@ -133,8 +133,8 @@ async def test_eco_toggle_persists_and_is_pushed_to_other_tabs(user: User, creat
     await other.open('/')
     user.find(marker='eco-toggle').click()
     await settle(lambda: _eco_on())
-    await user.should_see('on since', retries=30)
-    await other.should_see('on since', retries=30)
+    await user.should_see('on since', retries=PATIENT)
+    await other.should_see('on since', retries=PATIENT)
     assert other.find(kind=ui.switch, marker='eco-toggle').elements.pop().value is True
 
 
@@ -178,7 +178,7 @@ async def test_a_burst_of_a_thousand_events_is_a_handful_of_reloads(user: User) 
     started = time.monotonic()
     await asyncio.to_thread(burst)
     took = time.monotonic() - started
-    await user.should_see('Total: $1.00', retries=30)
+    await user.should_see('Total: $1.00', retries=PATIENT)
     # one reload at the leading edge, then at most one per coalescing window while the burst lasts, one trailing
     # (a slow machine stretches the burst, never the per-window bound); without coalescing it would be 1,000
     windows = math.ceil(took / feed().coalesce_s)
@@ -241,7 +241,7 @@ async def test_the_feed_reloads_once_for_concurrent_writers(user: User) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    await user.should_see('Total: $0.20', retries=30)
+    await user.should_see('Total: $0.20', retries=PATIENT)
     assert feed().reloads - before <= 3
 
 
@@ -249,7 +249,7 @@ async def test_export_in_a_desktop_window_saves_the_csv(user: User, desktop_down
     record(session_id='sess-native', agent_id='planner', cost_usd='0.10')
     await user.open('/sessions')
     user.find(marker='export-csv').click()
-    await user.should_see('Saved ', retries=20)
+    await user.should_see('Saved ', retries=PATIENT)
     saved = list(desktop_downloads.glob('sessions-*.csv'))
     assert len(saved) == 1 and 'sess-native' in saved[0].read_text()
 
@@ -283,11 +283,11 @@ async def test_the_reconciliation_table_is_filled_while_open(user: User) -> None
     expansion.open()
     assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$1.00')]
     record(cost_usd='2.00', channel='litellm')
-    await user.should_see('Total: $3.00', retries=30)  # the live update came
+    await user.should_see('Total: $3.00', retries=PATIENT)  # the live update came
     assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$3.00')]
     expansion.close()
     record(cost_usd='4.00', channel='litellm')
-    await user.should_see('Total: $7.00', retries=30)
+    await user.should_see('Total: $7.00', retries=PATIENT)
     assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$3.00')]  # closed: not sent
     expansion.open()
     assert [(r['provider'], r['total']) for r in table.rows] == [('openai', '$7.00')]
@@ -300,21 +300,21 @@ async def test_a_refused_callback_token_shows_under_spend_sources(user: User) ->
     await user.open('/')
     for _ in range(12):
         refusals.refused(CALLBACK_USER_AGENT, 'POST /api/v1/usage/batch', 401, 'the bearer token is not valid')
-    await user.should_see('LiteLLM callback: token refused ', retries=30)  # live: the dashboard heard of it
+    await user.should_see('LiteLLM callback: token refused ', retries=PATIENT)  # live: the dashboard heard of it
     [line] = user.find(marker='token-refused').elements
     assert isinstance(line, ui.label) and 'refused 12 times' in line.text and \
         '(POST /api/v1/usage/batch: the bearer token is not valid)' in line.text
     refusals.accepted(CALLBACK_USER_AGENT)
-    await user.should_see('accepted again', retries=30)
+    await user.should_see('accepted again', retries=PATIENT)
 
 
 async def test_sync_now_pulls_and_shows_the_result(openrouter_source: str, user: User) -> None:
     await user.open('/')
     await user.should_see('OpenRouter: never synced')
     user.find(marker='sync-now').click()
-    await user.should_see('Synced 1 source(s)', retries=50)
-    await user.should_see('OpenRouter: synced', retries=30)
-    await user.should_see('Direct: $6.12', retries=30)
+    await user.should_see('Synced 1 source(s)', retries=PATIENT)
+    await user.should_see('OpenRouter: synced', retries=PATIENT)
+    await user.should_see('Direct: $6.12', retries=PATIENT)
 
 
 def card_order(user: User) -> list[str]:
@@ -338,11 +338,11 @@ async def test_agent_cards_keep_their_order_across_live_updates(user: User) -> N
     assert card_order(user) == ['alpha', 'bravo', 'charlie']
     for agent, today in (('bravo', '$0.31'), ('alpha', '$0.51'), ('bravo', '$0.32'), ('charlie', '$0.11')):
         await asyncio.to_thread(record, agent_id=agent, cost_usd='0.01')  # now this agent's request is the latest
-        await user.should_see(f'Today: {today}', retries=30)
+        await user.should_see(f'Today: {today}', retries=PATIENT)
         await user.should_see('last request just now · gpt-4o · $0.01')
         assert card_order(user) == ['alpha', 'bravo', 'charlie'], f'after a request of {agent}'
     await asyncio.to_thread(record, agent_id='charlie', cost_usd='0.30')  # now it spent more than bravo: it moves up
-    await user.should_see('Today: $0.41', retries=30)
+    await user.should_see('Today: $0.41', retries=PATIENT)
     assert card_order(user) == ['alpha', 'charlie', 'bravo']
 
 
@@ -371,7 +371,7 @@ async def test_pause_asks_first_naming_the_agent_and_pauses_only_that_one(user: 
     await settle(lambda: dialog.value is True)
     # a live update rebuilds the cards under the open dialog, and a new top spender takes the first slot
     await asyncio.to_thread(record, agent_id='aardvark', cost_usd='2.00')
-    await user.should_see('Today: $2.00', retries=30)
+    await user.should_see('Today: $2.00', retries=PATIENT)
     assert card_order(user) == ['aardvark', 'alpha', 'bravo'] and dialog.value is True
     user.find(marker='pause-confirm').click()
     await settle(lambda: paused_agents() == {'bravo'})
@@ -446,12 +446,12 @@ async def test_only_the_agent_card_whose_data_changed_is_rebuilt(user: User) -> 
     await user.should_see('Today: $0.30')
     cards = {agent: element_id(user, f'agent-card-{agent}') for agent in ('alpha', 'bravo')}
     await asyncio.to_thread(record, agent_id='bravo', cost_usd='0.01')
-    await user.should_see('Today: $0.31', retries=30)
+    await user.should_see('Today: $0.31', retries=PATIENT)
     assert element_id(user, 'agent-card-alpha') == cards['alpha'], 'alpha did not change: its card stays'
     assert element_id(user, 'agent-card-bravo') != cards['bravo']
     assert card_order(user) == ['alpha', 'bravo']
     await asyncio.to_thread(record, agent_id='bravo', cost_usd='0.30')  # bravo overtakes alpha: moved, not rebuilt
-    await user.should_see('Today: $0.61', retries=30)
+    await user.should_see('Today: $0.61', retries=PATIENT)
     assert card_order(user) == ['bravo', 'alpha'] and element_id(user, 'agent-card-alpha') == cards['alpha']
 
 
@@ -466,7 +466,7 @@ async def test_last_request_ago_moves_on_in_place(user: User) -> None:
     assert before.startswith('last request 2') and ' s ago · ' in before, before
     await asyncio.sleep(1.1)  # the next reload's "ago" differs
     await asyncio.to_thread(record, agent_id='bravo', cost_usd='0.01')
-    await user.should_see('Today: $0.01', retries=30)
+    await user.should_see('Today: $0.01', retries=PATIENT)
     assert card.last_request.text != before and ' s ago · ' in card.last_request.text, card.last_request.text
     assert user.find(marker='agent-card-alpha').elements == {card}, 'alpha did not change: its card stays'
 
@@ -479,13 +479,13 @@ async def test_the_plan_panel_is_rebuilt_only_when_the_plan_changes(user: User) 
     await user.should_see('Run now: 1 task')
     plan = element_id(user, 'plan-summary')
     user.find(marker='eco-toggle').click()  # eco mode: the plan's part is not even reloaded
-    await user.should_see('on since', retries=30)
+    await user.should_see('on since', retries=PATIENT)
     await asyncio.to_thread(commands.agents.pause, SYSTEM, 'alpha', 'test')  # nor for a pause
-    await user.should_see(marker='agent-paused', retries=30)
+    await user.should_see(marker='agent-paused', retries=PATIENT)
     assert element_id(user, 'plan-summary') == plan
     await asyncio.to_thread(commands.tasks.create, SYSTEM, 'Refactor the parser', 't-2', priority=5,
                             estimated_cost_micros=200_000)
-    await user.should_see('Run now: 2 tasks', retries=30)
+    await user.should_see('Run now: 2 tasks', retries=PATIENT)
     assert element_id(user, 'plan-summary') != plan
 
 

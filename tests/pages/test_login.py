@@ -18,7 +18,7 @@ from services.alerting import alerts
 from services.budget import allocations, eco, policies
 from services.core.access import SYSTEM, Role
 from services.spend import agents
-from tests.support.pages import settle
+from tests.support.pages import PATIENT, settle
 
 PASSWORD = 'correct horse battery'
 
@@ -34,7 +34,7 @@ async def log_in(user: User, name: str, password: str = PASSWORD, ok: bool = Tru
     user.find(marker='login-password').type(password)
     user.find(marker='login-submit').click()
     if ok:
-        await user.should_see(marker='logout', retries=50)
+        await user.should_see(marker='logout', retries=PATIENT)
 
 
 def control(user: User, marker: str) -> DisableableElement:
@@ -50,7 +50,7 @@ def eco_on() -> bool:
 
 async def test_without_users_or_tokens_the_dashboard_needs_no_login(user: User) -> None:
     await user.open('/')
-    await user.should_see('Eco mode', retries=50)
+    await user.should_see('Eco mode', retries=PATIENT)
     await user.should_not_see(marker='logout')
 
 
@@ -58,22 +58,22 @@ async def test_once_a_user_exists_pages_send_to_login(user: User) -> None:
     add_user('ada', Role.ADMIN)
     for path in ('/', '/policies', '/alerts', '/sessions', '/reports', '/settings'):
         await user.open(path)
-        await user.should_see(marker='login-card', retries=50)
+        await user.should_see(marker='login-card', retries=PATIENT)
 
 
 async def test_wrong_password_is_refused_and_right_one_opens_the_dashboard(user: User) -> None:
     add_user('ada', Role.ADMIN)
     await log_in(user, 'ada', 'not the password', ok=False)
-    await user.should_see('Wrong name or password', retries=50)
+    await user.should_see('Wrong name or password', retries=PATIENT)
     await log_in(user, 'nobody', PASSWORD, ok=False)
-    await user.should_see('Wrong name or password', retries=50)
+    await user.should_see('Wrong name or password', retries=PATIENT)
     await log_in(user, 'ada')
-    await user.should_see('Eco mode', retries=50)
-    await user.should_see(marker='logout', retries=50)
+    await user.should_see('Eco mode', retries=PATIENT)
+    await user.should_see(marker='logout', retries=PATIENT)
     await user.open('/logout')
-    await user.should_see(marker='login-card', retries=50)
+    await user.should_see(marker='login-card', retries=PATIENT)
     await user.open('/')
-    await user.should_see(marker='login-card', retries=50)
+    await user.should_see(marker='login-card', retries=PATIENT)
 
 
 async def test_login_goes_back_to_the_page_asked_for_but_never_off_site(user: User) -> None:
@@ -82,7 +82,7 @@ async def test_login_goes_back_to_the_page_asked_for_but_never_off_site(user: Us
     user.find(marker='login-user').type('ada')
     user.find(marker='login-password').type(PASSWORD)
     user.find(marker='login-submit').click()
-    await user.should_see('Eco mode', retries=50)  # the dashboard, not evil.example
+    await user.should_see('Eco mode', retries=PATIENT)  # the dashboard, not evil.example
 
 
 async def test_guessing_passwords_locks_the_name_for_a_while(user: User) -> None:
@@ -93,14 +93,14 @@ async def test_guessing_passwords_locks_the_name_for_a_while(user: User) -> None
     login = sys.modules['app.pages.login']  # imported by the app (importing it here would register its pages early)
     assert login.throttle.locked_for('grace') > 0
     await log_in(user, 'grace', ok=False)  # the right password, too late
-    await user.should_see('Too many wrong passwords', retries=50)
-    await user.should_see(marker='login-card', retries=50)
+    await user.should_see('Too many wrong passwords', retries=PATIENT)
+    await user.should_see(marker='login-card', retries=PATIENT)
 
 
 async def test_admin_can_change_eco_mode(user: User) -> None:
     add_user('ada', Role.ADMIN)
     await log_in(user, 'ada')
-    await user.should_see('Eco mode', retries=50)
+    await user.should_see('Eco mode', retries=PATIENT)
     user.find(marker='eco-toggle').click()
     await settle(eco_on)
 
@@ -111,8 +111,8 @@ async def test_read_only_user_sees_every_control_disabled_and_cannot_change_a_th
     runtime.current().ledger.record({'model': 'gpt-4o', 'provider': 'openai', 'agent_id': 'coder',
                                      'session_id': 's1', 'input_tokens': 10, 'output_tokens': 5})
     await log_in(user, 'reed')
-    await user.should_see('Eco mode', retries=50)
-    await user.should_see(marker='read-only-badge', retries=50)
+    await user.should_see('Eco mode', retries=PATIENT)
+    await user.should_see(marker='read-only-badge', retries=PATIENT)
     for marker in ('eco-toggle', 'sync-now', 'pause-coder', 'daily-limit', 'save-budget-settings'):
         assert not control(user, marker).enabled, marker
 
@@ -120,18 +120,18 @@ async def test_read_only_user_sees_every_control_disabled_and_cannot_change_a_th
     for marker in ('eco-toggle', 'pause-coder', 'sync-now', 'save-budget-settings'):
         control(user, marker).enable()
     user.find(marker='eco-toggle').click()
-    await user.should_see('switching eco mode needs the admin role', retries=50)
+    await user.should_see('switching eco mode needs the admin role', retries=PATIENT)
     assert not eco_on()
     user.find(marker='pause-coder').click()
     user.find(marker='pause-confirm').click()  # Pause asks first
-    await user.should_see('pausing an agent needs the admin role', retries=50)
+    await user.should_see('pausing an agent needs the admin role', retries=PATIENT)
     with runtime.current().engine.connect() as conn:
         assert not any(a['paused'] for a in agents.list_agents(conn))
     user.find(marker='sync-now').click()
-    await user.should_see('pulling spend needs the admin role', retries=50)
+    await user.should_see('pulling spend needs the admin role', retries=PATIENT)
     user.find(marker='daily-limit').type('999999')
     user.find(marker='save-budget-settings').click()
-    await user.should_see('needs the admin role', retries=50)
+    await user.should_see('needs the admin role', retries=PATIENT)
     assert [(p.name, p.limit_micros) for p in runtime.current().read(policies.list_policies)] == \
         [('Daily budget', 5_000_000)], 'the default daily limit, unchanged'
 
@@ -142,17 +142,17 @@ async def test_read_only_user_cannot_edit_or_delete_a_policy(user: User) -> None
                                                                   'action': 'block'})
     await log_in(user, 'reed')
     await user.open('/policies')
-    await user.should_see('block', retries=50)
+    await user.should_see('block', retries=PATIENT)
     delete, save = control(user, f'delete-{created.id}'), control(user, 'save-policy')
     assert not delete.enabled and not save.enabled
     delete.enable()
     user.find(marker=f'delete-{created.id}').click()
-    await user.should_see('deleting a policy needs the admin role', retries=50)
+    await user.should_see('deleting a policy needs the admin role', retries=PATIENT)
     save.enable()
     user.find(marker='name').type('sneaky')
     user.find(marker='limit_usd').type('1')
     user.find(marker='save-policy').click()
-    await user.should_see('adding a policy needs the admin role', retries=50)
+    await user.should_see('adding a policy needs the admin role', retries=PATIENT)
     assert [p.name for p in runtime.current().read(policies.list_policies)] == ['Daily budget', 'block']
 
 
@@ -162,19 +162,19 @@ async def test_read_only_user_sees_allocations_but_cannot_change_them(user: User
         'name': 'split', 'limit_usd': '10', 'shares': [{'scope': 'project', 'scope_value': 'web', 'percent': 70}]})
     await log_in(user, 'reed')
     await user.open('/allocations')
-    await user.should_see('project = web · 70.00 % · $0.00 of $7.00', retries=50)
+    await user.should_see('project = web · 70.00 % · $0.00 of $7.00', retries=PATIENT)
     delete, save = control(user, f'delete-allocation-{created.id}'), control(user, 'save-allocation')
     assert not delete.enabled and not save.enabled
     delete.enable()
     user.find(marker=f'delete-allocation-{created.id}').click()
-    await user.should_see('deleting an allocation needs the admin role', retries=50)
+    await user.should_see('deleting an allocation needs the admin role', retries=PATIENT)
     save.enable()
     user.find(marker='allocation-name').type('sneaky')
     user.find(marker='allocation-limit').type('1')
     user.find(marker='share-value-0').type('x')
     user.find(marker='share-amount-0').type('1')
     user.find(marker='save-allocation').click()
-    await user.should_see('adding an allocation needs the admin role', retries=50)
+    await user.should_see('adding an allocation needs the admin role', retries=PATIENT)
     assert [a.name for a in runtime.current().read(allocations.list_allocations)] == ['split']
 
 
@@ -184,13 +184,13 @@ async def test_read_only_user_cannot_acknowledge_alerts(user: User) -> None:
     assert alert is not None
     await log_in(user, 'reed')
     await user.open('/alerts')
-    await user.should_see('spend jumped', retries=50)
+    await user.should_see('spend jumped', retries=PATIENT)
     for action in ('ack', 'resolve'):
         button = control(user, f'{action}-{alert["id"]}')
         assert not button.enabled
         button.enable()
         user.find(marker=f'{action}-{alert["id"]}').click()
-        await user.should_see('needs the admin role', retries=50)
+        await user.should_see('needs the admin role', retries=PATIENT)
     row = runtime.current().read(alerts.get_alert, alert['id'])
     assert row['acknowledged_at'] is None and row['open']  # unchanged
 
@@ -201,7 +201,7 @@ async def test_admin_manages_tokens_and_users_on_the_settings_page(user: User) -
     await user.open('/settings')
     user.find(marker='token-name').type('litellm proxy')
     user.find(marker='create-token').click()
-    await user.should_see('copy it now', retries=50)
+    await user.should_see('copy it now', retries=PATIENT)
     shown = user.find(kind=ui.input, marker='new-token').elements.pop().value
     assert shown.startswith('sg_')
     actor = runtime.current().accounts.token_actor(shown)
@@ -209,7 +209,7 @@ async def test_admin_manages_tokens_and_users_on_the_settings_page(user: User) -
     user.find(marker='user-name').type('reed')
     user.find(marker='user-password').type(PASSWORD)
     user.find(marker='add-user').click()
-    await user.should_see('Added reed (read-only)', retries=50)
+    await user.should_see('Added reed (read-only)', retries=PATIENT)
     assert runtime.current().accounts.login('reed', PASSWORD) is not None
 
 
@@ -218,7 +218,7 @@ async def test_a_changed_password_logs_out_other_sessions(user: User, create_use
     other = create_user()
     await log_in(user, 'ada')
     await log_in(other, 'ada')
-    await other.should_see('Eco mode', retries=50)
+    await other.should_see('Eco mode', retries=PATIENT)
     runtime.current().commands.accounts.set_password(SYSTEM, 'ada', 'a brand new password')
     await other.open('/')
-    await other.should_see(marker='login-card', retries=50)
+    await other.should_see(marker='login-card', retries=PATIENT)

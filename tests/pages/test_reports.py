@@ -13,6 +13,7 @@ from nicegui.elements.mixins.value_element import ValueElement
 from nicegui.testing import User
 
 from app import runtime
+from tests.support.pages import PATIENT
 
 
 def record(**fields: object) -> None:
@@ -117,7 +118,7 @@ async def test_export_in_a_desktop_window_saves_the_file(user: User, desktop_dow
     record(agent_id='planner', cost_usd='0.10')
     await user.open('/reports')
     user.find(marker='export-md').click()
-    await user.should_see('Saved ', retries=20)
+    await user.should_see('Saved ', retries=PATIENT)
     saved = list(desktop_downloads.glob('spendgauge-summary-*.md'))
     assert len(saved) == 1 and '| agent | planner |' in saved[0].read_text()
 
@@ -146,7 +147,7 @@ def _yesterday_noon() -> str:
 async def _open_digest(user: User) -> None:
     await user.open('/reports')
     user.find(kind=ui.expansion, marker='digest-card').elements.pop().value = True
-    await user.should_see('SpendGauge daily digest for', retries=50)
+    await user.should_see('SpendGauge daily digest for', retries=PATIENT)
 
 
 async def test_the_digest_card_previews_a_day_and_sends_it(user: User) -> None:
@@ -157,11 +158,11 @@ async def test_the_digest_card_previews_a_day_and_sends_it(user: User) -> None:
     assert row.split() == ['<b>planner</b>', '$1.25', '1', 'request']  # plain text in a label, never parsed as HTML
     await user.should_see('Spent: $1.25')
     choose(user, 'digest-day', '2099-01-01')
-    await user.should_see('is in the future', retries=50)
+    await user.should_see('is in the future', retries=PATIENT)
     choose(user, 'digest-day', '2001-01-01')
-    await user.should_see('SpendGauge daily digest for 2001-01-01', retries=50)
+    await user.should_see('SpendGauge daily digest for 2001-01-01', retries=PATIENT)
     user.find(marker='digest-send').click()
-    await user.should_see('Digest of 2001-01-01 sent to log', retries=50)
+    await user.should_see('Digest of 2001-01-01 sent to log', retries=PATIENT)
     assert [(r['ref_id'], r['channel']) for r in _digest_rows()] == [(20010101, 'log')]
 
 
@@ -178,5 +179,5 @@ async def test_a_read_only_user_cannot_send_the_digest(user: User) -> None:
     assert isinstance(button, DisableableElement) and not button.enabled
     button.enable()  # tampering: the command refuses it all the same
     user.find(marker='digest-send').click()
-    await user.should_see('sending the daily digest needs the admin role', retries=50)
+    await user.should_see('sending the daily digest needs the admin role', retries=PATIENT)
     assert _digest_rows() == []

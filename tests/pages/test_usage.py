@@ -15,6 +15,7 @@ from nicegui.testing import User
 from app import runtime
 from services.core.access import Role
 from tests.pages.test_login import add_user, log_in
+from tests.support.pages import PATIENT
 
 
 def record_many(count: int, prefix: str = 'ev', **fields: Any) -> None:
@@ -113,7 +114,7 @@ async def test_the_first_page_shows_new_calls_live(user: User) -> None:
     await user.should_see('Page 1 · 3 events')
     await asyncio.to_thread(runtime.current().ledger.record, {'model': 'gpt-4o', 'provider': 'openai',
                                                               'input_tokens': 5, 'event_id': 'fresh'})
-    await user.should_see('Page 1 · 4 events', retries=50)
+    await user.should_see('Page 1 · 4 events', retries=PATIENT)
     assert shown(user)[0] == 'fresh'
 
 

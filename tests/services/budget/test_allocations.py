@@ -20,6 +20,7 @@ from services.core.errors import Forbidden
 from services.live.topics import LiveEvent, PoliciesChanged
 from services.usage.ledger import Ledger
 from tests.support.ledger import spend
+from tests.support.pages import PATIENT
 
 ZONE = ZoneInfo('UTC')
 
@@ -229,4 +230,4 @@ async def test_allocations_page_follows_new_spend(user: User) -> None:
     await user.open('/allocations')
     await user.should_see('project = a · 50.00 % · $0.00 of $5.00')
     spend(rt.ledger, '1.25', project='a')
-    await user.should_see('project = a · 50.00 % · $1.25 of $5.00', retries=50)
+    await user.should_see('project = a · 50.00 % · $1.25 of $5.00', retries=PATIENT)

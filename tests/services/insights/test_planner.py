@@ -21,6 +21,7 @@ from services.insights.planner import MICROS_PER_CENT, PlanTask, Priority, plan
 from services.spend import tasks
 from services.usage.ledger import Ledger
 from tests.support.api import assert_client_error, assert_money, record, summary, uid
+from tests.support.pages import PATIENT
 from tests.support.servers import start_server
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -439,7 +440,7 @@ async def test_dashboard_shows_the_plan_for_open_tasks(user: User) -> None:
 
     record_spend = rt.ledger.record
     record_spend({'model': 'gpt-4o', 'provider': 'openai', 'cost_usd': '2.40'})  # $2.60 left: b instead of a
-    await user.should_see('Left after: $0.10', retries=30)
+    await user.should_see('Left after: $0.10', retries=PATIENT)
     run_now = user.find(marker='plan-run-now').elements.pop()
     assert [e.props['data-task'] for e in run_now.descendants() if 'plan-item' in e._markers] == ['plan-b']
 
