@@ -5,6 +5,7 @@ refusal comes from the command that carries the change out, not from the widget.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 
@@ -33,8 +34,16 @@ async def log_in(user: User, name: str, password: str = PASSWORD, ok: bool = Tru
     user.find(marker='login-user').type(name)
     user.find(marker='login-password').type(password)
     user.find(marker='login-submit').click()
-    if ok:
-        await user.should_see(marker='logout', retries=PATIENT)
+    if not ok:
+        return
+    for _ in range(PATIENT // 10):
+        with contextlib.suppress(AssertionError):
+            await user.should_see(marker='logout', retries=10)
+            return
+        # The simulation points `ui.navigate` at the User whose attributes were touched last, and another User's
+        # live page touches its own: the login's navigation can reach that one. Go to the dashboard ourselves.
+        await user.open('/')
+    await user.should_see(marker='logout')
 
 
 def control(user: User, marker: str) -> DisableableElement:
