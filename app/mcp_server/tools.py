@@ -36,8 +36,9 @@ Project = Annotated[Label | None, Field(description='the project (its project po
 
 
 def build_server(backend_for: BackendFor) -> MCPServer:
+    # log_level: the SDK configures logging only where nothing has (stdio: stderr, warnings only; not per call)
     server: MCPServer = MCPServer('spendgauge', title='SpendGauge budget', instructions=INSTRUCTIONS,
-                                  version=__version__)
+                                  version=__version__, log_level='WARNING')
 
     async def get_budget(ctx: Context, agent_id: AgentId = None, session_id: SessionId = None,
                          project: Project = None) -> dict[str, Any]:
