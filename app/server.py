@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from app import __version__, runtime
 from app.api import install as install_api
 from app.feed import start_feed, stop_feed
+from app.mcp_server.http import install as install_mcp
 from app.native import prepare_native
 from app.pages.downloads import install as install_downloads
 from app.security.exposure import check_exposure
@@ -48,6 +49,7 @@ def build(settings: Settings | None = None, native: bool = False) -> None:
     app.add_middleware(RequestGuard)  # before ui.run: NiceGUI's session middleware, added later, runs first
     install_api(app)
     install_downloads(app)
+    app.on_shutdown(install_mcp(app).stop)  # POST /mcp: the MCP tools for agents
     if ASSETS_DIR.is_dir():
         app.add_static_files('/assets', str(ASSETS_DIR))
     app.on_startup(_startup)

@@ -175,6 +175,7 @@ ROUTES = [
           state='/usage/retention'),
     Route('POST', '/check', 'ingest', lambda d: ('/check', {'json': {'agent_id': uid('a')}})),
     Route('DELETE', '/check/reservations/{event_id}', 'ingest', lambda d: (f'/check/reservations/{uid("e")}', {})),
+    Route('GET', '/budget/remaining', 'plan', get('/budget/remaining', agent_id='a')),
     Route('POST', '/budget/schedule', 'plan',
           lambda d: ('/budget/schedule', {'json': {'tasks': [{'id': 't', 'priority': 1, 'estimated_cost_usd': '1'}],
                                                    'remaining_usd': '5'}})),

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from app.api.deps import PLAN, READ, Admin, ReadConn, RuntimeDep
 from services.budget import limits
 from services.budget.limits import LimitAction, Limits
+from services.budget.remaining import RemainingOut, remaining
 from services.commands.limits import LimitSet
 from services.core.errors import Invalid
 from services.core.inputs import Input, Label
@@ -40,6 +41,16 @@ PeriodName = Literal['day', 'week', 'month']
 def summary(conn: ReadConn, rt: RuntimeDep, period: PeriodName = 'day') -> PeriodSummary:
     """Spent, limit, remaining and percent for today (or this week/month), by channel, with the reset time."""
     return budget.period_summary(conn, rt.settings.budget, period)
+
+
+@router.get('/remaining', dependencies=PLAN)
+def budget_remaining(conn: ReadConn, rt: RuntimeDep, agent_id: Annotated[Label | None, Query()] = None,
+                     session_id: Annotated[Label | None, Query()] = None,
+                     project: Annotated[Label | None, Query()] = None) -> RemainingOut:
+    """What is left today, and for this agent, session and project: the day's gauge and the decision a call would
+    get now, with each matched policy's remaining. Reads only (nothing held, no alert): a read or an ingest token
+    will do."""
+    return remaining(conn, rt.settings.budget, rt.checker, agent_id, session_id, project)
 
 
 @router.get('/forecast', dependencies=READ)

@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from app.api.deps import INGEST, RuntimeDep
 from app.api.errors import refusals
+from app.runtime import Runtime
 from services.budget.checker import CheckRequest, CheckResult
 from services.core.errors import Unavailable
 from services.core.inputs import Input, Label
@@ -60,6 +61,17 @@ class CheckIn(Input):
                         **refusals(e503='Budget checks do not run in this process')})
 async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     """allow / warn / throttle / block for the call described, counting its estimate against what is left."""
+    # async, like its dependencies (app/api/deps.py): the whole check is in memory and runs on the event loop
+    # without a thread hop. The alert writes a block defers (once per policy and period) run on a worker thread
+    # after the answer has been sent.
+    deferred: list[Callable[[], None]] = []
+    result = answer(rt, body, deferred)
+    return Response(orjson.dumps(result), media_type='application/json',  # plain dicts: skip FastAPI's encoder
+                    background=BackgroundTask(run_deferred, deferred) if deferred else None)
+
+
+def answer(rt: Runtime, body: CheckIn, deferred: list[Callable[[], None]]) -> CheckResult:
+    """The check's answer (also the MCP tool check_call's); the alert writes a block needs go into `deferred`."""
     provider = body.provider.lower() if body.provider else None
     estimate, note = 0, None
     if body.estimated_cost_usd is not None:
@@ -73,10 +85,6 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
             note = f'estimate: {body.model} has no known price, counted as $0'
     if rt.checker is None:
         raise Unavailable('budget checks are not running')
-    # async, like its dependencies (app/api/deps.py): the whole check is in memory and runs on the event loop
-    # without a thread hop. The alert writes a block defers (once per policy and period) run on a worker thread
-    # after the answer has been sent.
-    deferred: list[Callable[[], None]] = []
     started = perf_counter()
     result = rt.checker.check(CheckRequest(body.agent_id, body.session_id, body.user_id, body.project,
                                            tuple(body.tags), provider, body.model, estimate), deferred=deferred,
@@ -84,8 +92,11 @@ async def check(body: CheckIn, rt: RuntimeDep) -> Response:
     rt.metrics.checked(result['decision'], perf_counter() - started)
     if note:
         result['reasons'].append(note)
-    return Response(orjson.dumps(result), media_type='application/json',  # plain dicts: skip FastAPI's encoder
-                    background=BackgroundTask(run_in_threadpool, _run_all, deferred) if deferred else None)
+    return result
+
+
+async def run_deferred(jobs: list[Callable[[], None]]) -> None:
+    await run_in_threadpool(_run_all, jobs)
 
 
 def _run_all(jobs: list[Callable[[], None]]) -> None:
