@@ -21,7 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PAGE_ONLY = (SessionMiddleware, RequestTrackingMiddleware, SetCacheControlMiddleware, RedirectWithPrefixMiddleware)
-API_PATHS = '/api/'
+API_PATHS = ('/api/', '/v1/traces')  # /v1/traces: OTLP ingest (app/api/routes/otel.py)
 
 
 class ApiLane:

@@ -23,7 +23,7 @@ from services.core.settings import Settings
 LOOPBACK_NAMES = frozenset({'localhost', '127.0.0.1', '::1'})
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
 OPEN_PREFIXES = ('/api/', '/_nicegui', '/assets/', '/login', '/logout', '/favicon', '/docs', '/redoc', '/openapi.json',
-                 '/metrics')  # /metrics checks its bearer token itself (app/api/metrics.py)
+                 '/metrics', '/v1/traces')  # these check their token themselves (app/api/metrics.py, OTLP ingest)
 
 
 def _host_name(value: str) -> str:
