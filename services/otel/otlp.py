@@ -1,6 +1,6 @@
 """An OTLP trace export (ExportTraceServiceRequest) read into plain spans, from either encoding of OTLP over HTTP:
 protobuf (`application/x-protobuf`, decoded with opentelemetry-proto) or OTLP/JSON (`application/json`: camelCase
-keys, hex trace and span ids, 64-bit integers as strings), optionally gzip-compressed.
+keys, hex trace and span ids, 64-bit integers as strings), optionally gzip- or deflate-compressed.
 
 Bounded: the body decompresses to at most MAX_DECOMPRESSED bytes (a gzip bomb stops there) and carries at most
 MAX_SPANS spans. A body that cannot be read at all is refused whole (400); a span that cannot be read is kept as an
@@ -27,6 +27,7 @@ MAX_SPANS = 10_000  # per export; the OpenTelemetry SDK's batch processor sends 
 PROTOBUF = 'application/x-protobuf'
 JSON = 'application/json'
 MEDIA_TYPES = (PROTOBUF, JSON)
+WBITS = {'gzip': 16 + zlib.MAX_WBITS, 'deflate': zlib.MAX_WBITS}  # the encodings OTLP exporters offer
 
 
 class UnreadableExport(DomainError):
@@ -85,19 +86,19 @@ def decode(body: bytes, media_type: str, encoding: str | None) -> Export:
 
 
 def decompressed(body: bytes, encoding: str | None) -> bytes:
-    """The body as sent, or gunzipped up to MAX_DECOMPRESSED bytes (several gzip members are read one after another,
-    as gzip itself does)."""
+    """The body as sent, or decompressed up to MAX_DECOMPRESSED bytes (several gzip members are read one after
+    another, as gzip itself does)."""
     encoding = (encoding or 'identity').strip().lower()
     if encoding == 'identity':
         if len(body) > MAX_DECOMPRESSED:
             raise ExportTooLarge(_too_large())
         return body
-    if encoding != 'gzip':
-        raise UnsupportedExport(f'Content-Encoding {encoding} is not supported: send gzip or none')
+    if encoding not in WBITS:
+        raise UnsupportedExport(f'Content-Encoding {encoding} is not supported: send gzip, deflate or none')
     out = bytearray()
     rest = body
     while rest:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflater = zlib.decompressobj(WBITS[encoding])
         pending = rest
         try:
             while pending and not inflater.eof:
@@ -106,9 +107,9 @@ def decompressed(body: bytes, encoding: str | None) -> bytes:
                     raise ExportTooLarge(_too_large())
                 pending = inflater.unconsumed_tail
         except zlib.error as exc:
-            raise UnreadableExport(f'the body is not valid gzip: {exc}') from None
+            raise UnreadableExport(f'the body is not valid {encoding}: {exc}') from None
         if not inflater.eof:
-            raise UnreadableExport('the body is not valid gzip: it ends before the compressed data does')
+            raise UnreadableExport(f'the body is not valid {encoding}: it ends before the compressed data does')
         rest = inflater.unused_data
     return bytes(out)
 

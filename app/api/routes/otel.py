@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from app.api.deps import INGEST, RuntimeDep
-from app.api.errors import refusals
+from app.api.errors import ValidationErrorOut, refusals
 from app.api.ingest import lane
 from app.api.routes.usage import request_size
 from services.otel.ingest import Outcome, record_export
@@ -39,13 +39,19 @@ _ANSWER = {'description': 'Accepted: an ExportTraceServiceResponse, in the encod
                        JSON: {'schema': {'type': 'object', 'properties': {'partialSuccess': {'type': 'object'}}}}}}
 
 
+_REFUSALS = refusals(
+    e400='The body is not an OTLP export (or its compression is not valid)',
+    e401='No valid `Authorization: Bearer <token>`, although tokens or users exist',
+    e403='The token is not an ingest (or admin) token',
+    e413='The body, or what it decompresses to, is too large, or it has too many spans',
+    e415='Content-Type is neither application/x-protobuf nor application/json, or the Content-Encoding is neither '
+         'gzip nor deflate',
+    e503='Ingest is busy: send it again after Retry-After')
+
+
 @router.post(PATH, dependencies=INGEST, openapi_extra=_BODY, response_class=Response,
-             responses={200: _ANSWER, **refusals(
-                 e400='The body is not an OTLP export (or not valid gzip)',
-                 e413='The body, or what it decompresses to, is too large, or it has too many spans',
-                 e415='Content-Type is neither application/x-protobuf nor application/json, or the '
-                      'Content-Encoding is not gzip',
-                 e503='Ingest is busy: send it again after Retry-After')})
+             responses={200: _ANSWER, 422: {'model': ValidationErrorOut, 'description': 'A header did not parse'},
+                        **_REFUSALS})
 async def export_traces(request: Request, rt: RuntimeDep) -> Response:
     """Record the LLM calls among OpenTelemetry spans that follow the GenAI semantic conventions, each once (its
     event id is `<trace id>-<span id>`), as source `otel`. Other spans are ignored; malformed ones are counted in

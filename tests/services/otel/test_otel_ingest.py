@@ -2,21 +2,20 @@
 (tests/fixtures/otel/README.md says where each comes from), both encodings, and what is refused."""
 from __future__ import annotations
 
-import base64
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from google.protobuf.json_format import ParseDict
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Engine, select
 
 from services.core.tables import EVENTS
 from services.otel import otlp
 from services.otel.ingest import Outcome, record_export
 from services.usage.ledger import Ledger
+from tests.support.otlp import as_protobuf
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'otel'
 
@@ -24,19 +23,6 @@ FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'otel'
 def fixture(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((FIXTURES / f'{name}.json').read_text())
     return loaded
-
-
-def as_protobuf(export: dict[str, Any]) -> bytes:
-    """The same export in OTLP's protobuf encoding (protobuf's JSON mapping takes ids as base64, OTLP/JSON as hex)."""
-    copy = json.loads(json.dumps(export))
-    for resource_spans in copy['resourceSpans']:
-        for scope_spans in resource_spans['scopeSpans']:
-            for span in scope_spans['spans']:
-                for key in ('traceId', 'spanId', 'parentSpanId'):
-                    if span.get(key):
-                        span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
-    message: bytes = ParseDict(copy, ExportTraceServiceRequest()).SerializeToString()
-    return message
 
 
 def record_json(ledger: Ledger, export: Any, encoding: str | None = None) -> Outcome:
@@ -182,6 +168,9 @@ def test_a_gzip_bomb_stops_at_the_bound() -> None:
         otlp.decompressed(b'not gzip', 'gzip')
     with pytest.raises(otlp.UnreadableExport, match='ends before'):
         otlp.decompressed(gzip.compress(b'abcdef' * 100)[:-12], 'gzip')
+    assert otlp.decompressed(zlib.compress(b'abc'), 'deflate') == b'abc'
+    with pytest.raises(otlp.ExportTooLarge):
+        otlp.decompressed(zlib.compress(b'\0' * (otlp.MAX_DECOMPRESSED + 1)), 'deflate')
     with pytest.raises(otlp.UnsupportedExport, match='br is not supported'):
         otlp.decompressed(b'x', 'br')
 
