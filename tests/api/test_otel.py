@@ -4,7 +4,10 @@ OTEL_EXPORTER_OTLP_HEADERS; and what the route refuses, and how."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,3 +187,49 @@ def test_bodies_that_are_no_export_are_refused_with_a_clear_4xx(secured: Secured
         assert words in answer.json()['detail']
     with secured.server.client() as admin:
         assert admin.get('/health').status_code == 200  # still serving
+
+
+def test_a_busy_ingest_lane_answers_503_and_the_exporter_sends_again(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """One ingest worker and no queue: while usage batches keep it busy, an export is answered 503 with Retry-After
+    before its body is read; the SDK's exporter sends it again until it is taken, and the call counts once."""
+    server = start_server(tmp_path, SPENDGAUGE_DAILY_LIMIT_USD='none', SPENDGAUGE_INGEST_WORKERS='1',
+                          SPENDGAUGE_INGEST_QUEUE='0')
+    endpoint = server.url + '/v1/traces'
+    busy_until = [float('inf')]
+
+    def keep_ingest_busy() -> None:  # back to back until busy_until
+        with httpx.Client(base_url=server.api, timeout=60) as client:
+            for n in itertools.count():
+                if time.monotonic() > busy_until[0]:
+                    return
+                events = [{'event_id': f'hog-{n}-{i}', 'model': 'gpt-4o-mini', 'cost_usd': '0.001'}
+                          for i in range(5000)]
+                assert client.post('/usage/batch', json={'events': events}).status_code in (200, 503)
+
+    hog = threading.Thread(target=keep_ingest_busy)
+    hog.start()
+    try:
+        spans = agent_run('patient-agent', 1000, InMemorySpanExporter())
+        refused = None
+        for _ in range(200):
+            answer = httpx.post(endpoint, content=b'{}', headers={'Content-Type': otlp.JSON}, timeout=30)
+            if answer.status_code == 503:
+                refused = answer
+                break
+        assert refused is not None, 'the lane was never busy'
+        assert refused.headers['retry-after'] == '1' and 'send it again' in refused.json()['detail']
+        busy_until[0] = time.monotonic() + 1.5  # busy a while longer: the exporter's first tries are refused
+        exporter = OTLPSpanExporter(endpoint=endpoint, compression=Compression.Gzip, timeout=30)
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+        assert any('Service Unavailable' in r.getMessage() for r in caplog.records), 'it was refused first'
+        hog.join(60)
+        assert exporter.export(spans) == SpanExportResult.SUCCESS  # once more, when idle: still counted once
+        exporter.shutdown()
+        with server.client() as api:
+            items = api.get('/usage', params={'agent_id': 'patient-agent'}).json()['items']
+        assert [call['input_tokens'] for call in items] == [1000]
+    finally:
+        busy_until[0] = 0
+        hog.join(60)
+        server.stop()
