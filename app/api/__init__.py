@@ -17,6 +17,7 @@ from app.api.routes import (
     eco,
     health,
     optimize,
+    otel,
     policies,
     prices,
     reports,
@@ -77,4 +78,5 @@ def install(app: FastAPI) -> None:
     limits.install(app)
     metrics.install(app)  # GET /metrics, and the HTTP timings
     app.include_router(api_router)
+    app.include_router(otel.router)  # POST /v1/traces: where OTLP exporters send spans
     openapi.install(app, API_PREFIX, ROUTES)

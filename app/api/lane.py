@@ -21,7 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PAGE_ONLY = (SessionMiddleware, RequestTrackingMiddleware, SetCacheControlMiddleware, RedirectWithPrefixMiddleware)
-API_PATHS = ('/api/', '/mcp')  # /mcp: the MCP server (app/mcp_server/http.py), bearer tokens too
+API_PATHS = ('/api/', '/mcp', '/v1/traces')  # /mcp: app/mcp_server/http.py; /v1/traces: app/api/routes/otel.py
 
 
 class ApiLane:

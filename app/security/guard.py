@@ -23,7 +23,7 @@ from services.core.settings import Settings
 LOOPBACK_NAMES = frozenset({'localhost', '127.0.0.1', '::1'})
 SAFE_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS'})
 OPEN_PREFIXES = ('/api/', '/_nicegui', '/assets/', '/login', '/logout', '/favicon', '/docs', '/redoc', '/openapi.json',
-                 '/metrics', '/mcp')  # /metrics and /mcp check their bearer tokens themselves
+                 '/metrics', '/mcp', '/v1/traces')  # these check their bearer token themselves
 
 
 def _host_name(value: str) -> str:

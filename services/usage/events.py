@@ -21,7 +21,7 @@ from services.core.periods import checked_utc
 from services.usage.units import CallUnits, Images, Kind, seconds
 
 Channel = Literal['litellm', 'direct']
-Source = Literal['api', 'sdk', 'litellm_callback', 'litellm_pull', 'demo']
+Source = Literal['api', 'sdk', 'litellm_callback', 'litellm_pull', 'demo', 'otel']
 MAX_TOKENS = 10**12
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 MAX_AUDIO_SECONDS = 1_000_000  # 11.5 days of audio in one call

@@ -65,7 +65,7 @@ def json_response(data: Any, status_code: int = 200) -> Response:
                                                                      'once'}})
 async def record_event(event: UsageEventIn, rt: RuntimeDep, request: Request) -> Response:
     """Record one LLM call. Returns the stored event with `cost_micros` and `cost_source`."""
-    status, row = await lane().run(_size(request), rt.ledger.record, event)
+    status, row = await lane().run(request_size(request), rt.ledger.record, event)
     return json_response({'status': status, **row}, 201 if status == 'stored' else 200)
 
 
@@ -74,7 +74,7 @@ async def record_event(event: UsageEventIn, rt: RuntimeDep, request: Request) ->
 async def record_batch(request: Request, rt: RuntimeDep) -> Response:
     """Record up to 10,000 events. Each gets a result: stored, duplicate, or rejected with its index and reason."""
     ingest = lane()
-    ingest.admit(_size(request))  # refused before its body is read
+    ingest.admit(request_size(request))  # refused before its body is read
     body = await request.body()  # its size is capped before this runs (app/api/limits.py)
     answer = await ingest.run(len(body), _record_batch, rt.ledger, body)
     return Response(answer, media_type='application/json')
@@ -92,7 +92,7 @@ def _record_batch(ledger: Ledger, body: bytes) -> bytes:
     return orjson.dumps(batch_out(ledger.record_batch(events)))
 
 
-def _size(request: Request) -> int:
+def request_size(request: Request) -> int:
     """The body's declared size (a chunked body has been read whole by then: counted as it is parsed)."""
     length = request.headers.get('content-length', '')
     return int(length) if length.isdigit() else 0
