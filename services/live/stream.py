@@ -13,6 +13,7 @@ README.md's "Live API (WebSocket)" lists their fields.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from services.alerting.alerts import AlertOut
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
 from services.live.hub import EventHub
-from services.live.topics import AlertRaised, AlertsChanged, EcoChanged, LiveEvent, UsageChanged
+from services.live.topics import AccountsChanged, AlertRaised, AlertsChanged, EcoChanged, LiveEvent, UsageChanged
 from services.spend.budget import PeriodSummary
 from services.usage.ledger import EventOut, event_to_dict
 
@@ -152,6 +153,7 @@ class Subscriber:
         self.topics: frozenset[StreamTopic] = frozenset(topics)
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.dropped = asyncio.Event()  # set when the stream drops it; `close` says how
+        self.recheck = asyncio.Event()  # set when tokens changed: the connection checks its token again
         self.close: tuple[int, str] = (1000, '')
 
     def offer(self, text: str) -> bool:
@@ -288,6 +290,10 @@ class LiveStream:
     # --- events from the hub --------------------------------------------------------------------------------------
 
     def _on_event(self, event: LiveEvent) -> None:  # the publishing thread: never waits
+        if isinstance(event, AccountsChanged) and self.clients and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutting down)
+                self._loop.call_soon_threadsafe(self._recheck_tokens)
+            return
         topic = stream_topic(event)
         if topic is None or not self.wanted[topic] or self._loop is None or self._loop.is_closed():
             return
@@ -295,6 +301,10 @@ class LiveStream:
             self._loop.call_soon_threadsafe(self._enqueue, event)
         except RuntimeError:  # the loop closed meanwhile (shutting down)
             pass
+
+    def _recheck_tokens(self) -> None:
+        for client in self.clients:
+            client.recheck.set()
 
     def _enqueue(self, event: LiveEvent) -> None:
         assert self._pending is not None

@@ -213,6 +213,22 @@ async def test_unknown_topics_in_the_query_are_refused_with_the_reason(live: Liv
     assert "unknown topic 'spend'" in refusal.rcvd.reason
 
 
+async def test_a_connection_whose_token_is_revoked_is_closed(live: Live) -> None:
+    async with live.api() as api:
+        created = (await api.post('/tokens', json={'name': 'ws revoked', 'role': 'read'})).json()
+        async with connect(live.url, additional_headers={'Authorization': f'Bearer {created["token"]}'}) as ws:
+            assert (await receive(ws))['type'] == 'hello'
+            assert (await api.delete(f'/tokens/{created["id"]}')).status_code in (200, 204)
+            refusal = await closed(ws)
+    assert refusal.rcvd is not None and refusal.rcvd.code == 1008 and refusal.rcvd.reason == 'the token was revoked'
+
+
+def test_a_plain_http_get_is_told_to_use_a_websocket(live: Live) -> None:
+    for path in ('/ws', '/ws/alerts'):
+        answer = httpx.get(live.server.api + path, headers=live.bearer('read'))
+        assert answer.status_code == 426 and 'WebSocket endpoint' in answer.json()['detail']
+
+
 # --- tokens --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(('headers', 'query', 'reason'), [

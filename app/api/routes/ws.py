@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from typing_extensions import TypedDict
 
@@ -118,6 +119,15 @@ def status(rt: RuntimeDep) -> LiveStatus:
             'dropped': live.dropped, 'refused': live.refused}
 
 
+@router.get('', include_in_schema=False)
+@router.get('/alerts', include_in_schema=False)
+def plain_http() -> Response:
+    """A plain GET (a browser's address bar, curl without upgrade): say what this is, rather than 404."""
+    return JSONResponse({'detail': 'this is a WebSocket endpoint: connect with a WebSocket client (ws:// or wss://); '
+                                   "the messages are described in the README's Live API (WebSocket) section"},
+                        426, headers={'Upgrade': 'websocket'})
+
+
 @router.websocket('')
 async def live(websocket: WebSocket) -> None:
     """Subscribe with `?topics=usage,alerts,budget,eco` (default: all) and/or `{"type": "subscribe", "topics": [...]}`
@@ -139,7 +149,7 @@ async def _serve(websocket: WebSocket, topics_query: str | None) -> None:
     except Invalid as exc:
         return await _close(websocket, POLICY, str(exc))
     try:
-        actor, early = await _authenticate(rt, websocket)
+        actor, token, early = await _authenticate(rt, websocket)
     except _Refused as refused:
         rt.refusals.refused(websocket.headers.get('user-agent'), f'GET {websocket.url.path}', refused.status,
                             refused.reason)
@@ -157,7 +167,7 @@ async def _serve(websocket: WebSocket, topics_query: str | None) -> None:
             await _answer(websocket, live, client, early)
         await _greet(websocket, client.topics)
         tasks = [asyncio.create_task(_write(websocket, client)), asyncio.create_task(_read(websocket, live, client)),
-                 asyncio.create_task(client.dropped.wait()), asyncio.create_task(_recheck(rt, websocket, actor))]
+                 asyncio.create_task(client.dropped.wait()), asyncio.create_task(_recheck(rt, client, token))]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -180,8 +190,9 @@ class _Refused(Exception):
         self.status, self.reason = status, reason
 
 
-async def _authenticate(rt: Runtime, websocket: WebSocket) -> tuple[Actor, dict[str, Any] | None]:
-    """The caller, and the first message when it was read for its token (it may also subscribe)."""
+async def _authenticate(rt: Runtime, websocket: WebSocket) -> tuple[Actor, str, dict[str, Any] | None]:
+    """The caller, its token ('' when none is needed), and the first message when it was read for its token (it
+    may also subscribe)."""
     directory = rt.accounts
     if directory.due:
         await run_in_threadpool(directory.refresh)
@@ -189,7 +200,7 @@ async def _authenticate(rt: Runtime, websocket: WebSocket) -> tuple[Actor, dict[
     if not directory.secured:
         if cross_site:  # nothing to prove who calls: a page of another site must not read this server
             raise _Refused(403, f'cross-site websocket refused ({cross_site}): this server has no tokens')
-        return Actor('local', Role.ADMIN), None
+        return Actor('local', Role.ADMIN), '', None
     scheme, _, header_token = websocket.headers.get('authorization', '').partition(' ')
     token = header_token.strip() if scheme.lower() == 'bearer' else ''
     token = token or websocket.query_params.get('token', '').strip()
@@ -207,7 +218,7 @@ async def _authenticate(rt: Runtime, websocket: WebSocket) -> tuple[Actor, dict[
     if not actor.may(Role.READ):
         raise _Refused(403, f'this needs the read role; the token has {actor.role}')
     rt.refusals.accepted(websocket.headers.get('user-agent'))
-    return actor, first
+    return actor, token, first
 
 
 async def _first_message(websocket: WebSocket) -> dict[str, Any] | None:
@@ -219,22 +230,19 @@ async def _first_message(websocket: WebSocket) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-async def _recheck(rt: Runtime, websocket: WebSocket, actor: Actor) -> str:
-    """Returns (the close reason) once the connection's token is no longer valid."""
-    if actor.name == 'local' and not rt.accounts.secured:
+async def _recheck(rt: Runtime, client: Subscriber, token: str) -> str:
+    """Returns (the close reason) once the connection's token is no longer valid: checked when tokens change here
+    (the stream sets `recheck`), and every REAUTH_S for changes made on another instance."""
+    if not token:
         await asyncio.Event().wait()  # a trusted loopback server: nothing to check
-    token = _token_of(websocket)
     while True:
-        await asyncio.sleep(REAUTH_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.recheck.wait(), REAUTH_S)
+        client.recheck.clear()
         if rt.accounts.due:
             await run_in_threadpool(rt.accounts.refresh)
-        if token and rt.accounts.token_actor(token) is None:
+        if rt.accounts.token_actor(token) is None:
             return 'the token was revoked'
-
-
-def _token_of(websocket: WebSocket) -> str:
-    scheme, _, token = websocket.headers.get('authorization', '').partition(' ')
-    return (token.strip() if scheme.lower() == 'bearer' else '') or websocket.query_params.get('token', '').strip()
 
 
 async def _greet(websocket: WebSocket, topics: frozenset[StreamTopic]) -> None:
