@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 TIMEOUT_S = 120.0
@@ -28,7 +29,7 @@ async def _client(url: str, token: str) -> ClientConnection:
 async def _count(ws: ClientConnection, agent: str, expected: int) -> int:
     seen = 0
     while seen < expected:
-        msg = json.loads(await ws.recv())
+        msg = orjson.loads(await ws.recv())  # the fastest parse: the readers share the CPU with the server
         if msg['type'] == 'usage' and msg['agents'] == [agent]:
             seen += msg['count']
     return seen
