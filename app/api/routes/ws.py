@@ -148,19 +148,20 @@ async def _serve(websocket: WebSocket, topics_query: str | None) -> None:
         topics = parse_topics(topics_query)
     except Invalid as exc:
         return await _close(websocket, POLICY, str(exc))
-    try:
-        actor, token, early = await _authenticate(rt, websocket)
-    except _Refused as refused:
-        rt.refusals.refused(websocket.headers.get('user-agent'), f'GET {websocket.url.path}', refused.status,
-                            refused.reason)
-        return await _close(websocket, POLICY, refused.reason)
     live = _stream
     if live is None:  # an app without start-up (a test's): nothing to stream
         return await _close(websocket, TRY_LATER, 'the live API is not running')
-    client = live.join(topics)
+    client = live.join(())  # a place taken before the token is read: sockets waiting to authenticate count too
     if client is None:
         return await _close(websocket, TRY_LATER, f'too many live connections ({live.max_clients}); try again later')
     try:
+        try:
+            actor, token, early = await _authenticate(rt, websocket)
+        except _Refused as refused:
+            rt.refusals.refused(websocket.headers.get('user-agent'), f'GET {websocket.url.path}', refused.status,
+                                refused.reason)
+            return await _close(websocket, POLICY, refused.reason)
+        live.retopic(client, topics)
         await _send(websocket, message('hello', topics=topic_list(client.topics), role=actor.role.value,
                                        queue_size=live.queue_size, keepalive_s=KEEPALIVE_S))
         if early is not None:
