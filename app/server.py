@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from app import __version__, runtime
 from app.api import install as install_api
+from app.api.routes.ws import start_stream, stop_stream
 from app.feed import start_feed, stop_feed
 from app.mcp_server.http import install as install_mcp
 from app.native import prepare_native
@@ -69,6 +70,7 @@ def _startup() -> None:
         _serving.append(asyncio.get_running_loop().create_task(_say_serving(rt.settings)))
     runtime.tune_gc()
     use_feed(start_feed(rt.metrics.timed_load(rt.load_dashboard), rt.hub))  # reloads timed for /metrics
+    start_stream(rt)  # the live API's fan-out (GET /api/v1/ws)
     use_identity(identity)
     global _jobs, _notifier
     if _notifier is None:  # NiceGUI's test users may start the app twice; one notifier per process
@@ -98,6 +100,7 @@ async def _shutdown() -> None:
         from services import demo
 
         await demo.stop()
+    await stop_stream()
     await stop_feed()
     use_feed(None)
     if _jobs is not None:
@@ -129,6 +132,10 @@ def run_options(settings: Settings, native: bool = False, window: bool = True) -
                'show_welcome_message': False,  # our own line says where, once it listens (_say_serving)
                # zlib's default level: Starlette's level 9 spent 30 ms compressing a 10,000-event batch result
                'gzip_middleware_factory': _gzip,
+               # no per-message deflate on websockets: it compresses each message once per connection on the event
+               # loop, and the live API's fan-out (GET /api/v1/ws) to 100 clients slowed ingest 11x with it, 2x without
+               # (bench/ws_fanout.py); pages' socket messages are small
+               'ws_per_message_deflate': False,
                'fastapi_docs': {'title': 'SpendGauge API', 'version': __version__,
                                 'description': 'Record LLM usage and read spend back. Money is integer micro-USD '
                                                '(`*_micros`) with an exact decimal string beside it (`*_usd`).'}}

@@ -28,11 +28,12 @@ from app.api.routes import (
     thresholds,
     tokens,
     usage,
+    ws,
 )
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           allocations, thresholds, reports, tokens, optimize, digest)
+           allocations, thresholds, reports, tokens, optimize, digest, ws)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

@@ -4,13 +4,14 @@
   evil.example whose name resolves to 127.0.0.1 cannot read or drive it); a public one to SPENDGAUGE_ALLOWED_HOSTS
   when set.
 - Cross-site: a write from a browser on another origin is refused (Origin, Sec-Fetch-Site), body-less ones (pause)
-  included, and so is the page's websocket; an API write with a body must be `application/json` (no `text/plain`
+  included, and so is the page's websocket (a live API socket of another site passes with a token, which the route
+  checks); an API write with a body must be `application/json` (no `text/plain`
   form posts, which need no CORS preflight).
 - Login: once any user or token exists, a page request without a logged-in session is sent to /login.
 """
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -55,7 +56,9 @@ class RequestGuard:
         method: str = scope.get('method', 'GET')
         if scope['type'] == 'websocket' or method not in SAFE_METHODS:  # the page's socket, and every write
             problem = _cross_site_problem(headers, host, allowed)
-            if problem:
+            if problem and scope['type'] == 'websocket' and path.startswith('/api/') and _names_token(scope, headers):
+                scope['spendgauge.cross_site'] = problem  # the live API: its token decides (app/api/routes/ws.py)
+            elif problem:
                 return await _refuse(scope, send, 403, problem)
         if scope['type'] == 'websocket':
             return await self.app(scope, receive, send)
@@ -94,6 +97,12 @@ def _cross_site_problem(headers: dict[str, str], host: str, allowed: frozenset[s
     if allowed is not None and _host_name(parts.netloc) in allowed:
         return None
     return f'writes from the origin {origin} are refused'
+
+
+def _names_token(scope: Scope, headers: dict[str, str]) -> bool:
+    """A live API client with a token (a browser of another site cannot send one it was not given)."""
+    query = parse_qs(scope.get('query_string', b'').decode('latin-1'))
+    return bool(query.get('token', [''])[0].strip() or headers.get('authorization', '').strip())
 
 
 def _has_body(headers: dict[str, str]) -> bool:

@@ -210,6 +210,10 @@ class Settings(_Group):
                                 'carried out at once, on threads of their own')
     ingest_queue: int = Field(256, ge=0, le=100_000, description='usage requests that may wait for those; beyond '
                               'this (or 64 MiB of waiting bodies) the server answers 503 with Retry-After')
+    ws_max_connections: int = Field(200, ge=1, le=10_000, description='live API (GET /api/v1/ws) connections at '
+                                    'once; more are refused with close code 1013')
+    ws_queue: int = Field(256, ge=8, le=100_000, description='live API messages that may wait for one client; a '
+                          'client that lets more pile up is dropped with close code 4000 (too slow)')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
     retention_days: int | None = Field(None, ge=RETENTION_MIN_DAYS, le=RETENTION_MAX_DAYS,
                                        description='a daily job deletes usage events older than this many days '

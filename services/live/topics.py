@@ -90,6 +90,9 @@ class UsageChanged:
     cost_micros: int = 0  # their cost (negative for removed events)
     agents: tuple[str, ...] = ()
     remote: bool = False
+    # the new events as stored, (id, row as written): the live API (services/live/stream.py) shows them as the usage
+    # API does; handed over as they are, so publishing costs nothing more when nobody listens
+    stored: tuple[tuple[int, Mapping[str, Any]], ...] = ()
 
     @property
     def is_correction(self) -> bool:

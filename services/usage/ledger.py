@@ -250,7 +250,8 @@ class Ledger:
                                     r['source'], r['channel'])
                            for r in new_rows),
                 count=len(new_rows), cost_micros=sum(r['cost_micros'] for r in new_rows),
-                agents=tuple(sorted({r['agent_id'] for r in new_rows if r['agent_id']}))))
+                agents=tuple(sorted({r['agent_id'] for r in new_rows if r['agent_id']})),
+                stored=tuple((pk, rows[key]) for key, pk in inserted.items())))
         return results
 
     def get_event(self, event_pk: int) -> EventOut | None:
