@@ -211,6 +211,9 @@ class Settings(_Group):
     ingest_queue: int = Field(256, ge=0, le=100_000, description='usage requests that may wait for those; beyond '
                               'this (or 64 MiB of waiting bodies) the server answers 503 with Retry-After')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
+    audit_log: str = Field('', description='JSONL audit log: a directory (audit-YYYY-MM-DD.jsonl in it, one file a '
+                                           'UTC day) or a path ending in .jsonl (its stem-YYYY-MM-DD.jsonl); every '
+                                           'state change and every raw usage event as received. Empty: off')
     retention_days: int | None = Field(None, ge=RETENTION_MIN_DAYS, le=RETENTION_MAX_DAYS,
                                        description='a daily job deletes usage events older than this many days '
                                                    '(whole local days; every total stays in the rollups); empty or '
