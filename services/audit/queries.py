@@ -68,6 +68,8 @@ def list_audit(conn: Connection, actor: Actor, q: AuditQuery) -> AuditPage:
     for name, value in (('actor', q.actor), ('action', q.action), ('target', q.target)):
         if value is not None and len(value) > MAX_FILTER:
             raise Invalid(f'{name}: at most {MAX_FILTER} characters')
+        if value is not None and '\x00' in value:
+            raise Invalid(f'{name}: must not contain NUL characters')
     start, end = resolved_range(q.start, q.end)
     c = AUDIT_LOG.c
     query = select(AUDIT_LOG).where(c.at >= start, c.at < end)
