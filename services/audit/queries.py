@@ -14,7 +14,7 @@ from services.core.access import Actor, Role, require
 from services.core.errors import Invalid
 from services.core.periods import as_utc, checked_span, checked_utc
 from services.core.tables import AUDIT_LOG
-from services.usage.queries import decode_cursor, encode_cursor
+from services.usage.queries import decode_cursor, encode_cursor, limit_param, time_param
 
 MAX_PAGE = 1000
 DEFAULT_SPAN = timedelta(days=30)  # without `from`: the 30 days up to `to`
@@ -95,18 +95,5 @@ def list_audit(conn: Connection, actor: Actor, q: AuditQuery) -> AuditPage:
 
 def audit_query_from(params: Mapping[str, str]) -> AuditQuery:
     """The query the API would make of these parameters (the CLI's --db path reads them so)."""
-    def time(name: str) -> datetime | None:
-        text = params.get(name)
-        if text is None:
-            return None
-        try:
-            return datetime.fromisoformat(text.replace('Z', '+00:00'))
-        except ValueError:
-            raise Invalid(f'{name}: not an ISO datetime or date: {text!r}') from None
-
-    try:
-        limit = int(params.get('limit', '100'))
-    except ValueError:
-        raise Invalid('limit: a whole number') from None
-    return AuditQuery(time('from'), time('to'), params.get('actor'), params.get('action'), params.get('target'),
-                      limit, params.get('cursor'))
+    return AuditQuery(time_param(params, 'from'), time_param(params, 'to'), params.get('actor'), params.get('action'),
+                      params.get('target'), limit_param(params), params.get('cursor'))
