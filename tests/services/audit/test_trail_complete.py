@@ -9,7 +9,7 @@ import inspect
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from services.core.tables import AUDIT_LOG
 from services.live.hub import EventHub
 from services.sources.openrouter import OpenRouterPuller
 from services.sources.sync import SyncService
+from services.spend import tasks
 from services.usage import price_overrides
 from services.usage.ledger import Ledger
 from services.usage.pricing import Pricer
@@ -232,19 +233,12 @@ CASES: dict[str, Case] = {
     'tasks.update': Case(
         lambda c, p: c.tasks.update(OPS, 'nightly', {'status': 'done'}), lambda p, r: 'task:nightly',
         lambda b, a, p, r: b['status'] == 'pending' and a['status'] == 'done',
-        lambda c, e: with_(lambda conn: c.tasks.create(SYSTEM, 'Nightly', 'nightly'))(c, e) and _forget(e)),
+        with_(lambda conn: tasks.create_task(conn, 'Nightly', 'nightly'))),
     'usage.prune': Case(
         lambda c, p: c.usage.prune(OPS, 3, now=NOW), lambda p, r: f'events before {r["cutoff"]}',
         lambda b, a, p, r: b == {'events': 1} and a == {'events': 0, 'cutoff': r['cutoff']} and r['events'] == 1,
         old_event),
 }
-
-
-def _forget(engine: Engine) -> Prepared:
-    """Drop the rows a preparing command wrote: the case counts the rows of its own command only."""
-    with engine.begin() as conn:
-        conn.execute(AUDIT_LOG.delete())
-    return {}
 
 
 @pytest.fixture(scope='module')
@@ -346,4 +340,3 @@ def test_the_actor_is_the_callers(commands: Commands, engine: Engine) -> None:
 def test_a_date_is_kept_as_utc(commands: Commands, engine: Engine) -> None:
     commands.tasks.create(OPS, 'Due', 'due', deadline=datetime(2026, 5, 1, 12, tzinfo=ZoneInfo('Europe/Berlin')))
     assert audit_rows(engine)[0].after['deadline'].startswith('2026-05-01T10:00')
-    assert date.fromisoformat(audit_rows(engine)[0].at.date().isoformat())
