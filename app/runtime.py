@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine
 
 from services.accounts.directory import Directory
 from services.accounts.refusals import RefusalLog
+from services.audit.journal import Journal
 from services.budget import limits, policies
 from services.budget.checker import Checker
 from services.commands import CommandContext, Commands
@@ -142,7 +143,9 @@ def start(settings: Settings | None = None) -> Runtime:
     sync = SyncService(engine, build_pullers(sources), hub, sources.lookback_days, sources.reconciliation_tolerance,
                        secrets_of(settings))
     ledger = Ledger(engine, pricer, hub)
-    context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync, settings=settings)
+    ledger.journal = Journal(settings.audit_log, secrets_of(settings)) if settings.audit_log else None
+    context = CommandContext(engine, hub, pricer=pricer, ledger=ledger, sync=sync, settings=settings,
+                             journal=ledger.journal)
     commands = Commands(context)
     if settings.admin_password:
         try:
@@ -205,5 +208,7 @@ def stop() -> None:
         _current.metrics.close()
         _current.accounts.close()
         _current.ledger.close()
+        if _current.ledger.journal is not None:
+            _current.ledger.journal.close()
         _current.engine.dispose()
         _current = None

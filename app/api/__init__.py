@@ -11,6 +11,7 @@ from app.api.routes import (
     agents,
     alerts,
     allocations,
+    audit,
     budget,
     check,
     digest,
@@ -33,7 +34,7 @@ from app.api.routes import (
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           allocations, thresholds, reports, tokens, optimize, digest, ws)
+           allocations, thresholds, reports, tokens, optimize, digest, ws, audit)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

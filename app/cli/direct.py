@@ -144,6 +144,11 @@ class DirectBackend:
 
         return [dict(a) for a in self._read(repricing.list_audits, limit)]
 
+    def audit(self, params: dict[str, str]) -> dict[str, Any]:
+        from services.audit.queries import audit_query_from, list_audit
+
+        return dict(self._read(list_audit, CLI_ACTOR, audit_query_from(params)))
+
     def optimize(self, params: dict[str, str]) -> dict[str, Any]:
         from services.insights.optimize import optimize
         from services.spend import budget

@@ -300,6 +300,11 @@ def sync_origin(conn: Connection, origin: Literal['file', 'panel'], policies: li
     return len(wanted)
 
 
+def agent_paused(conn: Connection, agent_id: str) -> bool | None:
+    """Whether the agent is paused; None when the ledger has not seen it."""
+    return conn.execute(select(AGENTS.c.paused).where(AGENTS.c.id == agent_id)).scalar()
+
+
 def set_agent_paused(conn: Connection, agent_id: str, paused: bool) -> bool:
     """Pause or resume an agent the ledger has seen; False when there is no such agent."""
     return conn.execute(update(AGENTS).where(AGENTS.c.id == agent_id).values(paused=paused)).rowcount > 0

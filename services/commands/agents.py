@@ -27,9 +27,12 @@ class AgentCommands:
 
     def _set(self, actor: Actor, agent_id: str, paused: bool, reason: str) -> AgentState:
         require(actor, Role.ADMIN, 'pausing an agent' if paused else 'resuming an agent')
-        with self.ctx.transaction() as conn:
+        action = 'agents.pause' if paused else 'agents.resume'
+        with self.ctx.audited(actor, action, f'agent:{agent_id}') as (conn, entry):
+            entry.before = {'paused': policies.agent_paused(conn, agent_id)}
             if not policies.set_agent_paused(conn, agent_id, paused):
                 raise NotFound(f'agent_id: no agent {agent_id!r} has recorded usage yet')
+            entry.after = {'paused': paused, 'reason': reason}
         if self.ctx.counters is not None:
             self.ctx.counters.set_paused(agent_id, paused)
         self.ctx.publish(AgentPaused(agent_id, paused, reason))

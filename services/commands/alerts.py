@@ -17,15 +17,17 @@ class AlertCommands:
     def acknowledge(self, actor: Actor, alert_id: int, by: str | None = None) -> AlertOut:
         """Acknowledged by `by`, or by the actor's name."""
         require(actor, Role.ADMIN, 'acknowledging an alert')
-        with self.ctx.transaction() as conn:
-            alert = alerts.acknowledge(conn, alert_id, by or actor.name)
+        with self.ctx.audited(actor, 'alerts.acknowledge', f'alert:{alert_id}') as (conn, entry):
+            entry.before = alerts.get_alert(conn, alert_id)
+            alert = entry.after = alerts.acknowledge(conn, alert_id, by or actor.name)
         self.ctx.publish(AlertsChanged(alert_id, 'acknowledged'))
         return alert
 
     def resolve(self, actor: Actor, alert_id: int) -> AlertOut:
         require(actor, Role.ADMIN, 'resolving an alert')
-        with self.ctx.transaction() as conn:
-            alert = alerts.resolve(conn, alert_id)
+        with self.ctx.audited(actor, 'alerts.resolve', f'alert:{alert_id}') as (conn, entry):
+            entry.before = alerts.get_alert(conn, alert_id)
+            alert = entry.after = alerts.resolve(conn, alert_id)
         self.ctx.publish(AlertsChanged(alert_id, 'resolved'))
         return alert
 
@@ -34,8 +36,11 @@ class AlertCommands:
         """Open an alert, or count the open one with this key again. A new alert is announced (notifiers, toasts);
         returns it, or None when it was open already or resolved within its cooldown."""
         require(actor, Role.ADMIN, 'raising an alert')
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'alerts.raise', f'alert:{dedupe_key}') as (conn, entry):
             alert, is_new = alerts.raise_alert(conn, type_, severity, message, dedupe_key, data)
+            entry.after = alert
+            if alert is None or not is_new:  # counted again, or within its cooldown: not a new alert to trail
+                entry.unchanged()
         if alert is None or not is_new:
             return None
         self.ctx.publish(AlertRaised(alert))

@@ -19,8 +19,8 @@ class AllocationCommands:
     def create(self, actor: Actor, allocation: AllocationIn | dict[str, Any]) -> AllocationRule:
         require(actor, Role.ADMIN, 'adding an allocation')
         checked = _checked(allocation)
-        with self.ctx.transaction() as conn:
-            created = allocations.create_allocation(conn, checked)
+        with self.ctx.audited(actor, 'allocations.create', f'allocation:{checked.name}') as (conn, entry):
+            created = entry.after = allocations.create_allocation(conn, checked)
         self._changed()
         return created
 
@@ -28,16 +28,19 @@ class AllocationCommands:
         """Replace the allocation as a whole (its shares included)."""
         require(actor, Role.ADMIN, 'changing an allocation')
         checked = _checked(allocation)
-        with self.ctx.transaction() as conn:
-            updated = allocations.update_allocation(conn, allocation_id, checked)
+        with self.ctx.audited(actor, 'allocations.update', f'allocation:{allocation_id}') as (conn, entry):
+            entry.before = allocations.get_allocation(conn, allocation_id)
+            updated = entry.after = allocations.update_allocation(conn, allocation_id, checked)
         self._changed()
         return updated
 
     def delete(self, actor: Actor, allocation_id: int) -> int:
         """Delete the allocation and its policies; returns how many policies went."""
         require(actor, Role.ADMIN, 'deleting an allocation')
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'allocations.delete', f'allocation:{allocation_id}') as (conn, entry):
+            entry.before = allocations.get_allocation(conn, allocation_id)
             removed = allocations.delete_allocation(conn, allocation_id)
+            entry.after = {'policies_removed': removed}
         self._changed()
         return removed
 

@@ -39,20 +39,21 @@ class DigestCommands:
         """Send the digest of `day` (yesterday by default) now, even if it was sent before; returns its deliveries
         as queued (the notifier attempts them as soon as it hears of them)."""
         require(actor, Role.ADMIN, 'sending the daily digest')
-        return self._send(day, now, force=True)
+        return self._send(actor, 'digest.send_now', day, now, force=True)
 
     def send_scheduled(self, actor: Actor, now: datetime | None = None) -> list[DeliveryOut]:
         """The scheduled job: yesterday's digest, unless that day's was queued already (a restart, another
         instance, a send-now); returns the deliveries queued (none when skipped)."""
         require(actor, Role.ADMIN, 'sending the daily digest')
-        return self._send(None, now, force=False)
+        return self._send(actor, 'digest.send_scheduled', None, now, force=False)
 
     def build(self, day: date | None = None, now: datetime | None = None) -> DigestOut:
         """The digest itself (the preview: a read, no role of its own beyond the caller's read access)."""
         with self.ctx.engine.connect() as conn:
             return build_digest(conn, self.settings.budget, self.pricer, self.settings.substitutes, day, now)
 
-    def _send(self, day: date | None, now: datetime | None, force: bool) -> list[DeliveryOut]:
+    def _send(self, actor: Actor, action: str, day: date | None, now: datetime | None,
+              force: bool) -> list[DeliveryOut]:
         settings = self.settings
         now = as_utc(now or datetime.now(UTC))
         day = checked_digest_day(day or default_day(now, settings.zone), now, settings.zone)
@@ -61,11 +62,13 @@ class DigestCommands:
             log.info('daily digest of %s: already queued, not sent again', day)
             return []
         payloads = digest_payloads(self.build(day, now))
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, action, f'digest:{day.isoformat()}') as (conn, entry):
             if not force and digest_queued(conn, key):  # queued while this one was being built
+                entry.unchanged()
                 return []
             ids = queue_digest(conn, settings.notify, key, payloads, now)
             rows = get_deliveries(conn, ids)
+            entry.after = {'deliveries': [{'id': r['id'], 'channel': r['channel']} for r in rows]}
         log.info('daily digest of %s queued for %s', day, ', '.join(r['channel'] for r in rows))
         self.ctx.publish(DigestQueued(day.isoformat(), tuple(ids)))
         return rows

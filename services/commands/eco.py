@@ -16,9 +16,12 @@ class EcoCommands:
                limit_micros: int | None = None) -> EcoState:
         """Switch eco mode on or off. Setting the value it has already changes nothing and announces nothing."""
         require(actor, Role.ADMIN, 'switching eco mode')
-        with self.ctx.transaction() as conn:
-            was_on = eco.get_eco(conn)['eco_mode']
-            state = eco.set_eco(conn, on, reason)
+        with self.ctx.audited(actor, 'eco.switch', 'eco_mode') as (conn, entry):
+            entry.before = eco.get_eco(conn)
+            was_on = entry.before['eco_mode']
+            state = entry.after = eco.set_eco(conn, on, reason)
+            if was_on == on:
+                entry.unchanged()
         if was_on == on:
             return state
         if self.ctx.counters is not None:

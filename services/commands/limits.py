@@ -32,9 +32,13 @@ class LimitCommands:
         """What is not given stays as it was (a new limit: warn at 80 %, throttle at 95 %, block at 100 %).
         Announced only when the stored limit changes."""
         require(actor, Role.ADMIN, 'setting a budget limit')
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'limits.set', f'limit:{period}') as (conn, entry):
+            entry.before = limits.describe(limits.limit_policy(conn, period))
             changed = limits.set_limit(conn, period, micros, action, soft_percent, critical_percent)
             stored = limits.limit_policy(conn, period)
+            entry.after = limits.describe(stored)
+            if not changed:
+                entry.unchanged()
         if changed:
             self._changed(stored.id if stored else None)
         return _result(period, limits.describe(stored))
@@ -42,9 +46,12 @@ class LimitCommands:
     def remove(self, actor: Actor, period: PeriodName) -> LimitSet:
         """No limit for the period, whatever the environment says."""
         require(actor, Role.ADMIN, 'removing a budget limit')
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'limits.remove', f'limit:{period}') as (conn, entry):
+            entry.before = limits.describe(limits.limit_policy(conn, period))
             changed = limits.remove_limit(conn, period)
             stored = limits.limit_policy(conn, period)
+            if not changed:
+                entry.unchanged()
         if changed:
             self._changed(stored.id if stored else None)
         return _result(period, None)

@@ -31,8 +31,10 @@ class PriceCommands:
         unpriced for that model are priced with it (`repriced_events`)."""
         require(actor, Role.ADMIN, 'setting a price')
         provider = provider.lower()
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'prices.put', f'price:{provider}/{model}') as (conn, entry):
+            entry.before = price_overrides.get(conn, provider, model)
             result = price_overrides.put(conn, provider, model, usd_per_mtok, units)
+            entry.after = dict(result)
         self._reload()
         ledger = self.ctx.ledger
         result['repriced_events'] = ledger.reprice_unpriced(provider, model) if ledger is not None else 0
@@ -43,7 +45,8 @@ class PriceCommands:
         """The model goes back to genai-prices' price."""
         require(actor, Role.ADMIN, 'removing a price')
         provider = provider.lower()
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'prices.remove', f'price:{provider}/{model}') as (conn, entry):
+            entry.before = price_overrides.get(conn, provider, model)
             if not price_overrides.remove(conn, provider, model):
                 raise NotFound(f'no price override for {provider}/{model}')
         self._reload()
@@ -64,8 +67,10 @@ class PriceCommands:
             models = price_data.models_in_use(conn)
         changes = price_data.changes(pricer, pricer.with_data(data), models)
         if not unchanged:
-            with self.ctx.transaction() as conn:
+            with self.ctx.audited(actor, 'prices.update', 'price_data') as (conn, entry):
+                entry.before = price_data.describe(conn)
                 price_data.store(conn, raw, url, sha256, data, actor.name)
+                entry.after = {'data': price_data.describe(conn), 'changes': changes}
         pricer.use_data(data)
         with self.ctx.engine.connect() as conn:
             stored = price_data.describe(conn)
@@ -91,6 +96,9 @@ class PriceCommands:
         try:
             result = run.apply()
         finally:
+            if run.audit_id is not None:  # committed batch by batch: its trail row once it is over (or failed)
+                self.ctx.audit(actor, 'prices.recalculate', f'price_audit:{run.audit_id}',
+                               {'cost_micros': run.tally.before}, run.summary())
             if run.tally.changed:  # also of a run that failed after committing some batches
                 # a correction: the checker recounts (its rebuild) on this thread, kept reads are dropped, the
                 # dashboard reloads, and the other instances recount too

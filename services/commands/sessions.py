@@ -17,8 +17,10 @@ class SessionCommands:
 
     def end(self, actor: Actor, session_id: str) -> SessionDetail:
         require(actor, Role.ADMIN, 'ending a session')
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'sessions.end', f'session:{session_id}') as (conn, entry):
+            entry.before = sessions.get_session(conn, session_id)['ended_at']
             session = sessions.end_session(conn, session_id)
+            entry.before, entry.after = {'ended_at': entry.before}, {'ended_at': session['ended_at']}
         self._ended((session_id,))
         return session
 
@@ -27,11 +29,14 @@ class SessionCommands:
         calls yet) are skipped. Returns how many ended."""
         require(actor, Role.ADMIN, 'ending sessions')
         ended = []
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'sessions.end_many', f'sessions:{len(ends)}') as (conn, entry):
             for session_id, at in ends.items():
                 with suppress(SessionNotFound):
                     sessions.end_session(conn, session_id, at)
                     ended.append(session_id)
+            entry.after = {'ended': ended}
+            if not ended:
+                entry.unchanged()
         if ended:
             self._ended(tuple(ended))
         return len(ended)

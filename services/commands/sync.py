@@ -1,6 +1,8 @@
 """Pulling spend now, from one source or all configured ones (the scheduler pulls on its own clock)."""
 from __future__ import annotations
 
+import asyncio
+
 from services.commands.base import CommandContext
 from services.core.access import Actor, Role, require
 from services.core.errors import NotFound, Unavailable
@@ -19,7 +21,12 @@ class SyncCommands:
         if sync is None:
             raise Unavailable('no spend sources are running here')
         if source == 'all':
-            return await sync.run_many(tuple(sync.pullers))
-        if source not in ALL_SOURCES:
+            runs = await sync.run_many(tuple(sync.pullers))
+        elif source not in ALL_SOURCES:
             raise NotFound(f'unknown source {source!r}: one of {", ".join(ALL_SOURCES)} or all')
-        return [await sync.run(source)]
+        else:
+            runs = [await sync.run(source)]
+        # each run committed on its own (the sync service): the trail row once they are over, off the event loop
+        after = {'runs': [{'id': r['id'], 'source': r['source'], 'status': r['status']} for r in runs]}
+        await asyncio.to_thread(self.ctx.audit, actor, 'sync.now', f'source:{source}', None, after)
+        return runs

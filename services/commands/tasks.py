@@ -19,17 +19,22 @@ class TaskCommands:
                status: str = 'pending', priority: int = 0, estimated_cost_micros: int | None = None,
                deadline: datetime | None = None) -> TaskOut:
         require(actor, Role.ADMIN, 'adding a task')
-        with self.ctx.transaction() as conn:
-            task = tasks.create_task(conn, title, task_id, agent_id, status, priority, estimated_cost_micros,
-                                     deadline=deadline)
+        with self.ctx.audited(actor, 'tasks.create', f'task:{task_id or title}') as (conn, entry):
+            task = entry.after = tasks.create_task(conn, title, task_id, agent_id, status, priority,
+                                                   estimated_cost_micros, deadline=deadline)
+            entry.target = f'task:{task["id"]}'
         self.ctx.publish(TaskChanged(task['id']))
         return task
 
     def update(self, actor: Actor, task_id: str, changes: dict[str, Any]) -> TaskOut:
         """Announced only when something changed."""
         require(actor, Role.ADMIN, 'changing a task')
-        with self.ctx.transaction() as conn:
+        with self.ctx.audited(actor, 'tasks.update', f'task:{task_id}') as (conn, entry):
+            entry.before = tasks.get_task(conn, task_id)
             task, changed = tasks.update_task(conn, task_id, changes)
+            entry.after = task
+            if not changed:
+                entry.unchanged()
         if changed:
             self.ctx.publish(TaskChanged(task_id))
         return task

@@ -34,7 +34,9 @@ class UsageCommands:
             if self.ctx.ledger is None:
                 raise Unavailable('events cannot be pruned here: no ledger is running')
             cutoff, count = self.ctx.ledger.prune_before(cutoff)
-            if count:
+            if count:  # deleted chunk by chunk (the ledger's transactions): the trail row once they are gone
+                self.ctx.audit(actor, 'usage.prune', f'events before {cutoff.isoformat()}',
+                               {'events': count}, {'events': 0, 'cutoff': cutoff.isoformat()})
                 log.info('pruned %d usage events before %s (%s)', count, cutoff.isoformat(), actor.name)
         with self.ctx.engine.connect() as conn:
             watermark = retention.pruned_before(conn)

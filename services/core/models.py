@@ -461,3 +461,25 @@ class PriceAudit(SQLModel, table=True):
     after_micros: int = _money()
     by_model: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # per provider/model changed
     error: str | None = Field(default=None, max_length=2000)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One state change, written by its command in the same transaction (services/audit/trail.py): who, what, on
+    which target, and the state before and after (secrets masked). Raw usage events are not kept here (they are in
+    `usage_events`); the JSONL audit log has them."""
+
+    __tablename__ = 'audit_log'
+    __table_args__ = (
+        # GET /api/v1/audit pages by (at, id), newest first, alone or after an actor or action filter
+        Index('ix_audit_log_at_id', 'at', 'id'),
+        Index('ix_audit_log_actor_at_id', 'actor', 'at', 'id'),
+        Index('ix_audit_log_action_at_id', 'action', 'at', 'id'),
+    )
+
+    id: int | None = Field(default=None, sa_type=BIGINT_ID, primary_key=True)
+    at: datetime
+    actor: str = Field(max_length=200)  # the token's or user's name, `cli`, `dashboard`, or `spendgauge` (automatic)
+    action: str = Field(max_length=64)  # the command: `policies.create`, `prices.recalculate`, ...
+    target: str = Field(default='', max_length=500)  # what it changed: `policy:3`, `agent:coder`, ...
+    before: Any = Field(default=None, sa_type=JSON, nullable=True)
+    after: Any = Field(default=None, sa_type=JSON, nullable=True)

@@ -215,6 +215,9 @@ class Settings(_Group):
     ws_queue: int = Field(256, ge=8, le=100_000, description='live API messages that may wait for one client; a '
                           'client that lets more pile up is dropped with close code 4000 (too slow)')
     policies_file: str = Field('', description='YAML (or .json) budget policies, re-synced on every start')
+    audit_log: str = Field('', description='JSONL audit log: a directory (audit-YYYY-MM-DD.jsonl in it, one file a '
+                                           'UTC day) or a path ending in .jsonl (its stem-YYYY-MM-DD.jsonl); every '
+                                           'state change and every raw usage event as received. Empty: off')
     retention_days: int | None = Field(None, ge=RETENTION_MIN_DAYS, le=RETENTION_MAX_DAYS,
                                        description='a daily job deletes usage events older than this many days '
                                                    '(whole local days; every total stays in the rollups); empty or '

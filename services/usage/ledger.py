@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from typing_extensions import TypedDict
 
+from services.audit.journal import Journal
 from services.core.db import WalCheckpointer
 from services.core.errors import Invalid
 from services.core.money import micros_to_usd
@@ -181,6 +182,7 @@ class Ledger:
         self._writer: Connection | None = None  # SQLite: the connection all writes go through (_transaction)
         # SQLite: checkpoints off the ingest path (services/core/db.py)
         self._checkpointer = WalCheckpointer(engine) if WalCheckpointer.wanted(engine) else None
+        self.journal: Journal | None = None  # SPENDGAUGE_AUDIT_LOG: every payload as received goes there too
 
     # --- public API -------------------------------------------------------------------------------------------
 
@@ -209,6 +211,8 @@ class Ledger:
         """Record many events: valid ones are stored even when others are rejected; repeats are counted once."""
         if len(payloads) > MAX_BATCH:
             raise EventRejected(f'events: at most {MAX_BATCH} events per batch, got {len(payloads)}')
+        if self.journal is not None:  # a reference on its queue: written by its own thread
+            self.journal.events(payloads)
         results: list[ItemResult] = []
         keyed: list[tuple[ItemResult, tuple[str, str]]] = []
         rows: dict[tuple[str, str], dict[str, Any]] = {}  # the first row for each (source, event_id)

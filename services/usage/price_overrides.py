@@ -118,6 +118,11 @@ def put(conn: Connection, provider: str, model: str, usd_per_mtok: dict[str, Dec
     return _public(row)
 
 
+def get(conn: Connection, provider: str, model: str) -> OverrideOut | None:
+    row = conn.execute(select(PRICE_OVERRIDES).where(_key(provider, model))).first()
+    return None if row is None else _public(row)
+
+
 def remove(conn: Connection, provider: str, model: str) -> bool:
     return conn.execute(delete(PRICE_OVERRIDES).where(_key(provider, model))).rowcount > 0
 

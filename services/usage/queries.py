@@ -83,22 +83,28 @@ def period_or_range(period: str | None, start: datetime | None, end: datetime | 
     return span.start, span.end
 
 
-def usage_query_from(params: Mapping[str, str], zone: ZoneInfo) -> UsageQuery:
-    """The query the API would make of these query parameters (the CLI's --db path reads them so)."""
-    def time(name: str) -> datetime | None:
-        text = params.get(name)
-        if text is None:
-            return None
-        try:
-            return datetime.fromisoformat(text.replace('Z', '+00:00'))
-        except ValueError:
-            raise Invalid(f'{name}: not an ISO datetime: {text!r}') from None
-
-    start, end = period_or_range(params.get('period'), time('from'), time('to'), zone)
+def time_param(params: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO time (or date) query parameter as the API parses it, for the CLI's --db path; None when not given."""
+    text = params.get(name)
+    if text is None:
+        return None
     try:
-        limit = int(params.get('limit', '100'))
+        return datetime.fromisoformat(text.replace('Z', '+00:00'))
+    except ValueError:
+        raise Invalid(f'{name}: not an ISO datetime: {text!r}') from None
+
+
+def limit_param(params: Mapping[str, str], default: int = 100) -> int:
+    try:
+        return int(params.get('limit', str(default)))
     except ValueError:
         raise Invalid(f'limit: not a whole number: {params["limit"]!r}') from None
+
+
+def usage_query_from(params: Mapping[str, str], zone: ZoneInfo) -> UsageQuery:
+    """The query the API would make of these query parameters (the CLI's --db path reads them so)."""
+    start, end = period_or_range(params.get('period'), time_param(params, 'from'), time_param(params, 'to'), zone)
+    limit = limit_param(params)
     query = UsageQuery(start, end, limit=limit, cursor=params.get('cursor'), tag=params.get('tag'),
                        sort=params.get('sort', 'time'), **{name: params.get(name) for name in FILTERS})
     usage_query(query)  # refuses bad filters now

@@ -211,6 +211,10 @@ class Recalculation:
             conn.execute(update(PRICE_AUDITS).where(PRICE_AUDITS.c.id == self.audit_id).values(
                 status=status, error=error, finished_at=datetime.now(UTC), **self.tally.audit_values()))
 
+    def summary(self) -> RecalculateOut:
+        """What the run has changed so far (all of it once `apply` returned)."""
+        return self._result(dry_run=False)
+
     def _result(self, dry_run: bool) -> RecalculateOut:
         t = self.tally
         return {'dry_run': dry_run, 'audit_id': self.audit_id, 'start': self.start.isoformat(),

@@ -26,6 +26,7 @@ from services.budget.eco import EcoState
 from services.budget.limits import Limits
 from services.budget.policies import PolicyList, PolicyWithSpend
 from services.budget.thresholds import ThresholdsOut
+from services.core.access import SYSTEM
 from services.insights.forecast import BudgetForecast
 from services.insights.optimize import OptimizeOut
 from services.insights.planner import ScheduleOut
@@ -287,7 +288,7 @@ def test_read_routes_return_exactly_their_declared_types() -> None:
             if declared is None:
                 continue  # CSV, or orjson: checked over HTTP above
             with rt.engine.connect() as conn:
-                given = {'conn': conn, 'rt': rt, **PATH_VALUES}
+                given = {'conn': conn, 'rt': rt, 'actor': SYSTEM, **PATH_VALUES}  # actor: admin-only reads
                 arguments = {name: given[name] for name in inspect.signature(route.endpoint).parameters
                              if name in given}
                 result = route.endpoint(**arguments)

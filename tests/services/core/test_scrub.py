@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from services.core.scrub import ScrubLogs, scrub, secrets_of
+from services.core.scrub import ScrubLogs, might_hold_secrets, quick_scrub, scrub, secrets_of
 from services.core.settings import Settings
 
 KEY = 'adm1n-K3y-0123456789abcdef'
@@ -24,6 +24,7 @@ KEY = 'adm1n-K3y-0123456789abcdef'
 def test_patterns_are_scrubbed(text: str, leak: str) -> None:
     clean = scrub(text)
     assert leak not in clean and '***' in clean, clean
+    assert quick_scrub(text) == clean and quick_scrub(text.upper()) == scrub(text.upper())  # its checks see each one
 
 
 def test_configured_secrets_are_scrubbed_before_the_cut() -> None:
@@ -61,3 +62,11 @@ def test_logs_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         log.removeHandler(handler)
     assert records and not any(KEY in r or 'live-token-123' in r for r in records), records
+
+
+def test_the_quick_check_passes_clean_text_unscanned_and_misses_no_secret() -> None:
+    event = '{"event_id":"e-1","task_id":"task-7","input_tokens":12,"model":"gpt-4o","agent_id":"coder"}'
+    assert not might_hold_secrets(event)  # `task-` is not an `sk-` key, `input_tokens` no `token=`
+    for text in (event.replace('coder', f'x {KEY}'), 'pa\u017f\u017fword=hunter22', 'x_token: abcdefg',
+                 'Token abcdefgh', '{"note": "xoxb-1234567890"}'):
+        assert might_hold_secrets(text, [KEY]) and quick_scrub(text, [KEY]) == scrub(text, [KEY]) != text
