@@ -144,6 +144,16 @@ class DirectBackend:
 
         return [dict(a) for a in self._read(repricing.list_audits, limit)]
 
+    def model_price(self, model: str, provider: str | None) -> dict[str, Any]:
+        from services.usage import price_card
+
+        return dict(self._read(price_card.model_card, self.rt.pricer, model, provider))
+
+    def models_in_use_prices(self) -> dict[str, Any]:
+        from services.usage import price_card
+
+        return dict(self._read(price_card.models_in_use, self.rt.pricer))
+
     def optimize(self, params: dict[str, str]) -> dict[str, Any]:
         from services.insights.optimize import optimize
         from services.spend import budget
