@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import accounts, digest, operate, optimize, pipeline, prices, retention, server, spend
+from app.cli import accounts, digest, doctor, operate, optimize, pipeline, prices, retention, server, spend
 from app.cli.args import api_token, server_url
 from app.cli.backends import Backend, CliError, HttpBackend, database_error, refused
 from services.core.errors import DomainError
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in GLOBAL_OPTIONS:
         parser.add_argument(f'--{name}', dest=f'global_{name}', help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest='command', required=True)
-    for module in (server, spend, optimize, digest, pipeline, operate, retention, prices, accounts):
+    for module in (server, spend, optimize, digest, pipeline, operate, retention, prices, accounts, doctor):
         module.register(sub)
     return parser
 
