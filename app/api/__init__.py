@@ -14,6 +14,7 @@ from app.api.routes import (
     budget,
     check,
     digest,
+    doctor,
     eco,
     health,
     optimize,
@@ -31,7 +32,7 @@ from app.api.routes import (
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           allocations, thresholds, reports, tokens, optimize, digest)
+           allocations, thresholds, reports, tokens, optimize, digest, doctor)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from typing_extensions import TypedDict
 
+from services.core.access import Actor, Role, require
 from services.core.scrub import secrets_of
 from services.core.settings import Settings
 from services.ops import local, remote
@@ -51,6 +52,12 @@ async def diagnose(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
         findings.append(skip('webhooks', 'none configured'))
     findings.append(found_smtp or skip('smtp', 'not configured'))
     return findings
+
+
+async def diagnose_for(actor: Actor, settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> DoctorOut:
+    """The report an admin asks for through the API (it names hosts, paths and which keys are set)."""
+    require(actor, Role.ADMIN, 'running the doctor')
+    return report(await diagnose(settings, timeout_s))
 
 
 def report(findings: list[Finding], strict: bool = False) -> DoctorOut:

@@ -168,6 +168,7 @@ ROUTES = [
     Route('GET', '/sessions/{session_id}', 'read', lambda d: (f'/sessions/{_recorded(d)[1]}', {})),
     Route('GET', '/tasks/{task_id}', 'read', lambda d: (f'/tasks/{_task(d)}', {})),
     Route('GET', '/tokens', 'admin', get('/tokens')),
+    Route('GET', '/doctor', 'admin', get('/doctor', timeout=2)),
     Route('POST', '/usage', 'ingest', lambda d: ('/usage', {'json': event(agent_id=uid('a'), cost_usd='0.01')}),
           state='/budget/summary', ok=(201,)),
     Route('POST', '/usage/batch', 'ingest',

@@ -16,6 +16,7 @@ from tests.conftest import fresh_postgres_engine, postgres_url
 from tests.services.alerting.test_notify import SMTP_PASSWORD, Mailbox, smtp_server  # noqa: F401 (fixture)
 from tests.support.cli import Result, assert_usage_error, cli, ok
 from tests.support.fake_api import FakeAPI, Reply, Request
+from tests.support.servers import start_server
 
 HANG_S = 30  # longer than the doctor may take: it must give up on its own
 
@@ -151,3 +152,20 @@ def test_a_missing_database_is_not_created_and_bad_usage_exits_2(tmp_path: Path)
     assert found['database']['status'] == 'fail' and 'cannot be used' in found['database']['detail']
     assert_usage_error(cli('doctor', '--timeout', '0', cwd=tmp_path), '--timeout')
     assert_usage_error(cli('doctor', '--timeout', 'soon', cwd=tmp_path), '--timeout')
+
+
+def test_an_admin_asks_the_server(tmp_path: Path, database_url: str) -> None:
+    """GET /api/v1/doctor: the same checks on the server's own settings; for admins only (tests/api/test_access.py
+    holds every role to that)."""
+    server = start_server(tmp_path, database_url, token='doctor-admin-token')
+    try:
+        with server.client('doctor-admin-token') as api:
+            answer = api.get('/doctor', params={'timeout': 2})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            found = {f['check']: f for f in body['findings']}
+            assert found['database']['status'] == 'ok' and found['smtp']['status'] == 'skip'
+            assert (body['ok'], body['exit_code']) == (True, 0)
+            assert api.get('/doctor', params={'timeout': 0}).status_code == 422
+    finally:
+        server.stop()
