@@ -80,7 +80,7 @@ def model_card(conn: Connection, pricer: Pricer, model: str, provider: str | Non
         return card
     closest = pricer.closest_names(provider, model)
     where = f'{provider}/{model}' if provider else model
-    hint = f'; closest: {", ".join(closest)}' if closest else '; no similar name either'
+    hint = f'; closest (provider/model): {", ".join(closest)}' if closest else '; no similar name either'
     raise NotFound(f'model: no price known for {where} (neither a price override nor genai-prices {data["label"]})'
                    + hint)
 

@@ -382,8 +382,11 @@ class Pricer:
             first.setdefault(name.split('/', 1)[1], name)
         containing = sorted((i for i in first if wanted and wanted in i.lower()), key=len)
         similar = difflib.get_close_matches(wanted, list(first), n=limit, cutoff=0.6)
-        resolved = (self.resolve(provider, i) or first[i] for i in dict.fromkeys([*containing, *similar]))
-        return list(dict.fromkeys(resolved))[:limit]  # as a call of that name is priced: aliases once
+        overridden = {f'{p}/{m}' for p, m in self._overrides}
+        # as a call of that name is priced (aliases once); an id genai-prices' own matching does not find is left out
+        resolved = (self.resolve(provider, i) or (first[i] if first[i] in overridden else None)
+                    for i in dict.fromkeys([*containing, *similar]))
+        return list(dict.fromkeys(name for name in resolved if name))[:limit]
 
     def _model_price(self, lookups: _Lookups, provider: str, model: str,
                      day: date) -> tuple[Any, tuple[int, ...], bool]:

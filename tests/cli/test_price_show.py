@@ -75,7 +75,7 @@ def test_a_model_its_units_and_where_the_price_comes_from(tmp_path: Path, databa
 
             for options in (where, direct):
                 line = assert_one_line_error(cli('prices', 'gpt4o', *options, cwd=tmp_path), 1)
-                assert 'no price known for gpt4o' in line and 'closest: openai/gpt-4o' in line
+                assert 'no price known for gpt4o' in line and 'closest (provider/model): openai/gpt-4o' in line
                 line = assert_one_line_error(cli('prices', 'zzqqxxvv-model', *options, cwd=tmp_path), 1)
                 assert 'no similar name either' in line
             too_long = assert_one_line_error(cli('prices', 'm' * 201, *where, cwd=tmp_path), 2)
