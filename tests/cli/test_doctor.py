@@ -148,6 +148,10 @@ def test_a_missing_database_is_not_created_and_bad_usage_exits_2(tmp_path: Path)
     assert f'no database at {missing}' in found['database']['detail']
     assert not missing.parent.exists()  # diagnosing changes nothing
     assert found['disk']['status'] == 'ok' and str(tmp_path) in found['disk']['detail']
+    settings = tmp_path / 'doctor.env'  # the settings the server reads: a .env file, then the environment
+    settings.write_text(f'SPENDGAUGE_DATABASE_URL=sqlite:///{missing}\n')
+    result, found = doctor(tmp_path, SPENDGAUGE_ENV_FILE=str(settings))
+    assert result.returncode == 1 and f'no database at {missing}' in found['database']['detail'], str(result)
     result, found = doctor(tmp_path, '--db', 'mysql://x@h/db')
     assert found['database']['status'] == 'fail' and 'cannot be used' in found['database']['detail']
     assert_usage_error(cli('doctor', '--timeout', '0', cwd=tmp_path), '--timeout')

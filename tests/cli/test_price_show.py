@@ -72,6 +72,8 @@ def test_a_model_its_units_and_where_the_price_comes_from(tmp_path: Path, databa
             direct = ('--db', database_url)
             assert shown('gpt-4o', *direct, cwd=tmp_path) == gpt
             assert shown('house-x', *direct, cwd=tmp_path) == house
+            before = json.loads(ok(cli('--db', database_url, 'prices', 'gpt-4o', '--json', cwd=tmp_path)).stdout)
+            assert before == gpt  # --db before the command: still `prices show gpt-4o`
 
             for options in (where, direct):
                 line = assert_one_line_error(cli('prices', 'gpt4o', *options, cwd=tmp_path), 1)
