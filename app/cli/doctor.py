@@ -49,12 +49,17 @@ def _seconds(text: str) -> float:
 def cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
 
-    from services.core.settings import load_settings
+    from services.core.settings import SettingsError, load_settings
     from services.ops.doctor import diagnose, report
+    from services.ops.findings import fail
 
-    settings = load_settings().with_overrides(database_url=args.db)
     started = time.monotonic()
-    findings = asyncio.run(diagnose(settings, args.timeout))
+    try:
+        settings = load_settings().with_overrides(database_url=args.db)
+    except SettingsError as exc:  # nothing else can be checked without them
+        findings = [fail('settings', str(exc), 'correct it in .env (or SPENDGAUGE_ENV_FILE) or the environment')]
+    else:
+        findings = asyncio.run(diagnose(settings, args.timeout))
     result = report(findings, args.strict)
     if args.json:
         print(json.dumps(result, indent=2))

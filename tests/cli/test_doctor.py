@@ -154,6 +154,9 @@ def test_a_missing_database_is_not_created_and_bad_usage_exits_2(tmp_path: Path)
     assert result.returncode == 1 and f'no database at {missing}' in found['database']['detail'], str(result)
     result, found = doctor(tmp_path, '--db', 'mysql://x@h/db')
     assert found['database']['status'] == 'fail' and 'cannot be used' in found['database']['detail']
+    result, found = doctor(tmp_path, SPENDGAUGE_PORT='eighty')
+    assert result.returncode == 1 and list(found) == ['settings'], str(result)
+    assert 'SPENDGAUGE_PORT' in found['settings']['detail'] and '.env' in found['settings']['fix']
     assert_usage_error(cli('doctor', '--timeout', '0', cwd=tmp_path), '--timeout')
     assert_usage_error(cli('doctor', '--timeout', 'soon', cwd=tmp_path), '--timeout')
 
