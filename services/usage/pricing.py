@@ -342,17 +342,10 @@ class Pricer:
     def rates_per_mtok(self, provider: str, model: str, at: datetime | None = None) -> dict[str, Decimal] | None:
         """genai-prices' USD per million tokens of each kind (RATE_KINDS) for the model at `at` (the lowest tier's
         where prices are tiered), or None when it does not know the model. Overrides are not applied."""
-        found = self._find(self._lookups, provider, model)
-        if found is None:
+        sheet = self.price_sheet(provider, model, at)
+        if sheet is None:
             return None
-        prices = found[1].get_prices(at or datetime.now(UTC))
-        rates = {}
-        for kind in RATE_KINDS:
-            value = getattr(prices, f'{kind}_mtok', None)
-            value = value.base if isinstance(value, TieredPrices) else value
-            if value is not None:
-                rates[kind] = Decimal(value)
-        return rates
+        return {kind: sheet.prices[f'{kind}_mtok'] for kind in RATE_KINDS if f'{kind}_mtok' in sheet.prices}
 
     def price_sheet(self, provider: str, model: str, at: datetime | None = None) -> PriceSheet | None:
         """genai-prices' price of the model at `at` (default now) with every unit it has, found as `quote` finds it;
