@@ -88,7 +88,7 @@ def model_card(conn: Connection, pricer: Pricer, model: str, provider: str | Non
 def models_in_use(conn: Connection, pricer: Pricer, at: datetime | None = None) -> PriceCardList:
     """The price of every model calls were recorded for (the daily rollups), and those without one."""
     data = price_data.describe(conn)
-    used = price_data.models_in_use(conn)
+    used = price_data.models_in_use(conn, MAX_MODELS + 1)
     items: list[PriceCard] = []
     unpriced: list[ModelRef] = []
     for provider, model in used[:MAX_MODELS]:

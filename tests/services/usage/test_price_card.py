@@ -67,7 +67,7 @@ def test_updated_data_and_an_override_show_where_the_price_comes_from(engine: En
     assert pricer.quote('openai', 'gpt-4o', TokenCounts(input_tokens=MTOK)).cost_micros == 1_000_000 + 500
 
 
-def test_the_models_in_use_and_refusals(engine: Engine, ledger: Ledger) -> None:
+def test_the_models_in_use_and_refusals(engine: Engine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     pricer = ledger.pricer
     for call in ({'model': 'gpt-4o', 'provider': 'openai'}, {'model': 'claude-sonnet-4-5'},
                  {'model': 'house-model', 'provider': 'acme'}):
@@ -78,6 +78,10 @@ def test_the_models_in_use_and_refusals(engine: Engine, ledger: Ledger) -> None:
                                                                           ('openai', 'gpt-4o')]
         assert found['unpriced'] == [{'provider': 'acme', 'model': 'house-model'}]
         assert (found['count'], found['truncated']) == (2, False)
+        monkeypatch.setattr(price_card, 'MAX_MODELS', 2)  # the listing is bounded: the first ones, and says so
+        first = price_card.models_in_use(conn, pricer)
+        assert (len(first['items']) + len(first['unpriced']), first['truncated']) == (2, True)
+        assert first['unpriced'] == [{'provider': 'acme', 'model': 'house-model'}]
         with pytest.raises(NotFound, match=r'no price known for acme/house-model \(neither a price override nor '):
             price_card.model_card(conn, pricer, 'house-model', 'acme')
         with pytest.raises(NotFound, match=r'closest \(provider/model\): anthropic/claude-sonnet-4-5'):
