@@ -15,6 +15,7 @@ from app.api.routes import (
     budget,
     check,
     digest,
+    doctor,
     eco,
     health,
     optimize,
@@ -34,7 +35,7 @@ from app.api.routes import (
 
 # The hot routes first: FastAPI walks the included routers in this order to find a request's route.
 MODULES = (check, usage, health, retention, budget, sessions, agents, prices, tasks, eco, sync, alerts, policies,
-           allocations, thresholds, reports, tokens, optimize, digest, ws, audit)
+           allocations, thresholds, reports, tokens, optimize, digest, ws, audit, doctor)
 api_router = APIRouter(prefix=API_PREFIX)
 for module in MODULES:
     api_router.include_router(module.router)

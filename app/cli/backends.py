@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -56,6 +57,8 @@ class Backend(Protocol):
     def recalculate_prices(self, start: str, end: str | None, dry_run: bool) -> dict[str, Any]: ...
     def price_audits(self, limit: int) -> list[dict[str, Any]]: ...
     def audit(self, params: dict[str, str]) -> dict[str, Any]: ...
+    def model_price(self, model: str, provider: str | None) -> dict[str, Any]: ...
+    def models_in_use_prices(self) -> dict[str, Any]: ...
     def optimize(self, params: dict[str, str]) -> dict[str, Any]: ...
     def digest(self, day: str | None, fmt: str) -> str: ...
     def send_digest(self, day: str | None) -> list[dict[str, Any]]: ...
@@ -190,6 +193,13 @@ class HttpBackend:
     def audit(self, params: dict[str, str]) -> dict[str, Any]:
         """A page of the audit trail; a refused filter is bad usage."""
         return self.call('GET', '/audit', BAD_PARAMETERS, params=params)
+
+    def model_price(self, model: str, provider: str | None) -> dict[str, Any]:
+        params = {'provider': provider} if provider else {}
+        return self.call('GET', f'/prices/models/{quote(model, safe="/")}', BAD_PARAMETERS, params=params)
+
+    def models_in_use_prices(self) -> dict[str, Any]:
+        return self.call('GET', '/prices/models')
 
     def optimize(self, params: dict[str, str]) -> dict[str, Any]:
         return self.call('GET', '/optimize', BAD_PARAMETERS, params=params)

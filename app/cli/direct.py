@@ -149,6 +149,16 @@ class DirectBackend:
 
         return dict(self._read(list_audit, CLI_ACTOR, audit_query_from(params)))
 
+    def model_price(self, model: str, provider: str | None) -> dict[str, Any]:
+        from services.usage import price_card
+
+        return dict(self._read(price_card.model_card, self.rt.pricer, model, provider))
+
+    def models_in_use_prices(self) -> dict[str, Any]:
+        from services.usage import price_card
+
+        return dict(self._read(price_card.models_in_use, self.rt.pricer))
+
     def optimize(self, params: dict[str, str]) -> dict[str, Any]:
         from services.insights.optimize import optimize
         from services.spend import budget

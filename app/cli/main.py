@@ -8,13 +8,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import accounts, audit, digest, mcp_stdio, operate, optimize, pipeline, prices, retention, server, spend
+from app.cli import (
+    accounts,
+    audit,
+    digest,
+    doctor,
+    mcp_stdio,
+    operate,
+    optimize,
+    pipeline,
+    prices,
+    retention,
+    server,
+    spend,
+)
 from app.cli.args import api_token, server_url
 from app.cli.backends import Backend, CliError, HttpBackend, database_error, refused
 from services.core.errors import DomainError
 from services.core.settings import SettingsError
 
 GLOBAL_OPTIONS = ('url', 'token', 'db')  # given before the command, or after it where it takes them
+# commands whose action may be left out: `prices` and `prices MODEL` show prices, `alerts` lists
+DEFAULT_ACTIONS = {'prices': ('show', prices.ACTIONS), 'alerts': ('list', operate.ALERT_ACTIONS)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in GLOBAL_OPTIONS:
         parser.add_argument(f'--{name}', dest=f'global_{name}', help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest='command', required=True)
-    for module in (server, spend, optimize, digest, pipeline, operate, retention, prices, accounts, mcp_stdio, audit):
+    for module in (server, spend, optimize, digest, pipeline, operate, retention, prices, accounts, mcp_stdio, audit,
+                   doctor):
         module.register(sub)
     return parser
 
@@ -36,7 +52,7 @@ def command_names() -> frozenset[str]:
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The arguments; a global option given before the command counts as given after it (which wins)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_default_action(list(sys.argv[1:] if argv is None else argv)))
     for name in GLOBAL_OPTIONS:
         value = vars(args).pop(f'global_{name}')
         if value is None:
@@ -46,6 +62,20 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     return args
+
+
+def with_default_action(argv: list[str]) -> list[str]:
+    """The arguments with the default action of DEFAULT_ACTIONS put in where none of the command's actions is
+    given (`prices gpt-4o --json` -> `prices show gpt-4o --json`, `alerts --all` -> `alerts list --all`)."""
+    at = 0
+    while at < len(argv) and argv[at].startswith('-'):  # global options before the command
+        at += 2 if argv[at].lstrip('-') in GLOBAL_OPTIONS else 1
+    if at >= len(argv) or argv[at] not in DEFAULT_ACTIONS:
+        return argv
+    default, actions = DEFAULT_ACTIONS[argv[at]]
+    if any(token in (*actions, '-h', '--help') for token in argv[at + 1:]):
+        return argv
+    return [*argv[:at + 1], default, *argv[at + 1:]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

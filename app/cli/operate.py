@@ -11,6 +11,8 @@ from app.cli.backends import Backend
 from app.cli.output import table
 from services.core.display import format_usd
 
+ALERT_ACTIONS = ('list', 'ack', 'resolve')  # `alerts` alone lists (app/cli/main.py)
+
 
 def register(sub: Any) -> None:
     eco = sub.add_parser('eco', help='show eco mode, or switch it on or off',
@@ -29,7 +31,8 @@ def register(sub: Any) -> None:
         action.add_argument('agent_id')
         action.set_defaults(run=cmd_agent)
 
-    alerts = sub.add_parser('alerts', help='list, acknowledge or resolve alerts')
+    alerts = sub.add_parser('alerts', help='list (the default), acknowledge or resolve alerts',
+                            description='`spendgauge alerts` alone lists the open alerts, as `alerts list` does.')
     actions = alerts.add_subparsers(dest='alerts_command', required=True)
     listing = actions.add_parser('list', help='open alerts, newest first (--all for every one)')
     client_options(listing)

@@ -1,4 +1,5 @@
-"""`spendgauge prices update|recalculate|audit`: newer genai-prices data, and re-pricing stored events with it."""
+"""`spendgauge prices [show] [MODEL]`: what a model costs and where its price comes from (the models in use without
+MODEL); `prices update|recalculate|audit`: newer genai-prices data, and re-pricing stored events with it."""
 from __future__ import annotations
 
 import argparse
@@ -6,16 +7,26 @@ import json
 from typing import Any
 
 from app.cli.args import client_options
-from app.cli.backends import Backend
+from app.cli.backends import Backend, CliError
 from app.cli.output import table
 
 MAX_AUDITS = 500  # services/usage/repricing.py (not imported: the CLI starts without the database layer)
 KINDS = (('input', 'input'), ('output', 'output'), ('cache_read', 'cache read'), ('cache_write', 'cache write'))
+ACTIONS = ('show', 'update', 'recalculate', 'audit')
 
 
 def register(sub: Any) -> None:
-    prices = sub.add_parser('prices', help='update the genai-prices data, re-price stored events, see the audit')
+    prices = sub.add_parser('prices', help='what a model costs; update the genai-prices data, re-price stored events',
+                            description='`spendgauge prices MODEL` (or `prices show MODEL`): what MODEL costs and '
+                                        'where the price comes from; `spendgauge prices`: the models in use.')
     actions = prices.add_subparsers(dest='prices_command', required=True)
+    show = actions.add_parser(
+        'show', help='what a model costs per million tokens (and per request, image, ...); no MODEL: the models in use',
+        description='The price ingest gives a call of MODEL now: its price override, else genai-prices (bundled or '
+                    'updated data), per million tokens of each kind and per any other unit it has. Without MODEL, '
+                    'the models calls were recorded for. An unknown name lists the closest ones.')
+    show.add_argument('model', nargs='?', help='model name, e.g. gpt-4o or claude-sonnet-4-5')
+    show.add_argument('--provider', help='the provider (default: the one genai-prices knows the model by)')
     update = actions.add_parser(
         'update', help='fetch the newest genai-prices data and price with it from now on',
         description='Fetches genai-prices data (a JSON list of providers; default: the file genai-prices publishes), '
@@ -37,10 +48,64 @@ def register(sub: Any) -> None:
     recalculate.add_argument('--dry-run', action='store_true', help='only say what would change')
     audit = actions.add_parser('audit', help='the latest re-pricings: who, which range, what changed')
     audit.add_argument('--limit', type=_limit, default=20, help=f'how many (default 20, at most {MAX_AUDITS})')
-    for parser, run in ((update, cmd_update), (recalculate, cmd_recalculate), (audit, cmd_audit)):
+    for parser, run in ((show, cmd_show), (update, cmd_update), (recalculate, cmd_recalculate), (audit, cmd_audit)):
         client_options(parser)
         parser.add_argument('--json', action='store_true')
         parser.set_defaults(run=run)
+
+
+def cmd_show(args: argparse.Namespace, backend: Backend) -> int:
+    if args.model is None:
+        if args.provider:
+            raise CliError('--provider needs a MODEL', 2)
+        return _show_in_use(backend.models_in_use_prices(), args.json)
+    card = backend.model_price(args.model, args.provider)
+    if args.json:
+        print(json.dumps(card, indent=2))
+        return 0
+    name = f' ({card["name"]})' if card['name'] and card['name'] != card['model'] else ''
+    print(f'{card["provider"]}/{card["model"]}{name}: {_origin(card)}')
+    facts = [f'context window {card["context_window"]:,} tokens' if card['context_window'] else '',
+             'deprecated' if card['deprecated'] else '',
+             'priced by the time of day: the price now' if card['time_of_day'] else '']
+    if any(facts):
+        print('; '.join(f for f in facts if f))
+    rows = [{'price': p['what'], 'USD': p['usd'], 'per': p['per'],
+             'larger calls': '; '.join(f'{t["usd"]} above {t["above_input_tokens"]:,} input tokens'
+                                       for t in p['tiers'])} for p in card['prices']]
+    columns = ['price', 'USD', 'per'] + (['larger calls'] if any(r['larger calls'] for r in rows) else [])
+    print(table(rows, columns, empty='(no prices)'))
+    return 0
+
+
+def _origin(card: dict[str, Any]) -> str:
+    data = f'genai-prices data {card["data"]["label"]} (as of {card["data_as_of"]})'
+    if card['source'] == 'override':
+        return f'price override (wins over the {data})'
+    return data
+
+
+def _show_in_use(found: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f'USD per million tokens; prices from genai-prices data {found["data"]["label"]} (as of '
+          f'{found["data_as_of"]}), or a price override where marked')
+    rows = []
+    for card in found['items']:
+        per_mtok = {p['what']: p['usd'] for p in card['prices'] if p['per'] == 'million tokens'}
+        other = [f'{p["what"]} {p["usd"]}/{p["per"]}' for p in card['prices'] if p['per'] != 'million tokens']
+        rows.append({'provider': card['provider'], 'model': card['model'],
+                     'source': 'override' if card['source'] == 'override' else 'genai-prices',
+                     **{label: per_mtok.get(label, '-') for _, label in KINDS}, 'other': '; '.join(other)})
+    print(table(rows, ['provider', 'model', 'source', *(label for _, label in KINDS), 'other'],
+                empty='(no models in use yet: `spendgauge prices MODEL` shows any model)'))
+    if found['unpriced']:
+        names = ', '.join(f'{m["provider"]}/{m["model"]}' for m in found['unpriced'])
+        print(f'no price: {names} (their calls are stored as unpriced: `PUT /api/v1/prices` sets one)')
+    if found['truncated']:
+        print(f'(the first {len(found["items"]) + len(found["unpriced"]):,} models in use)')
+    return 0
 
 
 def _limit(text: str) -> int:

@@ -37,6 +37,10 @@ USAGE = '/v1/organizations/usage_report/messages'
 CENTS = Decimal('0.01')
 
 
+def auth_headers(api_key: str) -> dict[str, str]:
+    return {'x-api-key': api_key, 'anthropic-version': API_VERSION}
+
+
 class AnthropicPuller:
     """Needs an Admin API key (sk-ant-admin...)."""
 
@@ -45,8 +49,7 @@ class AnthropicPuller:
     def __init__(self, api_key: str, base_url: str = DEFAULT_URL, *, timeout: float = 20.0, retries: int = 3,
                  backoff_s: float = 0.5, max_pages: int = MAX_PAGES,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        headers = {'x-api-key': api_key, 'anthropic-version': API_VERSION}
-        self._client = SourceClient(base_url, headers, [api_key], timeout=timeout, retries=retries,
+        self._client = SourceClient(base_url, auth_headers(api_key), [api_key], timeout=timeout, retries=retries,
                                     backoff_s=backoff_s, max_pages=max_pages, transport=transport)
 
     async def aclose(self) -> None:

@@ -68,7 +68,7 @@ class SourceClient:
                         continue
                     raise error
                 if response.status_code >= 500:  # with the server's reason when it gave one in JSON (LiteLLM
-                    reason = _json_reason(response)  # without its database: "DB not connected ...")
+                    reason = json_reason(response)  # without its database: "DB not connected ...")
                     error = SourceError('server', self.scrub(f'{path}: server error {response.status_code}'
                                                              + (f': {reason}' if reason else '')))
                 elif response.status_code >= 400:
@@ -122,11 +122,11 @@ def _retry_after(response: httpx.Response, default: float) -> float:
 
 def _detail(response: httpx.Response) -> str:
     """What the server said, uncut: it is scrubbed before it is ever cut (services/sources/sync.py)."""
-    reason = _json_reason(response)
+    reason = json_reason(response)
     return reason if reason is not None else response.text
 
 
-def _json_reason(response: httpx.Response) -> str | None:
+def json_reason(response: httpx.Response) -> str | None:
     """The reason in a JSON error body (`{"error": {"message": ...}}`, `{"detail": {"error": ...}}`, ...); None when
     the body is not JSON (an HTML error page says nothing worth keeping)."""
     try:

@@ -142,9 +142,10 @@ def stored_sha256(conn: Connection) -> str | None:
     return conn.scalar(select(PRICE_DATA.c.sha256).order_by(PRICE_DATA.c.id.desc()).limit(1))
 
 
-def models_in_use(conn: Connection) -> list[tuple[str, str]]:
-    """The provider/model pairs that calls were recorded for (from the daily rollups: one row a day and agent)."""
-    query = select(DAILY.c.provider, DAILY.c.model).distinct().order_by(DAILY.c.provider, DAILY.c.model)
+def models_in_use(conn: Connection, limit: int | None = None) -> list[tuple[str, str]]:
+    """The provider/model pairs that calls were recorded for (from the daily rollups: one row a day and agent), the
+    first `limit` of them by provider and model when given."""
+    query = select(DAILY.c.provider, DAILY.c.model).distinct().order_by(DAILY.c.provider, DAILY.c.model).limit(limit)
     return [(provider, model) for provider, model in conn.execute(query)]
 
 

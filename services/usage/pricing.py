@@ -17,17 +17,20 @@ parsed and checked here with genai-prices' own types (`parse_price_data`). Its n
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from genai_prices import Usage, data_snapshot
 from genai_prices import __version__ as GENAI_PRICES_VERSION
+from genai_prices import data as bundled_data
 from genai_prices.types import TieredPrices, _providers_from_raw
 from genai_prices.update_prices import DEFAULT_UPDATE_URL
 from pydantic import ValidationError
@@ -194,6 +197,22 @@ _TEXT_PRICE_KEYS = {'input_mtok', 'output_mtok', 'cache_read_mtok', 'cache_write
                     'web_searches_kcount', 'storage_searches_kcount'}
 
 
+@dataclass(frozen=True)
+class PriceSheet:
+    """What genai-prices charges for a model at one time, as plain data: USD per unit for each price it gives, by
+    genai-prices' own names (input_mtok: per million input tokens, requests_kcount: per thousand requests,
+    audio_hours: per hour of audio, ...), each with its higher tiers (above so many input tokens)."""
+
+    provider: str  # genai-prices' ids, which `quote` takes
+    model: str
+    name: str | None
+    context_window: int | None
+    deprecated: bool
+    prices: dict[str, Decimal]  # the base (lowest tier) price per unit
+    tiers: dict[str, list[tuple[int, Decimal]]]  # (input tokens above which, price) for tiered prices
+    time_of_day: bool  # the price depends on the hour of each call (off-peak discounts)
+
+
 class InvalidPriceData(ValueError):
     """Data that is not genai-prices data this version can read; the message says what is wrong."""
 
@@ -323,17 +342,44 @@ class Pricer:
     def rates_per_mtok(self, provider: str, model: str, at: datetime | None = None) -> dict[str, Decimal] | None:
         """genai-prices' USD per million tokens of each kind (RATE_KINDS) for the model at `at` (the lowest tier's
         where prices are tiered), or None when it does not know the model. Overrides are not applied."""
+        sheet = self.price_sheet(provider, model, at)
+        if sheet is None:
+            return None
+        return {kind: sheet.prices[f'{kind}_mtok'] for kind in RATE_KINDS if f'{kind}_mtok' in sheet.prices}
+
+    def price_sheet(self, provider: str, model: str, at: datetime | None = None) -> PriceSheet | None:
+        """genai-prices' price of the model at `at` (default now) with every unit it has, found as `quote` finds it;
+        None when genai-prices does not know the model. Overrides are not applied."""
         found = self._find(self._lookups, provider, model)
         if found is None:
             return None
-        prices = found[1].get_prices(at or datetime.now(UTC))
-        rates = {}
-        for kind in RATE_KINDS:
-            value = getattr(prices, f'{kind}_mtok', None)
-            value = value.base if isinstance(value, TieredPrices) else value
-            if value is not None:
-                rates[kind] = Decimal(value)
-        return rates
+        provider_info, info = found
+        given = _given_prices(info.get_prices(at or datetime.now(UTC)))
+        prices = {key: Decimal(value.base if isinstance(value, TieredPrices) else value) for key, value in
+                  given.items() if isinstance(value, TieredPrices | Decimal | int | float)}
+        tiers = {key: [(tier.start, Decimal(tier.price)) for tier in value.tiers]
+                 for key, value in given.items() if isinstance(value, TieredPrices)}
+        return PriceSheet(provider_info.id, info.id, info.name, info.context_window, bool(info.deprecated), prices,
+                          tiers, _has_time_of_day_prices(info))
+
+    def closest_names(self, provider: str, model: str, limit: int = 5) -> list[str]:
+        """The 'provider/model' names most like `model` (of `provider` when genai-prices knows it), overrides
+        included: the model ids containing it first (shortest first), then the most similar ones."""
+        wanted = model.strip().lower()
+        providers = [p for p in self._lookups.snapshot.providers if not provider or p.id == provider.lower()] \
+            or self._lookups.snapshot.providers  # in genai-prices' order: the model makers first
+        names = [*(f'{p}/{m}' for p, m in self._overrides if not provider or p == provider.lower()),
+                 *(f'{p.id}/{m.id}' for p in providers for m in p.models)]
+        first: dict[str, str] = {}  # model id -> the first name that has it
+        for name in names:
+            first.setdefault(name.split('/', 1)[1], name)
+        containing = sorted((i for i in first if wanted and wanted in i.lower()), key=len)
+        similar = difflib.get_close_matches(wanted, list(first), n=limit, cutoff=0.6)
+        overridden = {f'{p}/{m}' for p, m in self._overrides}
+        # as a call of that name is priced (aliases once); an id genai-prices' own matching does not find is left out
+        resolved = (self.resolve(provider, i) or (first[i] if first[i] in overridden else None)
+                    for i in dict.fromkeys([*containing, *similar]))
+        return list(dict.fromkeys(name for name in resolved if name))[:limit]
 
     def _model_price(self, lookups: _Lookups, provider: str, model: str,
                      day: date) -> tuple[Any, tuple[int, ...], bool]:
@@ -432,6 +478,12 @@ class Pricer:
         """genai-prices' 'provider/model' id for ours, or None when it does not know the model."""
         found = self._find(self._lookups, provider, model)
         return f'{found[0].id}/{found[1].id}' if found else None
+
+
+def bundled_installed_at() -> date:
+    """When the bundled price data was installed (its file's date): it is at least this old. genai-prices states
+    no date of its own."""
+    return datetime.fromtimestamp(Path(bundled_data.__file__).stat().st_mtime, UTC).date()
 
 
 def _lookups_for(data: PriceData | None) -> _Lookups:

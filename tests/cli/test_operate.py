@@ -73,6 +73,8 @@ def test_alerts_are_listed_acknowledged_and_resolved(tmp_path: Path) -> None:
     listing = run(('--db', db), tmp_path, 'alerts', 'list').splitlines()
     assert listing[0].split() == ['id', 'severity', 'type', 'last', 'seen', 'state', 'message']
     assert listing[1].split()[:3] == [str(alert['id']), 'critical', 'anomaly'] and 'open' in listing[1]
+    assert run(('--db', db), tmp_path, 'alerts').splitlines() == listing  # `alerts` alone lists
+    assert run(('--db', db), tmp_path, '--db', db, 'alerts', '--all').splitlines() == listing
     assert run(('--db', db), tmp_path, 'alerts', 'ack', str(alert['id']), '--by', 'alice') == \
         f'alert {alert["id"]} acknowledged by alice'
     assert 'acknowledged' in run(('--db', db), tmp_path, 'alerts', 'list').splitlines()[1]
@@ -86,6 +88,7 @@ def test_alerts_are_listed_acknowledged_and_resolved(tmp_path: Path) -> None:
 def test_alerts_through_a_server(own_server: Server, tmp_path: Path) -> None:
     where = ('--url', own_server.url)
     assert run(where, tmp_path, 'alerts', 'list') == '(no alerts)'
+    assert run(where, tmp_path, 'alerts') == '(no alerts)'
     line = assert_one_line_error(cli('alerts', 'resolve', '99', *where, cwd=tmp_path), 1)
     assert '404' in line and 'no alert 99' in line
 

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from app.api.deps import READ, Admin, ReadConn, RuntimeDep
 from app.api.errors import refusals
 from services.core.inputs import NO_NUL, Input
 from services.core.money import Usd
-from services.usage import price_data, price_overrides, repricing
+from services.usage import price_card, price_data, price_overrides, repricing
+from services.usage.price_card import MAX_NAME, PriceCard, PriceCardList
 from services.usage.price_data import MAX_URL, PriceDataOut, UpdateOut
 from services.usage.price_overrides import (
     MAX_IMAGE_PRICES,
@@ -146,3 +147,19 @@ def audit(conn: ReadConn, limit: Annotated[int, Query(ge=1, le=MAX_AUDITS)] = 50
     """The latest re-pricings, newest first: who, which range, how many events changed and by how much."""
     items = repricing.list_audits(conn, limit)
     return {'items': items, 'count': len(items)}
+
+
+@router.get('/models', dependencies=READ)
+def models_in_use(conn: ReadConn, rt: RuntimeDep) -> PriceCardList:
+    """The price of each model calls were recorded for, as ingest prices a call now (override, else genai-prices),
+    and the models in use without one."""
+    return price_card.models_in_use(conn, rt.pricer)
+
+
+@router.get('/models/{model:path}', dependencies=READ,
+            responses=refusals(e404='No price known for the model: the closest names are in the detail'))
+def model_price(model: Annotated[str, Path(min_length=1, max_length=MAX_NAME)], conn: ReadConn, rt: RuntimeDep,
+                provider: Annotated[str | None, Query(max_length=MAX_NAME)] = None) -> PriceCard:
+    """What a model costs per unit (million tokens of each kind, thousand requests, hour of audio, image, ...) and
+    where the price comes from. `provider`: default the one genai-prices knows the model by."""
+    return price_card.model_card(conn, rt.pricer, model, provider)
