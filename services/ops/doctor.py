@@ -34,7 +34,8 @@ async def diagnose(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
                                                            ('eco (n8n)', notify.n8n_webhook_url)) if url]
     database = _bounded('database', timeout_s, asyncio.to_thread(local.database_checks, settings.database_url,
                                                                   timeout_s), _alone)
-    disk = _bounded('disk', timeout_s, asyncio.to_thread(local.disk_checks, settings.database_url), _alone)
+    disk = _bounded('disk', timeout_s,
+                    asyncio.to_thread(local.disk_checks, settings.database_url, settings.audit_log), _alone)
     sources = [_bounded(f'source {p.source}', timeout_s, remote.probe_source(p, timeout_s, secrets),
                         lambda f: remote.ProbeAnswer(f, None)) for p in probes]
     hooks = [_bounded(check, timeout_s, remote.probe_webhook(check, url, timeout_s), _same) for check, url in webhooks]

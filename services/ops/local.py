@@ -109,23 +109,34 @@ def _price_data_age(conn: Connection, today: date) -> Finding:
     return ok('price data', f'{what} ({age} day{"s" * (age != 1)} ago)')
 
 
-def disk_checks(database_url: str) -> list[Finding]:
-    """Free space where a SQLite database lives (PostgreSQL keeps its files on its own server)."""
+def disk_checks(database_url: str, audit_log: str = '') -> list[Finding]:
+    """Free space where a SQLite database lives (PostgreSQL keeps its files on its own server), and where the JSONL
+    audit log is written when it is on."""
     file = sqlite_file(database_url)
     if file is None:
-        return [skip('disk', 'the database is on the PostgreSQL server: watch its disk there')]
-    folder = next((p for p in (file.parent, *file.parents) if p.exists()), Path('/'))
-    return [_free_space(folder)]
+        found = [skip('disk', 'the database is on the PostgreSQL server: watch its disk there')]
+    else:
+        found = [_free_space('disk', _existing(file.parent), 'move the database there (SPENDGAUGE_DATABASE_URL)')]
+    if audit_log:
+        where = Path(audit_log)
+        folder = where.parent if where.suffix in ('.jsonl', '.log') else where
+        found.append(_free_space('disk (audit log)', _existing(folder), 'point SPENDGAUGE_AUDIT_LOG there'))
+    return found
 
 
-def _free_space(folder: Path) -> Finding:
+def _existing(folder: Path) -> Path:
+    """The folder, or its nearest ancestor that exists (what will hold it once it is made)."""
+    return next((p for p in (folder, *folder.parents) if p.exists()), Path('/'))
+
+
+def _free_space(name: str, folder: Path, move: str) -> Finding:
     usage = shutil.disk_usage(folder)
     detail = f'{folder}: {usage.free // MiB:,} MiB free of {usage.total // MiB:,} MiB'
-    fix = f'free space on the disk of {folder}, or move the database there (SPENDGAUGE_DATABASE_URL)'
+    fix = f'free space on the disk of {folder}, or {move}'
     if not os.access(folder, os.W_OK):
-        return fail('disk', f'{folder}: not writable by this user', f'let this user write to {folder}')
+        return fail(name, f'{folder}: not writable by this user', f'let this user write to {folder}')
     if usage.free < DISK_FAIL_BYTES:
-        return fail('disk', detail, fix)
+        return fail(name, detail, fix)
     if usage.free < DISK_WARN_BYTES or usage.free < usage.total * DISK_WARN_SHARE:
-        return warn('disk', detail, fix)
-    return ok('disk', detail)
+        return warn(name, detail, fix)
+    return ok(name, detail)

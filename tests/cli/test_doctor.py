@@ -148,6 +148,10 @@ def test_a_missing_database_is_not_created_and_bad_usage_exits_2(tmp_path: Path)
     assert f'no database at {missing}' in found['database']['detail']
     assert not missing.parent.exists()  # diagnosing changes nothing
     assert found['disk']['status'] == 'ok' and str(tmp_path) in found['disk']['detail']
+    assert 'disk (audit log)' not in found  # the log is off
+    logs = tmp_path / 'logs' / 'audit'  # made by the server when it first writes: its nearest folder is checked
+    result, found = doctor(tmp_path, '--db', f'sqlite:///{missing}', SPENDGAUGE_AUDIT_LOG=str(logs))
+    assert found['disk (audit log)']['status'] == 'ok' and str(tmp_path) in found['disk (audit log)']['detail']
     settings = tmp_path / 'doctor.env'  # the settings the server reads: a .env file, then the environment
     settings.write_text(f'SPENDGAUGE_DATABASE_URL=sqlite:///{missing}\n')
     result, found = doctor(tmp_path, SPENDGAUGE_ENV_FILE=str(settings))
