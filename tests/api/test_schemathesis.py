@@ -55,7 +55,8 @@ def test_the_server_serves_the_schema_tested(token_server: Server) -> None:
     response = httpx.get(f'{token_server.url}/openapi.json', timeout=30)
     assert response.status_code == 200, response.text
     served = response.json()
-    assert {p: v for p, v in served['paths'].items() if p.startswith('/api/v1/') or p == '/metrics'} == OPENAPI['paths']
+    api = {p: v for p, v in served['paths'].items() if p.startswith(('/api/v1/', '/v1/')) or p == '/metrics'}
+    assert api == OPENAPI['paths']  # /v1/traces: OTLP ingest, documented but not fuzzed (protobuf bodies)
     tested = OPENAPI['components']['schemas']
     assert {name: served['components']['schemas'].get(name) for name in tested} == tested
 
