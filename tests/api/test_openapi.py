@@ -258,7 +258,7 @@ def test_responses_are_exactly_their_declared_types() -> None:
 
 
 PATH_VALUES = {'session_id': 'typed-session', 'task_id': 'typed-task', 'policy_id': 1, 'allocation_id': 1,
-               'kind': 'summary'}
+               'kind': 'summary', 'model': 'gpt-4o'}
 
 
 def declared_body(annotation: Any) -> Any:
