@@ -162,7 +162,7 @@ def _alembic_config() -> Config:
 
 
 def head_revision() -> str:
-    """The newest schema revision this code migrates to ('0014')."""
+    """The newest schema revision this code migrates to (e.g. '0015')."""
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head

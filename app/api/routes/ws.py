@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from typing_extensions import TypedDict
 
 from app import runtime as runtime_module
-from app.api.deps import READ, RuntimeDep
+from app.api.deps import READ, TRUSTED, RuntimeDep
 from app.feed import feed
 from app.runtime import Runtime
 from services.alerting.alerts import AlertOut, get_alert
@@ -201,7 +201,7 @@ async def _authenticate(rt: Runtime, websocket: WebSocket) -> tuple[Actor, str, 
     if not directory.secured:
         if cross_site:  # nothing to prove who calls: a page of another site must not read this server
             raise _Refused(403, f'cross-site websocket refused ({cross_site}): this server has no tokens')
-        return Actor('local', Role.ADMIN), '', None
+        return TRUSTED, '', None
     scheme, _, header_token = websocket.headers.get('authorization', '').partition(' ')
     token = header_token.strip() if scheme.lower() == 'bearer' else ''
     token = token or websocket.query_params.get('token', '').strip()
