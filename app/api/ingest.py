@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import anyio
 from anyio.to_thread import run_sync
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
 from app.api.limits import MIB
 from services.core.settings import get_settings
@@ -86,3 +86,9 @@ def lane() -> Lane:
         settings = get_settings()
         found = _lanes[loop] = Lane(settings.ingest_workers, settings.ingest_queue)
     return found
+
+
+def request_size(request: Request) -> int:
+    """The body's declared size (a chunked body has been read whole by then: counted as it is parsed)."""
+    length = request.headers.get('content-length', '')
+    return int(length) if length.isdigit() else 0

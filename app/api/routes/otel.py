@@ -19,8 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from app.api.deps import INGEST, RuntimeDep
 from app.api.errors import ValidationErrorOut, refusals
-from app.api.ingest import lane
-from app.api.routes.usage import request_size
+from app.api.ingest import lane, request_size
 from services.otel.ingest import Outcome, record_export
 from services.otel.otlp import JSON, PROTOBUF
 

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import INGEST, READ, ReadConn, RuntimeDep
 from app.api.errors import BadRequest
-from app.api.ingest import lane
+from app.api.ingest import lane, request_size
 from services.core.periods import PeriodName
 from services.usage.events import UsageEventIn
 from services.usage.ledger import MAX_BATCH, BatchOut, Ledger, RecordedEvent, batch_out
@@ -90,12 +90,6 @@ def _record_batch(ledger: Ledger, body: bytes) -> bytes:
     if len(events) > MAX_BATCH:
         raise BadRequest(f'events: at most {MAX_BATCH} events per batch, got {len(events)}', 413)
     return orjson.dumps(batch_out(ledger.record_batch(events)))
-
-
-def request_size(request: Request) -> int:
-    """The body's declared size (a chunked body has been read whole by then: counted as it is parsed)."""
-    length = request.headers.get('content-length', '')
-    return int(length) if length.isdigit() else 0
 
 
 def usage_filters(
