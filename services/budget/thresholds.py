@@ -17,7 +17,7 @@ from typing_extensions import TypedDict
 
 from services.budget.policies import PolicyInvalid, PolicyRule, sync_origin, validate
 from services.core.display import format_usd
-from services.core.money import micros_to_usd
+from services.core.money import optional_usd
 from services.core.tables import POLICIES
 
 ORIGIN: Final = 'panel'
@@ -40,13 +40,10 @@ class Thresholds:
     pause: bool = False
 
     def as_dict(self) -> ThresholdsOut:
-        return {'session_threshold_micros': self.session_micros, 'session_threshold_usd': _usd(self.session_micros),
-                'day_threshold_micros': self.day_micros, 'day_threshold_usd': _usd(self.day_micros),
+        return {'session_threshold_micros': self.session_micros,
+                'session_threshold_usd': optional_usd(self.session_micros),
+                'day_threshold_micros': self.day_micros, 'day_threshold_usd': optional_usd(self.day_micros),
                 'pause': self.pause}
-
-
-def _usd(micros: int | None) -> str | None:
-    return None if micros is None else micros_to_usd(micros)
 
 
 def get_thresholds(conn: Connection) -> Thresholds:

@@ -31,6 +31,11 @@ def micros_to_usd(micros: int) -> str:
     return f'{"-" if micros < 0 else ""}{whole}.{fraction:06d}'
 
 
+def optional_usd(micros: int | None) -> str | None:
+    """`micros_to_usd` of an amount that may be missing (no limit, no threshold): None stays None."""
+    return None if micros is None else micros_to_usd(micros)
+
+
 def money(name: str, micros: int) -> dict[str, int | str]:
     """The pair every API response carries for an amount: `<name>_micros` and `<name>_usd`."""
     return {f'{name}_micros': micros, f'{name}_usd': micros_to_usd(micros)}

@@ -26,7 +26,7 @@ import orjson
 
 from services.alerting.alerts import AlertOut
 from services.core.errors import Invalid
-from services.core.money import micros_to_usd
+from services.core.money import micros_to_usd, optional_usd
 from services.live.hub import EventHub
 from services.live.topics import AccountsChanged, AlertRaised, AlertsChanged, EcoChanged, LiveEvent, UsageChanged
 from services.spend.budget import PeriodSummary
@@ -95,10 +95,6 @@ def encode(payload: Mapping[str, Any]) -> str:
     return orjson.dumps(payload).decode()
 
 
-def _usd(micros: int | None) -> str | None:
-    return None if micros is None else micros_to_usd(micros)
-
-
 def usage_messages(event: UsageChanged) -> list[dict[str, Any]]:
     """New events, in the order they were stored (by id), in chunks of USAGE_CHUNK (`change: recorded`); or one
     `change: corrected` message for repriced, removed or another instance's events, which carries counts only."""
@@ -127,8 +123,8 @@ def alert_message(change: str, alert: AlertOut | Mapping[str, Any] | None, reaso
 def eco_message(eco_mode: bool, reason: str, spent_micros: int | None = None,
                 limit_micros: int | None = None, changed_at: str | None = None) -> dict[str, Any]:
     return message('eco', eco_mode=eco_mode, reason=reason, changed_at=changed_at,
-                   spent_micros=spent_micros, spent_usd=_usd(spent_micros),
-                   limit_micros=limit_micros, limit_usd=_usd(limit_micros))
+                   spent_micros=spent_micros, spent_usd=optional_usd(spent_micros),
+                   limit_micros=limit_micros, limit_usd=optional_usd(limit_micros))
 
 
 def budget_message(summary: PeriodSummary, decision: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing_extensions import TypedDict
 from services.budget import limits
 from services.core.context import BudgetContext
 from services.core.errors import Invalid
-from services.core.money import micros_to_usd
+from services.core.money import micros_to_usd, optional_usd
 from services.core.periods import Period, checked_span, checked_utc, format_duration, local_days, period_containing
 from services.spend.reconciliation import channel_totals, reconcile_span
 from services.spend.rollups import (
@@ -126,8 +126,8 @@ def period_summary(conn: Connection, budget: BudgetContext, period: str = 'day',
         'start': span.start.isoformat(),
         'end': span.end.isoformat(),
         'spent_micros': spent, 'spent_usd': micros_to_usd(spent),
-        'limit_micros': limit, 'limit_usd': _usd(limit),
-        'remaining_micros': remaining, 'remaining_usd': _usd(remaining),
+        'limit_micros': limit, 'limit_usd': optional_usd(limit),
+        'remaining_micros': remaining, 'remaining_usd': optional_usd(remaining),
         'percent': percent,
         'requests': channels['requests'],
         'by_channel': {'litellm': _spent(channels['litellm']), 'direct': _spent(channels['direct'])},
@@ -140,10 +140,6 @@ def period_summary(conn: Connection, budget: BudgetContext, period: str = 'day',
 
 def _spent(micros: int) -> Spent:
     return {'spent_micros': micros, 'spent_usd': micros_to_usd(micros)}
-
-
-def _usd(micros: int | None) -> str | None:
-    return None if micros is None else micros_to_usd(micros)
 
 
 def resolve_range(period: str | None, start: str | None, end: str | None, zone: ZoneInfo,
@@ -209,6 +205,6 @@ def history(conn: Connection, budget: BudgetContext, days: int, now: datetime | 
                        'cost_usd': micros_to_usd(totals.cost_micros), 'requests': totals.requests,
                        'input_tokens': totals.input_tokens, 'output_tokens': totals.output_tokens})
     limit = limits.get_limit(conn, 'day')
-    return {'days': days, 'timezone': zone.key, 'daily_limit_micros': limit, 'daily_limit_usd': _usd(limit),
+    return {'days': days, 'timezone': zone.key, 'daily_limit_micros': limit, 'daily_limit_usd': optional_usd(limit),
             'points': points}
 
