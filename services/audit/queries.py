@@ -12,6 +12,7 @@ from typing_extensions import TypedDict
 
 from services.core.access import Actor, Role, require
 from services.core.errors import Invalid
+from services.core.inputs import unstorable_text
 from services.core.periods import as_utc, checked_span, checked_utc
 from services.core.tables import AUDIT_LOG
 from services.usage.queries import decode_cursor, encode_cursor, limit_param, time_param
@@ -68,8 +69,8 @@ def list_audit(conn: Connection, actor: Actor, q: AuditQuery) -> AuditPage:
     for name, value in (('actor', q.actor), ('action', q.action), ('target', q.target)):
         if value is not None and len(value) > MAX_FILTER:
             raise Invalid(f'{name}: at most {MAX_FILTER} characters')
-        if value is not None and '\x00' in value:
-            raise Invalid(f'{name}: must not contain NUL characters')
+        if value is not None and (problem := unstorable_text(value)):  # NUL, lone surrogates: no database takes them
+            raise Invalid(f'{name}: {problem}')
     start, end = resolved_range(q.start, q.end)
     c = AUDIT_LOG.c
     query = select(AUDIT_LOG).where(c.at >= start, c.at < end)

@@ -51,7 +51,8 @@ def test_pages_by_keyset_newest_first_with_filters(engine: Engine) -> None:
     (AuditQuery(start=datetime(2001, 1, 1, tzinfo=UTC), end=datetime(2020, 1, 1, tzinfo=UTC)), 'ten years'),
     (AuditQuery(limit=0), 'limit'),
     (AuditQuery(actor='x' * 501), 'actor: at most 500'),
-    (AuditQuery(target='policy:\x00'), 'target: must not contain NUL'),
+    (AuditQuery(target='policy:\x00'), 'target: contains a NUL character'),
+    (AuditQuery(actor='\ud800'), 'actor: contains a lone surrogate'),
     (AuditQuery(cursor='bm90IGEgY3Vyc29y'), 'cursor'),
 ])
 def test_bad_queries_are_refused(engine: Engine, query: AuditQuery, message: str) -> None:
