@@ -236,8 +236,7 @@ class LiteLLMPuller:
             return ''
         if self._pricer is None:
             self._pricer = Pricer()
-        resolved = self._pricer.resolve('', model)
-        return resolved.split('/', 1)[0] if resolved else ''
+        return self._pricer.provider_of(model) or ''
 
     def _rows(self, sums: Sums) -> list[SnapshotRow]:
         rows = []

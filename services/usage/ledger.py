@@ -284,8 +284,7 @@ class Ledger:
         }
 
     def _infer_provider(self, model: str) -> str:
-        resolved = self.pricer.resolve('', model)
-        return resolved.split('/', 1)[0] if resolved else 'unknown'
+        return self.pricer.provider_of(model) or 'unknown'
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:

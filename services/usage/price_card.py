@@ -102,11 +102,11 @@ def models_in_use(conn: Connection, pricer: Pricer, at: datetime | None = None) 
 
 
 def _provider_of(pricer: Pricer, model: str) -> str:
-    """As the ledger infers a call's provider: genai-prices' provider of the model, else the one provider with an
+    """genai-prices' provider of the model, as the ledger infers a call's provider; else the one provider with an
     override of that name."""
-    resolved = pricer.resolve('', model)
-    if resolved:
-        return resolved.split('/', 1)[0]
+    known = pricer.provider_of(model)
+    if known:
+        return known
     owners = [p for p, m in pricer.overrides if m == model]
     return owners[0] if len(owners) == 1 else ''
 

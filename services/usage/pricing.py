@@ -479,6 +479,11 @@ class Pricer:
         found = self._find(self._lookups, provider, model)
         return f'{found[0].id}/{found[1].id}' if found else None
 
+    def provider_of(self, model: str) -> str | None:
+        """The provider genai-prices knows the model under (a call that names none is stored under it), or None."""
+        found = self._find(self._lookups, '', model)
+        return found[0].id if found else None
+
 
 def bundled_installed_at() -> date:
     """When the bundled price data was installed (its file's date): it is at least this old. genai-prices states
