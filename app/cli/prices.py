@@ -96,7 +96,7 @@ def _show_in_use(found: dict[str, Any], as_json: bool) -> int:
         per_mtok = {p['what']: p['usd'] for p in card['prices'] if p['per'] == 'million tokens'}
         other = [f'{p["what"]} {p["usd"]}/{p["per"]}' for p in card['prices'] if p['per'] != 'million tokens']
         rows.append({'provider': card['provider'], 'model': card['model'],
-                     'source': 'override' if card['source'] == 'override' else 'genai-prices',
+                     'source': card['source'],
                      **{label: per_mtok.get(label, '-') for _, label in KINDS}, 'other': '; '.join(other)})
     print(table(rows, ['provider', 'model', 'source', *(label for _, label in KINDS), 'other'],
                 empty='(no models in use yet: `spendgauge prices MODEL` shows any model)'))
