@@ -103,10 +103,10 @@ def _keep_serving_when_the_window_fails() -> None:
     stop_and_exit = core.stop_and_exit
 
     def window_process_ended() -> None:
-        if shown.is_set():
-            stop_and_exit()
-        else:
+        if not shown.is_set():
             _window_failed()
+        elif not (app.is_stopping or app.is_stopped):  # else 'closed' stopped it: its shutdown ends the process
+            stop_and_exit()  # (a second tear-down of NiceGUI's pools, racing the first, fails an assertion)
 
     core.stop_and_exit = window_process_ended
 
